@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Makes sure what `make test` needs is on this machine and running: PostgreSQL, Redis, and
+# Varnish with varnish-modules (xkey) from Debian. Idempotent; prints what it did.
+set -euo pipefail
+
+have() { command -v "$1" >/dev/null 2>&1; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! have varnishd || ! ls /usr/lib/varnish/vmods/libvmod_xkey.so >/dev/null 2>&1; then
+  echo "ensure-services: installing varnish and varnish-modules from Debian"
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq --no-install-recommends varnish varnish-modules >/dev/null
+  # The package starts a system varnishd on :6081; tests start their own on free ports.
+  as_root pkill -x varnishd 2>/dev/null || true
+fi
+
+if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+  echo "ensure-services: starting PostgreSQL"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
+  for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
+fi
+
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  echo "ensure-services: starting Redis"
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  for _ in $(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.5; done
+fi
+echo "ensure-services: PostgreSQL, Redis and Varnish ready"

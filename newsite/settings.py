@@ -1,0 +1,176 @@
+"""newsite settings, read from the environment (django-environ).
+
+Defaults are the embedded `make run` setup: SQLite, Redis at 127.0.0.1:6379 when it answers,
+DEBUG on only when the environment says so. Production (`make up`, deploy/) sets DATABASE_URL to
+PostgreSQL, a real SECRET_KEY and ALLOWED_HOSTS.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env("SECRET_KEY", default="dev-insecure-newsite-key-change-me-in-production-0123456789")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "caching",
+    "articles",
+    "cdn",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "newsite.urls"
+WSGI_APPLICATION = "newsite.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database --------------------------------------------------------------------------------
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # psycopg 3 connection pool (Django >= 5.1). CONN_MAX_AGE must stay 0 with a pool.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DB_POOL_MIN", default=1),
+        "max_size": env.int("DB_POOL_MAX", default=8),
+        "timeout": env.float("DB_POOL_TIMEOUT", default=5.0),
+    }
+    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 3)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis / L2 ------------------------------------------------------------------------------
+# redis-py picks the hiredis parser by itself when hiredis is installed (requirements.txt).
+REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": env("CACHE_KEY_PREFIX", default="newsite"),
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            "SOCKET_CONNECT_TIMEOUT": env.float("REDIS_CONNECT_TIMEOUT", default=0.25),
+            "SOCKET_TIMEOUT": env.float("REDIS_SOCKET_TIMEOUT", default=0.25),
+            "CONNECTION_POOL_KWARGS": {"max_connections": 64, "health_check_interval": 30},
+        },
+    },
+}
+
+# --- The tiered cache (caching/) -------------------------------------------------------------
+# One table per kind of cached data: L2 TTL (seconds) and the HTTP Cache-Control policy
+# (max_age for browsers, s_maxage for the edge, stale-while-revalidate, stale-if-error).
+NEWSITE_CACHE_KINDS = {
+    "article": {"ttl": 3600, "max_age": 60, "s_maxage": 3600, "swr": 60, "sie": 86400},
+    "homepage_feed": {"ttl": 60, "max_age": 30, "s_maxage": 60, "swr": 30, "sie": 3600},
+    "category_feed": {"ttl": 120, "max_age": 30, "s_maxage": 120, "swr": 60, "sie": 3600},
+    "breaking_news": {"ttl": 30, "max_age": 0, "s_maxage": 30, "swr": 10, "sie": 600},
+    "trending": {"ttl": 60, "max_age": 30, "s_maxage": 60, "swr": 30, "sie": 3600},
+    "author": {"ttl": 600, "max_age": 60, "s_maxage": 600, "swr": 60, "sie": 86400},
+    "search_results": {"ttl": 300, "max_age": 60, "s_maxage": 300, "swr": 60, "sie": 3600},
+    "user_profile": {"ttl": 300, "max_age": 0, "s_maxage": 0, "swr": 0, "sie": 0},
+    "negative": {"ttl": 30, "max_age": 30, "s_maxage": 30, "swr": 0, "sie": 0},
+}
+NEWSITE_CACHE = {
+    "L1_TTL": env.int("CACHE_L1_TTL", default=30),
+    "L1_MAX_ENTRIES": env.int("CACHE_L1_MAX_ENTRIES", default=20_000),
+    "L1_MAX_BYTES": env.int("CACHE_L1_MAX_BYTES", default=64 * 1024 * 1024),
+    "TTL_JITTER": 0.1,
+}
+
+# --- Celery ----------------------------------------------------------------------------------
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/1")
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_TIME_LIMIT = 120
+CELERY_TASK_SOFT_TIME_LIMIT = 100
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {}
+
+# --- DRF / OpenAPI ---------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "articles.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+if DEBUG:
+    REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
+SPECTACULAR_SETTINGS = {
+    "TITLE": "newsite API",
+    "DESCRIPTION": "Public, personal and editorial endpoints of the newsite backend.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- Auth, i18n, static ----------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="WARNING")},
+    "loggers": {
+        "newsite": {"level": env("LOG_LEVEL", default="INFO"), "propagate": True},
+        "caching": {"level": env("LOG_LEVEL", default="INFO"), "propagate": True},
+        "cdn": {"level": env("LOG_LEVEL", default="INFO"), "propagate": True},
+    },
+}

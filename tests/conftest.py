@@ -1,0 +1,1 @@
+"""Shared fixtures. Tests run against real PostgreSQL and Redis (see Makefile TEST_ENV)."""
