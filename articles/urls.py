@@ -1,1 +1,27 @@
-urlpatterns = []
+from django.urls import path
+
+from . import api, pages
+
+urlpatterns = [
+    # Public JSON
+    path("api/articles/", api.ArticleListView.as_view(), name="api-articles"),
+    path("api/articles/trending/", api.TrendingView.as_view(), name="api-trending"),
+    path("api/articles/<int:article_id>/", api.ArticleDetailView.as_view(), name="api-article"),
+    path("api/articles/<int:article_id>/views/", api.ArticleViewsView.as_view(), name="api-article-views"),
+    path("api/articles/<int:article_id>/comments/", api.CommentCreateView.as_view(), name="api-article-comments"),
+    path("api/articles/<int:article_id>/like/", api.LikeView.as_view(), name="api-article-like"),
+    path("api/breaking-news/", api.BreakingNewsView.as_view(), name="api-breaking"),
+    path("api/categories/", api.CategoryListView.as_view(), name="api-categories"),
+    path("api/categories/<slug:slug>/articles/", api.CategoryArticlesView.as_view(), name="api-category-articles"),
+    path("api/authors/<int:author_id>/", api.AuthorDetailView.as_view(), name="api-author"),
+    path("api/authors/<int:author_id>/articles/", api.AuthorArticlesView.as_view(), name="api-author-articles"),
+    path("api/search/", api.SearchView.as_view(), name="api-search"),
+    # Personal JSON
+    path("api/user/profile/", api.ProfileView.as_view(), name="api-profile"),
+    path("api/user/feed/", api.UserFeedView.as_view(), name="api-user-feed"),
+    path("api/user/follows/", api.FollowsView.as_view(), name="api-follows"),
+    # HTML
+    path("", pages.home_page, name="home"),
+    path("articles/<slug:slug>/", pages.article_page, name="article"),
+    path("category/<slug:slug>/", pages.category_page, name="category"),
+]

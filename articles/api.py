@@ -1,0 +1,295 @@
+"""JSON API views (DRF). Thin: validate input, call a selector or a service, answer.
+
+Public reads never authenticate (no session is read, so no `Vary: Cookie` and nothing
+user-specific can leak into a public response); personal and editorial views do.
+"""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import permissions, status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import selectors, services
+from .http import json_response, personal
+from .models import Article
+from .serializers import (
+    ArticleWriteSerializer,
+    CommentWriteSerializer,
+    FollowSerializer,
+    PageParams,
+    ProfileWriteSerializer,
+    SearchParams,
+)
+
+PAGE_PARAM = OpenApiParameter("page", OpenApiTypes.INT, description="1-based page number (20 a page)")
+
+
+class IsEditor(permissions.BasePermission):
+    """Staff users (session or DRF token) may write articles."""
+
+    message = "Editorial access requires a staff account."
+
+    def has_permission(self, request, view):
+        return bool(request.user and request.user.is_authenticated and request.user.is_staff)
+
+
+def validated(params_class, request) -> dict:
+    """Only the endpoint's own parameters are read; unknown ones (utm_*, busters) are ignored."""
+    serializer = params_class(data={k: request.query_params[k] for k in params_class().fields if k in request.query_params})
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def found(data):
+    if data is None:
+        raise NotFound()
+    return data
+
+
+class PublicAPIView(APIView):
+    """GET/HEAD only for anonymous readers; no authentication runs."""
+
+    authentication_classes = ()
+    permission_classes = (permissions.AllowAny,)
+
+
+class PersonalAPIView(APIView):
+    permission_classes = (permissions.IsAuthenticated,)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        return personal(super().finalize_response(request, response, *args, **kwargs))
+
+
+# --- public ------------------------------------------------------------------------------------
+
+
+class PublicReadEditorialWriteView(APIView):
+    """Reads are public (no authentication runs); writes need an editor."""
+
+    def _is_read(self) -> bool:
+        request = getattr(self, "request", None)
+        return request is None or request.method in permissions.SAFE_METHODS
+
+    def get_authenticators(self):
+        return [] if self._is_read() else super().get_authenticators()
+
+    def get_permissions(self):
+        return [permissions.AllowAny()] if self._is_read() else [IsEditor()]
+
+
+class ArticleListView(PublicReadEditorialWriteView):
+    """GET: the home feed (public). POST: create an article (editorial)."""
+
+
+    @extend_schema(parameters=[PAGE_PARAM], responses=OpenApiTypes.OBJECT, summary="Home feed")
+    def get(self, request):
+        params = validated(PageParams, request)
+        return json_response(selectors.home_feed(page=params["page"]))
+
+    @extend_schema(request=ArticleWriteSerializer, responses={201: OpenApiTypes.OBJECT}, summary="Create an article")
+    def post(self, request):
+        serializer = ArticleWriteSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        author = data.pop("author", None) or getattr(request.user, "author", None)
+        if author is None:
+            raise ValidationError({"author_id": ["required: this user has no author profile"]})
+        article = _service_call(services.article_create, author=author, **data)
+        return Response(_editorial_view(article), status=status.HTTP_201_CREATED)
+
+
+class ArticleDetailView(PublicReadEditorialWriteView):
+    """GET: a published article (public). PATCH/DELETE: editorial."""
+
+
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Article detail")
+    def get(self, request, article_id: int):
+        return json_response(found(selectors.article_detail(article_id=article_id)))
+
+    @extend_schema(request=ArticleWriteSerializer, responses=OpenApiTypes.OBJECT, summary="Edit an article")
+    def patch(self, request, article_id: int):
+        article = get_object_or_404(Article, pk=article_id)
+        serializer = ArticleWriteSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        article = _service_call(services.article_update, article=article, data=dict(serializer.validated_data))
+        return Response(_editorial_view(article))
+
+    @extend_schema(responses={204: None}, summary="Delete an article")
+    def delete(self, request, article_id: int):
+        article = get_object_or_404(Article, pk=article_id)
+        services.article_delete(article=article)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TrendingView(PublicAPIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Most viewed recently")
+    def get(self, request):
+        return json_response(selectors.trending())
+
+
+class BreakingNewsView(PublicAPIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Breaking news of the last 6 hours")
+    def get(self, request):
+        return json_response(selectors.breaking_news())
+
+
+class CategoryListView(PublicAPIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Categories")
+    def get(self, request):
+        return json_response(selectors.category_list())
+
+
+class CategoryArticlesView(PublicAPIView):
+    @extend_schema(parameters=[PAGE_PARAM], responses=OpenApiTypes.OBJECT, summary="Category feed")
+    def get(self, request, slug: str):
+        params = validated(PageParams, request)
+        return json_response(found(selectors.category_feed(slug=slug, page=params["page"])))
+
+
+class AuthorDetailView(PublicAPIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Author")
+    def get(self, request, author_id: int):
+        return json_response(found(selectors.author_detail(author_id=author_id)))
+
+
+class AuthorArticlesView(PublicAPIView):
+    @extend_schema(parameters=[PAGE_PARAM], responses=OpenApiTypes.OBJECT, summary="Author's articles")
+    def get(self, request, author_id: int):
+        params = validated(PageParams, request)
+        return json_response(found(selectors.author_feed(author_id=author_id, page=params["page"])))
+
+
+class SearchView(PublicAPIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("q", OpenApiTypes.STR, required=True, description="search words"), PAGE_PARAM],
+        responses=OpenApiTypes.OBJECT,
+        summary="Full-text search",
+    )
+    def get(self, request):
+        params = validated(SearchParams, request)
+        return json_response(selectors.search(q=params["q"], page=params["page"]))
+
+
+# --- counters ----------------------------------------------------------------------------------
+
+
+class ArticleViewsView(PublicAPIView):
+    """POST: count one read of a published article. 204, nothing in the body."""
+
+    @extend_schema(request=None, responses={204: None}, summary="Count a view")
+    def post(self, request, article_id: int):
+        if not Article.objects.filter(pk=article_id, status=Article.Status.PUBLISHED).exists():
+            raise NotFound()
+        services.article_register_view(article_id=article_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- personal ----------------------------------------------------------------------------------
+
+
+def _published_article(article_id: int) -> Article:
+    return get_object_or_404(Article, pk=article_id, status=Article.Status.PUBLISHED)
+
+
+class CommentCreateView(PersonalAPIView):
+    @extend_schema(request=CommentWriteSerializer, responses={201: OpenApiTypes.OBJECT}, summary="Comment")
+    def post(self, request, article_id: int):
+        article = _published_article(article_id)
+        serializer = CommentWriteSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        comment = services.comment_create(article=article, user=request.user, body=serializer.validated_data["body"])
+        return Response(
+            {"id": comment.id, "article_id": article.id, "body": comment.body, "created_at": comment.created_at},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class LikeView(PersonalAPIView):
+    @extend_schema(request=None, responses={201: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT}, summary="Like")
+    def post(self, request, article_id: int):
+        article = _published_article(article_id)
+        _, created = services.like_create(article=article, user=request.user)
+        return Response(
+            {"article_id": article.id, "liked": True},
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+    @extend_schema(request=None, responses={204: None}, summary="Unlike")
+    def delete(self, request, article_id: int):
+        article = _published_article(article_id)
+        services.like_delete(article=article, user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ProfileView(PersonalAPIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="My profile")
+    def get(self, request):
+        return Response(selectors.user_profile(user=request.user))
+
+    @extend_schema(request=ProfileWriteSerializer, responses=OpenApiTypes.OBJECT, summary="Edit my profile")
+    def patch(self, request):
+        serializer = ProfileWriteSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        user = _service_call(services.profile_update, user=request.user, data=dict(serializer.validated_data))
+        return Response(selectors.user_profile(user=user))
+
+
+class UserFeedView(PersonalAPIView):
+    @extend_schema(parameters=[PAGE_PARAM], responses=OpenApiTypes.OBJECT, summary="Articles I follow")
+    def get(self, request):
+        params = validated(PageParams, request)
+        return Response(selectors.user_feed(user=request.user, page=params["page"]))
+
+
+class FollowsView(PersonalAPIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="What I follow")
+    def get(self, request):
+        return Response(selectors.user_follows(user=request.user))
+
+    @extend_schema(request=FollowSerializer, responses={201: OpenApiTypes.OBJECT}, summary="Follow")
+    def post(self, request):
+        serializer = FollowSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        follow, created = services.follow_create(user=request.user, **serializer.validated_data)
+        return Response(
+            {"id": follow.id, "author_id": follow.author_id, "category_id": follow.category_id},
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+    @extend_schema(request=FollowSerializer, responses={204: None}, summary="Unfollow")
+    def delete(self, request):
+        serializer = FollowSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        if not services.follow_delete(user=request.user, **serializer.validated_data):
+            raise NotFound("not following that")
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _service_call(service, **kwargs):
+    try:
+        return service(**kwargs)
+    except services.ServiceError as exc:
+        raise ValidationError({"non_field_errors": [str(exc)]}) from exc
+
+
+def _editorial_view(article: Article) -> dict:
+    return {
+        "id": article.id,
+        "title": article.title,
+        "slug": article.slug,
+        "status": article.status,
+        "published_at": article.published_at,
+        "updated_at": article.updated_at,
+        "version": article.version,
+        "author_id": article.author_id,
+        "category_id": article.category_id,
+        "is_breaking": article.is_breaking,
+    }

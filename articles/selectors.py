@@ -1,0 +1,284 @@
+"""Reads. One function per public read, each returning plain data (dicts, lists, str, int, None)
+that can be cached and serialised as is. Nothing here knows about HTTP or the cache tiers.
+
+Costs are noted per function: the page selectors run one query (two for a category or author
+feed, which first resolve the category/author); detail runs one query plus two counts.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.postgres.search import SearchQuery, SearchRank
+from django.db import connection
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
+
+from .models import Article, Author, Category, Comment, Follow, Like
+
+PAGE_SIZE = 20
+BREAKING_WINDOW = timedelta(hours=6)
+BREAKING_LIMIT = 5
+TRENDING_WINDOW = timedelta(days=30)
+TRENDING_LIMIT = 10
+
+_SUMMARY_FIELDS = (
+    "id",
+    "title",
+    "slug",
+    "excerpt",
+    "published_at",
+    "updated_at",
+    "is_breaking",
+    "hero_image_url",
+    "version",
+    "author__id",
+    "author__name",
+    "author__avatar_url",
+    "category__id",
+    "category__name",
+    "category__slug",
+)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def published_articles() -> QuerySet[Article]:
+    return Article.objects.filter(status=Article.Status.PUBLISHED)
+
+
+def _summary(article: Article) -> dict:
+    return {
+        "id": article.id,
+        "title": article.title,
+        "slug": article.slug,
+        "excerpt": article.excerpt,
+        "url": f"/articles/{article.slug}/",
+        "published_at": _iso(article.published_at),
+        "updated_at": _iso(article.updated_at),
+        "is_breaking": article.is_breaking,
+        "hero_image_url": article.hero_image_url,
+        "version": article.version,
+        "author": {"id": article.author.id, "name": article.author.name, "avatar_url": article.author.avatar_url},
+        "category": {"id": article.category.id, "name": article.category.name, "slug": article.category.slug},
+    }
+
+
+def _page(queryset: QuerySet[Article], page: int) -> dict:
+    """One query: PAGE_SIZE + 1 rows tell whether a next page exists without a COUNT."""
+    offset = (page - 1) * PAGE_SIZE
+    rows = list(
+        queryset.select_related("author", "category")
+        .only(*_SUMMARY_FIELDS)
+        .order_by("-published_at", "-id")[offset : offset + PAGE_SIZE + 1]
+    )
+    has_next = len(rows) > PAGE_SIZE
+    items = [_summary(a) for a in rows[:PAGE_SIZE]]
+    return {
+        "page": page,
+        "page_size": PAGE_SIZE,
+        "next": page + 1 if has_next else None,
+        "previous": page - 1 if page > 1 else None,
+        "results": items,
+    }
+
+
+def last_modified_of(items: list[dict]) -> str | None:
+    """The newest `updated_at` among summaries (ISO strings compare in order when all are UTC)."""
+    stamps = [i["updated_at"] for i in items if i.get("updated_at")]
+    return max(stamps) if stamps else None
+
+
+# --- public reads ----------------------------------------------------------------------------
+
+
+def home_feed(*, page: int) -> dict:
+    return _page(published_articles(), page)
+
+
+def article_detail(*, article_id: int) -> dict | None:
+    """A published article with author, category and counts, or None. Three queries."""
+    article = (
+        published_articles()
+        .select_related("author", "category")
+        .filter(pk=article_id)
+        .first()
+    )
+    if article is None:
+        return None
+    return _detail(article)
+
+
+def article_detail_by_slug(*, slug: str) -> dict | None:
+    article = published_articles().select_related("author", "category").filter(slug=slug).first()
+    if article is None:
+        return None
+    return _detail(article)
+
+
+def _detail(article: Article) -> dict:
+    data = _summary(article)
+    data.update(
+        body=article.body,
+        view_count=article.view_count,
+        author={**data["author"], "bio": article.author.bio},
+        comment_count=Comment.objects.filter(article_id=article.id).count(),
+        like_count=Like.objects.filter(article_id=article.id).count(),
+    )
+    return data
+
+
+def article_comments(*, article_id: int, limit: int = 20) -> list[dict]:
+    rows = (
+        Comment.objects.filter(article_id=article_id)
+        .select_related("user")
+        .only("id", "body", "created_at", "user__username")[:limit]
+    )
+    return [{"id": c.id, "user": c.user.username, "body": c.body, "created_at": _iso(c.created_at)} for c in rows]
+
+
+def trending(*, limit: int = TRENDING_LIMIT) -> dict:
+    """Most viewed articles published in the last TRENDING_WINDOW. One query."""
+    since = timezone.now() - TRENDING_WINDOW
+    rows = (
+        published_articles()
+        .filter(published_at__gte=since)
+        .select_related("author", "category")
+        .only(*_SUMMARY_FIELDS, "view_count")
+        .order_by("-view_count", "-published_at")[:limit]
+    )
+    return {"results": [{**_summary(a), "view_count": a.view_count} for a in rows]}
+
+
+def breaking_news() -> dict:
+    """Breaking articles published in the last 6 hours, newest first, at most 5. One query."""
+    since = timezone.now() - BREAKING_WINDOW
+    rows = (
+        published_articles()
+        .filter(is_breaking=True, published_at__gte=since)
+        .select_related("author", "category")
+        .only(*_SUMMARY_FIELDS)
+        .order_by("-published_at", "-id")[:BREAKING_LIMIT]
+    )
+    return {"results": [_summary(a) for a in rows]}
+
+
+def category_list() -> dict:
+    return {"results": [{"id": c.id, "name": c.name, "slug": c.slug} for c in Category.objects.order_by("name")]}
+
+
+def category_by_slug(*, slug: str) -> dict | None:
+    category = Category.objects.filter(slug=slug).first()
+    if category is None:
+        return None
+    return {"id": category.id, "name": category.name, "slug": category.slug}
+
+
+def category_feed(*, slug: str, page: int) -> dict | None:
+    """A category and a page of its articles, or None when the slug is unknown. Two queries."""
+    category = category_by_slug(slug=slug)
+    if category is None:
+        return None
+    return {"category": category, **_page(published_articles().filter(category_id=category["id"]), page)}
+
+
+def author_detail(*, author_id: int) -> dict | None:
+    author = Author.objects.filter(pk=author_id).first()
+    if author is None:
+        return None
+    return {
+        "id": author.id,
+        "name": author.name,
+        "bio": author.bio,
+        "avatar_url": author.avatar_url,
+        "article_count": published_articles().filter(author_id=author.id).count(),
+    }
+
+
+def author_feed(*, author_id: int, page: int) -> dict | None:
+    author = Author.objects.filter(pk=author_id).only("id", "name", "avatar_url").first()
+    if author is None:
+        return None
+    return {
+        "author": {"id": author.id, "name": author.name, "avatar_url": author.avatar_url},
+        **_page(published_articles().filter(author_id=author.id), page),
+    }
+
+
+def search(*, q: str, page: int) -> dict:
+    """Full-text search: PostgreSQL websearch syntax ranked by title > excerpt > body weights;
+    icontains on SQLite. One query."""
+    qs = published_articles()
+    if connection.vendor == "postgresql":
+        query = SearchQuery(q, config="english", search_type="websearch")
+        qs = (
+            qs.filter(search_vector=query)
+            .annotate(rank=SearchRank(F("search_vector"), query))
+            .select_related("author", "category")
+            .only(*_SUMMARY_FIELDS)
+            .order_by("-rank", "-published_at", "-id")
+        )
+    else:
+        qs = (
+            qs.filter(Q(title__icontains=q) | Q(excerpt__icontains=q))
+            .select_related("author", "category")
+            .only(*_SUMMARY_FIELDS)
+            .order_by("-published_at", "-id")
+        )
+    offset = (page - 1) * PAGE_SIZE
+    rows = list(qs[offset : offset + PAGE_SIZE + 1])
+    return {
+        "q": q,
+        "page": page,
+        "page_size": PAGE_SIZE,
+        "next": page + 1 if len(rows) > PAGE_SIZE else None,
+        "previous": page - 1 if page > 1 else None,
+        "results": [_summary(a) for a in rows[:PAGE_SIZE]],
+    }
+
+
+# --- personal reads (never cached under a public key) ------------------------------------------
+
+
+def user_profile(*, user) -> dict:
+    follows = Follow.objects.filter(user=user).values_list("author_id", "category_id")
+    author_id = Author.objects.filter(user=user).values_list("id", flat=True).first()
+    return {
+        "id": user.id,
+        "username": user.username,
+        "email": user.email,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "author_id": author_id,
+        "follows": {
+            "authors": sorted(a for a, _ in follows if a is not None),
+            "categories": sorted(c for _, c in follows if c is not None),
+        },
+    }
+
+
+def user_feed(*, user, page: int) -> dict:
+    """Articles by followed authors or in followed categories, newest first."""
+    follows = Follow.objects.filter(user=user)
+    qs = published_articles().filter(
+        Q(author_id__in=follows.filter(author__isnull=False).values("author_id"))
+        | Q(category_id__in=follows.filter(category__isnull=False).values("category_id"))
+    )
+    return _page(qs, page)
+
+
+def user_follows(*, user) -> dict:
+    rows = Follow.objects.filter(user=user).order_by("-created_at", "-id")
+    return {
+        "results": [
+            {"id": f.id, "author_id": f.author_id, "category_id": f.category_id, "created_at": _iso(f.created_at)}
+            for f in rows
+        ]
+    }
+
+
+def max_page() -> int:
+    return getattr(settings, "NEWSITE_MAX_PAGE", 5000)

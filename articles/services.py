@@ -1,0 +1,166 @@
+"""Writes. Keyword-only, typed, named <entity>_<action>; each runs in one transaction.
+
+Cache invalidation is not called from here: it hangs off the model signals (articles/receivers.py)
+so that the admin, the API, the shell and these services all invalidate the same way, after commit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.text import slugify
+
+from .models import Article, Author, Category, Comment, Follow, Like
+
+ARTICLE_EDITABLE_FIELDS = frozenset(
+    {"title", "slug", "excerpt", "body", "category", "author", "status", "published_at", "is_breaking", "hero_image_url"}
+)
+
+
+class ServiceError(ValueError):
+    """A write refused for a reason the caller can show (becomes a 400)."""
+
+
+def unique_article_slug(title: str, *, exclude_id: int | None = None) -> str:
+    base = slugify(title)[:200] or "article"
+    slug, n = base, 1
+    qs = Article.objects.all()
+    if exclude_id is not None:
+        qs = qs.exclude(pk=exclude_id)
+    while qs.filter(slug=slug).exists():
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+
+
+def _apply_publication_rules(article: Article) -> None:
+    if article.status == Article.Status.PUBLISHED and article.published_at is None:
+        article.published_at = timezone.now()
+
+
+@transaction.atomic
+def article_create(
+    *,
+    author: Author,
+    category: Category,
+    title: str,
+    slug: str = "",
+    excerpt: str = "",
+    body: str = "",
+    status: str = Article.Status.DRAFT,
+    published_at=None,
+    is_breaking: bool = False,
+    hero_image_url: str = "",
+) -> Article:
+    article = Article(
+        author=author,
+        category=category,
+        title=title,
+        slug=slug or unique_article_slug(title),
+        excerpt=excerpt,
+        body=body,
+        status=status,
+        published_at=published_at,
+        is_breaking=is_breaking,
+        hero_image_url=hero_image_url,
+    )
+    _apply_publication_rules(article)
+    try:
+        with transaction.atomic():
+            article.save()
+    except IntegrityError as exc:
+        raise ServiceError(f"an article with slug {article.slug!r} already exists") from exc
+    return article
+
+
+@transaction.atomic
+def article_update(*, article: Article, data: dict[str, Any]) -> Article:
+    """Apply `data` (a subset of ARTICLE_EDITABLE_FIELDS) and save: version + 1."""
+    unknown = set(data) - ARTICLE_EDITABLE_FIELDS
+    if unknown:
+        raise ServiceError(f"fields not editable: {', '.join(sorted(unknown))}")
+    for field, value in data.items():
+        setattr(article, field, value)
+    _apply_publication_rules(article)
+    try:
+        with transaction.atomic():
+            article.save()
+    except IntegrityError as exc:
+        raise ServiceError(f"an article with slug {article.slug!r} already exists") from exc
+    return article
+
+
+def article_publish(*, article: Article) -> Article:
+    return article_update(article=article, data={"status": Article.Status.PUBLISHED})
+
+
+def article_unpublish(*, article: Article) -> Article:
+    return article_update(article=article, data={"status": Article.Status.DRAFT})
+
+
+@transaction.atomic
+def article_delete(*, article: Article) -> None:
+    article.delete()
+
+
+@transaction.atomic
+def comment_create(*, article: Article, user: AbstractBaseUser, body: str) -> Comment:
+    return Comment.objects.create(article=article, user=user, body=body)
+
+
+@transaction.atomic
+def like_create(*, article: Article, user: AbstractBaseUser) -> tuple[Like, bool]:
+    """Like once; liking again is a no-op. Returns (like, created)."""
+    return Like.objects.get_or_create(article=article, user=user)
+
+
+@transaction.atomic
+def like_delete(*, article: Article, user: AbstractBaseUser) -> bool:
+    like = Like.objects.filter(article=article, user=user).first()
+    if like is None:
+        return False
+    like.delete()  # per object, so post_delete receivers run
+    return True
+
+
+@transaction.atomic
+def follow_create(
+    *, user: AbstractBaseUser, author: Author | None = None, category: Category | None = None
+) -> tuple[Follow, bool]:
+    if (author is None) == (category is None):
+        raise ServiceError("follow exactly one of an author or a category")
+    return Follow.objects.get_or_create(user=user, author=author, category=category)
+
+
+@transaction.atomic
+def follow_delete(*, user: AbstractBaseUser, author: Author | None = None, category: Category | None = None) -> bool:
+    if (author is None) == (category is None):
+        raise ServiceError("unfollow exactly one of an author or a category")
+    follow = Follow.objects.filter(user=user, author=author, category=category).first()
+    if follow is None:
+        return False
+    follow.delete()
+    return True
+
+
+PROFILE_EDITABLE_FIELDS = frozenset({"first_name", "last_name", "email"})
+
+
+@transaction.atomic
+def profile_update(*, user: AbstractBaseUser, data: dict[str, Any]) -> AbstractBaseUser:
+    unknown = set(data) - PROFILE_EDITABLE_FIELDS
+    if unknown:
+        raise ServiceError(f"fields not editable: {', '.join(sorted(unknown))}")
+    for field, value in data.items():
+        setattr(user, field, value)
+    user.save(update_fields=list(data) or None)
+    return user
+
+
+def article_register_view(*, article_id: int) -> None:
+    """Count one read. Synchronous UPDATE for now; write-behind through Redis is issue 6."""
+    Article.objects.filter(pk=article_id).update(view_count=F("view_count") + 1)

@@ -1,0 +1,111 @@
+"""Editorial API: staff by session or DRF token; everyone else 401/403."""
+
+import pytest
+from django.core.management import call_command
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from articles.models import Article
+from tests.factories import make_article, make_author, make_category, make_user
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def editor():
+    user = make_user(username="editor", staff=True)
+    make_author(name="Ed Itor", user=user)
+    return user
+
+
+@pytest.fixture
+def token_client(editor):
+    token = Token.objects.create(user=editor)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+def test_create_publish_edit_delete_with_token(token_client):
+    cat = make_category(name="Science")
+    response = token_client.post(
+        "/api/articles/", {"title": "Comet seen", "body": "Bright.", "category_id": cat.id, "status": "published"}, format="json"
+    )
+    assert response.status_code == 201, response.content
+    created = response.json()
+    assert created["slug"] == "comet-seen" and created["version"] == 1 and created["published_at"]
+    article_id = created["id"]
+    assert APIClient().get(f"/api/articles/{article_id}/").json()["title"] == "Comet seen"
+
+    response = token_client.patch(f"/api/articles/{article_id}/", {"title": "Comet seen again"}, format="json")
+    assert response.status_code == 200 and response.json()["version"] == 2
+    assert Article.objects.get(pk=article_id).title == "Comet seen again"
+
+    assert token_client.delete(f"/api/articles/{article_id}/").status_code == 204
+    assert not Article.objects.filter(pk=article_id).exists()
+    assert token_client.delete(f"/api/articles/{article_id}/").status_code == 404
+
+
+def test_session_staff_can_write(editor):
+    client = APIClient()
+    client.force_login(editor)
+    cat = make_category()
+    response = client.post("/api/articles/", {"title": "Via session", "category_id": cat.id}, format="json")
+    assert response.status_code == 201
+
+
+def test_drf_create_token_command(editor, capsys):
+    call_command("drf_create_token", "editor")
+    assert Token.objects.filter(user=editor).exists()
+
+
+def test_anonymous_and_non_staff_are_refused():
+    cat = make_category()
+    article = make_article(category=cat)
+    body = {"title": "Nope", "category_id": cat.id}
+    anonymous = APIClient()
+    assert anonymous.post("/api/articles/", body, format="json").status_code == 401
+    assert anonymous.patch(f"/api/articles/{article.id}/", {"title": "x"}, format="json").status_code == 401
+    assert anonymous.delete(f"/api/articles/{article.id}/").status_code == 401
+    reader = APIClient()
+    reader.force_authenticate(make_user())
+    assert reader.post("/api/articles/", body, format="json").status_code == 403
+    assert reader.delete(f"/api/articles/{article.id}/").status_code == 403
+    assert Article.objects.filter(pk=article.id).exists()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"title": "No category"},
+        {"title": "Bad category", "category_id": 999999},
+        {"title": "Bad status", "category_id": None, "status": "gone"},
+        {"title": "x" * 201, "category_id": None},
+        {"title": "Unknown field", "category_id": None, "colour": "red"},
+    ],
+)
+def test_create_bad_input(token_client, body):
+    cat = make_category()
+    body = {k: (cat.id if k == "category_id" and v is None else v) for k, v in body.items()}
+    response = token_client.post("/api/articles/", body, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid"
+
+
+def test_duplicate_slug_is_400(token_client):
+    cat = make_category()
+    make_article(category=cat, title="Same")
+    Article.objects.filter(title="Same").update(slug="same")
+    response = token_client.post("/api/articles/", {"title": "Other", "slug": "same", "category_id": cat.id}, format="json")
+    assert response.status_code == 400
+
+
+def test_user_without_author_profile_must_name_one():
+    staff = make_user(staff=True)
+    client = APIClient()
+    client.force_authenticate(staff)
+    cat, author = make_category(), make_author()
+    assert client.post("/api/articles/", {"title": "T", "category_id": cat.id}, format="json").status_code == 400
+    response = client.post("/api/articles/", {"title": "T", "category_id": cat.id, "author_id": author.id}, format="json")
+    assert response.status_code == 201
