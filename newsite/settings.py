@@ -38,6 +38,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -113,6 +114,26 @@ NEWSITE_CACHE = {
     "L1_MAX_ENTRIES": env.int("CACHE_L1_MAX_ENTRIES", default=20_000),
     "L1_MAX_BYTES": env.int("CACHE_L1_MAX_BYTES", default=64 * 1024 * 1024),
     "TTL_JITTER": 0.1,
+    # Switches for the benchmark modes: ENABLED=False -> every call goes straight to the loader;
+    # L1_ENABLED=False -> L2 only.
+    "ENABLED": env.bool("CACHE_ENABLED", default=True),
+    "L1_ENABLED": env.bool("CACHE_L1_ENABLED", default=True),
+    "L1_MAX_ITEM_BYTES": 1024 * 1024,
+    # Leases: how long a loader may hold a key, how long the others wait for it.
+    "LEASE_TTL": 10.0,
+    "LEASE_WAIT": 3.0,
+    "XFETCH_BETA": 1.0,
+    # Stale window kept in L2 after the soft expiry: max(swr, sie) of the kind, capped here.
+    "STALE_GRACE_MAX": 3600,
+    # Tag invalidation bookkeeping (see docs/caching.md): how long an invalidation's sequence
+    # number is remembered (longer than any load) and the width of the tag index buckets.
+    "TAG_INVALIDATION_TTL": 600,
+    "TAG_BUCKET_SECONDS": 900,
+    # Circuit breaker in front of Redis.
+    "BREAKER_FAILURES": 3,
+    "BREAKER_RESET": 2.0,
+    # Loader exceptions that serve a stale entry (stale-if-error) instead of propagating.
+    "LOADER_ERRORS": ["django.db.Error"],
 }
 
 # --- Celery ----------------------------------------------------------------------------------
@@ -125,6 +146,41 @@ CELERY_TASK_SOFT_TIME_LIMIT = 100
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {}
+
+# --- CDN purges (cdn/, docs/cdn.md) ----------------------------------------------------------
+# Wagtail-style: alias -> {"BACKEND": dotted path, ...params}. Set CDN_BACKENDS here, or use the
+# env shortcuts below; with none configured, the dummy backend logs purges.
+CDN_BACKENDS = {}
+if env("VARNISH_PURGE_URL", default=""):
+    CDN_BACKENDS["varnish"] = {
+        "BACKEND": "cdn.backends.varnish.VarnishBackend",
+        "LOCATION": env.list("VARNISH_PURGE_URL"),
+        "SOFT": env.bool("VARNISH_SOFT_PURGE", default=False),
+    }
+if env("FASTLY_SERVICE_ID", default="") and env("FASTLY_API_TOKEN", default=""):
+    CDN_BACKENDS["fastly"] = {
+        "BACKEND": "cdn.backends.fastly.FastlyBackend",
+        "SERVICE_ID": env("FASTLY_SERVICE_ID"),
+        "API_TOKEN": env("FASTLY_API_TOKEN"),
+        "SOFT": env.bool("FASTLY_SOFT_PURGE", default=False),
+    }
+if env("CLOUDFLARE_ZONE_ID", default="") and env("CLOUDFLARE_API_TOKEN", default=""):
+    CDN_BACKENDS["cloudflare"] = {
+        "BACKEND": "cdn.backends.cloudflare.CloudflareBackend",
+        "ZONE_ID": env("CLOUDFLARE_ZONE_ID"),
+        "API_TOKEN": env("CLOUDFLARE_API_TOKEN"),
+    }
+if not CDN_BACKENDS:
+    CDN_BACKENDS = {"default": {"BACKEND": "cdn.backends.dummy.DummyBackend"}}
+CDN_OUTBOX = {
+    "BATCH_SIZE": 200,
+    "BACKOFF_BASE": env.float("CDN_OUTBOX_BACKOFF_BASE", default=2.0),
+    "BACKOFF_MAX": 600.0,
+    "MAX_ATTEMPTS": env.int("CDN_OUTBOX_MAX_ATTEMPTS", default=50),
+    "RETAIN_DONE_DAYS": 7,
+}
+CELERY_BEAT_SCHEDULE["cdn-outbox-redrive"] = {"task": "cdn.purge_outbox_redrive", "schedule": 30.0}
+CELERY_BEAT_SCHEDULE["cdn-outbox-prune"] = {"task": "cdn.purge_outbox_prune", "schedule": 3600.0}
 
 # --- DRF / OpenAPI ---------------------------------------------------------------------------
 REST_FRAMEWORK = {

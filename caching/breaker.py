@@ -1,0 +1,72 @@
+"""A circuit breaker in front of a tier (Redis). Only named exceptions count as failures.
+
+closed -> (BREAKER_FAILURES consecutive connection/timeout errors) -> open: calls skip the tier
+without touching the network for BREAKER_RESET seconds -> half-open: exactly one caller probes;
+success closes, failure re-opens. Cost when closed: one attribute read before and one after the
+call.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from caching import metrics
+
+logger = logging.getLogger(__name__)
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+
+
+class CircuitBreaker:
+    def __init__(self, tier: str, *, failures: int, reset_after: float):
+        self.tier = tier
+        self.threshold = max(1, failures)
+        self.reset_after = reset_after
+        self.state = CLOSED
+        self.failures = 0
+        self.opened_at = 0.0
+        self.open_count = 0
+        self._lock = threading.Lock()
+        self._gauge = metrics.BREAKER_OPEN.labels(tier)
+        self._gauge.set(0)
+
+    def allow(self) -> bool:
+        """True if the caller may use the tier now (closed, or the one half-open probe)."""
+        if self.state == CLOSED:
+            return True
+        with self._lock:
+            now = time.monotonic()
+            if now - self.opened_at >= self.reset_after:
+                # This caller is the probe; a probe that never reports is retried next period.
+                self.state = HALF_OPEN
+                self.opened_at = now
+                return True
+            return False
+
+    def success(self) -> None:
+        if self.state == CLOSED and not self.failures:
+            return
+        with self._lock:
+            if self.state != CLOSED:
+                logger.warning("cache tier %s is back: circuit breaker closed", self.tier)
+                self._gauge.set(0)
+            self.state = CLOSED
+            self.failures = 0
+
+    def failure(self, exc: BaseException) -> None:
+        with self._lock:
+            self.failures += 1
+            if self.state == HALF_OPEN or (self.state == CLOSED and self.failures >= self.threshold):
+                if self.state == CLOSED:
+                    logger.error(
+                        "cache tier %s failing (%s): circuit breaker open for %.1fs", self.tier, exc, self.reset_after
+                    )
+                self.state = OPEN
+                self.opened_at = time.monotonic()
+                self.open_count += 1
+                self._gauge.set(1)
+
+    def snapshot(self) -> dict:
+        return {"state": self.state, "consecutive_failures": self.failures, "times_opened": self.open_count}

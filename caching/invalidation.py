@@ -1,0 +1,59 @@
+"""Tag invalidation: the write side.
+
+`invalidate_tags(tags)` acts now: L2 (invalidate.lua: O(tags x buckets + deleted values), one
+round trip), this process's L1, and every other process's L1 through the pub/sub broadcast.
+`invalidate_tags_on_commit(tags)` does the same after the current transaction commits (a rollback
+invalidates nothing) - the variant services should use.
+
+`on_invalidate` is the registration point for other tiers (the CDN outbox): each callable gets
+the frozenset of tags, synchronously, inside the caller's transaction, so outbox rows commit or
+roll back with the change. Both functions call the hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from django.db import transaction
+
+from caching import conf, core
+
+on_invalidate: list[Callable[[frozenset[str]], None]] = []
+
+
+def _tagset(tags: Iterable[str] | str) -> frozenset[str]:
+    if isinstance(tags, str):
+        tags = (tags,)
+    return frozenset(t for t in tags if t)
+
+
+def _run_hooks(tagset: frozenset[str]) -> None:
+    for hook in list(on_invalidate):
+        hook(tagset)
+
+
+def invalidate_app_tiers(tagset: Iterable[str]) -> None:
+    """L2 + every process's L1, now, without the on_invalidate hooks."""
+    tags = sorted(_tagset(tagset))
+    if not tags or not conf.get().enabled:
+        return
+    core.current().invalidate(tags)
+
+
+def invalidate_tags(tags: Iterable[str] | str) -> frozenset[str]:
+    """Invalidate now (unsafe inside a transaction that may roll back or whose readers could
+    refill from the old snapshot: prefer invalidate_tags_on_commit). Returns the tag set."""
+    tagset = _tagset(tags)
+    if tagset:
+        _run_hooks(tagset)
+        invalidate_app_tiers(tagset)
+    return tagset
+
+
+def invalidate_tags_on_commit(tags: Iterable[str] | str, *, using: str | None = None) -> frozenset[str]:
+    """Hooks now (inside the transaction), app tiers after commit. Returns the tag set."""
+    tagset = _tagset(tags)
+    if tagset:
+        _run_hooks(tagset)
+        transaction.on_commit(lambda: invalidate_app_tiers(tagset), using=using)
+    return tagset

@@ -1,0 +1,128 @@
+"""Every cache key string is built here (Zulip's `<thing>_cache_key()` habit).
+
+Two layers:
+
+- *logical* keys, what callers pass to `fetch()`: "<prefix>:<parts>". The part before the first
+  colon is the key prefix used as the `prefix` label of the metrics, so keep it a fixed word.
+  User input (search queries, slugs) is hashed so keys stay short and safe.
+- *physical* Redis keys, built from a logical key and the CACHES KEY_PREFIX (the raw client does
+  not apply Django's prefix). All of them share "<KEY_PREFIX>:nc:" so test runs and sites sharing
+  one Redis never collide. Pub/sub ignores db indexes, so the channel carries the prefix too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from caching import conf
+
+# Bump when the stored envelope format changes: old entries are then simply never read.
+ENVELOPE_VERSION = "1"
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def key_prefix_of(key: str) -> str:
+    """The metrics label of a logical key: its first colon-separated word."""
+    head, _, _ = key.partition(":")
+    return head
+
+
+# --- Logical keys for data sets (selectors) ----------------------------------------------------
+
+
+def article_key(article_id: int) -> str:
+    return f"article:{int(article_id)}"
+
+
+def article_slug_key(slug: str) -> str:
+    return f"article_slug:{_digest(slug)}"
+
+
+def home_feed_key(page: int) -> str:
+    return f"home_feed:{int(page)}"
+
+
+def category_list_key() -> str:
+    return "category_list"
+
+
+def category_key(slug: str) -> str:
+    return f"category:{_digest(slug)}"
+
+
+def category_feed_key(category_id: int, page: int) -> str:
+    return f"category_feed:{int(category_id)}:{int(page)}"
+
+
+def author_key(author_id: int) -> str:
+    return f"author:{int(author_id)}"
+
+
+def author_articles_key(author_id: int, page: int) -> str:
+    return f"author_articles:{int(author_id)}:{int(page)}"
+
+
+def trending_key() -> str:
+    return "trending"
+
+
+def breaking_key() -> str:
+    return "breaking"
+
+
+def search_key(query: str, page: int) -> str:
+    normalized = " ".join(query.lower().split())
+    return f"search:{_digest(normalized)}:{int(page)}"
+
+
+def user_profile_key(user_id: int) -> str:
+    return f"user_profile:{int(user_id)}"
+
+
+# --- Response keys (issue 4: HTTP response caching) --------------------------------------------
+# The lead adds the response-key builders here.
+
+
+# --- Physical Redis keys (internal to caching/) ------------------------------------------------
+
+
+def _root() -> str:
+    return f"{conf.get().key_prefix}:nc{ENVELOPE_VERSION}"
+
+
+def value_key(key: str) -> str:
+    """The Redis string holding the envelope of a logical key."""
+    return f"{_root()}:v:{key}"
+
+
+def lease_key(key: str) -> str:
+    """The Redis string holding the lease token of the process loading a key."""
+    return f"{_root()}:l:{key}"
+
+
+def sequence_key() -> str:
+    """The global invalidation sequence (an integer that only grows)."""
+    return f"{_root()}:seq"
+
+
+def tag_invalidated_key(tag: str) -> str:
+    """Sequence number of the latest invalidation of a tag (expires after TAG_INVALIDATION_TTL)."""
+    return f"{_root()}:ti:{tag}"
+
+
+def tag_bucket_key(tag: str, bucket: int) -> str:
+    """Set of value keys carrying `tag` whose hard expiry falls in time bucket `bucket`."""
+    return f"{_root()}:tk:{tag}:{bucket}"
+
+
+def invalidation_channel() -> str:
+    """Pub/sub channel of L1 invalidations (pub/sub ignores db indexes: the prefix isolates)."""
+    return f"{_root()}:inval"
+
+
+def subscriber_client_name(pid: int) -> str:
+    """CLIENT SETNAME of a process's subscription connection (ops and tests find it by name)."""
+    return f"{conf.get().key_prefix}-l1sub-{pid}"

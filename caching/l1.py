@@ -1,0 +1,221 @@
+"""L1: the per-process tier, on cachetools.
+
+A `TLRUCache` (least recently used, per-entry expiry) bounded by bytes (cachetools' maxsize with
+getsizeof) and by entry count (checked on insert), behind one lock. Next to it:
+
+- a tag index (tag -> keys) so a broadcast invalidation removes exactly the tagged entries,
+  O(tagged entries), and is kept in step on eviction and expiry;
+- the latest invalidation sequence seen per tag, so a fill that started before an invalidation
+  that already reached this process is refused (`put` returns False) - the L1 half of the
+  stale-set protection (the Redis half is lua/fill.lua);
+- an epoch, bumped by `clear()` (lost subscription): fills that started before are refused too.
+
+Byte accounting is an estimate: the pickled size of the value plus a fixed per-entry and per-tag
+overhead. Values are shared, not copied: callers must treat them as immutable.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from cachetools import Cache, TLRUCache, TTLCache
+
+ENTRY_OVERHEAD = 320  # the entry object, key string, LRU/heap bookkeeping (measured, rounded up)
+TAG_OVERHEAD = 120  # one tag-index reference
+TAG_SEQ_MAX = 100_000
+
+HIT_L1, HIT_L2, MISS, STALE = "HIT-L1", "HIT-L2", "MISS", "STALE"
+
+
+class Fetched:
+    """What fetch() returns: the value, which tier served it and when it was filled (epoch s)."""
+
+    __slots__ = ("value", "source", "filled_at")
+
+    def __init__(self, value, source: str, filled_at: float):
+        self.value = value
+        self.source = source
+        self.filled_at = filled_at
+
+    def __repr__(self):
+        return f"Fetched(source={self.source!r}, filled_at={self.filled_at:.3f}, value={self.value!r:.60})"
+
+
+class L1Entry(Fetched):
+    """An L1 entry is itself the Fetched returned on an L1 hit (no allocation on the hot path)."""
+
+    __slots__ = ("tags", "nbytes", "expires", "stats")
+
+    def __init__(self, value, filled_at: float, tags: tuple, nbytes: int, expires: float, stats):
+        super().__init__(value, HIT_L1, filled_at)
+        self.tags = tags
+        self.nbytes = nbytes
+        self.expires = expires  # time.monotonic() deadline
+        self.stats = stats
+
+
+def _ttu(_key, entry, _now):
+    return entry.expires
+
+
+def _sizeof(entry) -> int:
+    return entry.nbytes
+
+
+class _Store(TLRUCache):
+    """TLRUCache that also bounds the entry count and reports removals to the tag index."""
+
+    def __init__(self, owner: L1, max_bytes: int, max_entries: int):
+        super().__init__(maxsize=max_bytes, ttu=_ttu, timer=time.monotonic, getsizeof=_sizeof)
+        self._owner = owner
+        self._max_entries = max_entries
+
+    def __setitem__(self, key, value):
+        while Cache.__len__(self) >= self._max_entries:
+            self.popitem()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key):
+        entry = Cache.__getitem__(self, key)
+        self._owner._unindex(key, entry)
+        try:
+            super().__delitem__(key)
+        except KeyError:  # cachetools raises after removing an already-expired item
+            pass
+
+    def expire(self, time=None):
+        expired = super().expire(time)
+        for key, entry in expired:
+            self._owner._unindex(key, entry)
+        return expired
+
+
+class L1:
+    def __init__(self, *, max_bytes: int, max_entries: int, max_item_bytes: int, tag_seq_ttl: float):
+        self.max_bytes = max_bytes
+        self.max_entries = max_entries
+        self.max_item_bytes = min(max_item_bytes, max_bytes)
+        self._lock = threading.Lock()
+        self._store = _Store(self, max_bytes, max_entries)
+        self._index: dict[str, set[str]] = {}
+        self._tag_seq = TTLCache(maxsize=TAG_SEQ_MAX, ttl=tag_seq_ttl)
+        self.seen_seq = 0
+        self.epoch = 0
+        self.clears = 0
+        self.removed_by_tag = 0
+        self.refused_fills = 0
+
+    # --- hot path ---------------------------------------------------------------------------
+
+    def get(self, key: str) -> L1Entry | None:
+        """The live entry of `key` or None. Cost: one lock and a dict lookup (~1 us)."""
+        with self._lock:
+            try:
+                return self._store[key]
+            except KeyError:
+                return None
+
+    # --- fills --------------------------------------------------------------------------------
+
+    def since(self) -> tuple[int, int]:
+        """Mark taken before reading L2: pass it to put() to refuse fills overtaken by an
+        invalidation (or a clear) that arrived meanwhile."""
+        return self.seen_seq, self.epoch
+
+    def put(self, key: str, entry: L1Entry, since_seq: int, epoch: int) -> bool:
+        """Store `entry` unless a tag of it was invalidated after `since_seq` or L1 was cleared
+        since `epoch`. Returns whether it was stored."""
+        if entry.nbytes > self.max_item_bytes:
+            return False
+        with self._lock:
+            if epoch != self.epoch:
+                self.refused_fills += 1
+                return False
+            tag_seq = self._tag_seq
+            for tag in entry.tags:
+                if tag_seq.get(tag, 0) > since_seq:
+                    self.refused_fills += 1
+                    return False
+            store = self._store
+            if key in store:
+                del store[key]
+            store[key] = entry
+            index = self._index
+            for tag in entry.tags:
+                keys = index.get(tag)
+                if keys is None:
+                    index[tag] = {key}
+                else:
+                    keys.add(key)
+            return True
+
+    def _unindex(self, key: str, entry: L1Entry) -> None:
+        index = self._index
+        for tag in entry.tags:
+            keys = index.get(tag)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del index[tag]
+
+    # --- invalidation -------------------------------------------------------------------------
+
+    def invalidate(self, seq: int | None, tags) -> int:
+        """Drop every entry carrying one of `tags` and remember the sequence number of this
+        invalidation (None: local-only, Redis unreachable). Returns how many entries went."""
+        removed = 0
+        with self._lock:
+            if seq is not None:
+                if seq > self.seen_seq:
+                    self.seen_seq = seq
+                tag_seq = self._tag_seq
+                for tag in tags:
+                    if tag_seq.get(tag, 0) < seq:
+                        tag_seq[tag] = seq
+            store = self._store
+            for tag in tags:
+                keys = self._index.get(tag)
+                if not keys:
+                    continue
+                for key in list(keys):
+                    try:
+                        del store[key]
+                        removed += 1
+                    except KeyError:
+                        pass
+            self.removed_by_tag += removed
+        return removed
+
+    def clear(self) -> None:
+        """Drop everything and refuse fills that started before (lost subscription)."""
+        with self._lock:
+            self._store.clear()
+            self._index.clear()
+            self.epoch += 1
+            self.clears += 1
+
+    # --- introspection ------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._store)
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return self._store.currsize
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return {
+                "entries": len(self._store),
+                "bytes": self._store.currsize,
+                "max_entries": self.max_entries,
+                "max_bytes": self.max_bytes,
+                "tags_indexed": len(self._index),
+                "clears": self.clears,
+                "removed_by_tag": self.removed_by_tag,
+                "refused_fills": self.refused_fills,
+                "seen_sequence": self.seen_seq,
+            }

@@ -1,0 +1,140 @@
+"""Prometheus metrics of the cache and the CDN (SPEC section 7), and in-process counters.
+
+prometheus-client picks its multiprocess value class by itself when PROMETHEUS_MULTIPROC_DIR is
+set (gunicorn); the /metrics view then aggregates with MultiProcessCollector. Gauges declare how
+processes combine. Label children are bound once per key prefix (`PrefixStats`), so the hot path
+never does a label lookup.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from prometheus_client import Counter, Gauge, Histogram
+
+CACHE_REQUESTS = Counter(
+    "newsite_cache_requests_total",
+    "Cache lookups by tier (l1, l2), logical key prefix and result (hit, miss, stale).",
+    ["tier", "prefix", "result"],
+)
+CACHE_LOADS = Counter("newsite_cache_loads_total", "Loader (source) calls by key prefix.", ["prefix"])
+CACHE_LOAD_SECONDS = Histogram(
+    "newsite_cache_load_seconds",
+    "Duration of loader calls by key prefix.",
+    ["prefix"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+CACHE_INVALIDATIONS = Counter(
+    "newsite_cache_invalidations_total",
+    "Invalidations by kind: tag (L2, per tag), l1_message (broadcasts applied), l1_flush "
+    "(whole L1 cleared after a lost subscription), rejected_fill (stale sets refused), failed.",
+    ["kind"],
+)
+CDN_PURGES = Counter("newsite_cdn_purges_total", "CDN purge calls by backend and result.", ["backend", "result"])
+OUTBOX_PENDING = Gauge(
+    "newsite_outbox_pending", "CDN purge outbox rows not delivered yet.", multiprocess_mode="mostrecent"
+)
+BREAKER_OPEN = Gauge(
+    "newsite_breaker_open", "1 while the circuit breaker of a tier is open.", ["tier"], multiprocess_mode="livemax"
+)
+
+_MAX_PREFIXES = 200
+OTHER_PREFIX = "other"
+
+
+class PrefixStats:
+    """Counters of one logical key prefix: plain ints for /health/cache/ plus bound children."""
+
+    __slots__ = (
+        "prefix", "l1_hit", "l1_miss", "l2_hit", "l2_miss", "l2_stale", "loads",
+        "_l1_hit", "_l1_miss", "_l2_hit", "_l2_miss", "_l2_stale", "_loads", "_load_seconds",
+    )
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self.l1_hit = self.l1_miss = self.l2_hit = self.l2_miss = self.l2_stale = self.loads = 0
+        self._l1_hit = CACHE_REQUESTS.labels("l1", prefix, "hit")
+        self._l1_miss = CACHE_REQUESTS.labels("l1", prefix, "miss")
+        self._l2_hit = CACHE_REQUESTS.labels("l2", prefix, "hit")
+        self._l2_miss = CACHE_REQUESTS.labels("l2", prefix, "miss")
+        self._l2_stale = CACHE_REQUESTS.labels("l2", prefix, "stale")
+        self._loads = CACHE_LOADS.labels(prefix)
+        self._load_seconds = CACHE_LOAD_SECONDS.labels(prefix)
+
+    # Plain int += may lose a count under thread races; these feed a health page, not billing.
+    def hit_l1(self) -> None:
+        self.l1_hit += 1
+        self._l1_hit.inc()
+
+    def miss_l1(self) -> None:
+        self.l1_miss += 1
+        self._l1_miss.inc()
+
+    def hit_l2(self) -> None:
+        self.l2_hit += 1
+        self._l2_hit.inc()
+
+    def miss_l2(self) -> None:
+        self.l2_miss += 1
+        self._l2_miss.inc()
+
+    def stale_l2(self) -> None:
+        self.l2_stale += 1
+        self._l2_stale.inc()
+
+    def loaded(self, seconds: float) -> None:
+        self.loads += 1
+        self._loads.inc()
+        self._load_seconds.observe(seconds)
+
+    def as_dict(self) -> dict:
+        l1_total = self.l1_hit + self.l1_miss
+        l2_total = self.l2_hit + self.l2_miss + self.l2_stale
+        return {
+            "l1": {"hit": self.l1_hit, "miss": self.l1_miss, "hit_ratio": _ratio(self.l1_hit, l1_total)},
+            "l2": {
+                "hit": self.l2_hit,
+                "miss": self.l2_miss,
+                "stale": self.l2_stale,
+                "hit_ratio": _ratio(self.l2_hit + self.l2_stale, l2_total),
+            },
+            "loads": self.loads,
+        }
+
+
+def _ratio(part: int, total: int) -> float | None:
+    return round(part / total, 4) if total else None
+
+
+_prefix_stats: dict[str, PrefixStats] = {}
+_prefix_lock = threading.Lock()
+
+
+def stats_for(prefix: str) -> PrefixStats:
+    """The PrefixStats of a key prefix (created once; unknown prefixes beyond 200 share 'other')."""
+    stats = _prefix_stats.get(prefix)
+    if stats is None:
+        with _prefix_lock:
+            stats = _prefix_stats.get(prefix)
+            if stats is None:
+                if len(_prefix_stats) >= _MAX_PREFIXES:
+                    prefix = OTHER_PREFIX
+                    stats = _prefix_stats.get(prefix)
+                if stats is None:
+                    stats = _prefix_stats[prefix] = PrefixStats(prefix)
+    return stats
+
+
+def all_prefix_stats() -> dict[str, PrefixStats]:
+    return dict(_prefix_stats)
+
+
+def count_invalidation(kind: str, amount: int = 1) -> None:
+    CACHE_INVALIDATIONS.labels(kind).inc(amount)
+
+
+def reset_local_counters() -> None:
+    """Zero the in-process ints (after fork, a child starts its own counts). Prometheus values
+    are left alone: in multiprocess mode each pid has its own files already."""
+    for stats in _prefix_stats.values():
+        stats.l1_hit = stats.l1_miss = stats.l2_hit = stats.l2_miss = stats.l2_stale = stats.loads = 0

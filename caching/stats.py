@@ -1,0 +1,44 @@
+"""In-process cache statistics for /health/cache/ (per process: each gunicorn worker answers
+for itself; Prometheus has the cluster-wide view)."""
+
+from __future__ import annotations
+
+import os
+
+from caching import conf, core, metrics
+
+
+def _ratio(part: int, total: int) -> float | None:
+    return round(part / total, 4) if total else None
+
+
+def snapshot() -> dict:
+    """JSON-ready dict: hit ratio per tier and per key prefix, L1 size and bytes, breaker state,
+    subscription state. Cheap (no Redis call)."""
+    cfg = conf.get()
+    proc = core.current()
+    prefixes = metrics.all_prefix_stats()
+    l1_hit = sum(s.l1_hit for s in prefixes.values())
+    l1_miss = sum(s.l1_miss for s in prefixes.values())
+    l2_hit = sum(s.l2_hit + s.l2_stale for s in prefixes.values())
+    l2_total = l2_hit + sum(s.l2_miss for s in prefixes.values())
+    sub = proc.subscriber
+    return {
+        "pid": os.getpid(),
+        "enabled": cfg.enabled,
+        "l1_enabled": cfg.l1_enabled,
+        "tiers": {
+            "l1": {"hit": l1_hit, "miss": l1_miss, "hit_ratio": _ratio(l1_hit, l1_hit + l1_miss)},
+            "l2": {"hit": l2_hit, "lookups": l2_total, "hit_ratio": _ratio(l2_hit, l2_total)},
+            "loads": sum(s.loads for s in prefixes.values()),
+        },
+        "prefixes": {name: s.as_dict() for name, s in sorted(prefixes.items())},
+        "l1": proc.l1.snapshot() if proc.l1 is not None else None,
+        "subscription": {
+            "subscribed": bool(sub and sub.subscribed.is_set()),
+            "messages": sub.messages if sub else 0,
+            "drops": sub.drops if sub else 0,
+        },
+        "breaker": {"l2": proc.l2.breaker.snapshot()},
+        "pending_invalidations": len(proc.pending_tags),
+    }

@@ -1,0 +1,51 @@
+"""Every tag string is built here (SPEC section 4). Tags name what a cached value depends on;
+the same strings go to L2 tag indexes, L1 broadcasts and the CDN (Surrogate-Key / Cache-Tag)."""
+
+from __future__ import annotations
+
+ARTICLES = "articles"
+FEED_HOME = "feed:home"
+TRENDING = "trending"
+BREAKING = "breaking"
+SEARCH = "search"
+
+
+def articles_tag() -> str:
+    return ARTICLES
+
+
+def home_feed_tag() -> str:
+    return FEED_HOME
+
+
+def article_tag(article_id: int) -> str:
+    return f"article:{int(article_id)}"
+
+
+def author_tag(author_id: int) -> str:
+    return f"author:{int(author_id)}"
+
+
+def category_tag(category_id: int | str) -> str:
+    return f"category:{category_id}"
+
+
+def category_feed_tag(category_id: int | str) -> str:
+    return f"feed:category:{category_id}"
+
+
+def trending_tag() -> str:
+    return TRENDING
+
+
+def breaking_tag() -> str:
+    return BREAKING
+
+
+def search_tag() -> str:
+    return SEARCH
+
+
+def article_tags(article_ids) -> list[str]:
+    """One `article:{id}` tag per item of a list response."""
+    return [article_tag(i) for i in article_ids]
