@@ -1,0 +1,135 @@
+"""The backend contract: purge_tags(tags) and purge_urls(urls), batched within provider limits.
+
+A backend raises PurgeError when the provider did not confirm a purge; the outbox then keeps the
+rows pending and retries them with backoff. Purges are idempotent, so retrying a batch that was
+partly delivered is safe.
+"""
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from functools import cached_property
+
+from django.core.exceptions import ImproperlyConfigured
+
+logger = logging.getLogger("cdn")
+
+
+class PurgeError(Exception):
+    """The provider did not confirm a purge. retry_after: seconds it asked us to wait, if any."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def chunked(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    """Yield lists of at most `size` items, in order."""
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class BaseBackend:
+    """Base class: loops over provider-sized batches; subclasses send one batch."""
+
+    #: Most tags / URLs the provider accepts in one call.
+    max_tags_per_call = 256
+    max_urls_per_call = 30
+
+    def __init__(self, *, alias: str, params: dict):
+        self.alias = alias
+        self.params = params
+        self.timeout = float(params.get("TIMEOUT", 5.0))
+
+    def purge_tags(self, tags: Iterable[str]) -> int:
+        """Purge every object carrying any of `tags`. Returns the number of provider calls."""
+        calls = 0
+        for batch in chunked(sorted(set(tags)), self.max_tags_per_call):
+            self.purge_tag_batch(batch)
+            calls += 1
+        return calls
+
+    def purge_urls(self, urls: Iterable[str]) -> int:
+        """Purge these absolute URLs. Returns the number of provider calls."""
+        calls = 0
+        for batch in chunked(sorted(set(urls)), self.max_urls_per_call):
+            self.purge_url_batch(batch)
+            calls += 1
+        return calls
+
+    def purge_tag_batch(self, tags: list[str]) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement purge_tag_batch(tags).")
+
+    def purge_url_batch(self, urls: list[str]) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement purge_url_batch(urls).")
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.alias!r}>"
+
+
+class HTTPBackend(BaseBackend):
+    """A backend speaking HTTP with `requests`: lazy session, 429 Retry-After, errors as PurgeError.
+
+    A 429 whose Retry-After is at most RETRY_AFTER_MAX_WAIT seconds (default 5) is waited out in
+    place, up to 3 times per call; a longer one becomes a PurgeError carrying retry_after, so the
+    outbox schedules the rows no earlier than the provider asked.
+    """
+
+    def __init__(self, *, alias: str, params: dict):
+        super().__init__(alias=alias, params=params)
+        self.retry_after_max_wait = float(params.get("RETRY_AFTER_MAX_WAIT", 5.0))
+
+    @cached_property
+    def session(self):
+        # Built on first use, in the process that uses it (fork-safe).
+        import requests
+
+        return requests.Session()
+
+    def require(self, name: str) -> str:
+        value = self.params.get(name)
+        if not value:
+            raise ImproperlyConfigured(f"CDN backend {self.alias!r} ({type(self).__name__}) needs {name}.")
+        return value
+
+    def send(self, method: str, url: str, **kwargs):
+        """Send one request; return the response if 2xx, else raise PurgeError."""
+        import requests
+
+        for _ in range(4):
+            try:
+                response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+            except requests.RequestException as exc:
+                raise PurgeError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+            if response.status_code == 429:
+                retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+                if retry_after <= self.retry_after_max_wait:
+                    logger.info("cdn %s: 429, retrying in %.1fs", self.alias, retry_after)
+                    time.sleep(retry_after)
+                    continue
+                raise PurgeError(f"{method} {url}: 429 Too Many Requests", retry_after=retry_after)
+            if 200 <= response.status_code < 300:
+                return response
+            raise PurgeError(f"{method} {url}: HTTP {response.status_code}: {response.text[:300]}")
+        raise PurgeError(f"{method} {url}: still 429 after waiting", retry_after=self.retry_after_max_wait)
+
+
+def _retry_after_seconds(value: str | None) -> float:
+    """Retry-After as seconds (delta-seconds or an HTTP date); 1 s when absent or unreadable."""
+    if not value:
+        return 1.0
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return 1.0

@@ -1,0 +1,211 @@
+"""The purge outbox: enqueue in the writer's transaction, drain after commit, re-drive what is left.
+
+Guarantees (docs/cdn.md): a purge row commits or rolls back with the change that caused it; it is
+delivered at least once to its backend (purges are idempotent); a broker or CDN outage only delays
+it. Rows record attempts, last error and when they will be tried again.
+"""
+
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from cdn.backends import PurgeError, get_backends
+from cdn.metrics import CDN_PURGES, OUTBOX_PENDING
+from cdn.models import PurgeOutbox
+
+logger = logging.getLogger("cdn")
+
+DEFAULTS = {
+    "BATCH_SIZE": 200,  # rows locked and merged per backend call
+    "BACKOFF_BASE": 2.0,  # seconds before the 2nd attempt; doubles each time
+    "BACKOFF_MAX": 600.0,  # cap between attempts
+    "MAX_ATTEMPTS": 50,  # then the row is marked dead (still in the admin, can be retried); 0 = never
+    "RETAIN_DONE_DAYS": 7,  # delivered rows older than this are pruned
+}
+
+
+def outbox_setting(name):
+    return {**DEFAULTS, **getattr(settings, "CDN_OUTBOX", {})}[name]
+
+
+def _broker_errors() -> tuple[type[BaseException], ...]:
+    import kombu.exceptions
+    import redis.exceptions
+
+    return (
+        kombu.exceptions.OperationalError,
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+        OSError,
+    )
+
+
+# --- Writing ---------------------------------------------------------------------------------
+
+
+def enqueue_purge(tags, *, urls=()) -> list[int]:
+    """Write one outbox row per configured backend in the current transaction; drain on commit.
+
+    Returns the new row ids ([] when there is nothing to purge). Costs one INSERT. If the broker
+    is unreachable at commit, the rows stay pending and the re-drive delivers them.
+    """
+    tags = sorted({str(tag) for tag in tags if tag})
+    urls = sorted({str(url) for url in urls if url})
+    if not tags and not urls:
+        return []
+    now = timezone.now()
+    rows = PurgeOutbox.objects.bulk_create(
+        [
+            PurgeOutbox(backend=alias, tags=tags, urls=urls, next_attempt_at=now, created_at=now)
+            for alias in get_backends()
+        ]
+    )
+    ids = [row.pk for row in rows]
+    transaction.on_commit(partial(schedule_drain, ids))
+    return ids
+
+
+def schedule_drain(ids=None, *, countdown: float | None = None) -> bool:
+    """Send purge_outbox_drain(ids) to the broker. False (logged) if the broker is unreachable."""
+    from cdn.tasks import purge_outbox_drain
+
+    try:
+        purge_outbox_drain.apply_async(
+            args=(list(ids),) if ids is not None else (),
+            countdown=countdown,
+            retry=True,
+            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
+        )
+    except _broker_errors() as exc:
+        logger.warning("cdn outbox: broker unreachable (%s); rows %s stay pending for the re-drive", exc, ids)
+        return False
+    return True
+
+
+# --- Delivering ------------------------------------------------------------------------------
+
+
+@dataclass
+class DrainReport:
+    delivered: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    dead: list[int] = field(default_factory=list)
+    retry_in: float | None = None  # seconds until the earliest failed row is due again
+
+
+def backoff_seconds(attempts: int) -> float:
+    """Delay after the `attempts`-th failed attempt: base * 2**(attempts-1), capped, +-10% jitter."""
+    delay = min(outbox_setting("BACKOFF_MAX"), outbox_setting("BACKOFF_BASE") * 2 ** max(0, attempts - 1))
+    return delay * random.uniform(0.9, 1.1)
+
+
+def drain_outbox(ids=None) -> DrainReport:
+    """Deliver pending, due rows (only `ids` if given), per backend, in merged batches.
+
+    Rows are locked with SELECT ... FOR UPDATE SKIP LOCKED, so concurrent drains never deliver
+    the same row twice and never wait for each other; the lock is held during the provider call
+    (bounded by the backends' timeouts). A backend that fails stops its loop for this run.
+    """
+    report = DrainReport()
+    backends = get_backends()
+    pending = PurgeOutbox.objects.filter(
+        status=PurgeOutbox.Status.PENDING, next_attempt_at__lte=timezone.now()
+    )
+    if ids is not None:
+        pending = pending.filter(pk__in=list(ids))
+    aliases = set(pending.order_by().values_list("backend", flat=True).distinct())
+    for alias in sorted(aliases):
+        _drain_backend(alias, backends.get(alias), ids, report)
+    update_pending_gauge()
+    return report
+
+
+def _drain_backend(alias, backend, ids, report: DrainReport) -> None:
+    batch_size = outbox_setting("BATCH_SIZE")
+    while True:
+        with transaction.atomic():
+            now = timezone.now()
+            qs = PurgeOutbox.objects.select_for_update(skip_locked=True).filter(
+                status=PurgeOutbox.Status.PENDING, backend=alias, next_attempt_at__lte=now
+            )
+            if ids is not None:
+                qs = qs.filter(pk__in=list(ids))
+            rows = list(qs.order_by("pk")[:batch_size])
+            if not rows:
+                return
+            if backend is None:
+                _record_failure(rows, f"no CDN backend {alias!r} is configured", None, report, dead=True)
+                continue
+            tags = sorted({tag for row in rows for tag in row.tags})
+            urls = sorted({url for row in rows for url in row.urls})
+            try:
+                if tags:
+                    backend.purge_tags(tags)
+                if urls:
+                    backend.purge_urls(urls)
+            except PurgeError as exc:
+                logger.warning("cdn %s: purge of %d rows failed: %s", alias, len(rows), exc)
+                _record_failure(rows, str(exc), exc.retry_after, report)
+                return
+            pks = [row.pk for row in rows]
+            PurgeOutbox.objects.filter(pk__in=pks).update(
+                status=PurgeOutbox.Status.DONE, delivered_at=now, attempts=F("attempts") + 1
+            )
+            CDN_PURGES.labels(backend=alias, result="ok").inc()
+            report.delivered.extend(pks)
+        if len(rows) < batch_size:
+            return
+
+
+def _record_failure(rows, error, retry_after, report: DrainReport, *, dead=False) -> None:
+    now = timezone.now()
+    max_attempts = outbox_setting("MAX_ATTEMPTS")
+    results = set()
+    for row in rows:
+        row.attempts += 1
+        row.last_error = error[:2000]
+        delay = max(retry_after or 0.0, backoff_seconds(row.attempts))
+        row.next_attempt_at = now + timedelta(seconds=delay)
+        if dead or (max_attempts and row.attempts >= max_attempts):
+            row.status = PurgeOutbox.Status.DEAD
+            report.dead.append(row.pk)
+            results.add("dead")
+        else:
+            report.failed.append(row.pk)
+            report.retry_in = delay if report.retry_in is None else min(report.retry_in, delay)
+            results.add("error")
+    PurgeOutbox.objects.bulk_update(rows, ["attempts", "last_error", "next_attempt_at", "status"])
+    for result in results:  # one count per failed call (and per batch given up)
+        CDN_PURGES.labels(backend=rows[0].backend, result=result).inc()
+
+
+def retry_now(queryset) -> int:
+    """Make rows pending and due now (admin action); drains them after commit. Returns the count."""
+    ids = list(queryset.values_list("pk", flat=True))
+    PurgeOutbox.objects.filter(pk__in=ids).update(
+        status=PurgeOutbox.Status.PENDING, next_attempt_at=timezone.now()
+    )
+    transaction.on_commit(partial(schedule_drain, ids))
+    return len(ids)
+
+
+def update_pending_gauge() -> int:
+    """Set newsite_outbox_pending from the database (one COUNT on the partial index)."""
+    count = PurgeOutbox.objects.filter(status=PurgeOutbox.Status.PENDING).count()
+    OUTBOX_PENDING.set(count)
+    return count
+
+
+def prune_delivered(days: int | None = None) -> int:
+    """Delete delivered rows older than `days` (RETAIN_DONE_DAYS). Returns how many."""
+    days = outbox_setting("RETAIN_DONE_DAYS") if days is None else days
+    cutoff = timezone.now() - timedelta(days=days)
+    deleted, _ = PurgeOutbox.objects.filter(status=PurgeOutbox.Status.DONE, created_at__lt=cutoff).delete()
+    return deleted

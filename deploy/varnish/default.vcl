@@ -1,0 +1,183 @@
+# newsite edge: Varnish 7.1 with vmod xkey (Debian: varnish + varnish-modules).
+#
+# - Objects are indexed by the app's Surrogate-Key tags (copied into xkey); cdn/backends/varnish.py
+#   purges them with `PURGE /` + an `xkey: tag tag ...` header (hard) or `xkey-softpurge: ...` (soft).
+# - PURGE is accepted only from the `purgers` ACL (localhost). Anything in front of Varnish (nginx)
+#   must not forward PURGE: to Varnish, proxied clients look local.
+# - Grace: stale-while-revalidate from the response; stale-if-error when a fetch fails.
+# - Query strings normalised like the app does: tracking parameters dropped, the rest sorted.
+# - Cookies ignored on public GETs; /admin/, /api/user/ and Authorization never cached.
+# - Surrogate-Key, Cache-Tag and xkey are stripped before the client; X-Cache-Edge: HIT | MISS.
+#
+# The backend port below is the only line tests and deploy/varnish/run-varnishd.sh rewrite.
+vcl 4.1;
+
+import std;
+import xkey;
+
+backend default {
+    .host = "127.0.0.1";
+    .port = "8000";
+    .connect_timeout = 1s;
+    .first_byte_timeout = 30s;
+    .between_bytes_timeout = 10s;
+}
+
+acl purgers {
+    "127.0.0.1";
+    "::1";
+}
+
+sub vcl_recv {
+    if (req.restarts == 0) {
+        # Internal flags: never trust them from a client.
+        unset req.http.X-Edge-Fresh;
+        unset req.http.X-Edge-Stale;
+    }
+
+    # One cache entry per host, whatever port the client named.
+    if (req.http.Host) {
+        set req.http.Host = regsub(req.http.Host, ":[0-9]+$", "");
+    }
+
+    if (req.method == "PURGE") {
+        if (client.ip !~ purgers) {
+            return (synth(405, "PURGE not allowed from " + client.ip));
+        }
+        if (req.http.xkey) {
+            set req.http.X-Edge-Gone = xkey.purge(req.http.xkey);
+            return (synth(200, "Purged " + req.http.X-Edge-Gone + " objects"));
+        }
+        if (req.http.xkey-softpurge) {
+            set req.http.X-Edge-Gone = xkey.softpurge(req.http.xkey-softpurge);
+            return (synth(200, "Soft-purged " + req.http.X-Edge-Gone + " objects"));
+        }
+        # No tag header: purge this URL (all its variants).
+        return (purge);
+    }
+
+    if (req.method != "GET" && req.method != "HEAD") {
+        # Editorial and personal writes go straight to the app.
+        return (pass);
+    }
+
+    # Query strings, like the app's cache keys: drop tracking parameters, sort the rest.
+    if (req.url ~ "\?") {
+        set req.url = regsuball(req.url,
+            "(?<=[?&])(utm_[A-Za-z0-9_]*|fbclid|gclid|dclid|gbraid|wbraid|msclkid|mc_cid|mc_eid|_ga|_gl|igshid|yclid|_hsenc|_hsmi|ref_src)(=[^&]*)?(&|$)",
+            "");
+        set req.url = regsub(req.url, "[?&]+$", "");
+        set req.url = std.querysort(req.url);
+    }
+
+    # Never cached: the admin, personal endpoints, anything authenticated.
+    if (req.url ~ "^/admin(/|$)" || req.url ~ "^/api/user(/|$)" || req.http.Authorization) {
+        return (pass);
+    }
+
+    # Public pages and API reads are identical for every reader: cookies are ignored there.
+    if (req.url ~ "^/(\?|$)" || req.url ~ "^/articles/" || req.url ~ "^/category/"
+        || req.url ~ "^/api/") {
+        unset req.http.Cookie;
+    }
+
+    if (req.http.X-Edge-Fresh) {
+        # Restarted from vcl_hit: the copy is past stale-while-revalidate; fetch a fresh one.
+        set req.grace = 0s;
+    } elsif (req.http.X-Edge-Stale) {
+        # That fetch failed: any copy within the object's grace (stale-if-error) will do.
+        set req.grace = 3650d;
+    }
+    return (hash);
+}
+
+sub vcl_hit {
+    # Past stale-while-revalidate, only stale-if-error allows serving this copy: try a fresh
+    # fetch first (vcl_synth comes back here with X-Edge-Stale set if that fetch fails).
+    if (obj.ttl <= 0s && !req.http.X-Edge-Stale
+        && obj.ttl + std.duration(obj.http.X-Edge-SWR, 0s) <= 0s) {
+        set req.http.X-Edge-Fresh = "1";
+        return (restart);
+    }
+    return (deliver);
+}
+
+sub vcl_backend_response {
+    if (bereq.uncacheable) {
+        return (deliver);
+    }
+    if (beresp.status >= 500) {
+        # A background refresh or a forced-fresh fetch that fails keeps the stale copy.
+        if (bereq.is_bgfetch || bereq.http.X-Edge-Fresh) {
+            return (abandon);
+        }
+        set beresp.ttl = 0s;
+        set beresp.uncacheable = true;
+        return (deliver);
+    }
+
+    if (bereq.url ~ "^/(\?|$)" || bereq.url ~ "^/articles/" || bereq.url ~ "^/category/"
+        || (bereq.url ~ "^/api/" && bereq.url !~ "^/api/user(/|$)")) {
+        if (beresp.http.Cache-Control !~ "(private|no-store|no-cache)") {
+            # Public and identical for everyone: a stray cookie must not make it uncacheable.
+            unset beresp.http.Set-Cookie;
+        }
+    }
+
+    # Index by the app's tags (space- or comma-separated).
+    if (beresp.http.Surrogate-Key) {
+        set beresp.http.xkey = beresp.http.Surrogate-Key;
+    } elsif (beresp.http.Cache-Tag) {
+        set beresp.http.xkey = beresp.http.Cache-Tag;
+    }
+
+    # Grace: stale-while-revalidate (default 10s) is served while refreshing in the background;
+    # stale-if-error extends how long a stale copy may be served when fetches fail.
+    set beresp.http.X-Edge-SWR = "10s";
+    if (beresp.http.Cache-Control ~ "stale-while-revalidate=[0-9]+") {
+        set beresp.http.X-Edge-SWR = regsub(beresp.http.Cache-Control,
+            "^.*stale-while-revalidate=([0-9]+).*$", "\1s");
+    }
+    set beresp.grace = std.duration(beresp.http.X-Edge-SWR, 10s);
+    if (beresp.http.Cache-Control ~ "stale-if-error=[0-9]+") {
+        if (std.duration(regsub(beresp.http.Cache-Control, "^.*stale-if-error=([0-9]+).*$", "\1s"), 0s)
+            > beresp.grace) {
+            set beresp.grace = std.duration(
+                regsub(beresp.http.Cache-Control, "^.*stale-if-error=([0-9]+).*$", "\1s"), 0s);
+        }
+    }
+    return (deliver);
+}
+
+sub vcl_backend_error {
+    if (bereq.is_bgfetch || bereq.http.X-Edge-Fresh) {
+        return (abandon);
+    }
+    return (deliver);
+}
+
+sub vcl_synth {
+    # A forced-fresh fetch failed: serve the stale copy if stale-if-error still covers it.
+    if (req.http.X-Edge-Fresh && !req.http.X-Edge-Stale && resp.status == 503 && req.restarts < 3) {
+        unset req.http.X-Edge-Fresh;
+        set req.http.X-Edge-Stale = "1";
+        return (restart);
+    }
+    set resp.http.X-Cache-Edge = "MISS";
+    return (deliver);
+}
+
+sub vcl_deliver {
+    if (obj.hits > 0) {
+        set resp.http.X-Cache-Edge = "HIT";
+    } else {
+        set resp.http.X-Cache-Edge = "MISS";
+    }
+    unset resp.http.xkey;
+    unset resp.http.Surrogate-Key;
+    unset resp.http.Cache-Tag;
+    unset resp.http.X-Edge-SWR;
+    unset resp.http.Via;
+    unset resp.http.X-Varnish;
+    return (deliver);
+}

@@ -1,0 +1,246 @@
+"""Test servers for tests/cdn: a tiny origin, a fake CDN API, and a real varnishd.
+
+All bind 127.0.0.1 on free ports and are stopped by the fixtures that start them.
+"""
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_VCL = REPO / "deploy" / "varnish" / "default.vcl"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+class _Quiet(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+
+class Server:
+    """A ThreadingHTTPServer in a daemon thread; stop() closes it."""
+
+    def __init__(self, handler_cls):
+        self.port = free_port()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), handler_cls)
+        self.httpd.daemon_threads = True
+        self.httpd.owner = self
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+# --- The origin: pages whose body, tags and Cache-Control the test sets ----------------------
+
+
+class _OriginHandler(_Quiet):
+    def do_GET(self):
+        origin = self.server.owner
+        with origin.lock:
+            origin.requests.append(self.path)
+            status, page = origin.lookup(self.path)
+        body = page["body"].encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", page["cache_control"])
+        if page["tags"]:
+            self.send_header("Surrogate-Key", " ".join(page["tags"]))
+            self.send_header("Cache-Tag", ",".join(page["tags"]))
+        for name, value in page.get("headers", {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class Origin(Server):
+    """Serves pages set with origin.page(path, body, tags); counts requests per path."""
+
+    PUBLIC = "public, max-age=60, s-maxage=300, stale-while-revalidate=30, stale-if-error=600"
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.pages = {}
+        self.requests = []
+        self.failing = False
+        super().__init__(_OriginHandler)
+
+    def page(self, path, body, tags=(), cache_control=PUBLIC, headers=None):
+        with self.lock:
+            self.pages[path] = {
+                "body": body,
+                "tags": list(tags),
+                "cache_control": cache_control,
+                "headers": headers or {},
+            }
+
+    def lookup(self, path):
+        if self.failing:
+            return 500, {"body": "origin down", "tags": [], "cache_control": "no-store"}
+        page = self.pages.get(path)
+        if page is None:
+            return 404, {"body": "not found", "tags": [], "cache_control": "no-store"}
+        return 200, page
+
+    def hits(self, path):
+        with self.lock:
+            return self.requests.count(path)
+
+
+# --- A fake CDN API: records requests, answers from a script of statuses ---------------------
+
+
+class _ApiHandler(_Quiet):
+    def do_POST(self):
+        api = self.server.owner
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        with api.lock:
+            status = api.script.pop(0) if api.script else 200
+            api.calls.append(
+                {
+                    "method": "POST",
+                    "path": self.path,
+                    "headers": dict(self.headers),
+                    "body": json.loads(raw) if raw else None,
+                    "status": status,
+                }
+            )
+        body = json.dumps({"success": status == 200, "status": "ok" if status == 200 else "error"}).encode()
+        self.send_response(status)
+        if status == 429:
+            self.send_header("Retry-After", api.retry_after)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class FakeApi(Server):
+    """calls: every request; script: statuses to answer in order (then 200)."""
+
+    def __init__(self, script=(), retry_after="1"):
+        self.lock = threading.Lock()
+        self.calls = []
+        self.script = list(script)
+        self.retry_after = retry_after
+        super().__init__(_ApiHandler)
+
+    def accepted(self):
+        with self.lock:
+            return [call for call in self.calls if call["status"] == 200]
+
+
+# --- A real varnishd running deploy/varnish/default.vcl ----------------------------------------
+
+
+def render_vcl(backend_port: int, *, purgers=None) -> str:
+    """default.vcl with the backend port (and optionally the purge ACL) replaced."""
+    vcl = DEFAULT_VCL.read_text()
+    vcl, n = re.subn(r'(\n    \.port = )"8000";', rf'\1"{backend_port}";', vcl)
+    assert n == 1, "default.vcl: backend port line not found"
+    if purgers is not None:
+        entries = "".join(f'    "{address}";\n' for address in purgers)
+        vcl, n = re.subn(r"acl purgers \{\n(.*?)\}", "acl purgers {\n" + entries + "}", vcl, flags=re.S)
+        assert n == 1, "default.vcl: acl purgers not found"
+    return vcl
+
+
+class Varnish:
+    """varnishd -F on a free port in front of 127.0.0.1:backend_port; stop()/start() keep the port."""
+
+    def __init__(self, backend_port: int, *, purgers=None):
+        self.port = free_port()
+        self.admin_port = free_port()
+        self.workdir = Path(tempfile.mkdtemp(prefix="newsite-varnish-"))
+        self.workdir.chmod(0o755)  # varnishd's child runs as an unprivileged user
+        self.vcl = self.workdir / "test.vcl"
+        self.vcl.write_text(render_vcl(backend_port, purgers=purgers))
+        self.log = self.workdir / "varnishd.log"
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [
+                "varnishd",
+                "-F",
+                "-a",
+                f"127.0.0.1:{self.port}",
+                "-T",
+                f"127.0.0.1:{self.admin_port}",
+                "-f",
+                str(self.vcl),
+                "-n",
+                str(self.workdir / "n"),
+                "-s",
+                "malloc,64m",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=self.log.open("wb"),
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"varnishd exited: {self.log.read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"varnishd did not listen on {self.port}: {self.log.read_text()[-2000:]}")
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.proc = None
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def get(self, path, **kwargs):
+        return requests.get(self.url + path, timeout=10, **kwargs)

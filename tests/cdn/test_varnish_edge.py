@@ -1,0 +1,153 @@
+"""deploy/varnish/default.vcl in a real varnishd, in front of a small origin (tests/cdn/servers.py)."""
+
+import http.client
+import time
+
+import pytest
+
+from cdn.backends.varnish import VarnishBackend
+from tests.cdn.servers import Varnish
+
+pytestmark = pytest.mark.slow
+
+
+def wait_until(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_miss_then_hit_and_tag_headers_stripped(origin, varnish):
+    origin.page("/api/articles/12/", "v1", tags=["articles", "article:12", "author:3"])
+
+    first = varnish.get("/api/articles/12/")
+    second = varnish.get("/api/articles/12/")
+
+    assert (first.status_code, first.text, first.headers["X-Cache-Edge"]) == (200, "v1", "MISS")
+    assert (second.text, second.headers["X-Cache-Edge"]) == ("v1", "HIT")
+    assert origin.hits("/api/articles/12/") == 1
+    for name in ("Surrogate-Key", "Cache-Tag", "xkey", "X-Edge-SWR"):
+        assert name not in second.headers
+
+
+def test_purge_of_a_tag_through_the_backend_makes_next_get_fresh(origin, varnish):
+    origin.page("/api/articles/12/", "title one", tags=["article:12", "author:3"])
+    origin.page("/api/articles/", "feed with title one", tags=["articles", "feed:home", "article:12"])
+    origin.page("/api/articles/13/", "other", tags=["article:13", "author:3"])
+    for path in ("/api/articles/12/", "/api/articles/", "/api/articles/13/"):
+        varnish.get(path)
+    origin.page("/api/articles/12/", "title two", tags=["article:12", "author:3"])
+    origin.page("/api/articles/", "feed with title two", tags=["articles", "feed:home", "article:12"])
+
+    backend = VarnishBackend(alias="edge", params={"LOCATION": varnish.url})
+    assert backend.purge_tags(["article:12"]) == 1
+
+    detail, feed, other = (
+        varnish.get(p) for p in ("/api/articles/12/", "/api/articles/", "/api/articles/13/")
+    )
+    assert (detail.text, detail.headers["X-Cache-Edge"]) == ("title two", "MISS")
+    assert (feed.text, feed.headers["X-Cache-Edge"]) == ("feed with title two", "MISS")
+    assert other.headers["X-Cache-Edge"] == "HIT"  # untouched tag stays cached
+
+
+def test_purge_of_a_url(origin, varnish):
+    origin.page("/articles/hello/", "old")
+    varnish.get("/articles/hello/")
+    origin.page("/articles/hello/", "new")
+
+    VarnishBackend(alias="edge", params={"LOCATION": varnish.url}).purge_urls(
+        ["http://127.0.0.1/articles/hello/"]
+    )
+
+    assert varnish.get("/articles/hello/").text == "new"
+
+
+def test_soft_purge_serves_stale_once_then_fresh(origin, varnish):
+    origin.page("/category/world/", "old", tags=["feed:category:4"])
+    varnish.get("/category/world/")
+    origin.page("/category/world/", "new", tags=["feed:category:4"])
+
+    VarnishBackend(alias="edge", params={"LOCATION": varnish.url, "SOFT": True}).purge_tags(
+        ["feed:category:4"]
+    )
+
+    # Within stale-while-revalidate: the stale copy is served while a background fetch refreshes it.
+    assert varnish.get("/category/world/").text == "old"
+    assert wait_until(lambda: varnish.get("/category/world/").text == "new")
+
+
+def test_purge_refused_outside_the_acl(origin):
+    # Same VCL, ACL narrowed to 127.0.0.1 only: a purger on 127.0.0.2 is outside it.
+    edge = Varnish(origin.port, purgers=["127.0.0.1"]).start()
+    try:
+        origin.page("/api/articles/1/", "cached", tags=["article:1"])
+        edge.get("/api/articles/1/")
+
+        conn = http.client.HTTPConnection("127.0.0.1", edge.port, timeout=5, source_address=("127.0.0.2", 0))
+        conn.request("PURGE", "/", headers={"xkey": "article:1"})
+        refused = conn.getresponse()
+        conn.close()
+        assert refused.status == 405
+        assert edge.get("/api/articles/1/").headers["X-Cache-Edge"] == "HIT"
+
+        VarnishBackend(alias="edge", params={"LOCATION": edge.url}).purge_tags(["article:1"])
+        assert edge.get("/api/articles/1/").headers["X-Cache-Edge"] == "MISS"
+    finally:
+        edge.close()
+
+
+def test_query_strings_normalised(origin, varnish):
+    origin.page("/api/search/?page=2&q=rust", "results")
+
+    first = varnish.get("/api/search/?utm_source=x&q=rust&page=2&fbclid=abc")
+    variants = [
+        "/api/search/?page=2&q=rust",
+        "/api/search/?q=rust&page=2",
+        "/api/search/?gclid=1&page=2&utm_medium=mail&q=rust&utm_campaign=c",
+    ]
+    results = [varnish.get(path) for path in variants]
+
+    assert (first.status_code, first.headers["X-Cache-Edge"]) == (200, "MISS")
+    assert [r.headers["X-Cache-Edge"] for r in results] == ["HIT", "HIT", "HIT"]
+    assert origin.requests == ["/api/search/?page=2&q=rust"]  # the app saw one normalised URL
+
+
+def test_cookies_ignored_on_public_paths_but_private_paths_never_cached(origin, varnish):
+    origin.page("/articles/a/", "public page", headers={"Set-Cookie": "csrftoken=x; Path=/"})
+    origin.page("/admin/", "admin", cache_control="public, s-maxage=300")
+    origin.page("/api/user/profile/", "me", cache_control="public, s-maxage=300")
+    origin.page("/api/articles/1/", "detail", tags=["article:1"])
+
+    varnish.get("/articles/a/", cookies={"sessionid": "abc"})
+    again = varnish.get("/articles/a/", cookies={"sessionid": "def"})
+    assert again.headers["X-Cache-Edge"] == "HIT"
+    assert "Set-Cookie" not in again.headers
+
+    for path in ("/admin/", "/api/user/profile/"):
+        varnish.get(path)
+        assert varnish.get(path).headers["X-Cache-Edge"] == "MISS"
+    assert origin.hits("/admin/") == 2 and origin.hits("/api/user/profile/") == 2
+
+    varnish.get("/api/articles/1/")
+    authorized = varnish.get("/api/articles/1/", headers={"Authorization": "Token abc"})
+    assert authorized.headers["X-Cache-Edge"] == "MISS"  # passed to the app, not served from cache
+
+
+def test_stale_if_error_and_fresh_fetch_after_the_revalidate_window(origin, varnish):
+    policy = "public, max-age=0, s-maxage=1, stale-while-revalidate=1, stale-if-error=300"
+    origin.page("/api/articles/5/", "v1", tags=["article:5"], cache_control=policy)
+    varnish.get("/api/articles/5/")
+    time.sleep(2.2)  # past s-maxage and stale-while-revalidate
+
+    origin.failing = True
+    stale = varnish.get("/api/articles/5/")
+    assert (stale.status_code, stale.text) == (200, "v1")  # stale-if-error covers it
+
+    origin.failing = False
+    origin.page("/api/articles/5/", "v2", tags=["article:5"], cache_control=policy)
+    time.sleep(2.2)
+    fresh = varnish.get("/api/articles/5/")
+    assert (fresh.status_code, fresh.text) == (200, "v2")  # healthy origin: no stale past the window
