@@ -182,41 +182,6 @@ CDN_OUTBOX = {
 CELERY_BEAT_SCHEDULE["cdn-outbox-redrive"] = {"task": "cdn.purge_outbox_redrive", "schedule": 30.0}
 CELERY_BEAT_SCHEDULE["cdn-outbox-prune"] = {"task": "cdn.purge_outbox_prune", "schedule": 3600.0}
 
-# --- CDN purges (cdn/, docs/cdn.md) ----------------------------------------------------------
-# Wagtail-style: alias -> {"BACKEND": dotted path, ...params}. Set CDN_BACKENDS here, or use the
-# env shortcuts below; with none configured, the dummy backend logs purges.
-CDN_BACKENDS = {}
-if env("VARNISH_PURGE_URL", default=""):
-    CDN_BACKENDS["varnish"] = {
-        "BACKEND": "cdn.backends.varnish.VarnishBackend",
-        "LOCATION": env.list("VARNISH_PURGE_URL"),
-        "SOFT": env.bool("VARNISH_SOFT_PURGE", default=False),
-    }
-if env("FASTLY_SERVICE_ID", default="") and env("FASTLY_API_TOKEN", default=""):
-    CDN_BACKENDS["fastly"] = {
-        "BACKEND": "cdn.backends.fastly.FastlyBackend",
-        "SERVICE_ID": env("FASTLY_SERVICE_ID"),
-        "API_TOKEN": env("FASTLY_API_TOKEN"),
-        "SOFT": env.bool("FASTLY_SOFT_PURGE", default=False),
-    }
-if env("CLOUDFLARE_ZONE_ID", default="") and env("CLOUDFLARE_API_TOKEN", default=""):
-    CDN_BACKENDS["cloudflare"] = {
-        "BACKEND": "cdn.backends.cloudflare.CloudflareBackend",
-        "ZONE_ID": env("CLOUDFLARE_ZONE_ID"),
-        "API_TOKEN": env("CLOUDFLARE_API_TOKEN"),
-    }
-if not CDN_BACKENDS:
-    CDN_BACKENDS = {"default": {"BACKEND": "cdn.backends.dummy.DummyBackend"}}
-CDN_OUTBOX = {
-    "BATCH_SIZE": 200,
-    "BACKOFF_BASE": env.float("CDN_OUTBOX_BACKOFF_BASE", default=2.0),
-    "BACKOFF_MAX": 600.0,
-    "MAX_ATTEMPTS": env.int("CDN_OUTBOX_MAX_ATTEMPTS", default=50),
-    "RETAIN_DONE_DAYS": 7,
-}
-CELERY_BEAT_SCHEDULE["cdn-outbox-redrive"] = {"task": "cdn.purge_outbox_redrive", "schedule": 30.0}
-CELERY_BEAT_SCHEDULE["cdn-outbox-prune"] = {"task": "cdn.purge_outbox_prune", "schedule": 3600.0}
-
 # --- DRF / OpenAPI ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
