@@ -239,14 +239,16 @@ class Seeder:
     def _articles(self, categories, authors) -> list["PlannedArticle"]:
         """Plans every article (ids, dates, popularity), then writes them in id order."""
         rng, n, anchor = self.rng, self.n, self.anchor
-        n_recent = min(40, max(5, n // 1200))  # published within the last 5 hours
-        n_breaking = max(2, n_recent // 3)
+        n_recent = min(n, 40, max(5, n // 1200))  # published within the last 5 hours
+        n_breaking = min(n_recent, max(2, n_recent // 3))
+        older = range(n_recent, n)
+        drafts = set(rng.sample(older, min(len(older), max(1, round(n * DRAFT_SHARE)))))
         plan = []
         for i in range(n):
             if i < n_recent:
                 plan.append(PlannedArticle(anchor - timedelta(seconds=rng.uniform(60, 5 * 3600)), True))
                 plan[-1].is_breaking = i < n_breaking
-            elif rng.random() < DRAFT_SHARE:
+            elif i in drafts:
                 plan.append(PlannedArticle(anchor - timedelta(days=rng.uniform(0.3, 30)), False))
             else:
                 plan.append(PlannedArticle(anchor - timedelta(days=rng.uniform(0.25, 365)), True))
