@@ -1,0 +1,69 @@
+"""`python -m bench` / `make bench BENCH_ARGS="..."`: the side-by-side benchmark (SPEC section 8).
+
+Examples:
+  make bench                                         # everything, 10 s per mode x workload
+  python -m bench --scenario throughput --modes floor,l1l2 --workloads hot --duration 5
+  python -m bench --scenario servers                 # gunicorn sync vs gthread vs granian
+  python -m bench --smoke --articles 2000 --database-url postgres://127.0.0.1:5432/newsite_bench_smoke
+"""
+
+import argparse
+import sys
+
+from bench.run import MODES, WORKLOADS, run
+
+SCENARIOS = ("throughput", "coldkey", "freshness", "servers")
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scenario", default="all",
+                   help=f"all, or a comma list of {', '.join(SCENARIOS)} (default all)")
+    p.add_argument("--modes", default=",".join(MODES), help=f"comma list of {', '.join(MODES)}")
+    p.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma list of {', '.join(WORKLOADS)}")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds measured per mode x workload (10)")
+    p.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up before each measurement (3)")
+    p.add_argument("--rounds", type=int, default=1, help="interleaved rounds; the median round is reported")
+    p.add_argument("--connections", type=int, default=16, help="wrk connections (16)")
+    p.add_argument("--cold-clients", type=int, default=256, help="concurrent clients of the cold-key scenario")
+    p.add_argument("--fresh-iterations", type=int, default=20, help="writes timed by the freshness scenario")
+    p.add_argument("--server", default="gunicorn-sync", choices=("gunicorn-sync", "gunicorn-gthread", "granian"))
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--threads", type=int, default=4, help="threads per worker (gthread, granian)")
+    p.add_argument("--articles", type=int, default=50_000, help="demo articles seeded once (50000)")
+    p.add_argument("--database-url", default="postgres://127.0.0.1:5432/newsite_bench")
+    p.add_argument("--redis", choices=("private", "shared"), default="private",
+                   help="private: a redis-server of the run's own (exact commandstats); shared: --redis-url")
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/6")
+    p.add_argument("--celery-url", default="redis://127.0.0.1:6379/7")
+    p.add_argument("--key-prefix", default="newsite-bench")
+    p.add_argument("--out-dir", default="bench/results")
+    p.add_argument("--name", default=None, help="scenario name in the results file name")
+    p.add_argument("--smoke", action="store_true", help="2 s per measurement, 1 s warm-up, 5 freshness writes")
+    opts = p.parse_args(argv)
+    opts.argv_text = " ".join(argv)
+    opts.scenarios = SCENARIOS if opts.scenario == "all" else tuple(s.strip() for s in opts.scenario.split(","))
+    opts.modes = tuple(m.strip() for m in opts.modes.split(","))
+    opts.workloads = tuple(w.strip() for w in opts.workloads.split(","))
+    for name, allowed, given in (("scenario", SCENARIOS, opts.scenarios), ("mode", MODES, opts.modes),
+                                 ("workload", WORKLOADS, opts.workloads)):
+        bad = [g for g in given if g not in allowed]
+        if bad:
+            p.error(f"unknown {name}: {', '.join(bad)}")
+    if "floor" not in opts.modes:
+        opts.modes = ("floor", *opts.modes)
+    if opts.smoke:
+        opts.duration, opts.warmup, opts.fresh_iterations = 2.0, 1.0, 5
+    opts.scenario_name = opts.name or ("bench" if opts.scenario == "all" else opts.scenario.replace(",", "+"))
+    if opts.smoke:
+        opts.scenario_name += "-smoke"
+    return opts
+
+
+def main(argv=None) -> int:
+    return run(parse(sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Counter snapshots taken around each measurement; deltas are divided by wrk's request count.
+
+- DB queries: bench_db_queries_total from the servers' multiprocess metric files (an execute
+  wrapper in every worker), cross-checked once per run against pg_stat_database.
+- Redis commands: INFO commandstats of the private redis-server (the harness's own INFO calls
+  are excluded).
+- Cache results per tier: newsite_cache_requests_total{tier,prefix,result} and
+  newsite_cache_loads_total from the same metric files, when the cache library exports them.
+- Edge: varnishstat MAIN.cache_hit / cache_miss / cache_hitpass.
+"""
+
+import json
+import shutil
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import redis
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
+
+
+def prom_samples(metrics_dir: Path) -> Counter:
+    """Sum of every counter sample in a multiprocess dir, keyed by (name, sorted labels)."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(metrics_dir))
+    out = Counter()
+    for family in registry.collect():
+        if family.type not in ("counter", "gauge", "histogram"):
+            continue
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] += sample.value
+    return out
+
+
+def db_queries(samples: Counter) -> float:
+    return sum(v for (name, _), v in samples.items() if name == "bench_db_queries_total")
+
+
+def cache_results(samples: Counter) -> dict:
+    """{tier: {result: count}} from newsite_cache_requests_total (summed over prefixes)."""
+    tiers = {}
+    for (name, labels), value in samples.items():
+        if name != "newsite_cache_requests_total":
+            continue
+        labels = dict(labels)
+        tier = labels.get("tier", "?")
+        result = labels.get("result", "?")
+        tiers.setdefault(tier, Counter())[result] += value
+    return tiers
+
+
+def cache_loads(samples: Counter) -> float:
+    return sum(v for (name, _), v in samples.items() if name == "newsite_cache_loads_total")
+
+
+def redis_commandstats(client: redis.Redis) -> Counter:
+    stats = client.info("commandstats")
+    out = Counter()
+    for key, value in stats.items():
+        cmd = key.removeprefix("cmdstat_")
+        out[cmd] = value["calls"] if isinstance(value, dict) else 0
+    return out
+
+
+def varnish_counters(name_dir: Path | None) -> Counter:
+    if name_dir is None or shutil.which("varnishstat") is None:
+        return Counter()
+    result = subprocess.run(
+        ["varnishstat", "-n", str(name_dir), "-1", "-j", "-f", "MAIN.cache_hit", "-f", "MAIN.cache_miss",
+         "-f", "MAIN.cache_hitpass", "-f", "MAIN.cache_hit_grace", "-f", "MAIN.client_req"],
+        capture_output=True, text=True, timeout=10,
+    )
+    if result.returncode != 0:
+        return Counter()
+    data = json.loads(result.stdout)
+    counters = data.get("counters", data)
+    out = Counter()
+    for key, value in counters.items():
+        if isinstance(value, dict) and "value" in value:
+            out[key.removeprefix("MAIN.")] = value["value"]
+    return out
+
+
+class Snapshot:
+    """Everything counted at one instant, for one server (and Varnish when in front)."""
+
+    def __init__(self, metrics_dir: Path, redis_client: redis.Redis, varnish_dir: Path | None = None):
+        self.prom = prom_samples(metrics_dir)
+        self.redis = redis_commandstats(redis_client)
+        self.varnish = varnish_counters(varnish_dir)
+
+    def delta(self, before: "Snapshot") -> dict:
+        prom = Counter(self.prom)
+        prom.subtract(before.prom)
+        red = Counter(self.redis)
+        red.subtract(before.redis)
+        red.pop("info", None)
+        red = Counter({k: v for k, v in red.items() if v})
+        var = Counter(self.varnish)
+        var.subtract(before.varnish)
+        return {
+            "db_queries": db_queries(prom),
+            "redis_commands": sum(red.values()),
+            "redis_by_command": dict(red.most_common()),
+            "cache": {tier: dict(results) for tier, results in cache_results(prom).items()
+                      if any(results.values())},
+            "loads": cache_loads(prom),
+            "varnish": dict(var),
+        }

@@ -1,0 +1,285 @@
+"""bench/results/<date>-<scenario>.md and its PNG chart (matplotlib, Agg backend)."""
+
+import math
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+from bench.stack import ROOT, TASKSET
+
+MODE_LABELS = {
+    "floor": "floor (constant view)",
+    "nocache": "no cache",
+    "cache_page": "cache_page (django-redis)",
+    "l2": "newsite L2 only",
+    "l1l2": "newsite L1+L2",
+    "varnish": "Varnish -> L1+L2",
+}
+
+
+def _fmt(value, digits=1, dash="–"):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return dash
+    return f"{value:,.{digits}f}"
+
+
+def _ratio(value, floor):
+    if value is None or not floor:
+        return "–"
+    return f"{value / floor:.2f}x"
+
+
+def _git_rev() -> str:
+    result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return result.stdout.strip() or "?"
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def _by(results, scenario):
+    return [r for r in results if r.scenario == scenario]
+
+
+def _find(results, scenario, workload, mode):
+    for r in results:
+        if r.scenario == scenario and r.workload == workload and r.mode == mode:
+            return r
+    return None
+
+
+def _ok(r):
+    return r is not None and r.status == "ok"
+
+
+def throughput_tables(results, workloads, modes) -> list[str]:
+    out = []
+    for wl in workloads:
+        floor = _find(results, "throughput", wl, "floor")
+        f_rps = floor.req_s if _ok(floor) else None
+        f_p99 = floor.p99_ms if _ok(floor) else None
+        out += [f"### Workload `{wl}`", "",
+                "| mode | req/s | x floor | p50 ms | p95 ms | p99 ms | p99 x floor | DB q/req | Redis cmd/req | hit ratio per tier | notes |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+        for mode in modes:
+            r = _find(results, "throughput", wl, mode)
+            label = MODE_LABELS.get(mode, mode)
+            if r is None:
+                continue
+            if r.status != "ok" and not r.status.startswith("invalid"):
+                out.append(f"| {label} | {r.status} |  |  |  |  |  |  |  |  |  |")
+                continue
+            notes = []
+            if r.redis_top:
+                notes.append(f"redis: {r.redis_top}")
+            if r.errors:
+                notes.append(f"{r.errors} socket errors")
+            if r.status != "ok":
+                notes.append(r.status)
+            out.append(
+                f"| {label} | {_fmt(r.req_s, 0)} | {_ratio(r.req_s, f_rps)} | {_fmt(r.p50_ms, 2)} | "
+                f"{_fmt(r.p95_ms, 2)} | {_fmt(r.p99_ms, 2)} | {_ratio(r.p99_ms, f_p99)} | "
+                f"{_fmt(r.db_per_req, 3)} | {_fmt(r.redis_per_req, 2)} | {r.hit or '–'} | {'; '.join(notes)} |")
+        out.append("")
+    return out
+
+
+def targets(results, ctx) -> list[str]:
+    """SPEC section 8 targets, each with the measured figure and met / not met / n/a."""
+    def ratio(workload, mode):
+        r, f = _find(results, "throughput", workload, mode), _find(results, "throughput", workload, "floor")
+        return (r.req_s / f.req_s) if _ok(r) and _ok(f) and f.req_s else None
+
+    rows = []
+    l1 = ratio("hot", "l1l2")
+    rows.append(("L1 hit (hot article, L1+L2) >= 0.95x floor", f"{l1:.2f}x" if l1 else "n/a", None if l1 is None else l1 >= 0.95))
+    l2 = ratio("hot", "l2")
+    l2r = _find(results, "throughput", "hot", "l2")
+    rows.append(("L2 hit (hot article, L2 only) >= 0.85x floor", f"{l2:.2f}x" if l2 else "n/a", None if l2 is None else l2 >= 0.85))
+    cmds = l2r.redis_per_req if _ok(l2r) else None
+    rows.append(("L2 hit <= 1 Redis command per hit", _fmt(cmds, 2) if cmds is not None else "n/a", None if cmds is None else cmds <= 1.0))
+    z, cp = _find(results, "throughput", "zipf", "l1l2"), _find(results, "throughput", "zipf", "cache_page")
+    zr = (z.req_s / cp.req_s) if _ok(z) and _ok(cp) and cp.req_s else None
+    rows.append(("Zipf: L1+L2 >= 2x cache_page", f"{zr:.2f}x" if zr else "n/a", None if zr is None else zr >= 2))
+    zq = z.db_per_req if _ok(z) else None
+    rows.append(("Zipf: <= 0.05 DB queries per request (L1+L2)", _fmt(zq, 3) if zq is not None else "n/a", None if zq is None else zq <= 0.05))
+    for row in ctx.coldkey:
+        if row.get("mode") in ("l2", "l1l2"):
+            loads = row.get("loads_metric") if row.get("loads_metric") else row.get("loads_from_db")
+            ok = row.get("status") == "ok" and loads is not None
+            rows.append((f"cold key, {row.get('clients', 256)} clients ({row['mode']}): 1 source load",
+                         _fmt(loads, 1) if ok else row.get("status", "n/a"), (round(loads) <= 1) if ok else None))
+    if ctx.fresh.get("status") == "ok":
+        all_t = ctx.fresh["samples"]["all tiers"]
+        from bench.run import percentile
+
+        p50, p99 = percentile(all_t, 50), percentile(all_t, 99)
+        rows.append(("commit -> old version gone from every tier: p50 <= 25 ms", f"{p50:.1f} ms", p50 <= 25))
+        rows.append(("commit -> old version gone from every tier: p99 <= 100 ms", f"{p99:.1f} ms", p99 <= 100))
+    else:
+        rows.append(("commit -> fresh p50 <= 25 ms, p99 <= 100 ms", ctx.fresh.get("status", "n/a: not run"), None))
+    out = ["| target | measured | met |", "|---|---|---|"]
+    for name, fig, met in rows:
+        out.append(f"| {name} | {fig} | {'n/a' if met is None else ('yes' if met else '**no**')} |")
+    return out
+
+
+def coldkey_section(ctx) -> list[str]:
+    if not ctx.coldkey:
+        return []
+    out = ["## Cold hot key", "",
+           "A new article (never requested, so cold in every tier) is requested by "
+           f"{ctx.opts.cold_clients} concurrent wrk connections for 2 s. Source loads: "
+           "`newsite_cache_loads_total` delta over all workers, and DB queries / queries of one render.", "",
+           "| mode | requests | source loads (metric) | DB queries | loads from DB count | p99 ms | status |",
+           "|---|---:|---:|---:|---:|---:|---|"]
+    for row in ctx.coldkey:
+        if row.get("status") != "ok":
+            out.append(f"| {MODE_LABELS.get(row['mode'], row['mode'])} |  |  |  |  |  | {row.get('status')} |")
+            continue
+        out.append(f"| {MODE_LABELS.get(row['mode'], row['mode'])} | {row['requests']} | {_fmt(row.get('loads_metric'), 0)} | "
+                   f"{_fmt(row['db_queries'], 0)} | {_fmt(row.get('loads_from_db'), 1)} | {_fmt(row['p99_ms'], 1)} | ok |")
+    return out + [""]
+
+
+def fresh_section(ctx) -> list[str]:
+    from bench.run import percentile
+
+    out = ["## Commit to fresh", ""]
+    if ctx.fresh.get("status") != "ok":
+        return out + [f"{ctx.fresh.get('status', 'n/a: not run')}", ""]
+    out += [f"The harness saves the article (ORM `save()`, autocommit) {ctx.fresh['iterations']} times after warming every "
+            "tier with the old version; probe threads poll each tier (new connection per request) until the new title "
+            "shows: the L1+L2 server until every worker (X-Bench-Worker) has served it, the L2-only server, and Varnish. "
+            "Timed from the start of `save()`; 5000 ms means still stale after 5 s.", "",
+            "| tier | p50 ms | p99 ms | max ms |", "|---|---:|---:|---:|"]
+    for name, values in ctx.fresh["samples"].items():
+        out.append(f"| {name} | {percentile(values, 50):.1f} | {percentile(values, 99):.1f} | {max(values):.1f} |")
+    for name, reason in (ctx.fresh.get("tiers") or {}).items():
+        out.append(f"| {name} | {reason} |  |  |")
+    if ctx.fresh.get("celery"):
+        out.append(f"\nCelery worker (CDN purge delivery): {ctx.fresh['celery']}")
+    return out + [""]
+
+
+def servers_section(results) -> list[str]:
+    rows = _by(results, "servers")
+    if not rows:
+        return []
+    out = ["## App servers (same worker count, L1+L2 settings)", "",
+           "| server | floor req/s | floor p99 ms | hot article req/s | hot p99 ms | status |", "|---|---:|---:|---:|---:|---|"]
+    best, best_rps = None, 0.0
+    for kind in dict.fromkeys(r.mode for r in rows):
+        f, h = _find(results, "servers", "floor", kind), _find(results, "servers", "hot", kind)
+        status = "ok" if _ok(f) else (f.status if f else "n/a")
+        if _ok(h) and h.req_s > best_rps:
+            best, best_rps = kind, h.req_s
+        out.append(f"| {kind} | {_fmt(f.req_s, 0) if _ok(f) else '–'} | {_fmt(f.p99_ms, 2) if _ok(f) else '–'} | "
+                   f"{_fmt(h.req_s, 0) if _ok(h) else (h.status if h else '–')} | {_fmt(h.p99_ms, 2) if _ok(h) else '–'} | {status} |")
+    if best:
+        out += ["", f"Fastest on the hot-article workload here: **{best}**."]
+    return out + [""]
+
+
+def chart(results, workloads, modes, path: Path, title: str) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    width = 0.8 / max(1, len(modes))
+    drew = False
+    for i, mode in enumerate(modes):
+        xs, rps, p99 = [], [], []
+        for j, wl in enumerate(workloads):
+            r = _find(results, "throughput" if "servers" not in title else "servers", wl, mode)
+            if _ok(r):
+                xs.append(j + i * width)
+                rps.append(r.req_s)
+                p99.append(r.p99_ms)
+        if xs:
+            drew = True
+            axes[0].bar(xs, rps, width, label=MODE_LABELS.get(mode, mode))
+            axes[1].bar(xs, p99, width, label=MODE_LABELS.get(mode, mode))
+    for ax, ylabel in ((axes[0], "req/s (higher is better)"), (axes[1], "p99 latency ms (lower is better)")):
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(workloads))])
+        ax.set_xticklabels(workloads)
+        ax.set_ylabel(ylabel)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    if drew:
+        fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return drew
+
+
+def write(ctx, results) -> list[Path]:
+    opts = ctx.opts
+    out_dir = Path(opts.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    date = time.strftime("%Y-%m-%d", time.gmtime())
+    stem = f"{date}-{opts.scenario_name}"
+    md_path, png_path = out_dir / f"{stem}.md", out_dir / f"{stem}.png"
+    data = ctx.data
+    lines = [f"# newsite benchmark: {opts.scenario_name} ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
+             f"- commit `{_git_rev()}`; {os.cpu_count()} cores ({_cpu()}); "
+             f"pinning: {'server + Redis + Varnish on core 0, wrk on core 1 (taskset)' if TASKSET else 'none (taskset unavailable)'}",
+             f"- server: {opts.server}, {opts.workers} workers" + (f" x {opts.threads} threads" if opts.server != "gunicorn-sync" else "")
+             + f"; load: wrk -t1 -c{opts.connections}, {opts.warmup:g} s warm-up + {opts.duration:g} s per mode and workload, "
+             f"{opts.rounds} round(s), modes interleaved (median round shown)",
+             f"- data: {data.get('articles_article', 0):,} articles ({data.get('published', 0):,} published), "
+             f"{data.get('articles_comment', 0):,} comments, {data.get('articles_like', 0):,} likes"
+             + (f"; {data['reason']}" if data.get("reason") else "")]
+    if data.get("zipf_exponent"):
+        lines.append(f"- Zipf: exponent {data['zipf_exponent']:.3f} over {data['published']:,} published articles "
+                     "(the hottest 5% of rows get 92% of reads); hot article: the Zipf rank-1 id "
+                     f"{data['hot_id']}; feed: `/api/articles/?page=1..5` uniformly")
+    lines.append(f"- Redis: {'private redis-server started by the harness' if opts.redis == 'private' else opts.redis_url}; "
+                 "DB queries per request counted by an execute wrapper in every worker (see below for the "
+                 "PostgreSQL cross-check); Redis commands from INFO commandstats deltas")
+    lines += ["", f"![chart]({png_path.name})", ""]
+    throughput_rows = _by(results, "throughput")
+    if throughput_rows:
+        lines += ["## Targets (SPEC section 8)", ""] + targets(results, ctx) + [""]
+        lines += ["## Throughput and latency", "",
+                  "Ratios are to the floor measured in the same round with the same workload shape. The floor and "
+                  "no-cache modes make 0 Redis commands by design; hit ratios come from `newsite_cache_requests_total` "
+                  "(per tier), from SET counts for cache_page (~ estimate), and from varnishstat for the edge.", ""]
+        lines += throughput_tables(results, opts.workloads, opts.modes)
+    lines += coldkey_section(ctx)
+    if ctx.fresh:
+        lines += fresh_section(ctx)
+    lines += servers_section(results)
+    if "xact_end" in data and "xact_start" in data:
+        lines += ["## Cross-check of the query counts", "",
+                  f"PostgreSQL `pg_stat_database` counted {data['xact_end'] - data['xact_start']:,} transactions "
+                  f"(autocommit: one per statement) on this database during the run; the workers' execute wrappers "
+                  f"counted {data.get('queries_counted', 0):,.0f} statements (warm-ups included; the harness's own "
+                  "queries and the servers' connection setup make up the difference).", ""]
+    lines += ["## Reproduce", "", "```",
+              f"make bench BENCH_ARGS=\"{opts.argv_text}\"" if opts.argv_text else "make bench", "```", ""]
+    drew = False
+    if throughput_rows:
+        drew = chart(results, opts.workloads, opts.modes, png_path, f"newsite bench {stem}: {opts.server} x{opts.workers}")
+    elif _by(results, "servers"):
+        kinds = list(dict.fromkeys(r.mode for r in _by(results, "servers")))
+        drew = chart(results, ["floor", "hot"], kinds, png_path, f"newsite bench {stem}: servers")
+    if not drew:
+        lines = [ln for ln in lines if not ln.startswith("![chart]")]
+    md_path.write_text("\n".join(lines))
+    written = [md_path] + ([png_path] if drew else [])
+    latest = out_dir / "LATEST.md"
+    latest.write_text(f"# Latest benchmark results\n\n- [{md_path.name}]({md_path.name})\n")
+    return written
