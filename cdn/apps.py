@@ -9,9 +9,14 @@ class CdnConfig(AppConfig):
     def ready(self):
         from django.core.signals import setting_changed
 
+        from caching.invalidation import on_invalidate
         from cdn import checks  # noqa: F401  (registers the system check)
+        from cdn.outbox import enqueue_purge_hook
 
         setting_changed.connect(_on_setting_changed, dispatch_uid="cdn-reset-backends")
+        # Every tag invalidation writes CDN outbox rows inside the writer's transaction.
+        if enqueue_purge_hook not in on_invalidate:
+            on_invalidate.append(enqueue_purge_hook)
 
 
 def _on_setting_changed(setting, **kwargs):

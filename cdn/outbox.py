@@ -72,6 +72,11 @@ def enqueue_purge(tags, *, urls=()) -> list[int]:
     return ids
 
 
+def enqueue_purge_hook(tagset) -> None:
+    """caching.invalidation.on_invalidate hook: one outbox row per backend for these tags."""
+    enqueue_purge(tagset)
+
+
 def schedule_drain(ids=None, *, countdown: float | None = None) -> bool:
     """Send purge_outbox_drain(ids) to the broker. False (logged) if the broker is unreachable."""
     from cdn.tasks import purge_outbox_drain

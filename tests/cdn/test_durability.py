@@ -1,0 +1,154 @@
+"""Durability with real processes: a writer whose broker is unreachable, and a real Celery worker."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from django.db import connection, transaction
+
+from cdn.models import PurgeOutbox
+from cdn.outbox import enqueue_purge
+from cdn.tasks import purge_outbox_redrive
+from tests.cdn.servers import REPO, free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+WRITER = """
+import django
+django.setup()
+from django.db import transaction
+from articles.models import Category
+from cdn.outbox import enqueue_purge
+with transaction.atomic():
+    category = Category.objects.create(name="Broker down", slug="broker-down")
+    ids = enqueue_purge(["category:%d" % category.pk, "feed:category:%d" % category.pk])
+print("saved", category.pk, ids)
+"""
+
+
+def _test_database_url() -> str:
+    db = connection.settings_dict
+    auth = f"{db['USER']}:{db['PASSWORD']}@" if db.get("USER") else ""
+    return f"postgres://{auth}{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def child_env(**extra):
+    env = {**os.environ, "DATABASE_URL": _test_database_url(), "CELERY_TASK_ALWAYS_EAGER": "false"}
+    for name in ("VARNISH_PURGE_URL", "FASTLY_SERVICE_ID", "CLOUDFLARE_ZONE_ID"):
+        env.pop(name, None)
+    env.update(extra)
+    return env
+
+
+def test_broker_unreachable_while_saving_then_redrive_delivers(settings):
+    settings.CDN_BACKENDS = {"default": {"BACKEND": "cdn.backends.dummy.DummyBackend"}}
+    dead_broker = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+
+    writer = subprocess.run(
+        [sys.executable, "-c", WRITER],
+        cwd=REPO,
+        env=child_env(CELERY_BROKER_URL=dead_broker),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert writer.returncode == 0, writer.stderr[-2000:]
+    assert writer.stdout.startswith("saved")  # the save succeeded
+    assert "broker unreachable" in writer.stderr
+    category_id = int(writer.stdout.split()[1])
+    rows = list(PurgeOutbox.objects.all())
+    # Our enqueue, plus whatever the app's own invalidation of the new category wrote.
+    assert {(r.backend, r.status, r.attempts) for r in rows} == {("default", "pending", 0)}
+    assert any(f"feed:category:{category_id}" in r.tags for r in rows)
+
+    # The broker is back: the beat's re-drive delivers what was left pending.
+    assert purge_outbox_redrive()["delivered"] == len(rows)
+    assert set(PurgeOutbox.objects.values_list("status", flat=True)) == {"done"}
+
+
+@pytest.fixture
+def celery_worker_process(settings, tmp_path):
+    """`celery -A newsite worker` (solo pool) on this test's broker and database."""
+    log = open(tmp_path / "celery-worker.log", "w+")  # noqa: SIM115 (closed in the finalizer)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "newsite",
+            "worker",
+            "-P",
+            "solo",
+            "-l",
+            "info",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+            "-n",
+            f"cdn-test-{os.getpid()}@%h",
+        ],
+        cwd=REPO,
+        env=child_env(**{"VARNISH_PURGE_URL": os.environ.get("_CDN_TEST_VARNISH", "")}),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            log.seek(0)
+            if "ready." in log.read():
+                break
+            if proc.poll() is not None:
+                log.seek(0)
+                raise RuntimeError("celery worker exited: " + log.read()[-3000:])
+            time.sleep(0.2)
+        else:
+            raise RuntimeError("celery worker not ready")
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        log.close()
+
+
+@pytest.fixture
+def edge_for_worker(origin, monkeypatch):
+    from tests.cdn.servers import Varnish
+
+    edge = Varnish(origin.port).start()
+    monkeypatch.setenv("_CDN_TEST_VARNISH", edge.url)
+    yield edge
+    edge.close()
+
+
+def test_a_real_worker_delivers_the_purge_after_commit(
+    settings, origin, edge_for_worker, celery_worker_process
+):
+    edge = edge_for_worker
+    settings.CDN_BACKENDS = {
+        "varnish": {"BACKEND": "cdn.backends.varnish.VarnishBackend", "LOCATION": edge.url}
+    }
+    origin.page("/api/categories/world/articles/", "old feed", tags=["feed:category:4", "article:8"])
+    assert edge.get("/api/categories/world/articles/").headers["X-Cache-Edge"] == "MISS"
+    origin.page("/api/categories/world/articles/", "new feed", tags=["feed:category:4", "article:8"])
+    assert edge.get("/api/categories/world/articles/").text == "old feed"
+
+    with transaction.atomic():
+        [row_id] = enqueue_purge(["article:8"])
+    # After commit the drain task went to the broker; the worker process delivers it.
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and PurgeOutbox.objects.get(pk=row_id).status != "done":
+        time.sleep(0.1)
+    row = PurgeOutbox.objects.get(pk=row_id)
+    assert (row.status, row.attempts) == ("done", 1), row.last_error
+    fresh = edge.get("/api/categories/world/articles/")
+    assert (fresh.text, fresh.headers["X-Cache-Edge"]) == ("new feed", "MISS")
