@@ -24,10 +24,14 @@ def parse(argv):
     p.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma list of {', '.join(WORKLOADS)}")
     p.add_argument("--duration", type=float, default=10.0, help="seconds measured per mode x workload (10)")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up before each measurement (3)")
+    p.add_argument("--zipf-warmup", type=float, default=10.0,
+                   help="warm-up seconds before each Zipf measurement (10): the long tail needs longer")
+    p.add_argument("--no-cold-start", dest="cold_start", action="store_false",
+                   help="keep Redis db and Varnish contents between measurements (default: flush before each cached mode)")
     p.add_argument("--rounds", type=int, default=1, help="interleaved rounds; the median round is reported")
     p.add_argument("--connections", type=int, default=16, help="wrk connections (16)")
     p.add_argument("--cold-clients", type=int, default=256, help="concurrent clients of the cold-key scenario")
-    p.add_argument("--fresh-iterations", type=int, default=20, help="writes timed by the freshness scenario")
+    p.add_argument("--fresh-iterations", type=int, default=None, help="writes timed by the freshness scenario (20; 5 with --smoke)")
     p.add_argument("--server", default="gunicorn-sync", choices=("gunicorn-sync", "gunicorn-gthread", "granian"))
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=4, help="threads per worker (gthread, granian)")
@@ -54,7 +58,9 @@ def parse(argv):
     if "floor" not in opts.modes:
         opts.modes = ("floor", *opts.modes)
     if opts.smoke:
-        opts.duration, opts.warmup, opts.fresh_iterations = 2.0, 1.0, 5
+        opts.duration, opts.warmup, opts.zipf_warmup = 2.0, 1.0, 2.0
+    if opts.fresh_iterations is None:
+        opts.fresh_iterations = 5 if opts.smoke else 20
     opts.scenario_name = opts.name or ("bench" if opts.scenario == "all" else opts.scenario.replace(",", "+"))
     if opts.smoke:
         opts.scenario_name += "-smoke"
