@@ -14,6 +14,9 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from caching import tags as T
+from caching.http import cache_public, set_cache_tags
+
 from . import selectors, services
 from .http import json_response, personal
 from .models import Article
@@ -43,6 +46,15 @@ def validated(params_class, request) -> dict:
     serializer = params_class(data={k: request.query_params[k] for k in params_class().fields if k in request.query_params})
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+def list_tags(data: dict, *tags: str) -> list[str]:
+    """An article list depends on its own tags plus `article:{id}` of every item."""
+    return [*tags, *T.article_tags(item["id"] for item in data["results"])]
+
+
+def public_json(data: dict, tags, *, last_modified=None):
+    return set_cache_tags(json_response(data), tags, last_modified=last_modified)
 
 
 def found(data):
@@ -82,6 +94,7 @@ class PublicReadEditorialWriteView(APIView):
         return [permissions.AllowAny()] if self._is_read() else [IsEditor()]
 
 
+@cache_public(kind="homepage_feed", params=PageParams)
 class ArticleListView(PublicReadEditorialWriteView):
     """GET: the home feed (public). POST: create an article (editorial)."""
 
@@ -89,7 +102,9 @@ class ArticleListView(PublicReadEditorialWriteView):
     @extend_schema(parameters=[PAGE_PARAM], responses=OpenApiTypes.OBJECT, summary="Home feed")
     def get(self, request):
         params = validated(PageParams, request)
-        return json_response(selectors.home_feed(page=params["page"]))
+        data = selectors.home_feed(page=params["page"])
+        tags = list_tags(data, T.articles_tag(), T.home_feed_tag())
+        return public_json(data, tags, last_modified=selectors.last_modified_of(data["results"]))
 
     @extend_schema(request=ArticleWriteSerializer, responses={201: OpenApiTypes.OBJECT}, summary="Create an article")
     def post(self, request):
@@ -103,13 +118,16 @@ class ArticleListView(PublicReadEditorialWriteView):
         return Response(_editorial_view(article), status=status.HTTP_201_CREATED)
 
 
+@cache_public(kind="article", negative_tags=lambda kw: [T.article_tag(kw["article_id"])])
 class ArticleDetailView(PublicReadEditorialWriteView):
     """GET: a published article (public). PATCH/DELETE: editorial."""
 
 
     @extend_schema(responses=OpenApiTypes.OBJECT, summary="Article detail")
     def get(self, request, article_id: int):
-        return json_response(found(selectors.article_detail(article_id=article_id)))
+        data = found(selectors.article_detail(article_id=article_id))
+        tags = [T.article_tag(data["id"]), T.author_tag(data["author"]["id"]), T.category_tag(data["category"]["id"])]
+        return public_json(data, tags, last_modified=data["updated_at"])
 
     @extend_schema(request=ArticleWriteSerializer, responses=OpenApiTypes.OBJECT, summary="Edit an article")
     def patch(self, request, article_id: int):
@@ -126,44 +144,60 @@ class ArticleDetailView(PublicReadEditorialWriteView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+@cache_public(kind="trending")
 class TrendingView(PublicAPIView):
     @extend_schema(responses=OpenApiTypes.OBJECT, summary="Most viewed recently")
     def get(self, request):
-        return json_response(selectors.trending())
+        data = selectors.trending()
+        return public_json(data, list_tags(data, T.trending_tag()))
 
 
+@cache_public(kind="breaking_news")
 class BreakingNewsView(PublicAPIView):
     @extend_schema(responses=OpenApiTypes.OBJECT, summary="Breaking news of the last 6 hours")
     def get(self, request):
-        return json_response(selectors.breaking_news())
+        data = selectors.breaking_news()
+        return public_json(data, list_tags(data, T.breaking_tag()))
 
 
+@cache_public(kind="category_feed")
 class CategoryListView(PublicAPIView):
     @extend_schema(responses=OpenApiTypes.OBJECT, summary="Categories")
     def get(self, request):
-        return json_response(selectors.category_list())
+        data = selectors.category_list()
+        return public_json(data, [T.categories_tag(), *(T.category_tag(c["id"]) for c in data["results"])])
 
 
+@cache_public(kind="category_feed", params=PageParams, negative_tags=lambda kw: [T.categories_tag()])
 class CategoryArticlesView(PublicAPIView):
     @extend_schema(parameters=[PAGE_PARAM], responses=OpenApiTypes.OBJECT, summary="Category feed")
     def get(self, request, slug: str):
         params = validated(PageParams, request)
-        return json_response(found(selectors.category_feed(slug=slug, page=params["page"])))
+        data = found(selectors.category_feed(slug=slug, page=params["page"]))
+        cid = data["category"]["id"]
+        tags = list_tags(data, T.category_tag(cid), T.category_feed_tag(cid), T.articles_tag())
+        return public_json(data, tags, last_modified=selectors.last_modified_of(data["results"]))
 
 
+@cache_public(kind="author", negative_tags=lambda kw: [T.author_tag(kw["author_id"])])
 class AuthorDetailView(PublicAPIView):
     @extend_schema(responses=OpenApiTypes.OBJECT, summary="Author")
     def get(self, request, author_id: int):
-        return json_response(found(selectors.author_detail(author_id=author_id)))
+        data = found(selectors.author_detail(author_id=author_id))
+        return public_json(data, [T.author_tag(data["id"])])
 
 
+@cache_public(kind="author", params=PageParams, negative_tags=lambda kw: [T.author_tag(kw["author_id"])])
 class AuthorArticlesView(PublicAPIView):
     @extend_schema(parameters=[PAGE_PARAM], responses=OpenApiTypes.OBJECT, summary="Author's articles")
     def get(self, request, author_id: int):
         params = validated(PageParams, request)
-        return json_response(found(selectors.author_feed(author_id=author_id, page=params["page"])))
+        data = found(selectors.author_feed(author_id=author_id, page=params["page"]))
+        tags = list_tags(data, T.author_tag(author_id), T.articles_tag())
+        return public_json(data, tags, last_modified=selectors.last_modified_of(data["results"]))
 
 
+@cache_public(kind="search_results", params=SearchParams)
 class SearchView(PublicAPIView):
     @extend_schema(
         parameters=[OpenApiParameter("q", OpenApiTypes.STR, required=True, description="search words"), PAGE_PARAM],
@@ -172,7 +206,8 @@ class SearchView(PublicAPIView):
     )
     def get(self, request):
         params = validated(SearchParams, request)
-        return json_response(selectors.search(q=params["q"], page=params["page"]))
+        data = selectors.search(q=params["q"], page=params["page"])
+        return public_json(data, list_tags(data, T.search_tag(), T.articles_tag()))
 
 
 # --- counters ----------------------------------------------------------------------------------
@@ -229,7 +264,7 @@ class LikeView(PersonalAPIView):
 class ProfileView(PersonalAPIView):
     @extend_schema(responses=OpenApiTypes.OBJECT, summary="My profile")
     def get(self, request):
-        return Response(selectors.user_profile(user=request.user))
+        return Response(selectors.user_profile_cached(user=request.user))
 
     @extend_schema(request=ProfileWriteSerializer, responses=OpenApiTypes.OBJECT, summary="Edit my profile")
     def patch(self, request):

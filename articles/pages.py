@@ -5,6 +5,9 @@ from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
+from caching import tags as T
+from caching.http import cache_public, set_cache_tags
+
 from . import selectors
 from .serializers import PageParams
 
@@ -14,6 +17,11 @@ def _page_param(request) -> int | None:
     return serializer.validated_data["page"] if serializer.is_valid() else None
 
 
+def _article_tags(items) -> list[str]:
+    return T.article_tags(item["id"] for item in items)
+
+
+@cache_public(kind="homepage_feed", params=PageParams, html=True)
 @require_safe
 def home_page(request):
     page = _page_param(request)
@@ -24,9 +32,13 @@ def home_page(request):
         "breaking": selectors.breaking_news()["results"],
         "categories": selectors.category_list()["results"],
     }
-    return render(request, "articles/home.html", context)
+    tags = [T.articles_tag(), T.home_feed_tag(), T.breaking_tag(), T.categories_tag()]
+    tags += _article_tags(context["feed"]["results"] + context["breaking"])
+    response = render(request, "articles/home.html", context)
+    return set_cache_tags(response, tags, last_modified=selectors.last_modified_of(context["feed"]["results"]))
 
 
+@cache_public(kind="article", negative_tags=lambda kw: [T.article_slug_tag(kw["slug"])], html=True)
 @require_safe
 def article_page(request, slug: str):
     article = selectors.article_detail_by_slug(slug=slug)
@@ -37,9 +49,18 @@ def article_page(request, slug: str):
         "comments": selectors.article_comments(article_id=article["id"]),
         "categories": selectors.category_list()["results"],
     }
-    return render(request, "articles/article.html", context)
+    tags = [
+        T.article_tag(article["id"]),
+        T.article_slug_tag(article["slug"]),
+        T.author_tag(article["author"]["id"]),
+        T.category_tag(article["category"]["id"]),
+        T.categories_tag(),
+    ]
+    response = render(request, "articles/article.html", context)
+    return set_cache_tags(response, tags, last_modified=article["updated_at"])
 
 
+@cache_public(kind="category_feed", params=PageParams, negative_tags=lambda kw: [T.categories_tag()], html=True)
 @require_safe
 def category_page(request, slug: str):
     page = _page_param(request)
@@ -49,4 +70,8 @@ def category_page(request, slug: str):
     if feed is None:
         raise Http404("no such category")
     context = {"feed": feed, "category": feed["category"], "categories": selectors.category_list()["results"]}
-    return render(request, "articles/category.html", context)
+    cid = feed["category"]["id"]
+    tags = [T.category_tag(cid), T.category_feed_tag(cid), T.categories_tag(), T.articles_tag()]
+    tags += _article_tags(feed["results"])
+    response = render(request, "articles/category.html", context)
+    return set_cache_tags(response, tags, last_modified=selectors.last_modified_of(feed["results"]))

@@ -15,6 +15,8 @@ from django.db import connection
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from caching import get_or_load, keys, tags
+
 from .models import Article, Author, Category, Comment, Follow, Like
 
 PAGE_SIZE = 20
@@ -258,6 +260,17 @@ def user_profile(*, user) -> dict:
             "categories": sorted(c for _, c in follows if c is not None),
         },
     }
+
+
+def user_profile_cached(*, user) -> dict:
+    """The profile through L1/L2 under a private per-user key (never a public key, never a CDN
+    tag). Kept fresh by write-through in services.profile_update and by Follow changes."""
+    return get_or_load(
+        keys.user_profile_key(user.id),
+        lambda: user_profile(user=user),
+        kind="user_profile",
+        tags=[tags.user_tag(user.id)],
+    )
 
 
 def user_feed(*, user, page: int) -> dict:

@@ -14,6 +14,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
 
+from . import invalidation, selectors
 from .models import Article, Author, Category, Comment, Follow, Like
 
 ARTICLE_EDITABLE_FIELDS = frozenset(
@@ -158,6 +159,9 @@ def profile_update(*, user: AbstractBaseUser, data: dict[str, Any]) -> AbstractB
     for field, value in data.items():
         setattr(user, field, value)
     user.save(update_fields=list(data) or None)
+    # Write-through: after commit, drop the old profile everywhere, then store the new one.
+    invalidation.user_changed(user_id=user.pk)
+    transaction.on_commit(lambda: selectors.user_profile_cached(user=user))
     return user
 
 

@@ -45,6 +45,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: serves public GET/HEAD from the tiers after URL resolution (caching/middleware.py).
+    "caching.middleware.PublicResponseCacheMiddleware",
 ]
 
 ROOT_URLCONF = "newsite.urls"
