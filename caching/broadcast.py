@@ -41,7 +41,7 @@ class Subscriber:
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
+        if timeout and self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
     def wait_subscribed(self, timeout: float) -> bool:
@@ -78,12 +78,14 @@ class Subscriber:
                         self.subscribed.set()
                         backoff = 0.05
             except REDIS_ERRORS as exc:
-                self.drops += 1
                 if self.subscribed.is_set():
+                    # Clear once per loss (not per failed retry: L1 keeps serving fresh fills
+                    # while Redis is down); the resubscription clears again.
+                    self.drops += 1
                     logger.warning("L1 invalidation subscription lost (%s): L1 cleared, resubscribing", exc)
-                self.subscribed.clear()
-                self.l1.clear()
-                metrics.count_invalidation("l1_flush")
+                    self.subscribed.clear()
+                    self.l1.clear()
+                    metrics.count_invalidation("l1_flush")
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 2.0)
             finally:

@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 _get_conf = conf_module.get
 _PENDING_MAX = 10_000
+FIRST_SUBSCRIBE_WAIT = 0.5
 
 
 class Envelope:
@@ -429,17 +430,24 @@ def _init_process() -> _Process:
     global _process
     with _process_lock:
         if _process is None:
-            _process = _Process(_get_conf())
+            proc = _Process(_get_conf())
+            sub = proc.ensure_subscriber()
+            if sub is not None:
+                # The first subscription clears L1; wait for it (a few ms, once per process) so
+                # the first fills are not thrown away. Redis down: give up after FIRST_SUBSCRIBE_WAIT.
+                sub.wait_subscribed(FIRST_SUBSCRIBE_WAIT)
+            _process = proc
         return _process
 
 
-def reset(*, wait: bool = True) -> None:
-    """Drop this process's state (L1, client, breaker, subscriber). Used on settings changes."""
+def reset() -> None:
+    """Drop this process's state (L1, client, breaker, subscriber). Used on settings changes.
+    The old subscriber thread is told to stop and exits within a second by itself."""
     global _process
     with _process_lock:
         proc, _process = _process, None
     if proc is not None and proc.subscriber is not None:
-        proc.subscriber.stop(timeout=2.0 if wait else 0)
+        proc.subscriber.stop(timeout=0)
     conf_module.reset()
 
 
@@ -516,3 +524,12 @@ def cached(*, kind: str, key, tags=()):
         return wrapper
 
     return decorator
+
+
+def clear_local() -> None:
+    """Empty this process's L1 and forget queued invalidations (tests; L2 is untouched)."""
+    proc = _process
+    if proc is not None:
+        if proc.l1 is not None:
+            proc.l1.clear()
+        proc.pending_tags.clear()

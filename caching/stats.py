@@ -15,6 +15,7 @@ def _ratio(part: int, total: int) -> float | None:
 def snapshot() -> dict:
     """JSON-ready dict: hit ratio per tier and per key prefix, L1 size and bytes, breaker state,
     subscription state. Cheap (no Redis call)."""
+    metrics.flush_all()
     cfg = conf.get()
     proc = core.current()
     prefixes = metrics.all_prefix_stats()

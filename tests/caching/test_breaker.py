@@ -1,0 +1,58 @@
+"""4. A second redis-server, stopped mid-run: every call still returns the loader's value, the
+breaker opens (metric), and closes after the server is back."""
+
+import time
+
+import pytest
+from prometheus_client import REGISTRY
+
+import caching
+from caching import core, keys
+
+from .conftest import cache_settings
+
+
+def _breaker_gauge() -> float:
+    return REGISTRY.get_sample_value("newsite_breaker_open", {"tier": "l2"})
+
+
+@pytest.mark.slow
+def test_redis_down_fails_open_behind_the_breaker(use_private_redis):
+    server = use_private_redis
+    with cache_settings(BREAKER_FAILURES=3, BREAKER_RESET=0.5):
+        breaker = core.current().l2.breaker
+        for i in range(5):
+            assert caching.fetch(keys.article_key(i), lambda i=i: i, kind="article").value == i
+        assert caching.fetch(keys.article_key(0), lambda: "unused", kind="article").source == caching.HIT_L1
+        assert breaker.state == "closed" and _breaker_gauge() == 0
+
+        server.stop()
+        for i in range(5, 105):
+            fetched = caching.fetch(keys.article_key(i), lambda i=i: i, kind="article")
+            assert (fetched.value, fetched.source) == (i, caching.MISS)
+        assert breaker.state == "open" and _breaker_gauge() == 1
+        # Calls stopped paying for Redis: only the first few (and at most one probe per reset
+        # period) reached the dead socket.
+        assert breaker.failures <= 3 + 2
+        # The lost subscription cleared L1, which keeps serving fresh fills meanwhile; an
+        # invalidation fails open too (local L1 now, L2 replayed when Redis is back).
+        tagged = {"kind": "article", "tags": ["article:0"]}
+        assert caching.fetch(keys.article_key(0), lambda: "again", **tagged).value == "again"
+        assert caching.fetch(keys.article_key(0), lambda: "unused", **tagged).source == caching.HIT_L1
+        caching.invalidate_tags(["article:0"])
+        assert caching.fetch(keys.article_key(0), lambda: "reloaded", **tagged).value == "reloaded"
+        assert core.current().pending_tags == {"article:0"}
+
+        server.start()
+        deadline = time.monotonic() + 10
+        probe = 200
+        while breaker.state != "closed":  # L1 misses (new keys) probe Redis once per reset period
+            assert time.monotonic() < deadline, "breaker never closed"
+            probe += 1
+            assert caching.fetch(keys.article_key(probe), lambda: "x", kind="article").value == "x"
+            time.sleep(0.1)
+        assert _breaker_gauge() == 0
+        assert core.current().pending_tags == set()  # replayed
+        fetched = caching.fetch(keys.article_key(999), lambda: "y", kind="article")
+        assert fetched.value == "y"
+        assert server.client().exists(keys.value_key(keys.article_key(999)))  # L2 in use again

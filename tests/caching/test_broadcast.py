@@ -1,0 +1,83 @@
+"""3. Invalidate in process A -> process B's L1 no longer serves the old value once the broadcast
+arrives; kill B's subscription -> B's L1 is cleared (and B resubscribes)."""
+
+import multiprocessing
+import time
+
+import pytest
+from django_redis import get_redis_connection
+
+import caching
+from caching import core, keys, tags
+
+KEY = keys.article_key(3)
+TAG = tags.article_tag(3)
+
+
+def _process_b(conn):
+    """Serve commands from the test: ("get", version) -> (value, source); ("stats",) -> dict."""
+    while True:
+        command = conn.recv()
+        if command[0] == "get":
+            version = command[1]
+            fetched = caching.fetch(KEY, lambda v=version: v, kind="article", tags=[TAG])
+            conn.send((fetched.value, fetched.source))
+        elif command[0] == "stats":
+            proc = core.current()
+            sub = proc.ensure_subscriber()
+            conn.send({"subscribed": sub.subscribed.is_set(), "clears": proc.l1.clears, "entries": len(proc.l1)})
+        elif command[0] == "wait_subscribed":
+            conn.send(core.current().ensure_subscriber().wait_subscribed(10))
+        else:
+            return
+
+
+def _until(predicate, ask, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = ask()
+        if predicate(answer):
+            return answer
+        assert time.monotonic() < deadline, f"gave up waiting, last answer {answer!r}"
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_invalidation_reaches_other_process_l1_and_lost_subscription_clears_it():
+    ctx = multiprocessing.get_context("fork")
+    conn, child_conn = ctx.Pipe()
+    b = ctx.Process(target=_process_b, args=(child_conn,), daemon=True)
+    b.start()
+
+    def ask(*command):
+        conn.send(command)
+        assert conn.poll(15), "process B does not answer"
+        return conn.recv()
+
+    try:
+        assert ask("wait_subscribed") is True
+        assert ask("get", "v1") == ("v1", caching.MISS)
+        assert ask("get", "v1") == ("v1", caching.HIT_L1)
+
+        # Process A (this one) invalidates: B's L1 must stop serving v1 once the message lands.
+        caching.invalidate_tags([TAG])
+        answer = _until(lambda a: a[0] != "v1", lambda: ask("get", "v2"))
+        assert answer == ("v2", caching.MISS)
+        assert ask("get", "v2") == ("v2", caching.HIT_L1)
+
+        # Kill B's subscription connection: B clears its L1 and resubscribes.
+        clears_before = ask("stats")["clears"]
+        redis = get_redis_connection("default")
+        name = keys.subscriber_client_name(b.pid)
+        ids = [c["id"] for c in redis.client_list(_type="pubsub") if c.get("name") == name]
+        assert len(ids) == 1
+        redis.client_kill_filter(_id=ids[0])
+        _until(lambda s: s["clears"] > clears_before and s["subscribed"], lambda: ask("stats"))
+        # The entry is gone from L1: served from L2 now, then L1 again.
+        assert ask("get", "v3") == ("v2", caching.HIT_L2)
+        assert ask("get", "v3") == ("v2", caching.HIT_L1)
+    finally:
+        conn.send(("quit",))
+        b.join(5)
+        if b.is_alive():
+            b.kill()
