@@ -194,7 +194,7 @@ def servers_section(results) -> list[str]:
     return out + [""]
 
 
-def chart(results, workloads, modes, path: Path, title: str) -> bool:
+def chart(results, scenario, workloads, modes, path: Path, title: str) -> bool:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -206,7 +206,7 @@ def chart(results, workloads, modes, path: Path, title: str) -> bool:
     for i, mode in enumerate(modes):
         xs, rps, p99 = [], [], []
         for j, wl in enumerate(workloads):
-            r = _find(results, "throughput" if "servers" not in title else "servers", wl, mode)
+            r = _find(results, scenario, wl, mode)
             if _ok(r):
                 xs.append(j + i * width)
                 rps.append(r.req_s)
@@ -277,10 +277,10 @@ def write(ctx, results) -> list[Path]:
               f"make bench BENCH_ARGS=\"{opts.argv_text}\"" if opts.argv_text else "make bench", "```", ""]
     drew = False
     if throughput_rows:
-        drew = chart(results, opts.workloads, opts.modes, png_path, f"newsite bench {stem}: {opts.server} x{opts.workers}")
+        drew = chart(results, "throughput", opts.workloads, opts.modes, png_path, f"newsite bench {stem}: {opts.server} x{opts.workers}")
     elif _by(results, "servers"):
         kinds = list(dict.fromkeys(r.mode for r in _by(results, "servers")))
-        drew = chart(results, ["floor", "hot"], kinds, png_path, f"newsite bench {stem}: servers")
+        drew = chart(results, "servers", ["floor", "hot"], kinds, png_path, f"newsite bench {stem}: servers")
     if not drew:
         lines = [ln for ln in lines if not ln.startswith("![chart]")]
     md_path.write_text("\n".join(lines))

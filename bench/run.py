@@ -517,9 +517,8 @@ def finish(ctx: Context) -> None:
     total_counted = 0.0
     from bench.probes import db_queries, prom_samples
 
-    dirs = {s.metrics_dir for s in ctx.servers.values() if isinstance(s, AppServer)}
     ctx.stack.close()
-    for d in dirs:
+    for d in ctx.stack.metric_dirs:
         total_counted += db_queries(prom_samples(d))
     time.sleep(1.5)
     try:

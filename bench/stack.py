@@ -112,6 +112,7 @@ class Stack:
 
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="newsite-bench-")))
     procs: list[Proc] = field(default_factory=list)
+    metric_dirs: list[Path] = field(default_factory=list)
 
     def spawn(self, name: str, cmd: list[str], env: dict | None = None, core: int | None = 0) -> Proc:
         log = self.workdir / f"{name}.log"
@@ -162,6 +163,7 @@ class Stack:
         port = free_port()
         metrics_dir = self.workdir / f"metrics-{mode}-{kind}-{port}"
         metrics_dir.mkdir()
+        self.metric_dirs.append(metrics_dir)
         env = {**env, "BENCH_MODE": mode, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
                "prometheus_multiproc_dir": str(metrics_dir)}
         bind = f"127.0.0.1:{port}"
