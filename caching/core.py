@@ -24,6 +24,8 @@ import threading
 import time
 from concurrent.futures import Future
 
+from django.db.models.query import QuerySet
+
 from caching import conf as conf_module
 from caching import keys, metrics
 from caching.broadcast import Subscriber
@@ -222,6 +224,8 @@ class _Process:
         return value, cost
 
     def _entry_for(self, value, kind, tags, cost):
+        if isinstance(value, QuerySet):
+            raise TypeError("refusing to cache a QuerySet (lazy, re-queries on use): cache list(qs) or values")
         conf = self.conf
         spec = conf.kind(NEGATIVE_KIND if value is None else kind)
         ttl = conf.jittered(spec.ttl)
@@ -456,7 +460,7 @@ def _after_fork_in_child() -> None:
     global _process, _process_lock
     _process = None
     _process_lock = threading.Lock()
-    metrics.reset_local_counters()
+    metrics.after_fork_in_child()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -151,6 +151,12 @@ def count_invalidation(kind: str, amount: int = 1) -> None:
     CACHE_INVALIDATIONS.labels(kind).inc(amount)
 
 
+def after_fork_in_child() -> None:
+    global _prefix_lock
+    _prefix_lock = threading.Lock()  # it may have been held by another thread at fork time
+    reset_local_counters()
+
+
 def reset_local_counters() -> None:
     """Zero the in-process ints (after fork, a child starts its own counts). Prometheus values
     are left alone: in multiprocess mode each pid has its own files already."""
