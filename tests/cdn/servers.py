@@ -20,10 +20,20 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_VCL = REPO / "deploy" / "varnish" / "default.vcl"
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports (all held open while choosing, so none repeats)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def wait_for_port(port: int, timeout: float = 15.0) -> None:
@@ -48,8 +58,8 @@ class Server:
     """A ThreadingHTTPServer in a daemon thread; stop() closes it."""
 
     def __init__(self, handler_cls):
-        self.port = free_port()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), handler_cls)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler_cls)
+        self.port = self.httpd.server_address[1]
         self.httpd.daemon_threads = True
         self.httpd.owner = self
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -184,8 +194,7 @@ class Varnish:
     """varnishd -F on a free port in front of 127.0.0.1:backend_port; stop()/start() keep the port."""
 
     def __init__(self, backend_port: int, *, purgers=None):
-        self.port = free_port()
-        self.admin_port = free_port()
+        self.port, self.admin_port = free_ports(2)
         self.workdir = Path(tempfile.mkdtemp(prefix="newsite-varnish-"))
         self.workdir.chmod(0o755)  # varnishd's child runs as an unprivileged user
         self.vcl = self.workdir / "test.vcl"
@@ -219,7 +228,10 @@ class Varnish:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"varnishd exited: {self.log.read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"varnishd exited ({self.proc.returncode}) on ports {self.port}/{self.admin_port}: "
+                    f"{self.log.read_text()[-2000:]}"
+                )
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     return self
