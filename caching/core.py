@@ -241,6 +241,9 @@ class _Process:
             self._release(lkey, token)
             if stale is None:
                 raise
+            if time.time() < stale.soft_expiry:  # an early (XFetch) refresh failed: still fresh
+                stats.hit_l2()
+                return Fetched(stale.value, HIT_L2, stale.filled_at)
             logger.warning("loader for %s failed (%s): serving the stale value", key, exc)
             stats.stale_l2()
             return Fetched(stale.value, STALE, stale.filled_at)
