@@ -218,7 +218,7 @@ class ArticleViewsView(PublicAPIView):
 
     @extend_schema(request=None, responses={204: None}, summary="Count a view")
     def post(self, request, article_id: int):
-        if not Article.objects.filter(pk=article_id, status=Article.Status.PUBLISHED).exists():
+        if not selectors.article_is_published(article_id=article_id):
             raise NotFound()
         services.article_register_view(article_id=article_id)
         return Response(status=status.HTTP_204_NO_CONTENT)

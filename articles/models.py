@@ -101,6 +101,18 @@ class Article(models.Model):
         return self.status == self.Status.PUBLISHED
 
 
+class ViewCountFlush(models.Model):
+    """One row per batch of read counts written to PostgreSQL (articles/counters.py): a batch
+    whose id is here was applied, so a retried flush never applies it twice."""
+
+    batch_id = models.CharField(max_length=32, unique=True)
+    reads = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self):
+        return f"views batch {self.batch_id} ({self.reads} reads)"
+
+
 class Comment(models.Model):
     article = models.ForeignKey(Article, on_delete=models.CASCADE, related_name="comments")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="comments")
@@ -123,6 +135,9 @@ class Like(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["article", "user"], name="like_once_per_user")]
         indexes = [models.Index(fields=["user"], name="like_user_idx")]
+
+    def __str__(self):
+        return f"{self.user_id} likes {self.article_id}"
 
 
 class Follow(models.Model):
@@ -148,3 +163,6 @@ class Follow(models.Model):
                 fields=["user", "category"], condition=Q(category__isnull=False), name="follow_category_once"
             ),
         ]
+
+    def __str__(self):
+        return f"{self.user_id} follows {'author' if self.author_id else 'category'} {self.author_id or self.category_id}"

@@ -125,7 +125,6 @@ def _detail(article: Article) -> dict:
     data = _summary(article)
     data.update(
         body=article.body,
-        view_count=article.view_count,
         author={**data["author"], "bio": article.author.bio},
         comment_count=Comment.objects.filter(article_id=article.id).count(),
         like_count=Like.objects.filter(article_id=article.id).count(),
@@ -143,16 +142,30 @@ def article_comments(*, article_id: int, limit: int = 20) -> list[dict]:
 
 
 def trending(*, limit: int = TRENDING_LIMIT) -> dict:
-    """Most viewed articles published in the last TRENDING_WINDOW. One query."""
-    since = timezone.now() - TRENDING_WINDOW
-    rows = (
-        published_articles()
-        .filter(published_at__gte=since)
-        .select_related("author", "category")
-        .only(*_SUMMARY_FIELDS, "view_count")
-        .order_by("-view_count", "-published_at")[:limit]
-    )
+    """Most read recently: ids from the time-decayed Redis score (articles/counters.py), then
+    one query for those articles. Falls back to the stored view_count of the last
+    TRENDING_WINDOW when Redis has no scores yet (cold start, or Redis down)."""
+    from .counters import trending_ids
+
+    ids = trending_ids(limit=limit)
+    base = published_articles().select_related("author", "category").only(*_SUMMARY_FIELDS, "view_count")
+    if ids:
+        by_id = {a.id: a for a in base.filter(pk__in=ids)}
+        rows = [by_id[i] for i in ids if i in by_id][:limit]
+    else:
+        since = timezone.now() - TRENDING_WINDOW
+        rows = list(base.filter(published_at__gte=since).order_by("-view_count", "-published_at")[:limit])
     return {"results": [{**_summary(a), "view_count": a.view_count} for a in rows]}
+
+
+def article_is_published(*, article_id: int) -> bool:
+    """Through the tiers: the view counter's existence check costs no query on a hit."""
+    return get_or_load(
+        keys.article_published_key(article_id),
+        lambda: published_articles().filter(pk=article_id).exists(),
+        kind="article",
+        tags=[tags.article_tag(article_id)],
+    )
 
 
 def breaking_news() -> dict:

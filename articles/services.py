@@ -10,11 +10,10 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
 
-from . import invalidation, selectors
+from . import counters, invalidation, selectors
 from .models import Article, Author, Category, Comment, Follow, Like
 
 ARTICLE_EDITABLE_FIELDS = frozenset(
@@ -166,5 +165,5 @@ def profile_update(*, user: AbstractBaseUser, data: dict[str, Any]) -> AbstractB
 
 
 def article_register_view(*, article_id: int) -> None:
-    """Count one read. Synchronous UPDATE for now; write-behind through Redis is issue 6."""
-    Article.objects.filter(pk=article_id).update(view_count=F("view_count") + 1)
+    """Count one read, write-behind: one Redis round trip (articles/counters.py)."""
+    counters.record_view(article_id=article_id)

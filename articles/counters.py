@@ -1,0 +1,163 @@
+"""Write-behind read counters and the trending score (SPEC section 6).
+
+A read costs one Redis round trip: HINCRBY on the pending hash and ZINCRBY on the trending
+sorted set, pipelined. A Celery beat task (`articles.flush_view_counts`, every few seconds)
+moves the pending hash aside atomically, writes every count to PostgreSQL in ONE statement
+together with the batch id (ViewCountFlush), and only then drops the moved-aside hash. A crash
+at any step is safe: before the commit, the next flush finds the moved-aside hash and applies it;
+after the commit, it finds the batch id already recorded and only drops the hash. So no count is
+lost or applied twice.
+
+Trending uses forward decay: a read at time t adds 2^((t - base) / half-life), so recent reads
+weigh more without rewriting old scores; a new sorted set starts every epoch (a day), so the
+weights stay small, and the previous day's set counts with its decay applied.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+import redis
+from django.db import connection, transaction
+from django.db.models import F
+from django_redis import get_redis_connection
+
+from caching import keys
+
+from .models import Article, ViewCountFlush
+
+logger = logging.getLogger("newsite.counters")
+
+HALF_LIFE = 6 * 3600.0
+EPOCH_SECONDS = 4 * HALF_LIFE  # a new sorted set every day: weights stay within 1 .. 16
+TRENDING_KEEP = 2000
+REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+
+# Moves the pending hash aside unless a previous flush left one (then that one is retried).
+# Returns the batch id to apply, or false when there is nothing to flush.
+_MOVE_ASIDE = """
+local batch = redis.call('GET', KEYS[3])
+if batch and redis.call('EXISTS', KEYS[2]) == 1 then return batch end
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+redis.call('RENAME', KEYS[1], KEYS[2])
+redis.call('SET', KEYS[3], ARGV[1])
+return ARGV[1]
+"""
+
+
+def _redis():
+    return get_redis_connection("default")
+
+
+def _epoch(now: float) -> int:
+    return int(now // EPOCH_SECONDS)
+
+
+def _scores_key(epoch: int) -> str:
+    return f"{keys.trending_scores_key()}:{epoch}"
+
+
+def record_view(*, article_id: int) -> None:
+    """Count one read: one Redis round trip. Falls back to a direct UPDATE if Redis is down."""
+    now = time.time()
+    epoch = _epoch(now)
+    weight = 2.0 ** ((now - epoch * EPOCH_SECONDS) / HALF_LIFE)  # 1 .. 2^(EPOCH/HALF_LIFE)
+    scores = _scores_key(epoch)
+    try:
+        pipe = _redis().pipeline(transaction=False)
+        pipe.hincrby(keys.views_pending_key(), str(article_id), 1)
+        pipe.zincrby(scores, weight, str(article_id))
+        pipe.expire(scores, int(3 * EPOCH_SECONDS))
+        pipe.execute()
+    except REDIS_ERRORS as exc:
+        logger.warning("views: redis unavailable (%s); counting in PostgreSQL directly", exc)
+        Article.objects.filter(pk=article_id).update(view_count=F("view_count") + 1)
+
+
+def move_aside() -> str | None:
+    """Step 1 of a flush: the batch to apply (a fresh one, or the one a crashed flush left)."""
+    client = _redis()
+    batch = client.eval(
+        _MOVE_ASIDE, 3, keys.views_pending_key(), keys.views_processing_key(), keys.views_batch_id_key(),
+        uuid.uuid4().hex,
+    )
+    return batch.decode() if isinstance(batch, bytes) else batch
+
+
+def apply_batch(batch_id: str) -> int:
+    """Step 2: write the moved-aside counts to PostgreSQL once. Returns the reads applied."""
+    raw = _redis().hgetall(keys.views_processing_key())
+    counts = {int(k): int(v) for k, v in raw.items() if int(v) > 0}
+    with transaction.atomic():
+        _, created = ViewCountFlush.objects.get_or_create(batch_id=batch_id, defaults={"reads": sum(counts.values())})
+        if not created or not counts:
+            return 0
+        _bulk_increment(counts)
+    return sum(counts.values())
+
+
+def _bulk_increment(counts: dict[int, int]) -> None:
+    table = Article._meta.db_table
+    ids, values = list(counts), [counts[i] for i in counts]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"UPDATE {table} AS a SET view_count = a.view_count + v.n "
+                "FROM unnest(%s::bigint[], %s::bigint[]) AS v(id, n) WHERE a.id = v.id",
+                [ids, values],
+            )
+        else:  # SQLite (make run): one statement with a CASE
+            cases = " ".join(f"WHEN {int(i)} THEN {int(n)}" for i, n in counts.items())
+            placeholders = ",".join("%s" for _ in ids)
+            cursor.execute(
+                f"UPDATE {table} SET view_count = view_count + CASE id {cases} ELSE 0 END WHERE id IN ({placeholders})",
+                ids,
+            )
+
+
+def drop_batch(batch_id: str) -> None:
+    """Step 3: forget the moved-aside hash (PostgreSQL has it)."""
+    client = _redis()
+    pipe = client.pipeline(transaction=True)
+    pipe.delete(keys.views_processing_key(), keys.views_batch_id_key())
+    pipe.execute()
+
+
+def flush_view_counts() -> int:
+    """Move aside, apply, drop. Returns how many reads were written to PostgreSQL."""
+    batch_id = move_aside()
+    if batch_id is None:
+        return 0
+    applied = apply_batch(batch_id)
+    drop_batch(batch_id)
+    maintain_trending()
+    ViewCountFlush.objects.filter(created_at__lt=_days_ago(2)).delete()
+    return applied
+
+
+def _days_ago(days: int):
+    from django.utils import timezone
+
+    return timezone.now() - timezone.timedelta(days=days)
+
+
+def maintain_trending() -> None:
+    """Keep the current sorted set bounded (the previous one only shrinks in weight)."""
+    _redis().zremrangebyrank(_scores_key(_epoch(time.time())), 0, -(TRENDING_KEEP + 1))
+
+
+def trending_ids(*, limit: int) -> list[int]:
+    """Article ids by decayed read score, best first ([] when Redis has none or is down).
+
+    Scores live in one sorted set per epoch, each relative to its epoch's start; the previous
+    epoch's scores count with the decay they accumulated since (ZUNION ... WEIGHTS)."""
+    epoch = _epoch(time.time())
+    previous_weight = 2.0 ** (-EPOCH_SECONDS / HALF_LIFE)
+    try:
+        rows = _redis().zunion({_scores_key(epoch): 1.0, _scores_key(epoch - 1): previous_weight}, withscores=True)
+    except REDIS_ERRORS:
+        return []
+    rows.sort(key=lambda row: row[1], reverse=True)
+    return [int(member) for member, _ in rows[: limit * 3]]

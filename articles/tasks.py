@@ -1,0 +1,32 @@
+"""Celery tasks of the articles app: thin, they call services and report."""
+
+import logging
+
+from celery import shared_task
+
+from . import counters, warm
+
+logger = logging.getLogger("newsite.tasks")
+
+
+@shared_task(name="articles.warm_cache", acks_late=True, time_limit=600, soft_time_limit=540)
+def warm_cache_task() -> dict:
+    report = warm.warm_cache()
+    logger.info("warm_cache: %s", report)
+    return report
+
+
+@shared_task(
+    name="articles.flush_view_counts",
+    acks_late=True,
+    time_limit=60,
+    soft_time_limit=50,
+    autoretry_for=(Exception,),  # noqa: BLE001 (a failed flush keeps its counts; retry is safe)
+    retry_backoff=True,
+    max_retries=5,
+)
+def flush_view_counts_task() -> int:
+    applied = counters.flush_view_counts()
+    if applied:
+        logger.info("flush_view_counts: %d reads written", applied)
+    return applied

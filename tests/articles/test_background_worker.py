@@ -1,0 +1,33 @@
+"""The view-count flush and warm_cache run by a real Celery worker on the real Redis broker."""
+
+import time
+
+import pytest
+
+from articles import counters, warm
+from articles.models import Article
+from articles.tasks import flush_view_counts_task, warm_cache_task
+from tests.cdn.test_durability import celery_worker_process  # noqa: F401 (fixture)
+from tests.factories import make_article
+
+
+def wait_until(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_worker_flushes_counts_and_warms(celery_worker_process):  # noqa: F811
+    article = make_article()
+    for _ in range(3):
+        counters.record_view(article_id=article.id)
+    flush_view_counts_task.delay()
+    assert wait_until(lambda: Article.objects.get(pk=article.id).view_count == 3)
+    warm_cache_task.delay()
+    assert wait_until(lambda: warm.last_run() is not None)
+    assert warm.last_run()["by_status"].get("200", 0) > 0
