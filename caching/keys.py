@@ -82,8 +82,19 @@ def user_profile_key(user_id: int) -> str:
     return f"user_profile:{int(user_id)}"
 
 
-# --- Response keys (issue 4: HTTP response caching) --------------------------------------------
-# The lead adds the response-key builders here.
+# --- Response keys (HTTP response caching, caching/http.py) -------------------------------------
+
+
+def response_key(route: str, url_kwargs: dict, params: dict) -> str:
+    """The key of a public response: its route name, URL kwargs and the view's own validated
+    query parameters, sorted. Prefix "resp.<route>" (the metrics label). Values that are not
+    short plain words (search queries, long slugs) are hashed."""
+    parts = [f"{k}={v}" for k, v in sorted(url_kwargs.items())]
+    parts += [f"{k}={v}" for k, v in sorted(params.items())]
+    tail = "&".join(parts)
+    if len(tail) > 120 or not tail.isascii() or not tail.replace("=", "").replace("&", "").replace("-", "").replace("_", "").isalnum():
+        tail = _digest(tail) if tail else ""
+    return f"resp.{route}:{tail}"
 
 
 # --- Physical Redis keys (internal to caching/) ------------------------------------------------
@@ -126,3 +137,36 @@ def invalidation_channel() -> str:
 def subscriber_client_name(pid: int) -> str:
     """CLIENT SETNAME of a process's subscription connection (ops and tests find it by name)."""
     return f"{conf.get().key_prefix}-l1sub-{pid}"
+
+
+# --- Counters and background work (articles/views_counter.py, articles/warm.py) ---------------
+
+
+def views_pending_key() -> str:
+    """Hash article_id -> reads not yet written to PostgreSQL (write-behind)."""
+    return f"{conf.get().key_prefix}:views:pending"
+
+
+def views_processing_key() -> str:
+    """The pending hash moved aside by a flush in progress (kept until PostgreSQL has it)."""
+    return f"{conf.get().key_prefix}:views:processing"
+
+
+def views_batch_id_key() -> str:
+    """The id of the batch in views_processing_key (recorded in PostgreSQL with the counts)."""
+    return f"{conf.get().key_prefix}:views:batch"
+
+
+def trending_scores_key() -> str:
+    """Sorted set article_id -> time-decayed read score."""
+    return f"{conf.get().key_prefix}:trending:scores"
+
+
+def warm_cache_status_key() -> str:
+    """JSON of the last warm_cache run (for /health/cache/)."""
+    return f"{conf.get().key_prefix}:warm_cache:last"
+
+
+def article_published_key(article_id: int) -> str:
+    """Whether an article id is published (the view counter's 404 check, no query on a hit)."""
+    return f"article_published:{int(article_id)}"

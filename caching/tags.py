@@ -49,3 +49,21 @@ def search_tag() -> str:
 def article_tags(article_ids) -> list[str]:
     """One `article:{id}` tag per item of a list response."""
     return [article_tag(i) for i in article_ids]
+
+
+CATEGORIES = "categories"
+
+
+def categories_tag() -> str:
+    """The category list (and 404s of unknown category slugs: a new category purges them)."""
+    return CATEGORIES
+
+
+def article_slug_tag(slug: str) -> str:
+    """An article page addressed by slug (its cached 404 goes when an article takes the slug)."""
+    return f"article-slug:{slug}"
+
+
+def user_tag(user_id: int) -> str:
+    """Private per-user data (profile); never sent to a CDN."""
+    return f"user:{int(user_id)}"

@@ -147,7 +147,11 @@ CELERY_TASK_TIME_LIMIT = 120
 CELERY_TASK_SOFT_TIME_LIMIT = 100
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULE = {}
+CELERY_BEAT_SCHEDULE = {
+    "articles-flush-view-counts": {"task": "articles.flush_view_counts", "schedule": env.float("VIEW_FLUSH_SECONDS", default=5.0)},
+}
+# warm_cache fills this many of the most read articles (detail JSON + page).
+WARM_CACHE_TOP_ARTICLES = env.int("WARM_CACHE_TOP_ARTICLES", default=200)
 
 # --- CDN purges (cdn/, docs/cdn.md) ----------------------------------------------------------
 # Wagtail-style: alias -> {"BACKEND": dotted path, ...params}. Set CDN_BACKENDS here, or use the
