@@ -11,6 +11,9 @@ cost is one integer increment per SQL statement.
 from prometheus_client import Counter
 
 DB_QUERIES = Counter("bench_db_queries", "SQL statements executed by this process")
+# Requests answered, counted server-side: wrk's count misses the requests still queued when it
+# stops, so per-request ratios divide by this one.
+REQUESTS = Counter("bench_requests", "HTTP requests answered by this process")
 
 
 def _count_query(execute, sql, params, many, context):

@@ -1,16 +1,20 @@
 """Outermost middleware of the servers under test: names the worker that answered.
 
-The commit-to-fresh probes need to know which process (which L1) served each response. One
-header assignment per response, identical in every mode including the floor.
+The commit-to-fresh probes need to know which process (which L1) served each response, and the
+per-request ratios need the number of requests the server answered. One header assignment and
+one counter increment per response, identical in every mode including the floor.
 """
 
 import os
+
+from bench.counters import REQUESTS
 
 
 def worker_header(get_response):
     def middleware(request):
         response = get_response(request)
         response["X-Bench-Worker"] = str(os.getpid())
+        REQUESTS.inc()
         return response
 
     return middleware

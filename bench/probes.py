@@ -37,6 +37,10 @@ def db_queries(samples: Counter) -> float:
     return sum(v for (name, _), v in samples.items() if name == "bench_db_queries_total")
 
 
+def requests_served(samples: Counter) -> float:
+    return sum(v for (name, _), v in samples.items() if name == "bench_requests_total")
+
+
 def cache_results(samples: Counter) -> dict:
     """{tier: {result: count}} from newsite_cache_requests_total (summed over prefixes)."""
     tiers = {}
@@ -101,6 +105,7 @@ class Snapshot:
         var.subtract(before.varnish)
         return {
             "db_queries": db_queries(prom),
+            "served": requests_served(prom),
             "redis_commands": sum(red.values()),
             "redis_by_command": dict(red.most_common()),
             "cache": {tier: dict(results) for tier, results in cache_results(prom).items()

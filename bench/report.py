@@ -195,6 +195,7 @@ def servers_section(results) -> list[str]:
 
 
 def chart(results, scenario, workloads, modes, path: Path, title: str) -> bool:
+    """Two panels, log scale: req/s as a ratio to the floor of the same workload, and p99 in ms."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -204,22 +205,27 @@ def chart(results, scenario, workloads, modes, path: Path, title: str) -> bool:
     width = 0.8 / max(1, len(modes))
     drew = False
     for i, mode in enumerate(modes):
-        xs, rps, p99 = [], [], []
+        xs, ratio, p99 = [], [], []
         for j, wl in enumerate(workloads):
             r = _find(results, scenario, wl, mode)
-            if _ok(r):
+            floor = _find(results, scenario, wl, "floor" if scenario == "throughput" else modes[0])
+            if _ok(r) and _ok(floor) and floor.req_s:
                 xs.append(j + i * width)
-                rps.append(r.req_s)
+                ratio.append(r.req_s / floor.req_s)
                 p99.append(r.p99_ms)
         if xs:
             drew = True
-            axes[0].bar(xs, rps, width, label=MODE_LABELS.get(mode, mode))
+            axes[0].bar(xs, ratio, width, label=MODE_LABELS.get(mode, mode))
             axes[1].bar(xs, p99, width, label=MODE_LABELS.get(mode, mode))
-    for ax, ylabel in ((axes[0], "req/s (higher is better)"), (axes[1], "p99 latency ms (lower is better)")):
+    base = "floor" if scenario == "throughput" else modes[0]
+    for ax, ylabel in ((axes[0], f"req/s as a ratio to {base} (log, higher is better)"),
+                       (axes[1], "p99 latency ms (log, lower is better)")):
+        ax.set_yscale("log")
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(workloads))])
         ax.set_xticklabels(workloads)
         ax.set_ylabel(ylabel)
-        ax.grid(axis="y", alpha=0.3)
+        ax.grid(axis="y", alpha=0.3, which="both")
+    axes[0].axhline(1.0, color="black", linewidth=0.8)
     axes[0].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
