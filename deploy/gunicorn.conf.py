@@ -19,3 +19,35 @@ graceful_timeout = 20
 keepalive = 5
 accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 errorlog = "-"
+
+# --- Prometheus multiprocess mode (docs/observability.md) -----------------------------------
+# Every worker writes its metrics to mmap files in PROMETHEUS_MULTIPROC_DIR and /metrics sums
+# them. The variable must be set before the app is imported (prometheus-client picks its value
+# class at import), so it is defaulted here, in the config, which gunicorn reads first.
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", os.path.join(_REPO, ".run", "prometheus"))
+
+
+def on_starting(server):
+    """Create the multiprocess directory and empty it: files of a previous run (dead pids)
+    would otherwise be summed into this run's counters."""
+    import shutil
+
+    path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(path, exist_ok=True)
+    removed = 0
+    for name in os.listdir(path):
+        full = os.path.join(path, name)
+        if os.path.isdir(full) and not os.path.islink(full):
+            shutil.rmtree(full)
+        else:
+            os.unlink(full)
+        removed += 1
+    server.log.info("prometheus multiprocess dir %s ready (%d stale files removed)", path, removed)
+
+
+def child_exit(server, worker):
+    """A worker is gone: drop its live gauges (newsite_breaker_open is livemax)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

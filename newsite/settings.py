@@ -34,9 +34,12 @@ INSTALLED_APPS = [
     "caching",
     "articles",
     "cdn",
+    "newsite.ops",
 ]
 
 MIDDLEWARE = [
+    # First: times the whole request by endpoint (newsite/ops/middleware.py, docs/observability.md).
+    "newsite.ops.middleware.RequestLatencyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -1,0 +1,158 @@
+"""The admin "Cache" page (/admin/cache/, staff only): hit ratio per tier and key prefix as a
+server-side SVG chart, the outbox backlog, recent invalidations (the latest purge outbox rows,
+cluster-wide) and a form to purge tags through caching.invalidate_tags_on_commit - the same
+path as every write: CDN outbox rows in the transaction, L2 and every L1 after commit.
+
+The numbers come from newsite.ops.cachestats: all processes since start when prometheus-client
+runs in multiprocess mode (gunicorn), else this process; plus this process's last 5 minutes.
+"""
+
+from __future__ import annotations
+
+import re
+
+from django import forms
+from django.contrib import admin, messages
+from django.db import transaction
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+
+import caching
+from newsite.ops import cachestats
+from newsite.ops.logs import log_event
+
+TAG_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
+MAX_TAGS = 50
+
+
+class PurgeTagsForm(forms.Form):
+    tags = forms.CharField(
+        label="Tags",
+        max_length=4000,
+        help_text='Space- or comma-separated, as in Surrogate-Key: e.g. "article:42 feed:home".',
+        widget=forms.TextInput(attrs={"size": 60, "autocomplete": "off"}),
+    )
+
+    def clean_tags(self) -> list[str]:
+        tags = sorted({t for t in re.split(r"[\s,]+", self.cleaned_data["tags"]) if t})
+        if not tags:
+            raise forms.ValidationError("Give at least one tag.")
+        if len(tags) > MAX_TAGS:
+            raise forms.ValidationError(f"At most {MAX_TAGS} tags at a time.")
+        bad = [t for t in tags if not TAG_RE.match(t)]
+        if bad:
+            raise forms.ValidationError(f"Not a tag: {', '.join(bad[:5])} (letters, digits, _ . : - only).")
+        return tags
+
+
+def purge_tags(tags: list[str], *, user) -> frozenset[str]:
+    """Invalidate `tags` in every tier (outbox rows now, app tiers after commit)."""
+    with transaction.atomic():
+        tagset = caching.invalidate_tags_on_commit(tags)
+    log_event("admin_purge", user=getattr(user, "username", "?"), count=len(tagset), tags=tagset)
+    return tagset
+
+
+# --- the chart ---------------------------------------------------------------------------------
+
+BAR_H, GAP, LABEL_W, PLOT_W, TOP = 12, 10, 190, 420, 34
+COLOURS = {"l1": "#2e7d32", "l2": "#1565c0"}
+
+
+def hit_ratio_svg(summary: dict | None, *, title: str) -> str:
+    """A horizontal grouped bar chart (L1 and L2 hit ratio per prefix, "all" first), as SVG
+    markup built here: no script, no external asset. Labels are escaped."""
+    rows = []
+    if summary:
+        rows.append(("all", summary["tiers"]))
+        rows += [(name, data) for name, data in summary["prefixes"].items()]
+    group_h = 2 * BAR_H + GAP
+    height = TOP + max(1, len(rows)) * group_h + 30
+    width = LABEL_W + PLOT_W + 70
+    parts = [
+        format_html(
+            '<svg xmlns="http://www.w3.org/2000/svg" class="cache-chart" role="img" width="{}" height="{}" '
+            'viewBox="0 0 {} {}" font-family="sans-serif" font-size="11"><title>{}</title>',
+            width, height, width, height, title,
+        ),
+        format_html('<text x="0" y="14" font-size="13" font-weight="bold">{}</text>', title),
+    ]
+    # legend and the 0 / 50 / 100 % grid
+    for i, tier in enumerate(("l1", "l2")):
+        x = LABEL_W + i * 90
+        parts.append(format_html(
+            '<rect x="{}" y="20" width="10" height="10" fill="{}"/><text x="{}" y="29">{} hit ratio</text>',
+            x, COLOURS[tier], x + 14, tier.upper(),
+        ))
+    for pct in (0, 50, 100):
+        x = LABEL_W + PLOT_W * pct / 100
+        parts.append(format_html(
+            '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#ccc"/><text x="{}" y="{}" text-anchor="middle">{}%</text>',
+            x, TOP, x, height - 24, x, height - 10, pct,
+        ))
+    if not rows:
+        parts.append(format_html('<text x="{}" y="{}" fill="#666">no cache traffic yet</text>', LABEL_W + 10, TOP + 16))
+    for index, (name, data) in enumerate(rows):
+        y = TOP + index * group_h
+        parts.append(format_html(
+            '<text x="{}" y="{}" text-anchor="end">{}</text>', LABEL_W - 8, y + BAR_H + 4, name[:32]
+        ))
+        for j, tier in enumerate(("l1", "l2")):
+            tier_data = data.get(tier, {})
+            ratio = tier_data.get("hit_ratio")
+            lookups = sum(v for k, v in tier_data.items() if k != "hit_ratio")
+            by = y + j * BAR_H
+            parts.append(format_html(
+                '<rect class="track" x="{}" y="{}" width="{}" height="{}" fill="#f2f2f2"/>',
+                LABEL_W, by, PLOT_W, BAR_H - 2,
+            ))
+            if ratio is not None:
+                parts.append(format_html(
+                    '<rect class="bar bar-{}" x="{}" y="{}" width="{}" height="{}" fill="{}">'
+                    "<title>{} {}: {}% of {} lookups</title></rect>",
+                    tier, LABEL_W, by, round(PLOT_W * ratio, 1), BAR_H - 2, COLOURS[tier],
+                    name, tier.upper(), round(ratio * 100, 1), lookups,
+                ))
+            label = "-" if ratio is None else f"{ratio * 100:.1f}% of {lookups}"
+            parts.append(format_html('<text x="{}" y="{}">{}</text>', LABEL_W + PLOT_W + 6, by + BAR_H - 3, label))
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # every part above is format_html output (escaped)
+
+
+# --- the view ----------------------------------------------------------------------------------
+
+
+def _cache_page(request):
+    if request.method == "POST":
+        form = PurgeTagsForm(request.POST)
+        if form.is_valid():
+            tagset = purge_tags(form.cleaned_data["tags"], user=request.user)
+            messages.success(request, f"Purged {len(tagset)} tag(s) from every tier: {' '.join(sorted(tagset))}")
+            return redirect(request.path)
+    else:
+        form = PurgeTagsForm()
+    cluster = cachestats.cluster_since_start()
+    recent = cachestats.window(300)
+    since_start = cluster if cluster is not None else cachestats.process_since_start()
+    scope = "all processes" if cluster is not None else "this process"
+    report = cachestats.report()
+    context = {
+        **admin.site.each_context(request),
+        "title": "Cache",
+        "chart_since_start": hit_ratio_svg(since_start, title=f"Hit ratio since start ({scope})"),
+        "chart_recent": hit_ratio_svg(recent, title=f"Hit ratio, last {int(recent['seconds'])} s (this process)"),
+        "outbox": report["outbox"],
+        "recent_purges": cachestats.recent_purges(20),
+        "l1": report["l1"],
+        "breaker": report["breaker"],
+        "warm_cache": report["warm_cache"],
+        "pid": report["pid"],
+        "form": form,
+    }
+    return TemplateResponse(request, "caching/admin_cache.html", context)
+
+
+# admin_view: staff only (others are redirected to the admin login), CSRF-protected, never cached.
+cache_page = admin.site.admin_view(_cache_page)

@@ -1,0 +1,64 @@
+"""The ops endpoints: /metrics, /health/, /health/cache/. Never cached (Cache-Control: no-store).
+
+/metrics aggregates every process's prometheus-client files when PROMETHEUS_MULTIPROC_DIR is
+set (gunicorn workers, Celery workers sharing the directory), else this process's registry.
+"""
+
+from __future__ import annotations
+
+import os
+
+from django.db import Error as DatabaseError
+from django.http import HttpResponse, JsonResponse
+from django.utils.cache import add_never_cache_headers, patch_cache_control
+from django.views.decorators.http import require_safe
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from caching import metrics as cache_metrics
+from newsite.ops import cachestats, probes
+
+
+def _no_store(response: HttpResponse) -> HttpResponse:
+    add_never_cache_headers(response)  # no-cache, no-store, must-revalidate, private, max-age=0
+    patch_cache_control(response, no_store=True)
+    return response
+
+
+def metrics_registry():
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=path)
+        return registry
+    return REGISTRY
+
+
+@require_safe
+def metrics_view(request):
+    """Prometheus text format. Pushes this process's batched L1 hits and refreshes
+    newsite_outbox_pending (one COUNT) first."""
+    cache_metrics.flush_all()
+    try:
+        from cdn.outbox import update_pending_gauge
+
+        update_pending_gauge()
+    except DatabaseError:
+        pass  # the gauge keeps its last value; /health/ reports the database
+    return _no_store(HttpResponse(generate_latest(metrics_registry()), content_type=CONTENT_TYPE_LATEST))
+
+
+@require_safe
+def health_view(request):
+    """200 {"status": "ok", "checks": {...}} or 503 {"status": "fail", "failed": [...], ...}."""
+    checks = probes.run_checks()
+    failed = [name for name, result in checks.items() if not result["ok"]]
+    body = {"status": "fail" if failed else "ok", "failed": failed, "checks": checks, "pid": os.getpid()}
+    return _no_store(JsonResponse(body, status=503 if failed else 200))
+
+
+@require_safe
+def health_cache_view(request):
+    """JSON: hit ratio per tier and prefix (this process since start and over the last 1/5/15
+    minutes; all processes since start), L1 entries and bytes, breaker, outbox, warm_cache."""
+    return _no_store(JsonResponse(cachestats.report(), json_dumps_params={"indent": 1}))
