@@ -16,6 +16,15 @@ if ! have varnishd || ! ls /usr/lib/varnish/vmods/libvmod_xkey.so /usr/lib/*/var
   as_root pkill -x varnishd 2>/dev/null || true
 fi
 
+# Debian's headless Chromium + chromedriver for the admin browser test (tests/ops); selenium
+# drives them by path, so no browser is ever downloaded at run time.
+if ! have chromium || ! have chromedriver; then
+  echo "ensure-services: installing chromium and chromium-driver from Debian"
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+fi
+
 if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   echo "ensure-services: starting PostgreSQL"
   as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
@@ -29,4 +38,4 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
   for _ in $(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.5; done
 fi
-echo "ensure-services: PostgreSQL, Redis and Varnish ready"
+echo "ensure-services: PostgreSQL, Redis, Varnish and Chromium ready"
