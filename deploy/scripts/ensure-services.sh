@@ -7,7 +7,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian installs vmods under /usr/lib/<triplet>/varnish/vmods.
-if ! have varnishd || ! ls /usr/lib/varnish/vmods/libvmod_xkey.so /usr/lib/*/varnish/vmods/libvmod_xkey.so 2>/dev/null | grep -q .; then
+if ! have varnishd || ! { ls /usr/lib/varnish/vmods/libvmod_xkey.so /usr/lib/*/varnish/vmods/libvmod_xkey.so 2>/dev/null || true; } | grep -q .; then
   echo "ensure-services: installing varnish and varnish-modules from Debian"
   export DEBIAN_FRONTEND=noninteractive
   as_root apt-get update -qq
