@@ -31,6 +31,10 @@ def parse(argv):
     p.add_argument("--rounds", type=int, default=1, help="interleaved rounds; the median round is reported")
     p.add_argument("--connections", type=int, default=16, help="wrk connections (16)")
     p.add_argument("--cold-clients", type=int, default=256, help="concurrent clients of the cold-key scenario")
+    p.add_argument("--cold-server", default="gunicorn-gthread",
+                   choices=("gunicorn-sync", "gunicorn-gthread", "granian"),
+                   help="server of the cold-key scenario (gunicorn-gthread: requests really run concurrently)")
+    p.add_argument("--cold-threads", type=int, default=16, help="threads per worker in the cold-key scenario (16)")
     p.add_argument("--fresh-iterations", type=int, default=None, help="writes timed by the freshness scenario (20; 5 with --smoke)")
     p.add_argument("--server", default="gunicorn-sync", choices=("gunicorn-sync", "gunicorn-gthread", "granian"))
     p.add_argument("--workers", type=int, default=2)

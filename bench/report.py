@@ -10,6 +10,7 @@ from pathlib import Path
 from bench.stack import ROOT, TASKSET
 
 MODE_LABELS = {
+    "cluster": "cluster: L2-only + L1+L2 servers at once",
     "floor": "floor (constant view)",
     "nocache": "no cache",
     "cache_page": "cache_page (django-redis)",
@@ -113,7 +114,7 @@ def targets(results, ctx) -> list[str]:
     zq = z.db_per_req if _ok(z) else None
     rows.append(("Zipf: <= 0.05 DB queries per request (L1+L2)", _fmt(zq, 3) if zq is not None else "n/a", None if zq is None else zq <= 0.05))
     for row in ctx.coldkey:
-        if row.get("mode") in ("l2", "l1l2"):
+        if row.get("mode") in ("l2", "l1l2", "cluster"):
             loads = row.get("loads_metric") if row.get("loads_metric") else row.get("loads_from_db")
             ok = row.get("status") == "ok" and loads is not None
             rows.append((f"cold key, {row.get('clients', 256)} clients ({row['mode']}): 1 source load",
@@ -138,15 +139,17 @@ def coldkey_section(ctx) -> list[str]:
         return []
     out = ["## Cold hot key", "",
            "A new article (never requested, so cold in every tier) is requested by "
-           f"{ctx.opts.cold_clients} concurrent wrk connections for 2 s. Source loads: "
+           f"{ctx.opts.cold_clients} concurrent wrk connections for 2 s (split evenly over the servers of a row), on servers of "
+           f"its own ({ctx.opts.cold_server}, {ctx.opts.workers} workers x {ctx.opts.cold_threads} threads, so requests run "
+           "concurrently inside each process). Source loads: "
            "`newsite_cache_loads_total` delta over all workers, and DB queries / queries of one render.", "",
-           "| mode | requests | source loads (metric) | DB queries | loads from DB count | p99 ms | status |",
-           "|---|---:|---:|---:|---:|---:|---|"]
+           "| mode | processes | requests | source loads (metric) | DB queries | loads from DB count | p99 ms | status |",
+           "|---|---:|---:|---:|---:|---:|---:|---|"]
     for row in ctx.coldkey:
         if row.get("status") != "ok":
-            out.append(f"| {MODE_LABELS.get(row['mode'], row['mode'])} |  |  |  |  |  | {row.get('status')} |")
+            out.append(f"| {MODE_LABELS.get(row['mode'], row['mode'])} |  |  |  |  |  |  | {row.get('status')} |")
             continue
-        out.append(f"| {MODE_LABELS.get(row['mode'], row['mode'])} | {row['requests']} | {_fmt(row.get('loads_metric'), 0)} | "
+        out.append(f"| {MODE_LABELS.get(row['mode'], row['mode'])} | {row['processes']} | {row['requests']} | {_fmt(row.get('loads_metric'), 0)} | "
                    f"{_fmt(row['db_queries'], 0)} | {_fmt(row.get('loads_from_db'), 1)} | {_fmt(row['p99_ms'], 1)} | ok |")
     return out + [""]
 
