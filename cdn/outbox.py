@@ -12,7 +12,7 @@ from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -112,61 +112,75 @@ def backoff_seconds(attempts: int) -> float:
 
 
 def drain_outbox(ids=None) -> DrainReport:
-    """Deliver pending, due rows (only `ids` if given), per backend, in merged batches.
+    """Deliver pending, due rows (only `ids` if given), merged per backend, in batches.
 
-    Rows are locked with SELECT ... FOR UPDATE SKIP LOCKED, so concurrent drains never deliver
-    the same row twice and never wait for each other; the lock is held during the provider call
-    (bounded by the backends' timeouts). A backend that fails stops its loop for this run.
+    Each batch is one transaction: SELECT ... FOR UPDATE SKIP LOCKED (so concurrent drains never
+    deliver the same row twice and never wait for each other), one provider round per backend,
+    one UPDATE per backend. The locks are held during the provider calls (bounded by the backends'
+    timeouts). A backend that fails is left alone for the rest of this run. Costs 3 queries for a
+    small drain, plus a COUNT for the pending gauge when something failed or on a re-drive.
     """
     report = DrainReport()
     backends = get_backends()
-    pending = PurgeOutbox.objects.filter(
-        status=PurgeOutbox.Status.PENDING, next_attempt_at__lte=timezone.now()
-    )
-    if ids is not None:
-        pending = pending.filter(pk__in=list(ids))
-    aliases = set(pending.order_by().values_list("backend", flat=True).distinct())
-    for alias in sorted(aliases):
-        _drain_backend(alias, backends.get(alias), ids, report)
-    update_pending_gauge()
-    return report
-
-
-def _drain_backend(alias, backend, ids, report: DrainReport) -> None:
     batch_size = outbox_setting("BATCH_SIZE")
+    failed_backends: set[str] = set()
     while True:
         with transaction.atomic():
-            now = timezone.now()
+            _relax_commit_durability()
             qs = PurgeOutbox.objects.select_for_update(skip_locked=True).filter(
-                status=PurgeOutbox.Status.PENDING, backend=alias, next_attempt_at__lte=now
+                status=PurgeOutbox.Status.PENDING, next_attempt_at__lte=timezone.now()
             )
             if ids is not None:
                 qs = qs.filter(pk__in=list(ids))
+            if failed_backends:
+                qs = qs.exclude(backend__in=failed_backends)
             rows = list(qs.order_by("pk")[:batch_size])
             if not rows:
-                return
-            if backend is None:
-                _record_failure(rows, f"no CDN backend {alias!r} is configured", None, report, dead=True)
-                continue
-            tags = sorted({tag for row in rows for tag in row.tags})
-            urls = sorted({url for row in rows for url in row.urls})
-            try:
-                if tags:
-                    backend.purge_tags(tags)
-                if urls:
-                    backend.purge_urls(urls)
-            except PurgeError as exc:
-                logger.warning("cdn %s: purge of %d rows failed: %s", alias, len(rows), exc)
-                _record_failure(rows, str(exc), exc.retry_after, report)
-                return
-            pks = [row.pk for row in rows]
-            PurgeOutbox.objects.filter(pk__in=pks).update(
-                status=PurgeOutbox.Status.DONE, delivered_at=now, attempts=F("attempts") + 1
-            )
-            CDN_PURGES.labels(backend=alias, result="ok").inc()
-            report.delivered.extend(pks)
+                break
+            by_backend: dict[str, list[PurgeOutbox]] = {}
+            for row in rows:
+                by_backend.setdefault(row.backend, []).append(row)
+            for alias, group in sorted(by_backend.items()):
+                if not _deliver(alias, backends.get(alias), group, report):
+                    failed_backends.add(alias)
         if len(rows) < batch_size:
-            return
+            break
+    if ids is None or report.failed or report.dead:
+        update_pending_gauge()
+    return report
+
+
+def _relax_commit_durability() -> None:
+    # Losing a "done" mark in a database crash only means one more (idempotent) delivery, so the
+    # drain's commits need not wait for the WAL flush.
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
+def _deliver(alias, backend, rows, report: DrainReport) -> bool:
+    """Send one backend its merged rows; mark them done, or record the failure. True if done."""
+    if backend is None:
+        _record_failure(rows, f"no CDN backend {alias!r} is configured", None, report, dead=True)
+        return False
+    tags = sorted({tag for row in rows for tag in row.tags})
+    urls = sorted({url for row in rows for url in row.urls})
+    try:
+        if tags:
+            backend.purge_tags(tags)
+        if urls:
+            backend.purge_urls(urls)
+    except PurgeError as exc:
+        logger.warning("cdn %s: purge of %d rows failed: %s", alias, len(rows), exc)
+        _record_failure(rows, str(exc), exc.retry_after, report)
+        return False
+    pks = [row.pk for row in rows]
+    PurgeOutbox.objects.filter(pk__in=pks).update(
+        status=PurgeOutbox.Status.DONE, delivered_at=timezone.now(), attempts=F("attempts") + 1
+    )
+    CDN_PURGES.labels(backend=alias, result="ok").inc()
+    report.delivered.extend(pks)
+    return True
 
 
 def _record_failure(rows, error, retry_after, report: DrainReport, *, dead=False) -> None:

@@ -49,6 +49,7 @@ def wait_for_port(port: int, timeout: float = 15.0) -> None:
 
 class _Quiet(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
 
     def log_message(self, *args):
         pass
