@@ -28,7 +28,7 @@ def parse(argv):
                    help="warm-up seconds before each Zipf measurement (10): the long tail needs longer")
     p.add_argument("--no-cold-start", dest="cold_start", action="store_false",
                    help="keep Redis db and Varnish contents between measurements (default: flush before each cached mode)")
-    p.add_argument("--rounds", type=int, default=1, help="interleaved rounds; the median round is reported")
+    p.add_argument("--rounds", type=int, default=1, help="interleaved rounds; the best round of each mode x workload is reported")
     p.add_argument("--connections", type=int, default=16, help="wrk connections (16)")
     p.add_argument("--cold-clients", type=int, default=256, help="concurrent clients of the cold-key scenario")
     p.add_argument("--cold-server", default="gunicorn-gthread",

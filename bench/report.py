@@ -252,7 +252,7 @@ def write(ctx, results) -> list[Path]:
              f"- server: {opts.server}, {opts.workers} workers" + (f" x {opts.threads} threads" if opts.server != "gunicorn-sync" else "")
              + f"; load: wrk -t1 -c{opts.connections}, {opts.warmup:g} s warm-up ({opts.zipf_warmup:g} s for Zipf) + {opts.duration:g} s "
              f"per mode and workload, {'Redis db and Varnish emptied before each cached mode, ' if opts.cold_start else ''}"
-             f"{opts.rounds} round(s), modes interleaved (median round shown)",
+             f"{opts.rounds} round(s), modes interleaved" + (" (best round of each shown)" if opts.rounds > 1 else ""),
              f"- data: {data.get('articles_article', 0):,} articles ({data.get('published', 0):,} published), "
              f"{data.get('articles_comment', 0):,} comments, {data.get('articles_like', 0):,} likes"
              + (f"; {data['reason']}" if data.get("reason") else "")]
