@@ -279,7 +279,10 @@ def throughput(ctx: Context) -> None:
     for rnd in range(opts.rounds):
         for workload in opts.workloads:
             for mode in opts.modes:
-                res = measure(ctx, "throughput", workload, mode)
+                try:
+                    res = measure(ctx, "throughput", workload, mode)
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                    res = Result("throughput", workload, mode, status=f"n/a: load generator failed: {exc}")
                 res.extra["round"] = rnd
                 ctx.results.append(res)
                 if res.status == "ok":
@@ -307,8 +310,11 @@ def servers_comparison(ctx: Context) -> None:
                 if isinstance(server, str):
                     res = Result("servers", workload, kind, status=server)
                 else:
-                    res = measure(ctx, "servers", workload, "floor" if workload == "floor" else "l1l2",
-                                  server_override=server)
+                    try:
+                        res = measure(ctx, "servers", workload, "floor" if workload == "floor" else "l1l2",
+                                      server_override=server)
+                    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                        res = Result("servers", workload, kind, status=f"n/a: load generator failed: {exc}")
                     res.mode = kind
                 res.extra["round"] = rnd
                 ctx.results.append(res)
