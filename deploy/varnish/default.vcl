@@ -80,6 +80,10 @@ sub vcl_recv {
         || req.url ~ "^/api/") {
         unset req.http.Cookie;
     }
+    if (req.http.Cookie) {
+        # Anywhere else a cookie may matter: never serve it from or store it in the cache.
+        return (pass);
+    }
 
     if (req.http.X-Edge-Fresh) {
         # Restarted from vcl_hit: the copy is past stale-while-revalidate; fetch a fresh one.
@@ -146,14 +150,15 @@ sub vcl_backend_response {
                 regsub(beresp.http.Cache-Control, "^.*stale-if-error=([0-9]+).*$", "\1s"), 0s);
         }
     }
-    return (deliver);
+    # No return: the built-in logic runs next and makes private / no-store / no-cache /
+    # Set-Cookie / Vary: * responses uncacheable (hit-for-miss).
 }
 
 sub vcl_backend_error {
     if (bereq.is_bgfetch || bereq.http.X-Edge-Fresh) {
         return (abandon);
     }
-    return (deliver);
+    # Otherwise the built-in error page.
 }
 
 sub vcl_synth {
@@ -164,7 +169,7 @@ sub vcl_synth {
         return (restart);
     }
     set resp.http.X-Cache-Edge = "MISS";
-    return (deliver);
+    # The built-in synthetic page follows.
 }
 
 sub vcl_deliver {

@@ -135,6 +135,14 @@ def test_cookies_ignored_on_public_paths_but_private_paths_never_cached(origin, 
     authorized = varnish.get("/api/articles/1/", headers={"Authorization": "Token abc"})
     assert authorized.headers["X-Cache-Edge"] == "MISS"  # passed to the app, not served from cache
 
+    # A private answer on a public path is never stored; a cookie elsewhere bypasses the cache.
+    origin.page("/api/articles/2/", "private", cache_control="private, no-store")
+    origin.page("/static/app.css", "css", cache_control="public, max-age=600")
+    for _ in range(2):
+        varnish.get("/api/articles/2/")
+        varnish.get("/static/app.css", cookies={"sessionid": "abc"})
+    assert origin.hits("/api/articles/2/") == 2 and origin.hits("/static/app.css") == 2
+
 
 def test_stale_if_error_and_fresh_fetch_after_the_revalidate_window(origin, varnish):
     policy = "public, max-age=0, s-maxage=1, stale-while-revalidate=1, stale-if-error=300"
