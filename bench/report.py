@@ -80,6 +80,8 @@ def throughput_tables(results, workloads, modes) -> list[str]:
                 out.append(f"| {label} | {r.status} |  |  |  |  |  |  |  |  |  |")
                 continue
             notes = []
+            if r.extra.get("bytes_per_resp"):
+                notes.append(f"{r.extra['bytes_per_resp']:,.0f} B/resp")
             if r.redis_top:
                 notes.append(f"redis: {r.redis_top}")
             if r.errors:

@@ -268,7 +268,8 @@ def measure(ctx: Context, scenario: str, workload_name: str, mode: str, server_o
     res.redis_per_req = delta["redis_commands"] / n
     res.redis_top = ", ".join(f"{k} {v / n:.2f}" for k, v in list(delta["redis_by_command"].items())[:6])
     res.hit, ratios = hit_summary(mode, delta, n)
-    res.extra = {"ratios": ratios, "loads": delta["loads"], "varnish": delta["varnish"]}
+    res.extra = {"ratios": ratios, "loads": delta["loads"], "varnish": delta["varnish"],
+                 "bytes_per_resp": run["bytes"] / max(1, run["requests"])}
     if res.non_2xx > 0.01 * n:
         res.status = f"invalid: {res.non_2xx} non-2xx of {n}"
     return res
