@@ -212,7 +212,7 @@ class Stack:
         name_dir = self.workdir / "varnish"
         cmd = [binary, "-F", "-j", "none", "-n", str(name_dir), "-a", f"127.0.0.1:{port}",
                "-T", f"127.0.0.1:{free_port()}", "-f", str(vcl_file), "-s", "malloc,256m",
-               "-p", "thread_pool_min=20"]
+               "-p", "thread_pool_min=20", "-p", "default_grace=10"]
         proc = self.spawn("varnish", cmd, core=0)
         try:
             wait_http(f"http://127.0.0.1:{port}/bench/floor/", timeout=20, proc=proc.popen)
