@@ -1,4 +1,14 @@
+import os
+
 from django.apps import AppConfig
+
+
+def _celery_process_exit(pid=None, **kwargs):
+    """A Celery pool process is gone: drop its live gauges from the multiprocess directory."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid or os.getpid())
 
 
 class OpsConfig(AppConfig):
@@ -7,9 +17,13 @@ class OpsConfig(AppConfig):
     verbose_name = "Operations"
 
     def ready(self):
+        from celery.signals import worker_process_shutdown
+
         from caching.invalidation import on_invalidate
         from newsite.ops.logs import log_invalidation
 
         # One key=value line per tag invalidation (in every process: web, Celery, commands).
         if log_invalidation not in on_invalidate:
             on_invalidate.append(log_invalidation)
+        # Celery workers that share PROMETHEUS_MULTIPROC_DIR with gunicorn (docs/observability.md).
+        worker_process_shutdown.connect(_celery_process_exit, dispatch_uid="newsite-ops-prometheus-dead")
