@@ -12,12 +12,17 @@ logger = logging.getLogger("cdn")
 SELF_RETRY_MAX_DELAY = 300
 
 
-@shared_task(name="cdn.purge_outbox_drain", ignore_result=True)
-def purge_outbox_drain(ids=None):
-    """Deliver the given outbox rows (or every pending, due row); re-schedule failures with backoff."""
+@shared_task(bind=True, name="cdn.purge_outbox_drain", ignore_result=True)
+def purge_outbox_drain(self, ids=None):
+    """Deliver the given outbox rows (or every pending, due row); re-schedule failures with backoff.
+
+    Eager runs (`make run` without a broker) leave failures to the re-drive: a countdown would
+    run at once, again and again.
+    """
     report = outbox.drain_outbox(ids)
     if (
         ids is not None
+        and not self.request.is_eager
         and report.failed
         and report.retry_in is not None
         and report.retry_in <= SELF_RETRY_MAX_DELAY

@@ -219,3 +219,24 @@ def test_retry_now_makes_done_rows_due_again(two_dummies):
     assert count == 1
     row = PurgeOutbox.objects.get(backend="edge")
     assert row.status == "pending" and row.next_attempt_at <= timezone.now() + timedelta(seconds=1)
+
+
+@pytest.mark.django_db
+def test_eager_drain_task_does_not_loop_on_a_failing_backend(settings, fast_outbox):
+    from cdn.tasks import purge_outbox_drain
+    from newsite.celery import app as celery_app
+
+    settings.CDN_BACKENDS = {
+        "varnish": {
+            "BACKEND": "cdn.backends.varnish.VarnishBackend",
+            "LOCATION": f"http://127.0.0.1:{free_port()}",
+        }
+    }
+    ids = enqueue_purge(["article:1"])
+    previous, celery_app.conf.task_always_eager = celery_app.conf.task_always_eager, True
+    try:
+        result = purge_outbox_drain.apply(args=(ids,)).get()
+    finally:
+        celery_app.conf.task_always_eager = previous
+    assert result == {"delivered": 0, "failed": 1, "dead": 0}
+    assert PurgeOutbox.objects.get().attempts == 1
