@@ -16,20 +16,20 @@ from rest_framework.views import APIView
 
 from caching import tags as T
 from caching.http import cache_public, set_cache_tags
+from caching.params import ParamError, parse_params
 
 from . import selectors, services
 from .http import json_response, personal
 from .models import Article
+from .params import MAX_PAGE, MAX_QUERY_LENGTH, PAGE_PARAMS, SEARCH_PARAMS
 from .serializers import (
     ArticleWriteSerializer,
     CommentWriteSerializer,
     FollowSerializer,
-    PageParams,
     ProfileWriteSerializer,
-    SearchParams,
 )
 
-PAGE_PARAM = OpenApiParameter("page", OpenApiTypes.INT, description="1-based page number (20 a page)")
+PAGE_PARAM = OpenApiParameter("page", OpenApiTypes.INT, description=f"1-based page number (20 a page, at most {MAX_PAGE})")
 
 
 class IsEditor(permissions.BasePermission):
@@ -41,11 +41,12 @@ class IsEditor(permissions.BasePermission):
         return bool(request.user and request.user.is_authenticated and request.user.is_staff)
 
 
-def validated(params_class, request) -> dict:
+def validated(spec: tuple, request) -> dict:
     """Only the endpoint's own parameters are read; unknown ones (utm_*, busters) are ignored."""
-    serializer = params_class(data={k: request.query_params[k] for k in params_class().fields if k in request.query_params})
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
+    try:
+        return parse_params(spec, request.query_params)
+    except ParamError as exc:
+        raise ValidationError({exc.name: [exc.message]}) from exc
 
 
 def list_tags(data: dict, *tags: str) -> list[str]:
@@ -94,14 +95,14 @@ class PublicReadEditorialWriteView(APIView):
         return [permissions.AllowAny()] if self._is_read() else [IsEditor()]
 
 
-@cache_public(kind="homepage_feed", params=PageParams)
+@cache_public(kind="homepage_feed", params=PAGE_PARAMS)
 class ArticleListView(PublicReadEditorialWriteView):
     """GET: the home feed (public). POST: create an article (editorial)."""
 
 
     @extend_schema(parameters=[PAGE_PARAM], responses=OpenApiTypes.OBJECT, summary="Home feed")
     def get(self, request):
-        params = validated(PageParams, request)
+        params = validated(PAGE_PARAMS, request)
         data = selectors.home_feed(page=params["page"])
         tags = list_tags(data, T.articles_tag(), T.home_feed_tag())
         return public_json(data, tags, last_modified=selectors.last_modified_of(data["results"]))
@@ -168,11 +169,11 @@ class CategoryListView(PublicAPIView):
         return public_json(data, [T.categories_tag(), *(T.category_tag(c["id"]) for c in data["results"])])
 
 
-@cache_public(kind="category_feed", params=PageParams, negative_tags=lambda kw: [T.categories_tag()])
+@cache_public(kind="category_feed", params=PAGE_PARAMS, negative_tags=lambda kw: [T.categories_tag()])
 class CategoryArticlesView(PublicAPIView):
     @extend_schema(parameters=[PAGE_PARAM], responses=OpenApiTypes.OBJECT, summary="Category feed")
     def get(self, request, slug: str):
-        params = validated(PageParams, request)
+        params = validated(PAGE_PARAMS, request)
         data = found(selectors.category_feed(slug=slug, page=params["page"]))
         cid = data["category"]["id"]
         tags = list_tags(data, T.category_tag(cid), T.category_feed_tag(cid), T.articles_tag())
@@ -187,25 +188,25 @@ class AuthorDetailView(PublicAPIView):
         return public_json(data, [T.author_tag(data["id"])])
 
 
-@cache_public(kind="author", params=PageParams, negative_tags=lambda kw: [T.author_tag(kw["author_id"])])
+@cache_public(kind="author", params=PAGE_PARAMS, negative_tags=lambda kw: [T.author_tag(kw["author_id"])])
 class AuthorArticlesView(PublicAPIView):
     @extend_schema(parameters=[PAGE_PARAM], responses=OpenApiTypes.OBJECT, summary="Author's articles")
     def get(self, request, author_id: int):
-        params = validated(PageParams, request)
+        params = validated(PAGE_PARAMS, request)
         data = found(selectors.author_feed(author_id=author_id, page=params["page"]))
         tags = list_tags(data, T.author_tag(author_id), T.articles_tag())
         return public_json(data, tags, last_modified=selectors.last_modified_of(data["results"]))
 
 
-@cache_public(kind="search_results", params=SearchParams)
+@cache_public(kind="search_results", params=SEARCH_PARAMS)
 class SearchView(PublicAPIView):
     @extend_schema(
-        parameters=[OpenApiParameter("q", OpenApiTypes.STR, required=True, description="search words"), PAGE_PARAM],
+        parameters=[OpenApiParameter("q", OpenApiTypes.STR, required=True, description=f"search words (websearch syntax, 1-{MAX_QUERY_LENGTH} characters)"), PAGE_PARAM],
         responses=OpenApiTypes.OBJECT,
         summary="Full-text search",
     )
     def get(self, request):
-        params = validated(SearchParams, request)
+        params = validated(SEARCH_PARAMS, request)
         data = selectors.search(q=params["q"], page=params["page"])
         return public_json(data, list_tags(data, T.search_tag(), T.articles_tag()))
 
@@ -277,7 +278,7 @@ class ProfileView(PersonalAPIView):
 class UserFeedView(PersonalAPIView):
     @extend_schema(parameters=[PAGE_PARAM], responses=OpenApiTypes.OBJECT, summary="Articles I follow")
     def get(self, request):
-        params = validated(PageParams, request)
+        params = validated(PAGE_PARAMS, request)
         return Response(selectors.user_feed(user=request.user, page=params["page"]))
 
 

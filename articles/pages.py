@@ -7,26 +7,29 @@ from django.views.decorators.http import require_safe
 
 from caching import tags as T
 from caching.http import cache_public, set_cache_tags
+from caching.params import ParamError, parse_params
 
 from . import selectors
-from .serializers import PageParams
+from .params import MAX_PAGE, PAGE_PARAMS
 
 
 def _page_param(request) -> int | None:
-    serializer = PageParams(data={"page": request.GET["page"]} if "page" in request.GET else {})
-    return serializer.validated_data["page"] if serializer.is_valid() else None
+    try:
+        return parse_params(PAGE_PARAMS, request.GET)["page"]
+    except ParamError:
+        return None
 
 
 def _article_tags(items) -> list[str]:
     return T.article_tags(item["id"] for item in items)
 
 
-@cache_public(kind="homepage_feed", params=PageParams, html=True)
+@cache_public(kind="homepage_feed", params=PAGE_PARAMS, html=True)
 @require_safe
 def home_page(request):
     page = _page_param(request)
     if page is None:
-        return HttpResponseBadRequest("page must be a whole number from 1 to 5000", content_type="text/plain")
+        return HttpResponseBadRequest(f"page must be a whole number from 1 to {MAX_PAGE}", content_type="text/plain")
     context = {
         "feed": selectors.home_feed(page=page),
         "breaking": selectors.breaking_news()["results"],
@@ -60,12 +63,12 @@ def article_page(request, slug: str):
     return set_cache_tags(response, tags, last_modified=article["updated_at"])
 
 
-@cache_public(kind="category_feed", params=PageParams, negative_tags=lambda kw: [T.categories_tag()], html=True)
+@cache_public(kind="category_feed", params=PAGE_PARAMS, negative_tags=lambda kw: [T.categories_tag()], html=True)
 @require_safe
 def category_page(request, slug: str):
     page = _page_param(request)
     if page is None:
-        return HttpResponseBadRequest("page must be a whole number from 1 to 5000", content_type="text/plain")
+        return HttpResponseBadRequest(f"page must be a whole number from 1 to {MAX_PAGE}", content_type="text/plain")
     feed = selectors.category_feed(slug=slug, page=page)
     if feed is None:
         raise Http404("no such category")

@@ -5,17 +5,6 @@ from rest_framework import serializers
 
 from .models import Article, Author, Category
 
-MAX_PAGE = 5000
-MAX_QUERY_LENGTH = 200
-
-
-class PageParams(serializers.Serializer):
-    page = serializers.IntegerField(min_value=1, max_value=MAX_PAGE, required=False, default=1)
-
-
-class SearchParams(PageParams):
-    q = serializers.CharField(min_length=1, max_length=MAX_QUERY_LENGTH, trim_whitespace=True)
-
 
 class StrictSerializer(serializers.Serializer):
     """Unknown fields in a write body are a 400, not silently dropped."""

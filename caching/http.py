@@ -23,7 +23,9 @@ from datetime import datetime
 
 from django.conf import settings
 from django.http import HttpResponse, HttpResponseNotModified
-from django.utils.http import http_date, parse_http_date_safe, parse_etags
+from django.utils.http import http_date, parse_etags, parse_http_date_safe
+
+from caching.params import ParamError, parse_params
 
 NEGATIVE_CACHE_CONTROL = "public, max-age=30, s-maxage=30"
 
@@ -65,29 +67,29 @@ class ResponsePolicy:
     """How one public view is cached.
 
     kind: the row of NEWSITE_CACHE_KINDS (TTL and Cache-Control).
-    params: a DRF serializer class naming the view's own query parameters; only those enter the
-        key, validated and sorted. Anything else in the query string is ignored.
+    params: the view's own query parameters (caching.params specs); only those enter the key,
+        parsed and sorted. Anything else in the query string is ignored.
     negative_tags: tags of a cached 404, from the view's URL kwargs: what creating the missing
         object invalidates.
     html: the view renders HTML (its 404 is the HTML 404 page).
     """
 
     kind: str
-    params: type | None = None
+    params: tuple = ()
     negative_tags: Callable[[dict], Iterable[str]] = field(default=lambda kwargs: ())
     html: bool = False
 
     def validated_params(self, query) -> dict | None:
-        """The view's own parameters, validated; None when invalid (the view answers 400)."""
-        if self.params is None:
+        """The view's own parameters, parsed; None when invalid (the view answers 400)."""
+        if not self.params:
             return {}
-        serializer = self.params(data={k: query[k] for k in self.params().fields if k in query})
-        if not serializer.is_valid():
+        try:
+            return parse_params(self.params, query)
+        except ParamError:
             return None
-        return dict(serializer.validated_data)
 
 
-def cache_public(*, kind: str, params: type | None = None, negative_tags=None, html: bool = False):
+def cache_public(*, kind: str, params: tuple = (), negative_tags=None, html: bool = False):
     """Mark a view (function or class) as a public, cacheable read."""
     policy = ResponsePolicy(kind=kind, params=params, negative_tags=negative_tags or (lambda kwargs: ()), html=html)
 
