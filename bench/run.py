@@ -430,6 +430,9 @@ def coldkey(ctx: Context) -> None:
     for server in cold_servers.values():
         if isinstance(server, AppServer):
             ctx.stack.stop_app(server)
+    from articles.models import Article
+
+    Article.objects.filter(slug__startswith="bench-cold-").delete()  # leave the seeded data as it was
 
 
 def freshness(ctx: Context) -> None:
