@@ -90,7 +90,9 @@ class Gunicorn:
         self.log = log
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(REPO / "deploy" / "gunicorn.conf.py"),
-             "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "1", "newsite.wsgi:application"],
+             "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "1",
+             # no shared $HOME/.gunicorn/gunicorn.ctl with other servers running at the same time
+             "--no-control-socket", "newsite.wsgi:application"],
             cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
         )
 

@@ -3,7 +3,10 @@ and /metrics sums them (PROMETHEUS_MULTIPROC_DIR, hooks in deploy/gunicorn.conf.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -78,3 +81,17 @@ def test_metrics_sum_both_workers(gunicorn_two_workers):
     assert latency == [sent]
     for metric in ("newsite_cache_invalidations_total", "newsite_breaker_open", "newsite_outbox_pending"):
         assert metric in text
+
+    # child_exit -> mark_process_dead: a worker that exits loses its live gauges (the breaker's
+    # livemax file), while its counters stay in the sums.
+    victim = min(by_pid)
+    live_file = server.metrics_dir / f"gauge_livemax_{victim}.db"
+    assert live_file.exists()
+    os.kill(victim, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while live_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not live_file.exists(), "child_exit should mark the worker dead"
+    text = requests.get(server.url + "/metrics", timeout=10).text
+    after = sum(s.value for s in samples(text, "newsite_cache_requests_total") if s.labels["prefix"] == PREFIX)
+    assert after == 2 * sent
