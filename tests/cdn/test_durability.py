@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from cdn.models import PurgeOutbox
 from cdn.outbox import enqueue_purge
 from cdn.tasks import purge_outbox_redrive
-from tests.cdn.servers import REPO, free_port
+from tests.cdn.servers import REPO, Varnish, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -70,8 +70,16 @@ def test_broker_unreachable_while_saving_then_redrive_delivers(settings):
 
 
 @pytest.fixture
-def celery_worker_process(settings, tmp_path):
-    """`celery -A newsite worker` (solo pool) on this test's broker and database."""
+def edge_for_worker(origin):
+    edge = Varnish(origin.port).start()
+    yield edge
+    edge.close()
+
+
+@pytest.fixture
+def celery_worker_process(edge_for_worker, tmp_path):
+    """`celery -A newsite worker` (solo pool) on this test's broker and database, purging
+    through VARNISH_PURGE_URL to `edge_for_worker`."""
     log = open(tmp_path / "celery-worker.log", "w+")  # noqa: SIM115 (closed in the finalizer)
     proc = subprocess.Popen(
         [
@@ -92,7 +100,7 @@ def celery_worker_process(settings, tmp_path):
             f"cdn-test-{os.getpid()}@%h",
         ],
         cwd=REPO,
-        env=child_env(**{"VARNISH_PURGE_URL": os.environ.get("_CDN_TEST_VARNISH", "")}),
+        env=child_env(VARNISH_PURGE_URL=edge_for_worker.url),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -117,16 +125,6 @@ def celery_worker_process(settings, tmp_path):
             proc.kill()
             proc.wait(timeout=5)
         log.close()
-
-
-@pytest.fixture
-def edge_for_worker(origin, monkeypatch):
-    from tests.cdn.servers import Varnish
-
-    edge = Varnish(origin.port).start()
-    monkeypatch.setenv("_CDN_TEST_VARNISH", edge.url)
-    yield edge
-    edge.close()
 
 
 def test_a_real_worker_delivers_the_purge_after_commit(
