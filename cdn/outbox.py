@@ -222,6 +222,29 @@ def update_pending_gauge() -> int:
     return count
 
 
+def outbox_backlog() -> dict:
+    """For /health/cache/: {"pending": n, "dead": n, "oldest_pending_seconds": s or None}.
+
+    Also sets newsite_outbox_pending. Costs one aggregate query (partial index for pending).
+    """
+    from django.db.models import Count, Min, Q
+
+    stats = PurgeOutbox.objects.filter(
+        status__in=[PurgeOutbox.Status.PENDING, PurgeOutbox.Status.DEAD]
+    ).aggregate(
+        pending=Count("pk", filter=Q(status=PurgeOutbox.Status.PENDING)),
+        dead=Count("pk", filter=Q(status=PurgeOutbox.Status.DEAD)),
+        oldest=Min("created_at", filter=Q(status=PurgeOutbox.Status.PENDING)),
+    )
+    OUTBOX_PENDING.set(stats["pending"])
+    oldest = stats["oldest"]
+    return {
+        "pending": stats["pending"],
+        "dead": stats["dead"],
+        "oldest_pending_seconds": round((timezone.now() - oldest).total_seconds(), 1) if oldest else None,
+    }
+
+
 def prune_delivered(days: int | None = None) -> int:
     """Delete delivered rows older than `days` (RETAIN_DONE_DAYS). Returns how many."""
     days = outbox_setting("RETAIN_DONE_DAYS") if days is None else days

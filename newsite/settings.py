@@ -78,9 +78,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": env.int("DB_POOL_MIN", default=1),
         "max_size": env.int("DB_POOL_MAX", default=8),
-        "timeout": env.float("DB_POOL_TIMEOUT", default=5.0),
+        "timeout": env.float("DB_POOL_TIMEOUT", default=2.0),
     }
-    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 3)
+    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=2))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis / L2 ------------------------------------------------------------------------------

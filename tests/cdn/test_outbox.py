@@ -240,3 +240,13 @@ def test_eager_drain_task_does_not_loop_on_a_failing_backend(settings, fast_outb
         celery_app.conf.task_always_eager = previous
     assert result == {"delivered": 0, "failed": 1, "dead": 0}
     assert PurgeOutbox.objects.get().attempts == 1
+
+
+@pytest.mark.django_db
+def test_outbox_backlog_for_the_health_page(two_dummies):
+    assert outbox.outbox_backlog() == {"pending": 0, "dead": 0, "oldest_pending_seconds": None}
+    enqueue_purge(["article:1"])
+    PurgeOutbox.objects.create(backend="gone", tags=["x"], status="dead")
+    backlog = outbox.outbox_backlog()
+    assert (backlog["pending"], backlog["dead"]) == (2, 1) and backlog["oldest_pending_seconds"] >= 0
+    assert REGISTRY.get_sample_value("newsite_outbox_pending") == 2
