@@ -7,13 +7,43 @@ key build, one tier lookup (L1: a dict get; L2: one Redis command) and the heade
 
 from __future__ import annotations
 
-from django.http import Http404
+import logging
+
+from django.db import InterfaceError, OperationalError
+from django.http import Http404, JsonResponse
 
 import caching
 from caching import keys
+from caching.breaker import CircuitBreaker
 from caching.http import Uncacheable, entry_from_response, policy_of, serve_entry, serve_negative
 
 SAFE = frozenset({"GET", "HEAD"})
+# The database is down or unreachable (connection refused, pool timeout): answer 503 fast.
+DB_UNAVAILABLE = (OperationalError, InterfaceError)
+RETRY_AFTER_SECONDS = 5
+
+logger = logging.getLogger("caching.middleware")
+
+# After a database failure, requests that would need it fail fast (503, or a stale entry) for
+# DB_BREAKER_RESET seconds instead of each waiting for the connect/pool timeout.
+DB_BREAKER_RESET = 2.0
+_db_breaker: CircuitBreaker | None = None
+
+
+def db_breaker() -> CircuitBreaker:
+    global _db_breaker
+    if _db_breaker is None:
+        _db_breaker = CircuitBreaker("db", failures=1, reset_after=DB_BREAKER_RESET)
+    return _db_breaker
+
+
+def database_unavailable() -> JsonResponse:
+    response = JsonResponse(
+        {"error": "unavailable", "detail": "The database is unavailable; try again shortly."}, status=503
+    )
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 class PublicResponseCacheMiddleware:
@@ -22,6 +52,14 @@ class PublicResponseCacheMiddleware:
 
     def __call__(self, request):
         return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        """Uncached views (personal, editorial): a database outage is a fast 503, not a 500."""
+        if isinstance(exception, DB_UNAVAILABLE):
+            db_breaker().failure(exception)
+            logger.warning("database unavailable for %s: %s", request.path, exception)
+            return database_unavailable()
+        return None
 
     def process_view(self, request, view_func, view_args, view_kwargs):
         if request.method not in SAFE:
@@ -35,10 +73,18 @@ class PublicResponseCacheMiddleware:
         key = keys.response_key(request.resolver_match.url_name, view_kwargs, params)
 
         def load():
+            breaker = db_breaker()
+            if not breaker.allow():
+                raise OperationalError("database circuit breaker open")
             try:
                 response = view_func(request, *view_args, **view_kwargs)
             except Http404:
+                breaker.success()
                 return None
+            except DB_UNAVAILABLE as exc:
+                breaker.failure(exc)
+                raise
+            breaker.success()
             if hasattr(response, "render") and callable(response.render):
                 response = response.render()
             if response.status_code == 200:
@@ -54,6 +100,9 @@ class PublicResponseCacheMiddleware:
             fetched = caching.fetch(key, load, kind=policy.kind, tags=tags_of)
         except Uncacheable as exc:
             return exc.response
+        except DB_UNAVAILABLE as exc:  # no stale entry to serve (the tiers served one if they had it)
+            logger.warning("database unavailable for %s: %s", request.path, exc)
+            return database_unavailable()
         if fetched.value is None:
             return serve_negative(request, policy, view_kwargs, source=fetched.source, filled_at=fetched.filled_at)
         return serve_entry(request, fetched.value, source=fetched.source, filled_at=fetched.filled_at)
