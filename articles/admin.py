@@ -3,7 +3,9 @@ invalidation behave exactly as they do for the API."""
 
 from django.contrib import admin, messages
 
-from . import services
+from caching import invalidate_tags_on_commit
+
+from . import invalidation, services
 from .models import Article, Author, Category, Comment
 
 
@@ -33,7 +35,7 @@ class ArticleAdmin(admin.ModelAdmin):
     list_select_related = ("author", "category")
     list_per_page = 50
     show_full_result_count = False  # no COUNT(*) over 50k rows on every changelist
-    actions = ("publish_selected", "unpublish_selected")
+    actions = ("publish_selected", "unpublish_selected", "purge_from_caches")
 
     def save_model(self, request, obj, form, change):
         data = {name: form.cleaned_data[name] for name in form.changed_data if name in services.ARTICLE_EDITABLE_FIELDS}
@@ -66,6 +68,15 @@ class ArticleAdmin(admin.ModelAdmin):
             services.article_unpublish(article=article)
             count += 1
         self.message_user(request, f"Unpublished {count} article(s).", messages.SUCCESS)
+
+
+    @admin.action(description="Purge from caches (every tier and CDN)", permissions=["change"])
+    def purge_from_caches(self, request, queryset):
+        tags = set()
+        for article in queryset:
+            tags |= invalidation.article_tags_for_change(None, invalidation.snapshot(article))
+        invalidate_tags_on_commit(tags)
+        self.message_user(request, f"Purging {len(tags)} tag(s) from L1, L2 and the CDN.", messages.SUCCESS)
 
 
 @admin.register(Comment)

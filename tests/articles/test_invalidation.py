@@ -196,3 +196,20 @@ def test_tag_matrix_for_drafts_and_moves(world):
     assert {f"feed:category:{world['cat'].id}", f"feed:category:{world['other'].id}", "feed:home"} <= tags
     text_only = article_tags_for_change(snapshot(a), {**snapshot(a), "body": "new"})
     assert "search" in text_only and "feed:home" not in text_only
+
+
+def test_admin_purge_action_and_invalidate_tag_command(world, editor, commit):
+    from django.core.management import call_command
+
+    client, a = Client(), world["article"]
+    warm(client, f"/api/articles/{a.id}/", "/api/articles/")
+    admin = Client()
+    admin.force_login(editor)
+    with commit():
+        admin.post("/admin/articles/article/", {"action": "purge_from_caches", "_selected_action": [a.id]})
+    assert client.get(f"/api/articles/{a.id}/")["X-Cache"] == "MISS"
+    assert client.get("/api/articles/")["X-Cache"] == "MISS"
+    warm(client, "/api/articles/")
+    with commit():
+        call_command("invalidate_tag", "feed:home")
+    assert client.get("/api/articles/")["X-Cache"] == "MISS"
