@@ -12,8 +12,9 @@ if ! have varnishd || ! { ls /usr/lib/varnish/vmods/libvmod_xkey.so /usr/lib/*/v
   export DEBIAN_FRONTEND=noninteractive
   as_root apt-get update -qq
   as_root apt-get install -y -qq --no-install-recommends varnish varnish-modules >/dev/null
-  # The package starts a system varnishd on :6081; tests start their own on free ports.
-  as_root pkill -x varnishd 2>/dev/null || true
+  # The package may start a system varnishd on :6081 (its default); stop only that one, never
+  # the varnishd processes tests or `make up` started.
+  as_root pkill -f "varnishd.*-a :6081" 2>/dev/null || true
 fi
 
 # Debian's headless Chromium + chromedriver for the admin browser test (tests/ops); selenium
