@@ -239,3 +239,38 @@ LOGGING = {
         "cdn": {"level": env("LOG_LEVEL", default="INFO"), "propagate": True},
     },
 }
+
+# --- Past one machine: Redis Sentinel / TLS, read replicas (newsite/settings_scaling.py) -----
+# All off unless their variables are set; docs/scaling.md.
+from newsite import settings_scaling as _scaling  # noqa: E402
+
+_REDIS_SENTINELS = _scaling.parse_host_ports(env.list("REDIS_SENTINELS", default=[]))
+_REDIS_SENTINEL_MASTER = env("REDIS_SENTINEL_MASTER", default="newsite")
+_REDIS_SENTINEL_PASSWORD = env("REDIS_SENTINEL_PASSWORD", default="")
+_REDIS_TLS_CA_FILE = env("REDIS_TLS_CA_FILE", default="")
+CACHES["default"] = _scaling.redis_cache(
+    CACHES["default"], redis_url=REDIS_URL, sentinels=_REDIS_SENTINELS, master=_REDIS_SENTINEL_MASTER,
+    sentinel_password=_REDIS_SENTINEL_PASSWORD, tls_ca_file=_REDIS_TLS_CA_FILE,
+)
+CELERY_BROKER_URL, CELERY_BROKER_TRANSPORT_OPTIONS, _BROKER_USE_SSL = _scaling.celery_broker(
+    CELERY_BROKER_URL, sentinels=_REDIS_SENTINELS, master=_REDIS_SENTINEL_MASTER,
+    sentinel_password=_REDIS_SENTINEL_PASSWORD, tls_ca_file=_REDIS_TLS_CA_FILE,
+)
+if _BROKER_USE_SSL:
+    CELERY_BROKER_USE_SSL = _BROKER_USE_SSL
+
+_REPLICA_URLS = env.list("DATABASE_REPLICA_URLS", default=[])
+DATABASE_READ_REPLICAS = []
+if _REPLICA_URLS:
+    _replicas = _scaling.replica_databases(DATABASES["default"], [env.db_url_config(u) for u in _REPLICA_URLS])
+    DATABASES.update(_replicas)
+    DATABASE_READ_REPLICAS = list(_replicas)
+    DATABASE_ROUTERS = ["newsite.db_routers.PrimaryReplicaRouter"]
+    # Read-your-writes for the request that wrote and, for a few seconds, the same client.
+    MIDDLEWARE.insert(1, "newsite.db_routers.ReadYourWritesMiddleware")
+    DATABASE_REPLICA_PIN_SECONDS = env.int("DATABASE_REPLICA_PIN_SECONDS", default=5)
+    # With synchronous_standby_names set on the primary, commits return once the replicas have
+    # applied them, so after-commit invalidations never race a lagging replica (no-op otherwise).
+    _sync = env("DATABASE_REPLICA_SYNC_COMMIT", default="remote_apply")
+    if _sync:
+        DATABASES["default"].setdefault("OPTIONS", {})["options"] = f"-c synchronous_commit={_sync}"
