@@ -19,8 +19,6 @@ import time
 from collections import deque
 
 from django.db import Error as DatabaseError
-from django.db.models import Count, Min, Q
-from django.utils import timezone
 
 from caching import metrics as cache_metrics
 from caching import stats as cache_stats
@@ -148,24 +146,30 @@ def cluster_since_start() -> dict | None:
 
 
 def outbox_backlog() -> dict:
-    """Pending purge rows (count, age of the oldest in seconds, how many are due) and dead rows."""
-    from cdn.models import PurgeOutbox
+    """Pending purge rows (count, age of the oldest in seconds) and dead rows, from
+    cdn.outbox.outbox_backlog() (one aggregate query; also refreshes newsite_outbox_pending)."""
+    from cdn.outbox import outbox_backlog as cdn_outbox_backlog
 
-    now = timezone.now()
     try:
-        pending = PurgeOutbox.objects.filter(status=PurgeOutbox.Status.PENDING).aggregate(
-            count=Count("id"), oldest=Min("created_at"), due=Count("id", filter=Q(next_attempt_at__lte=now))
-        )
-        dead = PurgeOutbox.objects.filter(status=PurgeOutbox.Status.DEAD).count()
+        backlog = cdn_outbox_backlog()
     except DatabaseError as exc:
         return {"error": f"{type(exc).__name__}: {exc}".strip()[:200]}
-    oldest = pending["oldest"]
     return {
-        "pending": pending["count"],
-        "due": pending["due"],
-        "oldest_pending_age_seconds": round((now - oldest).total_seconds(), 1) if oldest else None,
-        "dead": dead,
+        "pending": backlog["pending"],
+        "oldest_pending_age_seconds": backlog["oldest_pending_seconds"],
+        "dead": backlog["dead"],
     }
+
+
+def breakers(snapshot_breakers: dict) -> dict:
+    """The L2 breaker (caching.stats) plus the database breaker of the public-response
+    middleware when it exists (it is created on the first database failure: closed till then)."""
+    from caching import middleware
+
+    out = dict(snapshot_breakers)
+    db = getattr(middleware, "_db_breaker", None)
+    out["db"] = db.snapshot() if db is not None else {"state": "closed", "consecutive_failures": 0, "times_opened": 0}
+    return out
 
 
 def recent_purges(limit: int = 20) -> list[dict]:
@@ -219,7 +223,7 @@ def report() -> dict:
         },
         "loads": snap["tiers"]["loads"],
         "l1": snap["l1"],
-        "breaker": snap["breaker"],
+        "breaker": breakers(snap["breaker"]),
         "subscription": snap["subscription"],
         "pending_invalidations": snap["pending_invalidations"],
         "outbox": outbox_backlog(),

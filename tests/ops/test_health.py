@@ -73,7 +73,7 @@ def test_health_cache_reports_tiers_prefixes_and_backlog(client):
     assert since_start["prefixes"]["opstest"]["l2"]["miss"] >= 1
     assert {"last_1m", "last_5m", "last_15m"} <= {k.removeprefix("process_") for k in body["hit_ratio"]}
     assert body["l1"]["entries"] >= 1 and body["l1"]["bytes"] > 0
-    assert body["breaker"]["l2"]["state"] == "closed"
+    assert body["breaker"]["l2"]["state"] == "closed" and body["breaker"]["db"]["state"] == "closed"
     assert body["outbox"]["pending"] >= 0 and "oldest_pending_age_seconds" in body["outbox"]
     assert body["warm_cache"] == "never" or "paths" in body["warm_cache"]
 
