@@ -10,7 +10,10 @@ def fresh_cache_tiers():
 
     import caching.core
 
-    get_redis_connection("default").flushdb()
+    redis = get_redis_connection("default")
+    if redis.connection_pool.connection_kwargs.get("db", 0) == 0:
+        pytest.exit("refusing to FLUSHDB Redis db 0: run `make test`, or set REDIS_URL to a db of its own", 2)
+    redis.flushdb()
     caching.core.clear_local()
     yield
     caching.core.clear_local()
