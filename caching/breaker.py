@@ -1,4 +1,4 @@
-"""A circuit breaker in front of a tier (Redis). Only named exceptions count as failures.
+"""A circuit breaker in front of a tier (Redis, or the database for public reads). Only named exceptions count as failures.
 
 closed -> (BREAKER_FAILURES consecutive connection/timeout errors) -> open: calls skip the tier
 without touching the network for BREAKER_RESET seconds -> half-open: exactly one caller probes;
@@ -8,6 +8,7 @@ call.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -50,7 +51,7 @@ class CircuitBreaker:
             return
         with self._lock:
             if self.state != CLOSED:
-                logger.warning("cache tier %s is back: circuit breaker closed", self.tier)
+                logger.warning("event=breaker_closed tier=%s", self.tier)
                 self._gauge.set(0)
             self.state = CLOSED
             self.failures = 0
@@ -61,7 +62,7 @@ class CircuitBreaker:
             if self.state == HALF_OPEN or (self.state == CLOSED and self.failures >= self.threshold):
                 if self.state == CLOSED:
                     logger.error(
-                        "cache tier %s failing (%s): circuit breaker open for %.1fs", self.tier, exc, self.reset_after
+                        "event=breaker_open tier=%s reset_after=%.1f error=%s", self.tier, self.reset_after, json.dumps(str(exc))
                     )
                 self.state = OPEN
                 self.opened_at = time.monotonic()

@@ -5,6 +5,7 @@ delivered at least once to its backend (purges are idempotent); a broker or CDN 
 it. Rows record attempts, last error and when they will be tried again.
 """
 
+import json
 import logging
 import random
 from dataclasses import dataclass, field
@@ -171,7 +172,10 @@ def _deliver(alias, backend, rows, report: DrainReport) -> bool:
         if urls:
             backend.purge_urls(urls)
     except PurgeError as exc:
-        logger.warning("cdn %s: purge of %d rows failed: %s", alias, len(rows), exc)
+        logger.warning(
+            "event=cdn_purge_failed backend=%s rows=%d tags=%d urls=%d error=%s",
+            alias, len(rows), len(tags), len(urls), json.dumps(str(exc)),
+        )
         _record_failure(rows, str(exc), exc.retry_after, report)
         return False
     pks = [row.pk for row in rows]
@@ -179,6 +183,7 @@ def _deliver(alias, backend, rows, report: DrainReport) -> bool:
         status=PurgeOutbox.Status.DONE, delivered_at=timezone.now(), attempts=F("attempts") + 1
     )
     CDN_PURGES.labels(backend=alias, result="ok").inc()
+    logger.info("event=cdn_purge_delivered backend=%s rows=%d tags=%d urls=%d", alias, len(pks), len(tags), len(urls))
     report.delivered.extend(pks)
     return True
 
