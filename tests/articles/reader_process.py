@@ -1,20 +1,53 @@
 """A second reader process for tests: reads `GET <path>` lines on stdin and answers one JSON line
-per request with the status, X-Cache and body (through its own L1, the shared L2)."""
+per request with the status, X-Cache and body (through its own L1, the shared L2).
+
+`start_reader(**env)` (used by the tests) starts one on the test database and returns
+(process, get) where get(path) -> {"status", "x_cache", "body"}.
+"""
 
 import json
 import os
+import subprocess
 import sys
+from pathlib import Path
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "newsite.settings")
+ROOT = Path(__file__).resolve().parents[2]
 
-import django  # noqa: E402
 
-django.setup()
+def start_reader(**env_overrides):
+    from django.db import connection
 
-from django.test import Client  # noqa: E402
+    settings_dict = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{settings_dict['HOST'] or '127.0.0.1'}:{settings_dict['PORT'] or 5432}/{settings_dict['NAME']}",
+        **env_overrides,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.articles.reader_process"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+    )
+
+    def get(path: str) -> dict:
+        proc.stdin.write(f"GET {path}\n")
+        proc.stdin.flush()
+        return json.loads(proc.stdout.readline())
+
+    return proc, get
+
+
+def stop_reader(proc) -> None:
+    proc.stdin.close()
+    proc.wait(timeout=10)
 
 
 def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "newsite.settings")
+    import django
+
+    django.setup()
+    from django.test import Client
+
     client = Client()
     for line in sys.stdin:
         _, path = line.split(maxsplit=1)

@@ -11,8 +11,8 @@ from django.test import Client
 from django_redis import get_redis_connection
 
 from articles import counters, warm
-from caching import keys
 from articles.models import Article, ViewCountFlush
+from caching import keys
 from tests.factories import make_article, make_author, make_category
 
 pytestmark = pytest.mark.django_db

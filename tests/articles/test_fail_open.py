@@ -3,19 +3,13 @@ still served, the rest a fast 503 with Retry-After. Checked in a second process 
 database points at a closed port."""
 
 import json
-import os
 import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from django.db import connection
 from django.test import Client
 
+from tests.articles.reader_process import start_reader, stop_reader
 from tests.factories import make_article
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def closed_port() -> int:
@@ -24,33 +18,13 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-def reader_with(**env_overrides):
-    settings_dict = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{settings_dict['HOST'] or '127.0.0.1'}:{settings_dict['PORT'] or 5432}/{settings_dict['NAME']}",
-        **env_overrides,
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.articles.reader_process"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT,
-    )
-
-    def get(path: str) -> dict:
-        proc.stdin.write(f"GET {path}\n")
-        proc.stdin.flush()
-        return json.loads(proc.stdout.readline())
-
-    return proc, get
-
-
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_database_down_serves_cached_entries_and_503s_the_rest():
     article = make_article(title="Cached before the outage")
     other = make_article(title="Never cached")
     Client().get(f"/api/articles/{article.id}/")  # into L2
-    proc, get = reader_with(DATABASE_URL=f"postgres://127.0.0.1:{closed_port()}/nothing")
+    proc, get = start_reader(DATABASE_URL=f"postgres://127.0.0.1:{closed_port()}/nothing")
     try:
         cached = get(f"/api/articles/{article.id}/")
         assert cached["status"] == 200 and cached["x_cache"] == "HIT-L2"
@@ -60,20 +34,18 @@ def test_database_down_serves_cached_entries_and_503s_the_rest():
             assert missing["status"] == 503
             assert json.loads(missing["body"])["error"] == "unavailable"
     finally:
-        proc.stdin.close()
-        proc.wait(timeout=10)
+        stop_reader(proc)
 
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_redis_down_serves_from_the_database_and_l1():
     article = make_article(title="Served without Redis")
-    proc, get = reader_with(REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0")
+    proc, get = start_reader(REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0")
     try:
         statuses = [get(f"/api/articles/{article.id}/") for _ in range(10)]
         assert all(s["status"] == 200 for s in statuses)
         assert json.loads(statuses[-1]["body"])["title"] == "Served without Redis"
         assert get("/api/articles/").get("status") == 200
     finally:
-        proc.stdin.close()
-        proc.wait(timeout=10)
+        stop_reader(proc)

@@ -30,7 +30,7 @@ def world():
 def public_paths(world):
     a, c, au = world["article"], world["cat"], world["author"]
     return {
-        f"/api/articles/?page=1": {"articles", "feed:home", f"article:{a.id}"},
+        "/api/articles/?page=1": {"articles", "feed:home", f"article:{a.id}"},
         f"/api/articles/{a.id}/": {f"article:{a.id}", f"author:{au.id}", f"category:{c.id}"},
         "/api/articles/trending/": {"trending", f"article:{a.id}"},
         "/api/breaking-news/": {"breaking"},

@@ -1,41 +1,20 @@
 """A write committed in this process is seen by another process's next GET (after the broadcast)."""
 
 import json
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from articles import services
+from tests.articles.reader_process import start_reader, stop_reader
 from tests.factories import make_article
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def reader():
-    settings_dict = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{settings_dict['HOST'] or '127.0.0.1'}:{settings_dict['PORT'] or 5432}/{settings_dict['NAME']}",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.articles.reader_process"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT,
-    )
-
-    def get(path: str) -> dict:
-        proc.stdin.write(f"GET {path}\n")
-        proc.stdin.flush()
-        return json.loads(proc.stdout.readline())
-
+    proc, get = start_reader()
     yield get
-    proc.stdin.close()
-    proc.wait(timeout=10)
+    stop_reader(proc)
 
 
 @pytest.mark.slow
