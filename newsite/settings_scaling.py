@@ -15,7 +15,7 @@ change nothing.
 from __future__ import annotations
 
 import ssl
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 SENTINEL_FACTORY = "django_redis.pool.SentinelConnectionFactory"
 
@@ -37,7 +37,9 @@ def _auth_and_db(url: str) -> tuple[str, str, str]:
     parts = urlsplit(url)
     auth = ""
     if parts.password:
-        auth = f"{quote(parts.username or '', safe='')}:{quote(parts.password, safe='')}@"
+        # urlsplit keeps the %-escapes: unquote then quote, so they are not escaped twice.
+        user = quote(unquote(parts.username or ""), safe="")
+        auth = f"{user}:{quote(unquote(parts.password), safe='')}@"
     db = parts.path.lstrip("/") or "0"
     return parts.scheme, auth, db
 

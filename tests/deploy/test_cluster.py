@@ -12,7 +12,14 @@ import pytest
 import requests
 from rest_framework.authtoken.models import Token
 
-from tests.deploy.conftest import ClusterVarnish, Gunicorn, child_env, free_ports, require_postgresql, wait_until
+from tests.deploy.conftest import (
+    ClusterVarnish,
+    Gunicorn,
+    child_env,
+    free_ports,
+    require_postgresql,
+    wait_until,
+)
 from tests.factories import make_article, make_user
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
