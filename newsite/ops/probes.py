@@ -75,7 +75,11 @@ def check_broker() -> None:
     conn = kombu.Connection(
         url,
         connect_timeout=BROKER_TIMEOUT,
-        transport_options={"socket_timeout": BROKER_TIMEOUT, "socket_connect_timeout": BROKER_TIMEOUT, "max_retries": 0},
+        # The app's own transport options first (sentinel:// needs master_name), then the probe's timeouts.
+        transport_options={
+            **getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", {}),
+            "socket_timeout": BROKER_TIMEOUT, "socket_connect_timeout": BROKER_TIMEOUT, "max_retries": 0,
+        },
     )
     try:
         conn.ensure_connection(max_retries=0, timeout=BROKER_TIMEOUT)

@@ -149,6 +149,10 @@ def test_master_killed_under_load(sentinel_set, sentinel_stack):
     assert wait_until(lambda: PurgeOutbox.objects.get(pk=row.pk).status == "done", 30, interval=0.2), \
         PurgeOutbox.objects.get(pk=row.pk).last_error
 
+    # /health/ checks Redis and the broker through the same Sentinel configuration.
+    health = requests.get(apps[1].url + "/health/", timeout=5)
+    assert health.status_code == 200, health.text
+
     print(f"\n[scaling] sentinel promoted the replica {promoted_after * 1000:.0f} ms after the master died; "
           f"{len(during)} requests during/after the failover, 0 failed; "
           f"write -> both L1s consistent after {consistent_after * 1000:.0f} ms")
