@@ -8,10 +8,17 @@ Whenever the subscription is (re)established - first start, redis-py's silent re
 own after an error - the whole L1 is cleared, because invalidations may have been missed
 meanwhile; on a connection error it is cleared at once too. The thread is a daemon started on the
 first L1 fill, and is not inherited by forked children (they start their own).
+
+Two more message kinds serve the Django cache backend (caching/backends/), which gives each
+Subscriber its own channel, connection factory and client name:
+  "k<sequence>\n<JSON array of exact L1 keys>"  -> L1.invalidate_keys (a set/delete/incr/touch)
+  "c<sequence>"                                  -> L1.clear() (a cache.clear() somewhere)
+invalidate.lua's messages start with a digit, so the formats cannot be confused.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -25,10 +32,18 @@ from caching.l2 import REDIS_ERRORS
 logger = logging.getLogger(__name__)
 
 
+KEYS_MESSAGE = "k"
+CLEAR_MESSAGE = "c"
+
+
 class Subscriber:
-    def __init__(self, l1):
+    def __init__(self, l1, *, channel: str | None = None, connect=None, client_name: str | None = None):
         self.l1 = l1
         self.pid = os.getpid()
+        # Defaults: the tiered cache's own channel on the CACHES["default"] connection.
+        self.channel = channel
+        self._connect = connect
+        self.client_name = client_name
         self.subscribed = threading.Event()
         self.messages = 0
         self.drops = 0
@@ -48,14 +63,15 @@ class Subscriber:
         return self.subscribed.wait(timeout)
 
     def _client(self) -> redis.Redis:
-        pool = get_redis_connection("default").connection_pool
+        base = self._connect() if self._connect is not None else get_redis_connection("default")
+        pool = base.connection_pool
         kwargs = dict(pool.connection_kwargs)
-        kwargs["client_name"] = keys.subscriber_client_name(self.pid)
+        kwargs["client_name"] = self.client_name or keys.subscriber_client_name(self.pid)
         own_pool = redis.ConnectionPool(connection_class=pool.connection_class, max_connections=2, **kwargs)
         return redis.Redis(connection_pool=own_pool)
 
     def _run(self) -> None:
-        channel = keys.invalidation_channel()
+        channel = self.channel or keys.invalidation_channel()
         backoff = 0.05
         while not self._stop.is_set():
             pubsub = None
@@ -98,7 +114,20 @@ class Subscriber:
         self.subscribed.clear()
 
     def _apply(self, data: bytes) -> None:
-        head, _, rest = data.decode().partition("\n")
+        text = data.decode()
+        kind = text[:1]
+        if kind == KEYS_MESSAGE:
+            head, _, rest = text[1:].partition("\n")
+            self.l1.invalidate_keys(int(head), json.loads(rest))
+            self.messages += 1
+            metrics.count_invalidation("l1_message")
+            return
+        if kind == CLEAR_MESSAGE:
+            self.l1.clear()
+            self.messages += 1
+            metrics.count_invalidation("l1_flush")
+            return
+        head, _, rest = text.partition("\n")
         tags = rest.split("\n") if rest else []
         self.l1.invalidate(int(head), tags)
         self.messages += 1

@@ -170,3 +170,32 @@ def warm_cache_status_key() -> str:
 def article_published_key(article_id: int) -> str:
     """Whether an article id is published (the view counter's 404 check, no query on a hit)."""
     return f"article_published:{int(article_id)}"
+
+
+# --- The Django cache backend (caching/backends/): physical keys of its own namespace -----------
+# `made_key` is Django's make_key() result (KEY_PREFIX:version:key, or KEY_FUNCTION's).
+
+
+def backend_value_key(namespace: str, made_key: str) -> str:
+    """The Redis string holding one Django cache value (also its L1 key)."""
+    return f"{namespace}:v:{made_key}"
+
+
+def backend_index_key(namespace: str) -> str:
+    """Sorted set of the namespace's value keys scored by expiry (ms; +inf: none), for clear()."""
+    return f"{namespace}:index"
+
+
+def backend_sequence_key(namespace: str) -> str:
+    """The namespace's write sequence (orders L1 invalidations, see caching/l1.py)."""
+    return f"{namespace}:seq"
+
+
+def backend_channel(namespace: str, db: int) -> str:
+    """Pub/sub channel of the namespace's L1 invalidations (pub/sub ignores db: the db is in it)."""
+    return f"{namespace}:db{int(db)}:inval"
+
+
+def backend_subscriber_client_name(namespace: str, pid: int) -> str:
+    """CLIENT SETNAME of a process's subscription connection for the namespace."""
+    return f"{namespace}-l1sub-{pid}"

@@ -8,7 +8,9 @@ getsizeof) and by entry count (checked on insert), behind one lock. Next to it:
 - the latest invalidation sequence seen per tag, so a fill that started before an invalidation
   that already reached this process is refused (`put` returns False) - the L1 half of the
   stale-set protection (the Redis half is lua/fill.lua);
-- an epoch, bumped by `clear()` (lost subscription): fills that started before are refused too.
+- an epoch, bumped by `clear()` (lost subscription): fills that started before are refused too;
+- the latest invalidation sequence seen per exact key (`invalidate_keys`, used by the Django
+  cache backend, caching/backends/): same refusal rule as tags, for one key.
 
 Byte accounting is an estimate: the pickled size of the value plus a fixed per-entry and per-tag
 overhead. Values are shared, not copied: callers must treat them as immutable.
@@ -100,6 +102,7 @@ class L1:
         self._store = _Store(self, max_bytes, max_entries)
         self._index: dict[str, set[str]] = {}
         self._tag_seq = TTLCache(maxsize=TAG_SEQ_MAX, ttl=tag_seq_ttl)
+        self._key_seq = TTLCache(maxsize=TAG_SEQ_MAX, ttl=tag_seq_ttl)
         self.seen_seq = 0
         self.epoch = 0
         self.clears = 0
@@ -137,6 +140,10 @@ class L1:
                 if tag_seq.get(tag, 0) > since_seq:
                     self.refused_fills += 1
                     return False
+            key_seq = self._key_seq
+            if key_seq and key_seq.get(key, 0) > since_seq:
+                self.refused_fills += 1
+                return False
             store = self._store
             if key in store:
                 del store[key]
@@ -185,6 +192,30 @@ class L1:
                     except KeyError:
                         pass
             self.removed_by_tag += removed
+        return removed
+
+    def invalidate_keys(self, seq: int | None, keys) -> int:
+        """Drop exactly `keys` (a write to them somewhere). With a sequence number, fills of those
+        keys that started before it are refused too, and a key that already recorded this (or a
+        later) sequence is left alone: the writer applies its own write first, so the broadcast
+        echo must not drop the value it has just put. Returns how many entries went."""
+        removed = 0
+        with self._lock:
+            key_seq = self._key_seq
+            store = self._store
+            if seq is not None and seq > self.seen_seq:
+                self.seen_seq = seq
+            for key in keys:
+                if seq is not None:
+                    if key_seq.get(key, 0) >= seq:
+                        continue
+                    key_seq[key] = seq
+                if key in store:
+                    try:
+                        del store[key]
+                        removed += 1
+                    except KeyError:
+                        pass
         return removed
 
     def clear(self) -> None:

@@ -1,7 +1,8 @@
 """L2: Redis through django-redis, behind a circuit breaker.
 
-The raw client comes from `django_redis.get_redis_connection("default")`, lazily, on first use
-(redis-py's pool notices a fork by itself). Every call goes through `_call`: when the breaker is
+The raw client comes from `django_redis.get_redis_connection("default")` (or from the `connect`
+callable given to L2, e.g. the Django cache backend's own pool), lazily, on first use (redis-py's
+pool notices a fork by itself). Every call goes through `_call`: when the breaker is
 open it raises `L2Unavailable` without touching the network; a connection or timeout error (and
 only those) counts as a breaker failure and is turned into `L2Unavailable`. A hit is one GET.
 """
@@ -28,8 +29,9 @@ class L2Unavailable(Exception):
 
 
 class L2:
-    def __init__(self, *, breaker_failures: int, breaker_reset: float):
-        self.breaker = CircuitBreaker("l2", failures=breaker_failures, reset_after=breaker_reset)
+    def __init__(self, *, breaker_failures: int, breaker_reset: float, connect=None, tier: str = "l2"):
+        self.breaker = CircuitBreaker(tier, failures=breaker_failures, reset_after=breaker_reset)
+        self._connect = connect  # zero-argument callable returning a redis.Redis; None: CACHES default
         self._client = None
         self._scripts = None
         self._lock = threading.Lock()
@@ -40,7 +42,7 @@ class L2:
         if client is None:
             with self._lock:
                 if self._client is None:
-                    raw = get_redis_connection("default")
+                    raw = self._connect() if self._connect is not None else get_redis_connection("default")
                     self._scripts = {name: raw.register_script(text) for name, text in _SCRIPT_TEXT.items()}
                     self._client = raw
                 client = self._client
@@ -57,6 +59,8 @@ class L2:
             raise L2Unavailable(str(exc)) from exc
         breaker.success()
         return result
+
+    call = _call  # public: run fn(*args) through the breaker (used by caching/backends/)
 
     def _script(self, name: str, keys: list, args: list):
         client = self.client
