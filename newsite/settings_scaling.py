@@ -60,6 +60,11 @@ def redis_cache(cache: dict, *, redis_url: str, sentinels: list[tuple[str, int]]
     if scheme == "rediss" and tls_ca_file:
         pool_kwargs["ssl_ca_certs"] = tls_ca_file
     if sentinels:
+        if scheme == "rediss":
+            # redis-py's from_url would pin a plain SSLConnection for rediss:// and bypass the
+            # sentinels; ssl=True makes SentinelConnectionPool use its Sentinel-managed SSL class.
+            scheme = "redis"
+            pool_kwargs["ssl"] = True
         cache["LOCATION"] = f"{scheme}://{auth}{master}/{db}"
         options["CONNECTION_FACTORY"] = SENTINEL_FACTORY
         options["SENTINELS"] = sentinels

@@ -88,6 +88,12 @@ def test_sentinel_cache_and_broker_settings():
     assert cache["OPTIONS"]["CONNECTION_FACTORY"] == "django_redis.pool.SentinelConnectionFactory"
     assert cache["OPTIONS"]["SENTINELS"] == sentinels
     assert cache["OPTIONS"]["SENTINEL_KWARGS"]["password"] == "sentinel-pw"
+    tls = settings_scaling.redis_cache(
+        {"LOCATION": "x", "OPTIONS": {}}, redis_url="rediss://:pw@ignored:6380/0", sentinels=sentinels,
+        master="news", sentinel_password="", tls_ca_file="/ca.pem",
+    )
+    assert tls["LOCATION"] == "redis://:pw@news/0"
+    assert tls["OPTIONS"]["CONNECTION_POOL_KWARGS"] == {"ssl": True, "ssl_ca_certs": "/ca.pem"}
     url, options, use_ssl = settings_scaling.celery_broker(
         "redis://:pw@ignored:6379/3", sentinels=sentinels[:2], master="news", sentinel_password="", tls_ca_file="")
     assert url == "sentinel://:pw@10.0.0.1:26379/3;sentinel://:pw@10.0.0.2:26380/3"
