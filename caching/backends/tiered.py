@@ -23,7 +23,7 @@ import logging
 import pickle
 import time
 
-from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LENGTH, BaseCache
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
@@ -156,6 +156,14 @@ class TieredCache(BaseCache):
             self._generation = shared.generation
             tiers = self._tiers = shared.tiers_for(self._spec)
         return tiers
+
+    def validate_key(self, key):
+        """Django's CacheKeyWarning checks, with a fast path: a key of <= 250 printable
+        characters and no space draws no warning (memcache_key_warnings' per-character loop costs
+        ~2.5 us, more than an L1 hit). Anything else goes through Django's own check."""
+        if len(key) <= MEMCACHE_MAX_KEY_LENGTH and " " not in key and key.isprintable():
+            return
+        super().validate_key(key)
 
     def get_backend_timeout(self, timeout=DEFAULT_TIMEOUT):
         """Seconds (float) or None for no expiry; <= 0 means "expire now"."""
