@@ -1,4 +1,4 @@
-"""Per-call cost of cache.get() hits: TieredCache (L1 hit, and L2 hit with L1 off) against
+"""Per-call cost of cache.get() hits (and of set()): TieredCache (L1 hit, and L2 hit with L1 off) against
 django-redis and Django's built-in RedisCache, same Redis, same values.
 
     .venv/bin/python -m caching.backends.bench [redis://127.0.0.1:6379/13] [--rounds 5]
@@ -62,6 +62,9 @@ def main() -> None:
             cache.get(f"bench:{label}")  # warm (L1 fill, scripts loaded)
             runs = [_per_call(lambda c=cache, k=f"bench:{label}": c.get(k), n) for _ in range(args.rounds)]
             rows.append((alias, label, statistics.median(runs), min(runs)))
+        runs = [_per_call(lambda c=cache: c.set("bench:w", SMALL, 600), 2_000) for _ in range(args.rounds)]
+        rows.append((alias, "set()", statistics.median(runs), min(runs)))
+        cache.delete("bench:w")
         cache.delete_many(["bench:str40", "bench:dict"])
     raw = pickle.dumps(DICT, pickle.HIGHEST_PROTOCOL)
     decode = statistics.median(_per_call(lambda: pickle.loads(raw), 50_000) for _ in range(args.rounds))

@@ -110,6 +110,32 @@ class Tiers:
         self.subscriber.start()
         self.subscriber.wait_subscribed(FIRST_SUBSCRIBE_WAIT)
 
+    def execute(self, calls: list) -> list:
+        """Run [(script name or "mget", keys, args)] in one round trip and return the replies.
+        One call: a plain EVALSHA (redis-py reloads a missing script). Several: one pipeline of
+        EVALSHAs (not redis-py's pipeline scripts, which add a SCRIPT EXISTS round trip to every
+        execute), reloading the scripts once if Redis lost them. Raises the first error reply."""
+        client = self.l2.client
+        if len(calls) == 1 and calls[0][0] != "mget":
+            name, keys_, args = calls[0]
+            return [self.scripts[name](keys=keys_, args=args, client=client)]
+        for _ in range(2):
+            pipe = client.pipeline(transaction=False)
+            for name, keys_, args in calls:
+                if name == "mget":
+                    pipe.mget(keys_)
+                else:
+                    pipe.evalsha(self.scripts[name].sha, len(keys_), *keys_, *args)
+            replies = pipe.execute(raise_on_error=False)
+            if not any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+                break
+            for script in self.scripts.values():  # Redis restarted or flushed its scripts
+                client.script_load(script.script)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
     def eligible(self, key: str) -> bool:
         """May `key` (as passed to the cache, before KEY_PREFIX and version) live in L1?"""
         if self.l1 is None:

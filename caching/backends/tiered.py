@@ -266,18 +266,13 @@ class TieredCache(BaseCache):
         if not eligible and not plain:
             return found
         since = l1.since() if l1 is not None else (0, 0)
-        client = tiers.l2.client
-
-        def run():
-            pipe = client.pipeline(transaction=False)
-            if eligible:
-                tiers.scripts["get"](keys=[v for _, v in eligible], client=pipe)
-            if plain:
-                pipe.mget([v for _, v in plain])
-            return pipe.execute()
-
+        calls = []
+        if eligible:
+            calls.append(("get", [v for _, v in eligible], []))
+        if plain:
+            calls.append(("mget", [v for _, v in plain], []))
         try:
-            replies = tiers.l2.call(run)
+            replies = tiers.l2.call(tiers.execute, calls)
         except L2Unavailable as exc:
             return self._unavailable(tiers, exc, found)
         if eligible:
@@ -316,51 +311,32 @@ class TieredCache(BaseCache):
         trip). Returns the stored count of each batch; fills our own L1 (write-through)."""
         batches = [items[i:i + _BATCH] for i in range(0, len(items), _BATCH)]
         epoch = tiers.l1.epoch if tiers.l1 is not None else 0
-        client = tiers.l2.client
-        script = tiers.scripts["set"]
-        calls = []
+        calls, announces = [], []
         for batch in batches:
             announced = [vkey for key, vkey, _, _ in batch if tiers.eligible(key)]
-            calls.append(announced)
-
-        def run():
-            pipe = client.pipeline(transaction=False)
-            for batch, announced in zip(batches, calls, strict=True):
-                script(
-                    keys=[tiers.index_key, tiers.seq_key, *[vkey for _, vkey, _, _ in batch]],
-                    args=[*self._announce_args(tiers, announced), ttl_ms, "1" if nx else "0",
-                          *[payload for _, _, payload, _ in batch]],
-                    client=pipe,
-                )
-            return pipe.execute()
-
-        results = tiers.l2.call(run)
-        for batch, announced, (stored, seq) in zip(batches, calls, results, strict=True):
+            announces.append(announced)
+            calls.append(("set", [tiers.index_key, tiers.seq_key, *[vkey for _, vkey, _, _ in batch]],
+                          [*self._announce_args(tiers, announced), ttl_ms, "1" if nx else "0",
+                           *[payload for _, _, payload, _ in batch]]))
+        results = tiers.l2.call(tiers.execute, calls)
+        for batch, announced, (stored, seq) in zip(batches, announces, results, strict=True):
             if not announced or not stored:
                 continue
             self._applied_locally(tiers, seq, announced)
-            if len(batch) == 1 or not nx:
-                for key, vkey, payload, value in batch:
-                    if tiers.eligible(key):
-                        self._put_l1(tiers, vkey, payload, value, ttl_ms, (int(seq), epoch))
+            # add() is one key, so "stored" means this value is the one in Redis.
+            for key, vkey, payload, value in (batch if not nx or len(batch) == 1 else ()):
+                if tiers.eligible(key):
+                    self._put_l1(tiers, vkey, payload, value, ttl_ms, (int(seq), epoch))
         return [stored for stored, _ in results]
 
     def _delete(self, tiers, pairs: list) -> int:
         """delete.lua over [(key, vkey)] in batches. Returns how many keys existed."""
         batches = [pairs[i:i + _BATCH] for i in range(0, len(pairs), _BATCH)]
-        client = tiers.l2.client
-        script = tiers.scripts["delete"]
-        calls = [[vkey for key, vkey in batch if tiers.eligible(key)] for batch in batches]
-
-        def run():
-            pipe = client.pipeline(transaction=False)
-            for batch, announced in zip(batches, calls, strict=True):
-                script(keys=[tiers.index_key, tiers.seq_key, *[v for _, v in batch]],
-                       args=self._announce_args(tiers, announced), client=pipe)
-            return pipe.execute()
-
-        results = tiers.l2.call(run)
-        for announced, (_, seq) in zip(calls, results, strict=True):
+        announces = [[vkey for key, vkey in batch if tiers.eligible(key)] for batch in batches]
+        calls = [("delete", [tiers.index_key, tiers.seq_key, *[v for _, v in batch]], self._announce_args(tiers, announced))
+                 for batch, announced in zip(batches, announces, strict=True)]
+        results = tiers.l2.call(tiers.execute, calls)
+        for announced, (_, seq) in zip(announces, results, strict=True):
             self._applied_locally(tiers, seq, announced)
         return sum(deleted for deleted, _ in results)
 
