@@ -100,7 +100,7 @@ class ArticleListView(PublicReadEditorialWriteView):
     """GET: the home feed (public). POST: create an article (editorial)."""
 
 
-    @extend_schema(parameters=[PAGE_PARAM], responses=OpenApiTypes.OBJECT, summary="Home feed")
+    @extend_schema(parameters=[PAGE_PARAM], responses=OpenApiTypes.OBJECT, summary="Home feed", operation_id="articles_list")
     def get(self, request):
         params = validated(PAGE_PARAMS, request)
         data = selectors.home_feed(page=params["page"])
