@@ -64,7 +64,9 @@ def fetch(version: str | None = None) -> Path:
                 if POLL_ANCHOR not in text:
                     raise FetchError("Django's tests/cache/models.py changed: update POLL_ANCHOR")
                 text = text.replace(POLL_ANCHOR, POLL_ANCHOR + POLL_META)
-            (package / name).write_text(text)
+            partial = package / f"{name}.part"
+            partial.write_text(text)
+            partial.replace(package / name)  # atomic: an interrupted fetch never looks complete
     return target
 
 
