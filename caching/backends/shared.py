@@ -197,6 +197,17 @@ def clear_local() -> None:
             tiers.l1.clear()
 
 
+def reset() -> None:
+    """Forget every Tiers of this process (tests): subscribers are told to stop (their threads
+    exit within a second) and backend instances re-bind on their next call."""
+    global _registry, generation
+    with _registry_lock:
+        old, _registry = _registry, {}
+        generation += 1
+    for tiers in old.values():
+        tiers.stop()
+
+
 def _after_fork_in_child() -> None:
     global _registry, _registry_lock, generation
     _registry = {}

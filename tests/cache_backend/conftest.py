@@ -51,3 +51,22 @@ def fresh_cache_tiers():
     shared.clear_local()
     yield
     shared.clear_local()
+
+
+@pytest.fixture
+def isolated_tiers():
+    """For tests that build tiers they should not leave behind (a Redis that is down keeps a
+    subscriber thread retrying): drop this process's tiers afterwards."""
+    from caching.backends import shared
+
+    yield
+    shared.reset()
+
+
+@pytest.fixture(scope="package", autouse=True)
+def _drop_tiers_after_package():
+    """Leave no subscriber threads of ours to the rest of the suite."""
+    yield
+    from caching.backends import shared
+
+    shared.reset()

@@ -112,13 +112,13 @@ def _closed_port() -> int:
 
 
 def _down(**options):
-    params = tiered_params(BREAKER_FAILURES=2, BREAKER_RESET=60, **options)
+    params = tiered_params(BREAKER_FAILURES=2, BREAKER_RESET=60, METRICS_LABEL="tc_down", **options)
     params["LOCATION"] = f"redis://127.0.0.1:{_closed_port()}/0"
     params["OPTIONS"]["NAMESPACE"] = f"{NAMESPACE}:down{len(options)}"
     return override_settings(CACHES={"default": params})
 
 
-def test_fail_open_degrades_through_the_breaker():
+def test_fail_open_degrades_through_the_breaker(isolated_tiers):
     with _down(FAIL_OPEN=True):
         cache = caches["default"]
         assert cache.get("a", "dflt") == "dflt"
@@ -134,7 +134,7 @@ def test_fail_open_degrades_through_the_breaker():
         assert cache.tiers.degraded >= 6
 
 
-def test_without_fail_open_errors_propagate():
+def test_without_fail_open_errors_propagate(isolated_tiers):
     with _down():
         cache = caches["default"]
         with pytest.raises(CacheUnavailable):
