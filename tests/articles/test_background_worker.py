@@ -7,8 +7,8 @@ import pytest
 from articles import counters, warm
 from articles.models import Article
 from articles.tasks import flush_view_counts_task, warm_cache_task
-from tests.cdn.test_durability import celery_worker_process  # noqa: F401 (fixture)
 from tests.factories import make_article
+from tests.support import celery_worker, child_env
 
 
 def wait_until(predicate, timeout=30.0):
@@ -20,9 +20,15 @@ def wait_until(predicate, timeout=30.0):
     return False
 
 
+@pytest.fixture
+def worker(tmp_path):
+    with celery_worker(child_env(), tmp_path / "worker.log", name="articles-test") as proc:
+        yield proc
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_worker_flushes_counts_and_warms(celery_worker_process):  # noqa: F811
+def test_worker_flushes_counts_and_warms(worker):
     article = make_article()
     for _ in range(3):
         counters.record_view(article_id=article.id)

@@ -1,17 +1,17 @@
 """Durability with real processes: a writer whose broker is unreachable, and a real Celery worker."""
 
-import os
 import subprocess
 import sys
 import time
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 
 from cdn.models import PurgeOutbox
 from cdn.outbox import enqueue_purge
 from cdn.tasks import purge_outbox_redrive
 from tests.cdn.servers import REPO, Varnish, free_port
+from tests.support import celery_worker, child_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -26,20 +26,6 @@ with transaction.atomic():
     ids = enqueue_purge(["category:%d" % category.pk, "feed:category:%d" % category.pk])
 print("saved", category.pk, ids)
 """
-
-
-def _test_database_url() -> str:
-    db = connection.settings_dict
-    auth = f"{db['USER']}:{db['PASSWORD']}@" if db.get("USER") else ""
-    return f"postgres://{auth}{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def child_env(**extra):
-    env = {**os.environ, "DATABASE_URL": _test_database_url(), "CELERY_TASK_ALWAYS_EAGER": "false"}
-    for name in ("VARNISH_PURGE_URL", "FASTLY_SERVICE_ID", "CLOUDFLARE_ZONE_ID"):
-        env.pop(name, None)
-    env.update(extra)
-    return env
 
 
 def test_broker_unreachable_while_saving_then_redrive_delivers(settings):
@@ -80,51 +66,9 @@ def edge_for_worker(origin):
 def celery_worker_process(edge_for_worker, tmp_path):
     """`celery -A newsite worker` (solo pool) on this test's broker and database, purging
     through VARNISH_PURGE_URL to `edge_for_worker`."""
-    log = open(tmp_path / "celery-worker.log", "w+")  # noqa: SIM115 (closed in the finalizer)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "newsite",
-            "worker",
-            "-P",
-            "solo",
-            "-l",
-            "info",
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-            "-n",
-            f"cdn-test-{os.getpid()}@%h",
-        ],
-        cwd=REPO,
-        env=child_env(VARNISH_PURGE_URL=edge_for_worker.url),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline:
-            log.seek(0)
-            if "ready." in log.read():
-                break
-            if proc.poll() is not None:
-                log.seek(0)
-                raise RuntimeError("celery worker exited: " + log.read()[-3000:])
-            time.sleep(0.2)
-        else:
-            raise RuntimeError("celery worker not ready")
+    env = child_env(VARNISH_PURGE_URL=edge_for_worker.url)
+    with celery_worker(env, tmp_path / "celery-worker.log", name="cdn-test") as proc:
         yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        log.close()
 
 
 def test_a_real_worker_delivers_the_purge_after_commit(
