@@ -196,7 +196,9 @@ class TieredCache(BaseCache):
         if vkeys and seq:
             tiers.l1.invalidate_keys(int(seq), vkeys)
 
-    def _put_l1(self, tiers, vkey, raw, value, ttl_ms, since) -> None:
+    def _put_l1(self, tiers, vkey, raw, value, ttl_ms, since, started) -> None:
+        """Keep `raw` in L1 for min(L1_TTL, the Redis TTL) counted from `started` (taken before
+        the Redis call), so the copy never outlives the Redis value."""
         if not tiers.l1_live():
             return
         ttl = tiers.spec.l1_ttl
@@ -206,7 +208,7 @@ class TieredCache(BaseCache):
             return  # -2: gone
         if type(value) not in _IMMUTABLE:
             value = _RAW
-        entry = _Entry(value, raw, len(raw) + ENTRY_OVERHEAD + len(vkey), time.monotonic() + ttl, tiers.stats)
+        entry = _Entry(value, raw, len(raw) + ENTRY_OVERHEAD + len(vkey), started + ttl, tiers.stats)
         tiers.l1.put(vkey, entry, since[0], since[1])
 
     # --- reads --------------------------------------------------------------------------------
@@ -222,6 +224,7 @@ class TieredCache(BaseCache):
                 return loads(entry.raw) if value is _RAW else value
             tiers.stats.miss_l1()
             since = tiers.l1.since()
+            started = time.monotonic()
             try:
                 raw, pttl = tiers.l2.call(tiers.scripts["get"], keys=[vkey], client=tiers.l2.client)
             except L2Unavailable as exc:
@@ -231,7 +234,7 @@ class TieredCache(BaseCache):
                 return default
             tiers.stats.hit_l2()
             value = loads(raw)
-            self._put_l1(tiers, vkey, raw, value, pttl, since)
+            self._put_l1(tiers, vkey, raw, value, pttl, since, started)
             return value
         try:
             raw = tiers.l2.call(tiers.l2.client.get, vkey)
@@ -266,6 +269,7 @@ class TieredCache(BaseCache):
         if not eligible and not plain:
             return found
         since = l1.since() if l1 is not None else (0, 0)
+        started = time.monotonic()
         calls = []
         if eligible:
             calls.append(("get", [v for _, v in eligible], []))
@@ -284,7 +288,7 @@ class TieredCache(BaseCache):
                     continue
                 tiers.stats.hit_l2()
                 value = found[key] = loads(raw)
-                self._put_l1(tiers, vkey, raw, value, pttl, since)
+                self._put_l1(tiers, vkey, raw, value, pttl, since, started)
         if plain:
             for (key, _), raw in zip(plain, replies[0], strict=True):
                 if raw is None:
@@ -311,6 +315,7 @@ class TieredCache(BaseCache):
         trip). Returns the stored count of each batch; fills our own L1 (write-through)."""
         batches = [items[i:i + _BATCH] for i in range(0, len(items), _BATCH)]
         epoch = tiers.l1.epoch if tiers.l1 is not None else 0
+        started = time.monotonic()
         calls, announces = [], []
         for batch in batches:
             announced = [vkey for key, vkey, _, _ in batch if tiers.eligible(key)]
@@ -326,7 +331,7 @@ class TieredCache(BaseCache):
             # add() is one key, so "stored" means this value is the one in Redis.
             for key, vkey, payload, value in (batch if not nx or len(batch) == 1 else ()):
                 if tiers.eligible(key):
-                    self._put_l1(tiers, vkey, payload, value, ttl_ms, (int(seq), epoch))
+                    self._put_l1(tiers, vkey, payload, value, ttl_ms, (int(seq), epoch), started)
         return [stored for stored, _ in results]
 
     def _delete(self, tiers, pairs: list) -> int:
