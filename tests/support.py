@@ -1,16 +1,80 @@
-"""Helpers shared by tests that start real processes: the test database's URL for a child
-process, a child environment, and a real Celery worker."""
+"""Helpers shared by tests that start real processes: free ports and waiting, the test database's
+URL and environments for a child process, and the processes themselves (a private redis-server,
+gunicorn, varnishd, a Celery worker). Everything binds 127.0.0.1 on free ports and is stopped by
+the fixture or context manager that started it."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import redis
+import requests
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+# --- Ports and waiting -------------------------------------------------------------------------
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports (all held open while choosing, so none repeats)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
+    """predicate()'s first truthy value, or its last (falsy) value after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+def listening(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:port."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_port(port: int, timeout: float = 15.0) -> None:
+    if not wait_until(lambda: listening(port), timeout):
+        raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def require_postgresql():
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("other processes must open the test database: run on PostgreSQL (make test)")
+
+
+# --- Environments for a child process ----------------------------------------------------------
 
 
 def database_url(settings_dict: dict | None = None) -> str:
@@ -19,7 +83,9 @@ def database_url(settings_dict: dict | None = None) -> str:
         from django.db import connection
 
         settings_dict = connection.settings_dict
-    auth = f"{settings_dict['USER']}:{settings_dict['PASSWORD']}@" if settings_dict.get("USER") else ""
+    user = quote(settings_dict.get("USER") or "")
+    password = quote(settings_dict.get("PASSWORD") or "")
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
     host = settings_dict.get("HOST") or "127.0.0.1"
     port = settings_dict.get("PORT") or 5432
     return f"postgres://{auth}{host}:{port}/{settings_dict['NAME']}"
@@ -33,6 +99,199 @@ def child_env(**extra) -> dict:
         env.pop(name, None)
     env.update(extra)
     return env
+
+
+def app_env(**extra: str) -> dict:
+    """For an app server or worker of the scale-out tests: this test's database, Redis db, key
+    prefix and broker named explicitly, DEBUG off, warnings only, no replicas or sentinels but
+    those the caller names."""
+    from django.conf import settings
+
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "newsite.settings",
+        "DATABASE_URL": database_url(),
+        "REDIS_URL": os.environ.get("REDIS_URL", settings.CACHES["default"]["LOCATION"]),
+        "CACHE_KEY_PREFIX": settings.CACHES["default"].get("KEY_PREFIX", "newsite"),
+        "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", settings.CELERY_BROKER_URL),
+        "DEBUG": "false",
+        "LOG_LEVEL": "WARNING",
+    }
+    env.pop("DATABASE_REPLICA_URLS", None)
+    env.pop("REDIS_SENTINELS", None)
+    env.update(extra)
+    return env
+
+
+# --- Processes ---------------------------------------------------------------------------------
+
+
+def _terminate(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM, then SIGKILL if it has not exited after `timeout` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+class RedisServer:
+    """A redis-server on a fixed free port, so it can be stopped and started again."""
+
+    def __init__(self, workdir: Path):
+        self.port = free_port()
+        self.dir = workdir
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [shutil.which("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir), "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+        client.close()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port)
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A started RedisServer of this test's own (import it into a conftest to use it)."""
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server binary not installed")
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+class Gunicorn:
+    """deploy/gunicorn.conf.py on 127.0.0.1:port with `env`, in its own session (killpg stops the
+    host). Its log is workdir/gunicorn-<port>.log; its PROMETHEUS_MULTIPROC_DIR is `metrics_dir`,
+    by default a new workdir/prom-<port>. wait_ready() polls `ready_path` until it answers."""
+
+    def __init__(self, *, port: int, workdir: Path, env: dict, workers: int = 1,
+                 metrics_dir: Path | None = None, ready_path: str = "/health/"):
+        self.port = port
+        self.ready_path = ready_path
+        self.log = workdir / f"gunicorn-{port}.log"
+        if metrics_dir is None:
+            metrics_dir = workdir / f"prom-{port}"
+            metrics_dir.mkdir()
+        self.metrics_dir = metrics_dir
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(REPO / "deploy" / "gunicorn.conf.py"),
+             "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", "1",
+             # no shared $HOME/.gunicorn/gunicorn.ctl with other servers running at the same time
+             "--no-control-socket", "newsite.wsgi:application"],
+            cwd=REPO, env={**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
+            stdout=self.log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 40.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {self.log.read_text()[-3000:]}")
+            try:
+                requests.get(self.url + self.ready_path, timeout=2)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError(f"gunicorn not answering after {timeout}s: {self.log.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """The host dies: master and workers at once, no graceful shutdown."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # graceful: the master stops its workers
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+
+class Varnishd:
+    """varnishd -F on 127.0.0.1:port (admin on admin_port) with `vcl`, in a temp dir; start()
+    waits until it listens, stop()/start() keep the ports, close() also removes the temp dir."""
+
+    def __init__(self, *, port: int, admin_port: int, vcl: str, storage: str = "malloc,64m",
+                 params: tuple[str, ...] = (), prefix: str = "newsite-varnish-"):
+        self.port = port
+        self.admin_port = admin_port
+        self.storage = storage
+        self.params = params
+        self.workdir = Path(tempfile.mkdtemp(prefix=prefix))
+        self.workdir.chmod(0o755)  # varnishd's child runs as an unprivileged user
+        self.vcl = self.workdir / "test.vcl"
+        self.vcl.write_text(vcl)
+        self.log = self.workdir / "varnishd.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0):
+        self.proc = subprocess.Popen(
+            ["varnishd", "-F", "-a", f"127.0.0.1:{self.port}", "-T", f"127.0.0.1:{self.admin_port}",
+             "-f", str(self.vcl), "-n", str(self.workdir / "n"), "-s", self.storage, *self.params],
+            stdout=subprocess.DEVNULL, stderr=self.log.open("wb"),
+        )
+
+        def up():
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"varnishd exited ({self.proc.returncode}) on ports {self.port}/{self.admin_port}: "
+                    f"{self.log.read_text()[-2000:]}"
+                )
+            return listening(self.port)
+
+        if not wait_until(up, timeout):
+            self.stop()
+            raise RuntimeError(f"varnishd did not listen on {self.port}: {self.log.read_text()[-2000:]}")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _terminate(self.proc, 10)
+        self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -61,10 +320,5 @@ def celery_worker(env: dict, log_path: Path, *, name: str = "test", ready_timeou
             time.sleep(0.2)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        _terminate(proc, 15)
         log.close()
