@@ -5,46 +5,14 @@ All bind 127.0.0.1 on free ports and are stopped by the fixtures that start them
 
 import json
 import re
-import shutil
-import socket
-import subprocess
-import tempfile
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import requests
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import REPO, Varnishd, free_ports
+
 DEFAULT_VCL = REPO / "deploy" / "varnish" / "default.vcl"
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free ports (all held open while choosing, so none repeats)."""
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
-
-
-def free_port() -> int:
-    return free_ports(1)[0]
-
-
-def wait_for_port(port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
 class _Quiet(BaseHTTPRequestHandler):
@@ -191,69 +159,12 @@ def render_vcl(backend_port: int, *, purgers=None) -> str:
     return vcl
 
 
-class Varnish:
+class Varnish(Varnishd):
     """varnishd -F on a free port in front of 127.0.0.1:backend_port; stop()/start() keep the port."""
 
     def __init__(self, backend_port: int, *, purgers=None):
-        self.port, self.admin_port = free_ports(2)
-        self.workdir = Path(tempfile.mkdtemp(prefix="newsite-varnish-"))
-        self.workdir.chmod(0o755)  # varnishd's child runs as an unprivileged user
-        self.vcl = self.workdir / "test.vcl"
-        self.vcl.write_text(render_vcl(backend_port, purgers=purgers))
-        self.log = self.workdir / "varnishd.log"
-        self.proc = None
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            [
-                "varnishd",
-                "-F",
-                "-a",
-                f"127.0.0.1:{self.port}",
-                "-T",
-                f"127.0.0.1:{self.admin_port}",
-                "-f",
-                str(self.vcl),
-                "-n",
-                str(self.workdir / "n"),
-                "-s",
-                "malloc,64m",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=self.log.open("wb"),
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"varnishd exited ({self.proc.returncode}) on ports {self.port}/{self.admin_port}: "
-                    f"{self.log.read_text()[-2000:]}"
-                )
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"varnishd did not listen on {self.port}: {self.log.read_text()[-2000:]}")
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self.proc = None
-
-    def close(self):
-        self.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        port, admin_port = free_ports(2)
+        super().__init__(port=port, admin_port=admin_port, vcl=render_vcl(backend_port, purgers=purgers))
 
     def get(self, path, **kwargs):
         return requests.get(self.url + path, timeout=10, **kwargs)

@@ -10,8 +10,7 @@ from django.db import transaction
 from cdn.models import PurgeOutbox
 from cdn.outbox import enqueue_purge
 from cdn.tasks import purge_outbox_redrive
-from tests.cdn.servers import REPO, Varnish, free_port
-from tests.support import celery_worker, child_env
+from tests.support import REPO, celery_worker, child_env, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -56,10 +55,9 @@ def test_broker_unreachable_while_saving_then_redrive_delivers(settings):
 
 
 @pytest.fixture
-def edge_for_worker(origin):
-    edge = Varnish(origin.port).start()
-    yield edge
-    edge.close()
+def edge_for_worker(varnish):
+    """The started Varnish (tests/cdn/conftest.py) in front of `origin` that the worker purges."""
+    return varnish
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ from cdn.backends import dummy
 from cdn.models import PurgeOutbox
 from cdn.outbox import backoff_seconds, drain_outbox, enqueue_purge
 from cdn.tasks import purge_outbox_redrive
-from tests.cdn.servers import Varnish, free_port
+from tests.cdn.servers import Varnish
+from tests.support import free_port
 
 TWO_DUMMIES = {
     "edge": {"BACKEND": "cdn.backends.dummy.DummyBackend"},

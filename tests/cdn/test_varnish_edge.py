@@ -7,17 +7,9 @@ import pytest
 
 from cdn.backends.varnish import VarnishBackend
 from tests.cdn.servers import Varnish
+from tests.support import wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def wait_until(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_miss_then_hit_and_tag_headers_stripped(origin, varnish):
