@@ -1,173 +1,32 @@
-"""Processes of the scale-out tests: gunicorn instances, a varnishd with the cluster VCL, and a
-Redis master + replica + three sentinels. All bind 127.0.0.1 on free ports, live in temp dirs and
-are stopped by the fixtures that start them."""
+"""Processes of the scale-out tests (gunicorn, the Celery worker and the helpers they share are in
+tests/support.py): a varnishd with the cluster VCL, and a Redis master + replica + three
+sentinels. All bind 127.0.0.1 on free ports, live in temp dirs and are stopped by the fixtures
+that start them."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 import redis
-import requests
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
+from tests.support import REPO, Varnishd, free_ports, wait_until
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.05):
-    """predicate()'s first truthy value, or None after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
-
-
-def database_url(settings_dict: dict) -> str:
-    """A DATABASE_URL for the database Django is connected to (the pytest test database)."""
-    user = quote(settings_dict.get("USER") or "")
-    password = quote(settings_dict.get("PASSWORD") or "")
-    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-    host = settings_dict.get("HOST") or "127.0.0.1"
-    port = settings_dict.get("PORT") or 5432
-    return f"postgres://{auth}{host}:{port}/{settings_dict['NAME']}"
-
-
-def child_env(**extra: str) -> dict:
-    """This test's database, Redis db, key prefix and broker, for a child process."""
-    from django.conf import settings
-    from django.db import connection
-
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "newsite.settings",
-        "DATABASE_URL": database_url(connection.settings_dict),
-        "REDIS_URL": os.environ.get("REDIS_URL", settings.CACHES["default"]["LOCATION"]),
-        "CACHE_KEY_PREFIX": settings.CACHES["default"].get("KEY_PREFIX", "newsite"),
-        "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", settings.CELERY_BROKER_URL),
-        "DEBUG": "false",
-        "LOG_LEVEL": "WARNING",
-    }
-    env.pop("DATABASE_REPLICA_URLS", None)
-    env.pop("REDIS_SENTINELS", None)
-    env.update(extra)
-    return env
-
-
-def require_postgresql():
-    from django.db import connection
-
-    if connection.vendor != "postgresql":
-        pytest.skip("other processes must open the test database: run on PostgreSQL (make test)")
-
-
-class Gunicorn:
-    """deploy/gunicorn.conf.py on a free port, in its own session (killpg stops the host)."""
-
-    def __init__(self, *, port: int, workdir: Path, env: dict, workers: int = 1):
-        self.port = port
-        self.log = workdir / f"gunicorn-{port}.log"
-        metrics = workdir / f"prom-{port}"
-        metrics.mkdir()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(REPO / "deploy" / "gunicorn.conf.py"),
-             "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", "1",
-             "--no-control-socket", "newsite.wsgi:application"],
-            cwd=REPO, env={**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics)},
-            stdout=self.log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def wait_ready(self, timeout: float = 40.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {self.log.read_text()[-3000:]}")
-            try:
-                requests.get(self.url + "/api/categories/", timeout=2)
-                return
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        raise RuntimeError(f"gunicorn not answering after {timeout}s: {self.log.read_text()[-3000:]}")
-
-    def kill(self) -> None:
-        """The host dies: master and workers at once, no graceful shutdown."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-
-
-class ClusterVarnish:
+class ClusterVarnish(Varnishd):
     """varnishd -F with deploy/varnish/render-cluster-vcl.py's VCL over `backends`."""
 
     def __init__(self, *, port: int, admin_port: int, backends: list[int]):
-        self.port = port
-        self.admin_port = admin_port
-        self.workdir = Path(tempfile.mkdtemp(prefix="newsite-cluster-varnish-"))
-        self.workdir.chmod(0o755)  # varnishd's child runs as an unprivileged user
-        self.vcl = self.workdir / "cluster.vcl"
         rendered = subprocess.run(
             [sys.executable, str(REPO / "deploy" / "varnish" / "render-cluster-vcl.py"),
              *[f"127.0.0.1:{p}" for p in backends], "--interval", "0.5s", "--timeout", "0.5s"],
             check=True, capture_output=True, text=True,
         ).stdout
-        self.vcl.write_text(rendered)
-        self.log = self.workdir / "varnishd.log"
-        self.proc = subprocess.Popen(
-            ["varnishd", "-F", "-a", f"127.0.0.1:{port}", "-T", f"127.0.0.1:{admin_port}",
-             "-f", str(self.vcl), "-n", str(self.workdir / "n"), "-s", "malloc,32m",
-             "-p", "default_grace=10"],
-            stdout=subprocess.DEVNULL, stderr=self.log.open("wb"),
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        def listening():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"varnishd exited: {self.log.read_text()[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return True
-            except OSError:
-                return False
-
-        if not wait_until(listening, timeout):
-            raise RuntimeError(f"varnishd did not listen: {self.log.read_text()[-2000:]}")
+        super().__init__(port=port, admin_port=admin_port, vcl=rendered, storage="malloc,32m",
+                         params=("-p", "default_grace=10"), prefix="newsite-cluster-varnish-")
 
     def backend_health(self) -> dict[str, str]:
         """{"app1": "healthy" | "sick", ...} from `varnishadm backend.list`."""
@@ -182,16 +41,6 @@ class ClusterVarnish:
                 name = fields[0].rsplit(".", 1)[-1]
                 health[name] = "sick" if "sick" in line.lower() else "healthy"
         return health
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 # --- Redis master + replica + sentinels -------------------------------------------------------

@@ -12,15 +12,9 @@ import pytest
 import requests
 from rest_framework.authtoken.models import Token
 
-from tests.deploy.conftest import (
-    ClusterVarnish,
-    Gunicorn,
-    child_env,
-    free_ports,
-    require_postgresql,
-    wait_until,
-)
+from tests.deploy.conftest import ClusterVarnish
 from tests.factories import make_article, make_user
+from tests.support import Gunicorn, app_env, free_ports, require_postgresql, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -29,22 +23,22 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 def cluster(tmp_path):
     require_postgresql()
     *app_ports, edge_port, admin_port = free_ports(5)
-    env = child_env(
+    env = app_env(
         # Purges to this edge run inline after commit (no worker in this test: the outbox and its
         # Celery delivery are tests/cdn's); the replica alias mirrors the primary (router path).
         CELERY_TASK_ALWAYS_EAGER="true",
         VARNISH_PURGE_URL=f"http://127.0.0.1:{edge_port}/",
-        DATABASE_REPLICA_URLS=child_env()["DATABASE_URL"],
+        DATABASE_REPLICA_URLS=app_env()["DATABASE_URL"],
         DB_POOL_MIN="1",
         DB_POOL_MAX="2",
     )
-    apps = [Gunicorn(port=port, workdir=tmp_path, env=env) for port in app_ports]
+    apps = [Gunicorn(port=port, workdir=tmp_path, env=env, ready_path="/api/categories/") for port in app_ports]
     edge = None
     try:
         for app in apps:
             app.wait_ready()
         edge = ClusterVarnish(port=edge_port, admin_port=admin_port, backends=app_ports)
-        edge.wait_ready()
+        edge.start()
         yield apps, edge
     finally:
         if edge is not None:

@@ -11,11 +11,11 @@ import sys
 import pytest
 
 from newsite import settings_scaling
-from tests.deploy.conftest import REPO, child_env
+from tests.support import REPO, app_env
 
 
 def production_env(**extra):
-    env = child_env(
+    env = app_env(
         DJANGO_SETTINGS_MODULE="newsite.settings_production",
         SECRET_KEY=secrets.token_urlsafe(64),
         ALLOWED_HOSTS="news.example.com,www.news.example.com",

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 import requests
 
-from tests.deploy.conftest import REPO, Gunicorn, child_env, free_ports, wait_until
+from tests.support import REPO, Gunicorn, app_env, free_ports, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -108,7 +108,7 @@ print(json.dumps({"article": article.id, "token": Token.objects.create(user=edit
 
 def test_reads_go_to_the_standby_and_writes_are_seen_at_once(pg_pair, tmp_path):
     primary, standby = pg_pair
-    env = child_env(
+    env = app_env(
         DATABASE_URL=primary.url(),
         DATABASE_REPLICA_URLS=standby.url() + "?application_name=newsite-replica-reads",
         CACHE_KEY_PREFIX="newsite-replica-test",
@@ -127,7 +127,7 @@ def test_reads_go_to_the_standby_and_writes_are_seen_at_once(pg_pair, tmp_path):
     assert standby.query("select pg_is_in_recovery()") == [(True,)]
 
     [port] = free_ports(1)
-    app = Gunicorn(port=port, workdir=tmp_path, env=env)
+    app = Gunicorn(port=port, workdir=tmp_path, env=env, ready_path="/api/categories/")
     try:
         app.wait_ready()
 

@@ -6,8 +6,6 @@ sentinel:// broker."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 
@@ -17,8 +15,8 @@ from rest_framework.authtoken.models import Token
 
 from articles.models import Article
 from cdn.models import PurgeOutbox
-from tests.deploy.conftest import REPO, Gunicorn, child_env, free_ports, require_postgresql, wait_until
 from tests.factories import make_article, make_user
+from tests.support import Gunicorn, app_env, celery_worker, free_ports, require_postgresql, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -26,7 +24,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 @pytest.fixture
 def sentinel_stack(sentinel_set, tmp_path):
     require_postgresql()
-    env = child_env(
+    env = app_env(
         REDIS_SENTINELS=sentinel_set.sentinel_env,
         REDIS_SENTINEL_MASTER=sentinel_set.master_name,
         # Host and port are replaced by the sentinels' answer; the db index stays.
@@ -36,33 +34,14 @@ def sentinel_stack(sentinel_set, tmp_path):
         DB_POOL_MIN="1",
         DB_POOL_MAX="2",
     )
-    apps = [Gunicorn(port=port, workdir=tmp_path, env=env) for port in free_ports(2)]
-    log = (tmp_path / "worker.log").open("w+")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "newsite", "worker", "-P", "solo", "-l", "info",
-         "--without-heartbeat", "--without-gossip", "--without-mingle", "-n", "sentinel-test@%h"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
+    apps = [Gunicorn(port=port, workdir=tmp_path, env=env, ready_path="/api/categories/")
+            for port in free_ports(2)]
     try:
-        for app in apps:
-            app.wait_ready()
-
-        def worker_ready():
-            log.seek(0)
-            if worker.poll() is not None:
-                raise RuntimeError("celery worker exited: " + log.read()[-3000:])
-            return "ready." in log.read()
-
-        assert wait_until(worker_ready, 40, interval=0.2), "celery worker not ready"
-        yield apps, worker
+        with celery_worker(env, tmp_path / "worker.log", name="sentinel-test") as worker:
+            for app in apps:
+                app.wait_ready()
+            yield apps, worker
     finally:
-        worker.terminate()
-        try:
-            worker.wait(15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(5)
-        log.close()
         for app in apps:
             app.stop()
 
