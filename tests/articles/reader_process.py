@@ -15,14 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def start_reader(**env_overrides):
-    from django.db import connection
+    from tests.support import database_url
 
-    settings_dict = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{settings_dict['HOST'] or '127.0.0.1'}:{settings_dict['PORT'] or 5432}/{settings_dict['NAME']}",
-        **env_overrides,
-    }
+    env = {**os.environ, "DATABASE_URL": database_url(), **env_overrides}
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.articles.reader_process"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT,

@@ -1,23 +1,12 @@
 """The view-count flush and warm_cache run by a real Celery worker on the real Redis broker."""
 
-import time
-
 import pytest
 
 from articles import counters, warm
 from articles.models import Article
 from articles.tasks import flush_view_counts_task, warm_cache_task
 from tests.factories import make_article
-from tests.support import celery_worker, child_env
-
-
-def wait_until(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
+from tests.support import celery_worker, child_env, wait_until
 
 
 @pytest.fixture
@@ -33,7 +22,7 @@ def test_worker_flushes_counts_and_warms(worker):
     for _ in range(3):
         counters.record_view(article_id=article.id)
     flush_view_counts_task.delay()
-    assert wait_until(lambda: Article.objects.get(pk=article.id).view_count == 3)
+    assert wait_until(lambda: Article.objects.get(pk=article.id).view_count == 3, timeout=30, interval=0.2)
     warm_cache_task.delay()
-    assert wait_until(lambda: warm.last_run() is not None)
+    assert wait_until(lambda: warm.last_run() is not None, timeout=30, interval=0.2)
     assert warm.last_run()["by_status"].get("200", 0) > 0
