@@ -296,6 +296,15 @@ def write(ctx, results) -> list[Path]:
         lines = [ln for ln in lines if not ln.startswith("![chart]")]
     md_path.write_text("\n".join(lines))
     written = [md_path] + ([png_path] if drew else [])
-    latest = out_dir / "LATEST.md"
-    latest.write_text(f"# Latest benchmark results\n\n- [{md_path.name}]({md_path.name})\n")
+    write_index(out_dir)
     return written
+
+
+def write_index(out_dir: Path) -> Path:
+    """LATEST.md: every results file of the directory, newest first (the date leads the name)."""
+    files = sorted((p for p in out_dir.glob("*.md") if p.name != "LATEST.md"), key=lambda p: p.name, reverse=True)
+    lines = ["# Benchmark results, newest first", "", "Written by `make bench` (docs/bench.md).", ""]
+    lines += [f"- [{p.name}]({p.name})" for p in files]
+    latest = out_dir / "LATEST.md"
+    latest.write_text("\n".join(lines) + "\n")
+    return latest
