@@ -13,11 +13,12 @@ Two layers:
 from __future__ import annotations
 
 import hashlib
+import re
 
 from caching import conf
 
 # Bump when the stored envelope format changes: old entries are then simply never read.
-ENVELOPE_VERSION = "1"
+ENVELOPE_VERSION = "2"
 
 
 def _digest(text: str) -> str:
@@ -85,15 +86,17 @@ def user_profile_key(user_id: int) -> str:
 # --- Response keys (HTTP response caching, caching/http.py) -------------------------------------
 
 
+_PLAIN_TAIL = re.compile(r"[A-Za-z0-9_=&.-]{0,120}")
+
+
 def response_key(route: str, url_kwargs: dict, params: dict) -> str:
     """The key of a public response: its route name, URL kwargs and the view's own validated
-    query parameters, sorted. Prefix "resp.<route>" (the metrics label). Values that are not
-    short plain words (search queries, long slugs) are hashed."""
-    parts = [f"{k}={v}" for k, v in sorted(url_kwargs.items())]
-    parts += [f"{k}={v}" for k, v in sorted(params.items())]
-    tail = "&".join(parts)
-    if len(tail) > 120 or not tail.isascii() or not tail.replace("=", "").replace("&", "").replace("-", "").replace("_", "").isalnum():
-        tail = _digest(tail) if tail else ""
+    query parameters, sorted. Prefix "resp.<route>" (the metrics label). A tail that is not
+    short plain ASCII (search queries, long slugs) is hashed."""
+    items = sorted(url_kwargs.items()) + sorted(params.items()) if params else sorted(url_kwargs.items())
+    tail = "&".join(f"{k}={v}" for k, v in items)
+    if not _PLAIN_TAIL.fullmatch(tail):
+        tail = _digest(tail)
     return f"resp.{route}:{tail}"
 
 
