@@ -12,7 +12,7 @@ import sys
 
 from bench.run import MODES, WORKLOADS, run
 
-SCENARIOS = ("throughput", "coldkey", "freshness", "servers")
+SCENARIOS = ("throughput", "coldkey", "freshness", "servers", "warmstart")
 
 
 def parse(argv):
@@ -47,6 +47,9 @@ def parse(argv):
     p.add_argument("--celery-url", default="redis://127.0.0.1:6379/7")
     p.add_argument("--key-prefix", default="newsite-bench")
     p.add_argument("--out-dir", default="bench/results")
+    p.add_argument("--warm-minute", type=float, default=60.0,
+                   help="seconds of Zipf load measured after a cold or warm start (warmstart scenario, 60)")
+    p.add_argument("--warm-slices", type=int, default=6, help="slices of that minute reported separately (6)")
     p.add_argument("--name", default=None, help="scenario name in the results file name")
     p.add_argument("--smoke", action="store_true", help="2 s per measurement, 1 s warm-up, 5 freshness writes")
     opts = p.parse_args(argv)

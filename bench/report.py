@@ -278,6 +278,9 @@ def write(ctx, results) -> list[Path]:
     if ctx.fresh:
         lines += fresh_section(ctx)
     lines += servers_section(results)
+    from bench import warmstart
+
+    lines += warmstart.section(ctx)
     if "xact_end" in data and "xact_start" in data:
         lines += ["## Cross-check of the query counts", "",
                   f"PostgreSQL `pg_stat_database` counted {data['xact_end'] - data['xact_start']:,} transactions "

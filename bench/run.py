@@ -604,6 +604,10 @@ def run(opts) -> int:
             freshness(ctx)
         if "servers" in scenarios:
             servers_comparison(ctx)
+        if "warmstart" in scenarios:
+            from bench import warmstart
+
+            warmstart.run(ctx, log)
     except KeyboardInterrupt:
         log("interrupted: stopping the stack")
         if ctx:

@@ -1,0 +1,138 @@
+"""Scenario `warmstart`: the hit ratio of the first minute of Zipf traffic on a fresh L1+L2
+server, started right after `manage.py warm_cache`, next to one started cold (issue 6).
+
+Popularity follows the articles' stored view counts (what warm_cache ranks by: the realistic
+case, where yesterday's most read are today's), with the same Zipf exponent as the throughput
+scenario. Each phase starts from an empty Redis db and a new server (empty L1s); the warm phase
+runs warm_cache (bench settings, same Redis) before the load. The minute is measured in
+`--warm-slices` slices so the report shows how fast each start converges.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from bench import loadgen
+from bench.loadgen import Workload
+from bench.probes import Snapshot
+from bench.stack import ROOT, AppServer, Unavailable
+
+PHASES = ("cold", "warm")
+
+
+def _ranked_by_views(ctx) -> Workload:
+    import psycopg
+
+    with psycopg.connect(ctx.opts.database_url, autocommit=True) as conn:
+        ids = [r[0] for r in conn.execute(
+            "SELECT id FROM articles_article WHERE status = 'published' ORDER BY view_count DESC, id")]
+    path = ctx.stack.workdir / "zipf-by-views.txt"
+    path.write_text("\n".join(str(i) for i in ids) + "\n")
+    return Workload("zipf-views", "zipf", ids_file=path, exponent=loadgen.zipf_exponent(len(ids)))
+
+
+def _hit_ratio(delta: dict) -> tuple[float | None, float | None, float | None]:
+    """(app hit ratio: L1 or L2 answered, l1 ratio, l2 ratio of L1 misses)."""
+    l1 = delta["cache"].get("l1", {})
+    l2 = delta["cache"].get("l2", {})
+    lookups = sum(l1.values())
+    l1_hits = l1.get("hit", 0)
+    l2_hits = l2.get("hit", 0) + l2.get("stale", 0)
+    l2_total = sum(l2.values())
+    if not lookups:
+        return None, None, None
+    return (l1_hits + l2_hits) / lookups, l1_hits / lookups, (l2_hits / l2_total if l2_total else None)
+
+
+def run(ctx, log) -> None:
+    opts = ctx.opts
+    if ctx.data.get("reason"):
+        ctx.warmstart = {"status": f"n/a: {ctx.data['reason']}"}
+        return
+    workload = _ranked_by_views(ctx)
+    slices = max(1, int(opts.warm_slices))
+    slice_seconds = opts.warm_minute / slices
+    out = {"status": "ok", "slice_seconds": slice_seconds, "phases": {}}
+    for phase in PHASES:
+        ctx.redis_client.flushdb()
+        try:
+            server = ctx.stack.start_app("l1l2", ctx.env, opts.server, opts.workers, opts.threads)
+        except Unavailable as exc:
+            ctx.warmstart = {"status": f"n/a: {exc}"}
+            return
+        try:
+            warm_seconds = None
+            if phase == "warm":
+                done = subprocess.run(
+                    [sys.executable, "manage.py", "warm_cache", "--verbosity", "0"],
+                    cwd=ROOT, env=ctx.env, capture_output=True, text=True, timeout=600,
+                )
+                if done.returncode != 0:
+                    out["phases"][phase] = {"status": f"n/a: warm_cache failed: {done.stderr.strip()[-300:]}"}
+                    continue
+                warm_seconds = _last_warm_seconds(ctx)
+            rows = []
+            for index in range(slices):
+                before = Snapshot(server.metrics_dir, ctx.redis_client)
+                run_ = loadgen.run_wrk(ctx.wrk, server.base_url, workload, "", slice_seconds, opts.connections)
+                after = Snapshot(server.metrics_dir, ctx.redis_client)
+                delta = after.delta(before)
+                ratio, l1, l2 = _hit_ratio(delta)
+                served = max(1, delta["served"] or run_["requests"])
+                rows.append({"slice": index, "req_s": run_["req_s"], "hit": ratio, "l1": l1, "l2": l2,
+                             "db_per_req": delta["db_queries"] / served, "requests": served})
+            total = sum(r["requests"] for r in rows)
+            out["phases"][phase] = {
+                "status": "ok", "slices": rows, "warm_cache_seconds": warm_seconds,
+                "hit": sum((r["hit"] or 0) * r["requests"] for r in rows) / max(1, total),
+                "db_per_req": sum(r["db_per_req"] * r["requests"] for r in rows) / max(1, total),
+                "req_s": sum(r["req_s"] for r in rows) / len(rows),
+            }
+            log(f"warmstart {phase}: hit ratio {out['phases'][phase]['hit']:.3f} over the first "
+                f"{opts.warm_minute:g} s, db/req {out['phases'][phase]['db_per_req']:.3f}")
+        finally:
+            if isinstance(server, AppServer):
+                ctx.stack.stop_app(server)
+    ctx.warmstart = out
+
+
+def _last_warm_seconds(ctx) -> float | None:
+    import json
+
+    raw = ctx.redis_client.get(f"{ctx.opts.key_prefix}:warm_cache:last")  # caching.keys.warm_cache_status_key
+    try:
+        return json.loads(raw)["seconds"] if raw else None
+    except (TypeError, ValueError, KeyError):
+        return None
+
+
+def section(ctx) -> list[str]:
+    data = getattr(ctx, "warmstart", None)
+    if not data:
+        return []
+    out = ["## Warm start (first minute after a deploy)", ""]
+    if data.get("status") != "ok":
+        return out + [data.get("status", "n/a"), ""]
+    out += ["A new L1+L2 server and an empty Redis; Zipf reads ranked by the stored view counts (what "
+            "`warm_cache` ranks by). `warm`: `manage.py warm_cache` ran first. Hit ratio = requests answered "
+            "by L1 or L2 / all requests.", ""]
+    phases = data["phases"]
+    out += ["| start | hit ratio (whole minute) | DB queries/req | req/s | warm_cache took |",
+            "|---|---:|---:|---:|---:|"]
+    for phase in PHASES:
+        p = phases.get(phase, {})
+        if p.get("status") != "ok":
+            out.append(f"| {phase} | {p.get('status', 'n/a')} | | | |")
+            continue
+        took = f"{p['warm_cache_seconds']:.1f} s" if p.get("warm_cache_seconds") else "–"
+        out.append(f"| {phase} | {p['hit']:.3f} | {p['db_per_req']:.3f} | {p['req_s']:,.0f} | {took} |")
+    out += ["", f"Per {data['slice_seconds']:g} s slice (hit ratio):", "",
+            "| start | " + " | ".join(f"{(i + 1) * data['slice_seconds']:g} s" for i in range(len(next(
+                (p["slices"] for p in phases.values() if p.get("status") == "ok"), [])))) + " |"]
+    out.append("|---|" + "---:|" * len(next((p["slices"] for p in phases.values() if p.get("status") == "ok"), [])))
+    for phase in PHASES:
+        p = phases.get(phase, {})
+        if p.get("status") == "ok":
+            out.append(f"| {phase} | " + " | ".join(f"{r['hit']:.3f}" if r["hit"] is not None else "–" for r in p["slices"]) + " |")
+    return out + [""]
