@@ -69,7 +69,6 @@ class ArticleAdmin(admin.ModelAdmin):
             count += 1
         self.message_user(request, f"Unpublished {count} article(s).", messages.SUCCESS)
 
-
     @admin.action(description="Purge from caches (every tier and CDN)", permissions=["change"])
     def purge_from_caches(self, request, queryset):
         tags = set()

@@ -25,6 +25,12 @@ class ServiceError(ValueError):
     """A write refused for a reason the caller can show (becomes a 400)."""
 
 
+def _refuse_unknown_fields(data: dict[str, Any], allowed: frozenset[str]) -> None:
+    unknown = set(data) - allowed
+    if unknown:
+        raise ServiceError(f"fields not editable: {', '.join(sorted(unknown))}")
+
+
 def unique_article_slug(title: str, *, exclude_id: int | None = None) -> str:
     base = slugify(title)[:200] or "article"
     slug, n = base, 1
@@ -80,9 +86,7 @@ def article_create(
 @transaction.atomic
 def article_update(*, article: Article, data: dict[str, Any]) -> Article:
     """Apply `data` (a subset of ARTICLE_EDITABLE_FIELDS) and save: version + 1."""
-    unknown = set(data) - ARTICLE_EDITABLE_FIELDS
-    if unknown:
-        raise ServiceError(f"fields not editable: {', '.join(sorted(unknown))}")
+    _refuse_unknown_fields(data, ARTICLE_EDITABLE_FIELDS)
     for field, value in data.items():
         setattr(article, field, value)
     _apply_publication_rules(article)
@@ -152,9 +156,7 @@ PROFILE_EDITABLE_FIELDS = frozenset({"first_name", "last_name", "email"})
 
 @transaction.atomic
 def profile_update(*, user: AbstractBaseUser, data: dict[str, Any]) -> AbstractBaseUser:
-    unknown = set(data) - PROFILE_EDITABLE_FIELDS
-    if unknown:
-        raise ServiceError(f"fields not editable: {', '.join(sorted(unknown))}")
+    _refuse_unknown_fields(data, PROFILE_EDITABLE_FIELDS)
     for field, value in data.items():
         setattr(user, field, value)
     user.save(update_fields=list(data) or None)
