@@ -150,7 +150,7 @@ class TrendingView(PublicAPIView):
     @extend_schema(responses=OpenApiTypes.OBJECT, summary="Most viewed recently")
     def get(self, request):
         data = selectors.trending()
-        return public_json(data, list_tags(data, T.trending_tag()))
+        return public_json(data, list_tags(data, T.trending_tag(), T.articles_tag()))
 
 
 @cache_public(kind="breaking_news")
@@ -158,7 +158,7 @@ class BreakingNewsView(PublicAPIView):
     @extend_schema(responses=OpenApiTypes.OBJECT, summary="Breaking news of the last 6 hours")
     def get(self, request):
         data = selectors.breaking_news()
-        return public_json(data, list_tags(data, T.breaking_tag()))
+        return public_json(data, list_tags(data, T.breaking_tag(), T.articles_tag()))
 
 
 @cache_public(kind="category_feed")

@@ -33,7 +33,7 @@ logger = logging.getLogger("newsite.counters")
 HALF_LIFE = 6 * 3600.0
 EPOCH_SECONDS = 4 * HALF_LIFE  # a new sorted set every day: weights stay within 1 .. 16
 TRENDING_KEEP = 2000
-REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+FLUSH_LOCK_SECONDS = 60
 
 # Moves the pending hash aside unless a previous flush left one (then that one is retried).
 # Returns the batch id to apply, or false when there is nothing to flush.
@@ -71,7 +71,10 @@ def record_view(*, article_id: int) -> None:
         pipe.zincrby(scores, weight, str(article_id))
         pipe.expire(scores, int(3 * EPOCH_SECONDS))
         pipe.execute()
-    except REDIS_ERRORS as exc:
+    except redis.TimeoutError as exc:
+        # The increment may have been applied: counting it again in PostgreSQL could count twice.
+        logger.warning("views: redis timed out (%s); this read is not counted", exc)
+    except redis.RedisError as exc:  # not applied (connection refused, READONLY, OOM): count in SQL
         logger.warning("views: redis unavailable (%s); counting in PostgreSQL directly", exc)
         Article.objects.filter(pk=article_id).update(view_count=F("view_count") + 1)
 
@@ -88,7 +91,12 @@ def move_aside() -> str | None:
 
 def apply_batch(batch_id: str) -> int:
     """Step 2: write the moved-aside counts to PostgreSQL once. Returns the reads applied."""
-    raw = _redis().hgetall(keys.views_processing_key())
+    pipe = _redis().pipeline(transaction=True)
+    pipe.get(keys.views_batch_id_key())
+    pipe.hgetall(keys.views_processing_key())
+    current, raw = pipe.execute()
+    if current is None or current.decode() != batch_id:
+        return 0  # another flush applied and dropped this batch meanwhile
     counts = {int(k): int(v) for k, v in raw.items() if int(v) > 0}
     with transaction.atomic():
         _, created = ViewCountFlush.objects.get_or_create(batch_id=batch_id, defaults={"reads": sum(counts.values())})
@@ -117,21 +125,38 @@ def _bulk_increment(counts: dict[int, int]) -> None:
             )
 
 
+# Drops the moved-aside hash only if it is still the batch this flush applied.
+_DROP_IF_CURRENT = """
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return 1
+end
+return 0
+"""
+
+
 def drop_batch(batch_id: str) -> None:
-    """Step 3: forget the moved-aside hash (PostgreSQL has it)."""
-    client = _redis()
-    pipe = client.pipeline(transaction=True)
-    pipe.delete(keys.views_processing_key(), keys.views_batch_id_key())
-    pipe.execute()
+    """Step 3: forget the moved-aside hash (PostgreSQL has it), unless it is another batch."""
+    _redis().eval(_DROP_IF_CURRENT, 2, keys.views_processing_key(), keys.views_batch_id_key(), batch_id)
 
 
 def flush_view_counts() -> int:
-    """Move aside, apply, drop. Returns how many reads were written to PostgreSQL."""
-    batch_id = move_aside()
-    if batch_id is None:
+    """Move aside, apply, drop, under a Redis lock (beat, retries and acks_late can overlap
+    flushes). Returns how many reads were written to PostgreSQL (0 if another flush runs)."""
+    lock = _redis().lock(keys.views_flush_lock_key(), timeout=FLUSH_LOCK_SECONDS, blocking=False)
+    if not lock.acquire():
         return 0
-    applied = apply_batch(batch_id)
-    drop_batch(batch_id)
+    try:
+        batch_id = move_aside()
+        if batch_id is None:
+            return 0
+        applied = apply_batch(batch_id)
+        drop_batch(batch_id)
+    finally:
+        try:
+            lock.release()
+        except redis.exceptions.LockError:
+            logger.warning("views: the flush outlived its %d s lock", FLUSH_LOCK_SECONDS)
     maintain_trending()
     ViewCountFlush.objects.filter(created_at__lt=_days_ago(2)).delete()
     return applied
@@ -157,7 +182,7 @@ def trending_ids(*, limit: int) -> list[int]:
     previous_weight = 2.0 ** (-EPOCH_SECONDS / HALF_LIFE)
     try:
         rows = _redis().zunion({_scores_key(epoch): 1.0, _scores_key(epoch - 1): previous_weight}, withscores=True)
-    except REDIS_ERRORS:
+    except redis.RedisError:
         return []
     rows.sort(key=lambda row: row[1], reverse=True)
     return [int(member) for member, _ in rows[: limit * 3]]

@@ -168,12 +168,15 @@ def trending(*, limit: int = TRENDING_LIMIT) -> dict:
 
 
 def article_is_published(*, article_id: int) -> bool:
-    """Through the tiers: the view counter's existence check costs no query on a hit."""
-    return get_or_load(
-        keys.article_published_key(article_id),
-        lambda: published_articles().filter(pk=article_id).exists(),
-        kind="article",
-        tags=[tags.article_tag(article_id)],
+    """Through the tiers: the view counter's existence check costs no query on a hit. An unknown
+    or unpublished id is a short negative entry (None, 30 s), so random ids cannot fill L2."""
+    return bool(
+        get_or_load(
+            keys.article_published_key(article_id),
+            lambda: True if published_articles().filter(pk=article_id).exists() else None,
+            kind="article",
+            tags=[tags.article_tag(article_id)],
+        )
     )
 
 

@@ -40,7 +40,8 @@ def warm_paths() -> list[str]:
 
 def _client() -> Client:
     hosts = [h for h in settings.ALLOWED_HOSTS if h not in ("*",) and not h.startswith(".")]
-    return Client(SERVER_NAME=hosts[0] if hosts else "localhost")
+    # A failing page is reported in the counts, not raised: one bad path must not stop the run.
+    return Client(SERVER_NAME=hosts[0] if hosts else "localhost", raise_request_exception=False)
 
 
 def warm_cache(*, progress: Callable[[Iterable[str]], Iterable[str]] = lambda paths: paths) -> dict:
@@ -49,7 +50,8 @@ def warm_cache(*, progress: Callable[[Iterable[str]], Iterable[str]] = lambda pa
     client = _client()
     report = {"paths": 0, "by_source": {}, "by_status": {}}
     for path in progress(warm_paths()):
-        response = client.get(path)
+        # secure=: behind TLS (SECURE_SSL_REDIRECT) a plain request would only get a redirect.
+        response = client.get(path, secure=getattr(settings, "SECURE_SSL_REDIRECT", False))
         source = response.get("X-Cache", "uncached")
         report["paths"] += 1
         report["by_source"][source] = report["by_source"].get(source, 0) + 1

@@ -140,7 +140,10 @@ def _static_headers(*, cache_control: str, etag: str, last_modified: int | None,
 def entry_from_response(response: HttpResponse, policy: ResponsePolicy) -> ResponseEntry:
     body = response.content
     etag = '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
-    last_modified = getattr(response, "cache_last_modified", None)
+    # Last-Modified is never earlier than the fill: a list whose newest item was unpublished, or
+    # a detail whose counts changed, has an older data date but a newer response; every change
+    # invalidates, and the refill is later than the change.
+    last_modified = max(getattr(response, "cache_last_modified", None) or 0, int(time.time()))
     cache_control = cache_control_for(policy.kind)
     tags = tuple(getattr(response, "cache_tags", ()))
     return ResponseEntry(

@@ -160,6 +160,11 @@ def views_batch_id_key() -> str:
     return f"{conf.get().key_prefix}:views:batch"
 
 
+def views_flush_lock_key() -> str:
+    """Lock held by the view-count flush in progress (flushes never overlap)."""
+    return f"{conf.get().key_prefix}:views:flush-lock"
+
+
 def trending_scores_key() -> str:
     """Sorted set article_id -> time-decayed read score."""
     return f"{conf.get().key_prefix}:trending:scores"

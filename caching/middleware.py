@@ -37,6 +37,15 @@ def db_breaker() -> CircuitBreaker:
     return _db_breaker
 
 
+def _connection_lost(exc: BaseException) -> bool:
+    """Only a lost or refused connection opens the database breaker, not a deadlock, a lock
+    timeout or a cancelled query (also OperationalErrors, but the database is up)."""
+    if isinstance(exc, InterfaceError):
+        return True
+    sqlstate = getattr(exc.__cause__, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
+
+
 def database_unavailable() -> JsonResponse:
     response = JsonResponse(
         {"error": "unavailable", "detail": "The database is unavailable; try again shortly."}, status=503
@@ -56,7 +65,8 @@ class PublicResponseCacheMiddleware:
     def process_exception(self, request, exception):
         """Uncached views (personal, editorial): a database outage is a fast 503, not a 500."""
         if isinstance(exception, DB_UNAVAILABLE):
-            db_breaker().failure(exception)
+            if _connection_lost(exception):
+                db_breaker().failure(exception)
             logger.warning("database unavailable for %s: %s", request.path, exception)
             return database_unavailable()
         return None
@@ -82,7 +92,8 @@ class PublicResponseCacheMiddleware:
                 breaker.success()
                 return None
             except DB_UNAVAILABLE as exc:
-                breaker.failure(exc)
+                if _connection_lost(exc):
+                    breaker.failure(exc)
                 raise
             breaker.success()
             if hasattr(response, "render") and callable(response.render):

@@ -8,7 +8,10 @@ purpose: this runs on every public request, hits included, where a DRF serialize
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+_WHOLE_NUMBER = re.compile(r"\+?[0-9]{1,9}")
 
 
 class ParamError(ValueError):
@@ -31,7 +34,7 @@ class IntParam:
                 raise ParamError(self.name, "this parameter is required")
             return self.default
         raw = raw.strip()
-        if not (raw.isascii() and raw.lstrip("+-").isdigit()):
+        if not _WHOLE_NUMBER.fullmatch(raw):
             raise ParamError(self.name, "a whole number is required")
         value = int(raw)
         if not self.minimum <= value <= self.maximum:
@@ -48,6 +51,8 @@ class StrParam:
 
     def parse(self, raw: str | None):
         value = " ".join((raw or "").split())  # trimmed, inner whitespace folded
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ParamError(self.name, "control characters are not allowed")
         if not value:
             if self.required:
                 raise ParamError(self.name, "this parameter is required")

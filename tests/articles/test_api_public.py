@@ -49,7 +49,7 @@ def test_home_feed_pages_of_20(client):
     assert not {a["id"] for a in page1["results"]} & {a["id"] for a in page2["results"]}
 
 
-@pytest.mark.parametrize("value", ["abc", "0", "-1", "999999", "1.5", ""])
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "999999", "1.5", "", "+-1", "--1", "9" * 5000, "١"])
 def test_bad_page_is_400_json(client, value):
     response = client.get(f"/api/articles/?page={value}")
     assert response.status_code == 400
@@ -138,7 +138,7 @@ def test_search_full_text(client, world):
     assert client.get("/api/search/?q=secret").json()["results"] == []  # drafts are not found
 
 
-@pytest.mark.parametrize("query", ["", "q=", "q=" + "x" * 201, "q=ok&page=0"])
+@pytest.mark.parametrize("query", ["", "q=", "q=" + "x" * 201, "q=ok&page=0", "q=a%00b", "q=%1b"])
 def test_search_bad_input_is_400(client, query):
     response = client.get(f"/api/search/?{query}")
     assert response.status_code == 400

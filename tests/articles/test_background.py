@@ -80,6 +80,32 @@ def test_crash_after_commit_before_drop_applies_once(site):
     assert not get_redis_connection("default").exists(keys.views_processing_key())
 
 
+def test_a_stale_flush_never_drops_another_batch(site):
+    article = site["articles"][0]
+    counters.record_view(article_id=article.id)
+    first = counters.move_aside()
+    assert counters.apply_batch(first) == 1
+    counters.drop_batch(first)
+    for _ in range(2):
+        counters.record_view(article_id=article.id)
+    second = counters.move_aside()
+    # A slow flush still holding the first batch id wakes up: it must neither apply nor drop the second.
+    assert counters.apply_batch(first) == 0
+    counters.drop_batch(first)
+    assert counters.apply_batch(second) == 2
+    counters.drop_batch(second)
+    article.refresh_from_db()
+    assert article.view_count == 3
+
+
+def test_view_counter_404s_leave_only_short_negatives(site):
+    client = Client()
+    assert client.post("/api/articles/987654/views/").status_code == 404
+    redis = get_redis_connection("default")
+    key = next(k for k in redis.scan_iter(match="*article_published:987654*"))  # test-only lookup
+    assert 0 < redis.pttl(key) <= 34_000  # the negative kind: 30 s +- 10% jitter
+
+
 def test_trending_follows_the_counts(site):
     a, b, c = site["articles"][:3]
     for article, reads in ((a, 2), (b, 7), (c, 4)):
