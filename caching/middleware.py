@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 
 from django.db import InterfaceError, OperationalError
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
+from django.http.response import ResponseHeaders
 
 import caching
 from caching import keys
@@ -44,6 +45,14 @@ def _connection_lost(exc: BaseException) -> bool:
         return True
     sqlstate = getattr(exc.__cause__, "sqlstate", None)
     return sqlstate is None or sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
+
+
+def _own_copy(response: HttpResponse) -> HttpResponse:
+    clone = HttpResponse(response.content, status=response.status_code)
+    clone.headers = ResponseHeaders(dict(response.headers))
+    for name, morsel in response.cookies.items():
+        clone.cookies[name] = morsel
+    return clone
 
 
 def database_unavailable() -> JsonResponse:
@@ -110,7 +119,8 @@ class PublicResponseCacheMiddleware:
         try:
             fetched = caching.fetch(key, load, kind=policy.kind, tags=tags_of)
         except Uncacheable as exc:
-            return exc.response
+            # Single-flight followers receive the leader's exception: each gets its own copy.
+            return _own_copy(exc.response)
         except DB_UNAVAILABLE as exc:  # no stale entry to serve (the tiers served one if they had it)
             logger.warning("database unavailable for %s: %s", request.path, exc)
             return database_unavailable()
