@@ -43,9 +43,16 @@ def unique_article_slug(title: str, *, exclude_id: int | None = None) -> str:
     return slug
 
 
-def _apply_publication_rules(article: Article) -> None:
+def _save_article(article: Article) -> Article:
+    """Publication rules, then save (version + 1); a taken slug is a ServiceError."""
     if article.status == Article.Status.PUBLISHED and article.published_at is None:
         article.published_at = timezone.now()
+    try:
+        with transaction.atomic():
+            article.save()
+    except IntegrityError as exc:
+        raise ServiceError(f"an article with slug {article.slug!r} already exists") from exc
+    return article
 
 
 @transaction.atomic
@@ -74,13 +81,7 @@ def article_create(
         is_breaking=is_breaking,
         hero_image_url=hero_image_url,
     )
-    _apply_publication_rules(article)
-    try:
-        with transaction.atomic():
-            article.save()
-    except IntegrityError as exc:
-        raise ServiceError(f"an article with slug {article.slug!r} already exists") from exc
-    return article
+    return _save_article(article)
 
 
 @transaction.atomic
@@ -89,13 +90,7 @@ def article_update(*, article: Article, data: dict[str, Any]) -> Article:
     _refuse_unknown_fields(data, ARTICLE_EDITABLE_FIELDS)
     for field, value in data.items():
         setattr(article, field, value)
-    _apply_publication_rules(article)
-    try:
-        with transaction.atomic():
-            article.save()
-    except IntegrityError as exc:
-        raise ServiceError(f"an article with slug {article.slug!r} already exists") from exc
-    return article
+    return _save_article(article)
 
 
 def article_publish(*, article: Article) -> Article:
