@@ -123,22 +123,9 @@ NEWSITE_CACHE = {
     # L1_ENABLED=False -> L2 only.
     "ENABLED": env.bool("CACHE_ENABLED", default=True),
     "L1_ENABLED": env.bool("CACHE_L1_ENABLED", default=True),
-    "L1_MAX_ITEM_BYTES": 1024 * 1024,
-    # Leases: how long a loader may hold a key, how long the others wait for it.
-    "LEASE_TTL": 10.0,
-    "LEASE_WAIT": 3.0,
-    "XFETCH_BETA": 1.0,
-    # Stale window kept in L2 after the soft expiry: max(swr, sie) of the kind, capped here.
-    "STALE_GRACE_MAX": 3600,
-    # Tag invalidation bookkeeping (see docs/caching.md): how long an invalidation's sequence
-    # number is remembered (longer than any load) and the width of the tag index buckets.
-    "TAG_INVALIDATION_TTL": 600,
-    "TAG_BUCKET_SECONDS": 900,
-    # Circuit breaker in front of Redis.
-    "BREAKER_FAILURES": 3,
-    "BREAKER_RESET": 2.0,
-    # Loader exceptions that serve a stale entry (stale-if-error) instead of propagating.
-    "LOADER_ERRORS": ["django.db.Error"],
+    # Everything else (L1_MAX_ITEM_BYTES, leases, XFetch, stale grace, tag bookkeeping, the Redis
+    # breaker, LOADER_ERRORS) has its default in caching/conf.py DEFAULTS, documented in
+    # docs/caching.md; set a key here to override it.
 }
 
 # --- Celery ----------------------------------------------------------------------------------
