@@ -35,9 +35,27 @@ NEGATIVE_KIND = "negative"
 
 @dataclass(frozen=True)
 class Kind:
+    """One kind of cached value (settings.NEWSITE_CACHE_KINDS), resolved: app-tier TTL, the
+    grace an entry stays in L2 past its soft expiry (to be served stale), and the HTTP freshness
+    of public responses of this kind."""
+
     name: str
     ttl: float
-    grace: float  # seconds an entry stays in L2 after its soft expiry, to be served stale
+    grace: float
+    max_age: int = 0
+    s_maxage: int = 0
+    swr: int = 0
+    sie: int = 0
+
+    @property
+    def cache_control(self) -> str:
+        """`public, max-age=B, s-maxage=E[, stale-while-revalidate=S][, stale-if-error=X]`."""
+        parts = [f"public, max-age={self.max_age}, s-maxage={self.s_maxage}"]
+        if self.swr:
+            parts.append(f"stale-while-revalidate={self.swr}")
+        if self.sie:
+            parts.append(f"stale-if-error={self.sie}")
+        return ", ".join(parts)
 
 
 @dataclass
@@ -80,8 +98,12 @@ def _build() -> Conf:
     kinds = {}
     for name, spec in getattr(settings, "NEWSITE_CACHE_KINDS", {}).items():
         grace = min(float(max(spec.get("swr", 0), spec.get("sie", 0))), grace_max)
-        kinds[name] = Kind(name=name, ttl=float(spec["ttl"]), grace=grace)
-    kinds.setdefault(NEGATIVE_KIND, Kind(name=NEGATIVE_KIND, ttl=30.0, grace=0.0))
+        kinds[name] = Kind(
+            name=name, ttl=float(spec["ttl"]), grace=grace,
+            max_age=int(spec.get("max_age", 0)), s_maxage=int(spec.get("s_maxage", 0)),
+            swr=int(spec.get("swr", 0)), sie=int(spec.get("sie", 0)),
+        )
+    kinds.setdefault(NEGATIVE_KIND, Kind(name=NEGATIVE_KIND, ttl=30.0, grace=0.0, max_age=30, s_maxage=30))
     jitter = float(raw["TTL_JITTER"])
     max_hard = max((k.ttl * (1 + jitter) + k.grace for k in kinds.values()), default=3600.0)
     caches = getattr(settings, "CACHES", {}).get("default", {})
