@@ -22,9 +22,9 @@ import uuid
 import redis
 from django.db import connection, transaction
 from django.db.models import F
-from django_redis import get_redis_connection
 
-from caching import keys
+from caching import engine, keys
+from caching.l2 import L2Timeout, L2Unavailable
 
 from .models import Article, ViewCountFlush
 
@@ -35,28 +35,13 @@ EPOCH_SECONDS = 4 * HALF_LIFE  # a new sorted set every day: weights stay within
 TRENDING_KEEP = 2000
 FLUSH_LOCK_SECONDS = 60
 
-# Moves the pending hash aside unless a previous flush left one (then that one is retried).
-# Returns the batch id to apply, or false when there is nothing to flush.
-_MOVE_ASIDE = """
-local batch = redis.call('GET', KEYS[3])
-if batch and redis.call('EXISTS', KEYS[2]) == 1 then return batch end
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-redis.call('RENAME', KEYS[1], KEYS[2])
-redis.call('SET', KEYS[3], ARGV[1])
-return ARGV[1]
-"""
-
-
-def _redis():
-    return get_redis_connection("default")
+def _l2():
+    """The cache engine's Redis client and breaker (caching/l2.py)."""
+    return engine.default().l2
 
 
 def _epoch(now: float) -> int:
     return int(now // EPOCH_SECONDS)
-
-
-def _scores_key(epoch: int) -> str:
-    return f"{keys.trending_scores_key()}:{epoch}"
 
 
 def record_view(*, article_id: int) -> None:
@@ -64,37 +49,42 @@ def record_view(*, article_id: int) -> None:
     now = time.time()
     epoch = _epoch(now)
     weight = 2.0 ** ((now - epoch * EPOCH_SECONDS) / HALF_LIFE)  # 1 .. 2^(EPOCH/HALF_LIFE)
-    scores = _scores_key(epoch)
-    try:
-        pipe = _redis().pipeline(transaction=False)
+    scores = keys.trending_scores_key(epoch)
+    l2 = _l2()
+
+    def run():
+        pipe = l2.client.pipeline(transaction=False)
         pipe.hincrby(keys.views_pending_key(), str(article_id), 1)
         pipe.zincrby(scores, weight, str(article_id))
         pipe.expire(scores, int(3 * EPOCH_SECONDS))
         pipe.execute()
-    except redis.TimeoutError as exc:
+
+    try:
+        l2.call(run)
+    except L2Timeout as exc:
         # The increment may have been applied: counting it again in PostgreSQL could count twice.
         logger.warning("views: redis timed out (%s); this read is not counted", exc)
-    except redis.RedisError as exc:  # not applied (connection refused, READONLY, OOM): count in SQL
+    except (L2Unavailable, redis.RedisError) as exc:  # not applied (refused, breaker open, READONLY, OOM): SQL
         logger.warning("views: redis unavailable (%s); counting in PostgreSQL directly", exc)
         Article.objects.filter(pk=article_id).update(view_count=F("view_count") + 1)
 
 
 def move_aside() -> str | None:
     """Step 1 of a flush: the batch to apply (a fresh one, or the one a crashed flush left)."""
-    client = _redis()
-    batch = client.eval(
-        _MOVE_ASIDE, 3, keys.views_pending_key(), keys.views_processing_key(), keys.views_batch_id_key(),
-        uuid.uuid4().hex,
+    batch = _l2().script(
+        "move_aside", [keys.views_pending_key(), keys.views_processing_key(), keys.views_batch_id_key()],
+        [uuid.uuid4().hex],
     )
     return batch.decode() if isinstance(batch, bytes) else batch
 
 
 def apply_batch(batch_id: str) -> int:
     """Step 2: write the moved-aside counts to PostgreSQL once. Returns the reads applied."""
-    pipe = _redis().pipeline(transaction=True)
+    l2 = _l2()
+    pipe = l2.client.pipeline(transaction=True)
     pipe.get(keys.views_batch_id_key())
     pipe.hgetall(keys.views_processing_key())
-    current, raw = pipe.execute()
+    current, raw = l2.call(pipe.execute)
     if current is None or current.decode() != batch_id:
         return 0  # another flush applied and dropped this batch meanwhile
     counts = {int(k): int(v) for k, v in raw.items() if int(v) > 0}
@@ -125,26 +115,17 @@ def _bulk_increment(counts: dict[int, int]) -> None:
             )
 
 
-# Drops the moved-aside hash only if it is still the batch this flush applied.
-_DROP_IF_CURRENT = """
-if redis.call('GET', KEYS[2]) == ARGV[1] then
-  redis.call('DEL', KEYS[1], KEYS[2])
-  return 1
-end
-return 0
-"""
-
-
 def drop_batch(batch_id: str) -> None:
     """Step 3: forget the moved-aside hash (PostgreSQL has it), unless it is another batch."""
-    _redis().eval(_DROP_IF_CURRENT, 2, keys.views_processing_key(), keys.views_batch_id_key(), batch_id)
+    _l2().script("drop_if_current", [keys.views_processing_key(), keys.views_batch_id_key()], [batch_id])
 
 
 def flush_view_counts() -> int:
     """Move aside, apply, drop, under a Redis lock (beat, retries and acks_late can overlap
     flushes). Returns how many reads were written to PostgreSQL (0 if another flush runs)."""
-    lock = _redis().lock(keys.views_flush_lock_key(), timeout=FLUSH_LOCK_SECONDS, blocking=False)
-    if not lock.acquire():
+    l2 = _l2()
+    lock = l2.client.lock(keys.views_flush_lock_key(), timeout=FLUSH_LOCK_SECONDS, blocking=False)
+    if not l2.call(lock.acquire):
         return 0
     try:
         batch_id = move_aside()
@@ -154,7 +135,7 @@ def flush_view_counts() -> int:
         drop_batch(batch_id)
     finally:
         try:
-            lock.release()
+            l2.call(lock.release)
         except redis.exceptions.LockError:
             logger.warning("views: the flush outlived its %d s lock", FLUSH_LOCK_SECONDS)
     maintain_trending()
@@ -170,7 +151,8 @@ def _days_ago(days: int):
 
 def maintain_trending() -> None:
     """Keep the current sorted set bounded (the previous one only shrinks in weight)."""
-    _redis().zremrangebyrank(_scores_key(_epoch(time.time())), 0, -(TRENDING_KEEP + 1))
+    l2 = _l2()
+    l2.call(l2.client.zremrangebyrank, keys.trending_scores_key(_epoch(time.time())), 0, -(TRENDING_KEEP + 1))
 
 
 def trending_ids(*, limit: int) -> list[int]:
@@ -181,8 +163,13 @@ def trending_ids(*, limit: int) -> list[int]:
     epoch = _epoch(time.time())
     previous_weight = 2.0 ** (-EPOCH_SECONDS / HALF_LIFE)
     try:
-        rows = _redis().zunion({_scores_key(epoch): 1.0, _scores_key(epoch - 1): previous_weight}, withscores=True)
-    except redis.RedisError:
+        l2 = _l2()
+        rows = l2.call(
+            l2.client.zunion,
+            {keys.trending_scores_key(epoch): 1.0, keys.trending_scores_key(epoch - 1): previous_weight},
+            withscores=True,
+        )
+    except (L2Unavailable, redis.RedisError):
         return []
     rows.sort(key=lambda row: row[1], reverse=True)
     return [int(member) for member, _ in rows[: limit * 3]]

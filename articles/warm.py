@@ -12,12 +12,11 @@ import json
 import time
 from collections.abc import Callable, Iterable
 
-import redis
 from django.conf import settings
 from django.test import Client
-from django_redis import get_redis_connection
 
-from caching import keys
+from caching import engine, keys
+from caching.l2 import L2Unavailable
 
 from .models import Article, Category
 
@@ -63,16 +62,17 @@ def warm_cache(*, progress: Callable[[Iterable[str]], Iterable[str]] = lambda pa
 
 
 def _record(report: dict) -> None:
+    l2 = engine.default().l2
     try:
-        get_redis_connection("default").set(keys.warm_cache_status_key(), json.dumps(report))
-    except (redis.ConnectionError, redis.TimeoutError):
+        l2.call(l2.client.set, keys.warm_cache_status_key(), json.dumps(report))
+    except L2Unavailable:
         pass  # the report is also returned and logged by the caller
 
 
 def last_run() -> dict | None:
     """The report of the last warm_cache run, or None (never run, or Redis unreachable)."""
     try:
-        raw = get_redis_connection("default").get(keys.warm_cache_status_key())
-    except (redis.ConnectionError, redis.TimeoutError):
+        raw = engine.default().l2.get(keys.warm_cache_status_key())
+    except L2Unavailable:
         return None
     return json.loads(raw) if raw else None

@@ -6,9 +6,9 @@ _WATCHED = {"NEWSITE_CACHE", "NEWSITE_CACHE_KINDS", "CACHES"}
 
 def _settings_changed(*, setting, **kwargs):
     if setting in _WATCHED:
-        from caching import core
+        from caching import engine
 
-        core.reset()
+        engine.reset()
 
 
 class CachingConfig(AppConfig):

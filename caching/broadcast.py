@@ -1,55 +1,74 @@
-"""L1 coherence across processes: one pub/sub subscriber thread per process.
+"""L1 coherence across processes: one pub/sub subscriber thread per engine and process.
 
-invalidate.lua publishes "<sequence>\n<tag>\n<tag>..." on `keys.invalidation_channel()` (the
-channel name carries the key prefix: pub/sub ignores db indexes). Every process applies it to its
-own L1. The subscription runs on a dedicated connection named `keys.subscriber_client_name(pid)`.
+Every write script announces on the engine's channel (`keys.channel(namespace, db)`: pub/sub
+ignores db indexes) in one grammar, written by caching/lua/common.lua:
+
+    "t<sequence>\\n<item>\\n<item>..."   drop the L1 entries of each item (tags, or exact keys)
+    "c<sequence>"                        empty L1
+
+Every process applies each message to its own L1. The subscription runs on a dedicated
+connection named `keys.subscriber_client_name(namespace, pid)`.
 
 Whenever the subscription is (re)established - first start, redis-py's silent reconnect, or our
 own after an error - the whole L1 is cleared, because invalidations may have been missed
-meanwhile; on a connection error it is cleared at once too. The thread is a daemon started on the
-first L1 fill, and is not inherited by forked children (they start their own).
-
-Two more message kinds serve the Django cache backend (caching/backends/), which gives each
-Subscriber its own channel, connection factory and client name:
-  "k<sequence>\n<JSON array of exact L1 keys>"  -> L1.invalidate_keys (a set/delete/incr/touch)
-  "c<sequence>"                                  -> L1.clear() (a cache.clear() somewhere)
-invalidate.lua's messages start with a digit, so the formats cannot be confused.
+meanwhile; on a connection error it is cleared at once too. Messages arrive in sequence order
+(each is published by the script that bumped the sequence), so a sequence lower than the last
+one means Redis went back in time (restored from an older snapshot, a lagging replica promoted,
+the sequence key lost): L1 is cleared then too. A message that does not parse is counted and
+ignored: our scripts never publish one, so no invalidation is lost by skipping it. Nothing ends
+the thread but stop(): any other error clears L1 and resubscribes. The thread is a daemon and is
+not inherited by forked children (their engine starts its own).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
+import time
+from typing import NamedTuple
 
-import redis
-from django_redis import get_redis_connection
-
-from caching import keys, metrics
+from caching import metrics
 from caching.l2 import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
 
+INVALIDATE, CLEAR = "t", "c"
 
-KEYS_MESSAGE = "k"
-CLEAR_MESSAGE = "c"
+
+class Message(NamedTuple):
+    kind: str  # INVALIDATE or CLEAR
+    seq: int
+    items: tuple
+
+
+def parse(data: bytes) -> Message:
+    """Decode one channel message. ValueError (UnicodeDecodeError included) if it is not ours."""
+    text = data.decode() if isinstance(data, bytes) else str(data)
+    head, _, rest = text.partition("\n")
+    kind, digits = head[:1], head[1:]
+    if kind not in (INVALIDATE, CLEAR) or not digits.isdigit() or not digits.isascii():
+        raise ValueError(f"not an invalidation message: {text[:80]!r}")
+    items = tuple(rest.split("\n")) if rest and kind == INVALIDATE else ()
+    return Message(kind, int(digits), items)
 
 
 class Subscriber:
-    def __init__(self, l1, *, channel: str | None = None, connect=None, client_name: str | None = None):
+    def __init__(self, l1, *, l2, channel: str, client_name: str):
         self.l1 = l1
+        self.l2 = l2
         self.pid = os.getpid()
-        # Defaults: the tiered cache's own channel on the CACHES["default"] connection.
         self.channel = channel
-        self._connect = connect
         self.client_name = client_name
         self.subscribed = threading.Event()
         self.messages = 0
+        self.bad_messages = 0
         self.drops = 0
+        self.restarts = 0
+        self.last_seq = 0
+        self.heartbeat = time.monotonic()  # the loop's last turn (at least once a second)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="caching-l1-subscriber", daemon=True)
-        self._pubsub = None
 
     def start(self) -> None:
         self._thread.start()
@@ -62,24 +81,29 @@ class Subscriber:
     def wait_subscribed(self, timeout: float) -> bool:
         return self.subscribed.wait(timeout)
 
-    def _client(self) -> redis.Redis:
-        base = self._connect() if self._connect is not None else get_redis_connection("default")
-        pool = base.connection_pool
-        kwargs = dict(pool.connection_kwargs)
-        kwargs["client_name"] = self.client_name or keys.subscriber_client_name(self.pid)
-        own_pool = redis.ConnectionPool(connection_class=pool.connection_class, max_connections=2, **kwargs)
-        return redis.Redis(connection_pool=own_pool)
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _lost(self, reason: str) -> None:
+        """The subscription is not to be trusted: empty L1 once per loss (not per failed retry:
+        L1 keeps serving fresh fills while Redis is down); the resubscription clears again."""
+        if self.subscribed.is_set():
+            self.drops += 1
+            logger.warning("L1 invalidation subscription lost (%s): L1 cleared, resubscribing", reason)
+            self.subscribed.clear()
+            self.l1.clear()
+            metrics.count_invalidation("l1_flush")
 
     def _run(self) -> None:
-        channel = self.channel or keys.invalidation_channel()
         backoff = 0.05
         while not self._stop.is_set():
             pubsub = None
             try:
-                client = self._client()
-                pubsub = client.pubsub()
-                pubsub.subscribe(channel)
+                pubsub = self.l2.subscription_client(self.client_name).pubsub()
+                pubsub.subscribe(self.channel)
                 while not self._stop.is_set():
+                    self.heartbeat = time.monotonic()
                     message = pubsub.get_message(timeout=1.0)
                     if message is None:
                         continue
@@ -90,18 +114,19 @@ class Subscriber:
                         # New or re-established subscription: whatever was published while we
                         # were not listening is lost, so nothing in L1 can be trusted.
                         self.l1.clear()
+                        self.last_seq = 0
                         metrics.count_invalidation("l1_flush")
                         self.subscribed.set()
                         backoff = 0.05
             except REDIS_ERRORS as exc:
-                if self.subscribed.is_set():
-                    # Clear once per loss (not per failed retry: L1 keeps serving fresh fills
-                    # while Redis is down); the resubscription clears again.
-                    self.drops += 1
-                    logger.warning("L1 invalidation subscription lost (%s): L1 cleared, resubscribing", exc)
-                    self.subscribed.clear()
-                    self.l1.clear()
-                    metrics.count_invalidation("l1_flush")
+                self._lost(str(exc))
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 2.0)
+            except Exception as exc:  # noqa: BLE001 - the thread must outlive any bug: L1 is cleared instead
+                self.restarts += 1
+                logger.exception("L1 subscriber failed (%s): L1 cleared, resubscribing", exc)
+                self._lost(repr(exc))
+                self.l1.clear()
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 2.0)
             finally:
@@ -114,21 +139,25 @@ class Subscriber:
         self.subscribed.clear()
 
     def _apply(self, data: bytes) -> None:
-        text = data.decode()
-        kind = text[:1]
-        if kind == KEYS_MESSAGE:
-            head, _, rest = text[1:].partition("\n")
-            self.l1.invalidate_keys(int(head), json.loads(rest))
-            self.messages += 1
-            metrics.count_invalidation("l1_message")
+        try:
+            message = parse(data)
+        except ValueError as exc:
+            self.bad_messages += 1
+            metrics.count_invalidation("l1_bad_message")
+            logger.warning("ignored a message on %s that is not an invalidation (%s)", self.channel, exc)
             return
-        if kind == CLEAR_MESSAGE:
+        if message.seq < self.last_seq:
+            logger.warning(
+                "invalidation sequence went backwards on %s (%d after %d): Redis lost writes, L1 cleared",
+                self.channel, message.seq, self.last_seq,
+            )
             self.l1.clear()
-            self.messages += 1
             metrics.count_invalidation("l1_flush")
-            return
-        head, _, rest = text.partition("\n")
-        tags = rest.split("\n") if rest else []
-        self.l1.invalidate(int(head), tags)
+        self.last_seq = message.seq
         self.messages += 1
-        metrics.count_invalidation("l1_message")
+        if message.kind == CLEAR:
+            self.l1.clear()
+            metrics.count_invalidation("l1_flush")
+        else:
+            self.l1.invalidate(message.seq, message.items, echo=True)
+            metrics.count_invalidation("l1_message")

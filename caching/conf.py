@@ -1,36 +1,121 @@
-"""The cache configuration, read once from settings and re-read when a test overrides them.
+"""The cache configuration: one validated settings object per engine, one set of defaults.
 
-`get()` is on the hot path: it returns a module global, no dict lookups into settings.
+- `EngineSettings`: what one per-process engine (caching/engine.py) needs — its namespace, where
+  Redis is, the L1 bounds, the breaker. Both faces build it with `EngineSettings.from_options`
+  from the same option names and the same `ENGINE_DEFAULTS`: the fetch face from
+  settings.NEWSITE_CACHE, `TieredCache` from its CACHES OPTIONS.
+- `Conf`: the fetch face's own policy (kinds and TTLs, jitter, leases, XFetch, tag bookkeeping,
+  which loader errors allow stale-if-error), plus its `EngineSettings`.
+
+Read once from settings and re-read when a test overrides them (caching/apps.py). `get()` is on
+the hot path: it returns a module global, no dict lookups into settings.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-DEFAULTS = {
-    "L1_TTL": 30,
+# Options of every engine (NEWSITE_CACHE and TieredCache OPTIONS use the same names).
+ENGINE_DEFAULTS = {
+    "L1_ENABLED": True,
+    "L1_TTL": 30.0,
     "L1_MAX_ENTRIES": 20_000,
     "L1_MAX_BYTES": 64 * 1024 * 1024,
     "L1_MAX_ITEM_BYTES": 1024 * 1024,
-    "TTL_JITTER": 0.1,
+    "TAG_INVALIDATION_TTL": 600,
+    "BREAKER_FAILURES": 3,
+    "BREAKER_RESET": 2.0,
+    # Used when the engine opens its own pool (TieredCache's LOCATION); the fetch face uses the
+    # django-redis client of CACHES["default"], configured there.
+    "SOCKET_TIMEOUT": 0.25,
+    "SOCKET_CONNECT_TIMEOUT": 0.25,
+    "CONNECTION_POOL_KWARGS": {},
+}
+
+# Options of the fetch face only.
+FETCH_DEFAULTS = {
     "ENABLED": True,
-    "L1_ENABLED": True,
+    "TTL_JITTER": 0.1,
     "LEASE_TTL": 10.0,
     "LEASE_WAIT": 3.0,
     "XFETCH_BETA": 1.0,
     "STALE_GRACE_MAX": 3600,
-    "TAG_INVALIDATION_TTL": 600,
     "TAG_BUCKET_SECONDS": 900,
-    "BREAKER_FAILURES": 3,
-    "BREAKER_RESET": 2.0,
     "LOADER_ERRORS": ["django.db.Error"],
 }
 
 NEGATIVE_KIND = "negative"
+# Bump when the fetch face's stored envelope changes: old entries are then simply never read.
+ENVELOPE_VERSION = "2"
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The validated configuration of one engine (hashable: it keys the per-process registry)."""
+
+    namespace: str  # every Redis key, the channel and the subscriber's client name start with it
+    location: str | None  # a redis:// URL (own pool), or None: django-redis's CACHES[cache_alias]
+    cache_alias: str
+    l1_enabled: bool
+    l1_ttl: float
+    l1_max_entries: int
+    l1_max_bytes: int
+    l1_max_item_bytes: int
+    tag_seq_ttl: int
+    breaker_failures: int
+    breaker_reset: float
+    pool_kwargs: tuple  # sorted (name, value) pairs for redis.ConnectionPool.from_url
+    metrics_label: str  # the breaker's tier label: "l2" for the fetch face
+
+    @classmethod
+    def from_options(cls, options: dict, *, namespace: str, location: str | None = None,
+                     cache_alias: str = "default", metrics_label: str = "l2",
+                     face_options: frozenset = frozenset(), owner: str = "NEWSITE_CACHE") -> EngineSettings:
+        """Validate `options` (ENGINE_DEFAULTS names, plus the face's own `face_options`, which
+        are ignored here). ImproperlyConfigured names `owner` and the bad option."""
+        unknown = set(options) - set(ENGINE_DEFAULTS) - set(face_options)
+        if unknown:
+            known = sorted(set(ENGINE_DEFAULTS) | set(face_options))
+            raise ImproperlyConfigured(f"{owner}: unknown options {sorted(unknown)} (known: {known})")
+        opts = {**ENGINE_DEFAULTS, **{k: v for k, v in options.items() if k in ENGINE_DEFAULTS}}
+        pool_kwargs = {
+            "socket_timeout": opts["SOCKET_TIMEOUT"],
+            "socket_connect_timeout": opts["SOCKET_CONNECT_TIMEOUT"],
+            **(opts["CONNECTION_POOL_KWARGS"] or {}),
+        }
+        try:
+            engine = cls(
+                namespace=str(namespace),
+                location=location,
+                cache_alias=cache_alias,
+                l1_enabled=bool(opts["L1_ENABLED"]),
+                l1_ttl=float(opts["L1_TTL"]),
+                l1_max_entries=int(opts["L1_MAX_ENTRIES"]),
+                l1_max_bytes=int(opts["L1_MAX_BYTES"]),
+                l1_max_item_bytes=int(opts["L1_MAX_ITEM_BYTES"]),
+                tag_seq_ttl=int(opts["TAG_INVALIDATION_TTL"]),
+                breaker_failures=int(opts["BREAKER_FAILURES"]),
+                breaker_reset=float(opts["BREAKER_RESET"]),
+                pool_kwargs=tuple(sorted(pool_kwargs.items())),
+                metrics_label=str(metrics_label),
+            )
+            hash(engine)
+        except (TypeError, ValueError) as exc:
+            raise ImproperlyConfigured(f"{owner}: bad options ({exc})") from exc
+        if engine.l1_enabled and min(engine.l1_max_entries, engine.l1_max_bytes, engine.l1_ttl,
+                                     engine.l1_max_item_bytes) <= 0:
+            raise ImproperlyConfigured(
+                f"{owner}: L1_MAX_ENTRIES, L1_MAX_BYTES, L1_MAX_ITEM_BYTES and L1_TTL must be > 0 "
+                "(or L1_ENABLED False)"
+            )
+        if engine.breaker_failures < 1 or engine.breaker_reset <= 0 or engine.tag_seq_ttl <= 0:
+            raise ImproperlyConfigured(f"{owner}: BREAKER_FAILURES >= 1, BREAKER_RESET and TAG_INVALIDATION_TTL > 0")
+        return engine
 
 
 @dataclass(frozen=True)
@@ -60,24 +145,31 @@ class Kind:
 
 @dataclass
 class Conf:
+    """The fetch face's configuration (caching.fetch and the response middleware)."""
+
     enabled: bool
-    l1_enabled: bool
-    l1_ttl: float
-    l1_max_entries: int
-    l1_max_bytes: int
-    l1_max_item_bytes: int
+    engine: EngineSettings
     jitter: float
     lease_ttl: float
     lease_wait: float
     xfetch_beta: float
-    tag_invalidation_ttl: int
     tag_bucket_seconds: int
-    breaker_failures: int
-    breaker_reset: float
     loader_errors: tuple
     key_prefix: str
     kinds: dict = field(default_factory=dict)
     max_hard_ttl: float = 0.0
+
+    @property
+    def l1_enabled(self) -> bool:
+        return self.engine.l1_enabled
+
+    @property
+    def l1_ttl(self) -> float:
+        return self.engine.l1_ttl
+
+    @property
+    def tag_invalidation_ttl(self) -> int:
+        return self.engine.tag_seq_ttl
 
     def kind(self, name: str) -> Kind:
         try:
@@ -92,11 +184,15 @@ class Conf:
         return ttl * (1.0 + random.uniform(-self.jitter, self.jitter))
 
 
-def _build() -> Conf:
-    raw = {**DEFAULTS, **getattr(settings, "NEWSITE_CACHE", {})}
-    grace_max = float(raw["STALE_GRACE_MAX"])
+_KIND_FIELDS = {f.name for f in fields(Kind)} - {"name", "grace"} | {"ttl"}
+
+
+def _kinds(grace_max: float) -> dict[str, Kind]:
     kinds = {}
     for name, spec in getattr(settings, "NEWSITE_CACHE_KINDS", {}).items():
+        unknown = set(spec) - _KIND_FIELDS
+        if unknown or "ttl" not in spec:
+            raise ImproperlyConfigured(f"NEWSITE_CACHE_KINDS[{name!r}]: needs 'ttl'; unknown keys {sorted(unknown)}")
         grace = min(float(max(spec.get("swr", 0), spec.get("sie", 0))), grace_max)
         kinds[name] = Kind(
             name=name, ttl=float(spec["ttl"]), grace=grace,
@@ -104,26 +200,29 @@ def _build() -> Conf:
             swr=int(spec.get("swr", 0)), sie=int(spec.get("sie", 0)),
         )
     kinds.setdefault(NEGATIVE_KIND, Kind(name=NEGATIVE_KIND, ttl=30.0, grace=0.0, max_age=30, s_maxage=30))
-    jitter = float(raw["TTL_JITTER"])
+    return kinds
+
+
+def _build() -> Conf:
+    options = dict(getattr(settings, "NEWSITE_CACHE", {}))
+    face = {**FETCH_DEFAULTS, **{k: v for k, v in options.items() if k in FETCH_DEFAULTS}}
+    key_prefix = str(getattr(settings, "CACHES", {}).get("default", {}).get("KEY_PREFIX", "") or "newsite")
+    engine = EngineSettings.from_options(
+        options, namespace=f"{key_prefix}:nc{ENVELOPE_VERSION}", face_options=frozenset(FETCH_DEFAULTS),
+    )
+    kinds = _kinds(float(face["STALE_GRACE_MAX"]))
+    jitter = float(face["TTL_JITTER"])
     max_hard = max((k.ttl * (1 + jitter) + k.grace for k in kinds.values()), default=3600.0)
-    caches = getattr(settings, "CACHES", {}).get("default", {})
     return Conf(
-        enabled=bool(raw["ENABLED"]),
-        l1_enabled=bool(raw["L1_ENABLED"]),
-        l1_ttl=float(raw["L1_TTL"]),
-        l1_max_entries=int(raw["L1_MAX_ENTRIES"]),
-        l1_max_bytes=int(raw["L1_MAX_BYTES"]),
-        l1_max_item_bytes=int(raw["L1_MAX_ITEM_BYTES"]),
+        enabled=bool(face["ENABLED"]),
+        engine=engine,
         jitter=jitter,
-        lease_ttl=float(raw["LEASE_TTL"]),
-        lease_wait=float(raw["LEASE_WAIT"]),
-        xfetch_beta=float(raw["XFETCH_BETA"]),
-        tag_invalidation_ttl=int(raw["TAG_INVALIDATION_TTL"]),
-        tag_bucket_seconds=int(raw["TAG_BUCKET_SECONDS"]),
-        breaker_failures=int(raw["BREAKER_FAILURES"]),
-        breaker_reset=float(raw["BREAKER_RESET"]),
-        loader_errors=tuple(import_string(p) if isinstance(p, str) else p for p in raw["LOADER_ERRORS"]),
-        key_prefix=str(caches.get("KEY_PREFIX", "") or "newsite"),
+        lease_ttl=float(face["LEASE_TTL"]),
+        lease_wait=float(face["LEASE_WAIT"]),
+        xfetch_beta=float(face["XFETCH_BETA"]),
+        tag_bucket_seconds=int(face["TAG_BUCKET_SECONDS"]),
+        loader_errors=tuple(import_string(p) if isinstance(p, str) else p for p in face["LOADER_ERRORS"]),
+        key_prefix=key_prefix,
         kinds=kinds,
         max_hard_ttl=max_hard,
     )

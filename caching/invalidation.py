@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 
 from django.db import transaction
 
-from caching import conf, core
+from caching import conf, fetcher
 
 on_invalidate: list[Callable[[frozenset[str]], None]] = []
 
@@ -37,7 +37,7 @@ def invalidate_app_tiers(tagset: Iterable[str]) -> None:
     tags = sorted(_tagset(tagset))
     if not tags or not conf.get().enabled:
         return
-    core.current().invalidate(tags)
+    fetcher.current().invalidate(tags)
 
 
 def invalidate_tags(tags: Iterable[str] | str) -> frozenset[str]:

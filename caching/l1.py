@@ -8,9 +8,10 @@ getsizeof) and by entry count (checked on insert), behind one lock. Next to it:
 - the latest invalidation sequence seen per tag, so a fill that started before an invalidation
   that already reached this process is refused (`put` returns False) - the L1 half of the
   stale-set protection (the Redis half is lua/fill.lua);
-- an epoch, bumped by `clear()` (lost subscription): fills that started before are refused too;
-- the latest invalidation sequence seen per exact key (`invalidate_keys`, used by the Django
-  cache backend, caching/backends/): same refusal rule as tags, for one key.
+- an epoch, bumped by `clear()` (lost subscription): fills that started before are refused too.
+
+Exact-key invalidation (TieredCache, caching/backends/) is tag invalidation: each of its entries
+carries its own key as its only tag.
 
 Byte accounting is an estimate: the pickled size of the value plus a fixed per-entry and per-tag
 overhead. Values are shared, not copied: callers must treat them as immutable.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import NamedTuple
 
 from cachetools import Cache, TLRUCache, TTLCache
 
@@ -28,6 +30,14 @@ TAG_OVERHEAD = 120  # one tag-index reference
 TAG_SEQ_MAX = 100_000
 
 HIT_L1, HIT_L2, MISS, STALE = "HIT-L1", "HIT-L2", "MISS", "STALE"
+
+
+class FillGuard(NamedTuple):
+    """What a fill must not have been overtaken by: the invalidation sequence it started from
+    (L1's latest seen, or Redis's at lease time) and L1's epoch (bumped by every clear)."""
+
+    seq: int
+    epoch: int
 
 
 class Fetched:
@@ -102,7 +112,6 @@ class L1:
         self._store = _Store(self, max_bytes, max_entries)
         self._index: dict[str, set[str]] = {}
         self._tag_seq = TTLCache(maxsize=TAG_SEQ_MAX, ttl=tag_seq_ttl)
-        self._key_seq = TTLCache(maxsize=TAG_SEQ_MAX, ttl=tag_seq_ttl)
         self.seen_seq = 0
         self.epoch = 0
         self.clears = 0
@@ -121,18 +130,19 @@ class L1:
 
     # --- fills --------------------------------------------------------------------------------
 
-    def since(self) -> tuple[int, int]:
+    def since(self) -> FillGuard:
         """Mark taken before reading L2: pass it to put() to refuse fills overtaken by an
         invalidation (or a clear) that arrived meanwhile."""
-        return self.seen_seq, self.epoch
+        return FillGuard(self.seen_seq, self.epoch)
 
-    def put(self, key: str, entry: L1Entry, since_seq: int, epoch: int) -> bool:
-        """Store `entry` unless a tag of it was invalidated after `since_seq` or L1 was cleared
-        since `epoch`. Returns whether it was stored."""
+    def put(self, key: str, entry: L1Entry, guard: FillGuard) -> bool:
+        """Store `entry` unless a tag of it was invalidated after `guard.seq` or L1 was cleared
+        since `guard.epoch`. Returns whether it was stored."""
         if entry.nbytes > self.max_item_bytes:
             return False
+        since_seq = guard.seq
         with self._lock:
-            if epoch != self.epoch:
+            if guard.epoch != self.epoch:
                 self.refused_fills += 1
                 return False
             tag_seq = self._tag_seq
@@ -140,10 +150,6 @@ class L1:
                 if tag_seq.get(tag, 0) > since_seq:
                     self.refused_fills += 1
                     return False
-            key_seq = self._key_seq
-            if key_seq and key_seq.get(key, 0) > since_seq:
-                self.refused_fills += 1
-                return False
             store = self._store
             if key in store:
                 del store[key]
@@ -168,21 +174,31 @@ class L1:
 
     # --- invalidation -------------------------------------------------------------------------
 
-    def invalidate(self, seq: int | None, tags) -> int:
-        """Drop every entry carrying one of `tags` and remember the sequence number of this
-        invalidation (None: local-only, Redis unreachable). Returns how many entries went."""
+    def invalidate(self, seq: int | None, tags, *, echo: bool = False) -> int:
+        """Drop every entry carrying one of `tags` (a tag, or an exact key: TieredCache's entries
+        carry their own key as their tag) and remember the sequence number of this invalidation,
+        so fills that started before it are refused. `seq` None: local only (Redis unreachable).
+
+        `echo`: the broadcast of an invalidation (caching/broadcast.py). A tag that already
+        recorded this (or a later) sequence is then left alone: the writer applied its own
+        invalidation first, and its echo must not drop what was filled after it. The writer's
+        own call (echo False) always drops. Returns how many entries went."""
         removed = 0
         with self._lock:
-            if seq is not None:
-                if seq > self.seen_seq:
-                    self.seen_seq = seq
-                tag_seq = self._tag_seq
-                for tag in tags:
-                    if tag_seq.get(tag, 0) < seq:
-                        tag_seq[tag] = seq
+            tag_seq = self._tag_seq
+            if seq is not None and seq > self.seen_seq:
+                self.seen_seq = seq
             store = self._store
+            index = self._index
             for tag in tags:
-                keys = self._index.get(tag)
+                if seq is not None:
+                    recorded = tag_seq.get(tag, 0)
+                    if recorded >= seq:
+                        if echo:
+                            continue
+                    else:
+                        tag_seq[tag] = seq
+                keys = index.get(tag)
                 if not keys:
                     continue
                 for key in list(keys):
@@ -194,35 +210,15 @@ class L1:
             self.removed_by_tag += removed
         return removed
 
-    def invalidate_keys(self, seq: int | None, keys) -> int:
-        """Drop exactly `keys` (a write to them somewhere). With a sequence number, fills of those
-        keys that started before it are refused too, and a key that already recorded this (or a
-        later) sequence is left alone: the writer applies its own write first, so the broadcast
-        echo must not drop the value it has just put. Returns how many entries went."""
-        removed = 0
-        with self._lock:
-            key_seq = self._key_seq
-            store = self._store
-            if seq is not None and seq > self.seen_seq:
-                self.seen_seq = seq
-            for key in keys:
-                if seq is not None:
-                    if key_seq.get(key, 0) >= seq:
-                        continue
-                    key_seq[key] = seq
-                if key in store:
-                    try:
-                        del store[key]
-                        removed += 1
-                    except KeyError:
-                        pass
-        return removed
-
     def clear(self) -> None:
-        """Drop everything and refuse fills that started before (lost subscription)."""
+        """Drop everything and refuse fills that started before (lost subscription, a clear()
+        somewhere, the sequence going backwards). The per-tag sequences go too: after a Redis
+        restart or failover the sequence may restart lower, and later invalidations must apply."""
         with self._lock:
             self._store.clear()
             self._index.clear()
+            self._tag_seq.clear()
+            self.seen_seq = 0
             self.epoch += 1
             self.clears += 1
 

@@ -1,10 +1,14 @@
-"""L2: Redis through django-redis, behind a circuit breaker.
+"""L2: the engine's Redis client, behind a circuit breaker. The only module that reaches Redis.
 
-The raw client comes from `django_redis.get_redis_connection("default")` (or from the `connect`
-callable given to L2, e.g. the Django cache backend's own pool), lazily, on first use (redis-py's
-pool notices a fork by itself). Every call goes through `_call`: when the breaker is
+The client is built lazily, on first use (never at import; redis-py's pool notices a fork by
+itself): django-redis's connection of CACHES[alias] for the fetch face, or a pool of its own from
+a redis:// URL (TieredCache's LOCATION). Every call goes through `call()`: when the breaker is
 open it raises `L2Unavailable` without touching the network; a connection or timeout error (and
-only those) counts as a breaker failure and is turned into `L2Unavailable`. A hit is one GET.
+only those) counts as a breaker failure and becomes `L2Unavailable` (`L2Timeout` for a timeout,
+after which the command may or may not have run).
+
+The Lua scripts of caching/lua/ are registered here, each with common.lua prepended; `script()`
+runs one with a plain EVALSHA, `execute()` many (and MGETs) in one pipelined round trip.
 """
 
 from __future__ import annotations
@@ -20,35 +24,65 @@ from caching.breaker import CircuitBreaker
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 _LUA_DIR = Path(__file__).resolve().parent / "lua"
-_SCRIPT_NAMES = ("acquire", "fill", "invalidate", "release")
-_SCRIPT_TEXT = {name: (_LUA_DIR / f"{name}.lua").read_text() for name in _SCRIPT_NAMES}
+_COMMON = (_LUA_DIR / "common.lua").read_text()
+SCRIPT_TEXT = {
+    path.stem: _COMMON + "\n" + path.read_text() for path in sorted(_LUA_DIR.glob("*.lua")) if path.stem != "common"
+}
 
 
 class L2Unavailable(Exception):
     """Redis cannot be used right now (breaker open, or a connection/timeout error)."""
 
 
+class L2Timeout(L2Unavailable):
+    """A command timed out: it may have been applied."""
+
+
 class L2:
-    def __init__(self, *, breaker_failures: int, breaker_reset: float, connect=None, tier: str = "l2"):
-        self.breaker = CircuitBreaker(tier, failures=breaker_failures, reset_after=breaker_reset)
-        self._connect = connect  # zero-argument callable returning a redis.Redis; None: CACHES default
+    def __init__(self, settings, *, tier: str = "l2"):
+        self.settings = settings
+        self.breaker = CircuitBreaker(tier, failures=settings.breaker_failures, reset_after=settings.breaker_reset)
         self._client = None
-        self._scripts = None
+        self._scripts: dict = {}
         self._lock = threading.Lock()
+
+    # --- the client ---------------------------------------------------------------------------
 
     @property
     def client(self) -> redis.Redis:
+        """The raw redis-py client (no breaker: use call()/script() on request paths)."""
         client = self._client
         if client is None:
             with self._lock:
                 if self._client is None:
-                    raw = self._connect() if self._connect is not None else get_redis_connection("default")
-                    self._scripts = {name: raw.register_script(text) for name, text in _SCRIPT_TEXT.items()}
-                    self._client = raw
+                    self._client = self._connect()
+                    self._scripts = {name: self._client.register_script(text) for name, text in SCRIPT_TEXT.items()}
                 client = self._client
         return client
 
-    def _call(self, fn, *args, **kwargs):
+    def _connect(self) -> redis.Redis:
+        settings = self.settings
+        if settings.location is None:
+            return get_redis_connection(settings.cache_alias)
+        pool = redis.ConnectionPool.from_url(settings.location, **dict(settings.pool_kwargs))
+        return redis.Redis(connection_pool=pool)
+
+    @property
+    def db(self) -> int:
+        return int(self.client.connection_pool.connection_kwargs.get("db", 0) or 0)
+
+    def subscription_client(self, client_name: str) -> redis.Redis:
+        """A client on a small pool of its own (same server and credentials) for pub/sub."""
+        pool = self.client.connection_pool
+        kwargs = dict(pool.connection_kwargs)
+        kwargs["client_name"] = client_name
+        own_pool = redis.ConnectionPool(connection_class=pool.connection_class, max_connections=2, **kwargs)
+        return redis.Redis(connection_pool=own_pool)
+
+    # --- calls through the breaker --------------------------------------------------------------
+
+    def call(self, fn, *args, **kwargs):
+        """fn(*args, **kwargs) through the breaker."""
         breaker = self.breaker
         if not breaker.allow():
             raise L2Unavailable("circuit breaker open")
@@ -56,78 +90,46 @@ class L2:
             result = fn(*args, **kwargs)
         except REDIS_ERRORS as exc:
             breaker.failure(exc)
-            raise L2Unavailable(str(exc)) from exc
+            kind = L2Timeout if isinstance(exc, redis.exceptions.TimeoutError) else L2Unavailable
+            raise kind(str(exc)) from exc
         breaker.success()
         return result
 
-    call = _call  # public: run fn(*args) through the breaker (used by caching/backends/)
-
-    def _script(self, name: str, keys: list, args: list):
+    def get(self, key: str) -> bytes | None:
+        """One GET."""
         client = self.client
-        return self._call(self._scripts[name], keys=keys, args=args, client=client)
+        return self.call(client.get, key)
 
-    # --- operations ---------------------------------------------------------------------------
-
-    def get(self, vkey: str) -> bytes | None:
-        """One GET: the envelope or None."""
+    def script(self, name: str, keys: list, args: list):
+        """One EVALSHA of caching/lua/<name>.lua (redis-py reloads a script Redis lost)."""
         client = self.client
-        return self._call(client.get, vkey)
+        return self.call(self._scripts[name], keys=keys, args=args, client=client)
 
-    def mget_and_sequence(self, vkeys: list[str], seq_key: str) -> tuple[list, int]:
-        """One round trip: the envelopes of `vkeys` and the current invalidation sequence."""
+    def execute(self, calls: list) -> list:
+        """Run [(script name or "mget", keys, args)] in one round trip and return the replies.
+        One script call: a plain EVALSHA. Several: one pipeline of EVALSHAs (not redis-py's
+        pipeline scripts, which add a SCRIPT EXISTS round trip to every execute), reloading the
+        scripts once if Redis lost them. Raises the first error reply."""
+        if len(calls) == 1 and calls[0][0] != "mget":
+            name, keys_, args = calls[0]
+            return [self.script(name, keys_, args)]
+        return self.call(self._pipelined, calls)
+
+    def _pipelined(self, calls: list) -> list:
         client = self.client
-
-        def run():
+        for _ in range(2):
             pipe = client.pipeline(transaction=False)
-            pipe.mget(vkeys)
-            pipe.get(seq_key)
-            return pipe.execute()
-
-        raws, seq = self._call(run)
-        return raws, int(seq or 0)
-
-    def acquire(self, vkey: str, lkey: str, seq_key: str, token: str, lease_ms: int, seen: str):
-        status, payload = self._script("acquire", [vkey, lkey, seq_key], [token, lease_ms, seen])
-        return int(status), payload
-
-    def fill(self, vkey: str, lkey: str, tag_keys: list, bucket_keys: list, *, token: str, start_seq: int,
-             envelope: bytes, ttl_ms: int, buckets_expire_at: int) -> int:
-        """1 stored, 0 refused (a tag was invalidated after start_seq), -1 another holds the lease."""
-        return int(self._script(
-            "fill",
-            [vkey, lkey, *tag_keys, *bucket_keys],
-            [token, start_seq, envelope, ttl_ms, len(tag_keys), buckets_expire_at],
-        ))
-
-    def fill_many(self, fills: list[tuple[list, list]]) -> list:
-        """Run fill.lua for many entries in one pipelined round trip. `fills`: (keys, args)."""
-        client = self.client
-        script = self._scripts["fill"]
-
-        def run():
-            pipe = client.pipeline(transaction=False)
-            for keys, args in fills:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
-            results = pipe.execute(raise_on_error=False)
-            if any(isinstance(r, redis.exceptions.NoScriptError) for r in results):
-                client.script_load(script.script)  # Redis restarted or flushed its scripts
-                pipe = client.pipeline(transaction=False)
-                for keys, args in fills:
-                    pipe.evalsha(script.sha, len(keys), *keys, *args)
-                results = pipe.execute(raise_on_error=False)
-            for r in results:
-                if isinstance(r, REDIS_ERRORS):
-                    raise r
-            return results
-
-        return self._call(run)
-
-    def release(self, lkey: str, token: str) -> None:
-        self._script("release", [lkey], [token])
-
-    def invalidate(self, seq_key: str, tag_keys: list, bucket_keys: list, *, ttl: int, channel: str,
-                   tags: list) -> tuple[int, int]:
-        seq, deleted = self._script(
-            "invalidate", [seq_key, *tag_keys, *bucket_keys], [len(tag_keys), ttl, channel, "\n".join(tags)]
-        )
-        return int(seq), int(deleted)
+            for name, keys_, args in calls:
+                if name == "mget":
+                    pipe.mget(keys_)
+                else:
+                    pipe.evalsha(self._scripts[name].sha, len(keys_), *keys_, *args)
+            replies = pipe.execute(raise_on_error=False)
+            if not any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+                break
+            for script in self._scripts.values():  # Redis restarted or flushed its scripts
+                client.script_load(script.script)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies

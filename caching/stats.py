@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from caching import conf, core, metrics
+from caching import conf, fetcher, metrics
 
 
 def _ratio(part: int, total: int) -> float | None:
@@ -17,13 +17,14 @@ def snapshot() -> dict:
     subscription state. Cheap (no Redis call)."""
     metrics.flush_all()
     cfg = conf.get()
-    proc = core.current()
+    face = fetcher.current()
+    engine = face.engine
     prefixes = metrics.all_prefix_stats()
     l1_hit = sum(s.l1_hit for s in prefixes.values())
     l1_miss = sum(s.l1_miss for s in prefixes.values())
     l2_hit = sum(s.l2_hit + s.l2_stale for s in prefixes.values())
     l2_total = l2_hit + sum(s.l2_miss for s in prefixes.values())
-    sub = proc.subscriber
+    sub = engine.subscriber
     return {
         "pid": os.getpid(),
         "enabled": cfg.enabled,
@@ -34,12 +35,15 @@ def snapshot() -> dict:
             "loads": sum(s.loads for s in prefixes.values()),
         },
         "prefixes": {name: s.as_dict() for name, s in sorted(prefixes.items())},
-        "l1": proc.l1.snapshot() if proc.l1 is not None else None,
+        "l1": engine.l1.snapshot() if engine.l1 is not None else None,
         "subscription": {
-            "subscribed": bool(sub and sub.subscribed.is_set()),
+            "state": engine.subscriber_state(),
+            "subscribed": engine.subscribed(),
             "messages": sub.messages if sub else 0,
+            "bad_messages": sub.bad_messages if sub else 0,
             "drops": sub.drops if sub else 0,
+            "restarts": sub.restarts if sub else 0,
         },
-        "breaker": {"l2": proc.l2.breaker.snapshot()},
-        "pending_invalidations": len(proc.pending_tags),
+        "breaker": {"l2": engine.l2.breaker.snapshot()},
+        "pending_invalidations": len(face.pending_tags),
     }

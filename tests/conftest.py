@@ -6,14 +6,12 @@ import pytest
 @pytest.fixture(autouse=True)
 def fresh_cache_tiers():
     """Every test starts with an empty L2 (the test Redis db only) and an empty L1."""
-    from django_redis import get_redis_connection
+    from caching import engine, fetcher
 
-    import caching.core
-
-    redis = get_redis_connection("default")
+    redis = engine.redis_client()
     if redis.connection_pool.connection_kwargs.get("db", 0) == 0:
         pytest.exit("refusing to FLUSHDB Redis db 0: run `make test`, or set REDIS_URL to a db of its own", 2)
     redis.flushdb()
-    caching.core.clear_local()
+    fetcher.clear_local()
     yield
-    caching.core.clear_local()
+    fetcher.clear_local()

@@ -6,10 +6,12 @@
         "OPTIONS": {"L1_MAX_ENTRIES": 10_000, "L1_KEY_PREFIXES": ["views.decorators.cache."]},
     }}
 
-Reads: L1 (no Redis), else one command (an EVALSHA returning value and PTTL when the key may
+A thin face on the engine (caching/engine.py: L1, Redis client and breaker, subscriber), which
+it shares with nothing but other TieredCache instances of the same settings in the process; the
+face owns only its value format and its namespace index. Reads: L1 (no Redis), else one command (an EVALSHA returning value and PTTL when the key may
 live in L1, so the L1 copy never outlives Redis's; a plain GET/MGET otherwise). Writes: one
 EVALSHA that writes, indexes the key for clear() and, for keys an L1 may hold, publishes it to
-every process's L1 (caching/backends/lua/). add/incr/decr/touch are atomic in Redis. Values:
+every process's L1 (caching/lua/). add/incr/decr/touch are atomic in Redis. Values:
 ints (not bools) are stored as decimal strings (INCRBY works on them), everything else is
 pickled; L1 keeps the stored bytes (or the value itself for str/bytes/int/float/bool/None) and
 unpickles on each hit, so callers never share a mutable object. See README ("Using the tiered
@@ -18,18 +20,20 @@ cache in another project") for the guarantees and the measured costs.
 
 from __future__ import annotations
 
-import json
 import logging
 import pickle
+import threading
 import time
+from dataclasses import dataclass
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, MEMCACHE_MAX_KEY_LENGTH, BaseCache
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from caching import keys
-from caching.backends import shared
-from caching.l1 import ENTRY_OVERHEAD, L1Entry
+from caching import engine as engine_module
+from caching import keys, metrics
+from caching.conf import EngineSettings
+from caching.l1 import ENTRY_OVERHEAD, FillGuard, L1Entry
 from caching.l2 import L2Unavailable
 
 logger = logging.getLogger(__name__)
@@ -41,21 +45,14 @@ _IMMUTABLE = (str, bytes, int, float, bool, type(None))
 _RAW = object()  # L1 entry value when the stored bytes must be unpickled on each hit
 _BATCH = 500  # keys per script call (Lua's unpack() and one script's run time stay small)
 
-OPTION_DEFAULTS = {
+# The face's own options; every other OPTIONS key is an engine option (caching/conf.py
+# ENGINE_DEFAULTS: L1_MAX_ENTRIES, L1_TTL, BREAKER_FAILURES, SOCKET_TIMEOUT, ...).
+FACE_DEFAULTS = {
     "NAMESPACE": None,  # default: "djtc:<KEY_PREFIX>" (or "djtc")
-    "L1_ENABLED": True,
-    "L1_MAX_ENTRIES": 10_000,
-    "L1_MAX_BYTES": 32 * 1024 * 1024,
-    "L1_MAX_ITEM_BYTES": 256 * 1024,
-    "L1_TTL": 30.0,
-    "L1_KEY_PREFIXES": None,
+    "L1_KEY_PREFIXES": None,  # None: every key may live in L1
     "FAIL_OPEN": False,
-    "BREAKER_FAILURES": 3,
-    "BREAKER_RESET": 2.0,
-    "SOCKET_TIMEOUT": 0.25,
-    "SOCKET_CONNECT_TIMEOUT": 0.25,
-    "CONNECTION_POOL_KWARGS": {},
     "METRICS_LABEL": "django_cache",
+    "IGNORE_EXCEPTIONS": None,  # django-redis's name for FAIL_OPEN
 }
 
 
@@ -72,24 +69,30 @@ def loads(raw: bytes):
 
 
 class _Entry(L1Entry):
-    """An L1 entry of the backend: the stored bytes, plus the value itself if immutable."""
+    """An L1 entry of the backend: the stored bytes, plus the value itself if immutable. Its
+    only tag is its own key (exact-key invalidation is tag invalidation, caching/l1.py)."""
 
     __slots__ = ("raw",)
 
-    def __init__(self, value, raw: bytes, nbytes: int, expires: float, stats):
-        super().__init__(value, 0.0, (), nbytes, expires, stats)
+    def __init__(self, value, raw: bytes, vkey: str, nbytes: int, expires: float, stats):
+        super().__init__(value, 0.0, (vkey,), nbytes, expires, stats)
         self.raw = raw
 
 
-def build_spec(location, params: dict) -> shared.Spec:
+@dataclass(frozen=True)
+class FaceOptions:
+    l1_key_prefixes: tuple | None
+    l1_key_filter: object  # callable(key) -> bool, or None
+    fail_open: bool
+    metrics_label: str
+
+
+def build_settings(location, params: dict) -> tuple[EngineSettings, FaceOptions]:
     """Validate LOCATION and OPTIONS (ImproperlyConfigured on a bad one)."""
     options = params.get("OPTIONS") or {}
-    unknown = set(options) - set(OPTION_DEFAULTS) - {"IGNORE_EXCEPTIONS"}
-    if unknown:
-        raise ImproperlyConfigured(f"TieredCache: unknown OPTIONS {sorted(unknown)} (known: {sorted(OPTION_DEFAULTS)})")
-    opts = {**OPTION_DEFAULTS, **options}
-    if "IGNORE_EXCEPTIONS" in options:  # django-redis's name for the same switch
-        opts["FAIL_OPEN"] = bool(options["IGNORE_EXCEPTIONS"])
+    opts = {**FACE_DEFAULTS, **{k: v for k, v in options.items() if k in FACE_DEFAULTS}}
+    if opts["IGNORE_EXCEPTIONS"] is not None:
+        opts["FAIL_OPEN"] = bool(opts["IGNORE_EXCEPTIONS"])
     if isinstance(location, list | tuple):
         if len(location) != 1:
             raise ImproperlyConfigured("TieredCache: LOCATION must be one Redis URL (no sharding or replicas)")
@@ -107,34 +110,79 @@ def build_spec(location, params: dict) -> shared.Spec:
         if not all(isinstance(p, str) for p in prefixes):
             raise ImproperlyConfigured("TieredCache: L1_KEY_PREFIXES is a list of strings, a callable or a dotted path")
     namespace = opts["NAMESPACE"] or ("djtc:" + params["KEY_PREFIX"] if params.get("KEY_PREFIX") else "djtc")
-    pool_kwargs = {
-        "socket_timeout": opts["SOCKET_TIMEOUT"],
-        "socket_connect_timeout": opts["SOCKET_CONNECT_TIMEOUT"],
-        **opts["CONNECTION_POOL_KWARGS"],
-    }
-    try:
-        spec = shared.Spec(
-            location=location,
-            namespace=str(namespace),
-            l1_enabled=bool(opts["L1_ENABLED"]),
-            l1_max_entries=int(opts["L1_MAX_ENTRIES"]),
-            l1_max_bytes=int(opts["L1_MAX_BYTES"]),
-            l1_max_item_bytes=int(opts["L1_MAX_ITEM_BYTES"]),
-            l1_ttl=float(opts["L1_TTL"]),
-            l1_key_prefixes=prefixes,
-            l1_key_filter=key_filter,
-            fail_open=bool(opts["FAIL_OPEN"]),
-            breaker_failures=int(opts["BREAKER_FAILURES"]),
-            breaker_reset=float(opts["BREAKER_RESET"]),
-            pool_kwargs=tuple(sorted(pool_kwargs.items())),
-            metrics_label=str(opts["METRICS_LABEL"]),
-        )
-        hash(spec)
-    except (TypeError, ValueError) as exc:
-        raise ImproperlyConfigured(f"TieredCache: bad OPTIONS ({exc})") from exc
-    if spec.l1_enabled and (spec.l1_max_entries <= 0 or spec.l1_max_bytes <= 0 or spec.l1_ttl <= 0):
-        raise ImproperlyConfigured("TieredCache: L1_MAX_ENTRIES, L1_MAX_BYTES and L1_TTL must be > 0 (or L1_ENABLED False)")
-    return spec
+    face = FaceOptions(
+        l1_key_prefixes=prefixes, l1_key_filter=key_filter, fail_open=bool(opts["FAIL_OPEN"]),
+        metrics_label=str(opts["METRICS_LABEL"]),
+    )
+    engine = EngineSettings.from_options(
+        options, namespace=str(namespace), location=location, metrics_label=f"l2:{face.metrics_label}",
+        face_options=frozenset(FACE_DEFAULTS), owner="TieredCache OPTIONS",
+    )
+    return engine, face
+
+
+class FaceState:
+    """This process's TieredCache state over one engine (shared by every instance and thread)."""
+
+    def __init__(self, engine, face: FaceOptions):
+        self.engine = engine
+        self.face = face
+        self.namespace = engine.namespace
+        self.l1 = engine.l1
+        self.l2 = engine.l2
+        self.index_key = keys.index_key(engine.namespace)
+        self.seq_key = engine.sequence_key
+        self.stats = metrics.stats_for(face.metrics_label)
+        self.degraded = 0  # operations answered without Redis (FAIL_OPEN)
+
+    def eligible(self, key: str, vkey: str) -> bool:
+        """May `key` (as passed to the cache, before KEY_PREFIX and version) live in L1? Keys
+        with a newline never do: the channel's grammar separates keys by newlines."""
+        if self.l1 is None or "\n" in vkey:
+            return False
+        face = self.face
+        if face.l1_key_filter is not None:
+            return bool(face.l1_key_filter(key))
+        if face.l1_key_prefixes is not None:
+            return key.startswith(face.l1_key_prefixes)
+        return True
+
+    def l1_live(self) -> bool:
+        """L1 is filled only while the invalidation subscription is up."""
+        return self.engine.subscribed()
+
+    def announce_args(self, vkeys: list) -> list:
+        return [self.engine.channel, "\n".join(vkeys)] if vkeys else ["", ""]
+
+    def snapshot(self) -> dict:
+        return {**self.engine.snapshot(), "degraded": self.degraded}
+
+
+_states: dict[tuple, FaceState] = {}
+_states_lock = threading.Lock()
+
+
+def state_for(settings: EngineSettings, face: FaceOptions) -> FaceState:
+    state = _states.get((settings, face))
+    if state is None:
+        with _states_lock:
+            state = _states.get((settings, face))
+            if state is None:
+                state = _states[(settings, face)] = FaceState(engine_module.engine_for(settings), face)
+    return state
+
+
+def all_states() -> list[FaceState]:
+    return list(_states.values())
+
+
+def _forget() -> None:
+    global _states, _states_lock
+    _states = {}
+    _states_lock = threading.Lock()
+
+
+engine_module.on_reset.append(_forget)
 
 
 class TieredCache(BaseCache):
@@ -142,20 +190,20 @@ class TieredCache(BaseCache):
 
     def __init__(self, server, params):
         super().__init__(params)
-        self._spec = build_spec(server, params)
-        self._tiers = None
+        self._settings, self._face = build_settings(server, params)
+        self._state = None
         self._generation = -1
 
     # --- plumbing -----------------------------------------------------------------------------
 
     @property
-    def tiers(self) -> shared.Tiers:
-        """This process's shared tiers of this config (built on first use, again after fork)."""
-        tiers = self._tiers
-        if tiers is None or self._generation != shared.generation:
-            self._generation = shared.generation
-            tiers = self._tiers = shared.tiers_for(self._spec)
-        return tiers
+    def state(self) -> FaceState:
+        """This process's state of this config (built on first use, again after fork/reset)."""
+        state = self._state
+        if state is None or self._generation != engine_module.generation:
+            self._generation = engine_module.generation
+            state = self._state = state_for(self._settings, self._face)
+        return state
 
     def validate_key(self, key):
         """Django's CacheKeyWarning checks, with a fast path: a key of <= 250 printable
@@ -178,97 +226,94 @@ class TieredCache(BaseCache):
             return -1
         return int(seconds * 1000)
 
-    def _vkey(self, tiers, key, version) -> str:
-        return keys.backend_value_key(tiers.spec.namespace, self.make_and_validate_key(key, version=version))
+    def _vkey(self, state, key, version) -> str:
+        return keys.value_key(state.namespace, self.make_and_validate_key(key, version=version))
 
-    def _unavailable(self, tiers, exc, fallback):
+    def _unavailable(self, state, exc, fallback):
         """FAIL_OPEN: count and answer `fallback`; else raise."""
-        if not tiers.spec.fail_open:
+        if not state.face.fail_open:
             raise exc
-        tiers.degraded += 1
+        state.degraded += 1
         return fallback
 
-    def _announce_args(self, tiers, vkeys: list) -> list:
-        return [tiers.channel, json.dumps(vkeys)] if vkeys else ["", "[]"]
-
-    def _applied_locally(self, tiers, seq, vkeys) -> None:
+    def _applied_locally(self, state, seq, vkeys) -> None:
         """Apply our own write to our L1 at once (the broadcast echo is then a no-op)."""
         if vkeys and seq:
-            tiers.l1.invalidate_keys(int(seq), vkeys)
+            state.l1.invalidate(int(seq), vkeys)
 
-    def _put_l1(self, tiers, vkey, raw, value, ttl_ms, since, started) -> None:
+    def _put_l1(self, state, vkey, raw, value, ttl_ms, since, started) -> None:
         """Keep `raw` in L1 for min(L1_TTL, the Redis TTL) counted from `started` (taken before
         the Redis call), so the copy never outlives the Redis value."""
-        if not tiers.l1_live():
+        if not state.l1_live():
             return
-        ttl = tiers.spec.l1_ttl
+        ttl = state.engine.settings.l1_ttl
         if ttl_ms > 0:
             ttl = min(ttl, ttl_ms / 1000.0)
         elif ttl_ms != -1:
             return  # -2: gone
         if type(value) not in _IMMUTABLE:
             value = _RAW
-        entry = _Entry(value, raw, len(raw) + ENTRY_OVERHEAD + len(vkey), started + ttl, tiers.stats)
-        tiers.l1.put(vkey, entry, since[0], since[1])
+        entry = _Entry(value, raw, vkey, len(raw) + ENTRY_OVERHEAD + 2 * len(vkey), started + ttl, state.stats)
+        state.l1.put(vkey, entry, since)
 
     # --- reads --------------------------------------------------------------------------------
 
     def get(self, key, default=None, version=None):
-        tiers = self.tiers
-        vkey = self._vkey(tiers, key, version)
-        if tiers.eligible(key):
-            entry = tiers.l1.get(vkey)
+        state = self.state
+        vkey = self._vkey(state, key, version)
+        if state.eligible(key, vkey):
+            entry = state.l1.get(vkey)
             if entry is not None:
-                tiers.stats.hit_l1()
+                state.stats.hit_l1()
                 value = entry.value
                 return loads(entry.raw) if value is _RAW else value
-            tiers.stats.miss_l1()
-            since = tiers.l1.since()
+            state.stats.miss_l1()
+            since = state.l1.since()
             started = time.monotonic()
             try:
-                raw, pttl = tiers.l2.call(tiers.scripts["get"], keys=[vkey], client=tiers.l2.client)
+                raw, pttl = state.l2.script("get", [vkey], [])
             except L2Unavailable as exc:
-                return self._unavailable(tiers, exc, default)
+                return self._unavailable(state, exc, default)
             if raw is None:
-                tiers.stats.miss_l2()
+                state.stats.miss_l2()
                 return default
-            tiers.stats.hit_l2()
+            state.stats.hit_l2()
             value = loads(raw)
-            self._put_l1(tiers, vkey, raw, value, pttl, since, started)
+            self._put_l1(state, vkey, raw, value, pttl, since, started)
             return value
         try:
-            raw = tiers.l2.call(tiers.l2.client.get, vkey)
+            raw = state.l2.call(state.l2.client.get, vkey)
         except L2Unavailable as exc:
-            return self._unavailable(tiers, exc, default)
+            return self._unavailable(state, exc, default)
         if raw is None:
-            tiers.stats.miss_l2()
+            state.stats.miss_l2()
             return default
-        tiers.stats.hit_l2()
+        state.stats.hit_l2()
         return loads(raw)
 
     def get_many(self, keys, version=None):
         """L1 first, then one round trip for the rest (a get script for L1-eligible keys and an
         MGET for the others, pipelined). Returns {key: value} of the keys found."""
-        tiers = self.tiers
+        state = self.state
         found = {}
         eligible, plain = [], []
-        l1 = tiers.l1
+        l1 = state.l1
         for key in keys:
-            vkey = self._vkey(tiers, key, version)
-            if tiers.eligible(key):
+            vkey = self._vkey(state, key, version)
+            if state.eligible(key, vkey):
                 entry = l1.get(vkey)
                 if entry is not None:
-                    tiers.stats.hit_l1()
+                    state.stats.hit_l1()
                     value = entry.value
                     found[key] = loads(entry.raw) if value is _RAW else value
                     continue
-                tiers.stats.miss_l1()
+                state.stats.miss_l1()
                 eligible.append((key, vkey))
             else:
                 plain.append((key, vkey))
         if not eligible and not plain:
             return found
-        since = l1.since() if l1 is not None else (0, 0)
+        since = l1.since() if l1 is not None else FillGuard(0, 0)
         started = time.monotonic()
         calls = []
         if eligible:
@@ -276,202 +321,195 @@ class TieredCache(BaseCache):
         if plain:
             calls.append(("mget", [v for _, v in plain], []))
         try:
-            replies = tiers.l2.call(tiers.execute, calls)
+            replies = state.l2.execute(calls)
         except L2Unavailable as exc:
-            return self._unavailable(tiers, exc, found)
+            return self._unavailable(state, exc, found)
         if eligible:
             flat = replies.pop(0)
             for i, (key, vkey) in enumerate(eligible):
                 raw, pttl = flat[2 * i], flat[2 * i + 1]
                 if raw is None:
-                    tiers.stats.miss_l2()
+                    state.stats.miss_l2()
                     continue
-                tiers.stats.hit_l2()
+                state.stats.hit_l2()
                 value = found[key] = loads(raw)
-                self._put_l1(tiers, vkey, raw, value, pttl, since, started)
+                self._put_l1(state, vkey, raw, value, pttl, since, started)
         if plain:
             for (key, _), raw in zip(plain, replies[0], strict=True):
                 if raw is None:
-                    tiers.stats.miss_l2()
+                    state.stats.miss_l2()
                 else:
-                    tiers.stats.hit_l2()
+                    state.stats.hit_l2()
                     found[key] = loads(raw)
         return found
 
     def has_key(self, key, version=None):
-        tiers = self.tiers
-        vkey = self._vkey(tiers, key, version)
-        if tiers.eligible(key) and tiers.l1.get(vkey) is not None:
+        state = self.state
+        vkey = self._vkey(state, key, version)
+        if state.eligible(key, vkey) and state.l1.get(vkey) is not None:
             return True
         try:
-            return bool(tiers.l2.call(tiers.l2.client.exists, vkey))
+            return bool(state.l2.call(state.l2.client.exists, vkey))
         except L2Unavailable as exc:
-            return self._unavailable(tiers, exc, False)
+            return self._unavailable(state, exc, False)
 
     # --- writes -------------------------------------------------------------------------------
 
-    def _write(self, tiers, items: list, ttl_ms: int, nx: bool) -> list:
+    def _write(self, state, items: list, ttl_ms: int, nx: bool) -> list:
         """Run set.lua over `items` [(key, vkey, payload, value)] in batches (one pipelined round
         trip). Returns the stored count of each batch; fills our own L1 (write-through)."""
         batches = [items[i:i + _BATCH] for i in range(0, len(items), _BATCH)]
-        epoch = tiers.l1.epoch if tiers.l1 is not None else 0
+        epoch = state.l1.epoch if state.l1 is not None else 0
         started = time.monotonic()
         calls, announces = [], []
         for batch in batches:
-            announced = [vkey for key, vkey, _, _ in batch if tiers.eligible(key)]
+            announced = [vkey for key, vkey, _, _ in batch if state.eligible(key, vkey)]
             announces.append(announced)
-            calls.append(("set", [tiers.index_key, tiers.seq_key, *[vkey for _, vkey, _, _ in batch]],
-                          [*self._announce_args(tiers, announced), ttl_ms, "1" if nx else "0",
+            calls.append(("set", [state.index_key, state.seq_key, *[vkey for _, vkey, _, _ in batch]],
+                          [*state.announce_args(announced), ttl_ms, "1" if nx else "0",
                            *[payload for _, _, payload, _ in batch]]))
-        results = tiers.l2.call(tiers.execute, calls)
+        results = state.l2.execute(calls)
         for batch, announced, (stored, seq) in zip(batches, announces, results, strict=True):
             if not announced or not stored:
                 continue
-            self._applied_locally(tiers, seq, announced)
+            self._applied_locally(state, seq, announced)
             # add() is one key, so "stored" means this value is the one in Redis.
             for key, vkey, payload, value in (batch if not nx or len(batch) == 1 else ()):
-                if tiers.eligible(key):
-                    self._put_l1(tiers, vkey, payload, value, ttl_ms, (int(seq), epoch), started)
+                if state.eligible(key, vkey):
+                    self._put_l1(state, vkey, payload, value, ttl_ms, FillGuard(int(seq), epoch), started)
         return [stored for stored, _ in results]
 
-    def _delete(self, tiers, pairs: list) -> int:
+    def _delete(self, state, pairs: list) -> int:
         """delete.lua over [(key, vkey)] in batches. Returns how many keys existed."""
         batches = [pairs[i:i + _BATCH] for i in range(0, len(pairs), _BATCH)]
-        announces = [[vkey for key, vkey in batch if tiers.eligible(key)] for batch in batches]
-        calls = [("delete", [tiers.index_key, tiers.seq_key, *[v for _, v in batch]], self._announce_args(tiers, announced))
+        announces = [[vkey for key, vkey in batch if state.eligible(key, vkey)] for batch in batches]
+        calls = [("delete", [state.index_key, state.seq_key, *[v for _, v in batch]], state.announce_args(announced))
                  for batch, announced in zip(batches, announces, strict=True)]
-        results = tiers.l2.call(tiers.execute, calls)
+        results = state.l2.execute(calls)
         for announced, (_, seq) in zip(announces, results, strict=True):
-            self._applied_locally(tiers, seq, announced)
+            self._applied_locally(state, seq, announced)
         return sum(deleted for deleted, _ in results)
 
     def set(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
-        tiers = self.tiers
-        vkey = self._vkey(tiers, key, version)
+        state = self.state
+        vkey = self._vkey(state, key, version)
         payload = dumps(value)  # a PickleError propagates before any Redis call
         ttl_ms = self._ttl_ms(timeout)
         try:
             if ttl_ms == 0:
-                self._delete(tiers, [(key, vkey)])
+                self._delete(state, [(key, vkey)])
             else:
-                self._write(tiers, [(key, vkey, payload, value)], ttl_ms, nx=False)
+                self._write(state, [(key, vkey, payload, value)], ttl_ms, nx=False)
         except L2Unavailable as exc:
-            self._unavailable(tiers, exc, None)
+            self._unavailable(state, exc, None)
 
     def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
-        tiers = self.tiers
-        vkey = self._vkey(tiers, key, version)
+        state = self.state
+        vkey = self._vkey(state, key, version)
         payload = dumps(value)
         ttl_ms = self._ttl_ms(timeout)
         try:
             if ttl_ms == 0:  # Django: True if the key was absent; nothing is kept
-                return not tiers.l2.call(tiers.l2.client.exists, vkey)
-            return bool(self._write(tiers, [(key, vkey, payload, value)], ttl_ms, nx=True)[0])
+                return not state.l2.call(state.l2.client.exists, vkey)
+            return bool(self._write(state, [(key, vkey, payload, value)], ttl_ms, nx=True)[0])
         except L2Unavailable as exc:
-            return self._unavailable(tiers, exc, False)
+            return self._unavailable(state, exc, False)
 
     def set_many(self, data, timeout=DEFAULT_TIMEOUT, version=None):
         """One pipelined round trip (set.lua per 500 keys). Returns the keys not stored: [] or,
         with FAIL_OPEN and Redis unusable, all of them."""
         if not data:
             return []
-        tiers = self.tiers
-        items = [(key, self._vkey(tiers, key, version), dumps(value), value) for key, value in data.items()]
+        state = self.state
+        items = [(key, self._vkey(state, key, version), dumps(value), value) for key, value in data.items()]
         ttl_ms = self._ttl_ms(timeout)
         try:
             if ttl_ms == 0:
-                self._delete(tiers, [(key, vkey) for key, vkey, _, _ in items])
+                self._delete(state, [(key, vkey) for key, vkey, _, _ in items])
             else:
-                self._write(tiers, items, ttl_ms, nx=False)
+                self._write(state, items, ttl_ms, nx=False)
         except L2Unavailable as exc:
-            return self._unavailable(tiers, exc, list(data))
+            return self._unavailable(state, exc, list(data))
         return []
 
     def touch(self, key, timeout=DEFAULT_TIMEOUT, version=None):
-        tiers = self.tiers
-        vkey = self._vkey(tiers, key, version)
+        state = self.state
+        vkey = self._vkey(state, key, version)
         ttl_ms = self._ttl_ms(timeout)
-        announced = [vkey] if tiers.eligible(key) else []
+        announced = [vkey] if state.eligible(key, vkey) else []
         try:
             if ttl_ms == 0:
-                return self._delete(tiers, [(key, vkey)]) > 0
-            exists, seq = tiers.l2.call(
-                tiers.scripts["touch"],
-                keys=[tiers.index_key, tiers.seq_key, vkey],
-                args=[*self._announce_args(tiers, announced), ttl_ms],
-                client=tiers.l2.client,
+                return self._delete(state, [(key, vkey)]) > 0
+            exists, seq = state.l2.script(
+                "touch", [state.index_key, state.seq_key, vkey], [*state.announce_args(announced), ttl_ms]
             )
         except L2Unavailable as exc:
-            return self._unavailable(tiers, exc, False)
-        self._applied_locally(tiers, seq, announced)
+            return self._unavailable(state, exc, False)
+        self._applied_locally(state, seq, announced)
         return bool(exists)
 
     def delete(self, key, version=None):
-        tiers = self.tiers
-        vkey = self._vkey(tiers, key, version)
+        state = self.state
+        vkey = self._vkey(state, key, version)
         try:
-            return self._delete(tiers, [(key, vkey)]) > 0
+            return self._delete(state, [(key, vkey)]) > 0
         except L2Unavailable as exc:
-            return self._unavailable(tiers, exc, False)
+            return self._unavailable(state, exc, False)
 
     def delete_many(self, keys, version=None):
-        tiers = self.tiers
-        pairs = [(key, self._vkey(tiers, key, version)) for key in keys]
+        state = self.state
+        pairs = [(key, self._vkey(state, key, version)) for key in keys]
         if not pairs:
             return
         try:
-            self._delete(tiers, pairs)
+            self._delete(state, pairs)
         except L2Unavailable as exc:
-            self._unavailable(tiers, exc, None)
+            self._unavailable(state, exc, None)
 
     def incr(self, key, delta=1, version=None):
         """Atomic in Redis (INCRBY in incr.lua); keeps the TTL. ValueError if the key is missing,
         TypeError if its value is not an integer. Raises CacheUnavailable even with FAIL_OPEN
         (a counter must not silently lose increments)."""
-        tiers = self.tiers
-        vkey = self._vkey(tiers, key, version)
-        announced = [vkey] if tiers.eligible(key) else []
-        reply = tiers.l2.call(
-            tiers.scripts["incr"],
-            keys=[tiers.index_key, tiers.seq_key, vkey],
-            args=[*self._announce_args(tiers, announced), int(delta)],
-            client=tiers.l2.client,
+        state = self.state
+        vkey = self._vkey(state, key, version)
+        announced = [vkey] if state.eligible(key, vkey) else []
+        reply = state.l2.script(
+            "incr", [state.index_key, state.seq_key, vkey], [*state.announce_args(announced), int(delta)]
         )
         if reply[0] == 0:
             raise ValueError(f"Key '{key}' not found.")
         if reply[0] == 2:
             raise TypeError(f"Value of key '{key}' is not an integer: {reply[1]!r}")
-        self._applied_locally(tiers, reply[2], announced)
+        self._applied_locally(state, reply[2], announced)
         return int(reply[1])
 
     def clear(self):
         """Remove every key of this backend's NAMESPACE (and nothing else) and empty every
         process's L1. Heavy: O(keys in the namespace), read from the namespace index 1,000 per
         round trip (ZRANGE + UNLINK + ZREM), never KEYS/SCAN/FLUSHDB."""
-        tiers = self.tiers
-        client = tiers.l2.client
+        state = self.state
+        client = state.l2.client
 
         def run():
             removed = 0
             while True:
-                members = client.zrange(tiers.index_key, 0, 999)
+                members = client.zrange(state.index_key, 0, 999)
                 if not members:
                     break
                 pipe = client.pipeline(transaction=False)
                 pipe.unlink(*members)
-                pipe.zrem(tiers.index_key, *members)
+                pipe.zrem(state.index_key, *members)
                 pipe.execute()
                 removed += len(members)
-            tiers.scripts["clear"](keys=[tiers.index_key, tiers.seq_key],
-                                   args=[tiers.channel, "[]"], client=client)
+            state.l2.script("clear", [state.index_key, state.seq_key], [state.engine.channel, ""])
             return removed
 
         try:
-            tiers.l2.call(run)
+            state.l2.call(run)
         except L2Unavailable as exc:
-            self._unavailable(tiers, exc, None)
-        if tiers.l1 is not None:
-            tiers.l1.clear()
+            self._unavailable(state, exc, None)
+        if state.l1 is not None:
+            state.l1.clear()
 
     def close(self, **kwargs):
         """Nothing to do: the pool, L1 and subscriber are per process and outlive requests."""

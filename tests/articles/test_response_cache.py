@@ -9,7 +9,8 @@ import pytest
 from django.test import Client
 from django_redis import get_redis_connection
 
-import caching.core
+import caching.engine
+import caching.fetcher
 from articles.models import Comment, Like
 from tests.factories import make_article, make_author, make_category, make_user
 
@@ -72,7 +73,7 @@ def test_l2_hit_after_l1_is_cleared(world, django_assert_num_queries):
     client = Client()
     path = f"/api/articles/{world['article'].id}/"
     client.get(path)
-    caching.core.clear_local()
+    caching.fetcher.clear_local()
     with django_assert_num_queries(0):
         response = client.get(path)
     assert response["X-Cache"] == "HIT-L2"

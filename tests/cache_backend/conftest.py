@@ -43,30 +43,30 @@ def tiered_params(**options) -> dict:
 def fresh_cache_tiers():
     """Overrides the project-wide fixture: CACHES["default"] is our backend in these tests, so
     django_redis's get_redis_connection cannot be used; flush the test db with a raw client."""
-    from caching.backends import shared
+    from caching import engine
 
     client = redis.Redis.from_url(REDIS_URL)
     client.flushdb()
     client.close()
-    shared.clear_local()
+    engine.clear_local()
     yield
-    shared.clear_local()
+    engine.clear_local()
 
 
 @pytest.fixture
 def isolated_tiers():
     """For tests that build tiers they should not leave behind (a Redis that is down keeps a
-    subscriber thread retrying): drop this process's tiers afterwards."""
-    from caching.backends import shared
+    subscriber thread retrying): drop this process's engines afterwards."""
+    from caching import engine
 
     yield
-    shared.reset()
+    engine.reset()
 
 
 @pytest.fixture(scope="package", autouse=True)
 def _drop_tiers_after_package():
     """Leave no subscriber threads of ours to the rest of the suite."""
     yield
-    from caching.backends import shared
+    from caching import engine
 
-    shared.reset()
+    engine.reset()

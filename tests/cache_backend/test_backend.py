@@ -16,7 +16,7 @@ from django.test import override_settings
 from caching import keys
 from caching.backends import CacheUnavailable, TieredCache
 from caching.backends.tiered import _Entry
-from caching.l1 import L1
+from caching.l1 import L1, FillGuard
 from tests.cache_backend.conftest import NAMESPACE, REDIS_URL, tiered_params
 
 
@@ -32,7 +32,7 @@ def use(**options):
 
 
 def vkey_of(cache, key: str) -> str:
-    return keys.backend_value_key(cache.tiers.spec.namespace, cache.make_key(key))
+    return keys.value_key(cache.state.namespace, cache.make_key(key))
 
 
 def test_l1_serves_hits_without_redis_and_hands_out_copies(raw):
@@ -56,18 +56,18 @@ def test_l1_key_prefixes_and_callable_choose_what_lives_in_l1(raw):
         assert cache.get("session.x") is None
     with use(L1_KEY_PREFIXES=lambda key: key.endswith("!")):
         cache = caches["default"]
-        assert cache.tiers.eligible("hot!") and not cache.tiers.eligible("cold")
+        assert cache.state.eligible("hot!", "v:hot!") and not cache.state.eligible("cold", "v:cold")
 
 
 def test_l1_entry_never_outlives_the_redis_ttl():
     with use():
         cache = caches["default"]
         cache.set("brief", "v", timeout=0.3)
-        entry = cache.tiers.l1.get(vkey_of(cache, "brief"))
+        entry = cache.state.l1.get(vkey_of(cache, "brief"))
         assert entry is not None and entry.expires - time.monotonic() <= 0.3
-        cache.tiers.l1.clear()
+        cache.state.l1.clear()
         assert cache.get("brief") == "v"  # refilled from Redis with the remaining PTTL
-        assert cache.tiers.l1.get(vkey_of(cache, "brief")).expires - time.monotonic() <= 0.3
+        assert cache.state.l1.get(vkey_of(cache, "brief")).expires - time.monotonic() <= 0.3
 
 
 def test_clear_removes_only_the_namespace(raw):
@@ -75,10 +75,10 @@ def test_clear_removes_only_the_namespace(raw):
     with use():
         cache = caches["default"]
         cache.set_many({f"k{i}": i for i in range(1200)})  # more than one clear() batch
-        assert raw.zcard(keys.backend_index_key(NAMESPACE)) == 1200
+        assert raw.zcard(keys.index_key(NAMESPACE)) == 1200
         cache.clear()
         assert cache.get_many([f"k{i}" for i in range(1200)]) == {}
-        assert raw.zcard(keys.backend_index_key(NAMESPACE)) == 0
+        assert raw.zcard(keys.index_key(NAMESPACE)) == 0
     assert raw.get("someone-else:key") == b"kept"
 
 
@@ -88,7 +88,7 @@ def test_index_forgets_keys_that_expired_by_themselves(raw):
         cache.set("short", 1, timeout=0.05)
         time.sleep(0.1)
         cache.set("other", 2)  # any write trims the expired members
-        members = raw.zrange(keys.backend_index_key(NAMESPACE), 0, -1)
+        members = raw.zrange(keys.index_key(NAMESPACE), 0, -1)
         assert members == [vkey_of(cache, "other").encode()]
 
 
@@ -123,7 +123,7 @@ def test_fail_open_degrades_through_the_breaker(isolated_tiers):
         cache = caches["default"]
         assert cache.get("a", "dflt") == "dflt"
         assert cache.set_many({"a": 1, "b": 2}) == ["a", "b"]
-        assert cache.tiers.l2.breaker.state == "open"  # 2 failures: now no network at all
+        assert cache.state.l2.breaker.state == "open"  # 2 failures: now no network at all
         assert cache.add("a", 1) is False
         assert cache.delete("a") is False
         assert cache.has_key("a") is False
@@ -131,7 +131,7 @@ def test_fail_open_degrades_through_the_breaker(isolated_tiers):
         cache.clear()
         with pytest.raises(CacheUnavailable):  # counters never lose increments silently
             cache.incr("a")
-        assert cache.tiers.degraded >= 6
+        assert cache.state.degraded >= 6
 
 
 def test_without_fail_open_errors_propagate(isolated_tiers):
@@ -145,7 +145,7 @@ def test_without_fail_open_errors_propagate(isolated_tiers):
 
 def test_ignore_exceptions_is_accepted_as_fail_open():
     cache = TieredCache(REDIS_URL, {"OPTIONS": {"IGNORE_EXCEPTIONS": True}})
-    assert cache._spec.fail_open is True
+    assert cache._face.fail_open is True
 
 
 @pytest.mark.parametrize("location, options", [
@@ -164,28 +164,28 @@ def test_l1_refuses_a_fill_overtaken_by_a_key_invalidation_and_ignores_its_own_e
     l1 = L1(max_bytes=1 << 20, max_entries=100, max_item_bytes=1 << 16, tag_seq_ttl=60)
 
     def entry(value):
-        return _Entry(value, b"x", 400, time.monotonic() + 30, None)
+        return _Entry(value, b"x", "k", 400, time.monotonic() + 30, None)
 
     since = l1.since()  # a reader takes its mark, then reads Redis ...
-    l1.invalidate_keys(since[0] + 5, ["k"])  # ... a write elsewhere is announced meanwhile
-    assert l1.put("k", entry("old"), *since) is False
+    l1.invalidate(since.seq + 5, ["k"], echo=True)  # ... a write elsewhere is announced meanwhile
+    assert l1.put("k", entry("old"), since) is False
 
-    l1.invalidate_keys(since[0] + 9, ["k"])  # our own write, applied locally first
-    assert l1.put("k", entry("new"), since[0] + 9, l1.epoch) is True
-    assert l1.invalidate_keys(since[0] + 9, ["k"]) == 0  # the broadcast echo
+    l1.invalidate(since.seq + 9, ["k"])  # our own write, applied locally first
+    assert l1.put("k", entry("new"), FillGuard(since.seq + 9, l1.epoch)) is True
+    assert l1.invalidate(since.seq + 9, ["k"], echo=True) == 0  # the broadcast echo
     assert l1.get("k").value == "new"
-    assert l1.invalidate_keys(since[0] + 10, ["k"]) == 1  # a later write elsewhere
+    assert l1.invalidate(since.seq + 10, ["k"], echo=True) == 1  # a later write elsewhere
     assert l1.get("k") is None
 
 
 def test_metrics_count_hits_per_tier():
     with use(METRICS_LABEL="tc_test"):
         cache = caches["default"]
-        stats = cache.tiers.stats
+        stats = cache.state.stats
         before = (stats.l1_hit, stats.l2_hit, stats.l2_miss)
         cache.set("m", 1)
         cache.get("m")
-        cache.tiers.l1.clear()
+        cache.state.l1.clear()
         cache.get("m")
         cache.get("absent")
         assert (stats.l1_hit - before[0], stats.l2_hit - before[1], stats.l2_miss - before[2]) == (1, 1, 1)

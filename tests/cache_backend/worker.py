@@ -20,13 +20,13 @@ def main() -> None:
 
     from caching import keys
 
-    tiers = cache.tiers  # builds the tiers and waits for the subscription
+    state = cache.state  # builds the engine and waits for the subscription
 
     def in_l1(key: str) -> bool:
-        vkey = keys.backend_value_key(tiers.spec.namespace, cache.make_key(key))
-        return tiers.l1.get(vkey) is not None
+        vkey = keys.value_key(state.namespace, cache.make_key(key))
+        return state.l1.get(vkey) is not None
 
-    print(json.dumps({"ready": tiers.l1_live()}), flush=True)
+    print(json.dumps({"ready": state.l1_live()}), flush=True)
     for line in sys.stdin:
         cmd = json.loads(line)
         op, key = cmd["op"], cmd.get("key")

@@ -38,14 +38,18 @@ def test_bulk_fetch_one_loader_call_for_the_misses_and_backfill():
     assert calls[-1] == ["article:2"]
 
 
-def test_decorator_and_invalidation_by_tag():
+def test_tags_from_the_loaded_value_and_invalidation_by_tag():
     calls = []
 
-    @caching.cached(kind="article", key=keys.article_key,
-                    tags=lambda value: [tags.article_tag(value["id"]), tags.author_tag(value["author"])])
     def article(article_id):
-        calls.append(article_id)
-        return {"id": article_id, "author": 9}
+        def load():
+            calls.append(article_id)
+            return {"id": article_id, "author": 9}
+
+        return caching.get_or_load(
+            keys.article_key(article_id), load, kind="article",
+            tags=lambda value: [tags.article_tag(value["id"]), tags.author_tag(value["author"])],
+        )
 
     assert article(5) == article(5) == {"id": 5, "author": 9}
     assert calls == [5]

@@ -7,7 +7,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 import caching
-from caching import core, keys
+from caching import fetcher, keys
 
 from .conftest import cache_settings
 
@@ -20,7 +20,7 @@ def _breaker_gauge() -> float:
 def test_redis_down_fails_open_behind_the_breaker(use_private_redis):
     server = use_private_redis
     with cache_settings(BREAKER_FAILURES=3, BREAKER_RESET=0.5):
-        breaker = core.current().l2.breaker
+        breaker = fetcher.current().l2.breaker
         for i in range(5):
             assert caching.fetch(keys.article_key(i), lambda i=i: i, kind="article").value == i
         assert caching.fetch(keys.article_key(0), lambda: "unused", kind="article").source == caching.HIT_L1
@@ -41,7 +41,7 @@ def test_redis_down_fails_open_behind_the_breaker(use_private_redis):
         assert caching.fetch(keys.article_key(0), lambda: "unused", **tagged).source == caching.HIT_L1
         caching.invalidate_tags(["article:0"])
         assert caching.fetch(keys.article_key(0), lambda: "reloaded", **tagged).value == "reloaded"
-        assert core.current().pending_tags == {"article:0"}
+        assert fetcher.current().pending_tags == {"article:0"}
 
         server.start()
         deadline = time.monotonic() + 10
@@ -52,7 +52,7 @@ def test_redis_down_fails_open_behind_the_breaker(use_private_redis):
             assert caching.fetch(keys.article_key(probe), lambda: "x", kind="article").value == "x"
             time.sleep(0.1)
         assert _breaker_gauge() == 0
-        assert core.current().pending_tags == set()  # replayed
+        assert fetcher.current().pending_tags == set()  # replayed
         fetched = caching.fetch(keys.article_key(999), lambda: "y", kind="article")
         assert fetched.value == "y"
-        assert server.client().exists(keys.value_key(keys.article_key(999)))  # L2 in use again
+        assert server.client().exists(keys.value_key(fetcher.current().namespace, keys.article_key(999)))  # L2 in use again

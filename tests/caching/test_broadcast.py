@@ -5,10 +5,9 @@ import multiprocessing
 import time
 
 import pytest
-from django_redis import get_redis_connection
 
 import caching
-from caching import core, keys, tags
+from caching import engine, keys, tags
 
 KEY = keys.article_key(3)
 TAG = tags.article_tag(3)
@@ -23,11 +22,10 @@ def _process_b(conn):
             fetched = caching.fetch(KEY, lambda v=version: v, kind="article", tags=[TAG])
             conn.send((fetched.value, fetched.source))
         elif command[0] == "stats":
-            proc = core.current()
-            sub = proc.ensure_subscriber()
-            conn.send({"subscribed": sub.subscribed.is_set(), "clears": proc.l1.clears, "entries": len(proc.l1)})
+            eng = engine.default()
+            conn.send({"subscribed": eng.subscribed(), "clears": eng.l1.clears, "entries": len(eng.l1)})
         elif command[0] == "wait_subscribed":
-            conn.send(core.current().ensure_subscriber().wait_subscribed(10))
+            conn.send(engine.default().subscriber.wait_subscribed(10))
         else:
             return
 
@@ -67,8 +65,8 @@ def test_invalidation_reaches_other_process_l1_and_lost_subscription_clears_it()
 
         # Kill B's subscription connection: B clears its L1 and resubscribes.
         clears_before = ask("stats")["clears"]
-        redis = get_redis_connection("default")
-        name = keys.subscriber_client_name(b.pid)
+        redis = engine.redis_client()
+        name = keys.subscriber_client_name(engine.default().namespace, b.pid)
         ids = [c["id"] for c in redis.client_list(_type="pubsub") if c.get("name") == name]
         assert len(ids) == 1
         redis.client_kill_filter(_id=ids[0])

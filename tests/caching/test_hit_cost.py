@@ -4,7 +4,7 @@ redis-server so other clients do not pollute the counts)."""
 import pytest
 
 import caching
-from caching import core, keys
+from caching import engine, keys
 
 from .conftest import cache_settings
 
@@ -41,7 +41,7 @@ def test_l1_hit_is_zero_redis_commands(use_private_redis):
     client = use_private_redis.client()
     key = keys.article_key(8)
     caching.fetch(key, lambda: "v", kind="article")  # starts the subscriber
-    assert core.current().subscriber.wait_subscribed(5)
+    assert engine.default().subscriber.wait_subscribed(5)
     caching.fetch(key, lambda: "v", kind="article")  # L1 was cleared on subscribe: refill
     before = _commands(client)
     for _ in range(20):

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from caching import core, metrics
+from caching import engine, fetcher, metrics
 from caching.l1 import L1Entry
 
 from .conftest import cache_settings
@@ -15,9 +15,8 @@ MAX_BYTES = 2 * 1024 * 1024
 @pytest.mark.slow
 def test_million_keys_keep_l1_under_its_byte_bound():
     with cache_settings(L1_MAX_BYTES=MAX_BYTES, L1_MAX_ENTRIES=10**7):
-        proc = core.current()
-        l1 = proc.l1
-        assert proc.ensure_subscriber().wait_subscribed(5)  # its first subscribe clears L1
+        l1 = engine.default().l1
+        assert engine.default().subscriber.wait_subscribed(5)  # its first subscribe clears L1
         stats = metrics.stats_for("bounds")
         since = l1.since()
         peak = 0
@@ -27,9 +26,9 @@ def test_million_keys_keep_l1_under_its_byte_bound():
         for i in range(1_000_000):
             key = f"bounds:{i}"
             value = values[i % 300]
-            # The size estimate core.put_l1 computes: envelope bytes + fixed overheads + key.
+            # The size estimate FetchFace.put_l1 computes: envelope bytes + fixed overheads + key.
             nbytes = len(value) + 40 + 320 + 120 + len(key)
-            l1.put(key, L1Entry(value, 0.0, (tag_names[i % 5000],), nbytes, expires, stats), *since)
+            l1.put(key, L1Entry(value, 0.0, (tag_names[i % 5000],), nbytes, expires, stats), since)
             if i % 50_000 == 0:
                 peak = max(peak, l1.nbytes)
                 assert l1.nbytes <= MAX_BYTES
@@ -42,8 +41,8 @@ def test_million_keys_keep_l1_under_its_byte_bound():
 
 def test_entry_count_bound():
     with cache_settings(L1_MAX_ENTRIES=100):
-        proc = core.current()
-        assert proc.ensure_subscriber().wait_subscribed(5)
+        proc = fetcher.current()
+        assert proc.engine.subscriber.wait_subscribed(5)
         stats = metrics.stats_for("bounds")
         since = proc.l1.since()
         for i in range(1000):

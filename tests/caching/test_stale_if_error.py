@@ -6,10 +6,9 @@ import pytest
 from django.conf import settings
 from django.db import OperationalError
 from django.test.utils import override_settings
-from django_redis import get_redis_connection
 
 import caching
-from caching import keys
+from caching import engine, fetcher, keys
 
 from .conftest import cache_settings
 
@@ -33,11 +32,11 @@ def test_loader_error_serves_stale_and_keeps_the_entry(short_kind):
     for _ in range(2):  # the lease is released after a failure: the next call retries the loader
         fetched = caching.fetch(key, _db_down, kind=short_kind)
         assert (fetched.value, fetched.source) == ("old", caching.STALE)
-    assert get_redis_connection("default").exists(keys.value_key(key))
+    assert engine.redis_client().exists(keys.value_key(fetcher.current().namespace, key))
 
     with pytest.raises(ValueError):  # not a named loader error: propagates, entry still kept
         caching.fetch(key, lambda: int("x"), kind=short_kind)
-    assert get_redis_connection("default").exists(keys.value_key(key))
+    assert engine.redis_client().exists(keys.value_key(fetcher.current().namespace, key))
 
     fetched = caching.fetch(key, lambda: "new", kind=short_kind)
     assert (fetched.value, fetched.source) == ("new", caching.MISS)

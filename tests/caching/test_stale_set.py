@@ -7,10 +7,9 @@ import pytest
 from django.contrib.auth.models import Group
 from django.core.cache import cache
 from django.db import connection, transaction
-from django_redis import get_redis_connection
 
 import caching
-from caching import keys, tags
+from caching import engine, fetcher, keys, tags
 
 
 def _race(get, invalidate_on_commit, group):
@@ -71,7 +70,7 @@ def test_fill_that_started_before_an_invalidation_is_rejected():
     fetched = _race(ours, lambda: caching.invalidate_tags_on_commit([tag]), group)
     assert (fetched.value, fetched.source) == ("v1", caching.MISS)  # that caller's own answer
 
-    assert get_redis_connection("default").get(keys.value_key(key)) is None  # nothing stored
+    assert engine.redis_client().get(keys.value_key(fetcher.current().namespace, key)) is None  # nothing stored
     again = caching.fetch(key, lambda: Group.objects.get(pk=group.pk).name, kind="article", tags=[tag])
     assert (again.value, again.source) == ("v2", caching.MISS)  # not HIT-L1 "v1"
     assert caching.fetch(key, lambda: "unused", kind="article", tags=[tag]).value == "v2"

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import requests
 
-import caching.core
+import caching.engine
+import caching.fetcher
 from tests.factories import make_article, make_user
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -61,7 +62,7 @@ def test_admin_cache_page_draws_the_chart(live_server, browser, tmp_path):
     # (L1 emptied), then L1 hits.
     for round_ in range(3):
         if round_ == 1:
-            caching.core.clear_local()
+            caching.fetcher.clear_local()
         for article in articles:
             assert requests.get(f"{live_server.url}/api/articles/{article.pk}/", timeout=10).status_code == 200
         assert requests.get(f"{live_server.url}/api/articles/", timeout=10).status_code == 200

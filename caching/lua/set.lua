@@ -25,4 +25,4 @@ for i = 3, #KEYS do
 end
 trim(now)
 if stored == 0 then return {0, 0} end
-return {stored, announce('k', '\n' .. ARGV[2])}
+return {stored, announce_write('t')}

@@ -3,4 +3,4 @@
 -- may still hold a key that left Redis some other way.
 local deleted = redis.call('DEL', unpack(KEYS, 3))
 redis.call('ZREM', KEYS[1], unpack(KEYS, 3))
-return {deleted, announce('k', '\n' .. ARGV[2])}
+return {deleted, announce_write('t')}

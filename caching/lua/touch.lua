@@ -8,4 +8,4 @@ else
   redis.call('PERSIST', KEYS[3])
 end
 index(KEYS[3], ttl, now)
-return {1, announce('k', '\n' .. ARGV[2])}
+return {1, announce_write('t')}

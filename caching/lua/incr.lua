@@ -3,4 +3,4 @@
 if redis.call('EXISTS', KEYS[3]) == 0 then return {0} end
 local value = redis.pcall('INCRBY', KEYS[3], ARGV[3])
 if type(value) == 'table' and value.err then return {2, value.err} end
-return {1, value, announce('k', '\n' .. ARGV[2])}
+return {1, value, announce_write('t')}

@@ -1,0 +1,179 @@
+"""The per-process engine under both faces of the tiered cache (docs/caching.md has the diagram).
+
+One `Engine` per (process, EngineSettings): L1 (optional), L2 (the Redis client behind its
+breaker, with the Lua scripts), the subscriber that keeps L1 coherent, and the namespace its keys
+live in. Two thin faces use it, each owning only its value format:
+
+- the fetch face (caching/fetch.py, bulk.py; the response middleware): envelopes with soft
+  expiry, tags, leases — `default()` is its engine, configured by settings.NEWSITE_CACHE;
+- the key-value face (caching/backends/tiered.py, Django's cache API) — one engine per CACHES
+  entry, configured by its LOCATION and OPTIONS.
+
+Engines are created lazily on first use (never at import) and dropped in a forked child, which
+builds its own: locks, threads and subscriptions do not survive fork. `reset()` (settings
+changed, tests) stops every subscriber and forgets every engine; the faces' per-process state
+registers with `on_reset` to be dropped with them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+
+from caching import conf, keys, metrics
+from caching.broadcast import Subscriber
+from caching.conf import EngineSettings
+from caching.l1 import L1
+from caching.l2 import L2
+
+FIRST_SUBSCRIBE_WAIT = 0.5
+SUBSCRIBER_STUCK_AFTER = 5.0  # seconds without a turn of the subscriber loop (it turns every second)
+
+
+class Engine:
+    def __init__(self, settings: EngineSettings):
+        self.settings = settings
+        self.pid = os.getpid()
+        self.namespace = settings.namespace
+        self.l2 = L2(settings, tier=settings.metrics_label)
+        self.l1 = (
+            L1(
+                max_bytes=settings.l1_max_bytes,
+                max_entries=settings.l1_max_entries,
+                max_item_bytes=settings.l1_max_item_bytes,
+                tag_seq_ttl=settings.tag_seq_ttl,
+            )
+            if settings.l1_enabled
+            else None
+        )
+        self.sequence_key = keys.sequence_key(self.namespace)
+        self.channel = ""
+        self.subscriber: Subscriber | None = None
+
+    def start(self) -> None:
+        """With an L1, subscribe to the channel and wait briefly for the first subscription
+        (it clears L1, so fills made before it would be thrown away). Redis down: give up after
+        FIRST_SUBSCRIBE_WAIT; the thread keeps retrying."""
+        self.channel = keys.channel(self.namespace, self.l2.db)
+        if self.l1 is None:
+            return
+        self.subscriber = Subscriber(
+            self.l1, l2=self.l2, channel=self.channel,
+            client_name=keys.subscriber_client_name(self.namespace, self.pid),
+        )
+        self.subscriber.start()
+        self.subscriber.wait_subscribed(FIRST_SUBSCRIBE_WAIT)
+
+    def stop(self) -> None:
+        if self.subscriber is not None:
+            self.subscriber.stop(timeout=0)
+
+    def subscribed(self) -> bool:
+        """True while the invalidation subscription is up (L1 is coherent)."""
+        sub = self.subscriber
+        return sub is not None and sub.subscribed.is_set()
+
+    def subscriber_state(self) -> str:
+        """"ok", "off" (no L1), "connecting", "dead" (thread gone) or "stuck" (loop not turning)."""
+        sub = self.subscriber
+        if self.l1 is None:
+            return "off"
+        if sub is None or not sub.alive:
+            return "dead"
+        if time.monotonic() - sub.heartbeat > SUBSCRIBER_STUCK_AFTER:
+            return "stuck"
+        return "ok" if sub.subscribed.is_set() else "connecting"
+
+    def snapshot(self) -> dict:
+        sub = self.subscriber
+        return {
+            "namespace": self.namespace,
+            "l1": self.l1.snapshot() if self.l1 is not None else None,
+            "subscription": {
+                "state": self.subscriber_state(),
+                "subscribed": self.subscribed(),
+                "messages": sub.messages if sub else 0,
+                "bad_messages": sub.bad_messages if sub else 0,
+                "drops": sub.drops if sub else 0,
+                "restarts": sub.restarts if sub else 0,
+            },
+            "breaker": self.l2.breaker.snapshot(),
+        }
+
+
+# --- the per-process registry -------------------------------------------------------------------
+
+_engines: dict[EngineSettings, Engine] = {}
+_lock = threading.Lock()
+_default: Engine | None = None
+generation = 0  # bumped by reset() and after fork: faces holding an engine compare it to re-bind
+on_reset: list[Callable[[], None]] = []
+
+
+def engine_for(settings: EngineSettings) -> Engine:
+    """This process's engine of `settings` (created and started on first use)."""
+    engine = _engines.get(settings)
+    if engine is None:
+        with _lock:
+            engine = _engines.get(settings)
+            if engine is None:
+                engine = Engine(settings)
+                engine.start()
+                _engines[settings] = engine
+    return engine
+
+
+def default() -> Engine:
+    """The fetch face's engine (settings.NEWSITE_CACHE, Redis of CACHES["default"])."""
+    global _default
+    engine = _default
+    if engine is None:
+        engine = _default = engine_for(conf.get().engine)
+    return engine
+
+
+def redis_client():
+    """The raw redis-py client of the default engine (ops probes, tests; no breaker)."""
+    return default().l2.client
+
+
+def all_engines() -> list[Engine]:
+    return list(_engines.values())
+
+
+def clear_local() -> None:
+    """Empty every L1 of this process (tests; Redis is untouched)."""
+    for engine in all_engines():
+        if engine.l1 is not None:
+            engine.l1.clear()
+
+
+def _forget() -> list[Engine]:
+    global _engines, _default, generation
+    old, _engines, _default = list(_engines.values()), {}, None
+    generation += 1
+    for hook in list(on_reset):
+        hook()
+    return old
+
+
+def reset() -> None:
+    """Forget every engine of this process (settings changed, tests): subscribers are told to
+    stop (their threads exit within a second) and faces re-bind on their next call."""
+    with _lock:
+        old = _forget()
+    for engine in old:
+        engine.stop()
+    conf.reset()
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+    _forget()
+    metrics.after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

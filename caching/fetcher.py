@@ -1,0 +1,413 @@
+"""The fetch face: `fetch()` of one key, single-flight inside the process, leases across them.
+
+fetch(key, loader, kind=..., tags=...):
+  L1 hit                      -> the L1 entry itself (no Redis, no allocation)
+  L1 miss -> in-process single-flight per key (one thread loads, the others share its Future)
+          -> L2 GET (one command)
+             fresh            -> HIT-L2, backfill L1
+             fresh but XFetch -> early refresh: try the lease, else serve it (HIT-L2)
+             stale or absent  -> acquire.lua: lease taken -> load, fill.lua (refused if a tag was
+                                 invalidated after the lease), backfill L1; lease held elsewhere
+                                 -> stale value (STALE) or wait briefly for the holder's fill
+  Redis unreachable/breaker open -> loader, L1 only.
+
+The face owns the envelope format (caching/envelope.py) and the tag bookkeeping; L1, L2 and
+the subscriber are the engine's (caching/engine.py). Bulk reads: caching/bulk.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from enum import IntEnum
+
+from django.db.models.query import QuerySet
+
+from caching import conf as conf_module
+from caching import engine as engine_module
+from caching import keys, metrics
+from caching.conf import NEGATIVE_KIND
+from caching.envelope import Envelope, encode
+from caching.l1 import HIT_L2, MISS, STALE, Fetched, FillGuard, L1Entry
+from caching.l2 import L2Unavailable
+from caching.metrics import PrefixStats
+
+logger = logging.getLogger(__name__)
+
+_get_conf = conf_module.get
+_PENDING_MAX = 10_000
+L1_ENTRY_OVERHEAD = 320
+L1_TAG_OVERHEAD = 120
+
+
+class Acquired(IntEnum):
+    """acquire.lua's answer."""
+
+    HELD = 0  # another process holds the lease
+    LEASED = 1  # ours: load and fill
+    FILLED = 2  # somebody filled the key since we looked: use it
+
+
+class Filled(IntEnum):
+    """fill.lua's answer."""
+
+    SKIPPED = -1  # another process holds the lease
+    REFUSED = 0  # a tag was invalidated after the load started: the value may be superseded
+    STORED = 1
+
+
+@dataclass(slots=True)
+class Load:
+    """One key being fetched past L1: what to load and what the fill must not be overtaken by."""
+
+    key: str
+    vkey: str
+    loader: Callable
+    kind: str
+    tags: object  # iterable of tags, or callable(value) -> tags
+    stats: PrefixStats
+    guard: FillGuard
+
+
+@dataclass(slots=True)
+class Entry:
+    """A loaded value ready for the tiers."""
+
+    value: object
+    tags: tuple
+    envelope: bytes
+    filled_at: float
+    soft_expiry: float
+    hard_ttl: float
+
+
+def resolve_tags(tags, value) -> tuple:
+    """`tags` is an iterable of strings or a callable(value) returning one."""
+    if callable(tags):
+        tags = tags(value)
+    return tuple(dict.fromkeys(tags)) if tags else ()
+
+
+class FetchFace:
+    """The fetch face's per-process state over the default engine: in-flight loads and the
+    invalidations still to replay to Redis."""
+
+    def __init__(self, engine, conf):
+        self.engine = engine
+        self.conf = conf
+        self.l1 = engine.l1
+        self.l2 = engine.l2
+        self.namespace = engine.namespace
+        self._inflight: dict[str, Future] = {}
+        self._inflight_lock = threading.Lock()
+        self.pending_tags: set[str] = set()
+
+    # --- L1 ---------------------------------------------------------------------------------
+
+    def guard(self) -> FillGuard:
+        return self.l1.since() if self.l1 is not None else FillGuard(0, 0)
+
+    def put_l1(self, key, value, tags, soft_expiry, filled_at, nbytes, stats, guard: FillGuard) -> None:
+        l1 = self.l1
+        if l1 is None:
+            return
+        conf = self.conf
+        ttl = min(conf.l1_ttl * (1.0 - random.random() * conf.jitter), soft_expiry - time.time())
+        if ttl <= 0:
+            return
+        nbytes = nbytes + L1_ENTRY_OVERHEAD + L1_TAG_OVERHEAD * len(tags) + len(key)
+        l1.put(key, L1Entry(value, filled_at, tags, nbytes, time.monotonic() + ttl, stats), guard)
+
+    def put_envelope(self, key, env: Envelope, stats, guard: FillGuard) -> None:
+        self.put_l1(key, env.value, env.tags, env.soft_expiry, env.filled_at, env.nbytes, stats, guard)
+
+    def put_entry(self, key, entry: Entry, stats, guard: FillGuard) -> None:
+        self.put_l1(key, entry.value, entry.tags, entry.soft_expiry, entry.filled_at, len(entry.envelope), stats, guard)
+
+    # --- single-flight ----------------------------------------------------------------------
+
+    def fetch_slow(self, key, loader, kind, tags) -> Fetched:
+        stats = metrics.stats_for(keys.key_prefix_of(key))
+        if self.l1 is not None:
+            stats.miss_l1()
+        with self._inflight_lock:
+            future = self._inflight.get(key)
+            leader = future is None
+            if leader:
+                future = self._inflight[key] = Future()
+        if not leader:
+            return future.result()
+        try:
+            load = Load(key, keys.value_key(self.namespace, key), loader, kind, tags, stats, self.guard())
+            result = self._fetch(load)
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            with self._inflight_lock:
+                self._inflight.pop(key, None)
+
+    # --- L2 + leases ------------------------------------------------------------------------
+
+    def _fetch(self, load: Load) -> Fetched:
+        try:
+            raw = self.l2.get(load.vkey)
+        except L2Unavailable:
+            return self._load_without_l2(load, stale=None)
+        if self.pending_tags:
+            self.retry_pending_invalidations()
+        early = False
+        stale = None
+        if raw is not None:
+            env = Envelope(raw)
+            now = time.time()
+            if now < env.soft_expiry:
+                if not self._xfetch(env, now):
+                    load.stats.hit_l2()
+                    self.put_envelope(load.key, env, load.stats, load.guard)
+                    return Fetched(env.value, HIT_L2, env.filled_at)
+                early = True
+            stale = env
+        else:
+            load.stats.miss_l2()
+        return self._load_with_lease(load, stale, early)
+
+    def _xfetch(self, env: Envelope, now: float) -> bool:
+        """XFetch (Vattani et al.): refresh early with a probability that grows as the soft
+        expiry nears, scaled by how long the value took to compute."""
+        beta = self.conf.xfetch_beta
+        if not beta or not env.cost:
+            return False
+        return now - env.cost * beta * math.log(1.0 - random.random()) >= env.soft_expiry
+
+    def _load_with_lease(self, load: Load, stale: Envelope | None, early: bool) -> Fetched:
+        conf = self.conf
+        lkey = keys.lease_key(self.namespace, load.key)
+        token = os.urandom(8).hex()
+        seen = stale.filled_raw.decode() if stale is not None else ""
+        lease_ms = int(conf.lease_ttl * 1000)
+        deadline = time.monotonic() + conf.lease_wait
+        delay = 0.002
+        while True:
+            try:
+                status, payload = self.l2.script(
+                    "acquire", [load.vkey, lkey, self.engine.sequence_key], [token, lease_ms, seen]
+                )
+            except L2Unavailable:
+                return self._load_without_l2(load, stale)
+            status = Acquired(int(status))
+            if status is Acquired.FILLED:
+                env = Envelope(payload)
+                load.stats.hit_l2()
+                self.put_envelope(load.key, env, load.stats, load.guard)
+                return Fetched(env.value, HIT_L2, env.filled_at)
+            start_seq = int(payload)
+            if status is Acquired.LEASED:
+                return self._load_and_fill(load, lkey, token, start_seq, stale)
+            if stale is not None:  # another process refreshes: serve what we have
+                if early:
+                    load.stats.hit_l2()
+                    return Fetched(stale.value, HIT_L2, stale.filled_at)
+                load.stats.stale_l2()
+                return Fetched(stale.value, STALE, stale.filled_at)
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        # The lease holder is too slow or gone: load ourselves. fill.lua will not overwrite a
+        # value while another process holds the lease.
+        logger.warning("cache lease wait for %s exceeded %.1fs: loading without the lease", load.key, conf.lease_wait)
+        return self._load_and_fill(load, lkey, "", start_seq, None)
+
+    def run_loader(self, loader, stats):
+        started = time.perf_counter()
+        value = loader()
+        cost = time.perf_counter() - started
+        stats.loaded(cost)
+        return value, cost
+
+    def entry_for(self, value, kind, tags: tuple, cost) -> Entry:
+        if isinstance(value, QuerySet):
+            raise TypeError("refusing to cache a QuerySet (lazy, re-queries on use): cache list(qs) or values")
+        conf = self.conf
+        spec = conf.kind(NEGATIVE_KIND if value is None else kind)
+        ttl = conf.jittered(spec.ttl)
+        filled_at = time.time()
+        soft_expiry = filled_at + ttl
+        return Entry(value, tags, encode(value, tags, soft_expiry, filled_at, cost), filled_at, soft_expiry, ttl + spec.grace)
+
+    def fill_call(self, key: str, entry: Entry, *, token: str, start_seq: int) -> tuple:
+        """fill.lua's (keys, args) for `entry`: value, lease, tag-invalidated keys, tag buckets."""
+        ns = self.namespace
+        width = self.conf.tag_bucket_seconds
+        bucket = int((entry.filled_at + entry.hard_ttl) // width)
+        tag_keys = [keys.tag_invalidated_key(ns, t) for t in entry.tags]
+        bucket_keys = [keys.tag_bucket_key(ns, t, bucket) for t in entry.tags]
+        return (
+            [keys.value_key(ns, key), keys.lease_key(ns, key), *tag_keys, *bucket_keys],
+            [token, start_seq, entry.envelope, int(entry.hard_ttl * 1000), len(tag_keys), (bucket + 1) * width + 60],
+        )
+
+    def _load_and_fill(self, load: Load, lkey: str, token: str, start_seq: int, stale: Envelope | None) -> Fetched:
+        try:
+            value, cost = self.run_loader(load.loader, load.stats)
+        except self.conf.loader_errors as exc:
+            self._release(lkey, token)
+            if stale is None:
+                raise
+            if time.time() < stale.soft_expiry:  # an early (XFetch) refresh failed: still fresh
+                load.stats.hit_l2()
+                return Fetched(stale.value, HIT_L2, stale.filled_at)
+            logger.warning("loader for %s failed (%s): serving the stale value", load.key, exc)
+            load.stats.stale_l2()
+            return Fetched(stale.value, STALE, stale.filled_at)
+        except BaseException:
+            self._release(lkey, token)
+            raise
+        entry = self.entry_for(value, load.kind, resolve_tags(load.tags, value), cost)
+        fill_keys, fill_args = self.fill_call(load.key, entry, token=token, start_seq=start_seq)
+        try:
+            stored = Filled(int(self.l2.script("fill", fill_keys, fill_args)))
+        except L2Unavailable:
+            stored = None
+        if stored is Filled.REFUSED:
+            # A tag was invalidated while we loaded: the value may predate the write. Hand it to
+            # this caller (its request began before the invalidation) but cache it nowhere.
+            metrics.count_invalidation("rejected_fill")
+        else:
+            # Stored in L2: guard L1 with the sequence at lease time (an invalidation after it that
+            # reached us meanwhile refuses the put); Redis unreachable: with the local mark.
+            guard = FillGuard(start_seq, load.guard.epoch) if stored is not None else load.guard
+            self.put_entry(load.key, entry, load.stats, guard)
+        return Fetched(value, MISS, entry.filled_at)
+
+    def _load_without_l2(self, load: Load, stale: Envelope | None) -> Fetched:
+        try:
+            value, cost = self.run_loader(load.loader, load.stats)
+        except self.conf.loader_errors as exc:
+            if stale is None:
+                raise
+            logger.warning("loader for %s failed (%s): serving the stale value", load.key, exc)
+            load.stats.stale_l2()
+            return Fetched(stale.value, STALE, stale.filled_at)
+        entry = self.entry_for(value, load.kind, resolve_tags(load.tags, value), cost)
+        self.put_entry(load.key, entry, load.stats, load.guard)
+        return Fetched(value, MISS, entry.filled_at)
+
+    def _release(self, lkey, token) -> None:
+        if not token:
+            return
+        try:
+            self.l2.script("release", [lkey], [token])
+        except L2Unavailable:
+            pass  # the lease expires by itself after LEASE_TTL
+
+    # --- invalidation -------------------------------------------------------------------------
+
+    def invalidate(self, tags: list[str]) -> None:
+        """L2 (invalidate.lua) and every process's L1 (its broadcast), ours applied at once."""
+        conf = self.conf
+        ns = self.namespace
+        width = conf.tag_bucket_seconds
+        now = time.time()
+        first, last = int(now // width), int((now + conf.max_hard_ttl) // width) + 1
+        tag_keys = [keys.tag_invalidated_key(ns, t) for t in tags]
+        bucket_keys = [keys.tag_bucket_key(ns, t, b) for t in tags for b in range(first, last + 1)]
+        try:
+            seq, _deleted = self.l2.script(
+                "invalidate",
+                [self.engine.sequence_key, *tag_keys, *bucket_keys],
+                [len(tag_keys), conf.tag_invalidation_ttl, self.engine.channel,
+                 "\n".join(tags)],
+            )
+        except L2Unavailable as exc:
+            # L2 keeps its entries until Redis is back: remember the tags and replay them on
+            # the next successful Redis call. Our own L1 is cleaned now.
+            if len(self.pending_tags) < _PENDING_MAX:
+                self.pending_tags.update(tags)
+            else:
+                logger.error("pending invalidation backlog full: L2 may serve stale data until TTL")
+            logger.error("invalidation of %d tags could not reach Redis (%s): queued for replay", len(tags), exc)
+            metrics.count_invalidation("failed", len(tags))
+            if self.l1 is not None:
+                self.l1.invalidate(None, tags)
+            return
+        metrics.count_invalidation("tag", len(tags))
+        if self.l1 is not None:
+            self.l1.invalidate(int(seq), tags)  # ours now; the broadcast echo is then a no-op
+
+    def retry_pending_invalidations(self) -> None:
+        tags, self.pending_tags = sorted(self.pending_tags), set()
+        if tags:
+            logger.warning("replaying %d invalidations queued while Redis was unreachable", len(tags))
+            self.invalidate(tags)
+
+
+# --- this process's face ------------------------------------------------------------------------
+
+_face: FetchFace | None = None
+_face_lock = threading.Lock()
+
+
+def current() -> FetchFace:
+    """This process's fetch face (created on first use, again after fork or a settings change)."""
+    global _face
+    face = _face
+    if face is None:
+        with _face_lock:
+            if _face is None:
+                _face = FetchFace(engine_module.default(), _get_conf())
+            face = _face
+    return face
+
+
+def _forget() -> None:
+    global _face, _face_lock
+    _face = None
+    _face_lock = threading.Lock()
+
+
+engine_module.on_reset.append(_forget)
+
+
+def fetch(key: str, loader, *, kind: str, tags=()) -> Fetched:
+    """Return the cached value of `key` as a Fetched(value, source, filled_at), calling
+    `loader()` at most once across all processes when it is cold or expired.
+
+    `tags`: iterable of tag strings, or a callable(value) -> tags (known only after the load).
+    A loader returning None is cached (kind "negative" TTL), distinct from a miss. Cost: L1 hit
+    ~1-2 us and no Redis; L2 hit one GET; miss a lease script, the loader, a fill script.
+    """
+    if not _get_conf().enabled:
+        return Fetched(loader(), MISS, time.time())
+    face = _face or current()
+    l1 = face.l1
+    if l1 is not None:
+        entry = l1.get(key)
+        if entry is not None:
+            entry.stats.hit_l1()
+            return entry
+    return face.fetch_slow(key, loader, kind, tags)
+
+
+def get_or_load(key: str, loader, *, kind: str, tags=()):
+    """fetch(...).value."""
+    return fetch(key, loader, kind=kind, tags=tags).value
+
+
+def clear_local() -> None:
+    """Empty this process's L1s and forget queued invalidations (tests; L2 is untouched)."""
+    engine_module.clear_local()
+    face = _face
+    if face is not None:
+        face.pending_tags.clear()
