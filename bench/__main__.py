@@ -10,9 +10,11 @@ Examples:
 import argparse
 import sys
 
-from bench.run import MODES, WORKLOADS, run
+from bench.context import MODES, WORKLOADS
+from bench.run import run
+from bench.scenarios import SCENARIOS as SCENARIO_MODULES
 
-SCENARIOS = ("throughput", "coldkey", "freshness", "servers", "warmstart")
+SCENARIOS = tuple(SCENARIO_MODULES)
 
 
 def parse(argv):

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from bench.stack import ROOT, TASKSET
+from bench.stats import percentile
 
 MODE_LABELS = {
     "cluster": "cluster: L2-only + L1+L2 servers at once",
@@ -123,8 +124,6 @@ def targets(results, ctx) -> list[str]:
                          _fmt(loads, 1) if ok else row.get("status", "n/a"), (round(loads) <= 1) if ok else None))
     if ctx.fresh.get("status") == "ok":
         all_t = ctx.fresh["samples"]["all tiers"]
-        from bench.run import percentile
-
         p50, p99 = percentile(all_t, 50), percentile(all_t, 99)
         rows.append(("commit -> old version gone from every tier: p50 <= 25 ms", f"{p50:.1f} ms", p50 <= 25))
         rows.append(("commit -> old version gone from every tier: p99 <= 100 ms", f"{p99:.1f} ms", p99 <= 100))
@@ -157,8 +156,6 @@ def coldkey_section(ctx) -> list[str]:
 
 
 def fresh_section(ctx) -> list[str]:
-    from bench.run import percentile
-
     out = ["## Commit to fresh", ""]
     if ctx.fresh.get("status") != "ok":
         return out + [f"{ctx.fresh.get('status', 'n/a: not run')}", ""]
@@ -196,6 +193,35 @@ def servers_section(results) -> list[str]:
                    f"{_fmt(h.req_s, 0) if _ok(h) else (h.status if h else '–')} | {_fmt(h.p99_ms, 2) if _ok(h) else '–'} | {status} |")
     if best:
         out += ["", f"Fastest on the hot-article workload here: **{best}**."]
+    return out + [""]
+
+
+def warmstart_section(ctx) -> list[str]:
+    data = ctx.warmstart
+    if not data:
+        return []
+    out = ["## Warm start (first minute after a deploy)", ""]
+    if data.get("status") != "ok":
+        return out + [data.get("status", "n/a"), ""]
+    out += ["A new L1+L2 server and an empty Redis; Zipf reads ranked by the stored view counts (what "
+            "`warm_cache` ranks by). `warm`: `manage.py warm_cache` ran first. Hit ratio = requests answered "
+            "by L1 or L2 / all requests.", ""]
+    phases = data["phases"]
+    out += ["| start | hit ratio (whole minute) | DB queries/req | req/s | warm_cache took |",
+            "|---|---:|---:|---:|---:|"]
+    for phase, p in phases.items():
+        if p.get("status") != "ok":
+            out.append(f"| {phase} | {p.get('status', 'n/a')} | | | |")
+            continue
+        took = f"{p['warm_cache_seconds']:.1f} s" if p.get("warm_cache_seconds") else "–"
+        out.append(f"| {phase} | {p['hit']:.3f} | {p['db_per_req']:.3f} | {p['req_s']:,.0f} | {took} |")
+    out += ["", f"Per {data['slice_seconds']:g} s slice (hit ratio):", "",
+            "| start | " + " | ".join(f"{(i + 1) * data['slice_seconds']:g} s" for i in range(len(next(
+                (p["slices"] for p in phases.values() if p.get("status") == "ok"), [])))) + " |"]
+    out.append("|---|" + "---:|" * len(next((p["slices"] for p in phases.values() if p.get("status") == "ok"), [])))
+    for phase, p in phases.items():
+        if p.get("status") == "ok":
+            out.append(f"| {phase} | " + " | ".join(f"{r['hit']:.3f}" if r["hit"] is not None else "–" for r in p["slices"]) + " |")
     return out + [""]
 
 
@@ -278,9 +304,7 @@ def write(ctx, results) -> list[Path]:
     if ctx.fresh:
         lines += fresh_section(ctx)
     lines += servers_section(results)
-    from bench import warmstart
-
-    lines += warmstart.section(ctx)
+    lines += warmstart_section(ctx)
     if "xact_end" in data and "xact_start" in data:
         lines += ["## Cross-check of the query counts", "",
                   f"PostgreSQL `pg_stat_database` counted {data['xact_end'] - data['xact_start']:,} transactions "

@@ -1,4 +1,6 @@
-"""Prometheus metrics of the cache and the CDN (SPEC section 7), and in-process counters.
+"""Prometheus metrics of the cache (SPEC section 7), and in-process counters.
+
+The CDN's metrics (purges, outbox backlog) are defined in cdn/metrics.py.
 
 prometheus-client picks its multiprocess value class by itself when PROMETHEUS_MULTIPROC_DIR is
 set (gunicorn); the /metrics view then aggregates with MultiProcessCollector. Gauges declare how
@@ -29,10 +31,6 @@ CACHE_INVALIDATIONS = Counter(
     "Invalidations by kind: tag (L2, per tag), l1_message (broadcasts applied), l1_flush "
     "(whole L1 cleared after a lost subscription), rejected_fill (stale sets refused), failed.",
     ["kind"],
-)
-CDN_PURGES = Counter("newsite_cdn_purges_total", "CDN purge calls by backend and result.", ["backend", "result"])
-OUTBOX_PENDING = Gauge(
-    "newsite_outbox_pending", "CDN purge outbox rows not delivered yet.", multiprocess_mode="mostrecent"
 )
 BREAKER_OPEN = Gauge(
     "newsite_breaker_open", "1 while the circuit breaker of a tier is open.", ["tier"], multiprocess_mode="livemax"

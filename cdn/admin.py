@@ -2,7 +2,7 @@
 
 from django.contrib import admin, messages
 
-from cdn import outbox
+from cdn import purges
 from cdn.models import PurgeOutbox
 
 
@@ -50,5 +50,5 @@ class PurgeOutboxAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry selected purges now")
     def retry_selected(self, request, queryset):
-        count = outbox.retry_now(queryset)
+        count = purges.retry_now(queryset)
         self.message_user(request, f"{count} purge(s) queued for delivery.", messages.SUCCESS)

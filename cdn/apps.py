@@ -11,7 +11,7 @@ class CdnConfig(AppConfig):
 
         from caching.invalidation import on_invalidate
         from cdn import checks  # noqa: F401  (registers the system check)
-        from cdn.outbox import enqueue_purge_hook
+        from cdn.purges import enqueue_purge_hook
 
         setting_changed.connect(_on_setting_changed, dispatch_uid="cdn-reset-backends")
         # Every tag invalidation writes CDN outbox rows inside the writer's transaction.

@@ -1,8 +1,9 @@
-"""The purge outbox: enqueue in the writer's transaction, drain after commit, re-drive what is left.
+"""The purge outbox rows after they are written: drain them, back off, report the backlog, prune.
 
-Guarantees (docs/cdn.md): a purge row commits or rolls back with the change that caused it; it is
-delivered at least once to its backend (purges are idempotent); a broker or CDN outage only delays
-it. Rows record attempts, last error and when they will be tried again.
+Guarantees (docs/cdn.md): a row is delivered at least once to its backend (purges are
+idempotent); a broker or CDN outage only delays it. Rows record attempts, last error and when they
+will be tried again. Writing rows and scheduling their drain is cdn/purges.py; the Celery tasks
+that run the drain are cdn/tasks.py. Dependencies point one way: purges -> tasks -> outbox.
 """
 
 import json
@@ -10,11 +11,10 @@ import logging
 import random
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import partial
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import Count, F, Min, Q
 from django.utils import timezone
 
 from cdn.backends import PurgeError, get_backends
@@ -33,66 +33,8 @@ DEFAULTS = {
 
 
 def outbox_setting(name):
+    """settings.CDN_OUTBOX[name], else DEFAULTS[name]."""
     return {**DEFAULTS, **getattr(settings, "CDN_OUTBOX", {})}[name]
-
-
-def _broker_errors() -> tuple[type[BaseException], ...]:
-    import kombu.exceptions
-    import redis.exceptions
-
-    return (
-        kombu.exceptions.OperationalError,
-        redis.exceptions.ConnectionError,
-        redis.exceptions.TimeoutError,
-        OSError,
-    )
-
-
-# --- Writing ---------------------------------------------------------------------------------
-
-
-def enqueue_purge(tags, *, urls=()) -> list[int]:
-    """Write one outbox row per configured backend in the current transaction; drain on commit.
-
-    Returns the new row ids ([] when there is nothing to purge). Costs one INSERT. If the broker
-    is unreachable at commit, the rows stay pending and the re-drive delivers them.
-    """
-    tags = sorted({str(tag) for tag in tags if tag})
-    urls = sorted({str(url) for url in urls if url})
-    if not tags and not urls:
-        return []
-    now = timezone.now()
-    rows = PurgeOutbox.objects.bulk_create(
-        [
-            PurgeOutbox(backend=alias, tags=tags, urls=urls, next_attempt_at=now, created_at=now)
-            for alias in get_backends()
-        ]
-    )
-    ids = [row.pk for row in rows]
-    transaction.on_commit(partial(schedule_drain, ids))
-    return ids
-
-
-def enqueue_purge_hook(tagset) -> None:
-    """caching.invalidation.on_invalidate hook: one outbox row per backend for these tags."""
-    enqueue_purge(tagset)
-
-
-def schedule_drain(ids=None, *, countdown: float | None = None) -> bool:
-    """Send purge_outbox_drain(ids) to the broker. False (logged) if the broker is unreachable."""
-    from cdn.tasks import purge_outbox_drain
-
-    try:
-        purge_outbox_drain.apply_async(
-            args=(list(ids),) if ids is not None else (),
-            countdown=countdown,
-            retry=True,
-            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
-        )
-    except _broker_errors() as exc:
-        logger.warning("cdn outbox: broker unreachable (%s); rows %s stay pending for the re-drive", exc, ids)
-        return False
-    return True
 
 
 # --- Delivering ------------------------------------------------------------------------------
@@ -210,14 +152,7 @@ def _record_failure(rows, error, retry_after, report: DrainReport, *, dead=False
         CDN_PURGES.labels(backend=rows[0].backend, result=result).inc()
 
 
-def retry_now(queryset) -> int:
-    """Make rows pending and due now (admin action); drains them after commit. Returns the count."""
-    ids = list(queryset.values_list("pk", flat=True))
-    PurgeOutbox.objects.filter(pk__in=ids).update(
-        status=PurgeOutbox.Status.PENDING, next_attempt_at=timezone.now()
-    )
-    transaction.on_commit(partial(schedule_drain, ids))
-    return len(ids)
+# --- Backlog and retention ------------------------------------------------------------------
 
 
 def update_pending_gauge() -> int:
@@ -232,8 +167,6 @@ def outbox_backlog() -> dict:
 
     Also sets newsite_outbox_pending. Costs one aggregate query (partial index for pending).
     """
-    from django.db.models import Count, Min, Q
-
     stats = PurgeOutbox.objects.filter(
         status__in=[PurgeOutbox.Status.PENDING, PurgeOutbox.Status.DEAD]
     ).aggregate(

@@ -1,7 +1,9 @@
-"""Celery tasks of the purge outbox (thin: the logic is in cdn.outbox)."""
+"""Celery tasks of the purge outbox, and sending the drain to the broker (the logic is in cdn.outbox)."""
 
 import logging
 
+import kombu.exceptions
+import redis.exceptions
 from celery import shared_task
 
 from cdn import outbox
@@ -10,6 +12,14 @@ logger = logging.getLogger("cdn")
 
 # Failed rows due sooner than this are re-sent by the drain itself; later ones by the re-drive.
 SELF_RETRY_MAX_DELAY = 300
+
+# What an unreachable broker raises from apply_async (AMQP/kombu, the Redis transport, sockets).
+BROKER_ERRORS = (
+    kombu.exceptions.OperationalError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    OSError,
+)
 
 
 @shared_task(bind=True, name="cdn.purge_outbox_drain", ignore_result=True)
@@ -27,7 +37,7 @@ def purge_outbox_drain(self, ids=None):
         and report.retry_in is not None
         and report.retry_in <= SELF_RETRY_MAX_DELAY
     ):
-        outbox.schedule_drain(report.failed, countdown=report.retry_in)
+        schedule_drain(report.failed, countdown=report.retry_in)
     return {"delivered": len(report.delivered), "failed": len(report.failed), "dead": len(report.dead)}
 
 
@@ -49,3 +59,19 @@ def purge_outbox_redrive():
 def purge_outbox_prune():
     """Beat: delete delivered rows past the retention window."""
     return outbox.prune_delivered()
+
+
+def schedule_drain(ids=None, *, countdown: float | None = None) -> bool:
+    """Send purge_outbox_drain(ids) to the broker. False (logged) if the broker is unreachable:
+    the rows stay pending for the re-drive."""
+    try:
+        purge_outbox_drain.apply_async(
+            args=(list(ids),) if ids is not None else (),
+            countdown=countdown,
+            retry=True,
+            retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
+        )
+    except BROKER_ERRORS as exc:
+        logger.warning("cdn outbox: broker unreachable (%s); rows %s stay pending for the re-drive", exc, ids)
+        return False
+    return True

@@ -15,7 +15,7 @@ from django.utils.module_loading import import_string
 
 from cdn.backends.base import BaseBackend, PurgeError
 
-__all__ = ["BaseBackend", "PurgeError", "get_backends", "get_backend", "reset_backends"]
+__all__ = ["BaseBackend", "PurgeError", "get_backends", "reset_backends"]
 
 DEFAULT_BACKENDS = {"default": {"BACKEND": "cdn.backends.dummy.DummyBackend"}}
 
@@ -48,11 +48,6 @@ def get_backends() -> dict[str, BaseBackend]:
                 _cache["backends"] = _build()
                 _cache["pid"] = pid
     return _cache["backends"]
-
-
-def get_backend(alias: str) -> BaseBackend | None:
-    """Return the configured backend called `alias`, or None if there is none."""
-    return get_backends().get(alias)
 
 
 def reset_backends(**kwargs) -> None:

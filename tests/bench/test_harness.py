@@ -9,9 +9,10 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from bench import loadgen, report
+from bench.context import Context, Result
 from bench.probes import cache_results, db_queries
-from bench.run import Context, Result, percentile
 from bench.stack import Stack, Unavailable, point_vcl_backend
+from bench.stats import percentile
 
 
 def test_zipf_exponent_puts_92_percent_of_reads_on_5_percent_of_rows():
@@ -84,3 +85,105 @@ def test_report_lists_every_mode_with_ratios_and_na_reasons(tmp_path):
     assert "| no cache | 100 | 0.10x |" in text
     assert "n/a: newsite cache not active" in text
     assert "L1 hit (hot article, L1+L2) >= 0.95x floor | n/a | n/a" in text
+
+
+def test_report_has_the_warmstart_tables(tmp_path):
+    opts = SimpleNamespace(out_dir=str(tmp_path), scenario_name="warm", server="gunicorn-sync", workers=2,
+                           threads=4, connections=16, warmup=1, zipf_warmup=2, duration=2, cold_start=True,
+                           rounds=1, redis="private", redis_url="", argv_text="--scenario warmstart",
+                           workloads=("hot",), modes=("floor",))
+    ctx = Context(opts=opts, stack=Stack(workdir=tmp_path), env={}, wrk="wrk")
+    slices = [{"slice": 0, "req_s": 100.0, "hit": 0.5, "l1": 0.4, "l2": 0.2, "db_per_req": 0.5, "requests": 100},
+              {"slice": 1, "req_s": 200.0, "hit": None, "l1": None, "l2": None, "db_per_req": 0.1, "requests": 200}]
+    ctx.warmstart = {"status": "ok", "slice_seconds": 30.0, "phases": {
+        "cold": {"status": "ok", "slices": slices, "warm_cache_seconds": None, "hit": 0.75, "db_per_req": 0.2,
+                 "req_s": 150.0},
+        "warm": {"status": "n/a: warm_cache failed: boom"},
+    }}
+    text = report.write(ctx, [])[0].read_text()
+    assert "## Warm start (first minute after a deploy)" in text
+    assert "| cold | 0.750 | 0.200 | 150 | – |" in text
+    assert "| warm | n/a: warm_cache failed: boom | | | |" in text
+    assert "| start | 30 s | 60 s |" in text and "| cold | 0.500 | – |" in text
+
+
+def test_every_scenario_is_a_module_the_cli_accepts():
+    from bench.__main__ import SCENARIOS, parse
+    from bench.scenarios import SCENARIOS as MODULES
+
+    assert SCENARIOS == ("throughput", "coldkey", "freshness", "servers", "warmstart")
+    for name, module in MODULES.items():
+        assert callable(module.run)
+        assert module.SHARED_SERVERS is None or isinstance(module.SHARED_SERVERS, frozenset)
+        opts = parse(["--scenario", name, "--smoke"])
+        assert opts.scenarios == (name,) and opts.scenario_name == f"{name}-smoke"
+    assert parse([]).scenarios == SCENARIOS
+    with pytest.raises(SystemExit):
+        parse(["--scenario", "nope"])
+
+
+def test_run_dispatches_the_chosen_scenarios_in_order_on_shared_servers(monkeypatch, tmp_path):
+    """bench.run only dispatches: the stack is replaced by a recorder, no server starts."""
+    from bench import report, run, session
+    from bench.__main__ import parse
+    from bench.scenarios import SCENARIOS
+
+    calls = []
+    opts = parse(["--scenario", "warmstart,freshness,throughput", "--modes", "l1l2", "--out-dir", str(tmp_path)])
+    ctx = Context(opts=opts, stack=Stack(workdir=tmp_path), env={}, wrk="wrk")
+    monkeypatch.setattr(session, "setup", lambda o: ctx)
+    monkeypatch.setattr(session, "build_workloads", lambda c: calls.append("workloads"))
+    monkeypatch.setattr(session, "start_servers", lambda c, modes: calls.append(("servers", set(modes))))
+    monkeypatch.setattr(session, "finish", lambda c: calls.append("finish"))
+    monkeypatch.setattr(report, "write", lambda c, results: [])
+    for name, module in SCENARIOS.items():
+        monkeypatch.setattr(module, "run", lambda c, name=name: calls.append(name))
+    assert run.run(opts) == 0
+    assert calls == ["workloads", ("servers", {"floor", "l1l2", "l2", "varnish"}), "throughput", "freshness",
+                     "warmstart", "finish"]
+
+
+def test_cli_help_runs():
+    import subprocess
+    import sys
+
+    from bench.stack import ROOT
+
+    for module in ("bench", "bench.backend_calls"):
+        done = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert "usage:" in done.stdout
+
+
+def test_bench_modules_import_each_other_one_way():
+    """No import circle inside bench/ (function-level imports included)."""
+    import ast
+
+    from bench.stack import ROOT
+
+    graph = {}
+    for path in (ROOT / "bench").rglob("*.py"):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("bench"):
+                edges.add(node.module)
+                edges.update(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                edges.update(a.name for a in node.names if a.name.startswith("bench"))
+        graph[name] = edges
+    graph = {name: {e for e in edges if e in graph and e != name} for name, edges in graph.items()}
+
+    def cycle_from(start, node, seen):
+        for nxt in graph[node]:
+            if nxt == start:
+                return [node, nxt]
+            if nxt not in seen:
+                seen.add(nxt)
+                found = cycle_from(start, nxt, seen)
+                if found:
+                    return [node, *found]
+        return None
+
+    assert [c for name in graph if (c := cycle_from(name, name, set()))] == []

@@ -14,7 +14,8 @@ from cdn.backends.fastly import FastlyBackend
 from cdn.backends.varnish import VarnishBackend
 from cdn.checks import check_cdn_backends
 from cdn.models import PurgeOutbox
-from cdn.outbox import drain_outbox, enqueue_purge
+from cdn.outbox import drain_outbox
+from cdn.purges import enqueue_purge
 from tests.cdn.servers import FakeApi
 
 # --- Configuration -----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 from django.db import transaction
 
 from cdn.models import PurgeOutbox
-from cdn.outbox import enqueue_purge
+from cdn.purges import enqueue_purge
 from cdn.tasks import purge_outbox_redrive
 from tests.support import REPO, celery_worker, child_env, free_port
 
@@ -19,7 +19,7 @@ import django
 django.setup()
 from django.db import transaction
 from articles.models import Category
-from cdn.outbox import enqueue_purge
+from cdn.purges import enqueue_purge
 with transaction.atomic():
     category = Category.objects.create(name="Broker down", slug="broker-down")
     ids = enqueue_purge(["category:%d" % category.pk, "feed:category:%d" % category.pk])

@@ -10,10 +10,11 @@ from django.utils import timezone
 from prometheus_client import REGISTRY
 
 from caching.invalidation import invalidate_tags_on_commit
-from cdn import outbox
+from cdn import outbox, purges
 from cdn.backends import dummy
 from cdn.models import PurgeOutbox
-from cdn.outbox import backoff_seconds, drain_outbox, enqueue_purge
+from cdn.outbox import backoff_seconds, drain_outbox
+from cdn.purges import enqueue_purge
 from cdn.tasks import purge_outbox_redrive
 from tests.cdn.servers import Varnish
 from tests.support import free_port
@@ -216,7 +217,7 @@ def test_varnish_down_while_purging_then_delivered_when_it_returns(settings, fas
 def test_retry_now_makes_done_rows_due_again(two_dummies):
     enqueue_purge(["article:1"])
     drain_outbox()
-    count = outbox.retry_now(PurgeOutbox.objects.filter(backend="edge"))
+    count = purges.retry_now(PurgeOutbox.objects.filter(backend="edge"))
     assert count == 1
     row = PurgeOutbox.objects.get(backend="edge")
     assert row.status == "pending" and row.next_attempt_at <= timezone.now() + timedelta(seconds=1)

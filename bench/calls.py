@@ -1,4 +1,4 @@
-"""Per-call cost of the hot paths: `python -m caching.bench_calls` (needs Redis at REDIS_URL).
+"""Per-call cost of the hot paths: `python -m bench.calls` (needs Redis at REDIS_URL).
 
 Prints microseconds per call for an L1 hit, an L2 hit (L1 disabled) and the raw redis-py GET it
 wraps, plus Redis commands per L2 hit (from INFO commandstats; exact only on an idle server).

@@ -5,7 +5,7 @@ Popularity follows the articles' stored view counts (what warm_cache ranks by: t
 case, where yesterday's most read are today's), with the same Zipf exponent as the throughput
 scenario. Each phase starts from an empty Redis db and a new server (empty L1s); the warm phase
 runs warm_cache (bench settings, same Redis) before the load. The minute is measured in
-`--warm-slices` slices so the report shows how fast each start converges.
+`--warm-slices` slices so the report shows how fast each start converges (bench/report.py).
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import subprocess
 import sys
 
 from bench import loadgen
+from bench.context import log
 from bench.loadgen import Workload
 from bench.probes import Snapshot
 from bench.stack import ROOT, AppServer, Unavailable
 
 PHASES = ("cold", "warm")
+SHARED_SERVERS = None  # starts a server of its own per phase
 
 
 def _ranked_by_views(ctx) -> Workload:
@@ -45,7 +47,7 @@ def _hit_ratio(delta: dict) -> tuple[float | None, float | None, float | None]:
     return (l1_hits + l2_hits) / lookups, l1_hits / lookups, (l2_hits / l2_total if l2_total else None)
 
 
-def run(ctx, log) -> None:
+def run(ctx) -> None:
     opts = ctx.opts
     if ctx.data.get("reason"):
         ctx.warmstart = {"status": f"n/a: {ctx.data['reason']}"}
@@ -105,34 +107,3 @@ def _last_warm_seconds(ctx) -> float | None:
         return json.loads(raw)["seconds"] if raw else None
     except (TypeError, ValueError, KeyError):
         return None
-
-
-def section(ctx) -> list[str]:
-    data = getattr(ctx, "warmstart", None)
-    if not data:
-        return []
-    out = ["## Warm start (first minute after a deploy)", ""]
-    if data.get("status") != "ok":
-        return out + [data.get("status", "n/a"), ""]
-    out += ["A new L1+L2 server and an empty Redis; Zipf reads ranked by the stored view counts (what "
-            "`warm_cache` ranks by). `warm`: `manage.py warm_cache` ran first. Hit ratio = requests answered "
-            "by L1 or L2 / all requests.", ""]
-    phases = data["phases"]
-    out += ["| start | hit ratio (whole minute) | DB queries/req | req/s | warm_cache took |",
-            "|---|---:|---:|---:|---:|"]
-    for phase in PHASES:
-        p = phases.get(phase, {})
-        if p.get("status") != "ok":
-            out.append(f"| {phase} | {p.get('status', 'n/a')} | | | |")
-            continue
-        took = f"{p['warm_cache_seconds']:.1f} s" if p.get("warm_cache_seconds") else "–"
-        out.append(f"| {phase} | {p['hit']:.3f} | {p['db_per_req']:.3f} | {p['req_s']:,.0f} | {took} |")
-    out += ["", f"Per {data['slice_seconds']:g} s slice (hit ratio):", "",
-            "| start | " + " | ".join(f"{(i + 1) * data['slice_seconds']:g} s" for i in range(len(next(
-                (p["slices"] for p in phases.values() if p.get("status") == "ok"), [])))) + " |"]
-    out.append("|---|" + "---:|" * len(next((p["slices"] for p in phases.values() if p.get("status") == "ok"), [])))
-    for phase in PHASES:
-        p = phases.get(phase, {})
-        if p.get("status") == "ok":
-            out.append(f"| {phase} | " + " | ".join(f"{r['hit']:.3f}" if r["hit"] is not None else "–" for r in p["slices"]) + " |")
-    return out + [""]

@@ -1,7 +1,7 @@
 """Per-call cost of cache.get() hits (and of set()): TieredCache (L1 hit, and L2 hit with L1 off) against
 django-redis and Django's built-in RedisCache, same Redis, same values.
 
-    .venv/bin/python -m caching.backends.bench [redis://127.0.0.1:6379/13] [--rounds 5]
+    .venv/bin/python -m bench.backend_calls [redis://127.0.0.1:6379/13] [--rounds 5]
 
 Configures Django by itself (no newsite settings). Prints microseconds per call, the median of
 `rounds` rounds; writes only keys under "bench-tc" prefixes and removes them at the end.
