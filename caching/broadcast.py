@@ -4,6 +4,9 @@ Every write script announces on the engine's channel (`keys.channel(namespace, d
 ignores db indexes) in one grammar, written by caching/lua/common.lua:
 
     "t<sequence>\\n<item>\\n<item>..."   drop the L1 entries of each item (tags, or exact keys)
+    "a<sequence>\\n<item>\\n<item>..."   the same, then acknowledge: RPUSH to
+                                         `keys.ack_key(namespace, sequence)`, which the writer
+                                         waits on (read-your-writes across processes)
     "c<sequence>"                        empty L1
 
 Every process applies each message to its own L1. The subscription runs on a dedicated
@@ -29,15 +32,16 @@ import time
 from typing import NamedTuple
 
 from caching import metrics
-from caching.l2 import REDIS_ERRORS
+from caching.l2 import REDIS_ERRORS, L2Unavailable
 
 logger = logging.getLogger(__name__)
 
-INVALIDATE, CLEAR = "t", "c"
+INVALIDATE, ACKNOWLEDGED, CLEAR = "t", "a", "c"
+ACK_TTL_MS = 10_000
 
 
 class Message(NamedTuple):
-    kind: str  # INVALIDATE or CLEAR
+    kind: str  # INVALIDATE, ACKNOWLEDGED or CLEAR
     seq: int
     items: tuple
 
@@ -47,19 +51,20 @@ def parse(data: bytes) -> Message:
     text = data.decode() if isinstance(data, bytes) else str(data)
     head, _, rest = text.partition("\n")
     kind, digits = head[:1], head[1:]
-    if kind not in (INVALIDATE, CLEAR) or not digits.isdigit() or not digits.isascii():
+    if kind not in (INVALIDATE, ACKNOWLEDGED, CLEAR) or not digits.isdigit() or not digits.isascii():
         raise ValueError(f"not an invalidation message: {text[:80]!r}")
-    items = tuple(rest.split("\n")) if rest and kind == INVALIDATE else ()
+    items = tuple(rest.split("\n")) if rest and kind != CLEAR else ()
     return Message(kind, int(digits), items)
 
 
 class Subscriber:
-    def __init__(self, l1, *, l2, channel: str, client_name: str):
+    def __init__(self, l1, *, l2, channel: str, client_name: str, ack_key):
         self.l1 = l1
         self.l2 = l2
         self.pid = os.getpid()
         self.channel = channel
         self.client_name = client_name
+        self.ack_key = ack_key  # callable(seq) -> the list the writer of `seq` waits on
         self.subscribed = threading.Event()
         self.messages = 0
         self.bad_messages = 0
@@ -158,6 +163,25 @@ class Subscriber:
         if message.kind == CLEAR:
             self.l1.clear()
             metrics.count_invalidation("l1_flush")
-        else:
-            self.l1.invalidate(message.seq, message.items, echo=True)
-            metrics.count_invalidation("l1_message")
+            return
+        self.l1.invalidate(message.seq, message.items, echo=True)
+        metrics.count_invalidation("l1_message")
+        if message.kind == ACKNOWLEDGED:
+            self._acknowledge(message.seq)
+
+    def _acknowledge(self, seq: int) -> None:
+        """Tell the writer this L1 has applied `seq` (on the engine's own pool: this thread's
+        connection is in subscribe mode). Redis unusable: the writer times out, counts it."""
+        key = self.ack_key(seq)
+        client = self.l2.client
+
+        def run():
+            pipe = client.pipeline(transaction=False)
+            pipe.rpush(key, self.pid)
+            pipe.pexpire(key, ACK_TTL_MS)
+            pipe.execute()
+
+        try:
+            self.l2.call(run)
+        except L2Unavailable:
+            pass

@@ -43,6 +43,9 @@ FETCH_DEFAULTS = {
     "TTL_JITTER": 0.1,
     "LEASE_TTL": 10.0,
     "LEASE_WAIT": 3.0,
+    # How long a write waits for every live L1 to acknowledge its invalidation (read-your-writes
+    # across processes); a timeout is counted (newsite_cache_invalidations_total{kind="ack_timeout"}).
+    "BROADCAST_WAIT": 0.05,
     "XFETCH_BETA": 1.0,
     "STALE_GRACE_MAX": 3600,
     "TAG_BUCKET_SECONDS": 900,
@@ -152,6 +155,7 @@ class Conf:
     jitter: float
     lease_ttl: float
     lease_wait: float
+    broadcast_wait: float
     xfetch_beta: float
     tag_bucket_seconds: int
     loader_errors: tuple
@@ -219,6 +223,7 @@ def _build() -> Conf:
         jitter=jitter,
         lease_ttl=float(face["LEASE_TTL"]),
         lease_wait=float(face["LEASE_WAIT"]),
+        broadcast_wait=float(face["BROADCAST_WAIT"]),
         xfetch_beta=float(face["XFETCH_BETA"]),
         tag_bucket_seconds=int(face["TAG_BUCKET_SECONDS"]),
         loader_errors=tuple(import_string(p) if isinstance(p, str) else p for p in face["LOADER_ERRORS"]),

@@ -62,6 +62,7 @@ class Engine:
         self.subscriber = Subscriber(
             self.l1, l2=self.l2, channel=self.channel,
             client_name=keys.subscriber_client_name(self.namespace, self.pid),
+            ack_key=lambda seq: keys.ack_key(self.namespace, seq),
         )
         self.subscriber.start()
         self.subscriber.wait_subscribed(FIRST_SUBSCRIBE_WAIT)

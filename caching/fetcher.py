@@ -35,7 +35,7 @@ from caching import engine as engine_module
 from caching import keys, metrics
 from caching.conf import NEGATIVE_KIND
 from caching.envelope import Envelope, encode
-from caching.l1 import HIT_L2, MISS, STALE, Fetched, FillGuard, L1Entry
+from caching.l1 import HIT_L2, MISS, STALE, Fetched, FillGuard, L1Entry, Put
 from caching.l2 import L2Unavailable
 from caching.metrics import PrefixStats
 
@@ -45,6 +45,17 @@ _get_conf = conf_module.get
 _PENDING_MAX = 10_000
 L1_ENTRY_OVERHEAD = 320
 L1_TAG_OVERHEAD = 120
+
+
+class LeaseTimeout(Exception):  # noqa: N818 (it names the situation, as TimeoutError does)
+    """A cold key's loader is running in another process for longer than LEASE_WAIT and there
+    is no stale value to serve. Callers answer fast (HTTP: 503 with Retry-After) instead of
+    adding one more load to a database that is already slow."""
+
+    def __init__(self, key: str, waited: float):
+        super().__init__(f"{key}: another process is still loading it after {waited:.1f}s")
+        self.key = key
+        self.waited = waited
 
 
 class Acquired(IntEnum):
@@ -114,22 +125,27 @@ class FetchFace:
     def guard(self) -> FillGuard:
         return self.l1.since() if self.l1 is not None else FillGuard(0, 0)
 
-    def put_l1(self, key, value, tags, soft_expiry, filled_at, nbytes, stats, guard: FillGuard) -> None:
+    def put_l1(self, key, value, tags, soft_expiry, filled_at, nbytes, stats, guard: FillGuard) -> bool:
+        """Backfill L1. Returns True if L1 refused the value as superseded (an invalidation
+        of one of its tags, or a clear, overtook it since `guard` was taken)."""
         l1 = self.l1
         if l1 is None:
-            return
+            return False
         conf = self.conf
         ttl = min(conf.l1_ttl * (1.0 - random.random() * conf.jitter), soft_expiry - time.time())
         if ttl <= 0:
-            return
+            return False
         nbytes = nbytes + L1_ENTRY_OVERHEAD + L1_TAG_OVERHEAD * len(tags) + len(key)
-        l1.put(key, L1Entry(value, filled_at, tags, nbytes, time.monotonic() + ttl, stats), guard)
+        entry = L1Entry(value, filled_at, tags, nbytes, time.monotonic() + ttl, stats)
+        return l1.put(key, entry, guard) is Put.REFUSED
 
-    def put_envelope(self, key, env: Envelope, stats, guard: FillGuard) -> None:
-        self.put_l1(key, env.value, env.tags, env.soft_expiry, env.filled_at, env.nbytes, stats, guard)
+    def put_envelope(self, key, env: Envelope, stats, guard: FillGuard) -> bool:
+        return self.put_l1(key, env.value, env.tags, env.soft_expiry, env.filled_at, env.nbytes, stats, guard)
 
-    def put_entry(self, key, entry: Entry, stats, guard: FillGuard) -> None:
-        self.put_l1(key, entry.value, entry.tags, entry.soft_expiry, entry.filled_at, len(entry.envelope), stats, guard)
+    def put_entry(self, key, entry: Entry, stats, guard: FillGuard) -> bool:
+        return self.put_l1(
+            key, entry.value, entry.tags, entry.soft_expiry, entry.filled_at, len(entry.envelope), stats, guard
+        )
 
     # --- single-flight ----------------------------------------------------------------------
 
@@ -174,8 +190,8 @@ class FetchFace:
             if now < env.soft_expiry:
                 if not self._xfetch(env, now):
                     load.stats.hit_l2()
-                    self.put_envelope(load.key, env, load.stats, load.guard)
-                    return Fetched(env.value, HIT_L2, env.filled_at)
+                    superseded = self.put_envelope(load.key, env, load.stats, load.guard)
+                    return Fetched(env.value, HIT_L2, env.filled_at, superseded)
                 early = True
             stale = env
         else:
@@ -209,8 +225,8 @@ class FetchFace:
             if status is Acquired.FILLED:
                 env = Envelope(payload)
                 load.stats.hit_l2()
-                self.put_envelope(load.key, env, load.stats, load.guard)
-                return Fetched(env.value, HIT_L2, env.filled_at)
+                superseded = self.put_envelope(load.key, env, load.stats, load.guard)
+                return Fetched(env.value, HIT_L2, env.filled_at, superseded)
             start_seq = int(payload)
             if status is Acquired.LEASED:
                 return self._load_and_fill(load, lkey, token, start_seq, stale)
@@ -224,10 +240,12 @@ class FetchFace:
                 break
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
-        # The lease holder is too slow or gone: load ourselves. fill.lua will not overwrite a
-        # value while another process holds the lease.
-        logger.warning("cache lease wait for %s exceeded %.1fs: loading without the lease", load.key, conf.lease_wait)
-        return self._load_and_fill(load, lkey, "", start_seq, None)
+        # The holder is alive (a dead one's lease expires after LEASE_TTL and the loop above
+        # takes it over) but slow: the database is struggling. Every waiter loading now would
+        # be the stampede the lease exists to prevent.
+        metrics.count_invalidation("lease_timeout")
+        logger.warning("cache lease wait for %s exceeded %.1fs: answering busy", load.key, conf.lease_wait)
+        raise LeaseTimeout(load.key, conf.lease_wait)
 
     def run_loader(self, loader, stats):
         started = time.perf_counter()
@@ -284,12 +302,12 @@ class FetchFace:
             # A tag was invalidated while we loaded: the value may predate the write. Hand it to
             # this caller (its request began before the invalidation) but cache it nowhere.
             metrics.count_invalidation("rejected_fill")
-        else:
-            # Stored in L2: guard L1 with the sequence at lease time (an invalidation after it that
-            # reached us meanwhile refuses the put); Redis unreachable: with the local mark.
-            guard = FillGuard(start_seq, load.guard.epoch) if stored is not None else load.guard
-            self.put_entry(load.key, entry, load.stats, guard)
-        return Fetched(value, MISS, entry.filled_at)
+            return Fetched(value, MISS, entry.filled_at, superseded=True)
+        # Stored in L2: guard L1 with the sequence at lease time (an invalidation after it that
+        # reached us meanwhile refuses the put); Redis unreachable: with the local mark.
+        guard = FillGuard(start_seq, load.guard.epoch) if stored is not None else load.guard
+        superseded = self.put_entry(load.key, entry, load.stats, guard)
+        return Fetched(value, MISS, entry.filled_at, superseded)
 
     def _load_without_l2(self, load: Load, stale: Envelope | None) -> Fetched:
         try:
@@ -301,8 +319,8 @@ class FetchFace:
             load.stats.stale_l2()
             return Fetched(stale.value, STALE, stale.filled_at)
         entry = self.entry_for(value, load.kind, resolve_tags(load.tags, value), cost)
-        self.put_entry(load.key, entry, load.stats, load.guard)
-        return Fetched(value, MISS, entry.filled_at)
+        superseded = self.put_entry(load.key, entry, load.stats, load.guard)
+        return Fetched(value, MISS, entry.filled_at, superseded)
 
     def _release(self, lkey, token) -> None:
         if not token:
@@ -324,7 +342,7 @@ class FetchFace:
         tag_keys = [keys.tag_invalidated_key(ns, t) for t in tags]
         bucket_keys = [keys.tag_bucket_key(ns, t, b) for t in tags for b in range(first, last + 1)]
         try:
-            seq, _deleted = self.l2.script(
+            seq, _deleted, receivers = self.l2.script(
                 "invalidate",
                 [self.engine.sequence_key, *tag_keys, *bucket_keys],
                 [len(tag_keys), conf.tag_invalidation_ttl, self.engine.channel,
@@ -345,6 +363,32 @@ class FetchFace:
         metrics.count_invalidation("tag", len(tags))
         if self.l1 is not None:
             self.l1.invalidate(int(seq), tags)  # ours now; the broadcast echo is then a no-op
+        self._wait_for_acks(int(seq), int(receivers))
+
+    def _wait_for_acks(self, seq: int, receivers: int) -> None:
+        """Return once every subscriber that received invalidation `seq` has applied it to its
+        L1 (each pushes to keys.ack_key), or after BROADCAST_WAIT: then a process may still
+        serve the old value from L1 for the time its subscriber lags, and it is counted. Cost:
+        one BLPOP per receiving process, each answered as soon as that process acknowledges."""
+        wait = self.conf.broadcast_wait
+        if receivers <= 0 or wait <= 0:
+            return
+        key = keys.ack_key(self.namespace, seq)
+        client = self.l2.client
+        deadline = time.monotonic() + wait
+        acked = 0
+        try:
+            while acked < receivers:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.l2.call(client.blpop, [key], timeout=max(left, 0.001)) is None:
+                    break
+                acked += 1
+        except L2Unavailable:
+            pass
+        if acked < receivers:
+            metrics.count_invalidation("ack_timeout")
+            logger.warning("invalidation %d: %d of %d L1s acknowledged within %.0f ms",
+                           seq, acked, receivers, wait * 1000)
 
     def retry_pending_invalidations(self) -> None:
         tags, self.pending_tags = sorted(self.pending_tags), set()
@@ -380,19 +424,23 @@ def _forget() -> None:
 engine_module.on_reset.append(_forget)
 
 
-def fetch(key: str, loader, *, kind: str, tags=()) -> Fetched:
-    """Return the cached value of `key` as a Fetched(value, source, filled_at), calling
-    `loader()` at most once across all processes when it is cold or expired.
+def fetch(key: str, loader, *, kind: str, tags=(), bypass_l1: bool = False) -> Fetched:
+    """Return the cached value of `key` as a Fetched(value, source, filled_at, superseded),
+    calling `loader()` at most once across all processes when it is cold or expired.
 
     `tags`: iterable of tag strings, or a callable(value) -> tags (known only after the load).
-    A loader returning None is cached (kind "negative" TTL), distinct from a miss. Cost: L1 hit
-    ~1-2 us and no Redis; L2 hit one GET; miss a lease script, the loader, a fill script.
+    A loader returning None is cached (kind "negative" TTL), distinct from a miss.
+    `bypass_l1`: start at L2 (an edge re-fetch after a purge must not get an L1 copy that the
+    broadcast has not reached yet); L1 is still backfilled.
+    Raises LeaseTimeout when another process has been loading the key for LEASE_WAIT and
+    there is no stale value. Cost: L1 hit ~1-2 us and no Redis; L2 hit one GET; miss a lease
+    script, the loader, a fill script.
     """
     if not _get_conf().enabled:
         return Fetched(loader(), MISS, time.time())
     face = _face or current()
     l1 = face.l1
-    if l1 is not None:
+    if l1 is not None and not bypass_l1:
         entry = l1.get(key)
         if entry is not None:
             entry.stats.hit_l1()

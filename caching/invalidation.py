@@ -45,15 +45,21 @@ def invalidate_tags(tags: Iterable[str] | str) -> frozenset[str]:
     refill from the old snapshot: prefer invalidate_tags_on_commit). Returns the tag set."""
     tagset = _tagset(tags)
     if tagset:
-        _run_hooks(tagset)
+        # App tiers first, then the hooks: a CDN purge must never reach the edge while L2 or
+        # an L1 still holds the old value (the edge would re-fetch and keep it).
         invalidate_app_tiers(tagset)
+        _run_hooks(tagset)
     return tagset
 
 
 def invalidate_tags_on_commit(tags: Iterable[str] | str, *, using: str | None = None) -> frozenset[str]:
-    """Hooks now (inside the transaction), app tiers after commit. Returns the tag set."""
+    """Hooks now (inside the transaction: the outbox rows commit or roll back with the change),
+    app tiers after commit. The app tiers' on_commit callback is registered before the hooks
+    run, so it runs before anything the hooks schedule on commit (the CDN drain): L2 is
+    invalidated and every live L1 has applied the broadcast before a purge is sent. Returns the
+    tag set."""
     tagset = _tagset(tags)
     if tagset:
-        _run_hooks(tagset)
         transaction.on_commit(lambda: invalidate_app_tiers(tagset), using=using)
+        _run_hooks(tagset)
     return tagset

@@ -104,6 +104,12 @@ def channel(namespace: str, db: int) -> str:
     return f"{namespace}:db{int(db)}:inval"
 
 
+def ack_key(namespace: str, seq: int) -> str:
+    """List each process's subscriber pushes to once it applied invalidation `seq` (the writer
+    waits for as many as received it; expires after 10 s)."""
+    return f"{namespace}:ack:{int(seq)}"
+
+
 def subscriber_client_name(namespace: str, pid: int) -> str:
     """CLIENT SETNAME of a process's subscription connection (ops and tests find it by name)."""
     return f"{namespace}-l1sub-{pid}"

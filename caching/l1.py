@@ -19,6 +19,7 @@ overhead. Values are shared, not copied: callers must treat them as immutable.
 
 from __future__ import annotations
 
+import enum
 import threading
 import time
 from typing import NamedTuple
@@ -32,6 +33,14 @@ TAG_SEQ_MAX = 100_000
 HIT_L1, HIT_L2, MISS, STALE = "HIT-L1", "HIT-L2", "MISS", "STALE"
 
 
+class Put(enum.Enum):
+    """What L1.put() did."""
+
+    STORED = "stored"
+    TOO_BIG = "too_big"  # larger than L1_MAX_ITEM_BYTES: not kept, nothing wrong with it
+    REFUSED = "refused"  # overtaken by an invalidation or a clear: the value may be superseded
+
+
 class FillGuard(NamedTuple):
     """What a fill must not have been overtaken by: the invalidation sequence it started from
     (L1's latest seen, or Redis's at lease time) and L1's epoch (bumped by every clear)."""
@@ -41,14 +50,19 @@ class FillGuard(NamedTuple):
 
 
 class Fetched:
-    """What fetch() returns: the value, which tier served it and when it was filled (epoch s)."""
+    """What fetch() returns: the value, which tier served it, when it was filled (epoch s), and
+    whether the tiers know it to be superseded (a fill refused because a tag of it was
+    invalidated while it loaded, or overtaken by an invalidation on its way into L1). A
+    superseded value may answer the request that loaded it, but nothing downstream (a shared
+    cache, the edge) may keep it."""
 
-    __slots__ = ("value", "source", "filled_at")
+    __slots__ = ("value", "source", "filled_at", "superseded")
 
-    def __init__(self, value, source: str, filled_at: float):
+    def __init__(self, value, source: str, filled_at: float, superseded: bool = False):
         self.value = value
         self.source = source
         self.filled_at = filled_at
+        self.superseded = superseded
 
     def __repr__(self):
         return f"Fetched(source={self.source!r}, filled_at={self.filled_at:.3f}, value={self.value!r:.60})"
@@ -137,19 +151,20 @@ class L1:
 
     def put(self, key: str, entry: L1Entry, guard: FillGuard) -> bool:
         """Store `entry` unless a tag of it was invalidated after `guard.seq` or L1 was cleared
-        since `guard.epoch`. Returns whether it was stored."""
+        since `guard.epoch`. Returns Put.REFUSED when the value may be superseded (an
+        invalidation or a clear overtook it: nothing downstream may keep it either)."""
         if entry.nbytes > self.max_item_bytes:
-            return False
+            return Put.TOO_BIG
         since_seq = guard.seq
         with self._lock:
             if guard.epoch != self.epoch:
                 self.refused_fills += 1
-                return False
+                return Put.REFUSED
             tag_seq = self._tag_seq
             for tag in entry.tags:
                 if tag_seq.get(tag, 0) > since_seq:
                     self.refused_fills += 1
-                    return False
+                    return Put.REFUSED
             store = self._store
             if key in store:
                 del store[key]
@@ -161,7 +176,7 @@ class L1:
                     index[tag] = {key}
                 else:
                     keys.add(key)
-            return True
+            return Put.STORED
 
     def _unindex(self, key: str, entry: L1Entry) -> None:
         index = self._index

@@ -20,13 +20,14 @@ end
 
 -- The one message grammar of the invalidation channel (caching/broadcast.py parses it):
 --   "t<sequence>\n<item>\n<item>..."  drop the L1 entries of each item (a tag, or an exact key)
+--   "a<sequence>\n<item>\n<item>..."  the same, then acknowledge (the writer waits for it)
 --   "c<sequence>"                      empty L1
+-- Returns how many subscribers received it.
 local function announce(channel, kind, seq, items)
   if items == nil or items == '' then
-    redis.call('PUBLISH', channel, kind .. seq)
-  else
-    redis.call('PUBLISH', channel, kind .. seq .. '\n' .. items)
+    return redis.call('PUBLISH', channel, kind .. seq)
   end
+  return redis.call('PUBLISH', channel, kind .. seq .. '\n' .. items)
 end
 
 -- The key-value face (caching/backends/tiered.py) calls its write scripts with

@@ -3,7 +3,7 @@
 -- announce the tags to every process's L1. Cost: O(tags x buckets + deleted values), no scan.
 -- KEYS[1] namespace sequence, KEYS[2..1+n] tag-invalidated keys, KEYS[2+n..] tag index buckets
 -- ARGV[1] n, ARGV[2] tag-invalidated ttl (s), ARGV[3] channel, ARGV[4] tags joined by "\n"
--- Returns {sequence (string), values deleted}
+-- Returns {sequence (string), values deleted, subscribers that received the announcement}
 local n = tonumber(ARGV[1])
 local seq = next_sequence(KEYS[1])
 for i = 2, n + 1 do
@@ -21,5 +21,5 @@ for i = n + 2, #KEYS do
     deleted = deleted + count
   end
 end
-announce(ARGV[3], 't', seq, ARGV[4])
-return {seq, deleted}
+local receivers = announce(ARGV[3], 'a', seq, ARGV[4])
+return {seq, deleted, receivers}

@@ -16,7 +16,7 @@ from django.test import override_settings
 from caching import keys
 from caching.backends import CacheUnavailable, TieredCache
 from caching.backends.tiered import _Entry
-from caching.l1 import L1, FillGuard
+from caching.l1 import L1, FillGuard, Put
 from tests.cache_backend.conftest import NAMESPACE, REDIS_URL, tiered_params
 
 
@@ -168,10 +168,10 @@ def test_l1_refuses_a_fill_overtaken_by_a_key_invalidation_and_ignores_its_own_e
 
     since = l1.since()  # a reader takes its mark, then reads Redis ...
     l1.invalidate(since.seq + 5, ["k"], echo=True)  # ... a write elsewhere is announced meanwhile
-    assert l1.put("k", entry("old"), since) is False
+    assert l1.put("k", entry("old"), since) is Put.REFUSED
 
     l1.invalidate(since.seq + 9, ["k"])  # our own write, applied locally first
-    assert l1.put("k", entry("new"), FillGuard(since.seq + 9, l1.epoch)) is True
+    assert l1.put("k", entry("new"), FillGuard(since.seq + 9, l1.epoch)) is Put.STORED
     assert l1.invalidate(since.seq + 9, ["k"], echo=True) == 0  # the broadcast echo
     assert l1.get("k").value == "new"
     assert l1.invalidate(since.seq + 10, ["k"], echo=True) == 1  # a later write elsewhere

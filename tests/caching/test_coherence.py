@@ -5,7 +5,7 @@ import time
 
 import caching
 from caching import engine, fetcher, keys, metrics
-from caching.l1 import L1Entry
+from caching.l1 import L1Entry, Put
 
 
 def _entry(tags):
@@ -16,13 +16,13 @@ def test_l1_refuses_a_fill_overtaken_by_an_invalidation_or_a_clear():
     l1 = engine.default().l1
     mark = l1.since()
     l1.invalidate(mark.seq + 1, ["article:1"])  # the broadcast lands between L2 read and L1 put
-    assert l1.put("article:1", _entry(["article:1"]), mark) is False
+    assert l1.put("article:1", _entry(["article:1"]), mark) is Put.REFUSED
     assert l1.get("article:1") is None
-    assert l1.put("article:2", _entry(["article:2"]), mark) is True  # other tags unaffected
+    assert l1.put("article:2", _entry(["article:2"]), mark) is Put.STORED  # other tags unaffected
 
     mark = l1.since()
     l1.clear()  # subscription lost meanwhile
-    assert l1.put("article:3", _entry([]), mark) is False
+    assert l1.put("article:3", _entry([]), mark) is Put.REFUSED
 
 
 def test_invalidation_removes_l2_entries_and_metadata_expires():
