@@ -6,6 +6,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 RUN=.run
+OWN_SID=$(ps -o sid= -p $$ | tr -d ' ')
 
 session_members() {  # sid -> pids still in that session
   [ -n "$1" ] && pgrep -s "$1" 2>/dev/null || true
@@ -16,8 +17,8 @@ for pidfile in "$RUN/varnish/varnishd.pid" "$RUN/celery-beat.pid" "$RUN/celery-w
   pid=$(cat "$pidfile")
   if kill -0 "$pid" 2>/dev/null; then
     sid=$(ps -o sid= -p "$pid" | tr -d ' ')
-    # Only a session the process leads (it called setsid): never our caller's.
-    [ "$sid" = "$pid" ] || sid=""
+    # Only a session of its own (it daemonised with setsid), never ours or our caller's.
+    [ "$sid" != "$OWN_SID" ] || sid=""
     kill -TERM "$pid"
     for _ in $(seq 1 60); do  # up to 15 s for a graceful stop of the whole session
       if ! kill -0 "$pid" 2>/dev/null && [ -z "$(session_members "$sid")" ]; then break; fi
