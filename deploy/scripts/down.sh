@@ -30,3 +30,10 @@ for pidfile in "$RUN/varnish/varnishd.pid" "$RUN/celery-beat.pid" "$RUN/celery-w
   fi
   rm -f "$pidfile"
 done
+# The temp work directory make up gave varnishd when run as root (see up.sh).
+if [ -L "$RUN/varnish" ] && [ ! -e "$RUN/varnish/varnishd.pid" ]; then
+  case "$(readlink "$RUN/varnish")" in
+    /tmp/newsite-varnish-*) rm -rf "$(readlink "$RUN/varnish")" ;;
+  esac
+  rm -f "$RUN/varnish"
+fi

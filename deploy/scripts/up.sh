@@ -80,6 +80,14 @@ else
     --logfile "$RUN/celery-beat.log" --schedule "$RUN/celerybeat-schedule"
 fi
 
+# varnishd started as root hands its VCL and its -n directory to an unprivileged user (its jail):
+# a checkout under a private home (0700, /root) is out of that user's reach. As root, the work
+# directory is therefore a temp dir of its own that .run/varnish points to (make down removes it).
+if [ ! -e "$RUN/varnish" ] && [ "$(id -u)" = 0 ]; then
+  varnish_dir=$(mktemp -d /tmp/newsite-varnish-XXXXXXXX)
+  chmod 755 "$varnish_dir"
+  ln -s "$varnish_dir" "$RUN/varnish"
+fi
 if running "$RUN/varnish/varnishd.pid"; then
   echo "up: varnish already running"
 else
