@@ -38,6 +38,10 @@ def test_invalidation_removes_l2_entries_and_metadata_expires():
     caching.fetch(keys.article_key(1), lambda: "b", **with_tags)
 
     root = f"{conf.get().key_prefix}:nc{keys.ENVELOPE_VERSION}:"
+    checked = set()
     for name in redis.scan_iter(match=root + "*"):  # a test may scan; request paths never do
         if name.decode() != keys.sequence_key():
             assert redis.ttl(name) > 0, name
+            checked.add(name.decode())
+    assert keys.value_key(keys.article_key(1)) in checked, f"the scan saw the refilled entry: {checked}"
+    assert len(checked) > 1, "and its metadata (tags)"
