@@ -31,9 +31,8 @@ def main() -> None:
 
     django.setup()
     from django.test.utils import override_settings
-    from django_redis import get_redis_connection
 
-    from caching import core, fetch, keys
+    from caching import engine, fetch, fetcher, keys
 
     value = {"id": 1, "title": "A headline", "body": "x" * 2000, "tags": list(range(20))}
     key = keys.article_key(987654321)
@@ -49,13 +48,14 @@ def main() -> None:
     with settings_l2_only:
         fetch(key, loader, kind="article")
         l2 = _per_call_us(lambda: fetch(key, loader, kind="article"), 5_000)
-        client = get_redis_connection("default")
-        raw = _per_call_us(lambda: client.get(keys.value_key(key)), 5_000)
+        client = engine.redis_client()
+        vkey = keys.value_key(fetcher.current().namespace, key)
+        raw = _per_call_us(lambda: client.get(vkey), 5_000)
         before = _commands(client)
         for _ in range(1000):
             fetch(key, loader, kind="article")
         per_hit = (_commands(client) - before) / 1000
-    core.reset()
+    engine.reset()
     print(f"L1 hit: {l1:.2f} us/call")
     print(f"L2 hit: {l2:.1f} us/call (raw redis-py GET of the same envelope: {raw:.1f} us)")
     print(f"Redis commands per L2 hit: {per_hit:.3f}")

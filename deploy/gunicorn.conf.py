@@ -22,22 +22,40 @@ errorlog = "-"
 
 # --- Prometheus multiprocess mode (docs/observability.md) -----------------------------------
 # Every worker writes its metrics to mmap files in PROMETHEUS_MULTIPROC_DIR and /metrics sums
-# them. The variable must be set before the app is imported (prometheus-client picks its value
-# class at import), so it is defaulted here, in the config, which gunicorn reads first.
+# them. The variable must be set, and the directory must exist, before the app is imported:
+# prometheus-client picks its value class at import and opens a file per metric as soon as one is
+# created. With preload_app the app is imported before any server hook runs (on_starting comes
+# after), so both happen here, in the config, which gunicorn reads first.
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", os.path.join(_REPO, ".run", "prometheus"))
+os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
 
 
 def on_starting(server):
-    """Create the multiprocess directory and empty it: files of a previous run (dead pids)
-    would otherwise be summed into this run's counters."""
+    """Remove the files of processes that are gone (a previous run): they would otherwise be
+    summed into this run's counters. Files of live processes stay: the Celery worker shares the
+    directory (make up, systemd, docker-compose) and may be running while gunicorn restarts.
+    prometheus-client names every file <kind>_<pid>.db."""
     import shutil
 
     path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-    os.makedirs(path, exist_ok=True)
     removed = 0
     for name in os.listdir(path):
         full = os.path.join(path, name)
+        stem = name[:-3] if name.endswith(".db") else ""
+        pid = stem.rsplit("_", 1)[-1]
+        if pid.isdigit() and _pid_alive(int(pid)):
+            continue
         if os.path.isdir(full) and not os.path.islink(full):
             shutil.rmtree(full)
         else:

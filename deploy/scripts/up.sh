@@ -3,18 +3,41 @@
 # `newsite` (DATABASE_URL, default postgres:///newsite) created and migrated, demo data the first
 # time, gunicorn on 127.0.0.1:8000, Celery worker + beat, Varnish on 127.0.0.1:8080 in front.
 # Returns when everything answers. `make down` stops it all.
+#
+# Ports, for a second stack beside another (the clean-clone test runs one):
+#   NEWSITE_HTTP_PORT (gunicorn, 8000), NEWSITE_EDGE_PORT (Varnish, 8080),
+#   NEWSITE_VARNISH_ADMIN_PORT (varnishadm -T, 6082).
+# gunicorn, the Celery worker and beat share PROMETHEUS_MULTIPROC_DIR (.run/prometheus), so the
+# app's /metrics also shows what the worker counts (CDN purges).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-RUN=.run
+RUN="$PWD/.run"
 mkdir -p "$RUN"
 PY=.venv/bin/python
+HTTP_PORT="${NEWSITE_HTTP_PORT:-8000}"
+EDGE_PORT="${NEWSITE_EDGE_PORT:-8080}"
+ADMIN_PORT="${NEWSITE_VARNISH_ADMIN_PORT:-6082}"
 export DATABASE_URL="${DATABASE_URL:-postgres:///newsite}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
 export CELERY_BROKER_URL="${CELERY_BROKER_URL:-redis://127.0.0.1:6379/1}"
-export VARNISH_PURGE_URL="${VARNISH_PURGE_URL:-http://127.0.0.1:8080/}"
+export VARNISH_PURGE_URL="${VARNISH_PURGE_URL:-http://127.0.0.1:$EDGE_PORT/}"
 export DEBUG="${DEBUG:-false}"
+export GUNICORN_BIND="127.0.0.1:$HTTP_PORT"
+export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$RUN/prometheus}"
 
 deploy/scripts/ensure-services.sh
+
+running() {  # pidfile
+  [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+}
+
+# A new stack starts with empty metrics (files of dead pids would be summed into its counters);
+# while any process of a running stack still writes there, the directory is left alone.
+if ! running "$RUN/gunicorn.pid" && ! running "$RUN/celery-worker.pid" && ! running "$RUN/celery-beat.pid"; then
+  mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+  find "$PROMETHEUS_MULTIPROC_DIR" -mindepth 1 -maxdepth 1 -name '*.db' -delete
+fi
+mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 
 dbname=$($PY -c "import environ,sys; print(environ.Env.db_url_config(sys.argv[1])['NAME'])" "$DATABASE_URL")
 if ! psql -h 127.0.0.1 -d postgres -Atc "select 1 from pg_database where datname='$dbname'" | grep -q 1; then
@@ -34,35 +57,46 @@ wait_for() {  # url, name
   return 1
 }
 
-if [ -f "$RUN/gunicorn.pid" ] && kill -0 "$(cat "$RUN/gunicorn.pid")" 2>/dev/null; then
+if running "$RUN/gunicorn.pid"; then
   echo "up: gunicorn already running"
 else
+  # The control socket in .run/, not the default $HOME/.gunicorn/gunicorn.ctl every gunicorn of
+  # this user would share.
   .venv/bin/gunicorn -c deploy/gunicorn.conf.py newsite.wsgi --daemon --pid "$RUN/gunicorn.pid" \
-    --error-logfile "$RUN/gunicorn.log"
+    --error-logfile "$RUN/gunicorn.log" --control-socket "$RUN/gunicorn.ctl"
 fi
-wait_for http://127.0.0.1:8000/api/categories/ gunicorn
+wait_for "http://127.0.0.1:$HTTP_PORT/api/categories/" gunicorn
 
-if [ -f "$RUN/celery-worker.pid" ] && kill -0 "$(cat "$RUN/celery-worker.pid")" 2>/dev/null; then
+if running "$RUN/celery-worker.pid"; then
   echo "up: celery worker already running"
 else
   .venv/bin/celery -A newsite worker --detach --loglevel INFO --concurrency 2 \
-    --pidfile "$RUN/celery-worker.pid" --logfile "$RUN/celery-worker.log"
+    --hostname "worker-$HTTP_PORT@%h" --pidfile "$RUN/celery-worker.pid" --logfile "$RUN/celery-worker.log"
 fi
-if [ -f "$RUN/celery-beat.pid" ] && kill -0 "$(cat "$RUN/celery-beat.pid")" 2>/dev/null; then
+if running "$RUN/celery-beat.pid"; then
   echo "up: celery beat already running"
 else
   .venv/bin/celery -A newsite beat --detach --loglevel INFO --pidfile "$RUN/celery-beat.pid" \
     --logfile "$RUN/celery-beat.log" --schedule "$RUN/celerybeat-schedule"
 fi
 
-if [ -f "$RUN/varnish/varnishd.pid" ] && kill -0 "$(cat "$RUN/varnish/varnishd.pid")" 2>/dev/null; then
+# varnishd started as root hands its VCL and its -n directory to an unprivileged user (its jail):
+# a checkout under a private home (0700, /root) is out of that user's reach. As root, the work
+# directory is therefore a temp dir of its own that .run/varnish points to (make down removes it).
+if [ ! -e "$RUN/varnish" ] && [ "$(id -u)" = 0 ]; then
+  varnish_dir=$(mktemp -d /tmp/newsite-varnish-XXXXXXXX)
+  chmod 755 "$varnish_dir"
+  ln -s "$varnish_dir" "$RUN/varnish"
+fi
+if running "$RUN/varnish/varnishd.pid"; then
   echo "up: varnish already running"
 else
-  VARNISH_WORKDIR="$RUN/varnish" deploy/varnish/run-varnishd.sh
+  VARNISH_WORKDIR="$RUN/varnish" VARNISH_LISTEN="127.0.0.1:$EDGE_PORT" VARNISH_ADMIN="127.0.0.1:$ADMIN_PORT" \
+    BACKEND_HOST=127.0.0.1 BACKEND_PORT="$HTTP_PORT" deploy/varnish/run-varnishd.sh
 fi
-wait_for http://127.0.0.1:8080/api/categories/ varnish
+wait_for "http://127.0.0.1:$EDGE_PORT/api/categories/" varnish
 
 if $PY manage.py help warm_cache >/dev/null 2>&1; then
   $PY manage.py warm_cache || echo "up: warm_cache failed (the site still serves, cold)" >&2
 fi
-echo "newsite is up: app http://127.0.0.1:8000  edge http://127.0.0.1:8080  (make down to stop)"
+echo "newsite is up: app http://127.0.0.1:$HTTP_PORT  edge http://127.0.0.1:$EDGE_PORT  (make down to stop)"

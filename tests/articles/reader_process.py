@@ -1,8 +1,8 @@
 """A second reader process for tests: reads `GET <path>` lines on stdin and answers one JSON line
-per request with the status, X-Cache and body (through its own L1, the shared L2).
+per request with the status, X-Cache, Retry-After and body (through its own L1, the shared L2).
 
 `start_reader(**env)` (used by the tests) starts one on the test database and returns
-(process, get) where get(path) -> {"status", "x_cache", "body"}.
+(process, get) where get(path) -> {"status", "x_cache", "retry_after", "body"}.
 """
 
 import json
@@ -47,7 +47,8 @@ def main() -> None:
     for line in sys.stdin:
         _, path = line.split(maxsplit=1)
         response = client.get(path.strip())
-        print(json.dumps({"status": response.status_code, "x_cache": response.get("X-Cache"), "body": response.content.decode()}), flush=True)
+        print(json.dumps({"status": response.status_code, "x_cache": response.get("X-Cache"),
+                          "retry_after": response.get("Retry-After"), "body": response.content.decode()}), flush=True)
 
 
 if __name__ == "__main__":

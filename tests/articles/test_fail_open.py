@@ -33,6 +33,11 @@ def test_database_down_serves_cached_entries_and_503s_the_rest():
             missing = get(f"/api/articles/{other.id}/")
             assert missing["status"] == 503
             assert json.loads(missing["body"])["error"] == "unavailable"
+            assert missing["retry_after"] is not None and int(missing["retry_after"]) > 0
+            assert missing["x_cache"] not in ("HIT-L1", "HIT-L2", "STALE"), "a 503 is never served from a tier"
+        again = get(f"/api/articles/{article.id}/")  # the cached entry is still served
+        assert again["status"] == 200 and again["x_cache"] in ("HIT-L1", "HIT-L2")
+        assert json.loads(again["body"])["title"] == "Cached before the outage"
     finally:
         stop_reader(proc)
 
@@ -43,9 +48,14 @@ def test_redis_down_serves_from_the_database_and_l1():
     article = make_article(title="Served without Redis")
     proc, get = start_reader(REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0")
     try:
-        statuses = [get(f"/api/articles/{article.id}/") for _ in range(10)]
-        assert all(s["status"] == 200 for s in statuses)
-        assert json.loads(statuses[-1]["body"])["title"] == "Served without Redis"
-        assert get("/api/articles/").get("status") == 200
+        responses = [get(f"/api/articles/{article.id}/") for _ in range(10)]
+        assert [r["status"] for r in responses] == [200] * 10
+        assert {json.loads(r["body"])["title"] for r in responses} == {"Served without Redis"}
+        # The first read loads from the database; L1 serves the rest while L2 is unreachable.
+        assert responses[0]["x_cache"] == "MISS"
+        assert [r["x_cache"] for r in responses[1:]] == ["HIT-L1"] * 9
+        feed = get("/api/articles/")
+        assert feed["status"] == 200 and feed["x_cache"] == "MISS"
+        assert [a["title"] for a in json.loads(feed["body"])["results"]] == ["Served without Redis"]
     finally:
         stop_reader(proc)

@@ -40,6 +40,49 @@ def test_compose_runs_what_make_up_runs():
         assert services[name]["network_mode"] == "service:web"
 
 
+def test_compose_worker_shares_the_metrics_directory_and_pids_with_web():
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    services = compose["services"]
+    metrics_dir = compose["x-app"]["environment"]["PROMETHEUS_MULTIPROC_DIR"]
+    mounts = {name: {v.split(":", 1)[1]: v.split(":", 1)[0] for v in svc.get("volumes", [])}
+              for name, svc in services.items()}
+    volume = mounts["web"][metrics_dir]
+    assert volume in compose["volumes"]
+    for name in ("worker", "beat", "warm"):
+        assert mounts[name].get(metrics_dir) == volume, f"{name} does not mount {volume} at {metrics_dir}"
+        # prometheus-client names its files by pid: one PID namespace for all the writers.
+        assert services[name]["pid"] == "service:web"
+
+
+def test_make_up_gives_every_process_the_same_metrics_directory():
+    export = UP.index("export PROMETHEUS_MULTIPROC_DIR=")
+    for command in (".venv/bin/gunicorn", ".venv/bin/celery -A newsite worker", ".venv/bin/celery -A newsite beat"):
+        assert export < UP.index(command), f"{command} starts before PROMETHEUS_MULTIPROC_DIR is exported"
+    assert UP.index('mkdir -p "$PROMETHEUS_MULTIPROC_DIR"') < UP.index(".venv/bin/gunicorn")
+
+
+def test_gunicorn_config_creates_the_metrics_directory_before_the_app_is_imported(tmp_path):
+    """preload_app imports the app before any server hook runs: the directory must exist once
+    the config is read."""
+    target = tmp_path / "not-yet" / "prometheus"
+    code = "import runpy, sys; runpy.run_path(sys.argv[1])"
+    subprocess.run([sys.executable, "-c", code, str(REPO / "deploy" / "gunicorn.conf.py")], check=True,
+                   env={"PATH": "/usr/bin:/bin", "PROMETHEUS_MULTIPROC_DIR": str(target)}, timeout=30)
+    assert target.is_dir()
+
+
+def test_systemd_units_share_the_metrics_directory():
+    units = {p.name: p.read_text() for p in (REPO / "deploy" / "systemd").glob("newsite*")}
+    metrics_dir = re.search(r"^PROMETHEUS_MULTIPROC_DIR=(\S+)$", units["newsite.env.example"], re.M).group(1)
+    assert metrics_dir.startswith("/run/")
+    relative = metrics_dir.removeprefix("/run/")
+    for name in ("newsite-web.service", "newsite-worker.service", "newsite-beat.service", "newsite-warm.service"):
+        runtime = re.search(r"^RuntimeDirectory=(.+)$", units[name], re.M)
+        assert runtime and relative in runtime.group(1).split(), f"{name} does not create {metrics_dir}"
+        # Stopping one unit must not remove the files another one still writes.
+        assert re.search(r"^RuntimeDirectoryPreserve=yes$", units[name], re.M), name
+
+
 def test_systemd_units_run_existing_entry_points():
     units = {p.name: p.read_text() for p in (REPO / "deploy" / "systemd").glob("newsite*")}
     assert {"newsite-web.service", "newsite-worker.service", "newsite-beat.service",

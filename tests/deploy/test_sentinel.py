@@ -84,7 +84,8 @@ def test_master_killed_under_load(sentinel_set, sentinel_stack):
     old_master = sentinel_set.master_address()
     assert old_master == ("127.0.0.1", sentinel_set.master.port)
     for app in apps:
-        assert requests.get(app.url + path, timeout=5).status_code == 200
+        response = requests.get(app.url + path, timeout=5)
+        assert response.status_code == 200 and response.json()["title"] == "Before failover"
 
     load = SteadyLoad(apps, path, token)
     load.start()

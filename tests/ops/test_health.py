@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 import caching
 import caching.engine
 import caching.fetcher
+from cdn.models import PurgeOutbox
 from newsite.ops import cachestats
 
 pytestmark = pytest.mark.django_db
@@ -65,6 +68,11 @@ def test_health_cache_reports_tiers_prefixes_and_backlog(client):
     for _ in range(3):
         caching.fetch("opstest:1", load, kind="article", tags=["opstest"])  # miss, then L1 hits
     cachestats.sample()
+    # A backlog of known size: two pending purge rows (one of them a minute old) and a dead one.
+    minute_ago = timezone.now() - timedelta(seconds=60)
+    PurgeOutbox.objects.create(backend="varnish", tags=["opstest"], created_at=minute_ago)
+    PurgeOutbox.objects.create(backend="varnish", tags=["opstest"])
+    PurgeOutbox.objects.create(backend="varnish", tags=["opstest"], status=PurgeOutbox.Status.DEAD)
     response = client.get("/health/cache/")
     assert response.status_code == 200
     assert "no-store" in response["Cache-Control"]
@@ -75,7 +83,8 @@ def test_health_cache_reports_tiers_prefixes_and_backlog(client):
     assert {"last_1m", "last_5m", "last_15m"} <= {k.removeprefix("process_") for k in body["hit_ratio"]}
     assert body["l1"]["entries"] >= 1 and body["l1"]["bytes"] > 0
     assert body["breaker"]["l2"]["state"] == "closed" and body["breaker"]["db"]["state"] == "closed"
-    assert body["outbox"]["pending"] >= 0 and "oldest_pending_age_seconds" in body["outbox"]
+    assert (body["outbox"]["pending"], body["outbox"]["dead"]) == (2, 1)
+    assert 60 <= body["outbox"]["oldest_pending_age_seconds"] < 3600
     assert body["warm_cache"] == "never" or "paths" in body["warm_cache"]
 
 
