@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
@@ -21,15 +21,14 @@ from . import invalidation as contract
 from . import selectors, services
 from .http import json_not_found, json_response, personal
 from .models import Article
-from .params import MAX_PAGE, MAX_QUERY_LENGTH, PAGE_PARAMS, SEARCH_PARAMS
+from .params import PAGE_PARAMS, SEARCH_PARAMS
+from .schema import openapi_parameters
 from .serializers import (
     ArticleWriteSerializer,
     CommentWriteSerializer,
     FollowSerializer,
     ProfileWriteSerializer,
 )
-
-PAGE_PARAM = OpenApiParameter("page", OpenApiTypes.INT, description=f"1-based page number (20 a page, at most {MAX_PAGE})")
 
 
 class IsEditor(permissions.BasePermission):
@@ -113,7 +112,7 @@ class ArticleListView(PublicReadEditorialWriteView):
     """GET: the home feed (public). POST: create an article (editorial)."""
 
 
-    @extend_schema(parameters=[PAGE_PARAM], responses=OpenApiTypes.OBJECT, summary="Home feed", operation_id="articles_list")
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Home feed", operation_id="articles_list")
     def get(self, request):
         data = selectors.home_feed(page=public_params(self)["page"])
         return public_json(data, contract.home_feed_tags(data), last_modified=selectors.last_modified_of(data["results"]))
@@ -181,7 +180,7 @@ class CategoryListView(PublicAPIView):
 
 @cache_public_json(kind="category_feed", params=PAGE_PARAMS, negative_tags=contract.missing_category_tags)
 class CategoryArticlesView(PublicAPIView):
-    @extend_schema(parameters=[PAGE_PARAM], responses=OpenApiTypes.OBJECT, summary="Category feed")
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Category feed")
     def get(self, request, slug: str):
         data = found(selectors.category_feed(slug=slug, page=public_params(self)["page"]))
         return public_json(data, contract.category_feed_tags(data), last_modified=selectors.last_modified_of(data["results"]))
@@ -197,7 +196,7 @@ class AuthorDetailView(PublicAPIView):
 
 @cache_public_json(kind="author", params=PAGE_PARAMS, negative_tags=contract.missing_author_tags)
 class AuthorArticlesView(PublicAPIView):
-    @extend_schema(parameters=[PAGE_PARAM], responses=OpenApiTypes.OBJECT, summary="Author's articles")
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Author's articles")
     def get(self, request, author_id: int):
         data = found(selectors.author_feed(author_id=author_id, page=public_params(self)["page"]))
         return public_json(data, contract.author_feed_tags(data), last_modified=selectors.last_modified_of(data["results"]))
@@ -205,11 +204,7 @@ class AuthorArticlesView(PublicAPIView):
 
 @cache_public_json(kind="search_results", params=SEARCH_PARAMS)
 class SearchView(PublicAPIView):
-    @extend_schema(
-        parameters=[OpenApiParameter("q", OpenApiTypes.STR, required=True, description=f"search words (websearch syntax, 1-{MAX_QUERY_LENGTH} characters)"), PAGE_PARAM],
-        responses=OpenApiTypes.OBJECT,
-        summary="Full-text search",
-    )
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Full-text search")
     def get(self, request):
         params = public_params(self)
         data = selectors.search(q=params["q"], page=params["page"])
@@ -281,7 +276,7 @@ class ProfileView(PersonalAPIView):
 
 
 class UserFeedView(PersonalAPIView):
-    @extend_schema(parameters=[PAGE_PARAM], responses=OpenApiTypes.OBJECT, summary="Articles I follow")
+    @extend_schema(parameters=openapi_parameters(PAGE_PARAMS), responses=OpenApiTypes.OBJECT, summary="Articles I follow")
     def get(self, request):
         params = validated(PAGE_PARAMS, request)
         return Response(selectors.user_feed(user=request.user, page=params["page"]))
