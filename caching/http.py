@@ -2,7 +2,7 @@
 
 A public view declares a `ResponsePolicy` with `@cache_public(...)`. `PublicResponseCacheMiddleware`
 (caching/middleware.py) finds it after URL resolution, parses the view's own query parameters
-once (the view reads them with `request_params(request)`), builds the key from the route and
+once (the view reads them with `request_params(request, view)`), builds the key from the route and
 those parameters, and asks the tiers for a ready-to-send `ResponseEntry` (body bytes plus
 precomputed header values): a hit builds no serializer and runs no query. On a miss the view
 runs as usual inside the tiers' lease and its 200 becomes an entry; a 404 becomes a cached
