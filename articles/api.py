@@ -8,28 +8,27 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from caching import tags as T
-from caching.http import cache_public, set_cache_tags
+from caching.http import cache_public, request_params, set_cache_tags
 from caching.params import ParamError, parse_params
 
+from . import invalidation as contract
 from . import selectors, services
-from .http import json_response, personal
+from .http import json_not_found, json_response, personal
 from .models import Article
-from .params import MAX_PAGE, MAX_QUERY_LENGTH, PAGE_PARAMS, SEARCH_PARAMS
+from .params import PAGE_PARAMS, SEARCH_PARAMS
+from .schema import openapi_parameters
 from .serializers import (
     ArticleWriteSerializer,
     CommentWriteSerializer,
     FollowSerializer,
     ProfileWriteSerializer,
 )
-
-PAGE_PARAM = OpenApiParameter("page", OpenApiTypes.INT, description=f"1-based page number (20 a page, at most {MAX_PAGE})")
 
 
 class IsEditor(permissions.BasePermission):
@@ -41,17 +40,30 @@ class IsEditor(permissions.BasePermission):
         return bool(request.user and request.user.is_authenticated and request.user.is_staff)
 
 
+def cache_public_json(**policy):
+    """A public JSON read (caching.http.cache_public) whose cached 404 is the API's JSON 404."""
+    return cache_public(not_found=json_not_found, **policy)
+
+
+def _invalid(exc: ParamError) -> ValidationError:
+    return ValidationError({exc.name: [exc.message]})
+
+
+def public_params(view) -> dict:
+    """A public view's own query parameters, declared once in its @cache_public_json and
+    parsed once per request (by the cache middleware); a bad value is a 400."""
+    try:
+        return request_params(view.request, view)
+    except ParamError as exc:
+        raise _invalid(exc) from exc
+
+
 def validated(spec: tuple, request) -> dict:
-    """Only the endpoint's own parameters are read; unknown ones (utm_*, busters) are ignored."""
+    """The parameters of an uncached (personal) view; unknown ones (utm_*, busters) are ignored."""
     try:
         return parse_params(spec, request.query_params)
     except ParamError as exc:
-        raise ValidationError({exc.name: [exc.message]}) from exc
-
-
-def list_tags(data: dict, *tags: str) -> list[str]:
-    """An article list depends on its own tags plus `article:{id}` of every item."""
-    return [*tags, *T.article_tags(item["id"] for item in data["results"])]
+        raise _invalid(exc) from exc
 
 
 def public_json(data: dict, tags, *, last_modified=None):
@@ -95,17 +107,15 @@ class PublicReadEditorialWriteView(APIView):
         return [permissions.AllowAny()] if self._is_read() else [IsEditor()]
 
 
-@cache_public(kind="homepage_feed", params=PAGE_PARAMS)
+@cache_public_json(kind="homepage_feed", params=PAGE_PARAMS)
 class ArticleListView(PublicReadEditorialWriteView):
     """GET: the home feed (public). POST: create an article (editorial)."""
 
 
-    @extend_schema(parameters=[PAGE_PARAM], responses=OpenApiTypes.OBJECT, summary="Home feed", operation_id="articles_list")
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Home feed", operation_id="articles_list")
     def get(self, request):
-        params = validated(PAGE_PARAMS, request)
-        data = selectors.home_feed(page=params["page"])
-        tags = list_tags(data, T.articles_tag(), T.home_feed_tag())
-        return public_json(data, tags, last_modified=selectors.last_modified_of(data["results"]))
+        data = selectors.home_feed(page=public_params(self)["page"])
+        return public_json(data, contract.home_feed_tags(data), last_modified=selectors.last_modified_of(data["results"]))
 
     @extend_schema(request=ArticleWriteSerializer, responses={201: OpenApiTypes.OBJECT}, summary="Create an article")
     def post(self, request):
@@ -119,7 +129,7 @@ class ArticleListView(PublicReadEditorialWriteView):
         return Response(_editorial_view(article), status=status.HTTP_201_CREATED)
 
 
-@cache_public(kind="article", negative_tags=lambda kw: [T.article_tag(kw["article_id"])])
+@cache_public_json(kind="article", negative_tags=contract.missing_article_tags)
 class ArticleDetailView(PublicReadEditorialWriteView):
     """GET: a published article (public). PATCH/DELETE: editorial."""
 
@@ -127,8 +137,7 @@ class ArticleDetailView(PublicReadEditorialWriteView):
     @extend_schema(responses=OpenApiTypes.OBJECT, summary="Article detail")
     def get(self, request, article_id: int):
         data = found(selectors.article_detail(article_id=article_id))
-        tags = [T.article_tag(data["id"]), T.author_tag(data["author"]["id"]), T.category_tag(data["category"]["id"])]
-        return public_json(data, tags, last_modified=data["updated_at"])
+        return public_json(data, contract.article_tags(data), last_modified=data["updated_at"])
 
     @extend_schema(request=ArticleWriteSerializer, responses=OpenApiTypes.OBJECT, summary="Edit an article")
     def patch(self, request, article_id: int):
@@ -145,70 +154,61 @@ class ArticleDetailView(PublicReadEditorialWriteView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-@cache_public(kind="trending")
+@cache_public_json(kind="trending")
 class TrendingView(PublicAPIView):
     @extend_schema(responses=OpenApiTypes.OBJECT, summary="Most viewed recently")
     def get(self, request):
         data = selectors.trending()
-        return public_json(data, list_tags(data, T.trending_tag(), T.articles_tag()))
+        return public_json(data, contract.trending_tags(data))
 
 
-@cache_public(kind="breaking_news")
+@cache_public_json(kind="breaking_news")
 class BreakingNewsView(PublicAPIView):
     @extend_schema(responses=OpenApiTypes.OBJECT, summary="Breaking news of the last 6 hours")
     def get(self, request):
         data = selectors.breaking_news()
-        return public_json(data, list_tags(data, T.breaking_tag(), T.articles_tag()))
+        return public_json(data, contract.breaking_tags(data))
 
 
-@cache_public(kind="category_feed")
+@cache_public_json(kind="category_feed")
 class CategoryListView(PublicAPIView):
     @extend_schema(responses=OpenApiTypes.OBJECT, summary="Categories")
     def get(self, request):
         data = selectors.category_list()
-        return public_json(data, [T.categories_tag(), *(T.category_tag(c["id"]) for c in data["results"])])
+        return public_json(data, contract.category_list_tags(data))
 
 
-@cache_public(kind="category_feed", params=PAGE_PARAMS, negative_tags=lambda kw: [T.categories_tag()])
+@cache_public_json(kind="category_feed", params=PAGE_PARAMS, negative_tags=contract.missing_category_tags)
 class CategoryArticlesView(PublicAPIView):
-    @extend_schema(parameters=[PAGE_PARAM], responses=OpenApiTypes.OBJECT, summary="Category feed")
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Category feed")
     def get(self, request, slug: str):
-        params = validated(PAGE_PARAMS, request)
-        data = found(selectors.category_feed(slug=slug, page=params["page"]))
-        cid = data["category"]["id"]
-        tags = list_tags(data, T.category_tag(cid), T.category_feed_tag(cid), T.articles_tag())
-        return public_json(data, tags, last_modified=selectors.last_modified_of(data["results"]))
+        data = found(selectors.category_feed(slug=slug, page=public_params(self)["page"]))
+        return public_json(data, contract.category_feed_tags(data), last_modified=selectors.last_modified_of(data["results"]))
 
 
-@cache_public(kind="author", negative_tags=lambda kw: [T.author_tag(kw["author_id"])])
+@cache_public_json(kind="author", negative_tags=contract.missing_author_tags)
 class AuthorDetailView(PublicAPIView):
     @extend_schema(responses=OpenApiTypes.OBJECT, summary="Author")
     def get(self, request, author_id: int):
         data = found(selectors.author_detail(author_id=author_id))
-        return public_json(data, [T.author_tag(data["id"])])
+        return public_json(data, contract.author_tags(data))
 
 
-@cache_public(kind="author", params=PAGE_PARAMS, negative_tags=lambda kw: [T.author_tag(kw["author_id"])])
+@cache_public_json(kind="author", params=PAGE_PARAMS, negative_tags=contract.missing_author_tags)
 class AuthorArticlesView(PublicAPIView):
-    @extend_schema(parameters=[PAGE_PARAM], responses=OpenApiTypes.OBJECT, summary="Author's articles")
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Author's articles")
     def get(self, request, author_id: int):
-        params = validated(PAGE_PARAMS, request)
-        data = found(selectors.author_feed(author_id=author_id, page=params["page"]))
-        tags = list_tags(data, T.author_tag(author_id), T.articles_tag())
-        return public_json(data, tags, last_modified=selectors.last_modified_of(data["results"]))
+        data = found(selectors.author_feed(author_id=author_id, page=public_params(self)["page"]))
+        return public_json(data, contract.author_feed_tags(data), last_modified=selectors.last_modified_of(data["results"]))
 
 
-@cache_public(kind="search_results", params=SEARCH_PARAMS)
+@cache_public_json(kind="search_results", params=SEARCH_PARAMS)
 class SearchView(PublicAPIView):
-    @extend_schema(
-        parameters=[OpenApiParameter("q", OpenApiTypes.STR, required=True, description=f"search words (websearch syntax, 1-{MAX_QUERY_LENGTH} characters)"), PAGE_PARAM],
-        responses=OpenApiTypes.OBJECT,
-        summary="Full-text search",
-    )
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Full-text search")
     def get(self, request):
-        params = validated(SEARCH_PARAMS, request)
+        params = public_params(self)
         data = selectors.search(q=params["q"], page=params["page"])
-        return public_json(data, list_tags(data, T.search_tag(), T.articles_tag()))
+        return public_json(data, contract.search_tags(data))
 
 
 # --- counters ----------------------------------------------------------------------------------
@@ -276,7 +276,7 @@ class ProfileView(PersonalAPIView):
 
 
 class UserFeedView(PersonalAPIView):
-    @extend_schema(parameters=[PAGE_PARAM], responses=OpenApiTypes.OBJECT, summary="Articles I follow")
+    @extend_schema(parameters=openapi_parameters(PAGE_PARAMS), responses=OpenApiTypes.OBJECT, summary="Articles I follow")
     def get(self, request):
         params = validated(PAGE_PARAMS, request)
         return Response(selectors.user_feed(user=request.user, page=params["page"]))

@@ -153,11 +153,6 @@ _BIO_TEMPLATES = [
 _DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
 
-def category_words(slug: str) -> tuple[list[str], list[str]]:
-    """Returns the (subjects, topics) word lists of a category slug."""
-    return _SUBJECTS[slug], _TOPICS[slug]
-
-
 def _lower_first(text: str) -> str:
     """'The senate' -> 'the senate', but 'UN envoys' and 'AI labs' keep their capitals."""
     return text if text[1:2].isupper() else text[0].lower() + text[1:]

@@ -2,9 +2,11 @@
 
 import orjson
 from django.http import HttpResponse
+from django.template.loader import render_to_string
 from django.utils.cache import patch_cache_control
 
 JSON_CONTENT_TYPE = "application/json"
+_NOT_FOUND_JSON = b'{"error":"not_found","detail":"Not found."}'
 
 
 def json_bytes(data) -> bytes:
@@ -23,3 +25,15 @@ def personal(response: HttpResponse) -> HttpResponse:
         if header in response:
             del response[header]
     return response
+
+
+def json_not_found(request=None) -> HttpResponse:
+    """The API's 404 ({"error": "not_found", ...}, as articles.errors shapes it), also the body
+    of a cached negative of a public JSON view."""
+    return HttpResponse(_NOT_FOUND_JSON, status=404, content_type=JSON_CONTENT_TYPE)
+
+
+def page_not_found(request=None) -> HttpResponse:
+    """The HTML 404 page of a public page view, rendered without the request: the same bytes
+    for every reader (it is served from a cached negative)."""
+    return HttpResponse(render_to_string("articles/404.html"), status=404)

@@ -1,4 +1,13 @@
-"""The tag matrix: which cache tags a change to each model touches. One place, one table.
+"""The cache contract of articles, both sides in one module so they cannot drift:
+
+- read side: the tags each public response carries (Surrogate-Key), built from the data it
+  shows. The JSON views (articles/api.py) and their HTML twins (articles/pages.py) call the
+  same builders; a page adds only what it shows besides its twin's data (the category nav,
+  the breaking box) and its address by slug.
+- write side: which tags a change to each model touches (the table below).
+
+tests/articles/test_cache_contract.py runs every public endpoint against every write of the
+table: a write that changes what an endpoint answers must touch a tag that endpoint carries.
 
 | change | tags invalidated |
 |---|---|
@@ -24,6 +33,92 @@ from caching import invalidate_tags_on_commit
 from caching import tags as T
 
 from .models import Article
+
+# --- read side: the tags of each public response ----------------------------------------------
+
+
+def _list_tags(items, *own: str) -> list[str]:
+    """An article list depends on its own tags plus `article:{id}` of every item."""
+    return [*own, *T.article_tags(item["id"] for item in items)]
+
+
+def home_feed_tags(feed: dict) -> list[str]:
+    return _list_tags(feed["results"], T.articles_tag(), T.home_feed_tag())
+
+
+def trending_tags(data: dict) -> list[str]:
+    return _list_tags(data["results"], T.trending_tag(), T.articles_tag())
+
+
+def breaking_tags(data: dict) -> list[str]:
+    return _list_tags(data["results"], T.breaking_tag(), T.articles_tag())
+
+
+def search_tags(data: dict) -> list[str]:
+    return _list_tags(data["results"], T.search_tag(), T.articles_tag())
+
+
+def category_feed_tags(feed: dict) -> list[str]:
+    cid = feed["category"]["id"]
+    return _list_tags(feed["results"], T.category_tag(cid), T.category_feed_tag(cid), T.articles_tag())
+
+
+def author_feed_tags(feed: dict) -> list[str]:
+    return _list_tags(feed["results"], T.author_tag(feed["author"]["id"]), T.articles_tag())
+
+
+def category_list_tags(data: dict) -> list[str]:
+    return [T.categories_tag(), *(T.category_tag(c["id"]) for c in data["results"])]
+
+
+def author_tags(author: dict) -> list[str]:
+    return [T.author_tag(author["id"])]
+
+
+def article_tags(article: dict) -> list[str]:
+    """An article's detail (JSON and page): the article, its author's and category's names."""
+    return [T.article_tag(article["id"]), T.author_tag(article["author"]["id"]), T.category_tag(article["category"]["id"])]
+
+
+def category_nav_tags() -> list[str]:
+    """The category nav of every HTML page (the names only: `categories` covers them)."""
+    return [T.categories_tag()]
+
+
+def home_page_tags(feed: dict, breaking: dict) -> list[str]:
+    return [*home_feed_tags(feed), *breaking_tags(breaking), *category_nav_tags()]
+
+
+def article_page_tags(article: dict) -> list[str]:
+    """The page is addressed by slug: `article-slug:{slug}` is also the tag of its 404."""
+    return [*article_tags(article), T.article_slug_tag(article["slug"]), *category_nav_tags()]
+
+
+def category_page_tags(feed: dict) -> list[str]:
+    return [*category_feed_tags(feed), *category_nav_tags()]
+
+
+# Tags of a cached 404, from the URL kwargs: what the creation of the missing object touches.
+
+
+def missing_article_tags(kwargs: dict) -> list[str]:
+    return [T.article_tag(kwargs["article_id"])]
+
+
+def missing_article_page_tags(kwargs: dict) -> list[str]:
+    return [T.article_slug_tag(kwargs["slug"])]
+
+
+def missing_category_tags(kwargs: dict) -> list[str]:
+    """An unknown category slug: any category saved (created, renamed) touches `categories`."""
+    return [T.categories_tag()]
+
+
+def missing_author_tags(kwargs: dict) -> list[str]:
+    return [T.author_tag(kwargs["author_id"])]
+
+
+# --- write side: the tags each change touches ---------------------------------------------------
 
 # Fields whose change can move an article into, out of, or within a list.
 _MEMBERSHIP_FIELDS = ("status", "published_at", "category_id", "author_id", "is_breaking")

@@ -1,15 +1,17 @@
-"""Reads. One function per public read, each returning plain data (dicts, lists, str, int, None)
-that can be cached and serialised as is. Nothing here knows about HTTP or the cache tiers.
+"""Reads. One function per read, each returning plain data (dicts, lists, str, int, bool, None)
+that can be cached and serialised as is. Nothing here knows about HTTP. Public responses are
+cached whole by the response middleware (caching/middleware.py), so most reads here do not touch
+the tiers; two go through them themselves: article_is_published (the view counter's existence
+check) and user_profile_cached (a private per-user key).
 
-Costs are noted per function: the page selectors run one query (two for a category or author
-feed, which first resolve the category/author); detail runs one query plus two counts.
+Costs: the page selectors run one query (two for a category or author feed, which first resolve
+the category/author); a detail is one query, its comment and like counts as subqueries.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchRank
 from django.db import connection
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
@@ -99,6 +101,7 @@ def last_modified_of(items: list[dict]) -> str | None:
 
 
 def home_feed(*, page: int) -> dict:
+    """A page of published articles, newest first. One query."""
     return _page(published_articles(), page)
 
 
@@ -124,6 +127,7 @@ def article_detail(*, article_id: int) -> dict | None:
 
 
 def article_detail_by_slug(*, slug: str) -> dict | None:
+    """As article_detail, addressed by slug. One query."""
     article = _with_counts(published_articles()).filter(slug=slug).first()
     if article is None:
         return None
@@ -142,6 +146,7 @@ def _detail(article: Article) -> dict:
 
 
 def article_comments(*, article_id: int, limit: int = 20) -> list[dict]:
+    """The newest `limit` comments of an article. One query."""
     rows = (
         Comment.objects.filter(article_id=article_id)
         .select_related("user")
@@ -194,6 +199,7 @@ def breaking_news() -> dict:
 
 
 def category_list() -> dict:
+    """Every category, by name. One query."""
     return {"results": [{"id": c.id, "name": c.name, "slug": c.slug} for c in Category.objects.order_by("name")]}
 
 
@@ -213,6 +219,7 @@ def category_feed(*, slug: str, page: int) -> dict | None:
 
 
 def author_detail(*, author_id: int) -> dict | None:
+    """An author and their count of published articles, or None. Two queries."""
     author = Author.objects.filter(pk=author_id).first()
     if author is None:
         return None
@@ -226,6 +233,7 @@ def author_detail(*, author_id: int) -> dict | None:
 
 
 def author_feed(*, author_id: int, page: int) -> dict | None:
+    """An author and a page of their published articles, or None when unknown. Two queries."""
     author = Author.objects.filter(pk=author_id).only("id", "name", "avatar_url").first()
     if author is None:
         return None
@@ -271,6 +279,7 @@ def search(*, q: str, page: int) -> dict:
 
 
 def user_profile(*, user) -> dict:
+    """The user's own data and what they follow. Two queries."""
     follows = Follow.objects.filter(user=user).values_list("author_id", "category_id")
     author_id = Author.objects.filter(user=user).values_list("id", flat=True).first()
     return {
@@ -299,7 +308,7 @@ def user_profile_cached(*, user) -> dict:
 
 
 def user_feed(*, user, page: int) -> dict:
-    """Articles by followed authors or in followed categories, newest first."""
+    """Articles by followed authors or in followed categories, newest first. One query."""
     follows = Follow.objects.filter(user=user)
     qs = published_articles().filter(
         Q(author_id__in=follows.filter(author__isnull=False).values("author_id"))
@@ -316,7 +325,3 @@ def user_follows(*, user) -> dict:
             for f in rows
         ]
     }
-
-
-def max_page() -> int:
-    return getattr(settings, "NEWSITE_MAX_PAGE", 5000)

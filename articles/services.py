@@ -1,7 +1,10 @@
-"""Writes. Keyword-only, typed, named <entity>_<action>; each runs in one transaction.
+"""Writes. Keyword-only, typed, named <entity>_<action>; each database write runs in one
+transaction (article_register_view is a Redis counter: articles/counters.py).
 
-Cache invalidation is not called from here: it hangs off the model signals (articles/receivers.py)
-so that the admin, the API, the shell and these services all invalidate the same way, after commit.
+Cache invalidation of the models hangs off their signals (articles/receivers.py), so that the
+admin, the API, the shell and these services all invalidate the same way: CDN outbox rows inside
+the transaction, the app tiers after commit. The exception is profile_update: the User model has
+no receiver, so it invalidates the user's tag and writes the new profile through itself.
 """
 
 from __future__ import annotations
@@ -151,6 +154,8 @@ PROFILE_EDITABLE_FIELDS = frozenset({"first_name", "last_name", "email"})
 
 @transaction.atomic
 def profile_update(*, user: AbstractBaseUser, data: dict[str, Any]) -> AbstractBaseUser:
+    """Apply `data` (a subset of PROFILE_EDITABLE_FIELDS) to the user, then write the cached
+    profile through after commit."""
     _refuse_unknown_fields(data, PROFILE_EDITABLE_FIELDS)
     for field, value in data.items():
         setattr(user, field, value)
@@ -162,5 +167,6 @@ def profile_update(*, user: AbstractBaseUser, data: dict[str, Any]) -> AbstractB
 
 
 def article_register_view(*, article_id: int) -> None:
-    """Count one read, write-behind: one Redis round trip (articles/counters.py)."""
+    """Count one read, write-behind: one Redis round trip, no transaction (articles/counters.py;
+    a direct UPDATE when Redis refuses)."""
     counters.record_view(article_id=article_id)

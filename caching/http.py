@@ -1,16 +1,18 @@
 """HTTP response caching and the header policy of public responses (SPEC section 4).
 
 A public view declares a `ResponsePolicy` with `@cache_public(...)`. `PublicResponseCacheMiddleware`
-(caching/middleware.py) finds it after URL resolution, builds the key from the route and the
-view's own validated parameters, and asks the tiers for a ready-to-send `ResponseEntry` (body
-bytes plus precomputed header values): a hit builds no serializer and runs no query. On a miss
-the view runs as usual inside the tiers' lease and its 200 becomes an entry; a 404 becomes a
-cached negative (None, kind "negative") tagged so that creating the object removes it; any other
-status passes through uncached.
+(caching/middleware.py) finds it after URL resolution, parses the view's own query parameters
+once (the view reads them with `request_params(request, view)`), builds the key from the route and
+those parameters, and asks the tiers for a ready-to-send `ResponseEntry` (body bytes plus
+precomputed header values): a hit builds no serializer and runs no query. On a miss the view
+runs as usual inside the tiers' lease and its 200 becomes an entry; a 404 becomes a cached
+negative (None, kind "negative") tagged so that creating the object removes it, answered with
+the policy's own 404 body; any other status passes through uncached.
 
-Headers of every public 200: Cache-Control from settings.NEWSITE_CACHE_KINDS, Surrogate-Key
+Headers of every public 200: Cache-Control of the view's kind (caching.conf), Surrogate-Key
 (space-separated tags), Cache-Tag (comma-separated), ETag, Last-Modified when the data has one,
-Vary: Accept-Encoding, Age and X-Cache (HIT-L1 / HIT-L2 / MISS / STALE).
+Vary: Accept-Encoding, Age and X-Cache (HIT-L1 / HIT-L2 / MISS / STALE). This module knows no
+view, template or error format of its users: those come in through the policy.
 """
 
 from __future__ import annotations
@@ -18,27 +20,20 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
-from django.conf import settings
-from django.http import HttpResponse, HttpResponseNotModified
+from django.http import HttpRequest, HttpResponse, HttpResponseNotModified
 from django.utils.http import http_date, parse_etags, parse_http_date_safe
 
+from caching import conf
 from caching.params import ParamError, parse_params
-
-NEGATIVE_CACHE_CONTROL = "public, max-age=30, s-maxage=30"
 
 
 def cache_control_for(kind: str) -> str:
-    """`public, max-age=B, s-maxage=E, stale-while-revalidate=S, stale-if-error=X` for a kind."""
-    spec = settings.NEWSITE_CACHE_KINDS[kind]
-    parts = [f"public, max-age={spec['max_age']}, s-maxage={spec['s_maxage']}"]
-    if spec.get("swr"):
-        parts.append(f"stale-while-revalidate={spec['swr']}")
-    if spec.get("sie"):
-        parts.append(f"stale-if-error={spec['sie']}")
-    return ", ".join(parts)
+    """`public, max-age=B, s-maxage=E, stale-while-revalidate=S, stale-if-error=X` of a kind,
+    from the resolved configuration (KeyError for an unknown kind)."""
+    return conf.get().kind(kind).cache_control
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,36 +61,43 @@ class Uncacheable(Exception):  # noqa: N818 (a control-flow signal carrying the 
         self.response = response
 
 
+def _no_tags(kwargs: dict) -> tuple:
+    return ()
+
+
+def plain_not_found(request: HttpRequest) -> HttpResponse:
+    """The default body of a cached 404 (users pass their own: JSON error, HTML page)."""
+    return HttpResponse(b"Not found.", status=404, content_type="text/plain; charset=utf-8")
+
+
 @dataclass(frozen=True)
 class ResponsePolicy:
     """How one public view is cached.
 
-    kind: the row of NEWSITE_CACHE_KINDS (TTL and Cache-Control).
+    kind: a cache kind of caching.conf (TTL and Cache-Control).
     params: the view's own query parameters (caching.params specs); only those enter the key,
         parsed and sorted. Anything else in the query string is ignored.
     negative_tags: tags of a cached 404, from the view's URL kwargs: what creating the missing
         object invalidates.
-    html: the view renders HTML (its 404 is the HTML 404 page).
+    not_found: builds the body of the 404 served from a cached negative, per request. It is a
+        public response: it must not depend on who asks.
     """
 
     kind: str
     params: tuple = ()
-    negative_tags: Callable[[dict], Iterable[str]] = field(default=lambda kwargs: ())
-    html: bool = False
+    negative_tags: Callable[[dict], Iterable[str]] = _no_tags
+    not_found: Callable[[HttpRequest], HttpResponse] = plain_not_found
 
-    def validated_params(self, query) -> dict | None:
-        """The view's own parameters, parsed; None when invalid (the view answers 400)."""
-        if not self.params:
-            return {}
-        try:
-            return parse_params(self.params, query)
-        except ParamError:
-            return None
+    def parse_params(self, query) -> dict:
+        """The view's own parameters read from a QueryDict; raises ParamError."""
+        return parse_params(self.params, query) if self.params else {}
 
 
-def cache_public(*, kind: str, params: tuple = (), negative_tags=None, html: bool = False):
+def cache_public(*, kind: str, params: tuple = (), negative_tags=None, not_found=None):
     """Mark a view (function or class) as a public, cacheable read."""
-    policy = ResponsePolicy(kind=kind, params=params, negative_tags=negative_tags or (lambda kwargs: ()), html=html)
+    policy = ResponsePolicy(
+        kind=kind, params=params, negative_tags=negative_tags or _no_tags, not_found=not_found or plain_not_found
+    )
 
     def decorate(view):
         view.cache_policy = policy
@@ -110,6 +112,34 @@ def policy_of(view_func) -> ResponsePolicy | None:
         view_class = getattr(view_func, "view_class", None)
         policy = getattr(view_class, "cache_policy", None)
     return policy
+
+
+# --- query parameters, parsed once per request -----------------------------------------------
+
+
+def read_params(request: HttpRequest, policy: ResponsePolicy) -> dict | None:
+    """Parse the view's parameters and keep the result on `request.cache_params` (the dict, or
+    the ParamError of a bad value). Returns the dict, None when a value is bad."""
+    try:
+        params = policy.parse_params(request.GET)
+    except ParamError as exc:
+        request.cache_params = exc
+        return None
+    request.cache_params = params
+    return params
+
+
+def request_params(request, view) -> dict:
+    """The query parameters of the public `view` (its function, class or instance), as the
+    middleware parsed them for the key; raises ParamError for a bad value (the view answers
+    400). When the middleware did not parse them (not installed, or the view was called by
+    another view), they are parsed here, once, from the view's policy."""
+    if not hasattr(request, "cache_params"):
+        read_params(request, policy_of(view))
+    params = request.cache_params
+    if isinstance(params, ParamError):
+        raise params
+    return params
 
 
 # --- building entries ------------------------------------------------------------------------
@@ -192,18 +222,11 @@ def serve_entry(request, entry: ResponseEntry, *, source: str, filled_at: float)
     return response
 
 
-_NOT_FOUND_JSON = b'{"error":"not_found","detail":"Not found."}'
-
-
 def serve_negative(request, policy: ResponsePolicy, kwargs: dict, *, source: str, filled_at: float) -> HttpResponse:
-    """A cached 404: short public TTL, tagged so that the object's creation purges it."""
-    if policy.html:
-        from django.template.loader import render_to_string
-
-        response = HttpResponse(render_to_string("articles/404.html"), status=404)
-    else:
-        response = HttpResponse(_NOT_FOUND_JSON, status=404, content_type="application/json")
-    response["Cache-Control"] = NEGATIVE_CACHE_CONTROL
+    """A cached 404: the policy's 404 body, the "negative" kind's Cache-Control, tagged so that
+    the object's creation purges it."""
+    response = policy.not_found(request)
+    response["Cache-Control"] = cache_control_for(conf.NEGATIVE_KIND)
     _tag_headers(response, policy.negative_tags(kwargs))
     response["Vary"] = "Accept-Encoding"
     response["Age"] = str(max(0, int(time.time() - filled_at)))

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from caching import admin_views as cache_admin_views
+from newsite.ops import admin_views as ops_admin_views
 from newsite.ops import views as ops_views
 
 urlpatterns = [
@@ -10,7 +10,7 @@ urlpatterns = [
     path("metrics", ops_views.metrics_view, name="metrics"),
     path("health/", ops_views.health_view, name="health"),
     path("health/cache/", ops_views.health_cache_view, name="health-cache"),
-    path("admin/cache/", cache_admin_views.cache_page, name="admin-cache"),
+    path("admin/cache/", ops_admin_views.cache_page, name="admin-cache"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

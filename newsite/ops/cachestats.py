@@ -22,6 +22,7 @@ from django.db import Error as DatabaseError
 
 from caching import metrics as cache_metrics
 from caching import stats as cache_stats
+from newsite.middleware import database_breaker_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -162,14 +163,8 @@ def outbox_backlog() -> dict:
 
 
 def breakers(snapshot_breakers: dict) -> dict:
-    """The L2 breaker (caching.stats) plus the database breaker of the public-response
-    middleware when it exists (it is created on the first database failure: closed till then)."""
-    from caching import middleware
-
-    out = dict(snapshot_breakers)
-    db = getattr(middleware, "_db_breaker", None)
-    out["db"] = db.snapshot() if db is not None else {"state": "closed", "consecutive_failures": 0, "times_opened": 0}
-    return out
+    """The L2 breaker (caching.stats) plus the database breaker of newsite.middleware."""
+    return {**snapshot_breakers, "db": database_breaker_snapshot()}
 
 
 def recent_purges(limit: int = 20) -> list[dict]:

@@ -6,7 +6,8 @@ import string
 from datetime import timedelta
 
 import pytest
-from django.test import Client
+from django.conf import settings
+from django.test import Client, override_settings
 from django_redis import get_redis_connection
 
 import caching.engine
@@ -152,3 +153,31 @@ def test_authenticated_reader_gets_the_same_public_bytes(world):
         assert b"someone-private" not in mine.content
         assert "Cookie" not in mine.get("Vary", "") and "Set-Cookie" not in mine, path
     assert anonymous.status_code == 200
+
+
+def _without_cache_middleware():
+    return [m for m in settings.MIDDLEWARE if not m.endswith("ResponseCacheMiddleware")]
+
+
+def test_views_read_their_parameters_the_same_with_the_cache_on_off_or_absent(world):
+    """The parameters are declared once (@cache_public) and parsed once per request: by the
+    middleware, cache on or off, or by the view itself when the middleware is not there."""
+    paths = [
+        "/api/articles/?page=01&utm_source=x", "/api/articles/?page=abc", "/api/search/?q=cached&page=1",
+        "/api/search/?q=", "/?page=1", "/?page=0", f"/category/{world['cat'].slug}/?page=x",
+        "/api/articles/987654/", "/articles/no-such-slug/",
+    ]
+
+    def answers():
+        caching.core.clear_local()
+        get_redis_connection("default").flushdb()
+        return {p: (r.status_code, r.content) for p in paths for r in [Client().get(p)]}
+
+    cached = answers()
+    assert [cached[p][0] for p in paths] == [200, 400, 200, 400, 200, 400, 400, 404, 404]
+    with override_settings(NEWSITE_CACHE={**settings.NEWSITE_CACHE, "ENABLED": False}):
+        assert answers() == cached
+    with override_settings(MIDDLEWARE=_without_cache_middleware()):
+        uncached = answers()
+    # Without the middleware a 404 is Django's handler404 (rendered with the request): same status.
+    assert {p: v for p, v in uncached.items() if v[0] != 404} == {p: v for p, v in cached.items() if v[0] != 404}

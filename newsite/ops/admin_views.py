@@ -5,6 +5,7 @@ path as every write: CDN outbox rows in the transaction, L2 and every L1 after c
 
 The numbers come from newsite.ops.cachestats: all processes since start when prometheus-client
 runs in multiprocess mode (gunicorn), else this process; plus this process's last 5 minutes.
+Template: newsite/ops/templates/ops/admin_cache.html.
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ def _cache_page(request):
         "pid": report["pid"],
         "form": form,
     }
-    return TemplateResponse(request, "caching/admin_cache.html", context)
+    return TemplateResponse(request, "ops/admin_cache.html", context)
 
 
 # admin_view: staff only (others are redirected to the admin login), CSRF-protected, never cached.

@@ -1,0 +1,101 @@
+"""newsite's last middleware: caching's public-response middleware, guarded against a database
+outage (SPEC section 5, "Database down -> cached entries are served stale; the rest get 503
+with Retry-After, fast").
+
+- Public views (caching.http.cache_public): a miss runs the view behind the database breaker;
+  when the database is unreachable and no tier holds an entry to serve, the answer is a 503.
+- Every other view (personal, editorial): a database outage is a fast 503, not a 500.
+- database_breaker() is the process's breaker (closed until the first failure); /health/cache/
+  and the admin Cache page show database_breaker_snapshot().
+
+The breaker is caching.breaker.CircuitBreaker (metric newsite_breaker_open{tier="db"}).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import InterfaceError, OperationalError
+from django.http import Http404, JsonResponse
+
+from caching.breaker import CircuitBreaker
+from caching.middleware import PublicResponseCacheMiddleware
+
+# The database is down or unreachable (connection refused, pool timeout): answer 503 fast.
+DB_UNAVAILABLE = (OperationalError, InterfaceError)
+RETRY_AFTER_SECONDS = 5
+# After a database failure, requests that would need it fail fast (503, or a stale entry) for
+# DB_BREAKER_RESET seconds instead of each waiting for the connect/pool timeout.
+DB_BREAKER_RESET = 2.0
+
+logger = logging.getLogger("newsite.middleware")
+
+_db_breaker: CircuitBreaker | None = None
+
+
+def database_breaker() -> CircuitBreaker:
+    """The database breaker of this process (created on first use)."""
+    global _db_breaker
+    if _db_breaker is None:
+        _db_breaker = CircuitBreaker("db", failures=1, reset_after=DB_BREAKER_RESET)
+    return _db_breaker
+
+
+def database_breaker_snapshot() -> dict:
+    """State of the database breaker; "closed" when no public miss has created it yet (reading
+    it creates nothing, so no metric appears before the first use)."""
+    if _db_breaker is None:
+        return {"state": "closed", "consecutive_failures": 0, "times_opened": 0}
+    return _db_breaker.snapshot()
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Only a lost or refused connection opens the database breaker, not a deadlock, a lock
+    timeout or a cancelled query (also OperationalErrors, but the database is up)."""
+    if isinstance(exc, InterfaceError):
+        return True
+    sqlstate = getattr(exc.__cause__, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
+
+
+def database_unavailable() -> JsonResponse:
+    response = JsonResponse(
+        {"error": "unavailable", "detail": "The database is unavailable; try again shortly."}, status=503
+    )
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+class ResponseCacheMiddleware(PublicResponseCacheMiddleware):
+    def run_view(self, request, view_func, view_args, view_kwargs):
+        breaker = database_breaker()
+        if not breaker.allow():
+            raise OperationalError("database circuit breaker open")
+        try:
+            response = super().run_view(request, view_func, view_args, view_kwargs)
+        except Http404:
+            breaker.success()
+            raise
+        except DB_UNAVAILABLE as exc:
+            if connection_lost(exc):
+                breaker.failure(exc)
+            raise
+        breaker.success()
+        return response
+
+    def respond(self, request, *args):
+        try:
+            return super().respond(request, *args)
+        except DB_UNAVAILABLE as exc:  # no stale entry to serve (the tiers served one if they had it)
+            logger.warning("database unavailable for %s: %s", request.path, exc)
+            return database_unavailable()
+
+    def process_exception(self, request, exception):
+        """Uncached views (personal, editorial): a database outage is a fast 503, not a 500."""
+        if isinstance(exception, DB_UNAVAILABLE):
+            if connection_lost(exception):
+                database_breaker().failure(exception)
+            logger.warning("database unavailable for %s: %s", request.path, exception)
+            return database_unavailable()
+        return None
