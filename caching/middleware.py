@@ -14,7 +14,7 @@ to turn a source outage into a response). By default the view's exceptions propa
 
 from __future__ import annotations
 
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.http.response import ResponseHeaders
 
 import caching
@@ -30,6 +30,20 @@ from caching.http import (
 )
 
 SAFE = frozenset({"GET", "HEAD"})
+# Set by the edge (deploy/varnish/default.vcl) on its fetches: they start at L2, because a
+# purge may have arrived before this process's L1 heard of the invalidation.
+EDGE_FETCH_HEADER = "HTTP_X_EDGE_FETCH"
+BUSY_RETRY_AFTER_SECONDS = 1
+
+
+def busy_response() -> JsonResponse:
+    """503 for a cold key whose loader has been running elsewhere for longer than LEASE_WAIT."""
+    response = JsonResponse(
+        {"error": "busy", "detail": "This page is being rebuilt; try again in a moment."}, status=503
+    )
+    response["Retry-After"] = str(BUSY_RETRY_AFTER_SECONDS)
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 def _own_copy(response: HttpResponse) -> HttpResponse:
@@ -82,10 +96,25 @@ class PublicResponseCacheMiddleware:
             return entry.tags if entry is not None else tuple(policy.negative_tags(view_kwargs))
 
         try:
-            fetched = caching.fetch(key, load, kind=policy.kind, tags=tags_of)
+            fetched = caching.fetch(key, load, kind=policy.kind, tags=tags_of,
+                                    bypass_l1=EDGE_FETCH_HEADER in request.META)
         except Uncacheable as exc:
             # Single-flight followers receive the leader's exception: each gets its own copy.
             return _own_copy(exc.response)
+        except caching.LeaseTimeout:
+            return busy_response()
         if fetched.value is None:
-            return serve_negative(request, policy, view_kwargs, source=fetched.source, filled_at=fetched.filled_at)
-        return serve_entry(request, fetched.value, source=fetched.source, filled_at=fetched.filled_at)
+            response = serve_negative(request, policy, view_kwargs, source=fetched.source, filled_at=fetched.filled_at)
+        else:
+            response = serve_entry(request, fetched.value, source=fetched.source, filled_at=fetched.filled_at)
+        if fetched.superseded:
+            # The tiers refused this value (a write overtook its load): it may answer this
+            # request, which began before the write, but no shared cache may keep it.
+            response["Cache-Control"] = "no-store"
+        return response
+
+    def process_exception(self, request, exception):
+        """A LeaseTimeout raised by a view's own caching.fetch() call: a fast 503, not a 500."""
+        if isinstance(exception, caching.LeaseTimeout):
+            return busy_response()
+        return None

@@ -29,6 +29,11 @@ DEFAULTS = {
     "BACKOFF_MAX": 600.0,  # cap between attempts
     "MAX_ATTEMPTS": 50,  # then the row is marked dead (still in the admin, can be retried); 0 = never
     "RETAIN_DONE_DAYS": 7,  # delivered rows older than this are pruned
+    # A second purge of what a drain delivered, this many seconds later (0: none). It removes
+    # what an edge stored after the first purge from a fetch that was already in flight (a
+    # response built before the write, delivered after the purge). Best effort: the first
+    # purge is the durable one.
+    "FOLLOW_UP_AFTER": 0.5,
 }
 
 
@@ -181,6 +186,35 @@ def outbox_backlog() -> dict:
         "dead": stats["dead"],
         "oldest_pending_seconds": round((timezone.now() - oldest).total_seconds(), 1) if oldest else None,
     }
+
+
+def purge_again(ids) -> int:
+    """The follow-up purge: send the tags and URLs of delivered rows `ids` to their backends
+    once more (rows are not touched). Returns the backend calls made; a failure is logged and
+    counted (result="follow_up_failed"), never retried."""
+    backends = get_backends()
+    by_backend: dict[str, list[PurgeOutbox]] = {}
+    for row in PurgeOutbox.objects.filter(pk__in=list(ids), status=PurgeOutbox.Status.DONE):
+        by_backend.setdefault(row.backend, []).append(row)
+    calls = 0
+    for alias, rows in sorted(by_backend.items()):
+        backend = backends.get(alias)
+        if backend is None:
+            continue
+        tags = sorted({tag for row in rows for tag in row.tags})
+        urls = sorted({url for row in rows for url in row.urls})
+        try:
+            if tags:
+                backend.purge_tags(tags)
+            if urls:
+                backend.purge_urls(urls)
+        except PurgeError as exc:
+            CDN_PURGES.labels(backend=alias, result="follow_up_failed").inc()
+            logger.warning("event=cdn_follow_up_failed backend=%s error=%s", alias, json.dumps(str(exc)))
+            continue
+        CDN_PURGES.labels(backend=alias, result="follow_up").inc()
+        calls += 1
+    return calls
 
 
 def prune_delivered(days: int | None = None) -> int:

@@ -38,7 +38,19 @@ def purge_outbox_drain(self, ids=None):
         and report.retry_in <= SELF_RETRY_MAX_DELAY
     ):
         schedule_drain(report.failed, countdown=report.retry_in)
+    follow_up = outbox.outbox_setting("FOLLOW_UP_AFTER")
+    if report.delivered and follow_up and not self.request.is_eager:
+        try:
+            purge_outbox_follow_up.apply_async(args=(report.delivered,), countdown=follow_up, retry=False)
+        except BROKER_ERRORS as exc:  # best effort: the first purge was delivered
+            logger.warning("cdn outbox: follow-up purge of %s not scheduled (%s)", report.delivered, exc)
     return {"delivered": len(report.delivered), "failed": len(report.failed), "dead": len(report.dead)}
+
+
+@shared_task(name="cdn.purge_outbox_follow_up", ignore_result=True)
+def purge_outbox_follow_up(ids):
+    """Purge what rows `ids` purged once more (cdn.outbox.purge_again), FOLLOW_UP_AFTER later."""
+    return outbox.purge_again(ids)
 
 
 @shared_task(name="cdn.purge_outbox_redrive", ignore_result=True)

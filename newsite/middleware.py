@@ -98,4 +98,4 @@ class ResponseCacheMiddleware(PublicResponseCacheMiddleware):
                 database_breaker().failure(exception)
             logger.warning("database unavailable for %s: %s", request.path, exception)
             return database_unavailable()
-        return None
+        return super().process_exception(request, exception)

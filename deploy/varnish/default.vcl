@@ -106,6 +106,12 @@ sub vcl_hit {
     return (deliver);
 }
 
+sub vcl_backend_fetch {
+    # Tell the app this fetch is the edge's: it starts at L2, never at an L1 copy that the
+    # invalidation broadcast has not reached yet (a purge may land before it does).
+    set bereq.http.X-Edge-Fetch = "1";
+}
+
 sub vcl_backend_response {
     if (bereq.uncacheable) {
         return (deliver);

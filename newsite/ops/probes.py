@@ -20,7 +20,8 @@ import redis
 from django.conf import settings
 from django.db import Error as DatabaseError
 from django.db import connections
-from django_redis import get_redis_connection
+
+from caching import engine
 
 CHECK_TIMEOUT = 1.0
 BROKER_TIMEOUT = 0.8
@@ -61,7 +62,7 @@ def check_database() -> None:
 def check_redis() -> None:
     """PING through django-redis's client (the L2 connection pool, its socket timeouts)."""
     try:
-        if not get_redis_connection("default").ping():
+        if not engine.redis_client().ping():
             raise CheckFailed("PING did not answer PONG")
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
         raise CheckFailed(f"{type(exc).__name__}: {exc}") from exc

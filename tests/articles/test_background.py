@@ -8,11 +8,10 @@ from django.core.management import call_command
 from django.db import connections
 from django.db.models import Sum
 from django.test import Client
-from django_redis import get_redis_connection
 
 from articles import counters, warm
 from articles.models import Article, ViewCountFlush
-from caching import keys
+from caching import engine, keys
 from tests.factories import make_article, make_author, make_category
 
 pytestmark = pytest.mark.django_db
@@ -77,7 +76,7 @@ def test_crash_after_commit_before_drop_applies_once(site):
     assert counters.flush_view_counts() == 0  # finds the batch recorded: drops it only
     article.refresh_from_db()
     assert article.view_count == 4
-    assert not get_redis_connection("default").exists(keys.views_processing_key())
+    assert not engine.redis_client().exists(keys.views_processing_key())
 
 
 def test_a_stale_flush_never_drops_another_batch(site):
@@ -101,7 +100,7 @@ def test_a_stale_flush_never_drops_another_batch(site):
 def test_view_counter_404s_leave_only_short_negatives(site):
     client = Client()
     assert client.post("/api/articles/987654/views/").status_code == 404
-    redis = get_redis_connection("default")
+    redis = engine.redis_client()
     key = next(k for k in redis.scan_iter(match="*article_published:987654*"))  # test-only lookup
     assert 0 < redis.pttl(key) <= 34_000  # the negative kind: 30 s +- 10% jitter
 

@@ -8,11 +8,9 @@ from datetime import timedelta
 import pytest
 from django.conf import settings
 from django.test import Client, override_settings
-from django_redis import get_redis_connection
 
-import caching.engine
-import caching.fetcher
 from articles.models import Comment, Like
+from caching import engine, fetcher
 from tests.factories import make_article, make_author, make_category, make_user
 
 pytestmark = pytest.mark.django_db
@@ -74,7 +72,7 @@ def test_l2_hit_after_l1_is_cleared(world, django_assert_num_queries):
     client = Client()
     path = f"/api/articles/{world['article'].id}/"
     client.get(path)
-    caching.fetcher.clear_local()
+    fetcher.clear_local()
     with django_assert_num_queries(0):
         response = client.get(path)
     assert response["X-Cache"] == "HIT-L2"
@@ -110,7 +108,7 @@ def test_public_404_is_a_short_tagged_negative(world, django_assert_num_queries)
 
 def test_bad_parameters_are_400_and_not_cached(world):
     client = Client()
-    redis = get_redis_connection("default")
+    redis = engine.redis_client()
     before = redis.dbsize()
     for _ in range(2):
         response = client.get("/api/articles/?page=abc")
@@ -122,7 +120,7 @@ def test_unknown_parameters_create_no_entries(world):
     client = Client()
     client.get("/api/articles/?page=1")
     client.get(f"/api/articles/{world['article'].id}/")
-    redis = get_redis_connection("default")
+    redis = engine.redis_client()
     before = redis.dbsize()
     rng = random.Random(7)
     for _ in range(1000):
@@ -169,8 +167,8 @@ def test_views_read_their_parameters_the_same_with_the_cache_on_off_or_absent(wo
     ]
 
     def answers():
-        caching.core.clear_local()
-        get_redis_connection("default").flushdb()
+        fetcher.clear_local()
+        engine.redis_client().flushdb()
         return {p: (r.status_code, r.content) for p in paths for r in [Client().get(p)]}
 
     cached = answers()
