@@ -1,7 +1,8 @@
 """The stack of the freshness tests (issue 14) and the faults they inject.
 
-`stack` (module scope): a private redis-server (cache on db 0, Celery broker on db 1), a TCP proxy
-in front of it for every app server, and on the test database:
+`stack` (module scope): a private redis-server (cache on db 0, Celery broker on db 1), TCP proxies
+in front of it (`proxy` for the readers and the L2-only host, `editor_proxy` for the editor), and
+on the test database:
 
   editor   gunicorn, 1 worker, L1+L2: every write (PATCH with a DRF token) goes through it
   readers  gunicorn, 2 workers, L1+L2: Varnish's backend, and the "L1+L2" tier read directly
@@ -311,7 +312,8 @@ class ThreadedGunicorn(Gunicorn):
 @dataclass
 class Stack:
     redis: PrivateRedis
-    proxy: RedisProxy
+    proxy: RedisProxy  # the readers' and the L2-only host's connections to Redis
+    editor_proxy: RedisProxy  # the editor host's
     prefix: str
     editor: Gunicorn
     readers: Gunicorn
@@ -362,6 +364,8 @@ def running_stack(workdir: Path, *, edge: bool = True, l2only: bool = True, read
         stack.callback(private.stop)
         proxy = RedisProxy(private.port)
         stack.callback(proxy.close)
+        editor_proxy = RedisProxy(private.port)
+        stack.callback(editor_proxy.close)
         editor_port, readers_port, l2_port = free_ports(3)
         extra = {}
         if lease_wait is not None:
@@ -374,7 +378,7 @@ def running_stack(workdir: Path, *, edge: bool = True, l2only: bool = True, read
             stack.callback(varnish.close)
             extra["VARNISH_PURGE_URL"] = varnish.url + "/"
         env = _stack_env(prefix, private, proxy, **extra)
-        editor = Gunicorn(port=editor_port, workdir=workdir, env=env, workers=1)
+        editor = Gunicorn(port=editor_port, workdir=workdir, env={**env, "REDIS_URL": editor_proxy.url}, workers=1)
         stack.callback(editor.stop)
         if reader_threads > 1:
             readers = ThreadedGunicorn(port=readers_port, workdir=workdir, env=env, workers=reader_workers,
@@ -394,7 +398,7 @@ def running_stack(workdir: Path, *, edge: bool = True, l2only: bool = True, read
         for server in (editor, readers, l2):
             if server is not None:
                 server.wait_ready()
-        yield Stack(redis=private, proxy=proxy, prefix=prefix, editor=editor, readers=readers, l2only=l2,
+        yield Stack(redis=private, proxy=proxy, editor_proxy=editor_proxy, prefix=prefix, editor=editor, readers=readers, l2only=l2,
                     edge=varnish, reader_workers=reader_workers, lease_wait=lease_wait, workdir=workdir)
 
 
@@ -409,12 +413,14 @@ def stack(request, tmp_path_factory, django_db_setup, django_db_blocker):
 
 @pytest.fixture(autouse=True)
 def _faults_off(request):
-    """Every test starts (and ends) with the proxy passing everything through."""
+    """Every test starts (and ends) with the proxies passing everything through."""
     if "stack" in request.fixturenames:
         stack = request.getfixturevalue("stack")
-        stack.proxy.reset()
+        for proxy in (stack.proxy, stack.editor_proxy):
+            proxy.reset()
         yield
-        stack.proxy.reset()
+        for proxy in (stack.proxy, stack.editor_proxy):
+            proxy.reset()
     else:
         yield
 
