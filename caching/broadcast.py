@@ -38,6 +38,19 @@ logger = logging.getLogger(__name__)
 
 INVALIDATE, ACKNOWLEDGED, CLEAR = "t", "a", "c"
 ACK_TTL_MS = 10_000
+PING_EVERY = 0.5  # seconds between PINGs on the subscribed connection
+STUCK_AFTER = 1.5  # a PING unanswered this long: the connection delivers nothing, L1 goes off
+PING_MESSAGE = "newsite-l1-ping"
+
+# The subscriber's state (Subscriber.state):
+OK = "ok"  # subscribed and answering: L1 is coherent
+CONNECTING = "connecting"  # (re)subscribing: L1 stays empty until the confirmation arrives
+DOWN = "down"  # Redis unreachable: L1 fills from the loader (fail-open), nobody can invalidate L2
+STUCK = "stuck"  # connected but deaf (a PING went unanswered): L1 cleared and off, reconnecting
+
+
+class _Stuck(Exception):
+    pass
 
 
 class Message(NamedTuple):
@@ -71,7 +84,9 @@ class Subscriber:
         self.drops = 0
         self.restarts = 0
         self.last_seq = 0
-        self.heartbeat = time.monotonic()  # the loop's last turn (at least once a second)
+        self.state = CONNECTING
+        self.stuck_count = 0
+        self.heartbeat = time.monotonic()  # the loop's last turn (several times a second)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="caching-l1-subscriber", daemon=True)
 
@@ -90,9 +105,10 @@ class Subscriber:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def _lost(self, reason: str) -> None:
+    def _lost(self, reason: str, state: str) -> None:
         """The subscription is not to be trusted: empty L1 once per loss (not per failed retry:
         L1 keeps serving fresh fills while Redis is down); the resubscription clears again."""
+        self.state = state
         if self.subscribed.is_set():
             self.drops += 1
             logger.warning("L1 invalidation subscription lost (%s): L1 cleared, resubscribing", reason)
@@ -105,32 +121,53 @@ class Subscriber:
         while not self._stop.is_set():
             pubsub = None
             try:
+                if self.state not in (STUCK, DOWN):  # those hold until the confirmation arrives
+                    self.state = CONNECTING
                 pubsub = self.l2.subscription_client(self.client_name).pubsub()
                 pubsub.subscribe(self.channel)
+                pinged_at = None  # when the unanswered PING was sent
+                answered_at = time.monotonic()
                 while not self._stop.is_set():
-                    self.heartbeat = time.monotonic()
-                    message = pubsub.get_message(timeout=1.0)
+                    now = self.heartbeat = time.monotonic()
+                    if pinged_at is None:
+                        if now - answered_at >= PING_EVERY:
+                            pubsub.ping(PING_MESSAGE)
+                            pinged_at = now
+                    elif now - pinged_at > STUCK_AFTER:
+                        raise _Stuck(f"no answer to a PING for {now - pinged_at:.1f}s")
+                    message = pubsub.get_message(timeout=0.25)
                     if message is None:
                         continue
                     kind = message["type"]
                     if kind == "message":
                         self._apply(message["data"])
+                    elif kind == "pong":
+                        pinged_at, answered_at = None, time.monotonic()
                     elif kind == "subscribe":
                         # New or re-established subscription: whatever was published while we
                         # were not listening is lost, so nothing in L1 can be trusted.
                         self.l1.clear()
                         self.last_seq = 0
                         metrics.count_invalidation("l1_flush")
+                        self.state = OK
                         self.subscribed.set()
+                        pinged_at, answered_at = None, time.monotonic()
                         backoff = 0.05
+            except _Stuck as exc:
+                self.stuck_count += 1
+                logger.error("L1 invalidation subscription stuck (%s): L1 cleared and off, reconnecting", exc)
+                self._lost(str(exc), STUCK)
+                self.l1.clear()
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 2.0)
             except REDIS_ERRORS as exc:
-                self._lost(str(exc))
+                self._lost(str(exc), DOWN)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 2.0)
             except Exception as exc:  # noqa: BLE001 - the thread must outlive any bug: L1 is cleared instead
                 self.restarts += 1
                 logger.exception("L1 subscriber failed (%s): L1 cleared, resubscribing", exc)
-                self._lost(repr(exc))
+                self._lost(repr(exc), CONNECTING)
                 self.l1.clear()
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 2.0)
@@ -142,6 +179,7 @@ class Subscriber:
                         pass  # the connection is already gone; nothing to close cleanly
                     pubsub.connection_pool.disconnect()
         self.subscribed.clear()
+        self.state = CONNECTING
 
     def _apply(self, data: bytes) -> None:
         try:

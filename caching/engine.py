@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 
 from caching import conf, keys, metrics
-from caching.broadcast import Subscriber
+from caching.broadcast import DOWN, OK, Subscriber
 from caching.conf import EngineSettings
 from caching.l1 import L1
 from caching.l2 import L2
@@ -77,7 +77,8 @@ class Engine:
         return sub is not None and sub.subscribed.is_set()
 
     def subscriber_state(self) -> str:
-        """"ok", "off" (no L1), "connecting", "dead" (thread gone) or "stuck" (loop not turning)."""
+        """"off" (no L1), "dead" (thread gone), "stuck" (its loop or its connection stopped
+        answering), "down" (Redis unreachable), "connecting" or "ok"."""
         sub = self.subscriber
         if self.l1 is None:
             return "off"
@@ -85,7 +86,15 @@ class Engine:
             return "dead"
         if time.monotonic() - sub.heartbeat > SUBSCRIBER_STUCK_AFTER:
             return "stuck"
-        return "ok" if sub.subscribed.is_set() else "connecting"
+        return sub.state
+
+    def l1_fills_allowed(self) -> bool:
+        """May the fetch face put values into L1 now? While subscribed, yes; while Redis is
+        unreachable too (fail-open: nobody can invalidate L2 either, and L1_TTL bounds what a
+        write elsewhere leaves behind); never while (re)connecting, stuck or dead: nothing
+        would remove a stale entry."""
+        sub = self.subscriber
+        return sub is not None and sub.state in (OK, DOWN) and time.monotonic() - sub.heartbeat <= SUBSCRIBER_STUCK_AFTER
 
     def snapshot(self) -> dict:
         sub = self.subscriber
@@ -99,6 +108,7 @@ class Engine:
                 "bad_messages": sub.bad_messages if sub else 0,
                 "drops": sub.drops if sub else 0,
                 "restarts": sub.restarts if sub else 0,
+                "stuck": sub.stuck_count if sub else 0,
             },
             "breaker": self.l2.breaker.snapshot(),
         }

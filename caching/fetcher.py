@@ -129,7 +129,7 @@ class FetchFace:
         """Backfill L1. Returns True if L1 refused the value as superseded (an invalidation
         of one of its tags, or a clear, overtook it since `guard` was taken)."""
         l1 = self.l1
-        if l1 is None:
+        if l1 is None or not self.engine.l1_fills_allowed():
             return False
         conf = self.conf
         ttl = min(conf.l1_ttl * (1.0 - random.random() * conf.jitter), soft_expiry - time.time())
