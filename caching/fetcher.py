@@ -332,8 +332,9 @@ class FetchFace:
 
     # --- invalidation -------------------------------------------------------------------------
 
-    def invalidate(self, tags: list[str]) -> None:
-        """L2 (invalidate.lua) and every process's L1 (its broadcast), ours applied at once."""
+    def invalidate(self, tags: list[str], *, strict: bool = False) -> None:
+        """L2 (invalidate.lua) and every process's L1 (its broadcast), ours applied at once.
+        Redis unreachable: queued for replay, or with `strict` L2Unavailable is raised."""
         conf = self.conf
         ns = self.namespace
         width = conf.tag_bucket_seconds
@@ -349,6 +350,10 @@ class FetchFace:
                  "\n".join(tags)],
             )
         except L2Unavailable as exc:
+            if self.l1 is not None:
+                self.l1.invalidate(None, tags)
+            if strict:
+                raise
             # L2 keeps its entries until Redis is back: remember the tags and replay them on
             # the next successful Redis call. Our own L1 is cleaned now.
             if len(self.pending_tags) < _PENDING_MAX:
@@ -357,8 +362,6 @@ class FetchFace:
                 logger.error("pending invalidation backlog full: L2 may serve stale data until TTL")
             logger.error("invalidation of %d tags could not reach Redis (%s): queued for replay", len(tags), exc)
             metrics.count_invalidation("failed", len(tags))
-            if self.l1 is not None:
-                self.l1.invalidate(None, tags)
             return
         metrics.count_invalidation("tag", len(tags))
         if self.l1 is not None:

@@ -32,12 +32,14 @@ def _run_hooks(tagset: frozenset[str]) -> None:
         hook(tagset)
 
 
-def invalidate_app_tiers(tagset: Iterable[str]) -> None:
-    """L2 + every process's L1, now, without the on_invalidate hooks."""
+def invalidate_app_tiers(tagset: Iterable[str], *, strict: bool = False) -> None:
+    """L2 + every process's L1, now, without the on_invalidate hooks. Redis unreachable: this
+    process's L1 is cleaned and the tags are queued for replay, or with `strict` L2Unavailable
+    is raised (the CDN drain uses it: no purge before L2 has forgotten the old values)."""
     tags = sorted(_tagset(tagset))
     if not tags or not conf.get().enabled:
         return
-    fetcher.current().invalidate(tags)
+    fetcher.current().invalidate(tags, strict=strict)
 
 
 def invalidate_tags(tags: Iterable[str] | str) -> frozenset[str]:

@@ -17,6 +17,8 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Min, Q
 from django.utils import timezone
 
+from caching.invalidation import invalidate_app_tiers
+from caching.l2 import L2Unavailable
 from cdn.backends import PurgeError, get_backends
 from cdn.metrics import CDN_PURGES, OUTBOX_PENDING
 from cdn.models import PurgeOutbox
@@ -85,6 +87,8 @@ def drain_outbox(ids=None) -> DrainReport:
             rows = list(qs.order_by("pk")[:batch_size])
             if not rows:
                 break
+            if not _app_tiers_first(rows, report):
+                break
             by_backend: dict[str, list[PurgeOutbox]] = {}
             for row in rows:
                 by_backend.setdefault(row.backend, []).append(row)
@@ -96,6 +100,24 @@ def drain_outbox(ids=None) -> DrainReport:
     if ids is None or report.failed or report.dead:
         update_pending_gauge()
     return report
+
+
+def _app_tiers_first(rows, report: DrainReport) -> bool:
+    """Invalidate the rows' tags in L2 and every L1 before any purge of them is sent: the writer
+    did so after its commit, but if Redis was unreachable from it (or it died in between), an
+    edge re-fetch after the purge would find the old value in L2 and keep it for s-maxage. This
+    makes app-tier invalidation as durable as the purge: at least once, before it. Redis
+    unreachable here too: the rows back off like a failed purge. True if done."""
+    tags = {tag for row in rows for tag in row.tags}
+    if not tags:
+        return True
+    try:
+        invalidate_app_tiers(tags, strict=True)
+    except L2Unavailable as exc:
+        logger.warning("event=cdn_purge_deferred rows=%d reason=%s", len(rows), json.dumps(f"app tiers: {exc}"))
+        _record_failure(rows, f"app tiers not invalidated: {exc}", None, report)
+        return False
+    return True
 
 
 def _relax_commit_durability() -> None:

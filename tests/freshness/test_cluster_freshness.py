@@ -76,8 +76,8 @@ def test_refused_fill_is_not_stored_by_the_edge(stack, editor, gate):
 
 def test_cdn_purge_is_delivered_only_after_l2_is_invalidated(stack, editor):
     """The editor host's invalidation (its Redis command naming the invalidation channel: L2
-    invalidation + broadcast) is held by its proxy. The purge must not reach the edge meanwhile:
-    an edge re-fetch then finds v1 in L2 (or L1) and caches it again."""
+    invalidation + broadcast) is held by its proxy. The purge must not reach the edge while L2
+    (or an L1) still holds v1: an edge re-fetch would find it and cache it again."""
     article = make_article(title="v1 purge order")
     path = detail(article.id)
     assert get(stack.l2only.url + path).title == "v1 purge order"
@@ -103,8 +103,11 @@ def test_cdn_purge_is_delivered_only_after_l2_is_invalidated(stack, editor):
     assert wait_until(lambda: purge_delivered_after(before), 10), "the purge was never delivered"
     final = edge_fresh(stack, path, "v2 purge order")
     problems = []
-    if early_l2 is not None:
-        problems.append("the CDN purge was delivered while the write's L2 invalidation + broadcast was still held: "
+    # The purge may arrive while the writer's own invalidation is still held (its Redis call
+    # times out; the drain then invalidates L2 itself before purging), but never while L2 still
+    # holds the old version: the edge would re-fetch it and keep it.
+    if early_l2 is not None and "v1 purge order" in (early_l2.title, early_edge.title):
+        problems.append("the CDN purge was delivered while L2 still held the old version: "
                         f"L2-only host then answered {early_l2}; edge re-fetch right then {early_edge}")
     if final.title != "v2 purge order":
         problems.append(f"{EDGE_FRESH_WAIT} s after the write completed the edge still serves {final}")
