@@ -3,9 +3,13 @@
 The client is built lazily, on first use (never at import; redis-py's pool notices a fork by
 itself): django-redis's connection of CACHES[alias] for the fetch face, or a pool of its own from
 a redis:// URL (TieredCache's LOCATION). Every call goes through `call()`: when the breaker is
-open it raises `L2Unavailable` without touching the network; a connection or timeout error (and
-only those) counts as a breaker failure and becomes `L2Unavailable` (`L2Timeout` for a timeout,
-after which the command may or may not have run).
+open it raises `L2Unavailable` without touching the network. A Redis error counts as a breaker
+failure, is counted in `newsite_cache_redis_errors_total{tier, kind}` and becomes
+`L2Unavailable` (`L2Timeout` for a timeout, after which the command may or may not have run):
+connection loss and timeouts, but also what a reachable Redis refuses - OOM under `maxmemory`
+with `noeviction`, READONLY during a failover, NOPERM, a script error. The request is then
+served from L1 and the loader. Errors of the caller's own making (redis-py's DataError, a
+LockError of a lock it holds) propagate unchanged.
 
 The Lua scripts of caching/lua/ are registered here, each with common.lua prepended; `script()`
 runs one with a plain EVALSHA, `execute()` many (and MGETs) in one pipelined round trip.
@@ -13,15 +17,41 @@ runs one with a plain EVALSHA, `execute()` many (and MGETs) in one pipelined rou
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
 import redis
 from django_redis import get_redis_connection
 
+from caching import metrics
 from caching.breaker import CircuitBreaker
 
+logger = logging.getLogger(__name__)
+
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# Raised by redis-py for the caller's own mistakes, not for the server's state: never degraded.
+_CALLER_ERRORS = (redis.exceptions.DataError, redis.exceptions.LockError, redis.exceptions.WatchError)
+
+
+def error_kind(exc: redis.exceptions.RedisError) -> str:
+    """The `kind` label of a Redis error: connection, timeout, oom, readonly, noperm, script, other."""
+    if isinstance(exc, redis.exceptions.TimeoutError):
+        return "timeout"
+    if isinstance(exc, redis.exceptions.ConnectionError):
+        return "connection"
+    text = str(exc)
+    if isinstance(exc, redis.exceptions.OutOfMemoryError) or text.startswith("OOM"):
+        return "oom"
+    if isinstance(exc, redis.exceptions.ReadOnlyError) or text.startswith("READONLY"):
+        return "readonly"
+    if isinstance(exc, redis.exceptions.NoPermissionError | redis.exceptions.AuthenticationError) or text.startswith(
+        ("NOPERM", "NOAUTH", "WRONGPASS")
+    ):
+        return "noperm"
+    if "script" in text.lower():
+        return "script"
+    return "other"
 
 _LUA_DIR = Path(__file__).resolve().parent / "lua"
 _COMMON = (_LUA_DIR / "common.lua").read_text()
@@ -45,6 +75,7 @@ class L2:
         self._client = None
         self._scripts: dict = {}
         self._lock = threading.Lock()
+        self._error_counters: dict = {}
 
     # --- the client ---------------------------------------------------------------------------
 
@@ -88,12 +119,23 @@ class L2:
             raise L2Unavailable("circuit breaker open")
         try:
             result = fn(*args, **kwargs)
-        except REDIS_ERRORS as exc:
+        except _CALLER_ERRORS:
+            raise
+        except redis.exceptions.RedisError as exc:
+            kind = error_kind(exc)
             breaker.failure(exc)
-            kind = L2Timeout if isinstance(exc, redis.exceptions.TimeoutError) else L2Unavailable
-            raise kind(str(exc)) from exc
+            self._errors(kind).inc()
+            if kind != "connection":
+                logger.warning("redis error (%s) on %s: %s", kind, self.breaker.tier, exc)
+            raise (L2Timeout if kind == "timeout" else L2Unavailable)(f"{kind}: {exc}") from exc
         breaker.success()
         return result
+
+    def _errors(self, kind: str):
+        child = self._error_counters.get(kind)
+        if child is None:
+            child = self._error_counters[kind] = metrics.REDIS_ERRORS.labels(self.breaker.tier, kind)
+        return child
 
     def get(self, key: str) -> bytes | None:
         """One GET."""

@@ -32,6 +32,12 @@ CACHE_INVALIDATIONS = Counter(
     "(whole L1 cleared after a lost subscription), rejected_fill (stale sets refused), failed.",
     ["kind"],
 )
+REDIS_ERRORS = Counter(
+    "newsite_cache_redis_errors_total",
+    "Redis calls that failed, by tier and kind (connection, timeout, oom, readonly, noperm, script, other);"
+    " each was answered from L1 and the loader instead.",
+    ["tier", "kind"],
+)
 BREAKER_OPEN = Gauge(
     "newsite_breaker_open", "1 while the circuit breaker of a tier is open.", ["tier"], multiprocess_mode="livemax"
 )
