@@ -93,16 +93,18 @@ def fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for)
         value = loaded.get(key)
         result[key] = value
         tags = resolve_tags(lambda v, k=key: tags_for(k, v), value) if tags_for else ()
-        entries[key] = face.entry_for(value, kind, tags, cost)
-    stored = [None] * len(entries)
-    if start_seq is not None:
-        calls = [("fill", *face.fill_call(key, entry, token="", start_seq=start_seq)) for key, entry in entries.items()]
+        entries[key] = face.entry_for(value, kind, tags, cost, start_seq or 0)
+    stored = dict.fromkeys(entries)
+    # Cached 404s (None) stay in L1 unless NEGATIVES_IN_L2 (see fetcher).
+    to_fill = [k for k, e in entries.items() if e.value is not None or face.conf.negatives_in_l2]
+    if start_seq is not None and to_fill:
+        calls = [("fill", *face.fill_call(key, entries[key], token="", start_seq=start_seq)) for key in to_fill]
         try:
-            stored = face.l2.execute(calls)
+            stored.update(zip(to_fill, face.l2.execute(calls), strict=True))
         except (L2Unavailable, redis.RedisError) as exc:
             logger.warning("bulk fill of %d keys failed (%s): L1 only", len(calls), exc)
-            stored = [None] * len(entries)
-    for (key, entry), ok in zip(entries.items(), stored, strict=True):
+    for key, entry in entries.items():
+        ok = stored[key]
         if ok is not None and int(ok) == Filled.REFUSED:
             metrics.count_invalidation("rejected_fill")
             continue

@@ -46,6 +46,9 @@ FETCH_DEFAULTS = {
     # How long a write waits for every live L1 to acknowledge its invalidation (read-your-writes
     # across processes); a timeout is counted (newsite_cache_invalidations_total{kind="ack_timeout"}).
     "BROADCAST_WAIT": 0.05,
+    # Cached 404s (None) live in L1 and at the edge only: a request for a random slug or id
+    # then leaves nothing behind in Redis (issue 16.3). True: share them through L2 as well.
+    "NEGATIVES_IN_L2": False,
     "XFETCH_BETA": 1.0,
     "STALE_GRACE_MAX": 3600,
     "TAG_BUCKET_SECONDS": 900,
@@ -54,7 +57,7 @@ FETCH_DEFAULTS = {
 
 NEGATIVE_KIND = "negative"
 # Bump when the fetch face's stored envelope changes: old entries are then simply never read.
-ENVELOPE_VERSION = "2"
+ENVELOPE_VERSION = "3"
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,7 @@ class Conf:
     lease_ttl: float
     lease_wait: float
     broadcast_wait: float
+    negatives_in_l2: bool
     xfetch_beta: float
     tag_bucket_seconds: int
     loader_errors: tuple
@@ -224,6 +228,7 @@ def _build() -> Conf:
         lease_ttl=float(face["LEASE_TTL"]),
         lease_wait=float(face["LEASE_WAIT"]),
         broadcast_wait=float(face["BROADCAST_WAIT"]),
+        negatives_in_l2=bool(face["NEGATIVES_IN_L2"]),
         xfetch_beta=float(face["XFETCH_BETA"]),
         tag_bucket_seconds=int(face["TAG_BUCKET_SECONDS"]),
         loader_errors=tuple(import_string(p) if isinstance(p, str) else p for p in face["LOADER_ERRORS"]),

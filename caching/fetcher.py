@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 _get_conf = conf_module.get
 _PENDING_MAX = 10_000
+INVALIDATE_CHUNK = 1000  # members of one tag bucket deleted per Redis call (bounded script time)
 L1_ENTRY_OVERHEAD = 320
 L1_TAG_OVERHEAD = 120
 
@@ -140,6 +141,9 @@ class FetchFace:
         return l1.put(key, entry, guard) is Put.REFUSED
 
     def put_envelope(self, key, env: Envelope, stats, guard: FillGuard) -> bool:
+        """Backfill L1 with a value read from L2, guarded by the sequence its load started at:
+        refused (superseded) if this process knows of a later invalidation of one of its tags."""
+        guard = FillGuard(env.seq, guard.epoch)
         return self.put_l1(key, env.value, env.tags, env.soft_expiry, env.filled_at, env.nbytes, stats, guard)
 
     def put_entry(self, key, entry: Entry, stats, guard: FillGuard) -> bool:
@@ -254,7 +258,7 @@ class FetchFace:
         stats.loaded(cost)
         return value, cost
 
-    def entry_for(self, value, kind, tags: tuple, cost) -> Entry:
+    def entry_for(self, value, kind, tags: tuple, cost, seq: int = 0) -> Entry:
         if isinstance(value, QuerySet):
             raise TypeError("refusing to cache a QuerySet (lazy, re-queries on use): cache list(qs) or values")
         conf = self.conf
@@ -262,7 +266,8 @@ class FetchFace:
         ttl = conf.jittered(spec.ttl)
         filled_at = time.time()
         soft_expiry = filled_at + ttl
-        return Entry(value, tags, encode(value, tags, soft_expiry, filled_at, cost), filled_at, soft_expiry, ttl + spec.grace)
+        envelope = encode(value, tags, soft_expiry, filled_at, cost, seq)
+        return Entry(value, tags, envelope, filled_at, soft_expiry, ttl + spec.grace)
 
     def fill_call(self, key: str, entry: Entry, *, token: str, start_seq: int) -> tuple:
         """fill.lua's (keys, args) for `entry`: value, lease, tag-invalidated keys, tag buckets."""
@@ -292,7 +297,12 @@ class FetchFace:
         except BaseException:
             self._release(lkey, token)
             raise
-        entry = self.entry_for(value, load.kind, resolve_tags(load.tags, value), cost)
+        entry = self.entry_for(value, load.kind, resolve_tags(load.tags, value), cost, start_seq)
+        if value is None and not self.conf.negatives_in_l2:
+            # A cached 404: L1 (and the edge) only, nothing left behind in Redis.
+            self._release(lkey, token)
+            superseded = self.put_entry(load.key, entry, load.stats, load.guard)
+            return Fetched(value, MISS, entry.filled_at, superseded)
         fill_keys, fill_args = self.fill_call(load.key, entry, token=token, start_seq=start_seq)
         try:
             stored = Filled(int(self.l2.script("fill", fill_keys, fill_args)))
@@ -343,12 +353,15 @@ class FetchFace:
         tag_keys = [keys.tag_invalidated_key(ns, t) for t in tags]
         bucket_keys = [keys.tag_bucket_key(ns, t, b) for t in tags for b in range(first, last + 1)]
         try:
-            seq, _deleted, receivers = self.l2.script(
+            seq, _deleted, receivers, aside = self.l2.script(
                 "invalidate",
                 [self.engine.sequence_key, *tag_keys, *bucket_keys],
                 [len(tag_keys), conf.tag_invalidation_ttl, self.engine.channel,
-                 "\n".join(tags)],
+                 "\n".join(tags), INVALIDATE_CHUNK, keys.invalidated_set_prefix(ns)],
             )
+            for name in aside:  # large buckets: delete their values in bounded chunks
+                while int(self.l2.script("drain_set", [name], [INVALIDATE_CHUNK // 2])):
+                    pass
         except L2Unavailable as exc:
             if self.l1 is not None:
                 self.l1.invalidate(None, tags)

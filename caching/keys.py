@@ -94,6 +94,11 @@ def tag_bucket_key(namespace: str, tag: str, bucket: int) -> str:
     return f"{namespace}:tk:{tag}:{bucket}"
 
 
+def invalidated_set_prefix(namespace: str) -> str:
+    """Prefix of the tag index buckets invalidate.lua renames aside to delete them in chunks."""
+    return f"{namespace}:gone:"
+
+
 def index_key(namespace: str) -> str:
     """Sorted set of TieredCache's value keys scored by expiry (ms; +inf: none), for clear()."""
     return f"{namespace}:index"

@@ -43,3 +43,18 @@ def test_invalidation_removes_l2_entries_and_metadata_expires():
             checked.add(name.decode())
     assert keys.value_key(ns, keys.article_key(1)) in checked, f"the scan saw the refilled entry: {checked}"
     assert len(checked) > 1, "and its metadata (tags)"
+
+
+def test_l1_refuses_an_l2_value_loaded_before_an_invalidation_it_knows():
+    """A value still in L2 after its tag was invalidated (e.g. while a huge bucket is deleted in
+    chunks) is served as superseded and never enters L1: it carries the sequence its load began at."""
+    redis = engine.redis_client()
+    ns = fetcher.current().namespace
+    key = keys.article_key(41)
+    assert caching.fetch(key, lambda: "old", kind="article", tags=["article:41"]).source == caching.MISS
+    old_envelope = redis.get(keys.value_key(ns, key))
+    caching.invalidate_tags(["article:41"])
+    redis.set(keys.value_key(ns, key), old_envelope, px=60_000)  # the old value, back in L2
+    fetched = caching.fetch(key, lambda: "unused", kind="article", tags=["article:41"])
+    assert (fetched.value, fetched.source, fetched.superseded) == ("old", caching.HIT_L2, True)
+    assert engine.default().l1.get(key) is None

@@ -1,0 +1,59 @@
+"""Issue 16.3: what a client sends cannot grow Redis without bound, and one invalidation never
+runs one unbounded script.
+
+- A cached 404 (a random slug or id) lives in L1 and at the edge only: no Redis key survives.
+- A tag whose index bucket holds thousands of entries is invalidated by one bounded script plus
+  bounded chunks (drain_set.lua), and every entry is gone before invalidate_tags() returns.
+"""
+
+import random
+import string
+
+import pytest
+from django.test import Client
+
+import caching
+from caching import engine, fetcher, keys
+
+from .conftest import cache_settings
+
+
+def _evalsha_calls(client) -> int:
+    return int(client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+@pytest.mark.django_db
+def test_random_slugs_and_ids_leave_no_redis_state():
+    redis = engine.redis_client()
+    client = Client()
+    assert client.get("/api/articles/?page=1").status_code == 200  # the sequence etc. exist now
+    before = redis.dbsize()
+    rng = random.Random(7)
+    for _ in range(200):
+        slug = "".join(rng.choices(string.ascii_lowercase + "-", k=rng.randint(20, 1500)))
+        assert client.get(f"/articles/{slug}/").status_code == 404
+        assert client.get(f"/api/articles/{rng.randint(10**6, 10**9)}/").status_code == 404
+        assert client.post(f"/api/articles/{rng.randint(10**6, 10**9)}/views/").status_code == 404
+    assert redis.dbsize() == before
+
+
+@pytest.mark.slow
+def test_a_huge_tag_bucket_is_deleted_in_bounded_chunks(use_private_redis):
+    client = use_private_redis.client()
+    with cache_settings(L1_ENABLED=False):
+        ns = fetcher.current().namespace
+        n = 2 * fetcher.INVALIDATE_CHUNK + 500
+        for i in range(n):
+            caching.fetch(f"bulk:{i}", lambda i=i: i, kind="article", tags=["huge"])
+        buckets = [k for k in client.scan_iter(match=f"{ns}:tk:huge:*")]
+        assert buckets and sum(client.scard(b) for b in buckets) == n
+        before = _evalsha_calls(client)
+        caching.invalidate_tags(["huge"])
+        # One invalidate.lua (the bucket renamed aside, O(1)) + ceil(n / (chunk/2)) + 1 drains.
+        assert _evalsha_calls(client) - before >= 1 + n // (fetcher.INVALIDATE_CHUNK // 2)
+        assert not any(client.exists(keys.value_key(ns, f"bulk:{i}")) for i in range(0, n, 97))
+        assert client.exists(keys.value_key(ns, f"bulk:{n - 1}")) == 0
+        assert list(client.scan_iter(match=f"{ns}:tk:huge:*")) == []
+        assert list(client.scan_iter(match=f"{keys.invalidated_set_prefix(ns)}*")) == []
+        # The next read loads again: the write is visible.
+        assert caching.fetch("bulk:5", lambda: "new", kind="article", tags=["huge"]).value == "new"
