@@ -4,7 +4,7 @@ Every write script announces on the engine's channel (`keys.channel(namespace, d
 ignores db indexes) in one grammar, written by caching/lua/common.lua:
 
     "t<sequence>\\n<item>\\n<item>..."   drop the L1 entries of each item (tags, or exact keys)
-    "a<sequence>\\n<item>\\n<item>..."   the same, then acknowledge: RPUSH to
+    "a<sequence>[@<commit ms>]\\n<item>..." the same, then acknowledge: RPUSH to
                                          `keys.ack_key(namespace, sequence)`, which the writer
                                          waits on (read-your-writes across processes)
     "c<sequence>"                        empty L1
@@ -57,6 +57,7 @@ class Message(NamedTuple):
     kind: str  # INVALIDATE, ACKNOWLEDGED or CLEAR
     seq: int
     items: tuple
+    committed_at: float | None = None  # epoch s of the write's commit, when the writer sent it
 
 
 def parse(data: bytes) -> Message:
@@ -64,10 +65,12 @@ def parse(data: bytes) -> Message:
     text = data.decode() if isinstance(data, bytes) else str(data)
     head, _, rest = text.partition("\n")
     kind, digits = head[:1], head[1:]
-    if kind not in (INVALIDATE, ACKNOWLEDGED, CLEAR) or not digits.isdigit() or not digits.isascii():
+    digits, at, commit_ms = digits.partition("@")
+    if (kind not in (INVALIDATE, ACKNOWLEDGED, CLEAR) or not digits.isdigit() or not digits.isascii()
+            or (at and not (commit_ms.isdigit() and commit_ms.isascii()))):
         raise ValueError(f"not an invalidation message: {text[:80]!r}")
     items = tuple(rest.split("\n")) if rest and kind != CLEAR else ()
-    return Message(kind, int(digits), items)
+    return Message(kind, int(digits), items, int(commit_ms) / 1000.0 if at else None)
 
 
 class Subscriber:
@@ -155,17 +158,21 @@ class Subscriber:
                         backoff = 0.05
             except _Stuck as exc:
                 self.stuck_count += 1
+                metrics.count_invalidation("subscriber_stuck")
                 logger.error("L1 invalidation subscription stuck (%s): L1 cleared and off, reconnecting", exc)
                 self._lost(str(exc), STUCK)
                 self.l1.clear()
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 2.0)
             except REDIS_ERRORS as exc:
+                if self.subscribed.is_set():
+                    metrics.count_invalidation("subscriber_lost")
                 self._lost(str(exc), DOWN)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 2.0)
             except Exception as exc:  # noqa: BLE001 - the thread must outlive any bug: L1 is cleared instead
                 self.restarts += 1
+                metrics.count_invalidation("subscriber_restart")
                 logger.exception("L1 subscriber failed (%s): L1 cleared, resubscribing", exc)
                 self._lost(repr(exc), CONNECTING)
                 self.l1.clear()
@@ -204,6 +211,8 @@ class Subscriber:
             return
         self.l1.invalidate(message.seq, message.items, echo=True)
         metrics.count_invalidation("l1_message")
+        if message.committed_at is not None:
+            metrics.INVALIDATION_LAG.labels("l1").observe(max(0.0, time.time() - message.committed_at))
         if message.kind == ACKNOWLEDGED:
             self._acknowledge(message.seq)
 

@@ -238,7 +238,7 @@ class FetchFace:
                 if early:
                     load.stats.hit_l2()
                     return Fetched(stale.value, HIT_L2, stale.filled_at)
-                load.stats.stale_l2()
+                load.stats.stale_l2(time.time() - stale.filled_at)
                 return Fetched(stale.value, STALE, stale.filled_at)
             if time.monotonic() >= deadline:
                 break
@@ -292,7 +292,7 @@ class FetchFace:
                 load.stats.hit_l2()
                 return Fetched(stale.value, HIT_L2, stale.filled_at)
             logger.warning("loader for %s failed (%s): serving the stale value", load.key, exc)
-            load.stats.stale_l2()
+            load.stats.stale_l2(time.time() - stale.filled_at)
             return Fetched(stale.value, STALE, stale.filled_at)
         except BaseException:
             self._release(lkey, token)
@@ -326,7 +326,7 @@ class FetchFace:
             if stale is None:
                 raise
             logger.warning("loader for %s failed (%s): serving the stale value", load.key, exc)
-            load.stats.stale_l2()
+            load.stats.stale_l2(time.time() - stale.filled_at)
             return Fetched(stale.value, STALE, stale.filled_at)
         entry = self.entry_for(value, load.kind, resolve_tags(load.tags, value), cost)
         superseded = self.put_entry(load.key, entry, load.stats, load.guard)
@@ -342,9 +342,11 @@ class FetchFace:
 
     # --- invalidation -------------------------------------------------------------------------
 
-    def invalidate(self, tags: list[str], *, strict: bool = False) -> None:
+    def invalidate(self, tags: list[str], *, strict: bool = False, committed_at: float | None = None) -> None:
         """L2 (invalidate.lua) and every process's L1 (its broadcast), ours applied at once.
-        Redis unreachable: queued for replay, or with `strict` L2Unavailable is raised."""
+        Redis unreachable: queued for replay, or with `strict` L2Unavailable is raised.
+        `committed_at` (epoch s): when the write committed; the broadcast carries it so every
+        process observes its commit -> L1 lag (newsite_cache_invalidation_lag_seconds)."""
         conf = self.conf
         ns = self.namespace
         width = conf.tag_bucket_seconds
@@ -357,7 +359,8 @@ class FetchFace:
                 "invalidate",
                 [self.engine.sequence_key, *tag_keys, *bucket_keys],
                 [len(tag_keys), conf.tag_invalidation_ttl, self.engine.channel,
-                 "\n".join(tags), INVALIDATE_CHUNK, keys.invalidated_set_prefix(ns)],
+                 "\n".join(tags), INVALIDATE_CHUNK, keys.invalidated_set_prefix(ns),
+                 f"@{int(committed_at * 1000)}" if committed_at else ""],
             )
             for name in aside:  # large buckets: delete their values in bounded chunks
                 while int(self.l2.script("drain_set", [name], [INVALIDATE_CHUNK // 2])):
@@ -377,6 +380,8 @@ class FetchFace:
             metrics.count_invalidation("failed", len(tags))
             return
         metrics.count_invalidation("tag", len(tags))
+        if committed_at:
+            metrics.INVALIDATION_LAG.labels("l2").observe(max(0.0, time.time() - committed_at))
         if self.l1 is not None:
             self.l1.invalidate(int(seq), tags)  # ours now; the broadcast echo is then a no-op
         self._wait_for_acks(int(seq), int(receivers))

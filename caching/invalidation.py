@@ -12,6 +12,7 @@ roll back with the change. Both functions call the hooks.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 
 from django.db import transaction
@@ -32,14 +33,14 @@ def _run_hooks(tagset: frozenset[str]) -> None:
         hook(tagset)
 
 
-def invalidate_app_tiers(tagset: Iterable[str], *, strict: bool = False) -> None:
+def invalidate_app_tiers(tagset: Iterable[str], *, strict: bool = False, committed_at: float | None = None) -> None:
     """L2 + every process's L1, now, without the on_invalidate hooks. Redis unreachable: this
     process's L1 is cleaned and the tags are queued for replay, or with `strict` L2Unavailable
     is raised (the CDN drain uses it: no purge before L2 has forgotten the old values)."""
     tags = sorted(_tagset(tagset))
     if not tags or not conf.get().enabled:
         return
-    fetcher.current().invalidate(tags, strict=strict)
+    fetcher.current().invalidate(tags, strict=strict, committed_at=committed_at)
 
 
 def invalidate_tags(tags: Iterable[str] | str) -> frozenset[str]:
@@ -62,6 +63,6 @@ def invalidate_tags_on_commit(tags: Iterable[str] | str, *, using: str | None = 
     tag set."""
     tagset = _tagset(tags)
     if tagset:
-        transaction.on_commit(lambda: invalidate_app_tiers(tagset), using=using)
+        transaction.on_commit(lambda: invalidate_app_tiers(tagset, committed_at=time.time()), using=using)
         _run_hooks(tagset)
     return tagset

@@ -29,7 +29,9 @@ CACHE_LOAD_SECONDS = Histogram(
 CACHE_INVALIDATIONS = Counter(
     "newsite_cache_invalidations_total",
     "Invalidations by kind: tag (L2, per tag), l1_message (broadcasts applied), l1_flush "
-    "(whole L1 cleared after a lost subscription), rejected_fill (stale sets refused), failed.",
+    "(whole L1 cleared), rejected_fill (stale sets refused), failed (Redis unreachable), "
+    "ack_timeout (a write stopped waiting for an L1), lease_timeout (busy 503), l1_bad_message, "
+    "subscriber_lost, subscriber_stuck, subscriber_restart.",
     ["kind"],
 )
 REDIS_ERRORS = Counter(
@@ -37,6 +39,19 @@ REDIS_ERRORS = Counter(
     "Redis calls that failed, by tier and kind (connection, timeout, oom, readonly, noperm, script, other);"
     " each was answered from L1 and the loader instead.",
     ["tier", "kind"],
+)
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+INVALIDATION_LAG = Histogram(
+    "newsite_cache_invalidation_lag_seconds",
+    "From a write's commit to its invalidation applied, by stage: l2 (the writer's invalidate.lua"
+    " returned), l1 (each process's subscriber applied it), cdn (each CDN backend acknowledged the purge).",
+    ["stage"],
+    buckets=LAG_BUCKETS,
+)
+STALE_SERVED_AGE = Histogram(
+    "newsite_cache_stale_served_age_seconds",
+    "Age (now - fill time) of the values served stale (stale-while-revalidate, stale-if-error).",
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 86400),
 )
 BREAKER_OPEN = Gauge(
     "newsite_breaker_open", "1 while the circuit breaker of a tier is open.", ["tier"], multiprocess_mode="livemax"
@@ -94,9 +109,11 @@ class PrefixStats:
         self.l2_miss += 1
         self._l2_miss.inc()
 
-    def stale_l2(self) -> None:
+    def stale_l2(self, age: float | None = None) -> None:
         self.l2_stale += 1
         self._l2_stale.inc()
+        if age is not None:
+            STALE_SERVED_AGE.observe(max(0.0, age))
 
     def loaded(self, seconds: float) -> None:
         self.loads += 1

@@ -20,7 +20,8 @@ end
 
 -- The one message grammar of the invalidation channel (caching/broadcast.py parses it):
 --   "t<sequence>\n<item>\n<item>..."  drop the L1 entries of each item (a tag, or an exact key)
---   "a<sequence>\n<item>\n<item>..."  the same, then acknowledge (the writer waits for it)
+--   "a<sequence>[@<commit ms>]\n<item>..."  the same, then acknowledge (the writer waits for
+--                                      it); with the write's commit time when it has one
 --   "c<sequence>"                      empty L1
 -- Returns how many subscribers received it.
 local function announce(channel, kind, seq, items)

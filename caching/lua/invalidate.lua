@@ -5,7 +5,7 @@
 -- in bounded chunks (drain_set.lua), so no single call blocks Redis for long.
 -- KEYS[1] namespace sequence, KEYS[2..1+n] tag-invalidated keys, KEYS[2+n..] tag index buckets
 -- ARGV[1] n, ARGV[2] tag-invalidated ttl (s), ARGV[3] channel, ARGV[4] tags joined by "\n",
--- ARGV[5] chunk size, ARGV[6] prefix of the renamed-aside sets
+-- ARGV[5] chunk size, ARGV[6] prefix of the renamed-aside sets, ARGV[7] "@<commit ms>" or ""
 -- Returns {sequence (string), values deleted, subscribers that received the announcement,
 --          renamed-aside sets (a table, maybe empty)}
 local n = tonumber(ARGV[1])
@@ -30,5 +30,5 @@ for i = n + 2, #KEYS do
     deleted = deleted + count
   end
 end
-local receivers = announce(ARGV[3], 'a', seq, ARGV[4])
+local receivers = announce(ARGV[3], 'a', seq .. ARGV[7], ARGV[4])
 return {seq, deleted, receivers, aside}
