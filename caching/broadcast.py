@@ -108,9 +108,17 @@ class Subscriber:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def _lost(self, reason: str, state: str) -> None:
+    def _backoff(self, delay: float) -> float:
+        """Wait `delay` (or until stopped); return the next, doubled up to 2 s."""
+        self._stop.wait(delay)
+        return min(delay * 2, 2.0)
+
+    def _lost(self, reason: str, state: str, *, clear: bool = False) -> None:
         """The subscription is not to be trusted: empty L1 once per loss (not per failed retry:
-        L1 keeps serving fresh fills while Redis is down); the resubscription clears again."""
+        L1 keeps serving fresh fills while Redis is down), or always with `clear`; the
+        resubscription clears again."""
+        if clear:
+            self.l1.clear()
         self.state = state
         if self.subscribed.is_set():
             self.drops += 1
@@ -160,24 +168,19 @@ class Subscriber:
                 self.stuck_count += 1
                 metrics.count_invalidation("subscriber_stuck")
                 logger.error("L1 invalidation subscription stuck (%s): L1 cleared and off, reconnecting", exc)
-                self._lost(str(exc), STUCK)
-                self.l1.clear()
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 2.0)
+                self._lost(str(exc), STUCK, clear=True)
+                backoff = self._backoff(backoff)
             except REDIS_ERRORS as exc:
                 if self.subscribed.is_set():
                     metrics.count_invalidation("subscriber_lost")
                 self._lost(str(exc), DOWN)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 2.0)
+                backoff = self._backoff(backoff)
             except Exception as exc:  # noqa: BLE001 - the thread must outlive any bug: L1 is cleared instead
                 self.restarts += 1
                 metrics.count_invalidation("subscriber_restart")
                 logger.exception("L1 subscriber failed (%s): L1 cleared, resubscribing", exc)
-                self._lost(repr(exc), CONNECTING)
-                self.l1.clear()
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 2.0)
+                self._lost(repr(exc), CONNECTING, clear=True)
+                backoff = self._backoff(backoff)
             finally:
                 if pubsub is not None:
                     try:

@@ -36,14 +36,19 @@ EDGE_FETCH_HEADER = "HTTP_X_EDGE_FETCH"
 BUSY_RETRY_AFTER_SECONDS = 1
 
 
-def busy_response() -> JsonResponse:
-    """503 for a cold key whose loader has been running elsewhere for longer than LEASE_WAIT."""
-    response = JsonResponse(
-        {"error": "busy", "detail": "This page is being rebuilt; try again in a moment."}, status=503
-    )
-    response["Retry-After"] = str(BUSY_RETRY_AFTER_SECONDS)
+def unavailable_response(error: str, detail: str, *, retry_after: int) -> JsonResponse:
+    """A JSON 503 with Retry-After that no cache keeps."""
+    response = JsonResponse({"error": error, "detail": detail}, status=503)
+    response["Retry-After"] = str(retry_after)
     response["Cache-Control"] = "no-store"
     return response
+
+
+def busy_response() -> JsonResponse:
+    """503 for a cold key whose loader has been running elsewhere for longer than LEASE_WAIT."""
+    return unavailable_response(
+        "busy", "This page is being rebuilt; try again in a moment.", retry_after=BUSY_RETRY_AFTER_SECONDS
+    )
 
 
 def _own_copy(response: HttpResponse) -> HttpResponse:

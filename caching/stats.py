@@ -24,7 +24,7 @@ def snapshot() -> dict:
     l1_miss = sum(s.l1_miss for s in prefixes.values())
     l2_hit = sum(s.l2_hit + s.l2_stale for s in prefixes.values())
     l2_total = l2_hit + sum(s.l2_miss for s in prefixes.values())
-    sub = engine.subscriber
+    engine_snapshot = engine.snapshot()
     return {
         "pid": os.getpid(),
         "enabled": cfg.enabled,
@@ -35,15 +35,8 @@ def snapshot() -> dict:
             "loads": sum(s.loads for s in prefixes.values()),
         },
         "prefixes": {name: s.as_dict() for name, s in sorted(prefixes.items())},
-        "l1": engine.l1.snapshot() if engine.l1 is not None else None,
-        "subscription": {
-            "state": engine.subscriber_state(),
-            "subscribed": engine.subscribed(),
-            "messages": sub.messages if sub else 0,
-            "bad_messages": sub.bad_messages if sub else 0,
-            "drops": sub.drops if sub else 0,
-            "restarts": sub.restarts if sub else 0,
-        },
-        "breaker": {"l2": engine.l2.breaker.snapshot()},
+        "l1": engine_snapshot["l1"],
+        "subscription": engine_snapshot["subscription"],
+        "breaker": {"l2": engine_snapshot["breaker"]},
         "pending_invalidations": len(face.pending_tags),
     }

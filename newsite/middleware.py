@@ -19,7 +19,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 
 from caching.breaker import CircuitBreaker
-from caching.middleware import PublicResponseCacheMiddleware
+from caching.middleware import PublicResponseCacheMiddleware, unavailable_response
 
 # The database is down or unreachable (connection refused, pool timeout): answer 503 fast.
 DB_UNAVAILABLE = (OperationalError, InterfaceError)
@@ -59,12 +59,9 @@ def connection_lost(exc: BaseException) -> bool:
 
 
 def database_unavailable() -> JsonResponse:
-    response = JsonResponse(
-        {"error": "unavailable", "detail": "The database is unavailable; try again shortly."}, status=503
+    return unavailable_response(
+        "unavailable", "The database is unavailable; try again shortly.", retry_after=RETRY_AFTER_SECONDS
     )
-    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
-    response["Cache-Control"] = "no-store"
-    return response
 
 
 class ResponseCacheMiddleware(PublicResponseCacheMiddleware):
