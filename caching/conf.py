@@ -49,6 +49,10 @@ FETCH_DEFAULTS = {
     # Cached 404s (None) live in L1 and at the edge only: a request for a random slug or id
     # then leaves nothing behind in Redis (issue 16.3). True: share them through L2 as well.
     "NEGATIVES_IN_L2": False,
+    # Seconds per doorkeeper bitmap of "second_hit" kinds (a key is admitted to L2 on its second
+    # fill within one to two periods) and the bitmap's size in bits (2**23 = 1 MB).
+    "DOORKEEPER_PERIOD": 300,
+    "DOORKEEPER_BITS": 2**23,
     "XFETCH_BETA": 1.0,
     "STALE_GRACE_MAX": 3600,
     "TAG_BUCKET_SECONDS": 900,
@@ -137,6 +141,10 @@ class Kind:
     s_maxage: int = 0
     swr: int = 0
     sie: int = 0
+    # "always", or "second_hit": stored in L2 only when a fill of the same key was seen in the
+    # last DOORKEEPER_PERIOD or two (L1 otherwise), so one-off keys made of user input (unique
+    # search queries) cost Redis two fixed-size bitmaps instead of a value each.
+    admission: str = "always"
 
     @property
     def cache_control(self) -> str:
@@ -160,6 +168,8 @@ class Conf:
     lease_wait: float
     broadcast_wait: float
     negatives_in_l2: bool
+    doorkeeper_period: int
+    doorkeeper_bits: int
     xfetch_beta: float
     tag_bucket_seconds: int
     loader_errors: tuple
@@ -193,6 +203,7 @@ class Conf:
 
 
 _KIND_FIELDS = {f.name for f in fields(Kind)} - {"name", "grace"} | {"ttl"}
+ADMISSIONS = ("always", "second_hit")
 
 
 def _kinds(grace_max: float) -> dict[str, Kind]:
@@ -201,11 +212,14 @@ def _kinds(grace_max: float) -> dict[str, Kind]:
         unknown = set(spec) - _KIND_FIELDS
         if unknown or "ttl" not in spec:
             raise ImproperlyConfigured(f"NEWSITE_CACHE_KINDS[{name!r}]: needs 'ttl'; unknown keys {sorted(unknown)}")
+        if spec.get("admission", "always") not in ADMISSIONS:
+            raise ImproperlyConfigured(f"NEWSITE_CACHE_KINDS[{name!r}]: admission is one of {ADMISSIONS}")
         grace = min(float(max(spec.get("swr", 0), spec.get("sie", 0))), grace_max)
         kinds[name] = Kind(
             name=name, ttl=float(spec["ttl"]), grace=grace,
             max_age=int(spec.get("max_age", 0)), s_maxage=int(spec.get("s_maxage", 0)),
             swr=int(spec.get("swr", 0)), sie=int(spec.get("sie", 0)),
+            admission=str(spec.get("admission", "always")),
         )
     kinds.setdefault(NEGATIVE_KIND, Kind(name=NEGATIVE_KIND, ttl=30.0, grace=0.0, max_age=30, s_maxage=30))
     return kinds
@@ -229,6 +243,8 @@ def _build() -> Conf:
         lease_wait=float(face["LEASE_WAIT"]),
         broadcast_wait=float(face["BROADCAST_WAIT"]),
         negatives_in_l2=bool(face["NEGATIVES_IN_L2"]),
+        doorkeeper_period=int(face["DOORKEEPER_PERIOD"]),
+        doorkeeper_bits=int(face["DOORKEEPER_BITS"]),
         xfetch_beta=float(face["XFETCH_BETA"]),
         tag_bucket_seconds=int(face["TAG_BUCKET_SECONDS"]),
         loader_errors=tuple(import_string(p) if isinstance(p, str) else p for p in face["LOADER_ERRORS"]),

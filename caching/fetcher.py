@@ -17,6 +17,7 @@ the subscriber are the engine's (caching/engine.py). Bulk reads: caching/bulk.py
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -73,6 +74,7 @@ class Filled(IntEnum):
     SKIPPED = -1  # another process holds the lease
     REFUSED = 0  # a tag was invalidated after the load started: the value may be superseded
     STORED = 1
+    NOT_ADMITTED = 2  # first sight of a "second_hit" key: L1 only
 
 
 @dataclass(slots=True)
@@ -98,6 +100,7 @@ class Entry:
     filled_at: float
     soft_expiry: float
     hard_ttl: float
+    admission: str = "always"
 
 
 def resolve_tags(tags, value) -> tuple:
@@ -267,7 +270,7 @@ class FetchFace:
         filled_at = time.time()
         soft_expiry = filled_at + ttl
         envelope = encode(value, tags, soft_expiry, filled_at, cost, seq)
-        return Entry(value, tags, envelope, filled_at, soft_expiry, ttl + spec.grace)
+        return Entry(value, tags, envelope, filled_at, soft_expiry, ttl + spec.grace, spec.admission)
 
     def fill_call(self, key: str, entry: Entry, *, token: str, start_seq: int) -> tuple:
         """fill.lua's (keys, args) for `entry`: value, lease, tag-invalidated keys, tag buckets."""
@@ -276,10 +279,18 @@ class FetchFace:
         bucket = int((entry.filled_at + entry.hard_ttl) // width)
         tag_keys = [keys.tag_invalidated_key(ns, t) for t in entry.tags]
         bucket_keys = [keys.tag_bucket_key(ns, t, bucket) for t in entry.tags]
-        return (
-            [keys.value_key(ns, key), keys.lease_key(ns, key), *tag_keys, *bucket_keys],
-            [token, start_seq, entry.envelope, int(entry.hard_ttl * 1000), len(tag_keys), (bucket + 1) * width + 60],
-        )
+        fill_keys = [keys.value_key(ns, key), keys.lease_key(ns, key), *tag_keys, *bucket_keys]
+        args = [token, start_seq, entry.envelope, int(entry.hard_ttl * 1000), len(tag_keys), (bucket + 1) * width + 60]
+        if entry.admission == "second_hit":
+            conf = self.conf
+            period = int(entry.filled_at // conf.doorkeeper_period)
+            fill_keys += [keys.doorkeeper_key(ns, period), keys.doorkeeper_key(ns, period - 1)]
+            digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+            bits = conf.doorkeeper_bits
+            args += [2 * conf.doorkeeper_period + 60, int.from_bytes(digest[:4]) % bits, int.from_bytes(digest[4:]) % bits]
+        else:
+            args.append("")
+        return fill_keys, args
 
     def _load_and_fill(self, load: Load, lkey: str, token: str, start_seq: int, stale: Envelope | None) -> Fetched:
         try:
@@ -313,8 +324,9 @@ class FetchFace:
             # this caller (its request began before the invalidation) but cache it nowhere.
             metrics.count_invalidation("rejected_fill")
             return Fetched(value, MISS, entry.filled_at, superseded=True)
-        # Stored in L2: guard L1 with the sequence at lease time (an invalidation after it that
-        # reached us meanwhile refuses the put); Redis unreachable: with the local mark.
+        # Stored in L2 (or not admitted there, after the same tag check): guard L1 with the
+        # sequence at lease time (an invalidation after it that reached us meanwhile refuses
+        # the put); Redis unreachable: with the local mark.
         guard = FillGuard(start_seq, load.guard.epoch) if stored is not None else load.guard
         superseded = self.put_entry(load.key, entry, load.stats, guard)
         return Fetched(value, MISS, entry.filled_at, superseded)

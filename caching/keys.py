@@ -99,6 +99,12 @@ def invalidated_set_prefix(namespace: str) -> str:
     return f"{namespace}:gone:"
 
 
+def doorkeeper_key(namespace: str, period: int) -> str:
+    """Bitmap of the keys whose fill was seen in doorkeeper period `period` (second-hit
+    admission of kinds fed by user input, e.g. search results; fixed size, expires)."""
+    return f"{namespace}:door:{int(period)}"
+
+
 def index_key(namespace: str) -> str:
     """Sorted set of TieredCache's value keys scored by expiry (ms; +inf: none), for clear()."""
     return f"{namespace}:index"

@@ -111,7 +111,9 @@ NEWSITE_CACHE_KINDS = {
     "breaking_news": {"ttl": 30, "max_age": 0, "s_maxage": 30, "swr": 10, "sie": 600},
     "trending": {"ttl": 60, "max_age": 30, "s_maxage": 60, "swr": 30, "sie": 3600},
     "author": {"ttl": 600, "max_age": 60, "s_maxage": 600, "swr": 60, "sie": 86400},
-    "search_results": {"ttl": 300, "max_age": 60, "s_maxage": 300, "swr": 60, "sie": 3600},
+    # User input makes the keys: a query is stored in L2 on its second fill (caching/conf.py).
+    "search_results": {"ttl": 300, "max_age": 60, "s_maxage": 300, "swr": 60, "sie": 3600,
+                       "admission": "second_hit"},
     "user_profile": {"ttl": 300, "max_age": 0, "s_maxage": 0, "swr": 0, "sie": 0},
     # "negative" (cached 404s) has its default in caching/conf.py; add a row here to override it.
 }

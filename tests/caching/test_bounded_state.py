@@ -57,3 +57,26 @@ def test_a_huge_tag_bucket_is_deleted_in_bounded_chunks(use_private_redis):
         assert list(client.scan_iter(match=f"{keys.invalidated_set_prefix(ns)}*")) == []
         # The next read loads again: the write is visible.
         assert caching.fetch("bulk:5", lambda: "new", kind="article", tags=["huge"]).value == "new"
+
+
+@pytest.mark.django_db
+def test_unique_search_queries_cost_two_fixed_bitmaps():
+    """search_results are admitted to L2 on their second fill only (a doorkeeper bitmap of fixed
+    size per period): 300 one-off queries leave no value, bucket or lease behind; a repeated one
+    is stored."""
+    redis = engine.redis_client()
+    client = Client()
+    assert client.get("/api/search/?q=warmup").status_code == 200
+    before = set(redis.scan_iter(match="*"))  # test-only lookup
+    rng = random.Random(11)
+    for _ in range(300):
+        q = "".join(rng.choices(string.ascii_lowercase, k=12))
+        assert client.get(f"/api/search/?q={q}").status_code == 200
+    added = {k.decode() for k in set(redis.scan_iter(match="*")) - before}
+    ns = fetcher.current().namespace
+    assert all(k.startswith(f"{ns}:door:") for k in added), added
+    assert len(added) <= 2
+    # The same query filled again (another process: our L1 forgets) is stored in L2 now.
+    fetcher.clear_local()
+    assert client.get("/api/search/?q=warmup").status_code == 200
+    assert any(redis.scan_iter(match=f"{ns}:v:resp.*"))
