@@ -149,6 +149,13 @@ class FetchFace:
         guard = FillGuard(env.seq, guard.epoch)
         return self.put_l1(key, env.value, env.tags, env.soft_expiry, env.filled_at, env.nbytes, stats, guard)
 
+    def served_stale(self, env: Envelope, source: str) -> Fetched:
+        """An L2 value served as it is (stale while another process refreshes, or an early
+        refresh that did not win the lease), superseded if this process knows of a later
+        invalidation of one of its tags."""
+        superseded = self.l1.overtaken(env.tags, env.seq) if self.l1 is not None else False
+        return Fetched(env.value, source, env.filled_at, superseded)
+
     def put_entry(self, key, entry: Entry, stats, guard: FillGuard) -> bool:
         return self.put_l1(
             key, entry.value, entry.tags, entry.soft_expiry, entry.filled_at, len(entry.envelope), stats, guard
@@ -240,9 +247,9 @@ class FetchFace:
             if stale is not None:  # another process refreshes: serve what we have
                 if early:
                     load.stats.hit_l2()
-                    return Fetched(stale.value, HIT_L2, stale.filled_at)
+                    return self.served_stale(stale, HIT_L2)
                 load.stats.stale_l2(time.time() - stale.filled_at)
-                return Fetched(stale.value, STALE, stale.filled_at)
+                return self.served_stale(stale, STALE)
             if time.monotonic() >= deadline:
                 break
             time.sleep(delay)
@@ -301,10 +308,10 @@ class FetchFace:
                 raise
             if time.time() < stale.soft_expiry:  # an early (XFetch) refresh failed: still fresh
                 load.stats.hit_l2()
-                return Fetched(stale.value, HIT_L2, stale.filled_at)
+                return self.served_stale(stale, HIT_L2)
             logger.warning("loader for %s failed (%s): serving the stale value", load.key, exc)
             load.stats.stale_l2(time.time() - stale.filled_at)
-            return Fetched(stale.value, STALE, stale.filled_at)
+            return self.served_stale(stale, STALE)
         except BaseException:
             self._release(lkey, token)
             raise
@@ -339,7 +346,7 @@ class FetchFace:
                 raise
             logger.warning("loader for %s failed (%s): serving the stale value", load.key, exc)
             load.stats.stale_l2(time.time() - stale.filled_at)
-            return Fetched(stale.value, STALE, stale.filled_at)
+            return self.served_stale(stale, STALE)
         entry = self.entry_for(value, load.kind, resolve_tags(load.tags, value), cost)
         superseded = self.put_entry(load.key, entry, load.stats, load.guard)
         return Fetched(value, MISS, entry.filled_at, superseded)

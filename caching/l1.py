@@ -178,6 +178,13 @@ class L1:
                     keys.add(key)
             return Put.STORED
 
+    def overtaken(self, tags, seq: int) -> bool:
+        """Was one of `tags` invalidated after sequence `seq`, as far as this process knows?
+        (A value loaded at `seq` and served without entering L1, e.g. stale, is superseded then.)"""
+        tag_seq = self._tag_seq
+        with self._lock:
+            return any(tag_seq.get(tag, 0) > seq for tag in tags)
+
     def _unindex(self, key: str, entry: L1Entry) -> None:
         index = self._index
         for tag in entry.tags:
