@@ -98,6 +98,38 @@ def category_page_tags(feed: dict) -> list[str]:
     return [*category_feed_tags(feed), *category_nav_tags()]
 
 
+def home_syndication_tags(feed: dict) -> list[str]:
+    """The home RSS/Atom feed shows the home feed's first page: its twin's tags."""
+    return home_feed_tags(feed)
+
+
+def category_syndication_tags(feed: dict) -> list[str]:
+    """A category's RSS/Atom feed: its category feed's tags (the title shows the category name)."""
+    return category_feed_tags(feed)
+
+
+def sitemap_index_tags() -> list[str]:
+    """The index lists the pages of each section: their number changes when an article is
+    published or unpublished (`articles`) or a category appears (`categories`)."""
+    return [T.articles_tag(), T.categories_tag()]
+
+
+def sitemap_pages_tags() -> list[str]:
+    """The section of the front page and the category pages (their slugs)."""
+    return [T.categories_tag()]
+
+
+def sitemap_articles_tags(rows) -> list[str]:
+    """A page of the articles (or news) sitemap: membership (`articles`) and each row's slug,
+    lastmod and title (`article:{id}`: an edit of one row touches only its own tags)."""
+    return _list_tags(rows, T.articles_tag())
+
+
+def robots_tags() -> list[str]:
+    """robots.txt shows no data: nothing invalidates it (it expires by its TTL)."""
+    return []
+
+
 # Tags of a cached 404, from the URL kwargs: what the creation of the missing object touches.
 
 
@@ -116,6 +148,11 @@ def missing_category_tags(kwargs: dict) -> list[str]:
 
 def missing_author_tags(kwargs: dict) -> list[str]:
     return [T.author_tag(kwargs["author_id"])]
+
+
+def missing_sitemap_page_tags(kwargs: dict) -> list[str]:
+    """A sitemap page past the end: a published article may create it."""
+    return [T.articles_tag(), T.categories_tag()]
 
 
 # --- write side: the tags each change touches ---------------------------------------------------

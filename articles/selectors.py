@@ -325,3 +325,23 @@ def user_follows(*, user) -> dict:
             for f in rows
         ]
     }
+
+
+# --- feeds and sitemaps (articles/feeds.py, articles/sitemaps.py) -------------------------------
+
+NEWS_SITEMAP_WINDOW = timedelta(hours=48)
+_SITEMAP_FIELDS = ("id", "slug", "title", "published_at", "updated_at")
+
+
+def sitemap_articles() -> QuerySet:
+    """Every published article as {id, slug, title, published_at, updated_at} rows, oldest first:
+    a new article lands on the last page, so the earlier pages keep their bytes (and ETags).
+    Lazy: the sitemap paginator runs one COUNT and one page query."""
+    return published_articles().order_by("published_at", "id").values(*_SITEMAP_FIELDS)
+
+
+def news_sitemap_articles() -> QuerySet:
+    """As sitemap_articles, for the articles published in the last 48 hours (Google News),
+    newest first."""
+    since = timezone.now() - NEWS_SITEMAP_WINDOW
+    return published_articles().filter(published_at__gte=since).order_by("-published_at", "-id").values(*_SITEMAP_FIELDS)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api, pages
+from . import api, feeds, pages, sitemaps
 
 urlpatterns = [
     # Public JSON
@@ -24,4 +24,14 @@ urlpatterns = [
     path("", pages.home_page, name="home"),
     path("articles/<slug:slug>/", pages.article_page, name="article"),
     path("category/<slug:slug>/", pages.category_page, name="category"),
+    # Feeds, sitemaps, robots.txt (articles/feeds.py, articles/sitemaps.py)
+    path("feed/", feeds.home_rss, name="feed-home"),
+    path("feed/atom/", feeds.home_atom, name="feed-home-atom"),
+    path("category/<slug:slug>/feed/", feeds.category_rss, name="feed-category"),
+    path("category/<slug:slug>/feed/atom/", feeds.category_atom, name="feed-category-atom"),
+    path("sitemap.xml", sitemaps.sitemap_index, name="sitemap-index"),
+    path("sitemap-pages.xml", sitemaps.sitemap_pages, name="sitemap-pages"),
+    path("sitemap-articles.xml", sitemaps.sitemap_articles, name="sitemap-articles"),
+    path("sitemap-news.xml", sitemaps.sitemap_news, name="sitemap-news"),
+    path("robots.txt", sitemaps.robots_txt, name="robots-txt"),
 ]

@@ -27,6 +27,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.postgres",
+    "django.contrib.sitemaps",  # its sitemap.xml / sitemap_index.xml templates (articles/sitemaps.py)
+    "django.contrib.syndication",
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
@@ -115,6 +117,13 @@ NEWSITE_CACHE_KINDS = {
     "search_results": {"ttl": 300, "max_age": 60, "s_maxage": 300, "swr": 60, "sie": 3600,
                        "admission": "second_hit"},
     "user_profile": {"ttl": 300, "max_age": 0, "s_maxage": 0, "swr": 0, "sie": 0},
+    # Feeds (RSS/Atom) are polled; sitemaps are read by crawlers; both are purged by tag on change.
+    "feed": {"ttl": 300, "max_age": 60, "s_maxage": 300, "swr": 60, "sie": 86400},
+    "sitemap": {"ttl": 3600, "max_age": 300, "s_maxage": 3600, "swr": 300, "sie": 86400},
+    # The Google News sitemap (last 48 h) turns over quickly: crawlers should see new items soon.
+    "news_sitemap": {"ttl": 300, "max_age": 60, "s_maxage": 300, "swr": 60, "sie": 86400},
+    # robots.txt depends on no data (only on SITE_URL): a day everywhere.
+    "robots": {"ttl": 86400, "max_age": 3600, "s_maxage": 86400, "swr": 3600, "sie": 604800},
     # "negative" (cached 404s) has its default in caching/conf.py; add a row here to override it.
 }
 NEWSITE_CACHE = {
@@ -211,7 +220,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
+# The site's time zone: pages show human dates in it (<time datetime> stays UTC ISO 8601).
+TIME_ZONE = env("TIME_ZONE", default="UTC")
+# The public origin of the site: feeds, sitemaps, canonical and OpenGraph URLs are absolute and
+# built from it, never from the request's Host (a cached public response is the same for every
+# reader, and the app's cache key does not carry the host).
+SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+SITE_NAME = env("SITE_NAME", default="newsite")
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"

@@ -77,7 +77,8 @@ sub vcl_recv {
 
     # Public pages and API reads are identical for every reader: cookies are ignored there.
     if (req.url ~ "^/(\?|$)" || req.url ~ "^/articles/" || req.url ~ "^/category/"
-        || req.url ~ "^/api/") {
+        || req.url ~ "^/api/" || req.url ~ "^/feed/" || req.url ~ "^/sitemap[a-z-]*\.xml(\?|$)"
+        || req.url ~ "^/robots\.txt(\?|$)") {
         unset req.http.Cookie;
     }
     if (req.http.Cookie) {
@@ -127,6 +128,8 @@ sub vcl_backend_response {
     }
 
     if (bereq.url ~ "^/(\?|$)" || bereq.url ~ "^/articles/" || bereq.url ~ "^/category/"
+        || bereq.url ~ "^/feed/" || bereq.url ~ "^/sitemap[a-z-]*\.xml(\?|$)"
+        || bereq.url ~ "^/robots\.txt(\?|$)"
         || (bereq.url ~ "^/api/" && bereq.url !~ "^/api/user(/|$)")) {
         if (beresp.http.Cache-Control !~ "(private|no-store|no-cache)") {
             # Public and identical for everyone: a stray cookie must not make it uncacheable.

@@ -22,6 +22,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, resolve
 
 from articles import services
 from articles.models import Article, Author, Category, Comment
+from articles.sitemaps import ArticleSitemap
 from caching.http import policy_of
 from caching.invalidation import on_invalidate
 from tests.factories import make_article, make_author, make_category, make_user
@@ -84,7 +85,24 @@ def watched_paths(w) -> list[str]:
         f"/category/{w.c1.slug}/",
         f"/category/{w.c2.slug}/",
         f"/category/{NEW_CATEGORY_SLUG}/",
+        "/feed/",
+        "/feed/atom/",
+        f"/category/{w.c1.slug}/feed/",
+        f"/category/{w.c2.slug}/feed/",
+        f"/category/{NEW_CATEGORY_SLUG}/feed/",
+        f"/category/{w.c1.slug}/feed/atom/",
+        f"/category/{w.c2.slug}/feed/atom/",
+        "/sitemap.xml",
+        "/sitemap-pages.xml",
+        "/sitemap-articles.xml",
+        "/sitemap-articles.xml?p=2",  # a 404 until a third article is published
+        "/sitemap-news.xml",
     ]
+
+
+# Public endpoints whose answer depends on no data: no write may change them, and they carry no
+# tag (they expire by their kind's TTL).
+CONSTANT_PATHS = ["/robots.txt"]
 
 
 def _edit(article, **data):
@@ -159,13 +177,17 @@ def invalidated():
     on_invalidate.remove(seen.append)
 
 
-def test_every_write_that_changes_a_public_answer_invalidates_one_of_its_tags(world, invalidated, settings):
+def test_every_write_that_changes_a_public_answer_invalidates_one_of_its_tags(world, invalidated, settings, monkeypatch):
     settings.NEWSITE_CACHE = {**settings.NEWSITE_CACHE, "ENABLED": False}  # answers fresh from the views
+    # Two articles a sitemap page: publishing the draft adds a page to the index.
+    monkeypatch.setattr(ArticleSitemap, "limit", 2)
     client = Client()
     paths = watched_paths(world)
-    assert {resolve(p.split("?")[0]).url_name for p in paths} == public_url_names(), (
+    assert {resolve(p.split("?")[0]).url_name for p in paths + CONSTANT_PATHS} == public_url_names(), (
         "every public endpoint must be watched here (and tagged on both sides)"
     )
+    constant = {path: answer(client, path) for path in CONSTANT_PATHS}
+    assert all(status == 200 and not tags for status, _, tags in constant.values()), constant
     before = {path: answer(client, path) for path in paths}
     emitted = {tag for _, _, tags in before.values() for tag in tags}
     changed_once, written, missed = set(), set(), []
@@ -182,6 +204,7 @@ def test_every_write_that_changes_a_public_answer_invalidates_one_of_its_tags(wo
                 if not touched & before[path][2]:
                     missed.append(f"{name}: {path} changed, carried {sorted(before[path][2])}, write touched {sorted(touched)}")
             before[path] = after
+    assert {path: answer(client, path) for path in CONSTANT_PATHS} == constant, "a constant endpoint changed"
     assert not missed, "\n".join(missed)
     assert changed_once == set(paths), f"never changed by any write: {sorted(set(paths) - changed_once)}"
     uncovered = {family(t) for t in emitted} - {family(t) for t in written}
