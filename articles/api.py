@@ -11,6 +11,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, status
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -29,6 +31,20 @@ from .serializers import (
     FollowSerializer,
     ProfileWriteSerializer,
 )
+
+
+class JSONOnly(DefaultContentNegotiation):
+    """The API has one representation, JSON: `?format=`, `Accept` and the browsable renderer
+    are ignored, so nothing the client negotiates can change a response that a shared cache
+    keeps under a key without them (issue 16.1, docs/http.md "Content negotiation")."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class JSONAPIView(APIView):
+    renderer_classes = (JSONRenderer,)
+    content_negotiation_class = JSONOnly
 
 
 class IsEditor(permissions.BasePermission):
@@ -76,14 +92,14 @@ def found(data):
     return data
 
 
-class PublicAPIView(APIView):
+class PublicAPIView(JSONAPIView):
     """GET/HEAD only for anonymous readers; no authentication runs."""
 
     authentication_classes = ()
     permission_classes = (permissions.AllowAny,)
 
 
-class PersonalAPIView(APIView):
+class PersonalAPIView(JSONAPIView):
     permission_classes = (permissions.IsAuthenticated,)
 
     def finalize_response(self, request, response, *args, **kwargs):
@@ -93,7 +109,7 @@ class PersonalAPIView(APIView):
 # --- public ------------------------------------------------------------------------------------
 
 
-class PublicReadEditorialWriteView(APIView):
+class PublicReadEditorialWriteView(JSONAPIView):
     """Reads are public (no authentication runs); writes need an editor."""
 
     def _is_read(self) -> bool:
