@@ -24,6 +24,7 @@ from . import selectors, services
 from .http import json_not_found, json_response, personal
 from .models import Article
 from .params import PAGE_PARAMS, SEARCH_PARAMS
+from .permissions import ArticleEditorial
 from .schema import openapi_parameters
 from .serializers import (
     ArticleWriteSerializer,
@@ -45,15 +46,6 @@ class JSONOnly(DefaultContentNegotiation):
 class JSONAPIView(APIView):
     renderer_classes = (JSONRenderer,)
     content_negotiation_class = JSONOnly
-
-
-class IsEditor(permissions.BasePermission):
-    """Staff users (session or DRF token) may write articles."""
-
-    message = "Editorial access requires a staff account."
-
-    def has_permission(self, request, view):
-        return bool(request.user and request.user.is_authenticated and request.user.is_staff)
 
 
 def cache_public_json(**policy):
@@ -120,7 +112,7 @@ class PublicReadEditorialWriteView(JSONAPIView):
         return [] if self._is_read() else super().get_authenticators()
 
     def get_permissions(self):
-        return [permissions.AllowAny()] if self._is_read() else [IsEditor()]
+        return [permissions.AllowAny()] if self._is_read() else [ArticleEditorial()]
 
 
 @cache_public_json(kind="homepage_feed", params=PAGE_PARAMS)
