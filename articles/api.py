@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import MethodNotAllowed, NotFound, ValidationError
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -46,6 +46,15 @@ class JSONOnly(DefaultContentNegotiation):
 class JSONAPIView(APIView):
     renderer_classes = (JSONRenderer,)
     content_negotiation_class = JSONOnly
+
+    def initial(self, request, *args, **kwargs):
+        # A method the view does not have is a 405 for everyone, before authentication (DRF
+        # would answer 401 first, and the 405 only to a logged-in client).
+        method = request.method.lower()
+        if method not in self.http_method_names or not hasattr(self, method):
+            self.format_kwarg = None
+            raise MethodNotAllowed(request.method)
+        super().initial(request, *args, **kwargs)
 
 
 def cache_public_json(**policy):
@@ -155,7 +164,7 @@ class ArticleDetailView(PublicReadEditorialWriteView):
         article = _service_call(services.article_update, article=article, data=dict(serializer.validated_data))
         return Response(_editorial_view(article))
 
-    @extend_schema(responses={204: None}, summary="Delete an article")
+    @extend_schema(request=None, responses={204: None}, summary="Delete an article")
     def delete(self, request, article_id: int):
         article = get_object_or_404(Article, pk=article_id)
         services.article_delete(article=article)
