@@ -446,9 +446,9 @@ class Editor:
 def editor(stack, transactional_db):
     from rest_framework.authtoken.models import Token
 
-    from tests.factories import make_user
+    from tests.factories import make_editor
 
-    user = make_user(staff=True)
+    user = make_editor()
     return Editor(stack.editor.url, Token.objects.create(user=user).key)
 
 
