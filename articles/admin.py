@@ -7,6 +7,7 @@ from caching import invalidate_tags_on_commit
 
 from . import invalidation, services
 from .models import Article, Author, Category, Comment
+from .permissions import can_purge_cache
 
 
 @admin.register(Author)
@@ -69,7 +70,10 @@ class ArticleAdmin(admin.ModelAdmin):
             count += 1
         self.message_user(request, f"Unpublished {count} article(s).", messages.SUCCESS)
 
-    @admin.action(description="Purge from caches (every tier and CDN)", permissions=["change"])
+    def has_purge_cache_permission(self, request) -> bool:
+        return can_purge_cache(request.user)
+
+    @admin.action(description="Purge from caches (every tier and CDN)", permissions=["purge_cache"])
     def purge_from_caches(self, request, queryset):
         tags = set()
         for article in queryset:

@@ -10,7 +10,9 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import MethodNotAllowed, NotFound, ValidationError
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -22,6 +24,7 @@ from . import selectors, services
 from .http import json_not_found, json_response, personal
 from .models import Article
 from .params import PAGE_PARAMS, SEARCH_PARAMS
+from .permissions import ArticleEditorial
 from .schema import openapi_parameters
 from .serializers import (
     ArticleWriteSerializer,
@@ -31,13 +34,27 @@ from .serializers import (
 )
 
 
-class IsEditor(permissions.BasePermission):
-    """Staff users (session or DRF token) may write articles."""
+class JSONOnly(DefaultContentNegotiation):
+    """The API has one representation, JSON: `?format=`, `Accept` and the browsable renderer
+    are ignored, so nothing the client negotiates can change a response that a shared cache
+    keeps under a key without them (issue 16.1, docs/http.md "Content negotiation")."""
 
-    message = "Editorial access requires a staff account."
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
 
-    def has_permission(self, request, view):
-        return bool(request.user and request.user.is_authenticated and request.user.is_staff)
+
+class JSONAPIView(APIView):
+    renderer_classes = (JSONRenderer,)
+    content_negotiation_class = JSONOnly
+
+    def initial(self, request, *args, **kwargs):
+        # A method the view does not have is a 405 for everyone, before authentication (DRF
+        # would answer 401 first, and the 405 only to a logged-in client).
+        method = request.method.lower()
+        if method not in self.http_method_names or not hasattr(self, method):
+            self.format_kwarg = None
+            raise MethodNotAllowed(request.method)
+        super().initial(request, *args, **kwargs)
 
 
 def cache_public_json(**policy):
@@ -76,14 +93,14 @@ def found(data):
     return data
 
 
-class PublicAPIView(APIView):
+class PublicAPIView(JSONAPIView):
     """GET/HEAD only for anonymous readers; no authentication runs."""
 
     authentication_classes = ()
     permission_classes = (permissions.AllowAny,)
 
 
-class PersonalAPIView(APIView):
+class PersonalAPIView(JSONAPIView):
     permission_classes = (permissions.IsAuthenticated,)
 
     def finalize_response(self, request, response, *args, **kwargs):
@@ -93,7 +110,7 @@ class PersonalAPIView(APIView):
 # --- public ------------------------------------------------------------------------------------
 
 
-class PublicReadEditorialWriteView(APIView):
+class PublicReadEditorialWriteView(JSONAPIView):
     """Reads are public (no authentication runs); writes need an editor."""
 
     def _is_read(self) -> bool:
@@ -104,7 +121,7 @@ class PublicReadEditorialWriteView(APIView):
         return [] if self._is_read() else super().get_authenticators()
 
     def get_permissions(self):
-        return [permissions.AllowAny()] if self._is_read() else [IsEditor()]
+        return [permissions.AllowAny()] if self._is_read() else [ArticleEditorial()]
 
 
 @cache_public_json(kind="homepage_feed", params=PAGE_PARAMS)
@@ -147,7 +164,7 @@ class ArticleDetailView(PublicReadEditorialWriteView):
         article = _service_call(services.article_update, article=article, data=dict(serializer.validated_data))
         return Response(_editorial_view(article))
 
-    @extend_schema(responses={204: None}, summary="Delete an article")
+    @extend_schema(request=None, responses={204: None}, summary="Delete an article")
     def delete(self, request, article_id: int):
         article = get_object_or_404(Article, pk=article_id)
         services.article_delete(article=article)

@@ -56,6 +56,7 @@ class Article(models.Model):
 
     class Meta:
         ordering = ["-published_at", "-id"]
+        permissions = [("purge_cache", "Can purge cached pages and tags from every tier")]
         indexes = [
             # Home feed: newest published first.
             models.Index(

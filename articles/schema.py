@@ -1,11 +1,18 @@
-"""OpenAPI (drf-spectacular): a public read's query parameters come from its cache policy.
+"""OpenAPI (drf-spectacular), exact about what the API answers (issue 16.7).
 
-A public view declares its parameters once, in `@cache_public_json(params=...)`: the cache key,
-the view (caching.http.request_params) and this schema all read that declaration.
+- A public read's query parameters come from its cache policy (`@cache_public_json(params=...)`),
+  with the bounds the parser enforces (page 1..MAX_PAGE, q 1..MAX_QUERY_LENGTH characters of
+  which one is not a space, no control characters): the cache key, the view
+  (caching.http.request_params) and this schema all read that one declaration.
+- Every operation lists the error responses it can give, in the shape of articles.errors
+  ({"error": code, "detail": ...}): 400 with parameters or a body, 404 with a path parameter,
+  401/403 where authentication runs, 503 on public reads (database down, a key being rebuilt).
+- Request bodies of StrictSerializer (unknown fields are a 400) say `additionalProperties: false`.
+
+Checked by tests/test_schemathesis.py (schemathesis, every check, every operation).
 """
 
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
 
 from caching.http import policy_of
@@ -17,16 +24,41 @@ DESCRIPTIONS = {
     "page": f"1-based page number (20 a page, at most {MAX_PAGE})",
     "q": f"search words (websearch syntax, 1-{MAX_QUERY_LENGTH} characters)",
 }
+# What caching.params.StrParam accepts: no control character, at least one non-space.
+_TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {"type": "string", "description": "a stable code: invalid, not_found, not_authenticated, ..."},
+        "detail": {"description": "a message, or {field: [messages]} for invalid input"},
+    },
+    "required": ["error", "detail"],
+}
+ERROR_DESCRIPTIONS = {
+    400: "Invalid parameters or body",
+    401: "No valid credentials (session or `Authorization: Token ...`)",
+    403: "Authenticated without the permission this needs",
+    404: "Not found",
+    503: "The database is unavailable or the page is being rebuilt (Retry-After)",
+}
+
+
+def param_schema(param) -> dict:
+    if isinstance(param, IntParam):
+        return {"type": "integer", "minimum": param.minimum, "maximum": param.maximum}
+    return {"type": "string", "minLength": param.min_length, "maxLength": param.max_length, "pattern": _TEXT_PATTERN}
 
 
 def openapi_parameters(spec: tuple) -> list[OpenApiParameter]:
-    """OpenAPI query parameters of a caching.params spec (IntParam: integer, StrParam: string)."""
+    """OpenAPI query parameters of a caching.params spec, with the bounds the parser enforces."""
     out = []
     for param in spec:
         is_int = isinstance(param, IntParam)
         out.append(OpenApiParameter(
             param.name,
-            OpenApiTypes.INT if is_int else OpenApiTypes.STR,
+            param_schema(param),
+            location=OpenApiParameter.QUERY,
             required=param.default is None if is_int else param.required,
             description=DESCRIPTIONS.get(param.name, ""),
         ))
@@ -35,7 +67,7 @@ def openapi_parameters(spec: tuple) -> list[OpenApiParameter]:
 
 class AutoSchema(SpectacularAutoSchema):
     """drf-spectacular's AutoSchema (settings.REST_FRAMEWORK DEFAULT_SCHEMA_CLASS), plus the
-    query parameters of a cached public view's GET."""
+    query parameters of a cached public view's GET and the error responses of each operation."""
 
     def get_override_parameters(self):
         parameters = super().get_override_parameters()
@@ -43,3 +75,37 @@ class AutoSchema(SpectacularAutoSchema):
         if policy is None or self.method != "GET":
             return parameters
         return [*openapi_parameters(policy.params), *parameters]
+
+    def _map_serializer(self, serializer, direction, bypass_extensions=False):
+        from .serializers import StrictSerializer
+
+        schema = super()._map_serializer(serializer, direction, bypass_extensions)
+        if isinstance(serializer, StrictSerializer):
+            schema["additionalProperties"] = False
+        return schema
+
+    def _error_statuses(self) -> list[int]:
+        statuses = []
+        has_query = any(p.get("in") == "query" for p in self._get_parameters())
+        # Every write view declares its body (extend_schema(request=... or None)).
+        if has_query or (self.method in ("POST", "PUT", "PATCH", "DELETE") and self.get_request_serializer()):
+            statuses.append(400)
+        authenticates = bool(self.view.get_authenticators())
+        if authenticates:
+            statuses += [401, 403]
+        if "{" in self.path or self.method == "DELETE":  # DELETE /api/user/follows/: not following
+            statuses.append(404)
+        if self.method == "GET" and policy_of(self.view) is not None:
+            statuses.append(503)
+        return statuses
+
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction)
+        if direction != "response":
+            return responses
+        for status in self._error_statuses():
+            responses.setdefault(str(status), {
+                "content": {"application/json": {"schema": ERROR_SCHEMA}},
+                "description": ERROR_DESCRIPTIONS[status],
+            })
+        return responses

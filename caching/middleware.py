@@ -59,6 +59,22 @@ def _own_copy(response: HttpResponse) -> HttpResponse:
     return clone
 
 
+def _foreign_params(request, policy: ResponsePolicy) -> bool:
+    """Whether the query string carries a parameter that is not part of the key."""
+    own = {param.name for param in policy.params}
+    return any(name not in own for name in request.GET)
+
+
+def _no_store(response: HttpResponse) -> HttpResponse:
+    """Nothing that answered outside the key (an error, a 404 a foreign parameter may have
+    caused) may be kept by a shared cache either."""
+    response["Cache-Control"] = "private, no-store"
+    for header in ("Surrogate-Key", "Cache-Tag"):
+        if header in response:
+            del response[header]
+    return response
+
+
 class PublicResponseCacheMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
@@ -88,14 +104,17 @@ class PublicResponseCacheMiddleware:
             try:
                 response = self.run_view(request, view_func, view_args, view_kwargs)
             except Http404:
-                return None
-            if hasattr(response, "render") and callable(response.render):
+                response = None
+            if response is not None and hasattr(response, "render") and callable(response.render):
                 response = response.render()
-            if response.status_code == 200:
+            if response is not None and response.status_code == 200:
                 return entry_from_response(response, policy)
-            if response.status_code == 404:
-                return None
-            raise Uncacheable(response)
+            if response is None or response.status_code == 404:
+                if not _foreign_params(request, policy):
+                    return None
+                # A parameter outside the key may be what made it a 404: answer it, store nothing.
+                raise Uncacheable(_no_store(response or policy.not_found(request)))
+            raise Uncacheable(_no_store(response))
 
         def tags_of(entry):
             return entry.tags if entry is not None else tuple(policy.negative_tags(view_kwargs))

@@ -15,7 +15,9 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
-SECRET_KEY = env("SECRET_KEY", default="dev-insecure-newsite-key-change-me-in-production-0123456789")
+# The development key (`make run`, tests): newsite.settings_production refuses it.
+DEV_SECRET_KEY = "dev-insecure-newsite-key-change-me-in-production-0123456789"
+SECRET_KEY = env("SECRET_KEY", default=DEV_SECRET_KEY)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 

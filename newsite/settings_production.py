@@ -14,12 +14,18 @@ reachable through nginx and Varnish.
 from django.core.exceptions import ImproperlyConfigured
 
 from newsite.settings import *  # noqa: F403
-from newsite.settings import DATABASES, MIDDLEWARE, env
+from newsite.settings import DATABASES, DEV_SECRET_KEY, MIDDLEWARE, env
 
 DEBUG = False
 
+# Keys that are public (in this repository, in Django's startproject template, in examples):
+# signing with one lets anyone forge sessions and password-reset links.
+KNOWN_SECRET_KEYS = frozenset({DEV_SECRET_KEY, "change-me", "changeme", "secret"})
+
 SECRET_KEY = env("SECRET_KEY")  # no default: ImproperlyConfigured when missing
-if len(SECRET_KEY) < 50 or SECRET_KEY.startswith(("dev-insecure", "django-insecure")):
+if SECRET_KEY in KNOWN_SECRET_KEYS or SECRET_KEY.startswith(("dev-insecure", "django-insecure", "change-me")):
+    raise ImproperlyConfigured("SECRET_KEY is a known development key: set a random one (>= 50 characters).")
+if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
     raise ImproperlyConfigured("SECRET_KEY must be a random string of at least 50 characters.")
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")

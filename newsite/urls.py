@@ -1,9 +1,24 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.utils.cache import patch_cache_control
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from newsite.ops import admin_views as ops_admin_views
 from newsite.ops import views as ops_views
+
+
+def not_shared(view):
+    """`Cache-Control: private, no-store`: the API docs embed the visitor's CSRF token, so no
+    shared cache may keep them (the edge passes every non-public route too)."""
+
+    def wrapped(request, *args, **kwargs):
+        response = view(request, *args, **kwargs)
+        patch_cache_control(response, private=True, no_store=True)
+        return response
+
+    wrapped.csrf_exempt = getattr(view, "csrf_exempt", False)
+    return wrapped
+
 
 urlpatterns = [
     # Ops (docs/observability.md): never cached; the Cache page is staff-only (admin login).
@@ -12,8 +27,8 @@ urlpatterns = [
     path("health/cache/", ops_views.health_cache_view, name="health-cache"),
     path("admin/cache/", ops_admin_views.cache_page, name="admin-cache"),
     path("admin/", admin.site.urls),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("api/schema/", not_shared(SpectacularAPIView.as_view()), name="schema"),
+    path("api/docs/", not_shared(SpectacularSwaggerView.as_view(url_name="schema")), name="api-docs"),
     path("", include("articles.urls")),
 ]
 

@@ -19,6 +19,20 @@ def make_user(*, username: str | None = None, staff: bool = False, password: str
     return user
 
 
+EDITOR_PERMISSIONS = ("add_article", "change_article", "delete_article")
+
+
+def make_editor(*, username: str | None = None, purge: bool = False, **kwargs):
+    """A staff user holding the articles model permissions the editorial API checks
+    (articles/permissions): staff alone gets 403. `purge`: also articles.purge_cache."""
+    from django.contrib.auth.models import Permission
+
+    user = make_user(username=username, staff=True, **kwargs)
+    codenames = EDITOR_PERMISSIONS + (("purge_cache",) if purge else ())
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="articles", codename__in=codenames))
+    return user
+
+
 def make_author(*, name: str | None = None, user=None) -> Author:
     n = next(_seq)
     user = user or make_user(username=f"author{n}")

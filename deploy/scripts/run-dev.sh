@@ -20,6 +20,7 @@ else
 fi
 
 $PY manage.py migrate --no-input -v 0
-$PY manage.py seed_demo --articles "${SEED_ARTICLES:-2000}" --if-empty
+# Demo log-ins with known passwords (demo-editor: superuser): this local dev server only.
+$PY manage.py seed_demo --articles "${SEED_ARTICLES:-2000}" --if-empty --demo-accounts
 echo "newsite: serving http://127.0.0.1:8000  (admin: /admin/, login demo-editor / demo-editor)"
 exec $PY manage.py runserver 127.0.0.1:8000

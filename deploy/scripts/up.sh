@@ -23,6 +23,14 @@ export CELERY_BROKER_URL="${CELERY_BROKER_URL:-redis://127.0.0.1:6379/1}"
 export VARNISH_PURGE_URL="${VARNISH_PURGE_URL:-http://127.0.0.1:$EDGE_PORT/}"
 export DEBUG="${DEBUG:-false}"
 export GUNICORN_BIND="127.0.0.1:$HTTP_PORT"
+# Never the development key: SECRET_KEY from the environment, else a random one kept in .run/.
+if [ -z "${SECRET_KEY:-}" ]; then
+  if [ ! -s "$RUN/secret_key" ]; then
+    (umask 077; python3 -c "import secrets; print(secrets.token_urlsafe(64))" >"$RUN/secret_key")
+  fi
+  SECRET_KEY="$(cat "$RUN/secret_key")"
+fi
+export SECRET_KEY
 export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$RUN/prometheus}"
 
 deploy/scripts/ensure-services.sh
@@ -45,8 +53,11 @@ if ! psql -h 127.0.0.1 -d postgres -Atc "select 1 from pg_database where datname
   psql -h 127.0.0.1 -d postgres -qc "create database \"$dbname\""
 fi
 $PY manage.py migrate --no-input -v 0
+# Demo content only: no account with a known password (those are `make run`'s, --demo-accounts).
 $PY manage.py seed_demo --articles "${SEED_ARTICLES:-2000}" --if-empty
 $PY manage.py collectstatic --no-input -v 0
+# The VCL's public routes must be the app's (caching/edge_vcl.py): refuse a stale default.vcl.
+$PY manage.py edge_vcl --check
 
 wait_for() {  # url, name
   for _ in $(seq 1 60); do
@@ -100,3 +111,4 @@ if $PY manage.py help warm_cache >/dev/null 2>&1; then
   $PY manage.py warm_cache || echo "up: warm_cache failed (the site still serves, cold)" >&2
 fi
 echo "newsite is up: app http://127.0.0.1:$HTTP_PORT  edge http://127.0.0.1:$EDGE_PORT  (make down to stop)"
+echo "  editor account: .venv/bin/python manage.py createsuperuser (with DATABASE_URL=$DATABASE_URL)"

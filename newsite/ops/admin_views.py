@@ -14,6 +14,7 @@ import re
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -21,6 +22,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 import caching
+from articles.permissions import can_purge_cache
 from newsite.ops import cachestats
 from newsite.ops.logs import log_event
 
@@ -126,6 +128,9 @@ def hit_ratio_svg(summary: dict | None, *, title: str) -> str:
 
 
 def _cache_page(request):
+    may_purge = can_purge_cache(request.user)
+    if request.method == "POST" and not may_purge:
+        raise PermissionDenied("Purging caches needs the articles.purge_cache permission.")
     if request.method == "POST":
         form = PurgeTagsForm(request.POST)
         if form.is_valid():
@@ -151,6 +156,7 @@ def _cache_page(request):
         "warm_cache": report["warm_cache"],
         "pid": report["pid"],
         "form": form,
+        "can_purge": may_purge,
     }
     return TemplateResponse(request, "ops/admin_cache.html", context)
 

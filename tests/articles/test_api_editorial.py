@@ -1,6 +1,7 @@
 """Editorial API: staff by session or DRF token; everyone else 401/403."""
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -11,9 +12,15 @@ from tests.factories import make_article, make_author, make_category, make_user
 pytestmark = pytest.mark.django_db
 
 
+def grant(user, *codenames):
+    """Editors hold the articles model permissions (articles/permissions), not just is_staff."""
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="articles", codename__in=codenames))
+
+
 @pytest.fixture
 def editor():
     user = make_user(username="editor", staff=True)
+    grant(user, "add_article", "change_article", "delete_article")
     make_author(name="Ed Itor", user=user)
     return user
 
@@ -103,6 +110,7 @@ def test_duplicate_slug_is_400(token_client):
 
 def test_user_without_author_profile_must_name_one():
     staff = make_user(staff=True)
+    grant(staff, "add_article")
     client = APIClient()
     client.force_authenticate(staff)
     cat, author = make_category(), make_author()

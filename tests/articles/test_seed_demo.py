@@ -98,7 +98,7 @@ def test_search_vector_is_filled_by_the_trigger():
 
 
 def test_demo_accounts_can_log_in():
-    seed("--articles", str(N))
+    seed("--articles", str(N), "--demo-accounts")  # `make run` only (deploy/scripts/run-dev.sh)
     editor = authenticate(username="demo-editor", password="demo-editor")
     assert editor is not None and editor.is_staff and editor.is_superuser
     assert Author.objects.filter(user=editor).exists()

@@ -147,9 +147,14 @@ class FakeApi(Server):
 # --- A real varnishd running deploy/varnish/default.vcl ----------------------------------------
 
 
-def render_vcl(backend_port: int, *, purgers=None) -> str:
-    """default.vcl with the backend port (and optionally the purge ACL) replaced."""
+def render_vcl(backend_port: int, *, purgers=None, urlconf: str | None = None) -> str:
+    """default.vcl with the backend port (and optionally the purge ACL) replaced; with `urlconf`,
+    its public routes rendered from that URLconf instead of the project's (caching/edge_vcl.py)."""
     vcl = DEFAULT_VCL.read_text()
+    if urlconf is not None:
+        from caching.edge_vcl import render_vcl as render_public_routes
+
+        vcl = render_public_routes(vcl, urlconf)
     vcl, n = re.subn(r'(\n    \.port = )"8000";', rf'\1"{backend_port}";', vcl)
     assert n == 1, "default.vcl: backend port line not found"
     if purgers is not None:
@@ -162,9 +167,10 @@ def render_vcl(backend_port: int, *, purgers=None) -> str:
 class Varnish(Varnishd):
     """varnishd -F on a free port in front of 127.0.0.1:backend_port; stop()/start() keep the port."""
 
-    def __init__(self, backend_port: int, *, purgers=None):
+    def __init__(self, backend_port: int, *, purgers=None, urlconf: str | None = None):
         port, admin_port = free_ports(2)
-        super().__init__(port=port, admin_port=admin_port, vcl=render_vcl(backend_port, purgers=purgers))
+        super().__init__(port=port, admin_port=admin_port,
+                         vcl=render_vcl(backend_port, purgers=purgers, urlconf=urlconf))
 
     def get(self, path, **kwargs):
         return requests.get(self.url + path, timeout=10, **kwargs)

@@ -13,7 +13,7 @@ import requests
 from rest_framework.authtoken.models import Token
 
 from tests.deploy.conftest import ClusterVarnish
-from tests.factories import make_article, make_user
+from tests.factories import make_article, make_editor
 from tests.support import Gunicorn, app_env, free_ports, require_postgresql, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -55,7 +55,7 @@ def title_at(url: str) -> str | None:
 def test_write_on_one_host_is_read_everywhere_and_a_dead_host_is_routed_around(cluster):
     apps, edge = cluster
     article = make_article(title="Version one")
-    editor = make_user(username="cluster-editor", staff=True)
+    editor = make_editor(username="cluster-editor")
     token = Token.objects.create(user=editor).key
     path = f"/api/articles/{article.id}/"
 

@@ -16,7 +16,7 @@ from rest_framework.authtoken.models import Token
 
 from articles.models import Article
 from newsite.db_routers import PIN_COOKIE, ReadYourWritesMiddleware
-from tests.factories import make_article, make_user
+from tests.factories import make_article, make_editor, make_user
 
 REPLICA = "replica_mirror"
 
@@ -70,7 +70,7 @@ def token_client(user, **kwargs) -> Client:
 
 
 def test_requests_read_replicas_until_they_write(replica):
-    editor = make_user(username="router-editor", staff=True)
+    editor = make_editor(username="router-editor")
     reader = make_user(username="router-reader")
     article = make_article(title="Routed")
     writer = token_client(editor)

@@ -38,7 +38,9 @@ PIDFILES = (".run/gunicorn.pid", ".run/celery-worker.pid", ".run/celery-beat.pid
 MAKE_STAFF = """
 from django.contrib.auth import get_user_model
 from rest_framework.authtoken.models import Token
+from django.contrib.auth.models import Permission
 user = get_user_model().objects.create_user("upcheck-editor", password="upcheck-editor", is_staff=True)
+user.user_permissions.add(Permission.objects.get(codename="change_article", content_type__app_label="articles"))
 print("TOKEN=" + Token.objects.create(user=user).key)
 """
 

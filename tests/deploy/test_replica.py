@@ -99,8 +99,8 @@ SETUP_DATA = """
 import json, django
 django.setup()
 from rest_framework.authtoken.models import Token
-from tests.factories import make_article, make_user
-editor = make_user(username="replica-editor", staff=True)
+from tests.factories import make_article, make_editor
+editor = make_editor(username="replica-editor")
 article = make_article(title="Replica v0")
 print(json.dumps({"article": article.id, "token": Token.objects.create(user=editor).key}))
 """

@@ -15,7 +15,7 @@ from rest_framework.authtoken.models import Token
 
 from articles.models import Article
 from cdn.models import PurgeOutbox
-from tests.factories import make_article, make_user
+from tests.factories import make_article, make_editor
 from tests.support import Gunicorn, app_env, celery_worker, free_ports, require_postgresql, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -78,7 +78,7 @@ class SteadyLoad(threading.Thread):
 def test_master_killed_under_load(sentinel_set, sentinel_stack):
     apps, _worker = sentinel_stack
     article = make_article(title="Before failover")
-    editor = make_user(username="sentinel-editor", staff=True)
+    editor = make_editor(username="sentinel-editor")
     token = Token.objects.create(user=editor).key
     path = f"/api/articles/{article.id}/"
     old_master = sentinel_set.master_address()

@@ -374,7 +374,7 @@ def running_stack(workdir: Path, *, edge: bool = True, l2only: bool = True, read
         if edge:
             from tests.cdn.servers import Varnish
 
-            varnish = Varnish(readers_port)
+            varnish = Varnish(readers_port, urlconf="tests.freshness.urls")  # + the gated probe
             stack.callback(varnish.close)
             extra["VARNISH_PURGE_URL"] = varnish.url + "/"
         env = _stack_env(prefix, private, proxy, **extra)
@@ -446,9 +446,9 @@ class Editor:
 def editor(stack, transactional_db):
     from rest_framework.authtoken.models import Token
 
-    from tests.factories import make_user
+    from tests.factories import make_editor
 
-    user = make_user(staff=True)
+    user = make_editor()
     return Editor(stack.editor.url, Token.objects.create(user=user).key)
 
 

@@ -46,7 +46,7 @@ def test_purge_form_invalidates_every_tier(client, django_capture_on_commit_call
     calls = []
     caching.fetch("opspurge:1", lambda: calls.append(1) or "v1", kind="article", tags=["article:4242"])
     assert caching.fetch("opspurge:1", lambda: "v2", kind="article", tags=["article:4242"]).value == "v1"
-    client.force_login(make_user(staff=True))
+    client.force_login(purger())
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(URL, {"tags": "article:4242, feed:home"})
     assert response.status_code == 302
@@ -55,8 +55,17 @@ def test_purge_form_invalidates_every_tier(client, django_capture_on_commit_call
     assert caching.fetch("opspurge:1", lambda: "v2", kind="article", tags=["article:4242"]).value == "v2"
 
 
+def purger():
+    """A staff user with articles.purge_cache (articles/permissions); staff alone gets 403."""
+    from django.contrib.auth.models import Permission
+
+    user = make_user(staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="purge_cache"))
+    return user
+
+
 def test_purge_form_rejects_what_is_not_a_tag(client):
-    client.force_login(make_user(staff=True))
+    client.force_login(purger())
     response = client.post(URL, {"tags": "<script>"})
     assert response.status_code == 200
     assert "Not a tag" in response.content.decode()

@@ -29,8 +29,10 @@ from tqdm import tqdm
 from articles import demo_data
 from articles.models import Article, Author, Category, Comment, Follow, Like
 
-EDITOR_USERNAME = "demo-editor"  # password = username; staff + superuser + Author profile
-READER_USERNAME = "demo-reader"  # password = username; every seeded reader shares its hash
+# With --demo-accounts (`make run` only): password = username, demo-editor a superuser. Without
+# it (`make up`, anything production-like) both exist with unusable passwords and no privilege.
+EDITOR_USERNAME = "demo-editor"  # + an Author profile
+READER_USERNAME = "demo-reader"  # every seeded reader shares its password hash
 ZIPF_EXPONENT = 0.7  # popularity of articles: weight = 1 / rank ** s
 COMMENTS_PER_ARTICLE = 10
 LIKES_PER_ARTICLE = 10
@@ -46,13 +48,19 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
         parser.add_argument("--if-empty", action="store_true", help="do nothing when any article exists")
         parser.add_argument(
+            "--demo-accounts",
+            action="store_true",
+            help="log-in accounts with known passwords (demo-editor: superuser, demo-reader), for "
+            "`make run` only; never on a reachable site",
+        )
+        parser.add_argument(
             "--flush",
             action="store_true",
             help="delete existing demo content first (articles, comments, likes, follows, authors, "
             "categories, non-staff users)",
         )
 
-    def handle(self, *args, articles, seed, if_empty, flush, verbosity, **options):
+    def handle(self, *args, articles, seed, if_empty, flush, demo_accounts, verbosity, **options):
         if not 1 <= articles <= 1_000_000:
             raise CommandError("--articles must be between 1 and 1,000,000")
         existing = Article.objects.count()
@@ -66,7 +74,7 @@ class Command(BaseCommand):
                 "Rerun with --flush to replace the demo content, or --if-empty to skip."
             )
         started = time.monotonic()
-        seeder = Seeder(articles=articles, seed=seed, progress=verbosity > 0)
+        seeder = Seeder(articles=articles, seed=seed, progress=verbosity > 0, demo_accounts=demo_accounts)
         with transaction.atomic():
             if flush:
                 seeder.flush()
@@ -117,8 +125,9 @@ class RowWriter:
 class Seeder:
     """Builds the demo data set. Every random draw comes from `self.rng`, in a fixed order."""
 
-    def __init__(self, *, articles: int, seed: int, progress: bool):
+    def __init__(self, *, articles: int, seed: int, progress: bool, demo_accounts: bool = False):
         self.n = articles
+        self.demo_accounts = demo_accounts
         self.rng = random.Random(seed)
         self.progress = progress
         self.writer = RowWriter(progress=progress)
@@ -163,24 +172,27 @@ class Seeder:
         return [(obj, share) for obj, (_, _, share) in zip(objs, demo_data.CATEGORIES, strict=True)]
 
     def _demo_users(self) -> str:
-        """Creates (or resets) demo-editor and demo-reader; returns demo-reader's password hash."""
+        """Creates (or resets) demo-editor and demo-reader; returns demo-reader's password hash.
+        Known passwords and privileges only with --demo-accounts; the public bio never says any."""
         user_model = get_user_model()
+        accounts = self.demo_accounts
         editor, _ = user_model.objects.get_or_create(username=EDITOR_USERNAME)
         editor.first_name, editor.last_name, editor.email = "Demo", "Editor", "demo-editor@newsite.example"
-        editor.is_staff = editor.is_superuser = editor.is_active = True
-        editor.set_password(EDITOR_USERNAME)
+        editor.is_staff = editor.is_superuser = accounts
+        editor.is_active = True
+        editor.set_password(EDITOR_USERNAME if accounts else None)
         editor.save()
         self.editor_author, _ = Author.objects.update_or_create(
             user=editor,
             defaults={
                 "name": "Demo Editor",
-                "bio": "The demo editor: log in to /admin/ as demo-editor / demo-editor.",
+                "bio": "Demo Editor runs the newsroom's front page and its corrections desk.",
                 "avatar_url": f"https://i.pravatar.cc/300?u={EDITOR_USERNAME}",
             },
         )
         reader, _ = user_model.objects.get_or_create(username=READER_USERNAME)
         reader.first_name, reader.last_name, reader.email = "Demo", "Reader", "demo-reader@newsite.example"
-        reader.set_password(READER_USERNAME)  # the only other hash computed: readers reuse it
+        reader.set_password(READER_USERNAME if accounts else None)  # the only other hash: readers reuse it
         reader.save()
         return reader.password
 
