@@ -255,6 +255,9 @@ def coherence_section(ctx) -> list[str]:
             "caused (0 when none). No grace window is applied to any tier.", ""]
     if data.get("purge_check"):
         out += [f"Before the run, {data['purge_check']}.", ""]
+    if data.get("loadavg"):
+        out += ["Load average of the machine (2 cores, shared) at the end of the sampling: "
+                + " / ".join(f"{x:.1f}" for x in data["loadavg"]) + " (1 / 5 / 15 min).", ""]
     out += ["| tier | processes | reads | reads/s | errors | X-Cache (edge: X-Cache-Edge) | stale reads | lag p50 ms | "
             "lag p99 ms | edits made stale | stale window p50 ms | p99 ms | edits stale > 1 s |",
             "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]

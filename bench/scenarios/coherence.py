@@ -19,6 +19,7 @@ began after a write had returned yet show an older version, per tier and per L1+
 """
 
 import html.parser
+import os
 import secrets
 import threading
 import time
@@ -64,7 +65,7 @@ def run(ctx: Context) -> None:
         edge_ok = _check_purge_delivery(editor, articles[0], stack["tiers"]["edge"])
         ctx.coherence = _sample(ctx, stack, editor, articles)
         ctx.coherence["purge_check"] = edge_ok
-    except Unavailable as exc:
+    except (Unavailable, requests.RequestException, RuntimeError) as exc:
         ctx.coherence = {"status": f"n/a: {exc}"}
         log(ctx.coherence["status"])
     finally:
@@ -193,7 +194,11 @@ class _Editor:
             content_type__app_label="articles", codename__in=("view_article", "change_article", "add_article",
                                                               "delete_article")))
         token = Token.objects.create(user=user)
-        return cls(ctx, base_url, user.pk, username, password, token.key)
+        try:
+            return cls(ctx, base_url, user.pk, username, password, token.key)
+        except BaseException:
+            user.delete()
+            raise
 
     def _login(self, username: str, password: str) -> None:
         page = self.admin.get(f"{self.base_url}/admin/login/", timeout=HTTP_TIMEOUT)
@@ -303,6 +308,7 @@ def _sample(ctx: Context, stack: dict, editor: _Editor, articles: list[int]) -> 
         writer.start()
         time.sleep(max(0.0, stop_at - time.monotonic()))
         stop.set()
+        loadavg = os.getloadavg()  # this machine is shared: how busy it was
         writer.join(60)
         logs = [f.result(timeout=opts.coherence_duration + 120) for f in futures]
     if writer.error is not None:
@@ -334,7 +340,7 @@ def _sample(ctx: Context, stack: dict, editor: _Editor, articles: list[int]) -> 
         "workers": opts.coherence_workers, "server": opts.server, "edit_interval": opts.coherence_edit_interval,
         "writes": {kind: {"count": len(ms), "p50": percentile(ms, 50), "p99": percentile(ms, 99), "max": max(ms)}
                    for kind, ms in kinds.items()},
-        "tiers": tiers_out, "outbox": outbox,
+        "tiers": tiers_out, "outbox": outbox, "loadavg": loadavg,
         "delivery": {"p50": percentile(delivery, 50), "p99": percentile(delivery, 99), "max": max(delivery)}
         if delivery else None,
     }
