@@ -327,11 +327,14 @@ def _sample(ctx: Context, stack: dict, editor: _Editor, articles: list[int]) -> 
     kinds = {}
     for w in writes:
         kinds.setdefault(w.kind, []).append((w.returned - w.started) * 1000)
+    # Rows of these articles only: the database may be shared with other runs.
+    mine = [f"article:{pk}" for pk in articles]
     outbox = dict(editor.db.execute(
-        "SELECT status, count(*) FROM cdn_purgeoutbox WHERE id > %s GROUP BY status", [outbox_from]).fetchall())
+        "SELECT status, count(*) FROM cdn_purgeoutbox WHERE id > %s AND tags ?| %s GROUP BY status",
+        [outbox_from, mine]).fetchall())
     delivery = [r[0] * 1000 for r in editor.db.execute(
         "SELECT extract(epoch FROM delivered_at - created_at)::float8 FROM cdn_purgeoutbox "
-        "WHERE id > %s AND delivered_at IS NOT NULL", [outbox_from]).fetchall()]
+        "WHERE id > %s AND tags ?| %s AND delivered_at IS NOT NULL", [outbox_from, mine]).fetchall()]
     for tier, t in tiers_out.items():
         log(f"coherence {tier}: {t['reads']:,} reads, {t['stale']} stale, lag p99 {_ms(t['lag_p99'])} ms, "
             f"window p99 {_ms(t['window_p99'])} ms, edits stale > 1 s: {t['stale_after_1s']}")
