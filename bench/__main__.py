@@ -4,6 +4,7 @@ Examples:
   make bench                                         # everything, 10 s per mode x workload
   python -m bench --scenario throughput --modes floor,l1l2 --workloads hot --duration 5
   python -m bench --scenario servers                 # gunicorn sync vs gthread vs granian
+  python -m bench --scenario coherence               # stale-read sampler, every tier, ~13 min
   python -m bench --smoke --articles 2000 --database-url postgres://127.0.0.1:5432/newsite_bench_smoke
 """
 
@@ -15,13 +16,14 @@ from bench.run import run
 from bench.scenarios import SCENARIOS as SCENARIO_MODULES
 
 SCENARIOS = tuple(SCENARIO_MODULES)
+IN_ALL = tuple(name for name, module in SCENARIO_MODULES.items() if getattr(module, "IN_ALL", True))
 
 
 def parse(argv):
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenario", default="all",
-                   help=f"all, or a comma list of {', '.join(SCENARIOS)} (default all)")
+                   help=f"all ({', '.join(IN_ALL)}), or a comma list of {', '.join(SCENARIOS)} (default all)")
     p.add_argument("--modes", default=",".join(MODES), help=f"comma list of {', '.join(MODES)}")
     p.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma list of {', '.join(WORKLOADS)}")
     p.add_argument("--duration", type=float, default=10.0, help="seconds measured per mode x workload (10)")
@@ -52,11 +54,20 @@ def parse(argv):
     p.add_argument("--warm-minute", type=float, default=60.0,
                    help="seconds of Zipf load measured after a cold or warm start (warmstart scenario, 60)")
     p.add_argument("--warm-slices", type=int, default=6, help="slices of that minute reported separately (6)")
+    p.add_argument("--coherence-duration", type=float, default=None,
+                   help="seconds the coherence sampler runs (720; 5 with --smoke)")
+    p.add_argument("--coherence-workers", type=int, default=3,
+                   help="worker processes of the coherence scenario's L1+L2 server (3)")
+    p.add_argument("--coherence-readers", type=int, default=2,
+                   help="coherence reader processes per app process, and for the edge (2)")
+    p.add_argument("--coherence-articles", type=int, default=3, help="hot articles the coherence writer edits (3)")
+    p.add_argument("--coherence-edit-interval", type=float, default=0.2,
+                   help="seconds between the end of one coherence edit and the next (0.2)")
     p.add_argument("--name", default=None, help="scenario name in the results file name")
-    p.add_argument("--smoke", action="store_true", help="2 s per measurement, 1 s warm-up, 5 freshness writes")
+    p.add_argument("--smoke", action="store_true", help="2 s per measurement, 1 s warm-up, 5 freshness writes, 5 s of coherence sampling")
     opts = p.parse_args(argv)
     opts.argv_text = " ".join(argv)
-    opts.scenarios = SCENARIOS if opts.scenario == "all" else tuple(s.strip() for s in opts.scenario.split(","))
+    opts.scenarios = IN_ALL if opts.scenario == "all" else tuple(s.strip() for s in opts.scenario.split(","))
     opts.modes = tuple(m.strip() for m in opts.modes.split(","))
     opts.workloads = tuple(w.strip() for w in opts.workloads.split(","))
     for name, allowed, given in (("scenario", SCENARIOS, opts.scenarios), ("mode", MODES, opts.modes),
@@ -68,6 +79,8 @@ def parse(argv):
         opts.modes = ("floor", *opts.modes)
     if opts.smoke:
         opts.duration, opts.warmup, opts.zipf_warmup = 2.0, 1.0, 2.0
+    if opts.coherence_duration is None:
+        opts.coherence_duration = 5.0 if opts.smoke else 720.0
     if opts.fresh_iterations is None:
         opts.fresh_iterations = 5 if opts.smoke else 20
     opts.scenario_name = opts.name or ("bench" if opts.scenario == "all" else opts.scenario.replace(",", "+"))

@@ -52,3 +52,4 @@ class Context:
     fresh: dict = field(default_factory=dict)
     coldkey: list = field(default_factory=list)
     warmstart: dict = field(default_factory=dict)
+    coherence: dict = field(default_factory=dict)

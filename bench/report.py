@@ -225,6 +225,99 @@ def warmstart_section(ctx) -> list[str]:
     return out + [""]
 
 
+def coherence_section(ctx) -> list[str]:
+    """The stale-read sampler (scenario `coherence`): per tier, per L1+L2 worker, the writes and
+    the issue-14 targets."""
+    data = ctx.coherence
+    if not data:
+        return []
+    out = ["## Coherence: stale reads while a writer edits (issue 14)", ""]
+    if data.get("status") != "ok":
+        return out + [data.get("status", "n/a"), ""]
+
+    def ms(seconds):
+        return "–" if seconds is None else f"{seconds * 1000:.1f}"
+
+    readers = data["readers"]
+    out += [f"Stack of its own (the header's server/load line is the other scenarios'): one {data['server']} with "
+            f"{data['workers']} worker processes, L1+L2 (each worker its own L1; the worker is the `X-Bench-Worker` "
+            "pid of each answer); one 1-worker L2-only gunicorn (`CACHE_L1_ENABLED=false`); varnishd with "
+            "`deploy/varnish/default.vcl` in front of the L1+L2 server; a 1-worker editor gunicorn (L1+L2) that takes "
+            "every write; a Celery worker draining the purge outbox into that Varnish; a private redis-server.",
+            "",
+            f"For {data['duration']:g} s, {sum(readers.values())} reader processes (L1+L2: {readers['l1l2']}, L2 only: "
+            f"{readers['l2']}, edge: {readers['edge']}; http.client, one request at a time each) GET the details of "
+            f"{len(data['articles'])} articles round-robin, while one writer edits their titles one after the other, "
+            f"{data['edit_interval']:g} s after the previous edit returned, alternating the editorial API (PATCH, DRF "
+            "token of a staff user) and the Django admin (session login, POST of the change form). A read is **stale** "
+            "when it began after a write of its article had returned and shows an older `version`; its lag is how long "
+            "after that write returned it began. Per edit, the **stale window** is the lag of the last stale read it "
+            "caused (0 when none). No grace window is applied to any tier.", ""]
+    if data.get("purge_check"):
+        out += [f"Before the run, {data['purge_check']}.", ""]
+    if data.get("loadavg"):
+        out += ["Load average of the machine (2 cores, shared) at the end of the sampling: "
+                + " / ".join(f"{x:.1f}" for x in data["loadavg"]) + " (1 / 5 / 15 min).", ""]
+    out += ["| tier | processes | reads | reads/s | errors | X-Cache (edge: X-Cache-Edge) | stale reads | lag p50 ms | "
+            "lag p99 ms | edits made stale | stale window p50 ms | p99 ms | edits stale > 1 s |",
+            "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def row(label, t):
+        mix = ", ".join(f"{k} {v / t['reads']:.1%}" for k, v in sorted(t["x_cache"].items(), key=lambda kv: -kv[1])
+                        ) if t["reads"] else "–"
+        procs = "–" if t.get("processes") is None else str(t["processes"])
+        return (f"| {label} | {procs} | {t['reads']:,} | {_fmt(t['reads_per_s'], 0)} | {t['errors']:,} | {mix} | "
+                f"{t['stale']:,} | {ms(t['lag_p50'])} | {ms(t['lag_p99'])} | {t['stale_edits']:,} | "
+                f"{ms(t['window_p50'])} | {ms(t['window_p99'])} | {t['stale_after_1s']:,} |")
+
+    tiers = data["tiers"]
+    for tier, label in (("l1l2", "L1+L2 (every worker)"), ("l2", "L2 only"), ("edge", "edge (Varnish)")):
+        out.append(row(label, tiers[tier]))
+        if tier == "l1l2":
+            for pid, t in tiers[tier].get("workers", {}).items():
+                out.append(row(f"&nbsp;&nbsp;L1+L2 worker pid {pid}", t))
+    writes = data["writes"]
+    total_writes = sum(w["count"] for w in writes.values())
+    by_kind = ", ".join(f"{k}: {w['count']:,}" for k, w in writes.items())
+    out += ["", f"Writes: {total_writes:,} edits ({by_kind}). "
+            "Write latency (request sent -> response returned; the write waits for every L1's acknowledgement, "
+            "<= 50 ms by design):", "",
+            "| writer | edits | p50 ms | p99 ms | max ms |", "|---|---:|---:|---:|---:|"]
+    for kind, w in writes.items():
+        out.append(f"| {kind} | {w['count']:,} | {_fmt(w['p50'], 1)} | {_fmt(w['p99'], 1)} | {_fmt(w['max'], 1)} |")
+    outbox = data.get("outbox") or {}
+    delivery = data.get("delivery")
+    out += ["", "Purge outbox rows written during the run: " + (", ".join(f"{k} {v:,}" for k, v in sorted(outbox.items()))
+                                                           or "none")
+            + (f"; created -> delivered p50 {delivery['p50']:.1f} ms, p99 {delivery['p99']:.1f} ms, max "
+               f"{delivery['max']:.1f} ms" if delivery else "") + ".", ""]
+    app_reads = tiers["l1l2"]["reads"] + tiers["l2"]["reads"]
+    app_stale = tiers["l1l2"]["stale"] + tiers["l2"]["stale"]
+    processes = len(tiers["l1l2"].get("workers", {})) + (tiers["l2"].get("processes") or 0)
+    edge = tiers["edge"]
+    rows = [
+        ("app tiers: 0 stale reads in >= 1,000,000 sampled reads across >= 3 processes",
+         f"{app_stale:,} stale in {app_reads:,} reads across {processes} processes",
+         app_stale == 0 and app_reads >= 1_000_000 and processes >= 3),
+        ("edge: 0 edits left stale after 1 s", f"{edge['stale_after_1s']:,} of {total_writes:,}",
+         edge["stale_after_1s"] == 0),
+        ("edge: stale window p99 <= 100 ms", f"{ms(edge['window_p99'])} ms",
+         edge["window_p99"] is not None and edge["window_p99"] <= 0.1),
+    ]
+    out += ["Targets (issue 14):", "", "| target | measured | met |", "|---|---|---|"]
+    for name, fig, met in rows:
+        out.append(f"| {name} | {fig} | {'yes' if met else '**no**'} |")
+    listed = [s for tier in ("l1l2", "l2", "edge") for s in tiers[tier]["stale_reads"]]
+    if listed:
+        out += ["", "Stale reads, worst lag first (at most 20 per tier):", "",
+                "| tier | article | saw version | expected >= | lag ms | X-Cache | X-Cache-Edge | Age | worker pid |",
+                "|---|---:|---:|---:|---:|---|---|---:|---:|"]
+        for s in listed:
+            out.append(f"| {s['tier']} | {s['article']} | {s['version']} | {s['expected']} | {s['lag_ms']:.1f} | "
+                       f"{s['x_cache'] or '–'} | {s['edge'] or '–'} | {s['age'] or '–'} | {s['worker'] or '–'} |")
+    return out + [""]
+
+
 def chart(results, scenario, workloads, modes, path: Path, title: str) -> bool:
     """Two panels, log scale: req/s as a ratio to the floor of the same workload, and p99 in ms."""
     import matplotlib
@@ -305,6 +398,7 @@ def write(ctx, results) -> list[Path]:
         lines += fresh_section(ctx)
     lines += servers_section(results)
     lines += warmstart_section(ctx)
+    lines += coherence_section(ctx)
     if "xact_end" in data and "xact_start" in data:
         lines += ["## Cross-check of the query counts", "",
                   f"PostgreSQL `pg_stat_database` counted {data['xact_end'] - data['xact_start']:,} transactions "

@@ -10,9 +10,13 @@ coherence` can start another and call run()):
   callable, recording when each write started and returned and the version it made;
 - `classify(reads, writes, window=...)`: the accounting, a pure function of the two records;
 - `run(...)`: readers per tier plus one writer for `duration` seconds -> `Result`;
-  `format_report(result)`: a plain-text table.
+  `format_report(result)`: a plain-text table;
+- `sample_reads(...)`: a reader as a process of its own (the benchmark's many-process load, no
+  shared GIL), keeping its reads compactly in a `ReadLog` that `ReadLog.reads()` turns back into
+  `Read`s for `classify`.
 
-All times are `time.monotonic()` of this process: readers and writer share one clock. Versions
+All times are `time.monotonic()`: readers and writer share one clock (on Linux CLOCK_MONOTONIC,
+the same for every process of the machine, so reader processes compare with the writer's times). Versions
 are the article's `version` field (incremented on every save), so "older" is a comparison of
 integers. A read is *stale* when it began more than `window` seconds after some write of its
 article returned and shows a version lower than that write's. Its *lag* is how long after the
@@ -23,16 +27,21 @@ read it caused (0 when none): "how long this edit stayed invisible somewhere".
 from __future__ import annotations
 
 import bisect
+import http.client
 import itertools
+import json
 import math
 import threading
 import time
+from array import array
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import requests
 
 DETAIL_PATH = "/api/articles/{id}/"
+WORKER_HEADER = "X-Bench-Worker"  # the pid of the process that answered (bench/middleware.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +55,7 @@ class Read:
     x_cache: str | None = None
     edge: str | None = None  # X-Cache-Edge
     age: str | None = None
+    worker: str | None = None  # which process answered (the benchmark servers' X-Bench-Worker)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +64,18 @@ class Write:
     version: int
     started: float
     returned: float
+    kind: str = "api"  # how it was written (the benchmark alternates "api" and "admin")
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """What a `patch` callable may return instead of the bare version: the version, when the
+    write's response had returned (before any bookkeeping of the caller, e.g. reading the version
+    back), and how it was written."""
+
+    version: int
+    returned: float
+    kind: str = "api"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +88,7 @@ class StaleRead:
         r = self.read
         return (f"{r.tier} article {r.article_id}: saw version {r.version}, expected >= {self.expected}, "
                 f"began {self.lag * 1000:.1f} ms after the write returned (X-Cache={r.x_cache} "
-                f"X-Cache-Edge={r.edge} Age={r.age})")
+                f"X-Cache-Edge={r.edge} Age={r.age} worker={r.worker})")
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -170,7 +192,8 @@ class Reader(threading.Thread):
                 version = None
         headers = response.headers
         return Read(self.tier, article_id, started, finished, version, response.status_code,
-                    headers.get("X-Cache"), headers.get("X-Cache-Edge"), headers.get("Age"))
+                    headers.get("X-Cache"), headers.get("X-Cache-Edge"), headers.get("Age"),
+                    headers.get(WORKER_HEADER))
 
     def run(self) -> None:
         ids = itertools.cycle(self.article_ids[self.offset % len(self.article_ids):] +
@@ -180,9 +203,121 @@ class Reader(threading.Thread):
                 self.reads.append(self.read_once(session, next(ids)))
 
 
+class ReadLog:
+    """One reader process's reads, compact (about 50 bytes a read, so a million fit easily and
+    pickle back to the parent fast): parallel arrays, header values as indexes into `labels`."""
+
+    def __init__(self, tier: str, article_ids: Sequence[int]):
+        self.tier = tier
+        self.article_ids = tuple(article_ids)
+        self.started = array("d")
+        self.finished = array("d")
+        self.article = array("H")  # index into article_ids
+        self.version = array("q")  # -1: no version in the answer
+        self.status = array("H")
+        self.x_cache = array("h")  # index into labels, -1: header absent
+        self.edge = array("h")
+        self.age = array("l")  # -1: header absent or not an integer
+        self.worker = array("l")  # pid, 0: header absent
+        self.labels: list[str] = []
+        self._label_index: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.started)
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_label_index"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._label_index = {label: i for i, label in enumerate(self.labels)}
+
+    def _label(self, value: str | None) -> int:
+        if value is None:
+            return -1
+        index = self._label_index.get(value)
+        if index is None:
+            index = self._label_index[value] = len(self.labels)
+            self.labels.append(value)
+        return index
+
+    def add(self, article: int, started: float, finished: float, version: int | None, status: int,
+            x_cache: str | None = None, edge: str | None = None, age: str | None = None,
+            worker: str | None = None) -> None:
+        self.started.append(started)
+        self.finished.append(finished)
+        self.article.append(article)
+        self.version.append(-1 if version is None else version)
+        self.status.append(status)
+        self.x_cache.append(self._label(x_cache))
+        self.edge.append(self._label(edge))
+        self.age.append(int(age) if age is not None and age.isdigit() else -1)
+        self.worker.append(int(worker) if worker is not None and worker.isdigit() else 0)
+
+    def reads(self) -> Iterable[Read]:
+        """The reads as `Read`s, one at a time (a generator: classify() keeps only the stale)."""
+        labels, ids = self.labels, self.article_ids
+        for i in range(len(self.started)):
+            version, xc, edge, age, worker = self.version[i], self.x_cache[i], self.edge[i], self.age[i], self.worker[i]
+            yield Read(self.tier, ids[self.article[i]], self.started[i], self.finished[i],
+                       None if version < 0 else version, self.status[i],
+                       labels[xc] if xc >= 0 else None, labels[edge] if edge >= 0 else None,
+                       str(age) if age >= 0 else None, str(worker) if worker else None)
+
+    def workers(self) -> dict[int, int]:
+        """Reads per answering pid (0: unknown)."""
+        counts: dict[int, int] = {}
+        for pid in self.worker:
+            counts[pid] = counts.get(pid, 0) + 1
+        return counts
+
+
+def sample_reads(tier: str, base_url: str, article_ids: Sequence[int], *, start_at: float, stop_at: float,
+                 offset: int = 0, path: str = DETAIL_PATH, timeout: float = 10.0) -> ReadLog:
+    """GET `path` round-robin over `article_ids` from `start_at` until `stop_at` (monotonic times,
+    see the module docstring) and return the reads. Meant to run in a process of its own (e.g. a
+    spawn-context ProcessPoolExecutor): http.client with keep-alive where the server allows it
+    (Varnish does; gunicorn's sync workers close each connection, http.client then reconnects),
+    one request at a time."""
+    parts = urlsplit(base_url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+    log = ReadLog(tier, article_ids)
+    n = len(article_ids)
+    paths = [path.format(id=article_id) for article_id in article_ids]
+    index = offset % n
+    while time.monotonic() < start_at:
+        time.sleep(min(0.01, max(0.0, start_at - time.monotonic())))
+    while True:
+        started = time.monotonic()
+        if started >= stop_at:
+            break
+        try:
+            conn.request("GET", paths[index])
+            response = conn.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            log.add(index, started, time.monotonic(), None, 0)
+            index = (index + 1) % n
+            continue
+        finished = time.monotonic()
+        version = None
+        if response.status == 200:
+            try:
+                version = int(json.loads(body)["version"])
+            except (ValueError, KeyError, TypeError):
+                version = None
+        log.add(index, started, finished, version, response.status, response.getheader("X-Cache"),
+                response.getheader("X-Cache-Edge"), response.getheader("Age"), response.getheader(WORKER_HEADER))
+        index = (index + 1) % n
+    conn.close()
+    return log
+
+
 class Writer(threading.Thread):
-    """Edits the articles round-robin through `patch(article_id, title) -> new version`, one
-    write every `interval` seconds (after the previous one returned) until `stop` is set."""
+    """Edits the articles round-robin through `patch(article_id, title) -> new version` (or an
+    `Edit`), one write every `interval` seconds (after the previous one returned) until `stop`
+    is set."""
 
     def __init__(self, article_ids: Sequence[int], patch: Callable[[int, str], int], stop: threading.Event, *,
                  interval: float = 0.1, title: str = "sampled edit {n}"):
@@ -201,8 +336,11 @@ class Writer(threading.Thread):
                 if self.stop.is_set():
                     return
                 started = time.monotonic()
-                version = self.patch(article_id, self.title.format(n=n))
-                self.writes.append(Write(article_id, int(version), started, time.monotonic()))
+                edit = self.patch(article_id, self.title.format(n=n))
+                if isinstance(edit, Edit):
+                    self.writes.append(Write(article_id, int(edit.version), started, edit.returned, edit.kind))
+                else:
+                    self.writes.append(Write(article_id, int(edit), started, time.monotonic()))
                 if self.stop.wait(self.interval):
                     return
         except Exception as exc:  # noqa: BLE001 (re-raised by run(): a failed writer invalidates the run)

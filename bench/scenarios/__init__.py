@@ -2,10 +2,11 @@
 
 Each module has `run(ctx)` (measures, stores its figures on the Context) and `SHARED_SERVERS`:
 the app servers it reads from ctx.servers besides those of --modes (started once for all), or
-None when it starts servers of its own.
+None when it starts servers of its own. A module with `IN_ALL = False` runs only when named
+(`--scenario coherence`), not in `all`.
 """
 
-from bench.scenarios import coldkey, freshness, servers, throughput, warmstart
+from bench.scenarios import coherence, coldkey, freshness, servers, throughput, warmstart
 
 SCENARIOS = {
     "throughput": throughput,
@@ -13,4 +14,5 @@ SCENARIOS = {
     "freshness": freshness,
     "servers": servers,
     "warmstart": warmstart,
+    "coherence": coherence,
 }

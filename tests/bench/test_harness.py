@@ -108,16 +108,17 @@ def test_report_has_the_warmstart_tables(tmp_path):
 
 
 def test_every_scenario_is_a_module_the_cli_accepts():
-    from bench.__main__ import SCENARIOS, parse
+    from bench.__main__ import IN_ALL, SCENARIOS, parse
     from bench.scenarios import SCENARIOS as MODULES
 
-    assert SCENARIOS == ("throughput", "coldkey", "freshness", "servers", "warmstart")
+    assert SCENARIOS == ("throughput", "coldkey", "freshness", "servers", "warmstart", "coherence")
+    assert IN_ALL == ("throughput", "coldkey", "freshness", "servers", "warmstart")  # coherence: by name
     for name, module in MODULES.items():
         assert callable(module.run)
         assert module.SHARED_SERVERS is None or isinstance(module.SHARED_SERVERS, frozenset)
         opts = parse(["--scenario", name, "--smoke"])
         assert opts.scenarios == (name,) and opts.scenario_name == f"{name}-smoke"
-    assert parse([]).scenarios == SCENARIOS
+    assert parse([]).scenarios == IN_ALL
     with pytest.raises(SystemExit):
         parse(["--scenario", "nope"])
 
