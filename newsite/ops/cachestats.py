@@ -198,6 +198,17 @@ def last_warm_cache() -> dict | str:
     return report
 
 
+def canary_status() -> dict | str:
+    """newsite.ops.canary.status(): "never ran", or the canary's age per tier and what fails;
+    {"error": ...} when the database is unreachable (/health/ reports it; no 503 here for it)."""
+    from newsite.ops import canary
+
+    try:
+        return canary.status()
+    except DatabaseError as exc:
+        return {"error": f"{type(exc).__name__}: {exc}".strip()[:200], "failed": []}
+
+
 def process_since_start() -> dict:
     """Hit ratios of this process since it started (or forked)."""
     return summarise(_counters())
@@ -223,4 +234,5 @@ def report() -> dict:
         "pending_invalidations": snap["pending_invalidations"],
         "outbox": outbox_backlog(),
         "warm_cache": last_warm_cache(),
+        "canary": canary_status(),
     }

@@ -24,6 +24,7 @@ from articles import services
 from articles.models import Article, Author, Category, Comment
 from caching.http import policy_of
 from caching.invalidation import on_invalidate
+from newsite.ops import canary
 from tests.factories import make_article, make_author, make_category, make_user
 
 pytestmark = pytest.mark.django_db
@@ -84,6 +85,7 @@ def watched_paths(w) -> list[str]:
         f"/category/{w.c1.slug}/",
         f"/category/{w.c2.slug}/",
         f"/category/{NEW_CATEGORY_SLUG}/",
+        "/health/canary/",  # the freshness canary (newsite/ops/canary.py): a 404 until written
     ]
 
 
@@ -132,6 +134,7 @@ WRITES = [
     ),
     ("follow created", lambda w: services.follow_create(user=w.reader, author=w.au1)),
     ("profile edited", lambda w: services.profile_update(user=w.reader, data={"first_name": "Reader"})),
+    ("freshness canary written", lambda w: canary.write_canary()),
     ("published article: unpublished", lambda w: services.article_unpublish(article=Article.objects.get(pk=w.b.pk))),
     ("article deleted", lambda w: services.article_delete(article=Article.objects.get(pk=w.a.pk))),
 ]
