@@ -91,7 +91,7 @@ def configure_structlog() -> None:
 def logfmt_formatter() -> logging.Formatter:
     """The logging.Formatter of every handler (settings.LOGGING, the Celery worker's handlers)."""
     return structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*_SHARED, structlog.stdlib.ExtraAdder()],
+        foreign_pre_chain=_SHARED,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             _lift_logfmt_message,
