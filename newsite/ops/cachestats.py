@@ -236,3 +236,35 @@ def report() -> dict:
         "warm_cache": last_warm_cache(),
         "canary": canary_status(),
     }
+
+
+def invalidation_lag() -> dict[str, dict]:
+    """newsite_cache_invalidation_lag_seconds per stage (l2, l1, cdn) since start, from every
+    process in multiprocess mode (else this one): {"count", "p50", "p99"} with each quantile the
+    upper bound of its bucket (None: no observation; inf: above the largest bucket)."""
+    from newsite.ops.views import metrics_registry
+
+    buckets: dict[str, dict[float, float]] = {}
+    for family in metrics_registry().collect():
+        if family.name != "newsite_cache_invalidation_lag_seconds":
+            continue
+        for s in family.samples:
+            if s.name.endswith("_bucket"):
+                stage = buckets.setdefault(s.labels.get("stage", "?"), {})
+                le = float(s.labels["le"])
+                stage[le] = stage.get(le, 0.0) + s.value
+    out = {}
+    for stage in ("l2", "l1", "cdn"):
+        cumulative = sorted(buckets.get(stage, {}).items())
+        count = cumulative[-1][1] if cumulative else 0.0
+        out[stage] = {"count": int(count), **{f"p{int(q * 100)}": _quantile(cumulative, count, q) for q in (0.5, 0.99)}}
+    return out
+
+
+def _quantile(cumulative: list[tuple[float, float]], count: float, q: float) -> float | None:
+    if not count:
+        return None
+    for le, cum in cumulative:
+        if cum >= q * count:
+            return le
+    return float("inf")
