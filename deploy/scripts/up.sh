@@ -24,6 +24,8 @@ export VARNISH_PURGE_URL="${VARNISH_PURGE_URL:-http://127.0.0.1:$EDGE_PORT/}"
 export DEBUG="${DEBUG:-false}"
 export GUNICORN_BIND="127.0.0.1:$HTTP_PORT"
 export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$RUN/prometheus}"
+# The freshness canary (Celery beat) reads the app's port (GUNICORN_BIND) and this edge.
+export NEWSITE_EDGE_URL="${NEWSITE_EDGE_URL:-http://127.0.0.1:$EDGE_PORT}"
 
 deploy/scripts/ensure-services.sh
 
