@@ -169,12 +169,14 @@ def breakers(snapshot_breakers: dict) -> dict:
 
 def recent_purges(limit: int = 20) -> list[dict]:
     """The latest outbox rows: what was invalidated recently, cluster-wide, and whether the CDN
-    has it. Empty when the database is unreachable."""
+    has it (the freshness canary's own rows left out). Empty when the database is unreachable."""
     from cdn.models import PurgeOutbox
+    from newsite.ops.canary import CANARY_TAG
 
     try:
         rows = list(
-            PurgeOutbox.objects.order_by("-id").values(
+            # The canary's own purges (4 a minute) would push every real invalidation off the list.
+            PurgeOutbox.objects.exclude(tags=[CANARY_TAG]).order_by("-id").values(
                 "id", "backend", "tags", "urls", "status", "attempts", "created_at", "delivered_at", "last_error"
             )[:limit]
         )

@@ -160,7 +160,7 @@ def _until(deadline: float, attempt: Callable[[], bool], pause: float = 0.005) -
         if time.monotonic() >= deadline:
             return False
         time.sleep(pause)
-        pause = min(pause * 2, 0.1)
+        pause = min(pause * 2, 0.02)  # the edge's seconds are as precise as this
 
 
 def probe_l2(target: int, committed_at: float, deadline: float) -> TierResult:

@@ -86,3 +86,10 @@ def test_canary_endpoint_before_and_after_a_write(client, django_capture_on_comm
     response = client.get(canary.PATH)
     assert response.json()["value"] == 2 and response["X-Cache"] == "MISS"
     assert client.post(canary.PATH).status_code == 405
+
+    # Its purges go through the CDN outbox like any write, but stay off the admin's recent list.
+    from cdn.models import PurgeOutbox
+    from newsite.ops import cachestats
+
+    assert PurgeOutbox.objects.filter(tags=["canary"]).count() >= 2
+    assert all(row["tags"] != ["canary"] for row in cachestats.recent_purges())
