@@ -39,11 +39,15 @@ INSTALLED_APPS = [
     "articles",
     "cdn",
     "newsite.ops",
+    "django_structlog",  # request ids on every log line, carried into Celery tasks (newsite/ops/logs.py)
 ]
 
 MIDDLEWARE = [
     # First: times the whole request by endpoint (newsite/ops/middleware.py, docs/observability.md).
     "newsite.ops.middleware.RequestLatencyMiddleware",
+    # One request id per request (X-Request-ID: the client's if sane, else new) on every log line,
+    # on the response and on the Celery tasks the request enqueues (newsite/ops/logs.py).
+    "django_structlog.middlewares.RequestMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -126,6 +130,10 @@ NEWSITE_CACHE_KINDS = {
     "news_sitemap": {"ttl": 300, "max_age": 60, "s_maxage": 300, "swr": 60, "sie": 86400},
     # robots.txt depends on no data (only on SITE_URL): a day everywhere.
     "robots": {"ttl": 86400, "max_age": 3600, "s_maxage": 86400, "swr": 3600, "sie": 604800},
+    # The freshness canary (newsite/ops/canary.py): short, but longer than FRESHNESS_CANARY_MAX_AGE
+    # so that a purge that never arrives shows as a stale edge instead of expiring unnoticed; no
+    # stale serving, so what the canary reads is what the invalidations left.
+    "canary": {"ttl": 300, "max_age": 0, "s_maxage": 300, "swr": 0, "sie": 0},
     # "negative" (cached 404s) has its default in caching/conf.py; add a row here to override it.
 }
 NEWSITE_CACHE = {
@@ -154,6 +162,24 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "articles-flush-view-counts": {"task": "articles.flush_view_counts", "schedule": env.float("VIEW_FLUSH_SECONDS", default=5.0)},
 }
+# The freshness canary (newsite/ops/canary.py, docs/observability.md): written and read back from
+# every tier every FRESHNESS_CANARY_EVERY s; /health/cache/ is 503 when a tier's canary is older
+# than FRESHNESS_CANARY_MAX_AGE s (0: never). The app's own port (L1 of every worker) and the
+# edges (NEWSITE_EDGE_URL, comma-separated; none: the edge is not checked).
+FRESHNESS_CANARY_EVERY = env.float("FRESHNESS_CANARY_EVERY", default=15.0)
+FRESHNESS_CANARY_MAX_AGE = env.float("FRESHNESS_CANARY_MAX_AGE", default=120.0)
+FRESHNESS_CANARY_TIMEOUT = env.float("FRESHNESS_CANARY_TIMEOUT", default=10.0)
+_bind = env("GUNICORN_BIND", default="127.0.0.1:8000")
+FRESHNESS_CANARY_APP_URL = env(
+    "NEWSITE_APP_URL", default="" if _bind.startswith("unix:") else "http://" + _bind.replace("0.0.0.0", "127.0.0.1")
+)
+FRESHNESS_CANARY_EDGE_URLS = env.list("NEWSITE_EDGE_URL", default=[])
+if FRESHNESS_CANARY_EVERY > 0:
+    CELERY_BEAT_SCHEDULE["ops-freshness-canary"] = {
+        "task": "ops.freshness_canary",
+        "schedule": FRESHNESS_CANARY_EVERY,
+        "options": {"expires": FRESHNESS_CANARY_EVERY},  # a late run is dropped, never piled up
+    }
 # warm_cache fills this many of the most read articles (detail JSON + page).
 WARM_CACHE_TOP_ARTICLES = env.int("WARM_CACHE_TOP_ARTICLES", default=200)
 
@@ -234,18 +260,32 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
+# Logs: one logfmt line per event through structlog (newsite/ops/logs.py), stdlib records of
+# Django, Celery and our modules included, each with the request_id (and task_id) in context.
+from newsite.ops import logs as _logs  # noqa: E402
+
+_logs.configure_structlog()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {"logfmt": {"()": "newsite.ops.logs.logfmt_formatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "logfmt"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="WARNING")},
     "loggers": {
         "newsite": {"level": env("LOG_LEVEL", default="INFO"), "propagate": True},
         "caching": {"level": env("LOG_LEVEL", default="INFO"), "propagate": True},
         "cdn": {"level": env("LOG_LEVEL", default="INFO"), "propagate": True},
+        # request_started / request_finished (an access log): REQUEST_LOG_LEVEL=INFO to see them.
+        "django_structlog": {"level": env("REQUEST_LOG_LEVEL", default="WARNING"), "propagate": True},
     },
 }
+# django-structlog: the request id rides on the tasks a request enqueues (a header of the task
+# message), bound again in the worker (newsite/celery.py adds its boot step). No user id or IP
+# binding: no query or lookup per request; 4xx are INFO (junk traffic would flood WARNING).
+DJANGO_STRUCTLOG_CELERY_ENABLED = True
+DJANGO_STRUCTLOG_USER_ID_FIELD = None
+DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = False
+DJANGO_STRUCTLOG_STATUS_4XX_LOG_LEVEL = 20  # logging.INFO
 
 # --- Past one machine: Redis Sentinel / TLS, read replicas (newsite/settings_scaling.py) -----
 # All off unless their variables are set; docs/scaling.md.

@@ -4,6 +4,7 @@ from django.utils.cache import patch_cache_control
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from newsite.ops import admin_views as ops_admin_views
+from newsite.ops import canary as ops_canary
 from newsite.ops import views as ops_views
 
 
@@ -25,6 +26,7 @@ urlpatterns = [
     path("metrics", ops_views.metrics_view, name="metrics"),
     path("health/", ops_views.health_view, name="health"),
     path("health/cache/", ops_views.health_cache_view, name="health-cache"),
+    path("health/canary/", ops_canary.canary_view, name="health-canary"),  # public, cached: the freshness canary
     path("admin/cache/", ops_admin_views.cache_page, name="admin-cache"),
     path("admin/", admin.site.urls),
     path("api/schema/", not_shared(SpectacularAPIView.as_view()), name="schema"),

@@ -32,6 +32,8 @@ if [ -z "${SECRET_KEY:-}" ]; then
 fi
 export SECRET_KEY
 export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$RUN/prometheus}"
+# The freshness canary (Celery beat) reads the app's port (GUNICORN_BIND) and this edge.
+export NEWSITE_EDGE_URL="${NEWSITE_EDGE_URL:-http://127.0.0.1:$EDGE_PORT}"
 
 deploy/scripts/ensure-services.sh
 

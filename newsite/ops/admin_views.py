@@ -124,6 +124,95 @@ def hit_ratio_svg(summary: dict | None, *, title: str) -> str:
     return mark_safe("".join(parts))  # every part above is format_html output (escaped)
 
 
+# --- the freshness chart -------------------------------------------------------------------------
+
+FRESH_COLOURS = {"p50": "#90caf9", "p99": "#1565c0", "canary": "#2e7d32", "stale": "#c62828"}
+LOG_MIN, LOG_MAX = 0.001, 100.0  # the x axis: 1 ms .. 100 s, log scale
+TICKS = ((0.001, "1 ms"), (0.01, "10 ms"), (0.1, "100 ms"), (1.0, "1 s"), (10.0, "10 s"), (100.0, "100 s"))
+
+
+def _log_x(seconds: float) -> float:
+    import math
+
+    seconds = min(max(seconds, LOG_MIN), LOG_MAX)
+    return round(LABEL_W + PLOT_W * math.log10(seconds / LOG_MIN) / math.log10(LOG_MAX / LOG_MIN), 1)
+
+
+def _seconds_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds == float("inf"):
+        return "> 30 s"
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+
+
+def freshness_svg(lag: dict, canary_state, *, title: str) -> str:
+    """Commit -> invalidated per stage (p50 and p99 bars of the lag histograms: l2, l1, cdn) and
+    the freshness canary per tier (commit -> the tier showed the new value, with the canary's
+    age), on one log-scale axis, as SVG built here (escaped, no script)."""
+    rows: list[tuple[str, list[tuple[str, float | None]], str]] = []
+    for stage in ("l2", "l1", "cdn"):
+        data = lag.get(stage, {})
+        label = f"p50 {_seconds_text(data.get('p50'))}, p99 {_seconds_text(data.get('p99'))} ({data.get('count', 0)})"
+        rows.append((f"lag {stage}", [("p50", data.get("p50")), ("p99", data.get("p99"))], label))
+    tiers = canary_state.get("tiers", {}) if isinstance(canary_state, dict) else {}
+    failed = set(canary_state.get("failed", [])) if isinstance(canary_state, dict) else set()
+    for name, tier in tiers.items():
+        colour = "stale" if name in failed or not tier.get("fresh") else "canary"
+        label = f"{_seconds_text(tier.get('seconds'))}, age {tier.get('age_seconds', 0):.0f} s"
+        if name in failed:
+            label += " - STALE"
+        rows.append((f"canary {name}", [(colour, tier.get("seconds") or (LOG_MAX if colour == "stale" else None))],
+                     label))
+    height = TOP + len(rows) * (BAR_H * 2 + GAP) + 46
+    width = LABEL_W + PLOT_W + 190
+    parts = [
+        format_html(
+            '<svg xmlns="http://www.w3.org/2000/svg" class="cache-chart freshness-chart" role="img" width="{}" '
+            'height="{}" viewBox="0 0 {} {}" font-family="sans-serif" font-size="11"><title>{}</title>',
+            width, height, width, height, title,
+        ),
+        format_html('<text x="0" y="14" font-size="13" font-weight="bold">{}</text>', title),
+    ]
+    for i, (key, text) in enumerate((("p50", "lag p50"), ("p99", "lag p99"), ("canary", "canary fresh"),
+                                     ("stale", "canary stale"))):
+        x = LABEL_W + i * 100
+        parts.append(format_html(
+            '<rect x="{}" y="20" width="10" height="10" fill="{}"/><text x="{}" y="29">{}</text>',
+            x, FRESH_COLOURS[key], x + 14, text,
+        ))
+    for seconds, text in TICKS:
+        x = _log_x(seconds)
+        parts.append(format_html(
+            '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#ccc"/><text x="{}" y="{}" text-anchor="middle">{}</text>',
+            x, TOP, x, height - 30, x, height - 16, text,
+        ))
+    if not tiers:
+        state = canary_state if isinstance(canary_state, str) else canary_state.get("error", "no data")
+        parts.append(format_html(
+            '<text x="0" y="{}" fill="#666">canary: {}</text>', height - 2, state,
+        ))
+    for index, (name, bars, label) in enumerate(rows):
+        y = TOP + index * (BAR_H * 2 + GAP)
+        parts.append(format_html('<text x="{}" y="{}" text-anchor="end">{}</text>', LABEL_W - 8, y + BAR_H + 4, name))
+        parts.append(format_html(
+            '<rect class="track" x="{}" y="{}" width="{}" height="{}" fill="#f2f2f2"/>',
+            LABEL_W, y, PLOT_W, BAR_H * 2 - 2,
+        ))
+        for j, (key, seconds) in enumerate(bars):
+            if seconds is None:
+                continue
+            bar_h = BAR_H * 2 - 2 if len(bars) == 1 else BAR_H - 1
+            parts.append(format_html(
+                '<rect class="bar fresh-{}" x="{}" y="{}" width="{}" height="{}" fill="{}"><title>{} {}: {}</title></rect>',
+                key, LABEL_W, y + j * BAR_H, max(1.0, _log_x(seconds) - LABEL_W), bar_h, FRESH_COLOURS[key],
+                name, key, _seconds_text(seconds),
+            ))
+        parts.append(format_html('<text x="{}" y="{}">{}</text>', LABEL_W + PLOT_W + 6, y + BAR_H + 4, label))
+    parts.append("</svg>")
+    return mark_safe("".join(parts))  # every part above is format_html output (escaped)
+
+
 # --- the view ----------------------------------------------------------------------------------
 
 
@@ -149,6 +238,11 @@ def _cache_page(request):
         "title": "Cache",
         "chart_since_start": hit_ratio_svg(since_start, title=f"Hit ratio since start ({scope})"),
         "chart_recent": hit_ratio_svg(recent, title=f"Hit ratio, last {int(recent['seconds'])} s (this process)"),
+        "chart_freshness": freshness_svg(
+            cachestats.invalidation_lag(), report["canary"],
+            title=f"Freshness: commit -> invalidated (since start, {scope}) and the canary",
+        ),
+        "canary": report["canary"],
         "outbox": report["outbox"],
         "recent_purges": cachestats.recent_purges(20),
         "l1": report["l1"],

@@ -169,12 +169,14 @@ def breakers(snapshot_breakers: dict) -> dict:
 
 def recent_purges(limit: int = 20) -> list[dict]:
     """The latest outbox rows: what was invalidated recently, cluster-wide, and whether the CDN
-    has it. Empty when the database is unreachable."""
+    has it (the freshness canary's own rows left out). Empty when the database is unreachable."""
     from cdn.models import PurgeOutbox
+    from newsite.ops.canary import CANARY_TAG
 
     try:
         rows = list(
-            PurgeOutbox.objects.order_by("-id").values(
+            # The canary's own purges (4 a minute) would push every real invalidation off the list.
+            PurgeOutbox.objects.exclude(tags=[CANARY_TAG]).order_by("-id").values(
                 "id", "backend", "tags", "urls", "status", "attempts", "created_at", "delivered_at", "last_error"
             )[:limit]
         )
@@ -196,6 +198,17 @@ def last_warm_cache() -> dict | str:
     if finished:
         report = {**report, "age_seconds": round(time.time() - float(finished), 1)}
     return report
+
+
+def canary_status() -> dict | str:
+    """newsite.ops.canary.status(): "never ran", or the canary's age per tier and what fails;
+    {"error": ...} when the database is unreachable (/health/ reports it; no 503 here for it)."""
+    from newsite.ops import canary
+
+    try:
+        return canary.status()
+    except DatabaseError as exc:
+        return {"error": f"{type(exc).__name__}: {exc}".strip()[:200], "failed": []}
 
 
 def process_since_start() -> dict:
@@ -223,4 +236,37 @@ def report() -> dict:
         "pending_invalidations": snap["pending_invalidations"],
         "outbox": outbox_backlog(),
         "warm_cache": last_warm_cache(),
+        "canary": canary_status(),
     }
+
+
+def invalidation_lag() -> dict[str, dict]:
+    """newsite_cache_invalidation_lag_seconds per stage (l2, l1, cdn) since start, from every
+    process in multiprocess mode (else this one): {"count", "p50", "p99"} with each quantile the
+    upper bound of its bucket (None: no observation; inf: above the largest bucket)."""
+    from newsite.ops.views import metrics_registry
+
+    buckets: dict[str, dict[float, float]] = {}
+    for family in metrics_registry().collect():
+        if family.name != "newsite_cache_invalidation_lag_seconds":
+            continue
+        for s in family.samples:
+            if s.name.endswith("_bucket"):
+                stage = buckets.setdefault(s.labels.get("stage", "?"), {})
+                le = float(s.labels["le"])
+                stage[le] = stage.get(le, 0.0) + s.value
+    out = {}
+    for stage in ("l2", "l1", "cdn"):
+        cumulative = sorted(buckets.get(stage, {}).items())
+        count = cumulative[-1][1] if cumulative else 0.0
+        out[stage] = {"count": int(count), **{f"p{int(q * 100)}": _quantile(cumulative, count, q) for q in (0.5, 0.99)}}
+    return out
+
+
+def _quantile(cumulative: list[tuple[float, float]], count: float, q: float) -> float | None:
+    if not count:
+        return None
+    for le, cum in cumulative:
+        if cum >= q * count:
+            return le
+    return float("inf")

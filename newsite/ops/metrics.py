@@ -6,7 +6,7 @@ name (namespace:name) or the route, never the raw path, so the label set stays b
 newsite_http_responses_total{endpoint,x_cache}: responses by which app tier served them.
 """
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 REQUEST_LATENCY = Histogram(
     "newsite_http_request_duration_seconds",
@@ -18,4 +18,21 @@ RESPONSES = Counter(
     "newsite_http_responses_total",
     "Responses by endpoint and X-Cache (HIT-L1, HIT-L2, MISS, STALE; none when not cached).",
     ["endpoint", "x_cache"],
+)
+
+# The freshness canary (newsite/ops/canary.py). "mostrecent": the last value set by any process
+# wins (the Celery worker sets both after each run; a scrape refreshes the age from the row).
+CANARY_SECONDS = Gauge(
+    "newsite_freshness_canary_seconds",
+    "Freshness canary: seconds from its write's commit until the tier (l2, l1, edge) showed the new"
+    " value (the time waited when it never did within FRESHNESS_CANARY_TIMEOUT).",
+    ["tier"],
+    multiprocess_mode="mostrecent",
+)
+CANARY_AGE = Gauge(
+    "newsite_freshness_canary_age_seconds",
+    "Freshness canary: now minus the commit of the newest canary value the tier was seen serving"
+    " (how stale a reader of that tier can be); refreshed at every scrape.",
+    ["tier"],
+    multiprocess_mode="mostrecent",
 )

@@ -2,15 +2,19 @@
 all the other middleware, the cache tiers included) into newsite_http_request_duration_seconds.
 
 Cost per request: two perf_counter() calls, one dict lookup for the bound metric children and a
-histogram observe. Every ~10 s it also records a sample of this process's cache counters for the
+histogram observe. A request of the freshness canary (header X-Canary-Probe, newsite/ops/canary.py)
+gets `X-Served-By: <pid>` on its response: which worker's L1 answered. Every ~10 s it also
+records a sample of this process's cache counters for the
 windowed hit ratios of /health/cache/ (newsite.ops.cachestats).
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 from newsite.ops import cachestats
+from newsite.ops.canary import PROBE_META, SERVED_BY_HEADER
 from newsite.ops.metrics import REQUEST_LATENCY, RESPONSES
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -54,4 +58,6 @@ class RequestLatencyMiddleware:
         latency.observe(elapsed)
         responses.inc()
         cachestats.maybe_sample()
+        if PROBE_META in request.META:
+            response[SERVED_BY_HEADER] = str(os.getpid())
         return response

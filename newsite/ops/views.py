@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from caching import metrics as cache_metrics
-from newsite.ops import cachestats, probes
+from newsite.ops import cachestats, canary, probes
 
 
 def _no_store(response: HttpResponse) -> HttpResponse:
@@ -37,14 +37,16 @@ def metrics_registry():
 @require_safe
 def metrics_view(request):
     """Prometheus text format. Pushes this process's batched L1 hits and refreshes
-    newsite_outbox_pending (one COUNT) first."""
+    newsite_outbox_pending (one COUNT) and newsite_freshness_canary_age_seconds (one read of the
+    canary row) first."""
     cache_metrics.flush_all()
     try:
         from cdn.outbox import update_pending_gauge
 
         update_pending_gauge()
+        canary.update_age_gauges()
     except DatabaseError:
-        pass  # the gauge keeps its last value; /health/ reports the database
+        pass  # the gauges keep their last value; /health/ reports the database
     return _no_store(HttpResponse(generate_latest(metrics_registry()), content_type=CONTENT_TYPE_LATEST))
 
 
@@ -60,5 +62,11 @@ def health_view(request):
 @require_safe
 def health_cache_view(request):
     """JSON: hit ratio per tier and prefix (this process since start and over the last 1/5/15
-    minutes; all processes since start), L1 entries and bytes, breaker, outbox, warm_cache."""
-    return _no_store(JsonResponse(cachestats.report(), json_dumps_params={"indent": 1}))
+    minutes; all processes since start), L1 entries and bytes, breaker, outbox, warm_cache, the
+    freshness canary. 503 (body "status": "fail", "failed": ["canary:edge", ...]) when a tier's
+    canary is older than FRESHNESS_CANARY_MAX_AGE; 200 otherwise (also before the first run)."""
+    report = cachestats.report()
+    state = report.get("canary")
+    failed = [f"canary:{tier}" for tier in state["failed"]] if isinstance(state, dict) else []
+    report = {"status": "fail" if failed else "ok", "failed": failed, **report}
+    return _no_store(JsonResponse(report, status=503 if failed else 200, json_dumps_params={"indent": 1}))

@@ -25,6 +25,7 @@ from articles.models import Article, Author, Category, Comment
 from articles.sitemaps import ArticleSitemap
 from caching.http import policy_of
 from caching.invalidation import on_invalidate
+from newsite.ops import canary
 from tests.factories import make_article, make_author, make_category, make_user
 
 pytestmark = pytest.mark.django_db
@@ -97,6 +98,7 @@ def watched_paths(w) -> list[str]:
         "/sitemap-articles.xml",
         "/sitemap-articles.xml?p=2",  # a 404 until a third article is published
         "/sitemap-news.xml",
+        "/health/canary/",  # the freshness canary (newsite/ops/canary.py): a 404 until written
     ]
 
 
@@ -150,6 +152,7 @@ WRITES = [
     ),
     ("follow created", lambda w: services.follow_create(user=w.reader, author=w.au1)),
     ("profile edited", lambda w: services.profile_update(user=w.reader, data={"first_name": "Reader"})),
+    ("freshness canary written", lambda w: canary.write_canary()),
     ("published article: unpublished", lambda w: services.article_unpublish(article=Article.objects.get(pk=w.b.pk))),
     ("article deleted", lambda w: services.article_delete(article=Article.objects.get(pk=w.a.pk))),
 ]

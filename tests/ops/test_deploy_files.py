@@ -31,6 +31,14 @@ def test_dashboard_queries_only_metrics_that_exist(client):
     assert used, "the dashboard has queries"
     assert used <= exposed, f"unknown metrics in the dashboard: {used - exposed}"
     assert {"newsite_http_request_duration_seconds_bucket", "newsite_cache_requests_total"} <= used
+    # Freshness telemetry (issue 19): lag by stage, stale served, the canary, Redis errors.
+    assert {
+        "newsite_cache_invalidation_lag_seconds_bucket", "newsite_cache_stale_served_age_seconds_bucket",
+        "newsite_freshness_canary_seconds", "newsite_freshness_canary_age_seconds",
+        "newsite_cache_redis_errors_total",
+    } <= used
+    stages = " ".join(e for e in exprs if "invalidation_lag" in e)
+    assert "stage" in stages, "the lag panel splits by stage (l2, l1, cdn)"
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
 
