@@ -64,6 +64,11 @@ def article_slug_tag(slug: str) -> str:
     return f"article-slug:{slug}"
 
 
+def canary_tag() -> str:
+    """The freshness canary (newsite/ops/canary.py): invalidating it touches nothing else."""
+    return "canary"
+
+
 def user_tag(user_id: int) -> str:
     """Private per-user data (profile); never sent to a CDN."""
     return f"user:{int(user_id)}"

@@ -19,6 +19,9 @@ graceful_timeout = 20
 keepalive = 5
 accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 errorlog = "-"
+# The app's own log lines (stderr) go to the error log too: under --daemon (make up) they would
+# go nowhere otherwise.
+capture_output = True
 
 # --- Prometheus multiprocess mode (docs/observability.md) -----------------------------------
 # Every worker writes its metrics to mmap files in PROMETHEUS_MULTIPROC_DIR and /metrics sums

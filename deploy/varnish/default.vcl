@@ -192,6 +192,8 @@ sub vcl_synth {
 sub vcl_deliver {
     if (obj.hits > 0) {
         set resp.http.X-Cache-Edge = "HIT";
+        # The stored X-Request-ID is the filling request's, not this one's.
+        unset resp.http.X-Request-ID;
     } else {
         set resp.http.X-Cache-Edge = "MISS";
     }
