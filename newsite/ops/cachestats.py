@@ -175,7 +175,7 @@ def recent_purges(limit: int = 20) -> list[dict]:
     try:
         rows = list(
             PurgeOutbox.objects.order_by("-id").values(
-                "id", "backend", "tags", "urls", "status", "attempts", "created_at", "delivered_at", "last_error"
+                "id", "delivered_to", "tags", "urls", "status", "attempts", "created_at", "delivered_at", "last_error"
             )[:limit]
         )
     except DatabaseError:
