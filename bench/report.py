@@ -239,7 +239,10 @@ def faults_section(ctx) -> list[str]:
     out += [f"Reader threads through the app and the edge, a writer PATCHing articles "
             f"every 0.5 s (paused while the checks read). Steady state {steady:,.0f} req/s through the app; the same "
             f"app load on a server whose Redis is unreachable from the start (L2 disabled): {base:,.0f} req/s. "
-            "Stale = reads of an edited article (through every app worker and the edge, after recovery) whose title is not PostgreSQL's.", ""]
+            "The x column is not like-for-like: during the faults each reader thread alternates app and edge (so "
+            "the app gets about half of the reads), while the baseline sends every read to the app; it understates "
+            "the ratio. Stale = reads of an edited article (through every app worker and the edge, after recovery) "
+            "whose title is not PostgreSQL's.", ""]
     if data.get("png"):
         out += [f"![timeline]({data['png']})", ""]
     out += ["| fault | s | app req/s during (x L2-off) | edge req/s | app 5xx (not 503) | app 503 | "

@@ -449,6 +449,7 @@ def run(ctx) -> None:
         for service in (state["celery"], edge, app, broker, cache):
             service.stop()
     out["png"] = _chart(out, Path(opts.out_dir), opts.scenario_name)
+    (ctx.stack.workdir / "faults.json").write_text(json.dumps(out, default=str))
 
 
 def _broker_then_kill(ctx, broker: Service, state: dict, worker_env: dict, env: dict) -> None:
@@ -488,8 +489,8 @@ def _chart(out: dict, out_dir: Path, name: str) -> str | None:
         return [v / max(1, t) for v, t in zip(values, total, strict=True)]
 
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 6), sharex=True)
-    ax1.plot(seconds, app_total, color="tab:blue", label="req/s through the app")
-    ax1.plot(seconds, edge_total, color="tab:green", label="req/s through the edge")
+    ax1.plot(seconds, app_total, color="tab:blue", linewidth=2.5, label="req/s through the app")
+    ax1.plot(seconds, edge_total, color="tab:green", linestyle="--", label="req/s through the edge")
     if out.get("baseline_l2_off_req_s"):
         ax1.axhline(out["baseline_l2_off_req_s"], color="gray", linestyle="--", label="app, L2 unreachable from the start")
     ax2.plot(seconds, share(series("app", ("s5xx",))), color="tab:red", label="app 5xx other than 503")
@@ -499,13 +500,13 @@ def _chart(out: dict, out_dir: Path, name: str) -> str | None:
     for label, start, end in out["windows"]:
         for ax in (ax1, ax2):
             ax.axvspan(start, end, color="tab:red", alpha=0.12)
-        ax1.text(start, max(total) * 1.02, label, fontsize=8)
+        ax1.text(start, 1.02, label, fontsize=8, transform=ax1.get_xaxis_transform())
     ax1.set_ylabel("req/s")
     ax2.set_ylabel("share of answers")
     ax2.set_xlabel("seconds")
     ax1.legend(fontsize=8, loc="lower right")
     ax2.legend(fontsize=8, loc="upper right")
-    fig.suptitle("newsite faults: load during each fault window (shaded)")
+    fig.suptitle("newsite faults: load during each fault window (shaded)", y=0.995)
     fig.tight_layout()
     path = out_dir / f"{time.strftime('%Y-%m-%d', time.gmtime())}-{name}-timeline.png"
     out_dir.mkdir(parents=True, exist_ok=True)
