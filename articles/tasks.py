@@ -11,7 +11,11 @@ logger = logging.getLogger("newsite.tasks")
 
 @shared_task(name="articles.warm_cache", acks_late=True, time_limit=600, soft_time_limit=540)
 def warm_cache_task() -> dict:
-    report = warm.warm_cache()
+    try:
+        report = warm.warm_cache()
+    except warm.WarmCacheLocked as exc:
+        logger.info("warm_cache: skipped, %s", exc)
+        return {"skipped": str(exc)}
     logger.info("warm_cache: %s", report)
     return report
 

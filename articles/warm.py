@@ -9,9 +9,11 @@ of every category feed (JSON and HTML), breaking news, trending, and the N most 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable
 
+import redis
 from django.conf import settings
 from django.test import Client
 
@@ -20,7 +22,16 @@ from caching.l2 import L2Unavailable
 
 from .models import Article, Category
 
+logger = logging.getLogger("newsite.tasks")
+
 HOME_PAGES = 5
+# Longer than the Celery task's time_limit (articles/tasks.py), so a run never outlives its lock;
+# a run killed with its lock held only delays the next one by this much.
+WARM_LOCK_SECONDS = 660
+
+
+class WarmCacheLocked(Exception):
+    """Another warm_cache run holds the lock (keys.warm_cache_lock_key): this one did nothing."""
 
 
 def warm_paths() -> list[str]:
@@ -44,7 +55,28 @@ def _client() -> Client:
 
 
 def warm_cache(*, progress: Callable[[Iterable[str]], Iterable[str]] = lambda paths: paths) -> dict:
-    """Request every warm path once. Returns a report: counts by X-Cache and by status."""
+    """Request every warm path once, under a Redis lock (the view-count flush's kind). Returns a
+    report: counts by X-Cache and by status. Raises WarmCacheLocked at once when another run
+    holds the lock. Redis unreachable: runs unlocked (it then only fills this process's L1)."""
+    l2 = engine.default().l2
+    lock = l2.client.lock(keys.warm_cache_lock_key(), timeout=WARM_LOCK_SECONDS, blocking=False)
+    try:
+        acquired = l2.call(lock.acquire)
+    except L2Unavailable as exc:
+        logger.warning("warm_cache: Redis unreachable (%s), running without the lock", exc)
+        return _warm(progress)
+    if not acquired:
+        raise WarmCacheLocked("another warm_cache run holds the lock")
+    try:
+        return _warm(progress)
+    finally:
+        try:
+            l2.call(lock.release)
+        except (L2Unavailable, redis.exceptions.LockError) as exc:
+            logger.warning("warm_cache: lock not released (%s); it expires in %d s", exc, WARM_LOCK_SECONDS)
+
+
+def _warm(progress) -> dict:
     started = time.time()
     client = _client()
     report = {"paths": 0, "by_source": {}, "by_status": {}}

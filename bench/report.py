@@ -318,6 +318,49 @@ def coherence_section(ctx) -> list[str]:
     return out + [""]
 
 
+def faults_section(ctx) -> list[str]:
+    """The fault table (bench/scenarios/faults.py): what each fault did to the load, and what
+    was left after recovery."""
+    data = ctx.data.get("faults")
+    if not data:
+        return []
+    out = ["## Faults under load (issue 15)", ""]
+    if data.get("status") != "ok":
+        return out + [data.get("status", "n/a"), ""]
+    base = data.get("baseline_l2_off_req_s") or 0
+    steady = data.get("steady", {}).get("app_req_s") or 0
+    out += [f"Reader threads through the app and the edge, a writer PATCHing articles "
+            f"every 0.5 s (paused while the checks read). Steady state {steady:,.0f} req/s through the app; the same "
+            f"app load on a server whose Redis is unreachable from the start (L2 disabled): {base:,.0f} req/s. "
+            "The x column is not like-for-like: during the faults each reader thread alternates app and edge (so "
+            "the app gets about half of the reads), while the baseline sends every read to the app; it understates "
+            "the ratio. Stale = reads of an edited article (through every app worker and the edge, after recovery) "
+            "whose title is not PostgreSQL's.", ""]
+    if data.get("png"):
+        out += [f"![timeline]({data['png']})", ""]
+    out += ["| fault | s | app req/s during (x L2-off) | edge req/s | app 5xx (not 503) | app 503 | "
+            "app / edge no answer | edits (failed) | outbox after: done / pending / dead | "
+            "stale app / edge (reads) | notes |",
+            "|---|---:|---:|---:|---:|---:|---|---:|---|---|---|"]
+    for row in data["rows"]:
+        d, o, st = row["during"], row["outbox"], row["stale"]
+        notes = []
+        if not row.get("subscribed", True):
+            notes.append("an L1 subscription still down")
+        if "metrics_status" in row:
+            notes.append(f"/metrics {row['metrics_status']}, worker respawned: {row.get('respawned')}")
+        ratio = f" ({d['app_req_s'] / base:.2f}x)" if base else ""
+        out.append(f"| {row['fault']} | {row['seconds']:g} | {d.get('app_req_s', 0):,.0f}{ratio} | "
+                   f"{d.get('edge_req_s', 0):,.0f} | {d.get('app:s5xx', 0)} | {d.get('app:s503', 0)} | "
+                   f"{d.get('app:errors', 0)} / {d.get('edge:errors', 0) + d.get('edge:s5xx', 0)} | "
+                   f"{row['edits']} ({row['edit_failures']}) | "
+                   f"{o.get('done', 0)} / {o.get('pending', 0)} / {o.get('dead', 0)} | "
+                   f"{st['app']} / {st['edge']} ({st['reads']}) | {'; '.join(notes)} |")
+    out += ["", "PostgreSQL down is not run here (the machine's PostgreSQL is shared and never stopped): "
+            "tests/faults/test_database_down.py runs it on a private cluster in `make test`.", ""]
+    return out
+
+
 def chart(results, scenario, workloads, modes, path: Path, title: str) -> bool:
     """Two panels, log scale: req/s as a ratio to the floor of the same workload, and p99 in ms."""
     import matplotlib
@@ -399,6 +442,7 @@ def write(ctx, results) -> list[Path]:
     lines += servers_section(results)
     lines += warmstart_section(ctx)
     lines += coherence_section(ctx)
+    lines += faults_section(ctx)
     if "xact_end" in data and "xact_start" in data:
         lines += ["## Cross-check of the query counts", "",
                   f"PostgreSQL `pg_stat_database` counted {data['xact_end'] - data['xact_start']:,} transactions "

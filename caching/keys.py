@@ -154,6 +154,11 @@ def trending_scores_key(epoch: int) -> str:
     return f"{conf.get().key_prefix}:trending:scores:{int(epoch)}"
 
 
+def warm_cache_lock_key() -> str:
+    """Lock held by the warm_cache run in progress (two deploys at once warm once)."""
+    return f"{conf.get().key_prefix}:warm_cache:lock"
+
+
 def warm_cache_status_key() -> str:
     """JSON of the last warm_cache run (for /health/cache/)."""
     return f"{conf.get().key_prefix}:warm_cache:last"

@@ -1,4 +1,4 @@
-"""The purge backlog in the admin: filter by status and backend, retry selected rows."""
+"""The purge backlog in the admin: filter by status, see which backends confirmed a row, retry rows."""
 
 from django.contrib import admin, messages
 
@@ -10,8 +10,8 @@ from cdn.models import PurgeOutbox
 class PurgeOutboxAdmin(admin.ModelAdmin):
     list_display = [
         "id",
-        "backend",
         "status",
+        "short_delivered_to",
         "attempts",
         "short_tags",
         "next_attempt_at",
@@ -19,10 +19,9 @@ class PurgeOutboxAdmin(admin.ModelAdmin):
         "delivered_at",
         "short_error",
     ]
-    list_filter = ["status", "backend"]
+    list_filter = ["status"]
     date_hierarchy = "created_at"
     readonly_fields = [
-        "backend",
         "tags",
         "urls",
         "status",
@@ -31,6 +30,7 @@ class PurgeOutboxAdmin(admin.ModelAdmin):
         "next_attempt_at",
         "created_at",
         "delivered_at",
+        "delivered_to",
     ]
     actions = ["retry_selected"]
     list_per_page = 100
@@ -43,6 +43,10 @@ class PurgeOutboxAdmin(admin.ModelAdmin):
     def short_tags(self, obj):
         text = " ".join(obj.tags + obj.urls)
         return text if len(text) <= 80 else text[:77] + "..."
+
+    @admin.display(description="delivered to")
+    def short_delivered_to(self, obj):
+        return ", ".join(obj.delivered_to) or "-"
 
     @admin.display(description="last error")
     def short_error(self, obj):

@@ -1,7 +1,7 @@
 """The purge outbox rows after they are written: drain them, back off, report the backlog, prune.
 
-Guarantees (docs/cdn.md): a row is delivered at least once to its backend (purges are
-idempotent); a broker or CDN outage only delays it. Rows record attempts, last error and when they
+Guarantees (docs/cdn.md): a row is delivered at least once to every backend configured where
+the drain runs (purges are idempotent); a broker or CDN outage only delays it. Rows record attempts, last error and when they
 will be tried again. Writing rows and scheduling their drain is cdn/purges.py; the Celery tasks
 that run the drain are cdn/tasks.py. Dependencies point one way: purges -> tasks -> outbox.
 """
@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, F, Min, Q
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from caching.invalidation import invalidate_app_tiers
@@ -26,7 +26,7 @@ from cdn.models import PurgeOutbox
 logger = logging.getLogger("cdn")
 
 DEFAULTS = {
-    "BATCH_SIZE": 200,  # rows locked and merged per backend call
+    "BATCH_SIZE": 200,  # rows locked and merged per drain transaction
     "BACKOFF_BASE": 2.0,  # seconds before the 2nd attempt; doubles each time
     "BACKOFF_MAX": 600.0,  # cap between attempts
     "MAX_ATTEMPTS": 50,  # then the row is marked dead (still in the admin, can be retried); 0 = never
@@ -62,39 +62,37 @@ def backoff_seconds(attempts: int) -> float:
 
 
 def drain_outbox(ids=None) -> DrainReport:
-    """Deliver pending, due rows (only `ids` if given), merged per backend, in batches.
+    """Deliver pending, due rows (only `ids` if given) to every configured backend that has not
+    confirmed them yet, merged, in batches of BATCH_SIZE rows.
 
-    Each batch is one transaction: SELECT ... FOR UPDATE SKIP LOCKED (so concurrent drains never
-    deliver the same row twice and never wait for each other), one provider round per backend,
-    one UPDATE per backend. The locks are held during the provider calls (bounded by the backends'
-    timeouts). A backend that fails is left alone for the rest of this run. Costs 3 queries for a
-    small drain, plus a COUNT for the pending gauge when something failed or on a re-drive.
+    The configured backends of this process decide where a row goes (a row names no backend):
+    a row is done once every one of them has confirmed it (`delivered_to`). Each batch is one
+    transaction: SELECT ... FOR UPDATE SKIP LOCKED (so concurrent drains never deliver the same
+    row twice and never wait for each other), the app tiers, one provider round per backend, one
+    UPDATE. The locks are held during the provider calls (bounded by the backends' timeouts). A
+    backend that fails is not called again in this run (its rows back off). Costs 3 queries for
+    a small drain, plus a COUNT for the pending gauge when something failed or on a re-drive.
     """
     report = DrainReport()
     backends = get_backends()
     batch_size = outbox_setting("BATCH_SIZE")
-    failed_backends: set[str] = set()
+    failed_backends: dict[str, PurgeError] = {}
+    after_pk = 0
     while True:
         with transaction.atomic():
             _relax_commit_durability()
             qs = PurgeOutbox.objects.select_for_update(skip_locked=True).filter(
-                status=PurgeOutbox.Status.PENDING, next_attempt_at__lte=timezone.now()
+                status=PurgeOutbox.Status.PENDING, next_attempt_at__lte=timezone.now(), pk__gt=after_pk
             )
             if ids is not None:
                 qs = qs.filter(pk__in=list(ids))
-            if failed_backends:
-                qs = qs.exclude(backend__in=failed_backends)
             rows = list(qs.order_by("pk")[:batch_size])
             if not rows:
                 break
+            after_pk = rows[-1].pk
             if not _app_tiers_first(rows, report):
                 break
-            by_backend: dict[str, list[PurgeOutbox]] = {}
-            for row in rows:
-                by_backend.setdefault(row.backend, []).append(row)
-            for alias, group in sorted(by_backend.items()):
-                if not _deliver(alias, backends.get(alias), group, report):
-                    failed_backends.add(alias)
+            _deliver_batch(rows, backends, failed_backends, report)
         if len(rows) < batch_size:
             break
     if ids is None or report.failed or report.dead:
@@ -115,7 +113,8 @@ def _app_tiers_first(rows, report: DrainReport) -> bool:
         invalidate_app_tiers(tags, strict=True)
     except L2Unavailable as exc:
         logger.warning("event=cdn_purge_deferred rows=%d reason=%s", len(rows), json.dumps(f"app tiers: {exc}"))
-        _record_failure(rows, f"app tiers not invalidated: {exc}", None, report)
+        _record_failure(rows, {row.pk: f"app tiers not invalidated: {exc}" for row in rows}, None, report)
+        PurgeOutbox.objects.bulk_update(rows, ["attempts", "last_error", "next_attempt_at", "status"])
         return False
     return True
 
@@ -128,11 +127,56 @@ def _relax_commit_durability() -> None:
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
-def _deliver(alias, backend, rows, report: DrainReport) -> bool:
-    """Send one backend its merged rows; mark them done, or record the failure. True if done."""
-    if backend is None:
-        _record_failure(rows, f"no CDN backend {alias!r} is configured", None, report, dead=True)
-        return False
+def _deliver_batch(rows, backends, failed_backends: dict[str, PurgeError], report: DrainReport) -> None:
+    """Send each configured backend the merged tags and URLs of the rows it has not confirmed;
+    record who confirmed what; mark rows done, or back them off. One UPDATE."""
+    errors: dict[int, str] = {}
+    failed_here: set[str] = set()
+    retry_after = None
+    for alias, backend in sorted(backends.items()):
+        todo = [row for row in rows if alias not in row.delivered_to]
+        if not todo:
+            continue
+        exc = failed_backends.get(alias) or _deliver(alias, backend, todo)
+        if exc is not None and exc.refused:
+            # The provider took everything but these items, even one by one: the rows without
+            # them are delivered; the others keep failing alone, never in a merged batch again.
+            refused = [row for row in todo if exc.refused & {*row.tags, *row.urls}]
+            for row in todo:
+                if row not in refused:
+                    row.delivered_to = sorted({*row.delivered_to, alias})
+            for row in refused:
+                errors[row.pk] = errors.get(row.pk, "") + f"{alias}: {exc}\n"
+            failed_here.add(alias)
+            continue
+        if exc is None:
+            for row in todo:
+                row.delivered_to = sorted({*row.delivered_to, alias})
+            continue
+        failed_backends[alias] = exc
+        failed_here.add(alias)
+        retry_after = max(retry_after or 0.0, exc.retry_after or 0.0) or None
+        for row in todo:
+            errors[row.pk] = errors.get(row.pk, "") + f"{alias}: {exc}\n"
+    now = timezone.now()
+    done = [row for row in rows if row.pk not in errors]
+    for row in done:
+        row.status = PurgeOutbox.Status.DONE
+        row.delivered_at = now
+        row.attempts += 1
+        report.delivered.append(row.pk)
+    dead_before = len(report.dead)
+    _record_failure([row for row in rows if row.pk in errors], errors, retry_after, report)
+    if len(report.dead) > dead_before:
+        for alias in failed_here:
+            CDN_PURGES.labels(backend=alias, result="dead").inc()
+    PurgeOutbox.objects.bulk_update(
+        rows, ["delivered_to", "status", "delivered_at", "attempts", "last_error", "next_attempt_at"]
+    )
+
+
+def _deliver(alias, backend, rows) -> PurgeError | None:
+    """Send one backend the merged rows. None if it confirmed, else the error."""
     tags = sorted({tag for row in rows for tag in row.tags})
     urls = sorted({url for row in rows for url in row.urls})
     try:
@@ -145,38 +189,29 @@ def _deliver(alias, backend, rows, report: DrainReport) -> bool:
             "event=cdn_purge_failed backend=%s rows=%d tags=%d urls=%d error=%s",
             alias, len(rows), len(tags), len(urls), json.dumps(str(exc)),
         )
-        _record_failure(rows, str(exc), exc.retry_after, report)
-        return False
-    pks = [row.pk for row in rows]
-    PurgeOutbox.objects.filter(pk__in=pks).update(
-        status=PurgeOutbox.Status.DONE, delivered_at=timezone.now(), attempts=F("attempts") + 1
-    )
+        CDN_PURGES.labels(backend=alias, result="error").inc()
+        return exc
     CDN_PURGES.labels(backend=alias, result="ok").inc()
-    logger.info("event=cdn_purge_delivered backend=%s rows=%d tags=%d urls=%d", alias, len(pks), len(tags), len(urls))
-    report.delivered.extend(pks)
-    return True
+    logger.info("event=cdn_purge_delivered backend=%s rows=%d tags=%d urls=%d", alias, len(rows), len(tags), len(urls))
+    return None
 
 
-def _record_failure(rows, error, retry_after, report: DrainReport, *, dead=False) -> None:
+def _record_failure(rows, errors: dict[int, str], retry_after, report: DrainReport) -> None:
+    """Back the rows off (attempts + 1), or mark them dead past MAX_ATTEMPTS (not saved here)."""
     now = timezone.now()
     max_attempts = outbox_setting("MAX_ATTEMPTS")
-    results = set()
     for row in rows:
         row.attempts += 1
-        row.last_error = error[:2000]
+        row.last_error = errors[row.pk].strip()[:2000]
         delay = max(retry_after or 0.0, backoff_seconds(row.attempts))
         row.next_attempt_at = now + timedelta(seconds=delay)
-        if dead or (max_attempts and row.attempts >= max_attempts):
+        if max_attempts and row.attempts >= max_attempts:
             row.status = PurgeOutbox.Status.DEAD
             report.dead.append(row.pk)
-            results.add("dead")
+            logger.error("event=cdn_purge_dead row=%d attempts=%d error=%s", row.pk, row.attempts, json.dumps(row.last_error))
         else:
             report.failed.append(row.pk)
             report.retry_in = delay if report.retry_in is None else min(report.retry_in, delay)
-            results.add("error")
-    PurgeOutbox.objects.bulk_update(rows, ["attempts", "last_error", "next_attempt_at", "status"])
-    for result in results:  # one count per failed call (and per batch given up)
-        CDN_PURGES.labels(backend=rows[0].backend, result=result).inc()
 
 
 # --- Backlog and retention ------------------------------------------------------------------
@@ -211,20 +246,18 @@ def outbox_backlog() -> dict:
 
 
 def purge_again(ids) -> int:
-    """The follow-up purge: send the tags and URLs of delivered rows `ids` to their backends
-    once more (rows are not touched). Returns the backend calls made; a failure is logged and
-    counted (result="follow_up_failed"), never retried."""
+    """The follow-up purge: send the tags and URLs of delivered rows `ids` to the backends that
+    confirmed them once more (rows are not touched). Returns the backend calls made; a failure is
+    logged and counted (result="follow_up_failed"), never retried."""
     backends = get_backends()
-    by_backend: dict[str, list[PurgeOutbox]] = {}
-    for row in PurgeOutbox.objects.filter(pk__in=list(ids), status=PurgeOutbox.Status.DONE):
-        by_backend.setdefault(row.backend, []).append(row)
+    rows = list(PurgeOutbox.objects.filter(pk__in=list(ids), status=PurgeOutbox.Status.DONE))
     calls = 0
-    for alias, rows in sorted(by_backend.items()):
-        backend = backends.get(alias)
-        if backend is None:
+    for alias, backend in sorted(backends.items()):
+        mine = [row for row in rows if alias in row.delivered_to]
+        tags = sorted({tag for row in mine for tag in row.tags})
+        urls = sorted({url for row in mine for url in row.urls})
+        if not tags and not urls:
             continue
-        tags = sorted({tag for row in rows for tag in row.tags})
-        urls = sorted({url for row in rows for url in row.urls})
         try:
             if tags:
                 backend.purge_tags(tags)

@@ -1,8 +1,12 @@
 """The backend contract: purge_tags(tags) and purge_urls(urls), batched within provider limits.
 
-A backend raises PurgeError when the provider did not confirm a purge; the outbox then keeps the
-rows pending and retries them with backoff. Purges are idempotent, so retrying a batch that was
-partly delivered is safe.
+Batches respect each provider's count AND byte limits (max_*_per_call, max_batch_bytes): slug
+tags can be long, and a count-only batch of them overflows a header. A batch the provider
+refuses (a 4xx other than 429: too large, malformed) is split in halves and the halves are sent,
+down to single items; items refused alone are skipped and reported together in one PurgeError
+(`refused`), so the outbox can deliver the rows that do not contain them. Any other failure
+raises PurgeError at once; the outbox keeps the rows pending and retries them with backoff.
+Purges are idempotent, so retrying a batch that was partly delivered is safe.
 """
 
 import logging
@@ -16,21 +20,32 @@ logger = logging.getLogger("cdn")
 
 
 class PurgeError(Exception):
-    """The provider did not confirm a purge. retry_after: seconds it asked us to wait, if any."""
+    """The provider did not confirm a purge.
 
-    def __init__(self, message: str, *, retry_after: float | None = None):
+    retry_after: seconds it asked us to wait, if any. refused_by_provider: it answered a 4xx
+    (other than 429) to this very request: splitting the batch may help, resending it cannot.
+    refused: the items the provider refused even one at a time (the rest were purged)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, refused_by_provider: bool = False,
+                 refused: frozenset[str] = frozenset()):
         super().__init__(message)
         self.retry_after = retry_after
+        self.refused_by_provider = refused_by_provider
+        self.refused = refused
 
 
-def chunked(items: Iterable[str], size: int) -> Iterator[list[str]]:
-    """Yield lists of at most `size` items, in order."""
+def chunked(items: Iterable[str], size: int, *, max_bytes: int | None = None, separator: int = 1) -> Iterator[list[str]]:
+    """Yield lists of at most `size` items, in order, each (UTF-8, items joined by `separator`
+    bytes) at most `max_bytes` long; an item longer than that alone goes in a list of its own."""
     chunk: list[str] = []
+    length = 0
     for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
+        item_bytes = len(item.encode())
+        if chunk and (len(chunk) >= size or (max_bytes is not None and length + separator + item_bytes > max_bytes)):
             yield chunk
-            chunk = []
+            chunk, length = [], 0
+        length += item_bytes + (separator if chunk else 0)
+        chunk.append(item)
     if chunk:
         yield chunk
 
@@ -41,6 +56,8 @@ class BaseBackend:
     #: Most tags / URLs the provider accepts in one call.
     max_tags_per_call = 256
     max_urls_per_call = 30
+    #: Most bytes of tags (joined by one separator byte) one call may carry; None: no limit.
+    max_batch_bytes: int | None = None
 
     def __init__(self, *, alias: str, params: dict):
         self.alias = alias
@@ -48,20 +65,39 @@ class BaseBackend:
         self.timeout = float(params.get("TIMEOUT", 5.0))
 
     def purge_tags(self, tags: Iterable[str]) -> int:
-        """Purge every object carrying any of `tags`. Returns the number of provider calls."""
-        calls = 0
-        for batch in chunked(sorted(set(tags)), self.max_tags_per_call):
-            self.purge_tag_batch(batch)
-            calls += 1
-        return calls
+        """Purge every object carrying any of `tags`. Returns the number of provider calls.
+        Raises PurgeError (with `refused` if only some items were refused: the rest were purged)."""
+        batches = chunked(sorted(set(tags)), self.max_tags_per_call, max_bytes=self.max_batch_bytes)
+        return self._send_all(self.purge_tag_batch, batches)
 
     def purge_urls(self, urls: Iterable[str]) -> int:
-        """Purge these absolute URLs. Returns the number of provider calls."""
+        """Purge these absolute URLs. Returns the number of provider calls (as purge_tags)."""
+        return self._send_all(self.purge_url_batch, chunked(sorted(set(urls)), self.max_urls_per_call))
+
+    def _send_all(self, send, batches) -> int:
         calls = 0
-        for batch in chunked(sorted(set(urls)), self.max_urls_per_call):
-            self.purge_url_batch(batch)
-            calls += 1
+        refused: dict[str, str] = {}
+        for batch in batches:
+            calls += self._send_split(send, batch, refused)
+        if refused:
+            sample = next(iter(refused.values()))
+            raise PurgeError(f"{len(refused)} item(s) refused by the provider: {sample}", refused=frozenset(refused))
         return calls
+
+    def _send_split(self, send, batch: list[str], refused: dict[str, str]) -> int:
+        """Send one batch; if the provider refuses it, its halves (recursively). Returns calls made."""
+        try:
+            send(batch)
+            return 1
+        except PurgeError as exc:
+            if not exc.refused_by_provider:
+                raise
+            if len(batch) == 1:
+                refused[batch[0]] = str(exc)
+                return 1
+            logger.warning("cdn %s: a batch of %d refused (%s); splitting it", self.alias, len(batch), exc)
+            middle = len(batch) // 2
+            return 1 + self._send_split(send, batch[:middle], refused) + self._send_split(send, batch[middle:], refused)
 
     def purge_tag_batch(self, tags: list[str]) -> None:
         raise NotImplementedError(f"{type(self).__name__} must implement purge_tag_batch(tags).")
@@ -116,7 +152,10 @@ class HTTPBackend(BaseBackend):
                 raise PurgeError(f"{method} {url}: 429 Too Many Requests", retry_after=retry_after)
             if 200 <= response.status_code < 300:
                 return response
-            raise PurgeError(f"{method} {url}: HTTP {response.status_code}: {response.text[:300]}")
+            raise PurgeError(
+                f"{method} {url}: HTTP {response.status_code}: {response.text[:300]}",
+                refused_by_provider=400 <= response.status_code < 500,
+            )
         raise PurgeError(f"{method} {url}: still 429 after waiting", retry_after=self.retry_after_max_wait)
 
 

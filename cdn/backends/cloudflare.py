@@ -6,8 +6,10 @@ Parameters:
     API_URL     default https://api.cloudflare.com/client/v4 (tests point it at a local server)
     TIMEOUT     seconds per request (default 5)
 
-POST /zones/{zone}/purge_cache with {"tags": [...]} (at most 100 a call) or {"files": [...]}
-(at most 30 a call). A 429 is retried after its Retry-After (see HTTPBackend).
+POST /zones/{zone}/purge_cache with {"tags": [...]} (at most 100 a call: "max operations per
+request") or {"files": [...]} (at most 30 a call, the lowest of the plans' URL limits). A tag is
+at most 1024 bytes (Cloudflare's Cache-Tag limit); the JSON body has no documented byte limit. A
+429 is retried after its Retry-After; a 4xx batch is split (see base.py).
 """
 
 from urllib.parse import quote

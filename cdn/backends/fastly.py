@@ -7,7 +7,9 @@ Parameters:
     API_URL      default https://api.fastly.com (tests point it at a local server)
     TIMEOUT      seconds per request (default 5)
 
-Tags: POST /service/{id}/purge with {"surrogate_keys": [...]}, at most 256 keys a call.
+Tags: POST /service/{id}/purge with {"surrogate_keys": [...]}, at most 256 keys a call (Fastly's
+documented batch limit; a key is at most 1024 bytes, which no batching can fix: such a key is
+refused alone and reported, the others are purged).
 URLs: POST /purge/{host}{path}, one a call.
 """
 

@@ -6,6 +6,11 @@ Parameters:
                False (default): `xkey` (objects removed)
     HOST       Host header for URL purges when the URL is relative (default: the URL's own host)
     TIMEOUT    seconds per request (default 5)
+    MAX_HEADER_BYTES  the varnishd's http_req_hdr_len (default 8192, varnishd's default "8k"):
+               one request header line, name included, may not be longer, or Varnish answers 400
+
+Tags go space-separated in one `xkey` request header, so a call carries as many as fit in
+MAX_HEADER_BYTES (and at most 100: the xkey vmod walks them one by one under its lock).
 """
 
 from urllib.parse import urlsplit
@@ -16,7 +21,6 @@ from cdn.backends.base import HTTPBackend
 
 
 class VarnishBackend(HTTPBackend):
-    # Keys go in one request header; 100 short tags stay well under http_req_hdr_len (8k).
     max_tags_per_call = 100
     max_urls_per_call = 1
 
@@ -35,11 +39,16 @@ class VarnishBackend(HTTPBackend):
         self.locations = [location.rstrip("/") for location in locations]
         self.soft = bool(params.get("SOFT", False))
         self.host = params.get("HOST")
+        self.header = "xkey-softpurge" if self.soft else "xkey"
+        max_header = int(params.get("MAX_HEADER_BYTES", 8192))
+        # "name: value\r\n" counts; a little slack for what the VCL or a proxy adds.
+        self.max_batch_bytes = max_header - len(self.header) - 4 - 64
+        if self.max_batch_bytes < 256:
+            raise ImproperlyConfigured(f"CDN backend {alias!r}: MAX_HEADER_BYTES {max_header} is too small.")
 
     def purge_tag_batch(self, tags):
-        header = "xkey-softpurge" if self.soft else "xkey"
         for location in self.locations:
-            self.send("PURGE", location + "/", headers={header: " ".join(tags)})
+            self.send("PURGE", location + "/", headers={self.header: " ".join(tags)})
 
     def purge_url_batch(self, urls):
         for url in urls:

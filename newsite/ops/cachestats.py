@@ -177,7 +177,7 @@ def recent_purges(limit: int = 20) -> list[dict]:
         rows = list(
             # The canary's own purges (4 a minute) would push every real invalidation off the list.
             PurgeOutbox.objects.exclude(tags=[CANARY_TAG]).order_by("-id").values(
-                "id", "backend", "tags", "urls", "status", "attempts", "created_at", "delivered_at", "last_error"
+                "id", "delivered_to", "tags", "urls", "status", "attempts", "created_at", "delivered_at", "last_error"
             )[:limit]
         )
     except DatabaseError:

@@ -4,6 +4,7 @@ import pytest
 
 from cdn.backends import dummy
 from tests.cdn.servers import Origin, Varnish
+from tests.support import private_redis  # noqa: F401  (a fixture of tests/cdn too)
 
 
 @pytest.fixture

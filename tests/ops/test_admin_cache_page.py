@@ -30,7 +30,7 @@ def test_non_staff_user_is_refused(client):
 def test_staff_sees_chart_backlog_and_recent_invalidations(client):
     caching.fetch("opsadmin:1", lambda: "v", kind="article")
     caching.fetch("opsadmin:1", lambda: "v", kind="article")
-    PurgeOutbox.objects.create(backend="default", tags=["article:7", "feed:home"])
+    PurgeOutbox.objects.create(tags=["article:7", "feed:home"])
     client.force_login(make_user(staff=True))
     response = client.get(URL)
     assert response.status_code == 200

@@ -70,9 +70,9 @@ def test_health_cache_reports_tiers_prefixes_and_backlog(client):
     cachestats.sample()
     # A backlog of known size: two pending purge rows (one of them a minute old) and a dead one.
     minute_ago = timezone.now() - timedelta(seconds=60)
-    PurgeOutbox.objects.create(backend="varnish", tags=["opstest"], created_at=minute_ago)
-    PurgeOutbox.objects.create(backend="varnish", tags=["opstest"])
-    PurgeOutbox.objects.create(backend="varnish", tags=["opstest"], status=PurgeOutbox.Status.DEAD)
+    PurgeOutbox.objects.create(tags=["opstest"], created_at=minute_ago)
+    PurgeOutbox.objects.create(tags=["opstest"])
+    PurgeOutbox.objects.create(tags=["opstest"], status=PurgeOutbox.Status.DEAD)
     response = client.get("/health/cache/")
     assert response.status_code == 200
     assert "no-store" in response["Cache-Control"]

@@ -21,7 +21,12 @@ class Command(BaseCommand):
         def progress(paths):
             return tqdm(paths, desc="warm_cache", unit="page", disable=quiet, file=self.stderr._out)
 
-        report = warm.warm_cache(progress=progress)
+        try:
+            report = warm.warm_cache(progress=progress)
+        except warm.WarmCacheLocked as exc:
+            # Not an error: the run holding the lock warms the same pages.
+            self.stderr.write(f"warm_cache: skipped, {exc}")
+            return
         if not quiet:
             sources = ", ".join(f"{k} {v}" for k, v in sorted(report["by_source"].items()))
             statuses = ", ".join(f"{k}: {v}" for k, v in sorted(report["by_status"].items()))

@@ -1,0 +1,515 @@
+"""Scenario `faults`: the issue-15 fault table under load (`make bench BENCH_ARGS="--scenario faults"`).
+
+A stack of its own on the benchmark database: a cache redis-server and a broker redis-server
+(each can go down alone; restarts keep the port and are empty: nothing is saved), gunicorn
+(l1l2, --workers) with NO CDN settings, varnishd in front of it, and a Celery worker purging that
+varnishd. Python reader threads GET a mix of article details (the edited ones among them) and
+home-feed pages, half through the app and half through the edge, and record every answer per
+second; a writer PATCHes articles through the editorial API all along.
+
+Faults, one after the other, each FAULT_SECONDS long (5 with --smoke), with a recovery window:
+  redis      the cache redis-server killed (SIGKILL), restarted empty
+  broker     the broker stopped, restarted; then the Celery worker kill -9 while it drains
+  varnish    varnishd stopped (unreachable), restarted on the same port
+  gunicorn   one gunicorn worker kill -9 (the master respawns it)
+PostgreSQL is shared on this machine and is never stopped here: its row is the make-test
+version (tests/faults/test_database_down.py, a private cluster).
+
+After each recovery: every outbox row of the window delivered (none dead), and each edited
+article read through every app worker and the edge, compared with PostgreSQL (stale = an older
+title). A baseline measures the same load on a server whose Redis is unreachable from the start
+(L1 + PostgreSQL: "L2 disabled") for the Redis row's req/s ratio.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from bench.context import log
+from bench.stack import ROOT, Unavailable, free_port, point_vcl_backend, wait_http
+
+SHARED_SERVERS = None  # starts its own stack
+FAULT_SECONDS = 30.0
+RECOVERY_SECONDS = 15.0
+BASELINE_SECONDS = 15.0
+READERS = 8
+EDITED = 6  # articles the writer cycles through
+
+
+# --- Processes ------------------------------------------------------------------------------
+
+
+class Service:
+    """A process with a fixed port that can be killed and started again (same command)."""
+
+    def __init__(self, ctx, name: str, cmd: list[str], port: int, env: dict | None = None):
+        self.ctx, self.name, self.cmd, self.port, self.env = ctx, name, cmd, port, env
+        self.proc = None
+        self.runs = 0
+
+    def start(self, wait_path: str | None = None) -> Service:
+        self.runs += 1
+        self.proc = self.ctx.stack.spawn(f"faults-{self.name}-{self.runs}", self.cmd, env=self.env, core=0)
+        if wait_path is None:
+            _wait_port(self.port, self.proc.popen)
+        else:
+            wait_http(f"http://127.0.0.1:{self.port}{wait_path}", timeout=60, proc=self.proc.popen)
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.popen.poll() is None:
+            os.killpg(self.proc.popen.pid, signal.SIGKILL)
+            self.proc.popen.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+
+
+def _wait_port(port: int, popen, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if popen.poll() is not None:
+            raise Unavailable(f"exited with {popen.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise Unavailable(f"nothing listens on {port} after {timeout:.0f}s")
+
+
+def _redis(ctx, name: str) -> Service:
+    port = free_port()
+    workdir = ctx.stack.workdir / f"faults-{name}"
+    workdir.mkdir(exist_ok=True)
+    return Service(ctx, name, [shutil.which("redis-server"), "--bind", "127.0.0.1", "--port", str(port),
+                               "--save", "", "--appendonly", "no", "--dir", str(workdir)], port).start()
+
+
+def _gunicorn(ctx, env: dict, workers: int) -> Service:
+    port = free_port()
+    metrics = ctx.stack.workdir / f"faults-metrics-{port}"
+    metrics.mkdir()
+    cmd = [str(ROOT / ".venv" / "bin" / "gunicorn"), "newsite.wsgi:application", "--bind", f"127.0.0.1:{port}",
+           "--workers", str(workers), "--worker-class", "sync", "--timeout", "60", "--log-level", "warning"]
+    env = {**env, "BENCH_MODE": "l1l2", "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+    return Service(ctx, f"app-{port}", cmd, port, env).start("/bench/floor/")
+
+
+def _varnish(ctx, backend_port: int) -> Service:
+    binary = shutil.which("varnishd") or "/usr/sbin/varnishd"
+    vcl = ctx.stack.workdir / "faults.vcl"
+    vcl.write_text(point_vcl_backend((ROOT / "deploy" / "varnish" / "default.vcl").read_text(), backend_port))
+    port = free_port()
+    cmd = [binary, "-F", "-j", "none", "-n", str(ctx.stack.workdir / "faults-varnish"), "-a", f"127.0.0.1:{port}",
+           "-T", f"127.0.0.1:{free_port()}", "-f", str(vcl), "-s", "malloc,256m", "-p", "thread_pool_min=20"]
+    return Service(ctx, "varnish", cmd, port).start("/bench/floor/")
+
+
+def _celery(ctx, env: dict) -> Service:
+    cmd = [str(ROOT / ".venv" / "bin" / "celery"), "-A", "newsite", "worker", "--loglevel", "info", "--pool", "solo",
+           "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"faults-{os.getpid()}@%h"]
+    service = Service(ctx, "celery", cmd, 0, {**env, "BENCH_MODE": "l1l2"})
+    service.runs += 1
+    service.proc = ctx.stack.spawn(f"faults-celery-{service.runs}", cmd, env=service.env, core=0)
+    deadline = time.monotonic() + 60
+    while "ready." not in service.proc.log.read_text(errors="replace"):
+        if service.proc.popen.poll() is not None or time.monotonic() > deadline:
+            raise Unavailable(f"celery worker not ready: {service.proc.tail(3)}")
+        time.sleep(0.2)
+    return service
+
+
+def _restart_celery(ctx, service: Service) -> Service:
+    service.kill()
+    return _celery(ctx, service.env)
+
+
+def _worker_pids(app: Service) -> list[int]:
+    """gunicorn's workers: the master is the spawned process (its own session)."""
+    master = app.proc.popen.pid
+    try:
+        return [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+# --- Load and writer -------------------------------------------------------------------------
+
+
+class Timeline:
+    """Answers per second since t0, as "<tier>:<kind>" (tier app or edge; kind ok: 2xx-4xx, s503,
+    s5xx: another 5xx, errors: no HTTP answer)."""
+
+    def __init__(self):
+        self.t0 = time.monotonic()
+        self.lock = threading.Lock()
+        self.bins: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.windows: list[tuple[str, float, float]] = []
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def add(self, kind: str) -> None:
+        second = int(self.now())
+        with self.lock:
+            self.bins[second][kind] += 1
+
+    def between(self, start: float, end: float) -> dict[str, float]:
+        """Totals of [start, end) s, and req/s: all, app only, edge only."""
+        with self.lock:
+            seconds = [s for s in self.bins if start <= s < end]
+            totals = defaultdict(int)
+            for s in seconds:
+                for kind, n in self.bins[s].items():
+                    totals[kind] += n
+        span = max(1e-9, end - start)
+        app = sum(n for k, n in totals.items() if k.startswith("app:"))
+        edge = sum(n for k, n in totals.items() if k.startswith("edge:"))
+        return {"requests": app + edge, "req_s": (app + edge) / span, "app_req_s": app / span,
+                "edge_req_s": edge / span, **totals}
+
+
+class Readers:
+    def __init__(self, urls: list[tuple[str, str]], timeline: Timeline, threads: int = READERS):
+        """urls: (tier, url) pairs."""
+        import requests
+
+        self.requests = requests
+        self.urls, self.timeline = urls, timeline
+        self.stop_event = threading.Event()
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
+
+    def start(self) -> Readers:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def _run(self, offset: int) -> None:
+        session = self.requests.Session()
+        i = offset * 7
+        while not self.stop_event.is_set():
+            tier, url = self.urls[i % len(self.urls)]
+            i += 1
+            try:
+                status = session.get(url, timeout=10).status_code
+                kind = "ok" if status < 500 else ("s503" if status == 503 else "s5xx")
+            except self.requests.RequestException:
+                kind = "errors"
+                session = self.requests.Session()
+            self.timeline.add(f"{tier}:{kind}")
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(15)
+
+
+class Writer:
+    """PATCHes the edited articles' titles through the editorial API, one every `every` s."""
+
+    def __init__(self, base_url: str, token: str, ids: list[int], every: float = 0.5):
+        import requests
+
+        self.requests = requests
+        self.base_url, self.token, self.ids, self.every = base_url, token, ids, every
+        self.stop_event = threading.Event()
+        self.paused = threading.Event()  # set while the checks read: the titles must hold still
+        self.label = "start"
+        self.edits: list[tuple[str, int, int]] = []  # (window label, article id, HTTP status)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> Writer:
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        n = 0
+        while not self.stop_event.wait(self.every):
+            if self.paused.is_set():
+                continue
+            article_id = self.ids[n % len(self.ids)]
+            n += 1
+            try:
+                status = self.requests.patch(f"{self.base_url}/api/articles/{article_id}/",
+                                             json={"title": f"faults {self.label} edit {n}"},
+                                             headers={"Authorization": f"Token {self.token}"}, timeout=15).status_code
+            except self.requests.RequestException:
+                status = 0
+            self.edits.append((self.label, article_id, status))
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(20)
+
+
+# --- Checks -----------------------------------------------------------------------------------
+
+
+def _db_titles(dsn: str, ids: list[int]) -> dict[int, str]:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return dict(conn.execute("SELECT id, title FROM articles_article WHERE id = ANY(%s)", (ids,)).fetchall())
+
+
+def _outbox(dsn: str, since_id: int) -> dict[str, int]:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute("SELECT status, count(*) FROM cdn_purgeoutbox WHERE id > %s GROUP BY status",
+                            (since_id,)).fetchall()
+    return dict(rows)
+
+
+def _last_outbox_id(dsn: str) -> int:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute("SELECT coalesce(max(id), 0) FROM cdn_purgeoutbox").fetchone()[0]
+
+
+def _stale(app_url: str, edge_url: str, ids: list[int], expected: dict[int, str]) -> dict[str, int]:
+    """Reads of each edited article through the app (concurrent bursts: every worker) and the
+    edge whose title is not PostgreSQL's."""
+    import requests
+
+    def title(url):
+        try:
+            return requests.get(url, timeout=10).json().get("title")
+        except (requests.RequestException, ValueError):
+            return None
+
+    stale = {"app": 0, "edge": 0, "reads": 0}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for article_id in ids:
+            for tier, base, n in (("app", app_url, 16), ("edge", edge_url, 2)):
+                for got in pool.map(title, [f"{base}/api/articles/{article_id}/"] * n):
+                    stale["reads"] += 1
+                    stale[tier] += got != expected[article_id]
+    return stale
+
+
+def _wait_delivered(dsn: str, since_id: int, timeout: float) -> dict[str, int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = _outbox(dsn, since_id)
+        if not counts.get("pending") or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.5)
+
+
+def _subscribed_everywhere(app_url: str, workers: int, timeout: float = 30.0) -> bool:
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = {}
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for doc in pool.map(lambda _: requests.get(app_url + "/health/cache/", timeout=10).json(), range(16)):
+                seen[doc["pid"]] = doc["subscription"]["subscribed"]
+        if len(seen) >= workers and all(seen.values()):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+# --- The scenario -----------------------------------------------------------------------------
+
+
+def _token(env: dict) -> str:
+    code = ("import django; django.setup()\n"
+            "from django.contrib.auth import get_user_model\n"
+            "from rest_framework.authtoken.models import Token\n"
+            "u, _ = get_user_model().objects.get_or_create(username='bench-faults', defaults={'is_staff': True})\n"
+            "u.is_staff = True; u.is_superuser = True; u.save()\n"
+            "print(Token.objects.get_or_create(user=u)[0].key)")
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True,
+                          text=True, timeout=120).stdout.strip().splitlines()[-1]
+
+
+def _send_redrive(env: dict) -> None:
+    code = "import django; django.setup(); from cdn.tasks import purge_outbox_redrive as t; t.delay()"
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, timeout=60)
+
+
+def run(ctx) -> None:
+    opts = ctx.opts
+    out = {"status": "ok", "rows": [], "windows": []}
+    ctx.data["faults"] = out
+    if ctx.data.get("reason") or not shutil.which("redis-server") or not shutil.which("varnishd"):
+        out["status"] = f"n/a: {ctx.data.get('reason') or 'redis-server and varnishd are needed'}"
+        return
+    fault_s = 5.0 if opts.smoke else FAULT_SECONDS
+    recovery_s = 5.0 if opts.smoke else RECOVERY_SECONDS
+    baseline_s = 5.0 if opts.smoke else BASELINE_SECONDS
+    dsn = opts.database_url
+    hot = [int(x) for x in (ctx.stack.workdir / "zipf-ids.txt").read_text().split()[:200]]
+    edited = hot[1:1 + EDITED]
+
+    cache, broker = _redis(ctx, "cache"), _redis(ctx, "broker")
+    env = {**ctx.env, "REDIS_URL": f"redis://127.0.0.1:{cache.port}/0",
+           "CELERY_BROKER_URL": f"redis://127.0.0.1:{broker.port}/0", "CDN_OUTBOX_BACKOFF_BASE": "0.5"}
+    for name in ("VARNISH_PURGE_URL", "FASTLY_SERVICE_ID", "CLOUDFLARE_ZONE_ID"):
+        env.pop(name, None)
+    token = _token(env)
+
+    # Baseline: the same load on a server whose Redis is unreachable from the start.
+    timeline = Timeline()
+    l2_off = _gunicorn(ctx, {**env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}, opts.workers)
+    urls = [f"http://127.0.0.1:{l2_off.port}/api/articles/{i}/" for i in hot[:50]]
+    readers = Readers([("app", u) for u in urls + [f"http://127.0.0.1:{l2_off.port}/api/articles/?page=1"]],
+                      timeline).start()
+    time.sleep(baseline_s)
+    readers.stop()
+    baseline = timeline.between(1, int(timeline.now()))
+    l2_off.stop()
+    out["baseline_l2_off_req_s"] = baseline["app_req_s"]
+    log(f"faults: baseline (Redis unreachable from the start) {baseline['req_s']:.0f} req/s")
+
+    app = _gunicorn(ctx, env, opts.workers)
+    edge = _varnish(ctx, app.port)
+    worker_env = {**env, "VARNISH_PURGE_URL": f"http://127.0.0.1:{edge.port}/"}
+    celery = _celery(ctx, worker_env)
+    app_url, edge_url = f"http://127.0.0.1:{app.port}", f"http://127.0.0.1:{edge.port}"
+    half = [f"/api/articles/{i}/" for i in hot[:50]] + [f"/api/articles/{i}/" for i in edited] * 3 + ["/api/articles/?page=1"]
+    timeline = Timeline()
+    mixed = [pair for p in half for pair in (("app", app_url + p), ("edge", edge_url + p))]
+    readers = Readers(mixed, timeline).start()
+    writer = Writer(app_url, token, edited).start()
+    state = {"celery": celery}
+
+    def window(label: str, inject, recover, check_extra=None):
+        since = _last_outbox_id(dsn)
+        writer.label = label
+        start = timeline.now()
+        inject()
+        time.sleep(fault_s)
+        end = timeline.now()
+        recover()
+        writer.label = f"after {label}"
+        time.sleep(recovery_s)
+        timeline.windows.append((label, start, end))
+        writer.paused.set()  # the checks compare with PostgreSQL: no edit in between
+        time.sleep(1.0)  # an edit in flight commits
+        _send_redrive(env)  # what the beat does every 30 s
+        delivered = _wait_delivered(dsn, since, 120)
+        subscribed = _subscribed_everywhere(app_url, opts.workers)
+        stale = _stale(app_url, edge_url, edited, _db_titles(dsn, edited))
+        writer.paused.clear()
+        during = timeline.between(int(start) + 1, int(end))
+        row = {"fault": label, "seconds": round(end - start, 1), "during": during,
+               "edits": sum(1 for w, _, s in writer.edits if w == label and s == 200),
+               "edit_failures": sum(1 for w, _, s in writer.edits if w == label and s != 200),
+               "outbox": delivered, "subscribed": subscribed, "stale": stale}
+        if check_extra:
+            row.update(check_extra())
+        out["rows"].append(row)
+        log(f"faults: {label}: {json.dumps(row, default=str)}")
+
+    try:
+        time.sleep(recovery_s)  # steady state first
+        out["steady"] = timeline.between(1, int(timeline.now()))
+        window("redis", cache.kill, lambda: cache.start())
+        window("broker + worker kill -9", broker.stop, lambda: _broker_then_kill(ctx, broker, state, worker_env, env))
+        window("varnish", edge.stop, lambda: edge.start("/bench/floor/"))
+        pids_before = {}
+
+        def kill_gunicorn_worker():
+            pids = _worker_pids(app)
+            pids_before["pids"] = pids
+            if pids:
+                os.kill(pids[0], signal.SIGKILL)
+
+        def metrics_check():
+            import requests
+
+            response = requests.get(app_url + "/metrics", timeout=10)
+            return {"metrics_status": response.status_code,
+                    "respawned": len(set(_worker_pids(app)) - set(pids_before.get("pids", [])[:1])) >= opts.workers}
+
+        window("gunicorn worker kill -9", kill_gunicorn_worker, lambda: None, metrics_check)
+    finally:
+        writer.stop()
+        readers.stop()
+        out["timeline"] = {s: dict(v) for s, v in sorted(timeline.bins.items())}
+        out["windows"] = timeline.windows
+        for service in (state["celery"], edge, app, broker, cache):
+            service.stop()
+    out["png"] = _chart(out, Path(opts.out_dir), opts.scenario_name)
+    (ctx.stack.workdir / "faults.json").write_text(json.dumps(out, default=str))
+
+
+def _broker_then_kill(ctx, broker: Service, state: dict, worker_env: dict, env: dict) -> None:
+    """Broker back; then the worker is killed (SIGKILL) as soon as it has a drain in hand (a
+    re-drive sent for the window's rows), and a new worker is started."""
+    broker.start()
+    _send_redrive(env)
+    log_path = state["celery"].proc.log
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "purge_outbox_redrive" not in log_path.read_text(errors="replace"):
+        time.sleep(0.05)
+    state["celery"].kill()
+    state["celery"] = _celery(ctx, worker_env)
+
+
+def _chart(out: dict, out_dir: Path, name: str) -> str | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    seconds = sorted(out["timeline"])
+    if not seconds:
+        return None
+    bins = out["timeline"]
+
+    def series(tier, kinds):
+        return [sum(bins[s].get(f"{tier}:{k}", 0) for k in kinds) for s in seconds]
+
+    app_total = series("app", ("ok", "s503", "s5xx", "errors"))
+    edge_total = series("edge", ("ok", "s503", "s5xx", "errors"))
+    total = [a + e for a, e in zip(app_total, edge_total, strict=True)]
+
+    def share(values):
+        return [v / max(1, t) for v, t in zip(values, total, strict=True)]
+
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 6), sharex=True)
+    ax1.plot(seconds, app_total, color="tab:blue", linewidth=2.5, label="req/s through the app")
+    ax1.plot(seconds, edge_total, color="tab:green", linestyle="--", label="req/s through the edge")
+    if out.get("baseline_l2_off_req_s"):
+        ax1.axhline(out["baseline_l2_off_req_s"], color="gray", linestyle="--", label="app, L2 unreachable from the start")
+    ax2.plot(seconds, share(series("app", ("s5xx",))), color="tab:red", label="app 5xx other than 503")
+    ax2.plot(seconds, share(series("app", ("errors",))), color="tab:purple", label="app: no answer")
+    ax2.plot(seconds, share(series("edge", ("errors", "s5xx"))), color="tab:brown", label="edge: no answer or 5xx")
+    ax2.plot(seconds, share(series("app", ("s503",))), color="tab:orange", label="app 503")
+    for label, start, end in out["windows"]:
+        for ax in (ax1, ax2):
+            ax.axvspan(start, end, color="tab:red", alpha=0.12)
+        ax1.text(start, 1.02, label, fontsize=8, transform=ax1.get_xaxis_transform())
+    ax1.set_ylabel("req/s")
+    ax2.set_ylabel("share of answers")
+    ax2.set_xlabel("seconds")
+    ax1.legend(fontsize=8, loc="lower right")
+    ax2.legend(fontsize=8, loc="upper right")
+    fig.suptitle("newsite faults: load during each fault window (shaded)", y=0.995)
+    fig.tight_layout()
+    path = out_dir / f"{time.strftime('%Y-%m-%d', time.gmtime())}-{name}-timeline.png"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name

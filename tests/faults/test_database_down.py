@@ -1,0 +1,89 @@
+"""PostgreSQL unavailable under load (issue 15's fault table): a private cluster started by the
+test (the shared PostgreSQL is never stopped), gunicorn on it, PostgreSQL stopped and started
+again. Cached URLs keep answering 200, the others 503 with Retry-After, nothing else; no cache
+entry is deleted; service resumes after."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.deploy.test_replica import PG_BINS, PgServer, as_postgres
+from tests.faults.stack import HTTP_TIMEOUT, Load, server_errors
+from tests.support import REPO, Gunicorn, RedisServer, app_env, free_port, wait_until
+
+pytestmark = pytest.mark.slow
+
+SETUP_DATA = """
+import json, django
+django.setup()
+from tests.factories import make_article
+cached, uncached = make_article(title="Cached"), make_article(title="Never read")
+print(json.dumps({"cached": cached.id, "uncached": uncached.id}))
+"""
+
+
+@pytest.fixture
+def private_pg():
+    if not PG_BINS:
+        pytest.skip("PostgreSQL server binaries not installed")
+    root = Path(tempfile.mkdtemp(prefix="newsite-pg-faults-"))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    server = PgServer(Path(PG_BINS[-1]), root / "data", free_port(), root / "pg.log")
+    try:
+        as_postgres(str(server.bin / "initdb"), "-D", str(server.data), "-U", "postgres", "--auth=trust",
+                    "--no-sync", "-E", "UTF8", "--locale=C.UTF-8")
+        server.start("-c fsync=off", "-c full_page_writes=off", "-c shared_buffers=32MB")
+        server.query("create database newsite", db="postgres")
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_postgresql_down_cached_urls_answer_the_rest_get_503(private_pg, tmp_path):
+    redis_server = RedisServer(tmp_path)
+    redis_server.start()
+    env = app_env(DATABASE_URL=private_pg.url(), REDIS_URL=redis_server.url, CACHE_KEY_PREFIX="faults-pg",
+                  CELERY_BROKER_URL=f"redis://127.0.0.1:{redis_server.port}/1")
+    app = None
+    try:
+        subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=REPO, env=env, check=True,
+                       timeout=300, capture_output=True)
+        ids = json.loads(subprocess.run([sys.executable, "-c", SETUP_DATA], cwd=REPO, env=env, check=True,
+                                        timeout=120, capture_output=True, text=True).stdout)
+        app = Gunicorn(port=free_port(), workdir=tmp_path, env=env, workers=2)
+        app.wait_ready()
+        cached = f"{app.url}/api/articles/{ids['cached']}/"
+        uncached = f"{app.url}/api/articles/{ids['uncached']}/"
+        for _ in range(20):
+            assert requests.get(cached, timeout=HTTP_TIMEOUT).status_code == 200
+        keys_before = redis_server.client().dbsize()
+
+        private_pg.stop()  # immediate: connections cut
+        load = Load([cached, uncached]).start()
+        try:
+            assert wait_until(lambda: load.snapshot()[503] >= 20 and load.snapshot()[200] >= 20, 60)
+            down = requests.get(uncached, timeout=HTTP_TIMEOUT)
+            assert down.status_code == 503 and down.headers.get("Retry-After"), (down.status_code, down.text[:300])
+            assert requests.get(cached, timeout=HTTP_TIMEOUT).json()["title"] == "Cached"
+            assert redis_server.client().dbsize() >= keys_before  # a database error deletes nothing
+            private_pg.start("-c fsync=off")
+            assert wait_until(lambda: requests.get(uncached, timeout=HTTP_TIMEOUT).status_code == 200, 60)
+        finally:
+            statuses = load.stop()
+        assert server_errors(statuses) == {} and all(isinstance(k, int) for k in statuses), statuses
+        assert requests.get(uncached, timeout=HTTP_TIMEOUT).json()["title"] == "Never read"
+    finally:
+        if app is not None:
+            app.stop()
+        redis_server.stop()
