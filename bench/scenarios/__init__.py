@@ -5,7 +5,7 @@ the app servers it reads from ctx.servers besides those of --modes (started once
 None when it starts servers of its own.
 """
 
-from bench.scenarios import coldkey, freshness, servers, throughput, warmstart
+from bench.scenarios import coldkey, freshness, junk, servers, throughput, warmstart
 
 SCENARIOS = {
     "throughput": throughput,
@@ -13,4 +13,5 @@ SCENARIOS = {
     "freshness": freshness,
     "servers": servers,
     "warmstart": warmstart,
+    "junk": junk,
 }
