@@ -285,8 +285,10 @@ def junk_section(ctx) -> list[str]:
         codes = ", ".join(f"{k}: {v:,}" for k, v in sorted(r["statuses"].items()))
         out.append(f"| {r['target']} | {r['requests']:,} | {r['req_s']:,.0f} | {r['p50'] / 1000:.1f} | "
                    f"{r['p99'] / 1000:.1f} | {r['max'] / 1000:.0f} | {codes} | {r['errors']} |")
-    five = {k: v for r in runs for k, v in r["statuses"].items() if int(k) >= 500}
-    out += ["", f"5xx responses: **{sum(five.values()):,}**" + (f" ({five})" if five else " (none)")
+    five = Counter()
+    for r in runs:
+        five.update({k: v for k, v in r["statuses"].items() if int(k) >= 500})
+    out += ["", f"5xx responses: **{sum(five.values()):,}**" + (f" ({dict(five)})" if five else " (none)")
             + (f"; server log tail: `{data['server_log']}`" if data.get("server_log") else ""), ""]
 
     mix = Counter()

@@ -111,7 +111,7 @@ def test_every_scenario_is_a_module_the_cli_accepts():
     from bench.__main__ import SCENARIOS, parse
     from bench.scenarios import SCENARIOS as MODULES
 
-    assert SCENARIOS == ("throughput", "coldkey", "freshness", "servers", "warmstart")
+    assert SCENARIOS == ("throughput", "coldkey", "freshness", "servers", "warmstart", "junk")
     for name, module in MODULES.items():
         assert callable(module.run)
         assert module.SHARED_SERVERS is None or isinstance(module.SHARED_SERVERS, frozenset)
