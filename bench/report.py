@@ -285,6 +285,12 @@ def junk_section(ctx) -> list[str]:
         codes = ", ".join(f"{k}: {v:,}" for k, v in sorted(r["statuses"].items()))
         out.append(f"| {r['target']} | {r['requests']:,} | {r['req_s']:,.0f} | {r['p50'] / 1000:.1f} | "
                    f"{r['p99'] / 1000:.1f} | {r['max'] / 1000:.0f} | {codes} | {r['errors']} |")
+    short = [r for r in runs if r.get("stopped_by_budget")]
+    if short:
+        out += ["", f"**The load stopped at its time budget** ({data.get('load_budget_seconds', 0):g} s, "
+                "BENCH_JUNK_SECONDS) after " + ", ".join(f"{r['requests']:,} of {r['planned']:,} ({r['target']})"
+                                                         for r in short)
+                + f": {sent:,} of {data['requests_planned']:,} planned requests were sent."]
     five = Counter()
     for r in runs:
         five.update({k: v for k, v in r["statuses"].items() if int(k) >= 500})

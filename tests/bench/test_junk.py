@@ -37,7 +37,7 @@ def _stage(memory, keys, objects):
             "varnish_bytes": 1_000_000, "invalidation": inv}
 
 
-def test_report_has_the_before_after_table_and_flags_5xx(tmp_path):
+def test_report_has_the_before_after_table_and_flags_5xx_and_a_short_load(tmp_path):
     opts = SimpleNamespace(out_dir=str(tmp_path), scenario_name="junk", server="gunicorn-sync", workers=2,
                            threads=4, connections=16, warmup=1, zipf_warmup=2, duration=2, cold_start=True,
                            rounds=1, redis="private", redis_url="", argv_text="--scenario junk",
@@ -49,7 +49,9 @@ def test_report_has_the_before_after_table_and_flags_5xx(tmp_path):
         "status": "ok", "idle_seconds": 35.0, "vcl_commit": "abc1234 2026-12-01",
         "stages": {"before": _stage(4_000_000, 250, 49), "after": {**_stage(4_100_000, 260, 900), "keys_after_invalidation": 255},
                    "idle": _stage(4_050_000, 252, 100)},
-        "runs": [{"target": "Varnish -> app", **run}, {"target": "app directly", **run}],
+        "runs": [{"target": "Varnish -> app", **run, "planned": 1000, "stopped_by_budget": True},
+                 {"target": "app directly", **run, "planned": 800, "stopped_by_budget": False}],
+        "requests_planned": 1800, "load_budget_seconds": 240.0,
         "redis_commands": {"get": 1000}, "load_slowlog": {},
         "patterns": {"before": {"nb:tk:#": 2}, "after": {"nb:tk:#": 3}, "idle": {}},
         "probes": {"slug": {"edge": {"404": 6}, "app": {"404": 6}}},
@@ -61,4 +63,5 @@ def test_report_has_the_before_after_table_and_flags_5xx(tmp_path):
     assert "| Varnish objects (MAIN.n_object) | 49 | 900 | 100 |" in text
     assert "| 2 (invalidate 1, drain_set 1) / 600 |" in text
     assert "5xx responses: **4**" in text
+    assert "time budget** (240 s, BENCH_JUNK_SECONDS) after 800 of 1,000 (Varnish -> app): 1,600 of 1,800" in text
     assert "| `slug` | 800 | 50.0% | 404: 6 | 404: 6 |" in text
