@@ -5,6 +5,7 @@ import os
 import platform
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 
 from bench.stack import ROOT, TASKSET
@@ -361,6 +362,113 @@ def faults_section(ctx) -> list[str]:
     return out
 
 
+
+
+def _mb(value):
+    return "–" if value is None else f"{value / 1e6:,.2f} MB"
+
+
+def _int(value):
+    return "–" if value is None else f"{value:,}"
+
+
+def junk_section(ctx) -> list[str]:
+    """Scenario `junk` (issue 16): Redis and Varnish before / after hostile requests."""
+    data = ctx.data.get("junk")
+    if not data:
+        return []
+    out = ["## Hostile requests (issue 16)", ""]
+    if data.get("status") != "ok":
+        return out + [data.get("status", "n/a"), ""]
+    runs = data["runs"]
+    sent = sum(r["requests"] for r in runs)
+    stages = data["stages"]
+    loads = ", ".join(f"{r['target']} {r['requests']:,}" for r in runs)
+    order = [("before", "before"), ("after", f"after {sent:,} requests"),
+             ("idle", f"after {data['idle_seconds']:g} s idle")]
+    out += [f"One L1+L2 server ({ctx.opts.server}, {ctx.opts.workers} workers) on the bench database, the run's "
+            f"private Redis (db 6 cache) and varnishd with `deploy/varnish/default.vcl` of commit "
+            f"`{data['vcl_commit']}` in front. Before: ordinary reads (pages 1..5, 20 articles as API and page, "
+            "3 searches, twice each, through Varnish and directly). The load: `bench/lua/junk.lua`, "
+            f"{loads}. The invalidation: "
+            f"`caching.invalidate_tags([\"articles\", \"search\"])` timed in the harness (Django, same Redis; its "
+            "CDN outbox rows are written too), its Redis commands from SLOWLOG (`slowlog-log-slower-than 0`). "
+            f"The \"after {data['idle_seconds']:g} s idle\" column also follows the invalidation of the column before.", "",
+            "| figure | " + " | ".join(label for _, label in order) + " |", "|---|" + "---:|" * len(order)]
+
+    def row(name, fn):
+        out.append(f"| {name} | " + " | ".join(fn(stages[key]) for key, _ in order) + " |")
+
+    row("Redis used_memory (INFO memory)", lambda s: f"{_mb(s['used_memory'])} ({s['used_memory']:,} B)")
+    row("Redis keys (DBSIZE, cache db)", lambda s: _int(s["keys"]))
+    row("Redis expired_keys (INFO stats, cumulative)", lambda s: _int(s["expired_keys"]))
+    row("Redis evicted_keys (cumulative)", lambda s: _int(s["evicted_keys"]))
+    row("Varnish objects (MAIN.n_object)", lambda s: _int(s.get("n_object")))
+    row("Varnish storage (SMA.s0.g_bytes)", lambda s: _mb(s.get("varnish_bytes")))
+    row("invalidate_tags(articles, search), harness ms", lambda s: f"{s['invalidation']['ms']:.1f}")
+    row("its largest Redis script call (SLOWLOG), µs",
+        lambda s: f"{s['invalidation']['largest_script_us']:,} ({s['invalidation']['largest_script'] or '–'})")
+    row("its script calls / their total µs",
+        lambda s: f"{s['invalidation']['script_calls']} ("
+        + ", ".join(f"{k} {v}" for k, v in s["invalidation"].get("script_names", {}).items())
+        + f") / {s['invalidation']['script_us_total']:,}")
+    row("its largest Redis command of any kind, µs",
+        lambda s: f"{s['invalidation']['largest_us']:,} ({s['invalidation']['largest'] or '–'})")
+    out.append("| Redis keys right after that invalidation | – | "
+               f"{_int(stages['after'].get('keys_after_invalidation'))} | – |")
+
+    out += ["", "| load | requests | req/s | p50 ms | p99 ms | max ms | status codes | socket errors |",
+            "|---|---:|---:|---:|---:|---:|---|---:|"]
+    for r in runs:
+        codes = ", ".join(f"{k}: {v:,}" for k, v in sorted(r["statuses"].items()))
+        out.append(f"| {r['target']} | {r['requests']:,} | {r['req_s']:,.0f} | {r['p50'] / 1000:.1f} | "
+                   f"{r['p99'] / 1000:.1f} | {r['max'] / 1000:.0f} | {codes} | {r['errors']} |")
+    short = [r for r in runs if r.get("stopped_by_budget")]
+    if short:
+        out += ["", f"**The load stopped at its time budget** ({data.get('load_budget_seconds', 0):g} s, "
+                "BENCH_JUNK_SECONDS) after " + ", ".join(f"{r['requests']:,} of {r['planned']:,} ({r['target']})"
+                                                         for r in short)
+                + f": {sent:,} of {data['requests_planned']:,} planned requests were sent."]
+    five = Counter()
+    for r in runs:
+        five.update({k: v for k, v in r["statuses"].items() if int(k) >= 500})
+    out += ["", f"5xx responses: **{sum(five.values()):,}**" + (f" ({dict(five)})" if five else " (none)")
+            + (f"; server log tail: `{data['server_log']}`" if data.get("server_log") else ""), ""]
+
+    mix = Counter()
+    for r in runs:
+        mix.update(r["mix"])
+    total = sum(mix.values()) or 1
+    probes = data.get("probes", {})
+    out += ["Request mix (requests sent, both loads) and the status codes of a few requests of each kind "
+            "made again afterwards (through Varnish / directly):", "",
+            "| kind | requests | share | statuses via Varnish | statuses direct |", "|---|---:|---:|---|---|"]
+    for kind, count in sorted(mix.items(), key=lambda kv: -kv[1]):
+        p = probes.get(kind, {})
+        fmt = lambda d: ", ".join(f"{k}: {v}" for k, v in sorted(d.items())) or "–"  # noqa: E731
+        out.append(f"| `{kind}` | {count:,} | {count / total:.1%} | {fmt(p.get('edge', {}))} | {fmt(p.get('app', {}))} |")
+
+    cmds = data.get("redis_commands", {})
+    app_requests = sum(r["requests"] for r in runs)
+    slow = data.get("load_slowlog", {})
+    out += ["", f"Redis during the load: {sum(cmds.values()):,} commands ({sum(cmds.values()) / max(1, app_requests):.2f} "
+            f"per request; {', '.join(f'{k} {v:,}' for k, v in list(cmds.items())[:8])}); slowest command "
+            f"(SLOWLOG, > 1 ms kept): {slow.get('largest') or 'none over 1 ms'}"
+            + (f" {slow['largest_us']:,} µs, {slow['entries']} entries over 1 ms" if slow.get("largest") else ""), ""]
+
+    patterns = data["patterns"]
+    names = sorted(set().union(*(p.keys() for p in patterns.values())),
+                   key=lambda n: -max(p.get(n, 0) for p in patterns.values()))
+    out += ["Redis keys by pattern (SCAN of the cache db; digits and hex runs as #):", "",
+            "| pattern | " + " | ".join(label for _, label in order) + " |", "|---|" + "---:|" * len(order)]
+    for name in names[:15]:
+        out.append(f"| `{name}` | " + " | ".join(_int(patterns[key].get(name, 0)) for key, _ in order) + " |")
+    if data.get("new_keys_sample"):
+        out += ["", "A sample of the keys the load added (`redis-cli --scan`, minus the keys before):", "", "```"]
+        out += [k[:160] for k in data["new_keys_sample"]] + ["```"]
+    return out + [""]
+
+
 def chart(results, scenario, workloads, modes, path: Path, title: str) -> bool:
     """Two panels, log scale: req/s as a ratio to the floor of the same workload, and p99 in ms."""
     import matplotlib
@@ -443,6 +551,7 @@ def write(ctx, results) -> list[Path]:
     lines += warmstart_section(ctx)
     lines += coherence_section(ctx)
     lines += faults_section(ctx)
+    lines += junk_section(ctx)
     if "xact_end" in data and "xact_start" in data:
         lines += ["## Cross-check of the query counts", "",
                   f"PostgreSQL `pg_stat_database` counted {data['xact_end'] - data['xact_start']:,} transactions "

@@ -6,7 +6,7 @@ None when it starts servers of its own. A module with `IN_ALL = False` runs only
 (`--scenario coherence`), not in `all`.
 """
 
-from bench.scenarios import coherence, coldkey, faults, freshness, servers, throughput, warmstart
+from bench.scenarios import coherence, coldkey, faults, freshness, junk, servers, throughput, warmstart
 
 SCENARIOS = {
     "throughput": throughput,
@@ -16,4 +16,5 @@ SCENARIOS = {
     "warmstart": warmstart,
     "coherence": coherence,
     "faults": faults,
+    "junk": junk,
 }

@@ -40,6 +40,7 @@ from bench.context import log
 from bench.stack import ROOT, Unavailable, free_port, point_vcl_backend, wait_http
 
 SHARED_SERVERS = None  # starts its own stack
+IN_ALL = False  # minutes long: run it by name (--scenario faults)
 FAULT_SECONDS = 30.0
 RECOVERY_SECONDS = 15.0
 BASELINE_SECONDS = 15.0
