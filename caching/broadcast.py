@@ -91,6 +91,7 @@ class Subscriber:
         self.stuck_count = 0
         self.heartbeat = time.monotonic()  # the loop's last turn (several times a second)
         self._stop = threading.Event()
+        self._wake = threading.Event()  # cuts a reconnect backoff short (stop, Redis back)
         self._thread = threading.Thread(target=self._run, name="caching-l1-subscriber", daemon=True)
 
     def start(self) -> None:
@@ -98,6 +99,7 @@ class Subscriber:
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
+        self._wake.set()
         if timeout and self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
@@ -109,9 +111,21 @@ class Subscriber:
         return self._thread.is_alive()
 
     def _backoff(self, delay: float) -> float:
-        """Wait `delay` (or until stopped); return the next, doubled up to 2 s."""
-        self._stop.wait(delay)
+        """Wait `delay` (or until stopped or woken); return the next, doubled up to 2 s."""
+        self._wake.wait(delay)
+        self._wake.clear()
         return min(delay * 2, 2.0)
+
+    def redis_is_back(self) -> None:
+        """A face's Redis call just succeeded while this subscriber still counts Redis as down:
+        what L1 filled meanwhile is covered by no broadcast (writes made during the outage are
+        invalidated by the CDN drain, whose broadcast we would miss). Empty L1 and refuse fills
+        now, and reconnect without waiting for the backoff."""
+        if self.state == DOWN:
+            self.state = CONNECTING
+            self.l1.clear()
+            metrics.count_invalidation("l1_flush")
+            self._wake.set()
 
     def _lost(self, reason: str, state: str, *, clear: bool = False) -> None:
         """The subscription is not to be trusted: empty L1 once per loss (not per failed retry:

@@ -4,7 +4,7 @@ One `Engine` per (process, EngineSettings): L1 (optional), L2 (the Redis client 
 breaker, with the Lua scripts), the subscriber that keeps L1 coherent, and the namespace its keys
 live in. Two thin faces use it, each owning only its value format:
 
-- the fetch face (caching/fetch.py, bulk.py; the response middleware): envelopes with soft
+- the fetch face (caching/fetcher.py, bulk.py; the response middleware): envelopes with soft
   expiry, tags, leases — `default()` is its engine, configured by settings.NEWSITE_CACHE;
 - the key-value face (caching/backends/tiered.py, Django's cache API) — one engine per CACHES
   entry, configured by its LOCATION and OPTIONS.

@@ -34,6 +34,7 @@ from django.db.models.query import QuerySet
 from caching import conf as conf_module
 from caching import engine as engine_module
 from caching import keys, metrics
+from caching.broadcast import DOWN
 from caching.conf import NEGATIVE_KIND
 from caching.envelope import Envelope, encode
 from caching.l1 import HIT_L2, MISS, STALE, Fetched, FillGuard, L1Entry, Put
@@ -194,6 +195,9 @@ class FetchFace:
             raw = self.l2.get(load.vkey)
         except L2Unavailable:
             return self._load_without_l2(load, stale=None)
+        sub = self.engine.subscriber
+        if sub is not None and sub.state == DOWN:
+            sub.redis_is_back()
         if self.pending_tags:
             self.retry_pending_invalidations()
         early = False
@@ -294,7 +298,8 @@ class FetchFace:
             fill_keys += [keys.doorkeeper_key(ns, period), keys.doorkeeper_key(ns, period - 1)]
             digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
             bits = conf.doorkeeper_bits
-            args += [2 * conf.doorkeeper_period + 60, int.from_bytes(digest[:4]) % bits, int.from_bytes(digest[4:]) % bits]
+            expires_at = (period + 2) * conf.doorkeeper_period  # read as "previous" for one period
+            args += [expires_at, int.from_bytes(digest[:4]) % bits, int.from_bytes(digest[4:]) % bits, (bits + 7) // 8]
         else:
             args.append("")
         return fill_keys, args

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from caching.invalidation import invalidate_app_tiers
 from caching.l2 import L2Unavailable
+from caching.metrics import INVALIDATION_LAG
 from cdn.backends import PurgeError, get_backends
 from cdn.metrics import CDN_PURGES, OUTBOX_PENDING
 from cdn.models import PurgeOutbox
@@ -175,16 +176,25 @@ def _deliver_batch(rows, backends, failed_backends: dict[str, PurgeError], repor
     )
 
 
-def _deliver(alias, backend, rows) -> PurgeError | None:
-    """Send one backend the merged rows. None if it confirmed, else the error."""
+def _send(backend, rows) -> tuple[list, list]:
+    """Purge the merged tags and URLs of `rows` at `backend` (PurgeError if it refuses).
+    Returns (tags, urls)."""
     tags = sorted({tag for row in rows for tag in row.tags})
     urls = sorted({url for row in rows for url in row.urls})
+    if tags:
+        backend.purge_tags(tags)
+    if urls:
+        backend.purge_urls(urls)
+    return tags, urls
+
+
+def _deliver(alias, backend, rows) -> PurgeError | None:
+    """Send one backend the merged rows. None if it confirmed, else the error."""
     try:
-        if tags:
-            backend.purge_tags(tags)
-        if urls:
-            backend.purge_urls(urls)
+        tags, urls = _send(backend, rows)
     except PurgeError as exc:
+        tags = {tag for row in rows for tag in row.tags}
+        urls = {url for row in rows for url in row.urls}
         logger.warning(
             "event=cdn_purge_failed backend=%s rows=%d tags=%d urls=%d error=%s",
             alias, len(rows), len(tags), len(urls), json.dumps(str(exc)),
@@ -192,6 +202,10 @@ def _deliver(alias, backend, rows) -> PurgeError | None:
         CDN_PURGES.labels(backend=alias, result="error").inc()
         return exc
     CDN_PURGES.labels(backend=alias, result="ok").inc()
+    now = timezone.now()
+    lag = INVALIDATION_LAG.labels("cdn")  # the row is written in the writer's transaction: ~ its commit
+    for row in rows:
+        lag.observe(max(0.0, (now - row.created_at).total_seconds()))
     logger.info("event=cdn_purge_delivered backend=%s rows=%d tags=%d urls=%d", alias, len(rows), len(tags), len(urls))
     return None
 
@@ -254,15 +268,10 @@ def purge_again(ids) -> int:
     calls = 0
     for alias, backend in sorted(backends.items()):
         mine = [row for row in rows if alias in row.delivered_to]
-        tags = sorted({tag for row in mine for tag in row.tags})
-        urls = sorted({url for row in mine for url in row.urls})
-        if not tags and not urls:
+        if not any(row.tags or row.urls for row in mine):
             continue
         try:
-            if tags:
-                backend.purge_tags(tags)
-            if urls:
-                backend.purge_urls(urls)
+            _send(backend, mine)
         except PurgeError as exc:
             CDN_PURGES.labels(backend=alias, result="follow_up_failed").inc()
             logger.warning("event=cdn_follow_up_failed backend=%s error=%s", alias, json.dumps(str(exc)))

@@ -4,7 +4,8 @@
 -- doorkeeper bitmaps of this period and the previous one
 -- ARGV[1] lease token ("" = loaded without a lease), ARGV[2] sequence at load start,
 -- ARGV[3] envelope, ARGV[4] ttl (ms), ARGV[5] n, ARGV[6] bucket sets' expiry (unix seconds),
--- ARGV[7] '' (always store) or the doorkeeper's lifetime (s), ARGV[8], ARGV[9] the key's bits
+-- ARGV[7] '' (always store) or the doorkeeper's expiry (unix s), ARGV[8], ARGV[9] the key's
+-- bits, ARGV[10] the bitmap's size in bytes
 -- Returns 1 stored, 0 rejected (stale set), -1 skipped (another process holds the lease),
 --         2 not admitted (first sight of this key: the caller keeps it in L1 only)
 local n = tonumber(ARGV[5])
@@ -29,9 +30,14 @@ if ARGV[7] ~= '' then
   local seen = (redis.call('GETBIT', door, b1) == 1 and redis.call('GETBIT', door, b2) == 1)
     or (redis.call('GETBIT', previous, b1) == 1 and redis.call('GETBIT', previous, b2) == 1)
   if not seen then
+    if redis.call('EXISTS', door) == 0 then
+      -- Allocated once at its exact size (SETBIT alone grows a string greedily, to twice that),
+      -- expiring at a fixed time: two live bitmaps at most, whatever the traffic.
+      redis.call('SETRANGE', door, tonumber(ARGV[10]) - 1, '\0')
+      redis.call('EXPIREAT', door, ARGV[7])
+    end
     redis.call('SETBIT', door, b1, 1)
     redis.call('SETBIT', door, b2, 1)
-    redis.call('EXPIRE', door, ARGV[7])
     if mine then redis.call('DEL', KEYS[2]) end
     return 2
   end

@@ -80,3 +80,18 @@ def test_unique_search_queries_cost_two_fixed_bitmaps():
     fetcher.clear_local()
     assert client.get("/api/search/?q=warmup").status_code == 200
     assert any(redis.scan_iter(match=f"{ns}:v:resp.*"))
+
+
+def test_doorkeeper_bitmaps_have_a_fixed_size_and_a_fixed_end(use_private_redis):
+    client = use_private_redis.client()
+    with cache_settings(L1_ENABLED=False):
+        face = fetcher.current()
+        for i in range(50):
+            caching.fetch(f"search:{i}", lambda i=i: [i], kind="search_results")
+        doors = list(client.scan_iter(match=f"{face.namespace}:door:*"))
+        assert len(doors) == 1
+        bits = face.conf.doorkeeper_bits
+        assert client.strlen(doors[0]) == bits // 8
+        assert client.memory_usage(doors[0]) < 1.5 * bits // 8  # not grown to twice its size (jemalloc rounds up)
+        period = int(doors[0].decode().rsplit(":", 1)[1])
+        assert client.expiretime(doors[0]) == (period + 2) * face.conf.doorkeeper_period

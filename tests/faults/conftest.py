@@ -18,6 +18,6 @@ def stack(tmp_path_factory, django_db_setup, django_db_blocker):
 def token(transactional_db):
     from rest_framework.authtoken.models import Token
 
-    from tests.factories import make_user
+    from tests.factories import make_editor
 
-    return Token.objects.create(user=make_user(staff=True)).key
+    return Token.objects.create(user=make_editor()).key

@@ -164,10 +164,10 @@ def test_canary_reads_every_tier_and_health_names_the_stale_one(stack):
 def test_a_requests_id_is_on_its_log_lines_its_response_and_its_celery_task(stack):
     from rest_framework.authtoken.models import Token
 
-    from tests.factories import make_article, make_user
+    from tests.factories import make_article, make_editor
 
     article = make_article()
-    token = Token.objects.create(user=make_user(staff=True)).key
+    token = Token.objects.create(user=make_editor()).key
     request_id = f"test-{uuid.uuid4().hex}"
     response = requests.patch(f"{stack.app.url}/api/articles/{article.pk}/", json={"title": "Retitled by the test"},
                               headers={"Authorization": f"Token {token}", "X-Request-ID": request_id}, timeout=30)
