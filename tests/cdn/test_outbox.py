@@ -66,6 +66,7 @@ def test_drain_merges_pending_rows_per_backend_and_counts(two_dummies):
     ok_before = (
         REGISTRY.get_sample_value("newsite_cdn_purges_total", {"backend": "edge", "result": "ok"}) or 0
     )
+    lag_before = REGISTRY.get_sample_value("newsite_cache_invalidation_lag_seconds_count", {"stage": "cdn"}) or 0
 
     report = drain_outbox()
 
@@ -82,6 +83,9 @@ def test_drain_merges_pending_rows_per_backend_and_counts(two_dummies):
         == ok_before + 1
     )
     assert REGISTRY.get_sample_value("newsite_outbox_pending") == 0
+    # commit -> each backend acknowledged: one observation per row and backend
+    assert REGISTRY.get_sample_value(
+        "newsite_cache_invalidation_lag_seconds_count", {"stage": "cdn"}) == lag_before + 3 * 2
     assert drain_outbox().delivered == []  # idempotent: nothing left to do
 
 
