@@ -322,3 +322,37 @@ def celery_worker(env: dict, log_path: Path, *, name: str = "test", ready_timeou
     finally:
         _terminate(proc, 15)
         log.close()
+
+
+# --- headless Chromium (Debian's chromium + chromedriver; selenium never downloads anything) ---
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+    "--disable-background-networking", "--disable-component-update", "--no-first-run",
+)
+
+
+@contextlib.contextmanager
+def chromium(*, width: int, height: int):
+    """A selenium Chrome driver on Debian's chromium at `width` x `height`, quit at the end
+    (skips the test if selenium or the Debian packages are missing)."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (requirements-dev.txt)")
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.skip("Debian's chromium and chromium-driver are not installed "
+                    "(deploy/scripts/ensure-services.sh installs them: apt-get install chromium chromium-driver)")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (*CHROMIUM_FLAGS, f"--window-size={width},{height}"):
+        options.add_argument(flag)
+    # An explicit driver path: selenium-manager never runs, so nothing is downloaded.
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+

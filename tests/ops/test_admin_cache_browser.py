@@ -4,7 +4,6 @@ Debian's chromedriver (nothing is downloaded at run time). Saves docs/screenshot
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,41 +11,20 @@ import requests
 
 import caching.engine
 import caching.fetcher
+from tests import support
 from tests.factories import make_article, make_user
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 # The committed screenshot is refreshed only on request (UPDATE_SCREENSHOTS=1), so a test run
 # leaves the work tree clean.
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "admin-cache.png"
-FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-    "--disable-background-networking", "--disable-component-update", "--no-first-run",
-    "--window-size=1400,1800",
-)
 
 
 @pytest.fixture
 def browser():
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (requirements-dev.txt)")
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.skip("Debian's chromium and chromium-driver are not installed "
-                    "(deploy/scripts/ensure-services.sh installs them: apt-get install chromium chromium-driver)")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in FLAGS:
-        options.add_argument(flag)
-    # An explicit driver path: selenium-manager never runs, so nothing is downloaded.
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    try:
+    with support.chromium(width=1400, height=1800) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def test_admin_cache_page_draws_the_chart(live_server, browser, tmp_path):

@@ -8,49 +8,28 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from articles.models import Article
+from tests import support
 from tests.factories import make_article, make_author, make_category
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 PHONE_WIDTH, PHONE_HEIGHT = 390, 844  # an iPhone 12-15 viewport in CSS pixels
-FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-    "--disable-background-networking", "--disable-component-update", "--no-first-run",
-    f"--window-size={PHONE_WIDTH},{PHONE_HEIGHT}",
-)
 
 
 @pytest.fixture
 def phone():
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (requirements-dev.txt)")
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.skip("Debian's chromium and chromium-driver are not installed "
-                    "(deploy/scripts/ensure-services.sh installs them: apt-get install chromium chromium-driver)")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in FLAGS:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
-        "width": PHONE_WIDTH, "height": PHONE_HEIGHT, "deviceScaleFactor": 1, "mobile": True,
-    })
-    try:
+    with support.chromium(width=PHONE_WIDTH, height=PHONE_HEIGHT) as driver:
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+            "width": PHONE_WIDTH, "height": PHONE_HEIGHT, "deviceScaleFactor": 1, "mobile": True,
+        })
         yield driver
-    finally:
-        driver.quit()
 
 
 def full_page_png(driver, path: Path, *, max_height: int = 2400) -> None:
