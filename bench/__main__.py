@@ -59,7 +59,11 @@ def parse(argv):
     p.add_argument("--coherence-workers", type=int, default=3,
                    help="worker processes of the coherence scenario's L1+L2 server (3)")
     p.add_argument("--coherence-readers", type=int, default=2,
-                   help="coherence reader processes per app process, and for the edge (2)")
+                   help="coherence reader processes per app process (2)")
+    p.add_argument("--coherence-edge-readers", type=int, default=None,
+                   help="coherence reader processes for the edge (default: --coherence-readers); the edge "
+                        "answers from memory, so its readers take most of the CPU: fewer of them leave more "
+                        "of it to the app tiers' sample")
     p.add_argument("--coherence-articles", type=int, default=3, help="hot articles the coherence writer edits (3)")
     p.add_argument("--coherence-edit-interval", type=float, default=0.2,
                    help="seconds between the end of one coherence edit and the next (0.2)")

@@ -290,7 +290,7 @@ def _sample(ctx: Context, stack: dict, editor: _Editor, articles: list[int]) -> 
     opts = ctx.opts
     tiers = stack["tiers"]
     per_tier = {"l1l2": opts.coherence_readers * opts.coherence_workers, "l2": opts.coherence_readers,
-                "edge": opts.coherence_readers}
+                "edge": opts.coherence_readers if opts.coherence_edge_readers is None else opts.coherence_edge_readers}
     total = sum(per_tier.values())
     outbox_from = editor.db.execute("SELECT coalesce(max(id), 0) FROM cdn_purgeoutbox").fetchone()[0]
     log(f"coherence: {total} reader processes ({per_tier}) on {len(articles)} articles for "
