@@ -95,8 +95,7 @@ def fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for)
         tags = resolve_tags(lambda v, k=key: tags_for(k, v), value) if tags_for else ()
         entries[key] = face.entry_for(value, kind, tags, cost, start_seq or 0)
     stored = dict.fromkeys(entries)
-    # Cached 404s (None) stay in L1 unless NEGATIVES_IN_L2 (see fetcher).
-    to_fill = [k for k, e in entries.items() if e.value is not None or face.conf.negatives_in_l2]
+    to_fill = list(entries)
     if start_seq is not None and to_fill:
         calls = [("fill", *face.fill_call(key, entries[key], token="", start_seq=start_seq)) for key in to_fill]
         try:

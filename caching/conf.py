@@ -46,9 +46,6 @@ FETCH_DEFAULTS = {
     # How long a write waits for every live L1 to acknowledge its invalidation (read-your-writes
     # across processes); a timeout is counted (newsite_cache_invalidations_total{kind="ack_timeout"}).
     "BROADCAST_WAIT": 0.05,
-    # Cached 404s (None) live in L1 and at the edge only: a request for a random slug or id
-    # then leaves nothing behind in Redis (issue 16.3). True: share them through L2 as well.
-    "NEGATIVES_IN_L2": False,
     # Seconds per doorkeeper bitmap of "second_hit" kinds (a key is admitted to L2 on its second
     # fill within one to two periods) and the bitmap's size in bits (2**23 = 1 MB).
     "DOORKEEPER_PERIOD": 300,
@@ -156,6 +153,12 @@ class Kind:
             parts.append(f"stale-if-error={self.sie}")
         return ", ".join(parts)
 
+    @property
+    def unshared_cache_control(self) -> str:
+        """For a value the shared tier did not admit (first sight of a "second_hit" key): the
+        browser keeps it as usual, shared caches not at all (`s-maxage=0`)."""
+        return f"public, max-age={self.max_age}, s-maxage=0"
+
 
 @dataclass
 class Conf:
@@ -167,7 +170,6 @@ class Conf:
     lease_ttl: float
     lease_wait: float
     broadcast_wait: float
-    negatives_in_l2: bool
     doorkeeper_period: int
     doorkeeper_bits: int
     xfetch_beta: float
@@ -221,7 +223,10 @@ def _kinds(grace_max: float) -> dict[str, Kind]:
             swr=int(spec.get("swr", 0)), sie=int(spec.get("sie", 0)),
             admission=str(spec.get("admission", "always")),
         )
-    kinds.setdefault(NEGATIVE_KIND, Kind(name=NEGATIVE_KIND, ttl=30.0, grace=0.0, max_age=30, s_maxage=30))
+    # Cached 404s are keyed by user input (a random slug or id): admitted to L2 and the edge on
+    # their second sight only, so a URL nobody asks twice leaves nothing in Redis or Varnish.
+    kinds.setdefault(NEGATIVE_KIND, Kind(name=NEGATIVE_KIND, ttl=30.0, grace=0.0, max_age=30, s_maxage=30,
+                                         admission="second_hit"))
     return kinds
 
 
@@ -242,7 +247,6 @@ def _build() -> Conf:
         lease_ttl=float(face["LEASE_TTL"]),
         lease_wait=float(face["LEASE_WAIT"]),
         broadcast_wait=float(face["BROADCAST_WAIT"]),
-        negatives_in_l2=bool(face["NEGATIVES_IN_L2"]),
         doorkeeper_period=int(face["DOORKEEPER_PERIOD"]),
         doorkeeper_bits=int(face["DOORKEEPER_BITS"]),
         xfetch_beta=float(face["XFETCH_BETA"]),

@@ -321,11 +321,6 @@ class FetchFace:
             self._release(lkey, token)
             raise
         entry = self.entry_for(value, load.kind, resolve_tags(load.tags, value), cost, start_seq)
-        if value is None and not self.conf.negatives_in_l2:
-            # A cached 404: L1 (and the edge) only, nothing left behind in Redis.
-            self._release(lkey, token)
-            superseded = self.put_entry(load.key, entry, load.stats, load.guard)
-            return Fetched(value, MISS, entry.filled_at, superseded)
         fill_keys, fill_args = self.fill_call(load.key, entry, token=token, start_seq=start_seq)
         try:
             stored = Filled(int(self.l2.script("fill", fill_keys, fill_args)))
@@ -341,7 +336,7 @@ class FetchFace:
         # the put); Redis unreachable: with the local mark.
         guard = FillGuard(start_seq, load.guard.epoch) if stored is not None else load.guard
         superseded = self.put_entry(load.key, entry, load.stats, guard)
-        return Fetched(value, MISS, entry.filled_at, superseded)
+        return Fetched(value, MISS, entry.filled_at, superseded, shared=stored is not Filled.NOT_ADMITTED)
 
     def _load_without_l2(self, load: Load, stale: Envelope | None) -> Fetched:
         try:

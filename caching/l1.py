@@ -54,15 +54,18 @@ class Fetched:
     whether the tiers know it to be superseded (a fill refused because a tag of it was
     invalidated while it loaded, or overtaken by an invalidation on its way into L1). A
     superseded value may answer the request that loaded it, but nothing downstream (a shared
-    cache, the edge) may keep it."""
+    cache, the edge) may keep it. `shared` is False for a value the shared tier did not admit
+    (the first sight of a "second_hit" key: this process's L1 only): the edge should not keep
+    it either, so a URL nobody asks twice leaves no object anywhere but one L1."""
 
-    __slots__ = ("value", "source", "filled_at", "superseded")
+    __slots__ = ("value", "source", "filled_at", "superseded", "shared")
 
-    def __init__(self, value, source: str, filled_at: float, superseded: bool = False):
+    def __init__(self, value, source: str, filled_at: float, superseded: bool = False, shared: bool = True):
         self.value = value
         self.source = source
         self.filled_at = filled_at
         self.superseded = superseded
+        self.shared = shared
 
     def __repr__(self):
         return f"Fetched(source={self.source!r}, filled_at={self.filled_at:.3f}, value={self.value!r:.60})"

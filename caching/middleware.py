@@ -18,7 +18,7 @@ from django.http import Http404, HttpResponse, JsonResponse
 from django.http.response import ResponseHeaders
 
 import caching
-from caching import keys
+from caching import conf, keys
 from caching.http import (
     ResponsePolicy,
     Uncacheable,
@@ -131,6 +131,11 @@ class PublicResponseCacheMiddleware:
             response = serve_negative(request, policy, view_kwargs, source=fetched.source, filled_at=fetched.filled_at)
         else:
             response = serve_entry(request, fetched.value, source=fetched.source, filled_at=fetched.filled_at)
+        if not fetched.shared:
+            # First sight of a key made of user input (a search, a 404): L2 did not admit it,
+            # so neither may the edge: one-off URLs leave no object in Varnish or a CDN.
+            kind = policy.kind if fetched.value is not None else conf.NEGATIVE_KIND
+            response["Cache-Control"] = conf.get().kind(kind).unshared_cache_control
         if fetched.superseded:
             # The tiers refused this value (a write overtook its load): it may answer this
             # request, which began before the write, but no shared cache may keep it.

@@ -168,7 +168,19 @@ sub vcl_backend_response {
         }
     }
     # No return: the built-in logic runs next and makes private / no-store / no-cache /
-    # Set-Cookie / Vary: * responses uncacheable (hit-for-miss).
+    # Set-Cookie / Vary: * / s-maxage=0 responses uncacheable (hit-for-miss, below).
+}
+
+sub vcl_beresp_hitmiss {
+    # The built-in keeps a hit-for-miss marker 120 s: one object per URL for answers nobody
+    # may keep (errors, 400s, the first sight of a search or a 404, which the app serves with
+    # s-maxage=0). Junk query strings would pile them up: 1 s is enough to keep concurrent
+    # requests for one uncacheable URL off the waiting list.
+    set beresp.ttl = 1s;
+    set beresp.grace = 0s;
+    set beresp.keep = 0s;
+    set beresp.uncacheable = true;
+    return (deliver);
 }
 
 sub vcl_backend_error {

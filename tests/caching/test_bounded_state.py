@@ -1,7 +1,8 @@
 """Issue 16.3: what a client sends cannot grow Redis without bound, and one invalidation never
 runs one unbounded script.
 
-- A cached 404 (a random slug or id) lives in L1 and at the edge only: no Redis key survives.
+- A cached 404 (a random slug or id) seen once lives in this process's L1 only (not in Redis, and
+  served with s-maxage=0 so not at the edge either): no Redis key but the doorkeeper's bitmaps.
 - A tag whose index bucket holds thousands of entries is invalidated by one bounded script plus
   bounded chunks (drain_set.lua), and every entry is gone before invalidate_tags() returns.
 """
@@ -27,14 +28,38 @@ def test_random_slugs_and_ids_leave_no_redis_state():
     redis = engine.redis_client()
     client = Client()
     assert client.get("/api/articles/?page=1").status_code == 200  # the sequence etc. exist now
-    before = redis.dbsize()
+    before = set(redis.scan_iter(match="*"))  # test-only lookup
     rng = random.Random(7)
     for _ in range(200):
         slug = "".join(rng.choices(string.ascii_lowercase + "-", k=rng.randint(20, 1500)))
-        assert client.get(f"/articles/{slug}/").status_code == 404
-        assert client.get(f"/api/articles/{rng.randint(10**6, 10**9)}/").status_code == 404
+        page = client.get(f"/articles/{slug}/")
+        assert page.status_code == 404
+        assert "s-maxage=0" in page["Cache-Control"]
+        api = client.get(f"/api/articles/{rng.randint(10**6, 10**9)}/")
+        assert api.status_code == 404 and "s-maxage=0" in api["Cache-Control"]
         assert client.post(f"/api/articles/{rng.randint(10**6, 10**9)}/views/").status_code == 404
-    assert redis.dbsize() == before
+    added = {k.decode() for k in set(redis.scan_iter(match="*")) - before}
+    ns = fetcher.current().namespace
+    assert all(k.startswith(f"{ns}:door:") for k in added), added
+    assert len(added) <= 2
+
+
+@pytest.mark.django_db
+def test_a_404_asked_again_is_shared_through_l2_and_the_edge():
+    """The second sight of a missing URL (from another process: our L1 forgets) is admitted: it
+    is stored in L2 and leaves with the negative kind's s-maxage, so the edge keeps it."""
+    redis = engine.redis_client()
+    client = Client()
+    first = client.get("/api/articles/987654321/")
+    assert first.status_code == 404 and "s-maxage=0" in first["Cache-Control"]
+    again_here = client.get("/api/articles/987654321/")  # this process's L1: a second sight too
+    assert again_here["X-Cache"] == caching.HIT_L1 and "s-maxage=30" in again_here["Cache-Control"]
+    fetcher.clear_local()
+    elsewhere = client.get("/api/articles/987654321/")
+    assert elsewhere.status_code == 404 and elsewhere["X-Cache"] == caching.MISS
+    assert "s-maxage=30" in elsewhere["Cache-Control"]
+    ns = fetcher.current().namespace
+    assert list(redis.scan_iter(match=f"{ns}:v:resp.api-article:article_id=987654321"))
 
 
 @pytest.mark.slow

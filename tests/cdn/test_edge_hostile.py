@@ -3,11 +3,13 @@ the real newsite (live_server: the real middleware and tiers), issue 16:
 
 - 16.1 `format`/`Accept` variants never change what the next reader gets from the edge;
 - 16.4 cache busters leave the edge's object count flat, the routes' own parameters still vary it;
+  one-off searches and 404s (user input, first sight) leave no object either;
 - 16.5 /api/docs/ (the visitor's CSRF token inside) is never shared-cached.
 """
 
 import re
 import subprocess
+import time
 from datetime import timedelta
 
 import pytest
@@ -36,6 +38,43 @@ def n_object(varnish) -> int:
     return int(out.split()[1])
 
 
+def settled_n_object(varnish, *, at_most: int | None = None) -> int:
+    """MAIN.n_object once the 1 s hit-for-miss markers have expired: after 1.5 s, or as soon
+    as it is down to `at_most` (polled, up to 10 s)."""
+    if at_most is None:
+        time.sleep(1.5)
+        return n_object(varnish)
+    deadline = time.monotonic() + 10
+    while (count := n_object(varnish)) > at_most and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return count
+
+
+def test_one_off_searches_and_404s_leave_no_object_at_the_edge(edge):
+    """User input makes these URLs: on its first sight the app keeps the answer in one L1 only
+    and sends it with s-maxage=0, so Varnish keeps a 1 s hit-for-miss marker and then nothing.
+    A URL asked again is admitted everywhere: the edge serves it."""
+    make_article(title="Edge story", ago=timedelta(minutes=2))
+    assert edge.get("/api/articles/?page=1").status_code == 200
+    before = settled_n_object(edge)
+    responses = [edge.get(f"/api/search/?q=junk{n}") for n in range(40)]
+    responses += [edge.get(f"/api/articles/{10**8 + n}/") for n in range(40)]
+    responses += [edge.get(f"/articles/no-such-story-{n}/") for n in range(40)]
+    assert {r.status_code for r in responses[:40]} == {200}
+    assert {r.status_code for r in responses[40:]} == {404}
+    for response in responses:
+        assert response.headers["X-Cache-Edge"] == "MISS"
+        assert re.search(r"\bs-maxage=0\b", response.headers["Cache-Control"]), response.headers["Cache-Control"]
+    assert settled_n_object(edge, at_most=before) == before
+
+    # Asked again: admitted to L2 (doorkeeper) and to the edge.
+    for path in ("/api/search/?q=junk3", f"/api/articles/{10**8 + 3}/", "/articles/no-such-story-3/"):
+        again = edge.get(path)
+        assert "s-maxage=0" not in again.headers["Cache-Control"], (path, again.headers["Cache-Control"])
+        assert edge.get(path).headers["X-Cache-Edge"] == "HIT", path
+    assert settled_n_object(edge) == before + 3
+
+
 def test_format_and_accept_variants_cannot_poison_the_edge(edge):
     article = make_article(title="Edge story", ago=timedelta(minutes=2))
     Comment.objects.create(article=article, user=make_user(), body="first")
@@ -61,8 +100,10 @@ def test_cache_busters_leave_the_object_count_flat_and_known_params_still_vary(e
     for i in range(25):
         make_article(title=f"Story {i}", ago=timedelta(minutes=i + 1))
     assert edge.get("/api/articles/?page=1").status_code == 200
+    # A query is kept by the shared tiers from its second sight on (caching/conf.py admission).
+    assert edge.get("/api/search/?q=story").headers["Cache-Control"].endswith("s-maxage=0")
     assert edge.get("/api/search/?q=story").status_code == 200
-    before = n_object(edge)
+    before = settled_n_object(edge)
 
     responses = [edge.get(f"/api/articles/?page=1&cb={n}") for n in range(100)]
     responses += [edge.get(f"/api/search/?cb={n}&q=story&utm_source=x{n}") for n in range(20)]
@@ -73,7 +114,7 @@ def test_cache_busters_leave_the_object_count_flat_and_known_params_still_vary(e
     for n in range(20):
         edge.get(f"/api/no-such-endpoint/?cb={n}")
         edge.get(f"/api/docs/?cb={n}")
-    assert n_object(edge) == before
+    assert settled_n_object(edge, at_most=before) == before
 
     page2 = edge.get("/api/articles/?cb=7&page=2")
     assert page2.status_code == 200 and page2.json()["page"] == 2
