@@ -64,6 +64,16 @@ def purger():
     return user
 
 
+def test_staff_without_the_permission_sees_no_purge_form_and_cannot_post(client):
+    client.force_login(make_user(staff=True))
+    page = client.get(URL).content.decode()
+    assert 'value="Purge from every tier"' not in page and "articles.purge_cache" in page
+    assert client.post(URL, {"tags": "article:1"}).status_code == 403
+    assert not PurgeOutbox.objects.exists()
+    client.force_login(purger())
+    assert 'value="Purge from every tier"' in client.get(URL).content.decode()
+
+
 def test_purge_form_rejects_what_is_not_a_tag(client):
     client.force_login(purger())
     response = client.post(URL, {"tags": "<script>"})
