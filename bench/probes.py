@@ -7,6 +7,8 @@
 - Cache results per tier: newsite_cache_requests_total{tier,prefix,result} and
   newsite_cache_loads_total from the same metric files, when the cache library exports them.
 - Edge: varnishstat MAIN.cache_hit / cache_miss / cache_hitpass.
+- CPU: user + sys seconds of the named process trees (app server, Varnish, Redis) from /proc
+  (bench/cpu.py), read last when the snapshot is taken.
 """
 
 import json
@@ -18,6 +20,8 @@ from pathlib import Path
 import redis
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from bench import cpu
 
 
 def prom_samples(metrics_dir: Path) -> Counter:
@@ -89,10 +93,12 @@ def varnish_counters(name_dir: Path | None) -> Counter:
 class Snapshot:
     """Everything counted at one instant, for one server (and Varnish when in front)."""
 
-    def __init__(self, metrics_dir: Path, redis_client: redis.Redis, varnish_dir: Path | None = None):
+    def __init__(self, metrics_dir: Path, redis_client: redis.Redis, varnish_dir: Path | None = None,
+                 cpu_roots: dict[str, int] | None = None):
         self.prom = prom_samples(metrics_dir)
         self.redis = redis_commandstats(redis_client)
         self.varnish = varnish_counters(varnish_dir)
+        self.cpu = cpu.CpuSnapshot.take(cpu_roots or {})
 
     def delta(self, before: "Snapshot") -> dict:
         prom = Counter(self.prom)
@@ -112,4 +118,5 @@ class Snapshot:
                       if any(results.values())},
             "loads": cache_loads(prom),
             "varnish": dict(var),
+            "cpu": cpu.delta(before.cpu, self.cpu),  # {tree name: cpu.TreeDelta}
         }
