@@ -9,12 +9,16 @@ reaps it, and the worker that replaces it is a new descendant counted from 0. On
 leaves the tree unreaped (its parent died first) takes its time with it; `delta` reports a lower
 bound of such time as `lost_s`, and the processes that exited or started in the window.
 
-Resolution: one clock tick (10 ms at USER_HZ 100) per process and snapshot; the kernel scales the
-ticks to the precise runtime, so the error does not grow with the window.
+Resolution: utime and stime are truncated to clock ticks (10 ms at USER_HZ 100), up to 20 ms per
+process and snapshot, a few per cent of a 2-second slice of a busy core. So for a process alive in
+both snapshots, with the same threads, the delta is taken in nanoseconds from
+/proc/<pid>/task/<tid>/schedstat (each thread's time on a CPU, exact for a thread that is not
+running: the servers are idle when the harness snapshots them) whenever it agrees with the tick
+delta to within that truncation; otherwise (a thread started or ended in the window) the ticks.
 """
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -30,6 +34,7 @@ class ProcTimes:
     start: int  # starttime, ticks after boot: tells a reused pid from the process seen before
     own: int  # utime + stime
     reaped: int  # cutime + cstime
+    threads: tuple = ()  # ((tid, ns on a CPU), ...) from schedstat; () when not read
 
     @property
     def key(self) -> tuple[int, int]:
@@ -59,6 +64,20 @@ def read_all(proc: Path = PROC) -> dict[int, ProcTimes]:
     return out
 
 
+def read_threads(pid: int, proc: Path = PROC) -> tuple:
+    """((tid, ns on a CPU), ...) of a process's threads, () when unreadable."""
+    out = []
+    try:
+        for task in (proc / str(pid) / "task").iterdir():
+            try:
+                out.append((int(task.name), int((task / "schedstat").read_text().split()[0])))
+            except (OSError, ValueError, IndexError):
+                return ()
+    except OSError:
+        return ()
+    return tuple(sorted(out))
+
+
 def tree(procs: dict[int, ProcTimes], root: int) -> dict[tuple[int, int], ProcTimes]:
     """The root and its descendants, keyed by (pid, starttime)."""
     children = {}
@@ -83,7 +102,9 @@ class CpuSnapshot:
         if not roots:
             return cls()
         procs = read_all(proc)
-        return cls({name: tree(procs, pid) for name, pid in roots.items() if pid})
+        trees = {name: tree(procs, pid) for name, pid in roots.items() if pid}
+        return cls({name: {k: replace(p, threads=read_threads(p.pid, proc)) for k, p in t.items()}
+                    for name, t in trees.items()})
 
 
 @dataclass
@@ -94,16 +115,31 @@ class TreeDelta:
     lost_s: float = 0.0  # lower bound of exited processes' time nobody in the tree reaped
 
 
+def own_seconds(before: ProcTimes, after: ProcTimes) -> float:
+    """CPU seconds one live process used between two snapshots: the schedstat nanoseconds when
+    both snapshots saw the same threads and the figure agrees with the ticks (within the two
+    truncations of utime and stime at each end), else the ticks."""
+    ticks = (after.own - before.own) / CLK_TCK
+    if before.threads and [t for t, _ in before.threads] == [t for t, _ in after.threads]:
+        ns = (sum(n for _, n in after.threads) - sum(n for _, n in before.threads)) / 1e9
+        if abs(ns - ticks) <= 4 / CLK_TCK:
+            return ns
+    return ticks
+
+
 def tree_delta(before: dict, after: dict) -> TreeDelta:
-    """CPU seconds between two snapshots of one tree (see the module docstring)."""
-    total = sum(p.own + p.reaped for p in after.values()) - sum(p.own + p.reaped for p in before.values())
-    gone = [p for k, p in before.items() if k not in after]
+    """CPU seconds between two snapshots of one tree (see the module docstring): survivors' own
+    time (own_seconds) and the growth of their reaped children's time, new processes' whole time,
+    minus what the exited ones had at the first snapshot (their final time is in the reaper's)."""
     survivors = [k for k in before if k in after]
+    gone = [p for k, p in before.items() if k not in after]
+    new = [p for k, p in after.items() if k not in before]
     reaped_growth = sum(after[k].reaped - before[k].reaped for k in survivors)
     known_of_gone = sum(p.own + p.reaped for p in gone)
     lost = max(0, known_of_gone - reaped_growth)
-    return TreeDelta(seconds=(total + lost) / CLK_TCK, exited=len(gone),
-                     started=sum(1 for k in after if k not in before), lost_s=lost / CLK_TCK)
+    seconds = (sum(own_seconds(before[k], after[k]) for k in survivors)
+               + (reaped_growth + sum(p.own + p.reaped for p in new) - known_of_gone + lost) / CLK_TCK)
+    return TreeDelta(seconds=seconds, exited=len(gone), started=len(new), lost_s=lost / CLK_TCK)
 
 
 def delta(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, TreeDelta]:

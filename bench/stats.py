@@ -15,7 +15,8 @@ def best_results(results):
     """One row per (scenario, workload, mode): the round with the most req/s.
 
     The machine may be shared: the best round is the one least disturbed, and every mode is
-    picked by the same rule.
+    picked by the same rule. The throughput and servers scenarios pool their rounds' slices into
+    one row per mode (bench/measure.run_rounds), so their rows pass through unchanged.
     """
     groups = {}
     for r in results:

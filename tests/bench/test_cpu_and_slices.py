@@ -70,6 +70,28 @@ def test_a_reused_pid_is_a_new_process_and_unreaped_time_is_reported(tmp_path):
     assert d.seconds == pytest.approx((10 + 4) / TCK)  # what is known; the lost worker's window time is not
 
 
+def test_a_live_process_is_measured_in_nanoseconds_when_its_threads_agree_with_the_ticks(tmp_path):
+    proc = fake_proc(tmp_path / "p", [stat_line(10, 1, 100, 0)])
+    for tid, ns in ((10, 5_000_000_000), (11, 1_000_000_000)):
+        (proc / "10" / "task" / str(tid)).mkdir(parents=True)
+        (proc / "10" / "task" / str(tid) / "schedstat").write_text(f"{ns} 0 0\n")
+    snap = cpu.CpuSnapshot.take({"app": 10}, proc=proc)
+    (p,) = snap.trees["app"].values()
+    assert p.threads == ((10, 5_000_000_000), (11, 1_000_000_000))
+
+    def at(ticks, threads):
+        return cpu.ProcTimes(pid=10, ppid=1, start=1, own=ticks, reaped=0, threads=threads)
+
+    before = at(600, ((10, 5_000_000_000), (11, 1_000_000_000)))
+    precise = at(600 + 1 * TCK, ((10, 5_733_000_000), (11, 1_270_000_000)))  # 1.003 s, ticks say 1 s
+    assert cpu.own_seconds(before, precise) == pytest.approx(1.003)
+    other_threads = at(600 + 1 * TCK, ((10, 5_733_000_000), (12, 1_000)))  # thread 11 ended: ticks
+    assert cpu.own_seconds(before, other_threads) == pytest.approx(1.0)
+    disagree = at(600 + 2 * TCK, ((10, 5_733_000_000), (11, 1_270_000_000)))  # a thread came and went
+    assert cpu.own_seconds(before, disagree) == pytest.approx(2.0)
+    assert cpu.own_seconds(at(600, ()), at(600 + TCK, ())) == pytest.approx(1.0)
+
+
 CHILD = textwrap.dedent("""
     import os, sys, time
     ready, go = sys.argv[1], sys.argv[2]
