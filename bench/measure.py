@@ -13,16 +13,19 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 from bench import loadgen, webget
 from bench.context import Context, Result
 from bench.loadgen import Workload
-from bench.probes import Snapshot
+from bench.probes import Snapshot, busy_connections, prom_samples, requests_served
 from bench.stack import AppServer
 from bench.stats import percentile
 
-# After wrk stops, the requests still queued in the server finish; the window ends after them.
-DRAIN_SECONDS = 0.3
+# After wrk stops, the requests still queued in the server finish; the window ends after them
+# (drain): polled every DRAIN_POLL s until no connection to the target is unfinished and it
+# answered nothing more over one poll, at most DRAIN_LIMIT s.
+DRAIN_POLL, DRAIN_LIMIT = 0.1, 3.0
 CACHED_MODES = ("cache_page", "l2", "l1l2", "varnish")
 
 
@@ -142,9 +145,31 @@ def empty_tiers(ctx: Context, targets: list[Target]) -> None:
 
 
 def warm(ctx: Context, t: Target) -> None:
+    """The target's warm-up, drained like a window (its leftovers would land in the next one)."""
     seconds = ctx.opts.zipf_warmup if t.workload.kind == "zipf" else ctx.opts.warmup
     if seconds > 0:
         loadgen.run_wrk(ctx.wrk, t.base_url, t.workload, t.prefix, seconds, ctx.opts.connections)
+        drain(t)
+
+
+def drain(t: Target) -> float:
+    """Wait until the target has finished what wrk left queued; returns the seconds waited.
+
+    The next slice loads another server on the same core: a request still queued or running here
+    would cost that slice CPU and Redis commands that are not its own, and be missing from this
+    window's count. Done = no unfinished connection to the server's (or Varnish's) port
+    (probes.busy_connections: CLOSE_WAIT once wrk has gone) and no request answered over one poll.
+    Idle servers use no CPU, so polling CPU would not tell a starved request from none."""
+    ports = {t.server.port, urlparse(t.base_url).port}
+    started = time.monotonic()
+    served = requests_served(prom_samples(t.server.metrics_dir))
+    while time.monotonic() - started < DRAIN_LIMIT:
+        time.sleep(DRAIN_POLL)
+        now = requests_served(prom_samples(t.server.metrics_dir))
+        if now == served and not busy_connections(ports):
+            break
+        served = now
+    return time.monotonic() - started
 
 
 def window(ctx: Context, t: Target, seconds: float, round_: int, cycle: int) -> dict:
@@ -152,7 +177,7 @@ def window(ctx: Context, t: Target, seconds: float, round_: int, cycle: int) -> 
     each process tree, all over the same interval (snapshot, wrk, drain, snapshot)."""
     before = Snapshot(t.server.metrics_dir, ctx.redis_client, t.varnish_dir, t.cpu_roots)
     run = loadgen.run_wrk(ctx.wrk, t.base_url, t.workload, t.prefix, seconds, ctx.opts.connections)
-    time.sleep(DRAIN_SECONDS)
+    drained = drain(t)
     after = Snapshot(t.server.metrics_dir, ctx.redis_client, t.varnish_dir, t.cpu_roots)
     d = after.delta(before)
     # Per-request figures divide by what the server side answered (wrk does not count the requests
@@ -169,6 +194,7 @@ def window(ctx: Context, t: Target, seconds: float, round_: int, cycle: int) -> 
         "cpu_s": {name: td.seconds for name, td in d["cpu"].items()},
         "cpu_exited": sum(td.exited for td in d["cpu"].values()),
         "cpu_lost_s": sum(td.lost_s for td in d["cpu"].values()),
+        "drain_s": drained,
     }
 
 
@@ -264,6 +290,7 @@ def aggregate(scenario: str, workload_name: str, label: str, mode: str, slices: 
                  "bytes_per_resp": sum(s["bytes"] for s in slices) / max(1, res.requests),
                  "slices": slices, "req_s_range": (min(req_s), max(req_s)), "failed_slices": failed,
                  "cpu_exited": sum(s["cpu_exited"] for s in slices),
+                 "drains_at_limit": sum(1 for s in slices if s.get("drain_s", 0.0) >= DRAIN_LIMIT),
                  "cpu_lost_s": sum(s["cpu_lost_s"] for s in slices)}
     if res.non_2xx > 0.01 * served:
         res.status = f"invalid: {res.non_2xx} non-2xx of {served}"

@@ -90,6 +90,32 @@ def varnish_counters(name_dir: Path | None) -> Counter:
     return out
 
 
+# /proc/net/tcp states: a connection the server has not finished with (in its backlog, being read,
+# or closed by the client while the server still works on it).
+_SYN_RECV, _CLOSE_WAIT, _ESTABLISHED = "03", "08", "01"
+
+
+def busy_connections(ports, table: str | None = None) -> int:
+    """Connections to one of `ports` (local side) the server has not finished: SYN_RECV, CLOSE_WAIT
+    (wrk has gone, the server has not closed: the request is queued or running), or ESTABLISHED
+    with unread bytes. An idle keep-alive connection (ESTABLISHED, nothing unread) is not busy."""
+    if table is None:
+        try:
+            table = Path("/proc/net/tcp").read_text()
+        except OSError:
+            return 0
+    wanted = {f"{port:04X}" for port in ports}
+    busy = 0
+    for line in table.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 5 or fields[1].rsplit(":", 1)[-1] not in wanted:
+            continue
+        state, rx_queue = fields[3], int(fields[4].split(":")[1], 16)
+        if state in (_SYN_RECV, _CLOSE_WAIT) or (state == _ESTABLISHED and rx_queue):
+            busy += 1
+    return busy
+
+
 class Snapshot:
     """Everything counted at one instant, for one server (and Varnish when in front)."""
 

@@ -131,6 +131,8 @@ def throughput_tables(results, workloads, modes) -> list[str]:
                 notes.append(f"{r.extra['cpu_exited']} server processes exited mid-window"
                              + (f", >= {r.extra['cpu_lost_s'] * 1000:.0f} ms CPU unaccounted"
                                 if r.extra.get("cpu_lost_s") else " (their CPU counted)"))
+            if r.extra.get("drains_at_limit"):
+                notes.append(f"{r.extra['drains_at_limit']} slices still busy 3 s after wrk stopped")
             if r.status != "ok":
                 notes.append(r.status)
             slices = r.extra.get("slices") or []

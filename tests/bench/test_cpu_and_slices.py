@@ -10,6 +10,7 @@ import pytest
 
 from bench import cpu, measure, report
 from bench.context import Context
+from bench.probes import busy_connections
 from bench.stack import Stack
 from bench.stats import paired_ratio, per_cycle_ratios
 
@@ -258,3 +259,48 @@ def test_cli_slices_by_default_and_checks_the_value():
     assert parse(["--slice", "0"]).slice == 0
     with pytest.raises(SystemExit):
         parse(["--slice", "-1"])
+
+
+def test_busy_connections_reads_the_tcp_table():
+    header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    rows = [
+        "0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0 1",  # listening
+        "1: 0100007F:1F90 0100007F:C350 08 00000000:00000000 00:00000000 00000000 0 0 2",  # CLOSE_WAIT
+        "2: 0100007F:1F90 0100007F:C351 01 00000000:0000004E 00:00000000 00000000 0 0 3",  # unread request
+        "3: 0100007F:1F90 0100007F:C352 01 00000000:00000000 00:00000000 00000000 0 0 4",  # idle keep-alive
+        "4: 0100007F:1F90 0100007F:C353 06 00000000:00000000 00:00000000 00000000 0 0 5",  # TIME_WAIT
+        "5: 0100007F:C354 0100007F:1F90 08 00000000:00000000 00:00000000 00000000 0 0 6",  # client side
+    ]
+    table = header + "\n".join(rows) + "\n"
+    assert busy_connections({8080}, table) == 2
+    assert busy_connections({8081}, table) == 0
+
+
+def test_a_request_left_in_the_backlog_is_busy_until_the_server_closes_it():
+    """A real socket: a client sends a request and goes away before the server accepted it (what
+    wrk leaves behind when it stops); the connection is busy until the server has dealt with it."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port = server.getsockname()[1]
+    try:
+        client = socket.create_connection(("127.0.0.1", port))
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        client.close()
+        assert wait_until(lambda: busy_connections({port}) == 1)
+        conn, _ = server.accept()
+        conn.recv(1024)
+        conn.close()
+        assert wait_until(lambda: busy_connections({port}) == 0)
+    finally:
+        server.close()
+
+
+def wait_until(predicate, tries=500):
+    for _ in range(tries):
+        if predicate():
+            return True
+        subprocess.run(["sleep", "0.01"])
+    return predicate()
