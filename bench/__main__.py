@@ -26,13 +26,20 @@ def parse(argv):
                    help=f"all ({', '.join(IN_ALL)}), or a comma list of {', '.join(SCENARIOS)} (default all)")
     p.add_argument("--modes", default=",".join(MODES), help=f"comma list of {', '.join(MODES)}")
     p.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma list of {', '.join(WORKLOADS)}")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds measured per mode x workload (10)")
+    p.add_argument("--duration", type=float, default=10.0,
+                   help="seconds measured per mode x workload and round (10), in --slice-second slices")
+    p.add_argument("--slice", type=int, default=2,
+                   help="seconds per slice (2; wrk takes whole seconds): within a round, the modes of one workload "
+                        "alternate in slices, the order rotated each cycle, --duration / --slice cycles; 0: one "
+                        "block of --duration per mode, tiers emptied before each cached mode")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up before each measurement (3)")
     p.add_argument("--zipf-warmup", type=float, default=10.0,
                    help="warm-up seconds before each Zipf measurement (10): the long tail needs longer")
     p.add_argument("--no-cold-start", dest="cold_start", action="store_false",
                    help="keep Redis db and Varnish contents between measurements (default: flush before each cached mode)")
-    p.add_argument("--rounds", type=int, default=1, help="interleaved rounds; the best round of each mode x workload is reported")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="rounds (1): each empties the tiers, warms every mode up and runs its cycles; the slices of "
+                        "all rounds are pooled (ratios: median of the per-cycle ratios)")
     p.add_argument("--connections", type=int, default=16, help="wrk connections (16)")
     p.add_argument("--cold-clients", type=int, default=256, help="concurrent clients of the cold-key scenario")
     p.add_argument("--cold-server", default="gunicorn-gthread",
@@ -68,7 +75,7 @@ def parse(argv):
     p.add_argument("--coherence-edit-interval", type=float, default=0.2,
                    help="seconds between the end of one coherence edit and the next (0.2)")
     p.add_argument("--name", default=None, help="scenario name in the results file name")
-    p.add_argument("--smoke", action="store_true", help="2 s per measurement, 1 s warm-up, 5 freshness writes, 5 s of coherence sampling")
+    p.add_argument("--smoke", action="store_true", help="2 s per measurement (1 s slices), 1 s warm-up, 5 freshness writes, 5 s of coherence sampling")
     opts = p.parse_args(argv)
     opts.argv_text = " ".join(argv)
     opts.scenarios = IN_ALL if opts.scenario == "all" else tuple(s.strip() for s in opts.scenario.split(","))
@@ -83,6 +90,9 @@ def parse(argv):
         opts.modes = ("floor", *opts.modes)
     if opts.smoke:
         opts.duration, opts.warmup, opts.zipf_warmup = 2.0, 1.0, 2.0
+        opts.slice = min(opts.slice, 1)
+    if opts.slice < 0:
+        p.error("--slice must be >= 0")
     if opts.coherence_duration is None:
         opts.coherence_duration = 5.0 if opts.smoke else 720.0
     if opts.fresh_iterations is None:

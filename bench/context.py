@@ -33,6 +33,7 @@ class Result:
     redis_per_req: float | None = None
     redis_top: str = ""
     hit: str = ""
+    cpu_ms: dict = field(default_factory=dict)  # {"app"|"varnish"|"redis": CPU ms per request served}
     extra: dict = field(default_factory=dict)
 
 

@@ -7,6 +7,8 @@
 - Cache results per tier: newsite_cache_requests_total{tier,prefix,result} and
   newsite_cache_loads_total from the same metric files, when the cache library exports them.
 - Edge: varnishstat MAIN.cache_hit / cache_miss / cache_hitpass.
+- CPU: user + sys seconds of the named process trees (app server, Varnish, Redis) from /proc
+  (bench/cpu.py), read last when the snapshot is taken.
 """
 
 import json
@@ -18,6 +20,8 @@ from pathlib import Path
 import redis
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from bench import cpu
 
 
 def prom_samples(metrics_dir: Path) -> Counter:
@@ -86,13 +90,41 @@ def varnish_counters(name_dir: Path | None) -> Counter:
     return out
 
 
+# /proc/net/tcp states: a connection the server has not finished with (in its backlog, being read,
+# or closed by the client while the server still works on it).
+_SYN_RECV, _CLOSE_WAIT, _ESTABLISHED = "03", "08", "01"
+
+
+def busy_connections(ports, table: str | None = None) -> int:
+    """Connections to one of `ports` (local side) the server has not finished: SYN_RECV, CLOSE_WAIT
+    (wrk has gone, the server has not closed: the request is queued or running), or ESTABLISHED
+    with unread bytes. An idle keep-alive connection (ESTABLISHED, nothing unread) is not busy."""
+    if table is None:
+        try:
+            table = Path("/proc/net/tcp").read_text()
+        except OSError:
+            return 0
+    wanted = {f"{port:04X}" for port in ports}
+    busy = 0
+    for line in table.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 5 or fields[1].rsplit(":", 1)[-1] not in wanted:
+            continue
+        state, rx_queue = fields[3], int(fields[4].split(":")[1], 16)
+        if state in (_SYN_RECV, _CLOSE_WAIT) or (state == _ESTABLISHED and rx_queue):
+            busy += 1
+    return busy
+
+
 class Snapshot:
     """Everything counted at one instant, for one server (and Varnish when in front)."""
 
-    def __init__(self, metrics_dir: Path, redis_client: redis.Redis, varnish_dir: Path | None = None):
+    def __init__(self, metrics_dir: Path, redis_client: redis.Redis, varnish_dir: Path | None = None,
+                 cpu_roots: dict[str, int] | None = None):
         self.prom = prom_samples(metrics_dir)
         self.redis = redis_commandstats(redis_client)
         self.varnish = varnish_counters(varnish_dir)
+        self.cpu = cpu.CpuSnapshot.take(cpu_roots or {})
 
     def delta(self, before: "Snapshot") -> dict:
         prom = Counter(self.prom)
@@ -112,4 +144,5 @@ class Snapshot:
                       if any(results.values())},
             "loads": cache_loads(prom),
             "varnish": dict(var),
+            "cpu": cpu.delta(before.cpu, self.cpu),  # {tree name: cpu.TreeDelta}
         }

@@ -126,6 +126,14 @@ class Stack:
         self.procs.append(proc)
         return proc
 
+    def pid_of(self, name: str) -> int | None:
+        """The pid of the running process started as `name` (its process tree is what bench/cpu.py
+        measures: taskset execs the command, so the pid is the command's own)."""
+        for proc in self.procs:
+            if proc.name == name and proc.popen.poll() is None:
+                return proc.popen.pid
+        return None
+
     def close(self) -> None:
         for proc in reversed(self.procs):
             proc.stop()

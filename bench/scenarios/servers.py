@@ -1,9 +1,8 @@
-"""Scenario `servers`: gunicorn sync vs gthread vs granian on the floor and the hot article."""
-
-import subprocess
+"""Scenario `servers`: gunicorn sync vs gthread vs granian on the floor and the hot article,
+alternating in slices like the throughput scenario's modes."""
 
 from bench.context import Context, Result, log
-from bench.measure import measure
+from bench.measure import Entry, run_rounds
 from bench.stack import AppServer, Unavailable
 
 SERVER_KINDS = ("gunicorn-sync", "gunicorn-gthread", "granian")
@@ -21,23 +20,17 @@ def run(ctx: Context) -> None:
         except Unavailable as exc:
             started[kind] = f"n/a: {exc}"
             log(started[kind])
-    for rnd in range(opts.rounds):
-        for workload in ("floor", "hot"):
-            for kind in SERVER_KINDS:
-                server = started[kind]
-                if isinstance(server, str):
-                    res = Result("servers", workload, kind, status=server)
-                else:
-                    try:
-                        res = measure(ctx, "servers", workload, "floor" if workload == "floor" else "l1l2",
-                                      server_override=server)
-                    except (RuntimeError, subprocess.TimeoutExpired) as exc:
-                        res = Result("servers", workload, kind, status=f"n/a: load generator failed: {exc}")
-                    res.mode = kind
-                res.extra["round"] = rnd
-                ctx.results.append(res)
-                log(f"servers {workload:5} {kind:16} "
-                    + (f"{res.req_s:8.0f} req/s p99 {res.p99_ms:.1f} ms" if res.status == "ok" else res.status))
+    for workload in ("floor", "hot"):
+        mode = "floor" if workload == "floor" else "l1l2"
+        entries = [Entry(kind, mode, server) for kind, server in started.items() if isinstance(server, AppServer)]
+        rows = run_rounds(ctx, "servers", workload, entries, opts.rounds, log)
+        rows += [Result("servers", workload, kind, status=server)
+                 for kind, server in started.items() if isinstance(server, str)]
+        for res in rows:
+            ctx.results.append(res)
+            log(f"servers {workload:5} {res.mode:16} "
+                + (f"{res.req_s:8.0f} req/s app CPU {res.cpu_ms.get('app', float('nan')):.3f} ms/req "
+                   f"p99 {res.p99_ms:.1f} ms" if res.status == "ok" else res.status))
     for server in started.values():
         if isinstance(server, AppServer):
             ctx.stack.stop_app(server)

@@ -16,6 +16,7 @@ import sys
 from bench import loadgen
 from bench.context import log
 from bench.loadgen import Workload
+from bench.measure import cpu_roots
 from bench.probes import Snapshot
 from bench.stack import ROOT, AppServer, Unavailable
 
@@ -75,21 +76,26 @@ def run(ctx) -> None:
                     continue
                 warm_seconds = _last_warm_seconds(ctx)
             rows = []
+            roots = cpu_roots(ctx, server, None)
             for index in range(slices):
-                before = Snapshot(server.metrics_dir, ctx.redis_client)
+                before = Snapshot(server.metrics_dir, ctx.redis_client, cpu_roots=roots)
                 run_ = loadgen.run_wrk(ctx.wrk, server.base_url, workload, "", slice_seconds, opts.connections)
-                after = Snapshot(server.metrics_dir, ctx.redis_client)
+                after = Snapshot(server.metrics_dir, ctx.redis_client, cpu_roots=roots)
                 delta = after.delta(before)
                 ratio, l1, l2 = _hit_ratio(delta)
                 served = max(1, delta["served"] or run_["requests"])
                 rows.append({"slice": index, "req_s": run_["req_s"], "hit": ratio, "l1": l1, "l2": l2,
-                             "db_per_req": delta["db_queries"] / served, "requests": served})
+                             "db_per_req": delta["db_queries"] / served, "requests": served,
+                             "cpu_s": {name: td.seconds for name, td in delta["cpu"].items()}})
             total = sum(r["requests"] for r in rows)
+            cpu_names = set().union(*(r["cpu_s"] for r in rows))
             out["phases"][phase] = {
                 "status": "ok", "slices": rows, "warm_cache_seconds": warm_seconds,
                 "hit": sum((r["hit"] or 0) * r["requests"] for r in rows) / max(1, total),
                 "db_per_req": sum(r["db_per_req"] * r["requests"] for r in rows) / max(1, total),
                 "req_s": sum(r["req_s"] for r in rows) / len(rows),
+                "cpu_ms": {name: 1000 * sum(r["cpu_s"].get(name, 0.0) for r in rows) / max(1, total)
+                           for name in sorted(cpu_names)},
             }
             log(f"warmstart {phase}: hit ratio {out['phases'][phase]['hit']:.3f} over the first "
                 f"{opts.warm_minute:g} s, db/req {out['phases'][phase]['db_per_req']:.3f}")
