@@ -12,6 +12,12 @@ ignores db indexes) in one grammar, written by caching/lua/common.lua:
 Every process applies each message to its own L1. The subscription runs on a dedicated
 connection named `keys.subscriber_client_name(namespace, pid)`.
 
+A message that has reached the process but is not applied yet (its bytes unread in the socket,
+or read and being applied: `unapplied()`) makes L1 hits fall through to L2, which the write
+invalidated before it published. So read-your-writes does not depend on this thread being
+scheduled in time: a write that returned after its acknowledgement wait timed out (a starved
+process) still cannot be answered from an old L1 entry in a request that began after it.
+
 Whenever the subscription is (re)established - first start, redis-py's silent reconnect, or our
 own after an error - the whole L1 is cleared, because invalidations may have been missed
 meanwhile; on a connection error it is cleared at once too. Messages arrive in sequence order
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import threading
 import time
 from typing import NamedTuple
@@ -90,6 +97,8 @@ class Subscriber:
         self.state = CONNECTING
         self.stuck_count = 0
         self.heartbeat = time.monotonic()  # the loop's last turn (several times a second)
+        self._fd: int | None = None  # the subscribed socket (unapplied() polls it)
+        self._draining = False  # between reading messages off the socket and applying them
         self._stop = threading.Event()
         self._wake = threading.Event()  # cuts a reconnect backoff short (stop, Redis back)
         self._thread = threading.Thread(target=self._run, name="caching-l1-subscriber", daemon=True)
@@ -105,6 +114,20 @@ class Subscriber:
 
     def wait_subscribed(self, timeout: float) -> bool:
         return self.subscribed.wait(timeout)
+
+    def unapplied(self) -> bool:
+        """Has an invalidation reached this process that L1 has not applied yet? True while the
+        subscribed socket holds unread bytes (polled without reading: ~2 us) or the thread is
+        applying what it read. Checked first the socket, then the flag: the thread sets the
+        flag before it reads, so no message slips between the two checks."""
+        fd = self._fd
+        if fd is not None:
+            try:
+                if select.select((fd,), (), (), 0)[0]:
+                    return True
+            except (OSError, ValueError):  # closed by a reconnect: the thread clears L1 anyway
+                return True
+        return self._draining
 
     @property
     def alive(self) -> bool:
@@ -160,24 +183,28 @@ class Subscriber:
                             pinged_at = now
                     elif now - pinged_at > STUCK_AFTER:
                         raise _Stuck(f"no answer to a PING for {now - pinged_at:.1f}s")
-                    message = pubsub.get_message(timeout=0.25)
-                    if message is None:
+                    if not self._wait_readable(pubsub, 0.25):
                         continue
-                    kind = message["type"]
-                    if kind == "message":
-                        self._apply(message["data"])
-                    elif kind == "pong":
-                        pinged_at, answered_at = None, time.monotonic()
-                    elif kind == "subscribe":
-                        # New or re-established subscription: whatever was published while we
-                        # were not listening is lost, so nothing in L1 can be trusted.
-                        self.l1.clear()
-                        self.last_seq = 0
-                        metrics.count_invalidation("l1_flush")
-                        self.state = OK
-                        self.subscribed.set()
-                        pinged_at, answered_at = None, time.monotonic()
-                        backoff = 0.05
+                    self._draining = True  # before the first read: see unapplied()
+                    try:
+                        while (message := pubsub.get_message(timeout=0)) is not None:
+                            kind = message["type"]
+                            if kind == "message":
+                                self._apply(message["data"])
+                            elif kind == "pong":
+                                pinged_at, answered_at = None, time.monotonic()
+                            elif kind == "subscribe":
+                                # New or re-established subscription: whatever was published
+                                # while we were not listening is lost: L1 cannot be trusted.
+                                self.l1.clear()
+                                self.last_seq = 0
+                                metrics.count_invalidation("l1_flush")
+                                self.state = OK
+                                self.subscribed.set()
+                                pinged_at, answered_at = None, time.monotonic()
+                                backoff = 0.05
+                    finally:
+                        self._draining = False
             except _Stuck as exc:
                 self.stuck_count += 1
                 metrics.count_invalidation("subscriber_stuck")
@@ -196,6 +223,7 @@ class Subscriber:
                 self._lost(repr(exc), CONNECTING, clear=True)
                 backoff = self._backoff(backoff)
             finally:
+                self._fd = None
                 if pubsub is not None:
                     try:
                         pubsub.close()
@@ -204,6 +232,20 @@ class Subscriber:
                     pubsub.connection_pool.disconnect()
         self.subscribed.clear()
         self.state = CONNECTING
+
+    def _wait_readable(self, pubsub, timeout: float) -> bool:
+        """Block until the subscribed socket has bytes (or `timeout`); remember its descriptor
+        for unapplied(). No socket yet (redis-py reconnects inside get_message): True."""
+        conn = pubsub.connection
+        sock = getattr(conn, "_sock", None) if conn is not None else None  # redis-py's socket
+        if sock is None:
+            self._fd = None
+            return True
+        try:
+            self._fd = sock.fileno()
+            return bool(select.select((self._fd,), (), (), timeout)[0])
+        except (OSError, ValueError):
+            return True  # closed under us: get_message raises the connection error
 
     def _apply(self, data: bytes) -> None:
         try:

@@ -64,6 +64,7 @@ class Engine:
             client_name=keys.subscriber_client_name(self.namespace, self.pid),
             ack_key=lambda seq: keys.ack_key(self.namespace, seq),
         )
+        self.l1.unapplied = self.subscriber.unapplied
         self.subscriber.start()
         self.subscriber.wait_subscribed(FIRST_SUBSCRIBE_WAIT)
 

@@ -84,6 +84,10 @@ class L1Entry(Fetched):
         self.stats = stats
 
 
+def _nothing_unapplied() -> bool:
+    return False
+
+
 def _ttu(_key, entry, _now):
     return entry.expires
 
@@ -134,16 +138,24 @@ class L1:
         self.clears = 0
         self.removed_by_tag = 0
         self.refused_fills = 0
+        self.held_back = 0  # hits not served: an invalidation had arrived, not yet applied
+        self.unapplied = _nothing_unapplied  # the subscriber's unapplied() (caching/broadcast.py)
 
     # --- hot path ---------------------------------------------------------------------------
 
     def get(self, key: str) -> L1Entry | None:
-        """The live entry of `key` or None. Cost: one lock and a dict lookup (~1 us)."""
+        """The live entry of `key` or None. Cost: one lock, a dict lookup and, on a hit, one
+        poll of the subscriber's socket (~1 + 2 us). None as well while an invalidation has
+        reached this process but is not applied yet: the caller reads L2, already invalidated."""
         with self._lock:
             try:
-                return self._store[key]
+                entry = self._store[key]
             except KeyError:
                 return None
+        if self.unapplied():
+            self.held_back += 1
+            return None
+        return entry
 
     # --- fills --------------------------------------------------------------------------------
 
@@ -269,5 +281,6 @@ class L1:
                 "clears": self.clears,
                 "removed_by_tag": self.removed_by_tag,
                 "refused_fills": self.refused_fills,
+                "held_back": self.held_back,
                 "seen_sequence": self.seen_seq,
             }

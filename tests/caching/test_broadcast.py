@@ -1,7 +1,10 @@
 """3. Invalidate in process A -> process B's L1 no longer serves the old value once the broadcast
-arrives; kill B's subscription -> B's L1 is cleared (and B resubscribes)."""
+arrives; kill B's subscription -> B's L1 is cleared (and B resubscribes). A subscriber thread that
+is not scheduled in time (it has the message but has not applied it) does not let B answer from
+its old L1 entry after A's write returned."""
 
 import multiprocessing
+import threading
 import time
 
 import pytest
@@ -26,6 +29,24 @@ def _process_b(conn):
             conn.send({"subscribed": eng.subscribed(), "clears": eng.l1.clears, "entries": len(eng.l1)})
         elif command[0] == "wait_subscribed":
             conn.send(engine.default().subscriber.wait_subscribed(10))
+        elif command[0] == "stall":
+            # Starve the subscriber thread: it reads the next message, then sits on it (as a
+            # thread the OS does not schedule would) until "release"; then applies it as usual.
+            sub = engine.default().subscriber
+            apply, release = sub._apply, threading.Event()
+
+            def stalled(data, apply=apply, release=release):
+                release.wait(10)
+                apply(data)
+
+            sub._apply = stalled
+            _process_b.release = release
+            conn.send(True)
+        elif command[0] == "release":
+            _process_b.release.set()
+            conn.send(True)
+        elif command[0] == "held_back":
+            conn.send(engine.default().l1.held_back)
         else:
             return
 
@@ -74,6 +95,41 @@ def test_invalidation_reaches_other_process_l1_and_lost_subscription_clears_it()
         # The entry is gone from L1: served from L2 now, then L1 again.
         assert ask("get", "v3") == ("v2", caching.HIT_L2)
         assert ask("get", "v3") == ("v2", caching.HIT_L1)
+    finally:
+        conn.send(("quit",))
+        b.join(5)
+        if b.is_alive():
+            b.kill()
+
+
+@pytest.mark.slow
+def test_a_starved_subscriber_does_not_let_an_old_l1_entry_answer():
+    ctx = multiprocessing.get_context("fork")
+    conn, child_conn = ctx.Pipe()
+    b = ctx.Process(target=_process_b, args=(child_conn,), daemon=True)
+    b.start()
+
+    def ask(*command):
+        conn.send(command)
+        assert conn.poll(15), "process B does not answer"
+        return conn.recv()
+
+    try:
+        assert ask("wait_subscribed") is True
+        assert ask("get", "v1") == ("v1", caching.MISS)
+        assert ask("get", "v1") == ("v1", caching.HIT_L1)
+        assert ask("stall") is True
+        # A's write returns after its acknowledgement wait (B cannot acknowledge: stalled).
+        caching.invalidate_tags([TAG])
+        # B's L1 still holds v1 and the invalidation is not applied, yet B must not answer v1:
+        # the message has reached B, so the hit falls through to L2 (invalidated: a fresh load).
+        for _ in range(3):
+            value, source = ask("get", "v2")
+            assert value == "v2", (value, source)
+            assert source != caching.HIT_L1
+        assert ask("held_back") >= 3
+        assert ask("release") is True
+        assert _until(lambda a: a == ("v2", caching.HIT_L1), lambda: ask("get", "v3")) == ("v2", caching.HIT_L1)
     finally:
         conn.send(("quit",))
         b.join(5)
