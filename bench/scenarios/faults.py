@@ -10,9 +10,9 @@ answer per second; a writer PATCHes articles through the editorial API all along
 Faults, one after the other, each FAULT_SECONDS long (5 with --smoke), with a recovery window:
   redis      the cache redis-server killed (SIGKILL), restarted empty; measured like-for-like
              against a second gunicorn (same worker class and count) with L2 disabled
-             (CACHE_L2_ENABLED=false: L1 + PostgreSQL, no Redis), in neighbouring windows
-             (L2 disabled, outage, L2 disabled), the same app-only readers and the same writer
-             pointed at the server of the window; req/s and the workers' CPU time per request
+             (CACHE_L2_ENABLED=false: L1 + PostgreSQL, no Redis): the same app-only readers and
+             the same writer alternate between the two servers in 5 s slices during the outage;
+             req/s and the workers' CPU time per request
   snapshot   the cache redis-server SAVEs, the writer edits, Redis is killed and restarted from
              that older RDB (the invalidation sequence and every invalidation after the SAVE are
              gone): L1 clears per worker and stale reads 1 s after the restart
@@ -51,6 +51,7 @@ IN_ALL = False  # minutes long: run it by name (--scenario faults)
 FAULT_SECONDS = 30.0
 RECOVERY_SECONDS = 15.0
 WARM_SECONDS = 3.0  # the L2-disabled server's L1s fill before its first measured window
+SLICES = 6  # the Redis outage alternates app / L2-disabled slices of FAULT_SECONDS / SLICES
 READERS = 8
 EDITED = 6  # articles the writer cycles through
 
@@ -563,48 +564,66 @@ def _measure(timeline: Timeline, server: Service, tier: str, seconds: float) -> 
 
 def _redis_row(run: Run) -> None:
     """Redis killed for fault_s, restarted empty, against "L2 disabled" like-for-like: a second
-    gunicorn (same worker class and count, CACHE_L2_ENABLED=false) measured right before and
-    right after the outage, the same app-only readers and the same writer moved from server to
-    server. The ratio is the outage's req/s over the mean of its two neighbours."""
+    gunicorn (same worker class and count, CACHE_L2_ENABLED=false) and the stack's gunicorn take
+    the load in turns, SLICES slices of fault_s / SLICES each: one on the L2-disabled server
+    before the kill, then, during the outage, the stack's gunicorn and the L2-disabled one
+    alternating (outage first). The same reader threads (retargeted, never restarted) and the
+    same writer follow the load. Ratio: req/s of the outage slices over req/s of the L2-disabled
+    slices, so the machine's drift (other processes) falls on both alike."""
     timeline, readers, writer = run.timeline, run.readers, run.writer
     since = _last_outbox_id(run.dsn)
     l2off = _gunicorn(run.ctx, {**run.env, "CACHE_L2_ENABLED": "false"}, run.ctx.opts.workers)
     l2off_url = f"http://127.0.0.1:{l2off.port}"
-    on_l2off = [("l2off", l2off_url + p) for p in run.paths]
-    on_app = [("app", run.app_url + p) for p in run.paths]
-    windows = {}
-    try:
-        def baseline(name):
-            readers.retarget(on_l2off)
-            writer.base_url, writer.label = l2off_url, "L2 disabled"
-            begun = timeline.now()
-            windows[name] = _measure(timeline, l2off, "l2off", run.fault_s)
+    targets = {"l2off": (l2off, l2off_url, [("l2off", l2off_url + p) for p in run.paths], "L2 disabled"),
+               "app": (run.app, run.app_url, [("app", run.app_url + p) for p in run.paths], "redis")}
+    slice_s = run.fault_s / SLICES
+    slices = []
+
+    def measured(tier: str, phase: str) -> None:
+        server, url, urls, label = targets[tier]
+        readers.retarget(urls)
+        writer.base_url, writer.label = url, label
+        begun = timeline.now()
+        slices.append({"phase": phase, **_measure(timeline, server, tier, slice_s)})
+        if tier == "l2off":
             timeline.baselines.append(("L2 disabled", begun, timeline.now()))
 
-        readers.retarget(on_l2off)
+    try:
+        readers.retarget(targets["l2off"][2])
         time.sleep(WARM_SECONDS)
-        baseline("before")
+        measured("l2off", "before the kill")
         run.cache.kill()
-        readers.retarget(on_app)
-        writer.base_url, writer.label = run.app_url, "redis"
         start = timeline.now()
-        windows["outage"] = _measure(timeline, run.app, "app", run.fault_s)
+        for i in range(SLICES):
+            measured("app" if i % 2 == 0 else "l2off", "outage")
         end = timeline.now()
         timeline.windows.append(("redis", start, end))
         run.cache.start()  # empty: it saved nothing
-        baseline("after")
     finally:
         readers.retarget(run.mixed())
         writer.base_url, writer.label = run.app_url, "after redis"
         l2off.stop()
     time.sleep(run.recovery_s)
     row = run.checks("redis", since, start, end)
-    base = (windows["before"]["req_s"] + windows["after"]["req_s"]) / 2
-    row["vs_l2_off"] = windows["outage"]["req_s"] / base if base else None
-    run.out["redis_vs_l2_off"] = {**windows, "ratio": row["vs_l2_off"]}
+    totals = {tier: _sum_slices([s for s in slices if s["tier"] == tier]) for tier in ("app", "l2off")}
+    base = totals["l2off"]["req_s"]
+    row["vs_l2_off"] = totals["app"]["req_s"] / base if base else None
+    row["during"]["app_req_s"] = totals["app"]["req_s"]  # over its slices (the window is shared with l2off)
+    run.out["redis_vs_l2_off"] = {"slices": slices, "outage": totals["app"], "l2off": totals["l2off"],
+                                  "ratio": row["vs_l2_off"]}
     run.out["rows"].append(row)
     log(f"faults: redis vs L2 disabled: {json.dumps(run.out['redis_vs_l2_off'], default=str)}")
     log(f"faults: redis: {json.dumps(row, default=str)}")
+
+
+def _sum_slices(slices: list[dict]) -> dict:
+    seconds = sum(s["seconds"] for s in slices)
+    answers = sum(s["requests"] for s in slices)
+    cpu = sum(s["cpu_s"] for s in slices)
+    return {"slices": len(slices), "seconds": round(seconds, 1), "requests": answers,
+            "req_s": answers / seconds if seconds else 0.0, "cpu_s": round(cpu, 2),
+            "cpu_ms_per_req": 1000 * cpu / answers if answers else None,
+            **{k: sum(s.get(k, 0) for s in slices) for k in ("s5xx", "s503", "errors")}}
 
 
 def _snapshot_row(run: Run) -> None:
