@@ -355,7 +355,8 @@ def faults_section(ctx) -> list[str]:
         if "stale_1s" in row:
             s1 = row["stale_1s"]
             notes.append(f"1 s after the restart: stale app {s1['app']} / edge {s1['edge']} ({s1['reads']} reads); "
-                         f"L1 clears per worker {sorted(row['l1_clears'].values())}, l1_flush {row['l1_flushes']:g}")
+                         f"L1 clears per worker {sorted(row['l1_clears'].values())}, l1_flush {row['l1_flushes']:g}; "
+                         "the stale column (after recovery) counts after the writer's next edit of each article")
         out.append(f"| {row['fault']} | {row['seconds']:g} | {d.get('app_req_s', 0):,.0f} | "
                    f"{d.get('edge_req_s', 0):,.0f} | {d.get('app:s5xx', 0)} | {d.get('app:s503', 0)} | "
                    f"{d.get('app:errors', 0)} / {d.get('edge:errors', 0) + d.get('edge:s5xx', 0)} | "
