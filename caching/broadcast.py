@@ -167,6 +167,10 @@ class Subscriber:
     def _run(self) -> None:
         backoff = 0.05
         while not self._stop.is_set():
+            # A reconnect attempt is a turn of the loop too (one every <= 2 s backoff + connect
+            # timeout): without it a Redis outage longer than the engine's stuck threshold read
+            # as "stuck" and turned L1 fills off, so every request went to the database.
+            self.heartbeat = time.monotonic()
             pubsub = None
             try:
                 if self.state not in (STUCK, DOWN):  # those hold until the confirmation arrives

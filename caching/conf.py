@@ -23,6 +23,10 @@ from django.utils.module_loading import import_string
 # Options of every engine (NEWSITE_CACHE and TieredCache OPTIONS use the same names).
 ENGINE_DEFAULTS = {
     "L1_ENABLED": True,
+    # False: no Redis at all - each process's L1 and the loader (the "L2 disabled" baseline of
+    # the faults benchmark). No broadcast either: another process keeps an entry a write
+    # invalidated for up to L1_TTL. Not for production with more than one process.
+    "L2_ENABLED": True,
     "L1_TTL": 30.0,
     "L1_MAX_ENTRIES": 20_000,
     "L1_MAX_BYTES": 64 * 1024 * 1024,
@@ -69,6 +73,7 @@ class EngineSettings:
     location: str | None  # a redis:// URL (own pool), or None: django-redis's CACHES[cache_alias]
     cache_alias: str
     l1_enabled: bool
+    l2_enabled: bool
     l1_ttl: float
     l1_max_entries: int
     l1_max_bytes: int
@@ -101,6 +106,7 @@ class EngineSettings:
                 location=location,
                 cache_alias=cache_alias,
                 l1_enabled=bool(opts["L1_ENABLED"]),
+                l2_enabled=bool(opts["L2_ENABLED"]),
                 l1_ttl=float(opts["L1_TTL"]),
                 l1_max_entries=int(opts["L1_MAX_ENTRIES"]),
                 l1_max_bytes=int(opts["L1_MAX_BYTES"]),

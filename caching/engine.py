@@ -57,8 +57,8 @@ class Engine:
         (it clears L1, so fills made before it would be thrown away). Redis down: give up after
         FIRST_SUBSCRIBE_WAIT; the thread keeps retrying."""
         self.channel = keys.channel(self.namespace, self.l2.db)
-        if self.l1 is None:
-            return
+        if self.l1 is None or not self.settings.l2_enabled:
+            return  # no L1, or no Redis to subscribe to (L2_ENABLED False)
         self.subscriber = Subscriber(
             self.l1, l2=self.l2, channel=self.channel,
             client_name=keys.subscriber_client_name(self.namespace, self.pid),
@@ -78,10 +78,10 @@ class Engine:
         return sub is not None and sub.subscribed.is_set()
 
     def subscriber_state(self) -> str:
-        """"off" (no L1), "dead" (thread gone), "stuck" (its loop or its connection stopped
+        """"off" (no L1, or L2 disabled), "dead" (thread gone), "stuck" (its loop or its connection stopped
         answering), "down" (Redis unreachable), "connecting" or "ok"."""
         sub = self.subscriber
-        if self.l1 is None:
+        if self.l1 is None or not self.settings.l2_enabled:
             return "off"
         if sub is None or not sub.alive:
             return "dead"
@@ -93,8 +93,10 @@ class Engine:
         """May the fetch face put values into L1 now? While subscribed, yes; while Redis is
         unreachable too (fail-open: nobody can invalidate L2 either, and L1_TTL bounds what a
         write elsewhere leaves behind); never while (re)connecting, stuck or dead: nothing
-        would remove a stale entry."""
+        would remove a stale entry. With L2 disabled, always (L1 is all there is)."""
         sub = self.subscriber
+        if sub is None and not self.settings.l2_enabled:
+            return True
         return sub is not None and sub.state in (OK, DOWN) and time.monotonic() - sub.heartbeat <= SUBSCRIBER_STUCK_AFTER
 
     def snapshot(self) -> dict:

@@ -366,6 +366,10 @@ class FetchFace:
         Redis unreachable: queued for replay, or with `strict` L2Unavailable is raised.
         `committed_at` (epoch s): when the write committed; the broadcast carries it so every
         process observes its commit -> L1 lag (newsite_cache_invalidation_lag_seconds)."""
+        if not self.l2.enabled:  # L2_ENABLED False: this process's L1 is all there is
+            if self.l1 is not None:
+                self.l1.invalidate(None, tags)
+            return
         conf = self.conf
         ns = self.namespace
         width = conf.tag_bucket_seconds

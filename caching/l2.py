@@ -71,6 +71,7 @@ class L2Timeout(L2Unavailable):
 class L2:
     def __init__(self, settings, *, tier: str = "l2"):
         self.settings = settings
+        self.enabled = settings.l2_enabled  # False (L2_ENABLED): every call is L2Unavailable
         self.breaker = CircuitBreaker(tier, failures=settings.breaker_failures, reset_after=settings.breaker_reset)
         self._client = None
         self._scripts: dict = {}
@@ -114,6 +115,8 @@ class L2:
 
     def call(self, fn, *args, **kwargs):
         """fn(*args, **kwargs) through the breaker."""
+        if not self.enabled:
+            raise L2Unavailable("L2 disabled (L2_ENABLED False)")
         breaker = self.breaker
         if not breaker.allow():
             raise L2Unavailable("circuit breaker open")

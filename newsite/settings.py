@@ -142,9 +142,11 @@ NEWSITE_CACHE = {
     "L1_MAX_BYTES": env.int("CACHE_L1_MAX_BYTES", default=64 * 1024 * 1024),
     "TTL_JITTER": 0.1,
     # Switches for the benchmark modes: ENABLED=False -> every call goes straight to the loader;
-    # L1_ENABLED=False -> L2 only.
+    # L1_ENABLED=False -> L2 only; L2_ENABLED=False -> L1 only, no Redis (the faults scenario's
+    # "L2 disabled" baseline; no L1 broadcast, so not for production).
     "ENABLED": env.bool("CACHE_ENABLED", default=True),
     "L1_ENABLED": env.bool("CACHE_L1_ENABLED", default=True),
+    "L2_ENABLED": env.bool("CACHE_L2_ENABLED", default=True),
     # Everything else (L1_MAX_ITEM_BYTES, leases, XFetch, stale grace, tag bookkeeping, the Redis
     # breaker, LOADER_ERRORS) has its default in caching/conf.py DEFAULTS, documented in
     # docs/caching.md; set a key here to override it.

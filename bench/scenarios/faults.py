@@ -1,14 +1,21 @@
 """Scenario `faults`: the issue-15 fault table under load (`make bench BENCH_ARGS="--scenario faults"`).
 
 A stack of its own on the benchmark database: a cache redis-server and a broker redis-server
-(each can go down alone; restarts keep the port and are empty: nothing is saved), gunicorn
-(l1l2, --workers) with NO CDN settings, varnishd in front of it, and a Celery worker purging that
-varnishd. Python reader threads GET a mix of article details (the edited ones among them) and
-home-feed pages, half through the app and half through the edge, and record every answer per
-second; a writer PATCHes articles through the editorial API all along.
+(each can go down alone; restarts keep the port and load nothing unless the row saved a snapshot
+first), gunicorn (l1l2, --workers) with NO CDN settings, varnishd in front of it, and a Celery
+worker purging that varnishd. Python reader threads GET a mix of article details (the edited ones
+among them) and home-feed pages, half through the app and half through the edge, and record every
+answer per second; a writer PATCHes articles through the editorial API all along.
 
 Faults, one after the other, each FAULT_SECONDS long (5 with --smoke), with a recovery window:
-  redis      the cache redis-server killed (SIGKILL), restarted empty
+  redis      the cache redis-server killed (SIGKILL), restarted empty; measured like-for-like
+             against a second gunicorn (same worker class and count) with L2 disabled
+             (CACHE_L2_ENABLED=false: L1 + PostgreSQL, no Redis): the same app-only readers and
+             the same writer alternate between the two servers in 5 s slices during the outage;
+             req/s and the workers' CPU time per request
+  snapshot   the cache redis-server SAVEs, the writer edits, Redis is killed and restarted from
+             that older RDB (the invalidation sequence and every invalidation after the SAVE are
+             gone): L1 clears per worker and stale reads 1 s after the restart
   broker     the broker stopped, restarted; then the Celery worker kill -9 while it drains
   varnish    varnishd stopped (unreachable), restarted on the same port
   gunicorn   one gunicorn worker kill -9 (the master respawns it)
@@ -17,8 +24,7 @@ version (tests/faults/test_database_down.py, a private cluster).
 
 After each recovery: every outbox row of the window delivered (none dead), and each edited
 article read through every app worker and the edge, compared with PostgreSQL (stale = an older
-title). A baseline measures the same load on a server whose Redis is unreachable from the start
-(L1 + PostgreSQL: "L2 disabled") for the Redis row's req/s ratio.
+title).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.context import log
@@ -43,7 +50,8 @@ SHARED_SERVERS = None  # starts its own stack
 IN_ALL = False  # minutes long: run it by name (--scenario faults)
 FAULT_SECONDS = 30.0
 RECOVERY_SECONDS = 15.0
-BASELINE_SECONDS = 15.0
+WARM_SECONDS = 3.0  # the L2-disabled server's L1s fill before its first measured window
+SLICES = 6  # the Redis outage alternates app / L2-disabled slices of FAULT_SECONDS / SLICES
 READERS = 8
 EDITED = 6  # articles the writer cycles through
 
@@ -150,15 +158,20 @@ def _worker_pids(app: Service) -> list[int]:
 # --- Load and writer -------------------------------------------------------------------------
 
 
+TIERS = ("app", "edge", "l2off")  # the stack's gunicorn, its Varnish, the L2-disabled gunicorn
+
+
 class Timeline:
-    """Answers per second since t0, as "<tier>:<kind>" (tier app or edge; kind ok: 2xx-4xx, s503,
-    s5xx: another 5xx, errors: no HTTP answer)."""
+    """Answers per second since t0, as "<tier>:<kind>" (tier: TIERS; kind ok: 2xx-4xx, s503,
+    s5xx: another 5xx, errors: no HTTP answer), and running totals (for exact windows)."""
 
     def __init__(self):
         self.t0 = time.monotonic()
         self.lock = threading.Lock()
         self.bins: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        self.windows: list[tuple[str, float, float]] = []
+        self.totals: dict[str, int] = defaultdict(int)
+        self.windows: list[tuple[str, float, float]] = []  # fault windows (shaded red)
+        self.baselines: list[tuple[str, float, float]] = []  # L2-disabled windows (shaded grey)
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -167,9 +180,14 @@ class Timeline:
         second = int(self.now())
         with self.lock:
             self.bins[second][kind] += 1
+            self.totals[kind] += 1
+
+    def running(self) -> dict[str, int]:
+        with self.lock:
+            return dict(self.totals)
 
     def between(self, start: float, end: float) -> dict[str, float]:
-        """Totals of [start, end) s, and req/s: all, app only, edge only."""
+        """Totals of [start, end) s, and req/s: all, and per tier (`<tier>_req_s`)."""
         with self.lock:
             seconds = [s for s in self.bins if start <= s < end]
             totals = defaultdict(int)
@@ -177,15 +195,15 @@ class Timeline:
                 for kind, n in self.bins[s].items():
                     totals[kind] += n
         span = max(1e-9, end - start)
-        app = sum(n for k, n in totals.items() if k.startswith("app:"))
-        edge = sum(n for k, n in totals.items() if k.startswith("edge:"))
-        return {"requests": app + edge, "req_s": (app + edge) / span, "app_req_s": app / span,
-                "edge_req_s": edge / span, **totals}
+        out = {"requests": sum(totals.values()), "req_s": sum(totals.values()) / span}
+        for tier in TIERS:
+            out[f"{tier}_req_s"] = sum(n for k, n in totals.items() if k.startswith(tier + ":")) / span
+        return {**out, **totals}
 
 
 class Readers:
     def __init__(self, urls: list[tuple[str, str]], timeline: Timeline, threads: int = READERS):
-        """urls: (tier, url) pairs."""
+        """urls: (tier, url) pairs; `retarget` swaps them while the threads run."""
         import requests
 
         self.requests = requests
@@ -198,11 +216,15 @@ class Readers:
             t.start()
         return self
 
+    def retarget(self, urls: list[tuple[str, str]]) -> None:
+        self.urls = urls  # each thread reads the list once per request
+
     def _run(self, offset: int) -> None:
         session = self.requests.Session()
         i = offset * 7
         while not self.stop_event.is_set():
-            tier, url = self.urls[i % len(self.urls)]
+            urls = self.urls
+            tier, url = urls[i % len(urls)]
             i += 1
             try:
                 status = session.get(url, timeout=10).status_code
@@ -219,7 +241,8 @@ class Readers:
 
 
 class Writer:
-    """PATCHes the edited articles' titles through the editorial API, one every `every` s."""
+    """PATCHes the edited articles' titles through the editorial API, one every `every` s, to
+    `base_url` (switched between servers by the Redis row)."""
 
     def __init__(self, base_url: str, token: str, ids: list[int], every: float = 0.5):
         import requests
@@ -228,6 +251,7 @@ class Writer:
         self.base_url, self.token, self.ids, self.every = base_url, token, ids, every
         self.stop_event = threading.Event()
         self.paused = threading.Event()  # set while the checks read: the titles must hold still
+        self.idle = threading.Event()  # set by the thread once paused (no edit in flight)
         self.label = "start"
         self.edits: list[tuple[str, int, int]] = []  # (window label, article id, HTTP status)
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -240,7 +264,9 @@ class Writer:
         n = 0
         while not self.stop_event.wait(self.every):
             if self.paused.is_set():
+                self.idle.set()
                 continue
+            self.idle.clear()
             article_id = self.ids[n % len(self.ids)]
             n += 1
             try:
@@ -250,6 +276,12 @@ class Writer:
             except self.requests.RequestException:
                 status = 0
             self.edits.append((self.label, article_id, status))
+
+    def pause(self, timeout: float = 20.0) -> None:
+        """Stop editing; return once no edit is in flight."""
+        self.idle.clear()
+        self.paused.set()
+        self.idle.wait(timeout)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -327,6 +359,43 @@ def _subscribed_everywhere(app_url: str, workers: int, timeout: float = 30.0) ->
     return False
 
 
+def _worker_cpu_seconds(app: Service) -> float:
+    """user + sys CPU seconds of the gunicorn workers alive now (/proc/<pid>/stat)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in _worker_pids(app):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+    return total / tick
+
+
+def _per_pid_health(app_url: str, workers: int, timeout: float = 30.0) -> dict[int, dict]:
+    """/health/cache/ of every worker (concurrent bursts until each pid answered)."""
+    import requests
+
+    seen: dict[int, dict] = {}
+    deadline = time.monotonic() + timeout
+    while len(seen) < workers and time.monotonic() < deadline:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for doc in pool.map(lambda _: requests.get(app_url + "/health/cache/", timeout=10).json(), range(16)):
+                seen[doc["pid"]] = doc
+    return seen
+
+
+def _l1_flushes(app_url: str) -> float:
+    """newsite_cache_invalidations_total{kind="l1_flush"}, summed over the server's processes."""
+    import requests
+
+    total = 0.0
+    for line in requests.get(app_url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith("newsite_cache_invalidations_total{") and 'kind="l1_flush"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 # --- The scenario -----------------------------------------------------------------------------
 
 
@@ -346,17 +415,83 @@ def _send_redrive(env: dict) -> None:
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, timeout=60)
 
 
+@dataclass
+class Run:
+    """One faults run: the stack, the load and where the figures go."""
+
+    ctx: object
+    out: dict
+    timeline: Timeline
+    readers: Readers
+    writer: Writer
+    app: Service
+    edge: Service
+    cache: Service
+    env: dict  # the app's environment (REDIS_URL of `cache`, the broker, no CDN settings)
+    paths: list[str]  # what the readers GET, on any server
+    fault_s: float
+    recovery_s: float
+
+    @property
+    def app_url(self) -> str:
+        return f"http://127.0.0.1:{self.app.port}"
+
+    @property
+    def edge_url(self) -> str:
+        return f"http://127.0.0.1:{self.edge.port}"
+
+    @property
+    def dsn(self) -> str:
+        return self.ctx.opts.database_url
+
+    def mixed(self) -> list[tuple[str, str]]:
+        """Every path through the app, then through the edge (reader threads alternate)."""
+        return [pair for p in self.paths for pair in (("app", self.app_url + p), ("edge", self.edge_url + p))]
+
+    def checks(self, label: str, since: int, start: float, end: float) -> dict:
+        """After a window's recovery: the outbox rows of the window delivered, every worker
+        subscribed, the edited articles read everywhere (the writer paused meanwhile)."""
+        writer = self.writer
+        writer.pause()  # the checks compare with PostgreSQL: no edit in between
+        _send_redrive(self.env)  # what the beat does every 30 s
+        delivered = _wait_delivered(self.dsn, since, 120)
+        subscribed = _subscribed_everywhere(self.app_url, self.ctx.opts.workers)
+        stale = _stale(self.app_url, self.edge_url, writer.ids, _db_titles(self.dsn, writer.ids))
+        writer.paused.clear()
+        return {"fault": label, "seconds": round(end - start, 1),
+                "during": self.timeline.between(int(start) + 1, int(end)),
+                "edits": sum(1 for w, _, s in writer.edits if w == label and s == 200),
+                "edit_failures": sum(1 for w, _, s in writer.edits if w == label and s != 200),
+                "outbox": delivered, "subscribed": subscribed, "stale": stale}
+
+    def window(self, label: str, inject, recover, check_extra=None) -> None:
+        since = _last_outbox_id(self.dsn)
+        self.writer.label = label
+        start = self.timeline.now()
+        inject()
+        time.sleep(self.fault_s)
+        end = self.timeline.now()
+        recover()
+        self.writer.label = f"after {label}"
+        time.sleep(self.recovery_s)
+        self.timeline.windows.append((label, start, end))
+        row = self.checks(label, since, start, end)
+        if check_extra:
+            row.update(check_extra())
+        self.out["rows"].append(row)
+        log(f"faults: {label}: {json.dumps(row, default=str)}")
+
+
 def run(ctx) -> None:
     opts = ctx.opts
-    out = {"status": "ok", "rows": [], "windows": []}
+    out = {"status": "ok", "rows": [], "windows": [], "redis_vs_l2_off": None}
     ctx.data["faults"] = out
     if ctx.data.get("reason") or not shutil.which("redis-server") or not shutil.which("varnishd"):
         out["status"] = f"n/a: {ctx.data.get('reason') or 'redis-server and varnishd are needed'}"
         return
     fault_s = 5.0 if opts.smoke else FAULT_SECONDS
     recovery_s = 5.0 if opts.smoke else RECOVERY_SECONDS
-    baseline_s = 5.0 if opts.smoke else BASELINE_SECONDS
-    dsn = opts.database_url
+    out["fault_seconds"] = fault_s
     hot = [int(x) for x in (ctx.stack.workdir / "zipf-ids.txt").read_text().split()[:200]]
     edited = hot[1:1 + EDITED]
 
@@ -367,65 +502,25 @@ def run(ctx) -> None:
         env.pop(name, None)
     token = _token(env)
 
-    # Baseline: the same load on a server whose Redis is unreachable from the start.
-    timeline = Timeline()
-    l2_off = _gunicorn(ctx, {**env, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}, opts.workers)
-    urls = [f"http://127.0.0.1:{l2_off.port}/api/articles/{i}/" for i in hot[:50]]
-    readers = Readers([("app", u) for u in urls + [f"http://127.0.0.1:{l2_off.port}/api/articles/?page=1"]],
-                      timeline).start()
-    time.sleep(baseline_s)
-    readers.stop()
-    baseline = timeline.between(1, int(timeline.now()))
-    l2_off.stop()
-    out["baseline_l2_off_req_s"] = baseline["app_req_s"]
-    log(f"faults: baseline (Redis unreachable from the start) {baseline['req_s']:.0f} req/s")
-
     app = _gunicorn(ctx, env, opts.workers)
     edge = _varnish(ctx, app.port)
     worker_env = {**env, "VARNISH_PURGE_URL": f"http://127.0.0.1:{edge.port}/"}
-    celery = _celery(ctx, worker_env)
-    app_url, edge_url = f"http://127.0.0.1:{app.port}", f"http://127.0.0.1:{edge.port}"
-    half = [f"/api/articles/{i}/" for i in hot[:50]] + [f"/api/articles/{i}/" for i in edited] * 3 + ["/api/articles/?page=1"]
+    state = {"celery": _celery(ctx, worker_env)}
+    paths = [f"/api/articles/{i}/" for i in hot[:50]] + [f"/api/articles/{i}/" for i in edited] * 3 + ["/api/articles/?page=1"]
     timeline = Timeline()
-    mixed = [pair for p in half for pair in (("app", app_url + p), ("edge", edge_url + p))]
-    readers = Readers(mixed, timeline).start()
-    writer = Writer(app_url, token, edited).start()
-    state = {"celery": celery}
-
-    def window(label: str, inject, recover, check_extra=None):
-        since = _last_outbox_id(dsn)
-        writer.label = label
-        start = timeline.now()
-        inject()
-        time.sleep(fault_s)
-        end = timeline.now()
-        recover()
-        writer.label = f"after {label}"
-        time.sleep(recovery_s)
-        timeline.windows.append((label, start, end))
-        writer.paused.set()  # the checks compare with PostgreSQL: no edit in between
-        time.sleep(1.0)  # an edit in flight commits
-        _send_redrive(env)  # what the beat does every 30 s
-        delivered = _wait_delivered(dsn, since, 120)
-        subscribed = _subscribed_everywhere(app_url, opts.workers)
-        stale = _stale(app_url, edge_url, edited, _db_titles(dsn, edited))
-        writer.paused.clear()
-        during = timeline.between(int(start) + 1, int(end))
-        row = {"fault": label, "seconds": round(end - start, 1), "during": during,
-               "edits": sum(1 for w, _, s in writer.edits if w == label and s == 200),
-               "edit_failures": sum(1 for w, _, s in writer.edits if w == label and s != 200),
-               "outbox": delivered, "subscribed": subscribed, "stale": stale}
-        if check_extra:
-            row.update(check_extra())
-        out["rows"].append(row)
-        log(f"faults: {label}: {json.dumps(row, default=str)}")
+    faults = Run(ctx=ctx, out=out, timeline=timeline, readers=None, writer=None, app=app, edge=edge, cache=cache,
+                 env=env, paths=paths, fault_s=fault_s, recovery_s=recovery_s)
+    faults.readers = Readers(faults.mixed(), timeline).start()
+    faults.writer = Writer(faults.app_url, token, edited).start()
 
     try:
         time.sleep(recovery_s)  # steady state first
         out["steady"] = timeline.between(1, int(timeline.now()))
-        window("redis", cache.kill, lambda: cache.start())
-        window("broker + worker kill -9", broker.stop, lambda: _broker_then_kill(ctx, broker, state, worker_env, env))
-        window("varnish", edge.stop, lambda: edge.start("/bench/floor/"))
+        _redis_row(faults)
+        _snapshot_row(faults)
+        faults.window("broker + worker kill -9", broker.stop,
+                      lambda: _broker_then_kill(ctx, broker, state, worker_env, env))
+        faults.window("varnish", edge.stop, lambda: edge.start("/bench/floor/"))
         pids_before = {}
 
         def kill_gunicorn_worker():
@@ -437,20 +532,136 @@ def run(ctx) -> None:
         def metrics_check():
             import requests
 
-            response = requests.get(app_url + "/metrics", timeout=10)
+            response = requests.get(faults.app_url + "/metrics", timeout=10)
             return {"metrics_status": response.status_code,
                     "respawned": len(set(_worker_pids(app)) - set(pids_before.get("pids", [])[:1])) >= opts.workers}
 
-        window("gunicorn worker kill -9", kill_gunicorn_worker, lambda: None, metrics_check)
+        faults.window("gunicorn worker kill -9", kill_gunicorn_worker, lambda: None, metrics_check)
     finally:
-        writer.stop()
-        readers.stop()
+        faults.writer.stop()
+        faults.readers.stop()
         out["timeline"] = {s: dict(v) for s, v in sorted(timeline.bins.items())}
         out["windows"] = timeline.windows
+        out["baselines"] = timeline.baselines
         for service in (state["celery"], edge, app, broker, cache):
             service.stop()
     out["png"] = _chart(out, Path(opts.out_dir), opts.scenario_name)
     (ctx.stack.workdir / "faults.json").write_text(json.dumps(out, default=str))
+
+
+def _measure(timeline: Timeline, server: Service, tier: str, seconds: float) -> dict:
+    """`seconds` of the load on `server` (the readers already pointed at it): req/s, answers by
+    kind, and the workers' user+sys CPU time per request over exactly that span."""
+    cpu0, n0, t0 = _worker_cpu_seconds(server), timeline.running(), time.monotonic()
+    time.sleep(seconds)
+    cpu1, n1, t1 = _worker_cpu_seconds(server), timeline.running(), time.monotonic()
+    kinds = {k.split(":", 1)[1]: n1.get(k, 0) - n0.get(k, 0) for k in n1 if k.startswith(tier + ":")}
+    answers = sum(kinds.values())
+    cpu = cpu1 - cpu0
+    return {"tier": tier, "seconds": round(t1 - t0, 1), "requests": answers, "req_s": answers / (t1 - t0),
+            "cpu_s": round(cpu, 2), "cpu_ms_per_req": 1000 * cpu / answers if answers else None, **kinds}
+
+
+def _redis_row(run: Run) -> None:
+    """Redis killed for fault_s, restarted empty, against "L2 disabled" like-for-like: a second
+    gunicorn (same worker class and count, CACHE_L2_ENABLED=false) and the stack's gunicorn take
+    the load in turns, SLICES slices of fault_s / SLICES each: one on the L2-disabled server
+    before the kill, then, during the outage, the stack's gunicorn and the L2-disabled one
+    alternating (outage first). The same reader threads (retargeted, never restarted) and the
+    same writer follow the load. Ratio: req/s of the outage slices over req/s of the L2-disabled
+    slices, so the machine's drift (other processes) falls on both alike."""
+    timeline, readers, writer = run.timeline, run.readers, run.writer
+    since = _last_outbox_id(run.dsn)
+    l2off = _gunicorn(run.ctx, {**run.env, "CACHE_L2_ENABLED": "false"}, run.ctx.opts.workers)
+    l2off_url = f"http://127.0.0.1:{l2off.port}"
+    targets = {"l2off": (l2off, l2off_url, [("l2off", l2off_url + p) for p in run.paths], "L2 disabled"),
+               "app": (run.app, run.app_url, [("app", run.app_url + p) for p in run.paths], "redis")}
+    slice_s = run.fault_s / SLICES
+    slices = []
+
+    def measured(tier: str, phase: str) -> None:
+        server, url, urls, label = targets[tier]
+        readers.retarget(urls)
+        writer.base_url, writer.label = url, label
+        begun = timeline.now()
+        slices.append({"phase": phase, **_measure(timeline, server, tier, slice_s)})
+        if tier == "l2off":
+            timeline.baselines.append(("L2 disabled", begun, timeline.now()))
+
+    try:
+        readers.retarget(targets["l2off"][2])
+        time.sleep(WARM_SECONDS)
+        measured("l2off", "before the kill")
+        run.cache.kill()
+        start = timeline.now()
+        for i in range(SLICES):
+            measured("app" if i % 2 == 0 else "l2off", "outage")
+        end = timeline.now()
+        timeline.windows.append(("redis", start, end))
+        run.cache.start()  # empty: it saved nothing
+    finally:
+        readers.retarget(run.mixed())
+        writer.base_url, writer.label = run.app_url, "after redis"
+        l2off.stop()
+    time.sleep(run.recovery_s)
+    row = run.checks("redis", since, start, end)
+    totals = {tier: _sum_slices([s for s in slices if s["tier"] == tier]) for tier in ("app", "l2off")}
+    base = totals["l2off"]["req_s"]
+    row["vs_l2_off"] = totals["app"]["req_s"] / base if base else None
+    row["during"]["app_req_s"] = totals["app"]["req_s"]  # over its slices (the window is shared with l2off)
+    run.out["redis_vs_l2_off"] = {"slices": slices, "outage": totals["app"], "l2off": totals["l2off"],
+                                  "ratio": row["vs_l2_off"]}
+    run.out["rows"].append(row)
+    log(f"faults: redis vs L2 disabled: {json.dumps(run.out['redis_vs_l2_off'], default=str)}")
+    log(f"faults: redis: {json.dumps(row, default=str)}")
+
+
+def _sum_slices(slices: list[dict]) -> dict:
+    seconds = sum(s["seconds"] for s in slices)
+    answers = sum(s["requests"] for s in slices)
+    cpu = sum(s["cpu_s"] for s in slices)
+    return {"slices": len(slices), "seconds": round(seconds, 1), "requests": answers,
+            "req_s": answers / seconds if seconds else 0.0, "cpu_s": round(cpu, 2),
+            "cpu_ms_per_req": 1000 * cpu / answers if answers else None,
+            **{k: sum(s.get(k, 0) for s in slices) for k in ("s5xx", "s503", "errors")}}
+
+
+def _snapshot_row(run: Run) -> None:
+    """Redis SAVEs, the writer edits for fault_s (invalidations the snapshot does not hold),
+    then Redis is killed and restarted from that RDB: its sequence and L2 are back in the past.
+    Counted: L1 clears per worker (/health/cache/) and l1_flush (/metrics), and the edited
+    articles read everywhere 1 s after the restart (the writer paused from the kill on)."""
+    import redis
+
+    workers, timeline, writer = run.ctx.opts.workers, run.timeline, run.writer
+    label = "redis from an older snapshot"
+    since = _last_outbox_id(run.dsn)
+    clears_before = {pid: doc["l1"]["clears"] for pid, doc in _per_pid_health(run.app_url, workers).items()}
+    flushes_before = _l1_flushes(run.app_url)
+    writer.label = label
+    start = timeline.now()
+    redis.Redis(port=run.cache.port).execute_command("SAVE")
+    time.sleep(run.fault_s)  # edits after the snapshot
+    writer.pause()
+    end = timeline.now()
+    run.cache.kill()
+    run.cache.start()  # loads dump.rdb from its --dir: the state of the SAVE
+    back = time.monotonic()
+    timeline.windows.append((label, start, end))
+    time.sleep(max(0.0, 1.0 - (time.monotonic() - back)))
+    stale_1s = _stale(run.app_url, run.edge_url, writer.ids, _db_titles(run.dsn, writer.ids))
+    health = _per_pid_health(run.app_url, workers)
+    clears = {pid: doc["l1"]["clears"] - clears_before.get(pid, 0) for pid, doc in health.items()}
+    flushes = _l1_flushes(run.app_url) - flushes_before
+    (run.ctx.stack.workdir / "faults-cache" / "dump.rdb").unlink(missing_ok=True)  # later restarts: empty
+    writer.label = f"after {label}"
+    writer.paused.clear()
+    time.sleep(run.recovery_s)
+    row = run.checks(label, since, start, end)
+    row.update({"stale_1s": stale_1s, "l1_clears": clears, "l1_flushes": flushes,
+                "every_l1_cleared": len(clears) >= workers and all(n >= 1 for n in clears.values())})
+    run.out["rows"].append(row)
+    log(f"faults: {label}: {json.dumps(row, default=str)}")
 
 
 def _broker_then_kill(ctx, broker: Service, state: dict, worker_env: dict, env: dict) -> None:
@@ -482,9 +693,9 @@ def _chart(out: dict, out_dir: Path, name: str) -> str | None:
     def series(tier, kinds):
         return [sum(bins[s].get(f"{tier}:{k}", 0) for k in kinds) for s in seconds]
 
-    app_total = series("app", ("ok", "s503", "s5xx", "errors"))
-    edge_total = series("edge", ("ok", "s503", "s5xx", "errors"))
-    total = [a + e for a, e in zip(app_total, edge_total, strict=True)]
+    every = ("ok", "s503", "s5xx", "errors")
+    app_total, edge_total, l2off_total = series("app", every), series("edge", every), series("l2off", every)
+    total = [a + e + b for a, e, b in zip(app_total, edge_total, l2off_total, strict=True)]
 
     def share(values):
         return [v / max(1, t) for v, t in zip(values, total, strict=True)]
@@ -492,9 +703,10 @@ def _chart(out: dict, out_dir: Path, name: str) -> str | None:
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 6), sharex=True)
     ax1.plot(seconds, app_total, color="tab:blue", linewidth=2.5, label="req/s through the app")
     ax1.plot(seconds, edge_total, color="tab:green", linestyle="--", label="req/s through the edge")
-    if out.get("baseline_l2_off_req_s"):
-        ax1.axhline(out["baseline_l2_off_req_s"], color="gray", linestyle="--", label="app, L2 unreachable from the start")
-    ax2.plot(seconds, share(series("app", ("s5xx",))), color="tab:red", label="app 5xx other than 503")
+    ax1.plot(seconds, l2off_total, color="gray", linestyle=":", linewidth=2,
+             label="req/s through the L2-disabled server (the Redis row's baseline)")
+    ax2.plot(seconds, share([a + b for a, b in zip(series("app", ("s5xx",)), series("l2off", ("s5xx",)), strict=True)]),
+             color="tab:red", label="app 5xx other than 503")
     ax2.plot(seconds, share(series("app", ("errors",))), color="tab:purple", label="app: no answer")
     ax2.plot(seconds, share(series("edge", ("errors", "s5xx"))), color="tab:brown", label="edge: no answer or 5xx")
     ax2.plot(seconds, share(series("app", ("s503",))), color="tab:orange", label="app 503")
@@ -502,12 +714,15 @@ def _chart(out: dict, out_dir: Path, name: str) -> str | None:
         for ax in (ax1, ax2):
             ax.axvspan(start, end, color="tab:red", alpha=0.12)
         ax1.text(start, 1.02, label, fontsize=8, transform=ax1.get_xaxis_transform())
+    for _label, start, end in out.get("baselines", []):
+        for ax in (ax1, ax2):
+            ax.axvspan(start, end, color="gray", alpha=0.12)
     ax1.set_ylabel("req/s")
     ax2.set_ylabel("share of answers")
     ax2.set_xlabel("seconds")
     ax1.legend(fontsize=8, loc="lower right")
     ax2.legend(fontsize=8, loc="upper right")
-    fig.suptitle("newsite faults: load during each fault window (shaded)", y=0.995)
+    fig.suptitle("newsite faults: load during each fault window (red) and the L2-disabled baseline (grey)", y=0.995)
     fig.tight_layout()
     path = out_dir / f"{time.strftime('%Y-%m-%d', time.gmtime())}-{name}-timeline.png"
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -59,3 +59,30 @@ def test_redis_down_fails_open_behind_the_breaker(use_private_redis):
         fetched = caching.fetch(keys.article_key(999), lambda: "y", kind="article")
         assert fetched.value == "y"
         assert server.client().exists(keys.value_key(fetcher.current().namespace, keys.article_key(999)))  # L2 in use again
+
+
+@pytest.mark.slow
+def test_a_long_redis_outage_keeps_l1_filling(use_private_redis):
+    """An outage longer than SUBSCRIBER_STUCK_AFTER: the subscriber is reconnecting (state
+    "down"), not stuck, so L1 keeps taking fills and hot keys stay off the database. Readers in
+    several threads, as in a gunicorn worker."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from caching import engine
+
+    server = use_private_redis
+    with cache_settings(BREAKER_FAILURES=3, BREAKER_RESET=0.5):
+        caching.fetch(keys.article_key(1), lambda: "warm", kind="article")
+        assert engine.default().subscriber.wait_subscribed(5)
+        server.stop()
+        time.sleep(engine.SUBSCRIBER_STUCK_AFTER + 2.5)  # past the threshold, several reconnect attempts
+        loads = []
+
+        def read(n):
+            return caching.fetch(keys.article_key(500 + n % 4), lambda: loads.append(n) or f"v{n % 4}",
+                                 kind="article").source
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            sources = list(pool.map(read, range(200)))
+        assert engine.default().subscriber_state() == "down"
+        assert len(loads) <= 8 and sources.count(caching.HIT_L1) >= 190, (len(loads), sources.count(caching.HIT_L1))
