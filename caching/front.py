@@ -34,7 +34,6 @@ from http.client import responses
 from django.core.handlers.wsgi import get_path_info
 from django.http import QueryDict
 from django.urls import Resolver404, get_resolver
-from django.utils.encoding import force_str
 
 from caching import conf, fetcher, keys
 from caching.http import ResponseEntry, age_header, not_modified, policy_of
@@ -175,9 +174,3 @@ class ResponseFront:
         return {"enabled": True, "served": self.served, "passed_to_django": self.passed,
                 "routes_cached": len(self._routes), "twins": len(self.twins), "gates": len(self.gates)}
 
-
-def describe(app) -> dict:
-    """What /health/cache/ shows of the front wrapping `app` (or that there is none)."""
-    if isinstance(app, ResponseFront):
-        return app.snapshot()
-    return {"enabled": False, "reason": force_str(getattr(app, "front_off_reason", "not installed"))}

@@ -193,16 +193,32 @@ def build(middleware: list[str]) -> tuple[list, list]:
     return gates, twins
 
 
-def wrap(app):
+_status: dict = {"enabled": False, "reason": "newsite.wsgi not loaded in this process"}
+_installed: ResponseFront | None = None
+
+
+def wrap(app, *, install: bool = False):
     """`app` behind the WSGI front, or `app` itself (with `front_off_reason`) when the switch
-    is off or the middleware cannot be reproduced."""
+    is off or the middleware cannot be reproduced. `install`: this is the process's application
+    (newsite/wsgi.py): status() reports it."""
+    global _installed, _status
+    front = None
     if not getattr(settings, "CACHE_WSGI_FRONT", True):
         app.front_off_reason = "CACHE_WSGI_FRONT is off"
-        return app
-    try:
-        gates, twins = build(list(settings.MIDDLEWARE))
-    except FrontUnsupported as exc:
-        logger.warning("WSGI front off: %s", exc)
-        app.front_off_reason = str(exc)
-        return app
-    return ResponseFront(app, gates=gates, twins=twins)
+    else:
+        try:
+            gates, twins = build(list(settings.MIDDLEWARE))
+        except FrontUnsupported as exc:
+            logger.warning("WSGI front off: %s", exc)
+            app.front_off_reason = str(exc)
+        else:
+            front = ResponseFront(app, gates=gates, twins=twins)
+    if install:
+        _installed = front
+        _status = {"enabled": False, "reason": app.front_off_reason} if front is None else {}
+    return front or app
+
+
+def status() -> dict:
+    """For /health/cache/: {"enabled": True, "served": ..., "passed_to_django": ...} or why it is off."""
+    return _installed.snapshot() if _installed is not None else dict(_status)

@@ -15,4 +15,4 @@ application = get_wsgi_application()
 
 from newsite.front import wrap  # noqa: E402 (after django.setup(), which get_wsgi_application ran)
 
-application = wrap(application)
+application = wrap(application, install=True)
