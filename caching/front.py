@@ -129,12 +129,12 @@ class ResponseFront:
     def _hit(self, environ, started: float) -> FrontHit | None:
         if environ.get("REQUEST_METHOD") not in SAFE or EDGE_FETCH_HEADER in environ:
             return None
-        for gate in self.gates:
-            if not gate(environ):
-                return None
         route = self.route(get_path_info(environ) or "/")
         if route is None:
             return None
+        for gate in self.gates:
+            if not gate(environ):
+                return None
         raw_query = environ.get("QUERY_STRING")
         if raw_query:
             # As WSGIRequest.GET parses it (bytes of the environ, DEFAULT_CHARSET).
