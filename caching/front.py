@@ -48,7 +48,7 @@ _EMPTY_QUERY = QueryDict("")
 _NOT_MODIFIED = "304 Not Modified"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Route:
     """A path that resolves to a public view: what its key and its metrics need."""
 
@@ -57,6 +57,7 @@ class Route:
     kwargs: dict
     param_names: frozenset
     match: object  # django.urls.ResolverMatch (the project's twins read view_name, route)
+    plain_key: str | None = None  # the key without a query string (parameters at their defaults)
 
 
 @dataclass(slots=True)
@@ -143,18 +144,19 @@ class ResponseFront:
             for name in query:
                 if name not in own:
                     return None  # outside the key: Django decides (the 404 rule of the middleware)
+            key = self._key(route, query)
         else:
-            query = _EMPTY_QUERY
-        try:
-            params = route.policy.parse_params(query)
-        except ParamError:
-            return None  # the view answers 400 with its message
+            key = route.plain_key
+            if key is None:
+                key = route.plain_key = self._key(route, _EMPTY_QUERY)
+        if key is None:
+            return None  # a bad value (or a required parameter missing): the view answers 400
         if not conf.get().enabled:
             return None
         l1 = fetcher.current().l1
         if l1 is None:
             return None
-        entry = l1.get(keys.response_key(route.url_name, route.kwargs, params))
+        entry = l1.get(key)
         if entry is None:
             return None
         value = entry.value
@@ -169,6 +171,15 @@ class ResponseFront:
         headers.append(age_header(entry.filled_at))
         headers.append(("X-Cache", HIT_L1))
         return FrontHit(environ, route, status, headers, value.body, started)
+
+    @staticmethod
+    def _key(route: Route, query) -> str | None:
+        """The middleware's key of this route and query (None: a bad parameter value)."""
+        try:
+            params = route.policy.parse_params(query)
+        except ParamError:
+            return None
+        return keys.response_key(route.url_name, route.kwargs, params)
 
     def snapshot(self) -> dict:
         return {"enabled": True, "served": self.served, "passed_to_django": self.passed,

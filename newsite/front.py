@@ -116,12 +116,28 @@ def _content_length_twin(hit: FrontHit) -> None:
     hit.headers.append(("Content-Length", "0" if hit.status_code == 304 else str(len(hit.body))))
 
 
+_HOSTS_MAX = 1000
+_hosts: dict[str, bool] = {}
+
+
 def _host_allowed(environ) -> bool:
-    try:
-        EnvironRequest(environ).get_host()
-    except (DisallowedHost, KeyError):
-        return False
-    return True
+    """Django's get_host() accepts the request's host (remembered per Host header, bounded)."""
+    if settings.USE_X_FORWARDED_HOST and "HTTP_X_FORWARDED_HOST" in environ:
+        raw = "xfh:" + environ["HTTP_X_FORWARDED_HOST"]
+    else:
+        raw = environ.get("HTTP_HOST")
+    allowed = _hosts.get(raw) if raw is not None else None
+    if allowed is None:
+        try:
+            EnvironRequest(environ).get_host()
+            allowed = True
+        except (DisallowedHost, KeyError):
+            allowed = False
+        if raw is not None:
+            if len(_hosts) >= _HOSTS_MAX:
+                _hosts.clear()
+            _hosts[raw] = allowed
+    return allowed
 
 
 def _ssl_redirect_gate(environ) -> bool:
@@ -144,6 +160,7 @@ def _static_gate(prefix: str):
 def build(middleware: list[str]) -> tuple[list, list]:
     """(gates, twins) reproducing `middleware` for the front; FrontUnsupported when one of them
     cannot be reproduced. Twins are in process_response order (the last middleware first)."""
+    _hosts.clear()  # ALLOWED_HOSTS may have changed (tests)
     if not middleware or middleware[-1] not in RESPONSE_CACHE:
         raise FrontUnsupported("the response-cache middleware is not last in MIDDLEWARE")
     gates, twins, cookies = [], [], set()
