@@ -12,16 +12,8 @@ from django.test import Client, override_settings
 from articles.models import Comment, Like
 from caching import engine, fetcher
 from tests.factories import make_article, make_author, make_category, make_user
-from tests.wsgi_client import front_client
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(params=["django", "front"])
-def make_client(request):
-    """Every test runs twice: through Django's stack (its test Client), and through the WSGI
-    front of newsite/wsgi.py (L1 hits answered before the middleware, the rest by Django)."""
-    return Client if request.param == "django" else front_client
 
 
 @pytest.fixture

@@ -139,8 +139,8 @@ def test_metrics_count_a_front_hit_as_the_django_path_does(world):  # noqa: F811
     after_django = counts()
     assert served_by_front(front, path)[1]
     after_front = counts()
-    assert [b - a for a, b in zip(start, after_django)] == [b - a for a, b in zip(after_django, after_front)]
-    assert [b - a for a, b in zip(start, after_django)] == [1, 0, 0, 1, 1, 1]
+    assert [b - a for a, b in zip(start, after_django, strict=True)] == [b - a for a, b in zip(after_django, after_front, strict=True)]
+    assert [b - a for a, b in zip(start, after_django, strict=True)] == [1, 0, 0, 1, 1, 1]
 
 
 def test_invalidation_reaches_the_front(world, django_capture_on_commit_callbacks):  # noqa: F811
