@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import re
 import shlex
-
 import uuid
 
 import structlog
