@@ -139,7 +139,10 @@ class ResponseFront:
         raw_query = environ.get("QUERY_STRING")
         if raw_query:
             # As WSGIRequest.GET parses it (bytes of the environ, DEFAULT_CHARSET).
-            query = QueryDict(raw_query.encode("iso-8859-1"))
+            try:
+                query = QueryDict(raw_query.encode("iso-8859-1"))
+            except UnicodeEncodeError:
+                return None  # not a PEP 3333 environ: Django says what it makes of it
             own = route.param_names
             for name in query:
                 if name not in own:

@@ -111,6 +111,10 @@ def test_what_the_front_does_not_recognise_reaches_django(world):  # noqa: F811
         varying = ("date", "x-request-id", "age", "set-cookie")  # a new CSRF cookie for a bad one
         assert answered.header_set(ignore_values=varying) == expected.header_set(ignore_values=varying), \
             (method, path, extra)
+    # Parameters of the key, in another order or spelling, share the entry (as in Django).
+    django.get("/api/search/?q=cached&page=1")
+    for query in ("?page=1&q=cached", "?q=%20cached%20", "?q=cached&page=01"):
+        assert served_by_front(front, "/api/search/" + query)[1], query
     # An L1 miss: Django loads it.
     answered, by_front = served_by_front(front, "/api/articles/?page=2")
     assert not by_front and answered.status_code == 200 and answered["X-Cache"] == "MISS"
