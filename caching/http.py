@@ -191,12 +191,14 @@ def entry_from_response(response: HttpResponse, policy: ResponsePolicy) -> Respo
 # --- serving entries -------------------------------------------------------------------------
 
 
-def _not_modified(request, etag: str, last_modified: int | None) -> bool:
-    if_none_match = request.META.get("HTTP_IF_NONE_MATCH")
+def not_modified(meta, etag: str, last_modified: int | None) -> bool:
+    """Whether the conditional headers of a request's META (or a WSGI environ: the same keys)
+    let it have a 304: If-None-Match (weak comparison) first, else If-Modified-Since."""
+    if_none_match = meta.get("HTTP_IF_NONE_MATCH")
     if if_none_match is not None:
         candidates = {t.removeprefix("W/") for t in parse_etags(if_none_match)}  # weak comparison
         return "*" in candidates or etag in candidates
-    if_modified_since = request.META.get("HTTP_IF_MODIFIED_SINCE")
+    if_modified_since = meta.get("HTTP_IF_MODIFIED_SINCE")
     if if_modified_since and last_modified is not None:
         since = parse_http_date_safe(if_modified_since)
         return since is not None and last_modified <= since
@@ -210,14 +212,21 @@ def _tag_headers(response: HttpResponse, tags: Iterable[str]) -> None:
         response["Cache-Tag"] = ",".join(tags)
 
 
+def age_header(filled_at: float) -> tuple[str, str]:
+    """The Age header of an entry filled at `filled_at` (epoch seconds)."""
+    return ("Age", str(max(0, int(time.time() - filled_at))))
+
+
 def serve_entry(request, entry: ResponseEntry, *, source: str, filled_at: float) -> HttpResponse:
-    if _not_modified(request, entry.etag, entry.last_modified):
+    """The response of an entry (a 304 when the request's validators match). The WSGI front
+    (caching/front.py) builds the same status and headers without an HttpResponse."""
+    if not_modified(request.META, entry.etag, entry.last_modified):
         response = HttpResponseNotModified()
     else:
         response = HttpResponse(entry.body, status=entry.status, content_type=entry.content_type)
     store = response.headers._store  # CaseInsensitiveMapping's dict; values validated at fill
     store.update(entry.header_store)
-    store["age"] = ("Age", str(max(0, int(time.time() - filled_at))))
+    store["age"] = age_header(filled_at)
     store["x-cache"] = ("X-Cache", source)  # one of four ASCII constants
     return response
 

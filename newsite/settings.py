@@ -63,6 +63,9 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "newsite.urls"
 WSGI_APPLICATION = "newsite.wsgi.application"
+# newsite/wsgi.py wraps the application in the WSGI front (newsite/front.py, caching/front.py):
+# L1 hits of public views answered before the middleware. Off: every request goes through Django.
+CACHE_WSGI_FRONT = env.bool("CACHE_WSGI_FRONT", default=True)
 
 TEMPLATES = [
     {

@@ -1,4 +1,9 @@
-"""WSGI entry point (gunicorn newsite.wsgi)."""
+"""WSGI entry point (gunicorn newsite.wsgi).
+
+The Django application behind the WSGI front (newsite/front.py): L1 hits of public views are
+answered before Django's request machinery; everything else reaches Django unchanged.
+CACHE_WSGI_FRONT=false serves everything through Django.
+"""
 
 import os
 
@@ -7,3 +12,7 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "newsite.settings")
 
 application = get_wsgi_application()
+
+from newsite.front import wrap  # noqa: E402 (after django.setup(), which get_wsgi_application ran)
+
+application = wrap(application, install=True)

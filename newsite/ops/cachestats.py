@@ -237,7 +237,15 @@ def report() -> dict:
         "outbox": outbox_backlog(),
         "warm_cache": last_warm_cache(),
         "canary": canary_status(),
+        "wsgi_front": front_status(),
     }
+
+
+def front_status() -> dict:
+    """This process's WSGI front (newsite/front.py): on with its counts, or off and why."""
+    from newsite import front
+
+    return front.status()
 
 
 def invalidation_lag() -> dict[str, dict]:

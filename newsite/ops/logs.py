@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import re
 import shlex
+import uuid
 
 import structlog
 
@@ -130,6 +131,20 @@ def bind_request_id(request, logger=None, log_kwargs=None, **kwargs) -> None:
     if client_id:
         structlog.contextvars.bind_contextvars(request_id=client_id)
     request.request_id = structlog.contextvars.get_contextvars().get("request_id")
+
+
+def front_request_id(environ) -> str:
+    """The X-Request-ID of a response the WSGI front answers (newsite/front.py) without
+    django-structlog: what prepare() + bind_request_id() give a request with these headers."""
+    client = environ.get("HTTP_X_REQUEST_ID")
+    sane = sane_request_id(client)
+    if sane:
+        return sane
+    from django_structlog.app_settings import app_settings  # not at import: settings import this module
+
+    if client and app_settings.TRUST_UPSTREAM_REQUEST_ID:
+        return client
+    return str(uuid.uuid4())
 
 
 def add_request_id_header(request, response, **kwargs) -> None:

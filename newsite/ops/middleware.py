@@ -6,6 +6,9 @@ histogram observe. A request of the freshness canary (header X-Canary-Probe, new
 gets `X-Served-By: <pid>` on its response: which worker's L1 answered. Every ~10 s it also
 records a sample of this process's cache counters for the
 windowed hit ratios of /health/cache/ (newsite.ops.cachestats).
+
+`front_twin` does the same for the L1 hits the WSGI front answers (caching/front.py,
+newsite/front.py): one recording function, so both paths count alike.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import os
 import time
 
+from caching import HIT_L1
 from newsite.ops import cachestats
 from newsite.ops.canary import PROBE_META, SERVED_BY_HEADER
 from newsite.ops.metrics import REQUEST_LATENCY, RESPONSES
@@ -26,7 +30,11 @@ _children: dict[tuple, tuple] = {}
 def endpoint_of(request) -> str:
     """The URL name with its namespace ("admin:index", "api-article"), else the route, else
     "unmatched" (404 before any view): never the raw path."""
-    match = getattr(request, "resolver_match", None)
+    return endpoint_of_match(getattr(request, "resolver_match", None))
+
+
+def endpoint_of_match(match) -> str:
+    """endpoint_of() of a ResolverMatch (or None)."""
     if match is None:
         return "unmatched"
     if match.url_name:
@@ -51,13 +59,27 @@ class RequestLatencyMiddleware:
     def __call__(self, request):
         started = time.perf_counter()
         response = self.get_response(request)
-        elapsed = time.perf_counter() - started
-        method = request.method if request.method in _METHODS else "other"
-        status = f"{response.status_code // 100}xx"
-        latency, responses = _bound(endpoint_of(request), method, status, response.get("X-Cache", "none"))
-        latency.observe(elapsed)
-        responses.inc()
-        cachestats.maybe_sample()
+        record(endpoint_of(request), request.method, response.status_code, response.get("X-Cache", "none"),
+               time.perf_counter() - started)
         if PROBE_META in request.META:
             response[SERVED_BY_HEADER] = str(os.getpid())
         return response
+
+
+def record(endpoint: str, method: str, status_code: int, x_cache: str, elapsed: float) -> None:
+    """One response into newsite_http_request_duration_seconds / newsite_http_responses_total."""
+    latency, responses = _bound(endpoint, method if method in _METHODS else "other",
+                                f"{status_code // 100}xx", x_cache)
+    latency.observe(elapsed)
+    responses.inc()
+    cachestats.maybe_sample()
+
+
+def front_twin(hit) -> None:
+    """This middleware's part of a response of the WSGI front (a caching.front.FrontHit; it
+    runs last, as this middleware is first): the same metrics, X-Served-By for the canary."""
+    environ = hit.environ
+    record(endpoint_of_match(hit.route.match), environ["REQUEST_METHOD"], hit.status_code, HIT_L1,
+           time.perf_counter() - hit.started)  # the front answers L1 hits only
+    if PROBE_META in environ:
+        hit.headers.append((SERVED_BY_HEADER, str(os.getpid())))

@@ -1,11 +1,10 @@
 """Content negotiation cannot poison a public key (issue 16.1): `format`, `Accept`, HEAD and
 Accept-Encoding either leave the response as it is (so the shared key holds) or are never cached.
-Through the real middleware and tiers (L1 + L2)."""
+Through the real middleware and tiers (L1 + L2), and through the WSGI front (`make_client`)."""
 
 from datetime import timedelta
 
 import pytest
-from django.test import Client
 
 from articles.models import Comment
 from tests.factories import make_article, make_user
@@ -31,47 +30,47 @@ def _get(client, path, variant):
 
 
 @pytest.mark.parametrize("variant", HOSTILE, ids=lambda v: next(iter(v.values())))
-def test_a_negotiation_variant_never_changes_what_the_next_reader_gets(variant):
+def test_a_negotiation_variant_never_changes_what_the_next_reader_gets(variant, make_client):
     article = make_article(title="Negotiated", ago=timedelta(minutes=3))
     Comment.objects.create(article=article, user=make_user(), body="hi")
     paths = ["/api/articles/?page=1", "/api/articles/?page=42", f"/api/articles/{article.pk}/",
              f"/api/authors/{article.author_id}/"]
     for path in paths:
-        hostile = _get(Client(), path, variant)
+        hostile = _get(make_client(), path, variant)
         # The API has one representation: JSON, whatever the client asked for.
         assert hostile["Content-Type"].startswith("application/json"), (path, hostile.status_code)
-        clean = Client().get(path)
+        clean = make_client().get(path)
         assert clean.status_code == 200, (path, variant, clean.status_code, clean.content[:200])
         assert hostile.status_code == clean.status_code, (path, variant)
         assert hostile.content == clean.content, (path, variant)
 
 
-def test_format_404_is_not_stored_as_the_clean_keys_negative():
+def test_format_404_is_not_stored_as_the_clean_keys_negative(make_client):
     make_article(title="Only one", ago=timedelta(minutes=3))
     # Before the fix: DRF raised 404 for an unknown format and the middleware cached it under
     # the clean key of page 1.
-    Client().get("/api/articles/?page=1&format=xml")
-    response = Client().get("/api/articles/?page=1")
+    make_client().get("/api/articles/?page=1&format=xml")
+    response = make_client().get("/api/articles/?page=1")
     assert response.status_code == 200
     assert response.json()["results"][0]["title"] == "Only one"
 
 
-def test_head_and_accept_encoding_share_the_get_entry():
+def test_head_and_accept_encoding_share_the_get_entry(make_client):
     make_article(title="Heads", ago=timedelta(minutes=3))
-    head = Client().head("/api/articles/")
+    head = make_client().head("/api/articles/")
     assert head.status_code == 200 and head.content == b""
-    gzip = Client().get("/api/articles/", HTTP_ACCEPT_ENCODING="gzip")
-    plain = Client().get("/api/articles/")
+    gzip = make_client().get("/api/articles/", HTTP_ACCEPT_ENCODING="gzip")
+    plain = make_client().get("/api/articles/")
     assert plain.status_code == 200 and plain.json()["results"][0]["title"] == "Heads"
     assert "Accept-Encoding" in plain["Vary"]
     assert gzip["Content-Type"] == plain["Content-Type"]
 
 
-def test_a_404_with_a_parameter_outside_the_key_is_answered_but_never_stored():
+def test_a_404_with_a_parameter_outside_the_key_is_answered_but_never_stored(make_client):
     missing = "/api/articles/987654/"
-    foreign = Client().get(missing + "?format=xml")
+    foreign = make_client().get(missing + "?format=xml")
     assert foreign.status_code == 404 and foreign["Content-Type"].startswith("application/json")
     assert foreign["Cache-Control"] == "private, no-store"
-    clean = Client().get(missing)
+    clean = make_client().get(missing)
     assert clean.status_code == 404 and clean["X-Cache"] == "MISS"  # nothing was stored before
-    assert Client().get(missing)["X-Cache"].startswith("HIT")
+    assert make_client().get(missing)["X-Cache"].startswith("HIT")

@@ -1,0 +1,190 @@
+"""The WSGI front: L1 hits of public views answered before Django's request machinery.
+
+`ResponseFront(app, gates=..., twins=...)` wraps a Django WSGI application. For a request it
+recognises - GET or HEAD, no X-Edge-Fetch, a path that resolves (Django's resolver, cached per
+path) to a view marked `caching.http.cache_public`, a query string holding only that view's own
+parameters with valid values, every gate of the project open - it builds the key exactly as
+PublicResponseCacheMiddleware does (`keys.response_key(url_name, kwargs, params)`), looks it up
+in this process's L1 (the fetch face's: same entries, same invalidation, same broadcast) and,
+on a hit of a 200 entry, answers from it: the status, Content-Type, the entry's precomputed
+headers, Age, X-Cache: HIT-L1, a 304 when the validators match (`caching.http.not_modified`),
+then the headers the project's middleware would have added (its `twins`). No HttpRequest, no
+HttpResponse, no middleware call. Everything else - an L1 miss, a cached 404, a bad or foreign
+parameter, any other method, a gate closed - goes to the wrapped application unchanged.
+
+Cost of a hit: one dict lookup for the route, the parameter parse (none without a query
+string), one key build, one L1 lookup (a lock and a dict get), a header list and the twins.
+The library knows no middleware: the project says what its stack adds (newsite/front.py).
+
+The L1 lookup is the one of `caching.fetch()` (fetcher.py): the face's L1 and the same
+counter (newsite_cache_requests_total{tier="l1",result="hit"}). There is no other rule: the
+subscriber clears L1 whenever the broadcast is lost, stuck or back, and refuses fills until it
+is subscribed again, so what L1 holds is what fetch() would serve. An L1 miss is not counted
+here: Django's path counts it when it looks up the key again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from http.client import responses
+
+from django.core.handlers.wsgi import get_path_info
+from django.http import QueryDict
+from django.urls import Resolver404, get_resolver
+
+from caching import conf, fetcher, keys
+from caching.http import ResponseEntry, age_header, not_modified, policy_of
+from caching.l1 import HIT_L1
+from caching.middleware import EDGE_FETCH_HEADER, SAFE
+from caching.params import ParamError
+
+logger = logging.getLogger(__name__)
+
+ROUTE_CACHE_MAX = 10_000  # paths remembered (resolved or not); the table is emptied when full
+_EMPTY_QUERY = QueryDict("")
+_NOT_MODIFIED = "304 Not Modified"
+
+
+@dataclass(slots=True)
+class Route:
+    """A path that resolves to a public view: what its key and its metrics need."""
+
+    policy: object  # caching.http.ResponsePolicy
+    url_name: str
+    kwargs: dict
+    param_names: frozenset
+    match: object  # django.urls.ResolverMatch (the project's twins read view_name, route)
+    plain_key: str | None = None  # the key without a query string (parameters at their defaults)
+
+
+@dataclass(slots=True)
+class FrontHit:
+    """One response being answered by the front; twins append their headers to `headers`."""
+
+    environ: dict
+    route: Route
+    status_code: int
+    headers: list
+    body: bytes  # the GET body (also for HEAD: the server drops it, as with Django's responses)
+    started: float  # time.perf_counter() when the front received the request
+
+
+Gate = Callable[[dict], bool]  # environ -> may the front answer it
+Twin = Callable[[FrontHit], None]  # adds what one middleware adds to a cached response
+
+
+class ResponseFront:
+    def __init__(self, app, *, gates: Sequence[Gate] = (), twins: Sequence[Twin] = ()):
+        """`gates` run before the lookup (any False: Django answers); `twins` run on every
+        response the front makes, in the order Django's process_response would (innermost
+        middleware first)."""
+        self.app = app
+        self.gates = tuple(gates)
+        self.twins = tuple(twins)
+        self._routes: dict[str, Route | None] = {}
+        self.served = 0  # plain ints for /health/cache/ (races may lose a count)
+        self.passed = 0
+
+    def __call__(self, environ, start_response):
+        started = time.perf_counter()
+        hit = self._hit(environ, started)
+        if hit is None:
+            self.passed += 1
+            return self.app(environ, start_response)
+        self.served += 1
+        for twin in self.twins:
+            twin(hit)
+        if hit.status_code == 304:
+            start_response(_NOT_MODIFIED, hit.headers)
+            return [b""]
+        start_response(f"{hit.status_code} {responses.get(hit.status_code, 'Unknown Status Code')}", hit.headers)
+        return [hit.body]
+
+    # --- recognising a request ---------------------------------------------------------------
+
+    def route(self, path_info: str) -> Route | None:
+        """The public route of a path, or None (not resolvable, not a public view)."""
+        routes = self._routes
+        try:
+            return routes[path_info]
+        except KeyError:
+            pass
+        route = None
+        try:
+            match = get_resolver().resolve(path_info)
+        except Resolver404:
+            match = None
+        if match is not None:
+            policy = policy_of(match.func)
+            if policy is not None and not match.args:
+                route = Route(policy, match.url_name, match.kwargs,
+                              frozenset(p.name for p in policy.params), match)
+        if len(routes) >= ROUTE_CACHE_MAX:
+            routes.clear()  # bounded: hostile paths cost a resolve each, never memory
+        routes[path_info] = route
+        return route
+
+    def _hit(self, environ, started: float) -> FrontHit | None:
+        if environ.get("REQUEST_METHOD") not in SAFE or EDGE_FETCH_HEADER in environ:
+            return None
+        route = self.route(get_path_info(environ) or "/")
+        if route is None:
+            return None
+        for gate in self.gates:
+            if not gate(environ):
+                return None
+        raw_query = environ.get("QUERY_STRING")
+        if raw_query:
+            # As WSGIRequest.GET parses it (bytes of the environ, DEFAULT_CHARSET).
+            try:
+                query = QueryDict(raw_query.encode("iso-8859-1"))
+            except UnicodeEncodeError:
+                return None  # not a PEP 3333 environ: Django says what it makes of it
+            own = route.param_names
+            for name in query:
+                if name not in own:
+                    return None  # outside the key: Django decides (the 404 rule of the middleware)
+            key = self._key(route, query)
+        else:
+            key = route.plain_key
+            if key is None:
+                key = route.plain_key = self._key(route, _EMPTY_QUERY)
+        if key is None:
+            return None  # a bad value (or a required parameter missing): the view answers 400
+        if not conf.get().enabled:
+            return None
+        l1 = fetcher.current().l1
+        if l1 is None:
+            return None
+        entry = l1.get(key)
+        if entry is None:
+            return None
+        value = entry.value
+        if not isinstance(value, ResponseEntry):
+            return None  # a cached 404: its body is the project's view of the request
+        entry.stats.hit_l1()
+        if not_modified(environ, value.etag, value.last_modified):
+            status, headers = 304, []
+        else:
+            status, headers = value.status, [("Content-Type", value.content_type)]
+        headers.extend(pair for _, pair in value.header_store)
+        headers.append(age_header(entry.filled_at))
+        headers.append(("X-Cache", HIT_L1))
+        return FrontHit(environ, route, status, headers, value.body, started)
+
+    @staticmethod
+    def _key(route: Route, query) -> str | None:
+        """The middleware's key of this route and query (None: a bad parameter value)."""
+        try:
+            params = route.policy.parse_params(query)
+        except ParamError:
+            return None
+        return keys.response_key(route.url_name, route.kwargs, params)
+
+    def snapshot(self) -> dict:
+        return {"enabled": True, "served": self.served, "passed_to_django": self.passed,
+                "routes_cached": len(self._routes), "twins": len(self.twins), "gates": len(self.gates)}
+

@@ -1,0 +1,177 @@
+"""The WSGI front (caching/front.py, newsite/front.py): an L1 hit it answers is the response
+Django's full stack gives for the same entry - every header, 304s, HEAD, metrics - and every
+request it does not recognise reaches Django unchanged."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import override_settings
+from prometheus_client import REGISTRY
+
+from caching import fetcher, metrics
+from newsite.front import wrap
+from tests.articles.test_response_cache import public_paths, world  # noqa: F401 (fixture)
+from tests.wsgi_client import WSGIClient, django_wsgi_client, front_client
+
+pytestmark = pytest.mark.django_db
+
+
+def every_public_type(world):  # noqa: F811
+    """One path per public endpoint type: the JSON API, the pages, feeds, sitemaps, robots."""
+    return [*public_paths(world), "/feed/", "/feed/atom/", f"/category/{world['cat'].slug}/feed/",
+            "/sitemap.xml", "/sitemap-pages.xml", "/sitemap-articles.xml?p=1", "/sitemap-news.xml",
+            "/robots.txt"]
+
+
+def served_by_front(client: WSGIClient, path: str, **extra):
+    before = client.front.served
+    response = client.get(path, **extra)
+    return response, client.front.served - before == 1
+
+
+def test_front_hits_carry_exactly_the_headers_of_the_django_stack(world):  # noqa: F811
+    django, front = django_wsgi_client(), front_client()
+    for path in every_public_type(world):
+        first = django.get(path)
+        assert first.status_code == 200 and first["X-Cache"] == "MISS", path
+        through_django = django.get(path)
+        assert through_django["X-Cache"] == "HIT-L1", path
+        through_front, by_front = served_by_front(front, path)
+        assert by_front, path
+        assert through_front.status == through_django.status, path
+        assert through_front.content == through_django.content, path
+        assert through_front.header_set() == through_django.header_set(), path
+        for name in ("Date", "X-Request-ID", "Age"):
+            assert (name in through_front) == (name in through_django), (path, name)
+        # Conditional requests and HEAD: the same 304 and the same headers without a body.
+        for extra in ({"HTTP_IF_NONE_MATCH": through_django["ETag"]},
+                      {"HTTP_IF_MODIFIED_SINCE": through_django["Last-Modified"]}):
+            django_304 = django.get(path, **extra)
+            front_304, by_front = served_by_front(front, path, **extra)
+            assert by_front and front_304.status_code == django_304.status_code == 304, (path, extra)
+            assert front_304.content == django_304.content == b"", path
+            assert front_304.header_set() == django_304.header_set(), (path, extra)
+        django_head, front_head = django.head(path), front.head(path)
+        assert front_head.status == django_head.status and front_head.header_set() == django_head.header_set(), path
+
+
+def test_request_ids_follow_the_django_rule(world):  # noqa: F811
+    django, front = django_wsgi_client(), front_client()
+    path = f"/api/articles/{world['article'].id}/"
+    django.get(path)
+    for client_id in ("trace-42.a:b", "bad id with spaces", "x" * 200):
+        expected = django.get(path, HTTP_X_REQUEST_ID=client_id)["X-Request-ID"]
+        answered, by_front = served_by_front(front, path, HTTP_X_REQUEST_ID=client_id)
+        assert by_front
+        if expected == client_id:
+            assert answered["X-Request-ID"] == client_id
+        else:  # a fresh uuid4 on both paths
+            assert answered["X-Request-ID"] != client_id and len(answered["X-Request-ID"]) == 36
+    assert front.get(path)["X-Request-ID"] != front.get(path)["X-Request-ID"]
+
+
+@override_settings(SECURE_HSTS_SECONDS=3600, SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https"))
+def test_hsts_only_over_https_as_django_does(world):  # noqa: F811
+    django, front = django_wsgi_client(), front_client()
+    path = f"/api/articles/{world['article'].id}/"
+    django.get(path)
+    for extra in ({}, {"HTTP_X_FORWARDED_PROTO": "https"}):
+        expected = django.get(path, **extra)
+        answered, by_front = served_by_front(front, path, **extra)
+        assert by_front and answered.header_set() == expected.header_set(), extra
+    assert "Strict-Transport-Security" in answered and "Strict-Transport-Security" not in front.get(path)
+
+
+def test_what_the_front_does_not_recognise_reaches_django(world):  # noqa: F811
+    django, front = django_wsgi_client(), front_client()
+    article = f"/api/articles/{world['article'].id}/"
+    django.get(article)
+    django.get("/api/articles/")
+    django.get("/api/articles/987654/")  # a cached 404
+    cases = [
+        ("GET", article + "?utm_source=x", {}),          # a parameter outside the key
+        ("GET", "/api/articles/?page=abc", {}),          # a bad value: 400 from the view
+        ("GET", "/api/articles/987654/", {}),            # a cached negative
+        ("GET", article, {"HTTP_X_EDGE_FETCH": "1"}),    # edge fetches start at L2
+        ("GET", article, {"HTTP_COOKIE": "sessionid=x"}),  # a cookie a middleware answers
+        ("GET", article, {"HTTP_COOKIE": "csrftoken=bad"}),
+        ("GET", article, {"HTTP_HOST": "evil.example"}),  # 400 DisallowedHost
+        ("POST", "/api/articles/", {}),
+        ("OPTIONS", article, {}),
+        ("GET", "/api/articles", {}),                    # APPEND_SLASH redirect
+        ("GET", "/static/nothing.css", {}),
+        ("GET", "/api/user/profile/", {}),               # not a public view
+    ]
+    for method, path, extra in cases:
+        before = front.front.served
+        expected = django.request(method, path, **extra)
+        answered = front.request(method, path, **extra)
+        assert front.front.served == before, (method, path, extra)
+        assert answered.status_code == expected.status_code, (method, path, extra)
+        varying = ("date", "x-request-id", "age", "set-cookie")  # a new CSRF cookie for a bad one
+        assert answered.header_set(ignore_values=varying) == expected.header_set(ignore_values=varying), \
+            (method, path, extra)
+    # Parameters of the key, in another order or spelling, share the entry (as in Django).
+    django.get("/api/search/?q=cached&page=1")
+    for query in ("?page=1&q=cached", "?q=%20cached%20", "?q=cached&page=01"):
+        assert served_by_front(front, "/api/search/" + query)[1], query
+    # An L1 miss: Django loads it.
+    answered, by_front = served_by_front(front, "/api/articles/?page=2")
+    assert not by_front and answered.status_code == 200 and answered["X-Cache"] == "MISS"
+    # A cookie nobody reads does not keep the front from answering.
+    assert served_by_front(front, article, HTTP_COOKIE="_ga=GA1.2.3")[1]
+
+
+def test_metrics_count_a_front_hit_as_the_django_path_does(world):  # noqa: F811
+    django, front = django_wsgi_client(), front_client()
+    path = f"/api/articles/{world['article'].id}/"
+    django.get(path)
+    stats = metrics.stats_for("resp.api-article")
+
+    def counts():
+        metrics.flush_all()
+        return (stats.l1_hit, stats.l1_miss, stats.l2_hit,
+                REGISTRY.get_sample_value("newsite_cache_requests_total",
+                                          {"tier": "l1", "prefix": "resp.api-article", "result": "hit"}),
+                REGISTRY.get_sample_value("newsite_http_responses_total",
+                                          {"endpoint": "api-article", "x_cache": "HIT-L1"}),
+                REGISTRY.get_sample_value("newsite_http_request_duration_seconds_count",
+                                          {"endpoint": "api-article", "method": "GET", "status": "2xx"}))
+
+    start = counts()
+    django.get(path)
+    after_django = counts()
+    assert served_by_front(front, path)[1]
+    after_front = counts()
+    assert [b - a for a, b in zip(start, after_django, strict=True)] == [b - a for a, b in zip(after_django, after_front, strict=True)]
+    assert [b - a for a, b in zip(start, after_django, strict=True)] == [1, 0, 0, 1, 1, 1]
+
+
+def test_invalidation_reaches_the_front(world, django_capture_on_commit_callbacks):  # noqa: F811
+    from articles import services
+
+    front = front_client()
+    article = world["article"]
+    path = f"/api/articles/{article.id}/"
+    front.get(path)
+    assert served_by_front(front, path)[1]
+    with django_capture_on_commit_callbacks(execute=True):
+        services.article_update(article=article, data={"title": "Edited title"})
+    answered, by_front = served_by_front(front, path)
+    assert not by_front and answered.json()["title"] == "Edited title" and answered["X-Cache"] == "MISS"
+    answered, by_front = served_by_front(front, path)
+    assert by_front and answered.json()["title"] == "Edited title"
+    fetcher.clear_local()  # L1 gone (a lost subscription clears it): Django answers from L2
+    answered, by_front = served_by_front(front, path)
+    assert not by_front and answered["X-Cache"] == "HIT-L2"
+
+
+def test_switch_and_unknown_middleware_turn_the_front_off(world, settings):  # noqa: F811
+    from django.core.handlers.wsgi import WSGIHandler
+
+    with override_settings(CACHE_WSGI_FRONT=False):
+        assert "CACHE_WSGI_FRONT" in wrap(WSGIHandler()).front_off_reason
+    with override_settings(MIDDLEWARE=["django.middleware.gzip.GZipMiddleware", *settings.MIDDLEWARE]):
+        assert "GZipMiddleware" in wrap(WSGIHandler()).front_off_reason
+    with override_settings(MIDDLEWARE=settings.MIDDLEWARE[:-1]):
+        assert "not last" in wrap(WSGIHandler()).front_off_reason
