@@ -61,8 +61,9 @@ def _until(predicate, ask, timeout=10.0):
         time.sleep(0.02)
 
 
-@pytest.mark.slow
-def test_invalidation_reaches_other_process_l1_and_lost_subscription_clears_it():
+@pytest.fixture
+def process_b():
+    """A forked process B serving _process_b's commands: yields ask(*command) -> its answer."""
     ctx = multiprocessing.get_context("fork")
     conn, child_conn = ctx.Pipe()
     b = ctx.Process(target=_process_b, args=(child_conn,), daemon=True)
@@ -73,65 +74,55 @@ def test_invalidation_reaches_other_process_l1_and_lost_subscription_clears_it()
         assert conn.poll(15), "process B does not answer"
         return conn.recv()
 
-    try:
-        assert ask("wait_subscribed") is True
-        assert ask("get", "v1") == ("v1", caching.MISS)
-        assert ask("get", "v1") == ("v1", caching.HIT_L1)
-
-        # Process A (this one) invalidates: B's L1 must stop serving v1 once the message lands.
-        caching.invalidate_tags([TAG])
-        answer = _until(lambda a: a[0] != "v1", lambda: ask("get", "v2"))
-        assert answer == ("v2", caching.MISS)
-        assert ask("get", "v2") == ("v2", caching.HIT_L1)
-
-        # Kill B's subscription connection: B clears its L1 and resubscribes.
-        clears_before = ask("stats")["clears"]
-        redis = engine.redis_client()
-        name = keys.subscriber_client_name(engine.default().namespace, b.pid)
-        ids = [c["id"] for c in redis.client_list(_type="pubsub") if c.get("name") == name]
-        assert len(ids) == 1
-        redis.client_kill_filter(_id=ids[0])
-        _until(lambda s: s["clears"] > clears_before and s["subscribed"], lambda: ask("stats"))
-        # The entry is gone from L1: served from L2 now, then L1 again.
-        assert ask("get", "v3") == ("v2", caching.HIT_L2)
-        assert ask("get", "v3") == ("v2", caching.HIT_L1)
-    finally:
-        conn.send(("quit",))
-        b.join(5)
-        if b.is_alive():
-            b.kill()
+    ask.pid = b.pid
+    yield ask
+    conn.send(("quit",))
+    b.join(5)
+    if b.is_alive():
+        b.kill()
 
 
 @pytest.mark.slow
-def test_a_starved_subscriber_does_not_let_an_old_l1_entry_answer():
-    ctx = multiprocessing.get_context("fork")
-    conn, child_conn = ctx.Pipe()
-    b = ctx.Process(target=_process_b, args=(child_conn,), daemon=True)
-    b.start()
+def test_invalidation_reaches_other_process_l1_and_lost_subscription_clears_it(process_b):
+    ask = process_b
+    assert ask("wait_subscribed") is True
+    assert ask("get", "v1") == ("v1", caching.MISS)
+    assert ask("get", "v1") == ("v1", caching.HIT_L1)
 
-    def ask(*command):
-        conn.send(command)
-        assert conn.poll(15), "process B does not answer"
-        return conn.recv()
+    # Process A (this one) invalidates: B's L1 must stop serving v1 once the message lands.
+    caching.invalidate_tags([TAG])
+    answer = _until(lambda a: a[0] != "v1", lambda: ask("get", "v2"))
+    assert answer == ("v2", caching.MISS)
+    assert ask("get", "v2") == ("v2", caching.HIT_L1)
 
-    try:
-        assert ask("wait_subscribed") is True
-        assert ask("get", "v1") == ("v1", caching.MISS)
-        assert ask("get", "v1") == ("v1", caching.HIT_L1)
-        assert ask("stall") is True
-        # A's write returns after its acknowledgement wait (B cannot acknowledge: stalled).
-        caching.invalidate_tags([TAG])
-        # B's L1 still holds v1 and the invalidation is not applied, yet B must not answer v1:
-        # the message has reached B, so the hit falls through to L2 (invalidated: a fresh load).
-        for _ in range(3):
-            value, source = ask("get", "v2")
-            assert value == "v2", (value, source)
-            assert source != caching.HIT_L1
-        assert ask("held_back") >= 3
-        assert ask("release") is True
-        assert _until(lambda a: a == ("v2", caching.HIT_L1), lambda: ask("get", "v3")) == ("v2", caching.HIT_L1)
-    finally:
-        conn.send(("quit",))
-        b.join(5)
-        if b.is_alive():
-            b.kill()
+    # Kill B's subscription connection: B clears its L1 and resubscribes.
+    clears_before = ask("stats")["clears"]
+    redis = engine.redis_client()
+    name = keys.subscriber_client_name(engine.default().namespace, ask.pid)
+    ids = [c["id"] for c in redis.client_list(_type="pubsub") if c.get("name") == name]
+    assert len(ids) == 1
+    redis.client_kill_filter(_id=ids[0])
+    _until(lambda s: s["clears"] > clears_before and s["subscribed"], lambda: ask("stats"))
+    # The entry is gone from L1: served from L2 now, then L1 again.
+    assert ask("get", "v3") == ("v2", caching.HIT_L2)
+    assert ask("get", "v3") == ("v2", caching.HIT_L1)
+
+
+@pytest.mark.slow
+def test_a_starved_subscriber_does_not_let_an_old_l1_entry_answer(process_b):
+    ask = process_b
+    assert ask("wait_subscribed") is True
+    assert ask("get", "v1") == ("v1", caching.MISS)
+    assert ask("get", "v1") == ("v1", caching.HIT_L1)
+    assert ask("stall") is True
+    # A's write returns after its acknowledgement wait (B cannot acknowledge: stalled).
+    caching.invalidate_tags([TAG])
+    # B's L1 still holds v1 and the invalidation is not applied, yet B must not answer v1:
+    # the message has reached B, so the hit falls through to L2 (invalidated: a fresh load).
+    for _ in range(3):
+        value, source = ask("get", "v2")
+        assert value == "v2", (value, source)
+        assert source != caching.HIT_L1
+    assert ask("held_back") >= 3
+    assert ask("release") is True
+    assert _until(lambda a: a == ("v2", caching.HIT_L1), lambda: ask("get", "v3")) == ("v2", caching.HIT_L1)
