@@ -182,6 +182,9 @@ if FRESHNESS_CANARY_EVERY > 0:
     }
 # warm_cache fills this many of the most read articles (detail JSON + page).
 WARM_CACHE_TOP_ARTICLES = env.int("WARM_CACHE_TOP_ARTICLES", default=200)
+# warm_cache --all fills every published article's JSON detail in batches of this many: one query
+# and one pipeline of fills per batch (articles/warm.py, docs/caching.md "Warming").
+WARM_CACHE_BATCH_SIZE = env.int("WARM_CACHE_BATCH_SIZE", default=500)
 
 # --- CDN purges (cdn/, docs/cdn.md) ----------------------------------------------------------
 # Wagtail-style: alias -> {"BACKEND": dotted path, ...params}. Set CDN_BACKENDS here, or use the
