@@ -54,6 +54,8 @@ def parse(argv):
     p.add_argument("--warm-minute", type=float, default=60.0,
                    help="seconds of Zipf load measured after a cold or warm start (warmstart scenario, 60)")
     p.add_argument("--warm-slices", type=int, default=6, help="slices of that minute reported separately (6)")
+    p.add_argument("--warm-phases", default="cold,warm,all",
+                   help="warmstart phases: cold, warm (manage.py warm_cache), all (warm_cache --all); default all three")
     p.add_argument("--coherence-duration", type=float, default=None,
                    help="seconds the coherence sampler runs (720; 5 with --smoke)")
     p.add_argument("--coherence-workers", type=int, default=3,
