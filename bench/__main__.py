@@ -30,6 +30,8 @@ def parse(argv):
     p.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up before each measurement (3)")
     p.add_argument("--zipf-warmup", type=float, default=10.0,
                    help="warm-up seconds before each Zipf measurement (10): the long tail needs longer")
+    p.add_argument("--zipf-prewarm", action="store_true",
+                   help="run manage.py warm_cache --all after the flush, before the Zipf warm-up of l2, l1l2, varnish")
     p.add_argument("--no-cold-start", dest="cold_start", action="store_false",
                    help="keep Redis db and Varnish contents between measurements (default: flush before each cached mode)")
     p.add_argument("--rounds", type=int, default=1, help="interleaved rounds; the best round of each mode x workload is reported")

@@ -15,15 +15,12 @@ kept its contents). `--warm-phases` picks the phases.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
-
 from bench import loadgen
 from bench.context import log
 from bench.loadgen import Workload
+from bench.measure import run_warm_cache
 from bench.probes import Snapshot
-from bench.stack import ROOT, AppServer, Unavailable
+from bench.stack import AppServer, Unavailable
 
 PHASES = ("cold", "warm", "all")
 WARM_ARGS = {"warm": [], "all": ["--all"]}
@@ -77,7 +74,7 @@ def run(ctx) -> None:
         try:
             warm = None
             if phase in WARM_ARGS:
-                warm = _warm(ctx, WARM_ARGS[phase])
+                warm = run_warm_cache(ctx, WARM_ARGS[phase])
                 if "status" in warm:
                     out["phases"][phase] = warm
                     continue
@@ -103,7 +100,7 @@ def run(ctx) -> None:
                 "req_s": sum(r["req_s"] for r in rows) / len(rows),
             }
             if phase == "all":
-                again = _warm(ctx, WARM_ARGS[phase])
+                again = run_warm_cache(ctx, WARM_ARGS[phase])
                 out["phases"][phase]["rewarm_seconds"] = again.get("seconds")
                 log(f"warmstart all: a second warm_cache --all (Redis warm) took {again.get('seconds')} s")
             log(f"warmstart {phase}: hit ratio {out['phases'][phase]['hit']:.3f} over the first "
@@ -113,36 +110,3 @@ def run(ctx) -> None:
             if isinstance(server, AppServer):
                 ctx.stack.stop_app(server)
     ctx.warmstart = out
-
-
-def _memory(ctx) -> tuple[int, int]:
-    return int(ctx.redis_client.info("memory")["used_memory"]), int(ctx.redis_client.dbsize())
-
-
-def _warm(ctx, args: list[str]) -> dict:
-    """Run manage.py warm_cache `args` on the servers' settings: its time (wall clock, and the
-    run's own report), Redis used_memory and DBSIZE around it; or {"status": "n/a: ..."}."""
-    memory_before, keys_before = _memory(ctx)
-    started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "manage.py", "warm_cache", *args, "--verbosity", "0"],
-        cwd=ROOT, env=ctx.env, capture_output=True, text=True, timeout=600,
-    )
-    wall = time.monotonic() - started
-    if done.returncode != 0:
-        return {"status": f"n/a: warm_cache failed: {done.stderr.strip()[-300:]}"}
-    memory_after, keys_after = _memory(ctx)
-    report = _last_report(ctx) or {}
-    return {"seconds": report.get("seconds"), "wall_seconds": round(wall, 2),
-            "articles": report.get("articles"), "memory_before": memory_before, "memory_after": memory_after,
-            "keys_before": keys_before, "keys_after": keys_after}
-
-
-def _last_report(ctx) -> dict | None:
-    import json
-
-    raw = ctx.redis_client.get(f"{ctx.opts.key_prefix}:warm_cache:last")  # caching.keys.warm_cache_status_key
-    try:
-        return json.loads(raw) if raw else None
-    except (TypeError, ValueError):
-        return None
