@@ -94,6 +94,26 @@ def test_one_query_per_batch_and_none_for_what_is_already_fresh():
     assert orjson.loads(_stored(articles[0].id).body)["title"] == "Edited"
 
 
+def test_the_command_and_the_task_warm_every_article(django_assert_num_queries, settings):
+    from django.core.management import call_command
+
+    from articles.tasks import warm_cache_task
+
+    require_postgresql()
+    settings.WARM_CACHE_TOP_ARTICLES = 0
+    articles = _site(4, drafts=1)
+    call_command("warm_cache", "--all", verbosity=0)
+    report = warm.last_run()["articles"]
+    assert (report["articles"], report["by_source"], report["refused"]) == (4, {"MISS": 4}, 0)
+    fetcher.clear_local()
+    client = Client()
+    for article in articles:
+        with django_assert_num_queries(0):
+            assert client.get(f"/api/articles/{article.id}/")["X-Cache"] == "HIT-L2"
+    ran = warm_cache_task.apply(kwargs={"all_articles": True}).get()  # the task body, in this process
+    assert ran["articles"]["by_source"] == {"HIT-L2": 4}
+
+
 def test_warm_cache_all_racing_an_editor_stores_no_old_version():
     """manage.py warm_cache --all in its own process (small batches, so it spans the race), a
     writer editing articles in this one and a reader filling this process's L1 meanwhile. Once
