@@ -69,11 +69,11 @@ def _client() -> Client:
 
 
 def warm_cache(*, progress: Callable[[Iterable[str]], Iterable[str]] = lambda paths: paths,
-               all_articles: bool = False, batches: Callable | None = None) -> dict:
+               all_articles: bool = False, refresh_within: float = 0.0, batches: Callable | None = None) -> dict:
     """Request every warm path once and, with `all_articles`, bulk-fill the detail of every
     published article (warm_articles; `batches` wraps its batches as `progress` wraps the
     paths), under a Redis lock (the view-count flush's kind). Returns a report: counts by
-    X-Cache and by status (and "articles", warm_articles' report). Raises WarmCacheLocked at
+    X-Cache and by status (and "articles", warm_articles' report; `refresh_within` is its). Raises WarmCacheLocked at
     once when another run holds the lock. Redis unreachable: runs unlocked (it then only fills
     this process's L1) and skips the articles (there is nowhere to put them)."""
     l2 = engine.default().l2
@@ -82,11 +82,11 @@ def warm_cache(*, progress: Callable[[Iterable[str]], Iterable[str]] = lambda pa
         acquired = l2.call(lock.acquire)
     except L2Unavailable as exc:
         logger.warning("warm_cache: Redis unreachable (%s), running without the lock", exc)
-        return _warm(progress, all_articles=False, batches=batches)
+        return _warm(progress, all_articles=False, refresh_within=0.0, batches=batches)
     if not acquired:
         raise WarmCacheLocked("another warm_cache run holds the lock")
     try:
-        return _warm(progress, all_articles=all_articles, batches=batches)
+        return _warm(progress, all_articles=all_articles, refresh_within=refresh_within, batches=batches)
     finally:
         try:
             l2.call(lock.release)
@@ -94,7 +94,7 @@ def warm_cache(*, progress: Callable[[Iterable[str]], Iterable[str]] = lambda pa
             logger.warning("warm_cache: lock not released (%s); it expires in %d s", exc, WARM_LOCK_SECONDS)
 
 
-def _warm(progress, *, all_articles: bool, batches) -> dict:
+def _warm(progress, *, all_articles: bool, refresh_within: float, batches) -> dict:
     started = time.time()
     client = _client()
     report = {"paths": 0, "by_source": {}, "by_status": {}}
@@ -106,7 +106,8 @@ def _warm(progress, *, all_articles: bool, batches) -> dict:
         report["by_source"][source] = report["by_source"].get(source, 0) + 1
         report["by_status"][str(response.status_code)] = report["by_status"].get(str(response.status_code), 0) + 1
     if all_articles:
-        report["articles"] = warm_articles(batches=batches or (lambda chunks, total: chunks))
+        report["articles"] = warm_articles(refresh_within=refresh_within,
+                                           batches=batches or (lambda chunks, total: chunks))
     report["seconds"] = round(time.time() - started, 3)
     report["finished_at"] = time.time()
     _record(report)
@@ -132,11 +133,13 @@ def _load_details(missing: dict) -> dict:
     }
 
 
-def warm_articles(*, batch_size: int | None = None,
+def warm_articles(*, batch_size: int | None = None, refresh_within: float = 0.0,
                   batches: Callable[[list[list[int]], int], Iterable[list[int]]] = lambda chunks, total: chunks) -> dict:
     """Fill L2 with the JSON detail of every published article, most read first, in batches of
     `batch_size` (settings.WARM_CACHE_BATCH_SIZE): per batch one MGET pipeline, one query for
-    the ids not already fresh, one pipeline of fills. This process's L1 is left alone. Returns
+    the ids not already fresh (nor, with `refresh_within` seconds, that close to their soft
+    expiry: a periodic run keeps the tail from expiring), one pipeline of fills. This process's
+    L1 is left alone. Returns
     {"articles", "batches", "by_source" (HIT-L2: already fresh, MISS: loaded), "refused" (an
     edit overtook the batch: left to the next reader), "gone" (unpublished meanwhile),
     "seconds"}. `batches(chunks, total)` wraps the batches (a progress bar). One batch at a
@@ -150,7 +153,7 @@ def warm_articles(*, batch_size: int | None = None,
         report["skipped"] = "cache disabled"
         return report
     for chunk in batches(chunks, len(ids)):
-        counts = _warm_batch(chunk)
+        counts = _warm_batch(chunk, refresh_within)
         for source, n in counts["by_source"].items():
             report["by_source"][source] = report["by_source"].get(source, 0) + n
         report["refused"] += counts["refused"]
@@ -159,7 +162,7 @@ def warm_articles(*, batch_size: int | None = None,
     return report
 
 
-def _warm_batch(chunk: list[int]) -> dict:
+def _warm_batch(chunk: list[int], refresh_within: float) -> dict:
     """One batch through caching.fetch_many; returns its counts (not the entries)."""
     policy = policy_of(api.ArticleDetailView)
 
@@ -169,7 +172,7 @@ def _warm_batch(chunk: list[int]) -> dict:
         return policy.negative_tags({"article_id": int(key.rpartition("=")[2])})
 
     fetched = caching.fetch_many({detail_key(i): i for i in chunk}, _load_details, kind=policy.kind,
-                                 tags_for=tags_for, use_l1=False)
+                                 tags_for=tags_for, use_l1=False, refresh_within=refresh_within)
     counts = {"by_source": {}, "refused": 0, "gone": 0}
     for result in fetched.values():
         counts["by_source"][result.source] = counts["by_source"].get(result.source, 0) + 1

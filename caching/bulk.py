@@ -45,7 +45,8 @@ def _read(face: FetchFace, missing: list[str]) -> tuple[list, int | None]:
     return raws, int(seq or 0)
 
 
-def _fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for, use_l1: bool) -> dict:
+def _fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for, use_l1: bool,
+                refresh_within: float) -> dict:
     result: dict = {}
     missing = []
     l1 = face.l1 if use_l1 else None
@@ -69,7 +70,7 @@ def _fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for
         stats = metrics.stats_for(keys.key_prefix_of(key))
         if raw is not None:
             env = Envelope(raw)
-            if now < env.soft_expiry:
+            if now + refresh_within < env.soft_expiry:
                 stats.hit_l2()
                 superseded = face.put_envelope(key, env, stats, guard) if use_l1 else False
                 result[key] = Fetched(env.value, HIT_L2, env.filled_at, superseded)
@@ -123,7 +124,8 @@ def _fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for
     return {key: result[key] for key in keys_to_args}
 
 
-def fetch_many(keys_to_args: dict, bulk_loader, *, kind: str, tags_for=None, use_l1: bool = True) -> dict:
+def fetch_many(keys_to_args: dict, bulk_loader, *, kind: str, tags_for=None, use_l1: bool = True,
+               refresh_within: float = 0.0) -> dict:
     """Bulk fetch: L1, then one Redis round trip for all the rest (values and the invalidation
     sequence), then ONE `bulk_loader({key: args})` call for the misses and stale values, then
     one pipeline of fill.lua calls. Returns {key: Fetched} in the input order (as fetch(): the
@@ -131,11 +133,12 @@ def fetch_many(keys_to_args: dict, bulk_loader, *, kind: str, tags_for=None, use
 
     `bulk_loader` returns {key: value}; a key it leaves out is cached as None (negative).
     `tags_for(key, value)` gives each entry's tags. `use_l1=False`: neither read nor backfill
-    this process's L1 (a warm-up in a process nobody reads from). Cost: one MGET pipeline, the
+    this process's L1 (a warm-up in a process nobody reads from). `refresh_within` (s): an L2
+    value whose soft expiry is that close is reloaded too (refresh-ahead). Cost: one MGET pipeline, the
     loader, one pipeline of EVALSHAs; no lease.
     """
     if not conf_module.get().enabled:
         loaded = bulk_loader(dict(keys_to_args))
         now = time.time()
         return {key: Fetched(loaded.get(key), MISS, now) for key in keys_to_args}
-    return _fetch_many(current(), dict(keys_to_args), bulk_loader, kind, tags_for, use_l1)
+    return _fetch_many(current(), dict(keys_to_args), bulk_loader, kind, tags_for, use_l1, refresh_within)

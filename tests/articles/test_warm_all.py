@@ -93,6 +93,12 @@ def test_one_query_per_batch_and_none_for_what_is_already_fresh():
     assert again["by_source"] == {"HIT-L2": 6, "MISS": 1}
     assert orjson.loads(_stored(articles[0].id).body)["title"] == "Edited"
 
+    # Refresh-ahead (the periodic run): entries whose soft expiry is within the horizon reload.
+    assert warm.warm_articles(batch_size=3, refresh_within=60)["by_source"] == {"HIT-L2": 7}
+    with CaptureQueriesContext(connection) as queries:
+        ahead = warm.warm_articles(batch_size=3, refresh_within=2 * 3600)  # > the article TTL
+    assert len(queries) == 1 + 3 and ahead["by_source"] == {"MISS": 7}
+
 
 def test_the_command_and_the_task_warm_every_article(django_assert_num_queries, settings):
     from django.core.management import call_command

@@ -1,4 +1,4 @@
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from articles import warm
@@ -14,10 +14,16 @@ class Command(BaseCommand):
             "--all", action="store_true", dest="all_articles",
             help="also the JSON detail of every published article, in bulk (the long tail)",
         )
+        parser.add_argument(
+            "--refresh-within", type=float, default=0.0, metavar="SECONDS",
+            help="with --all: also reload the entries whose soft expiry is that close (a periodic run)",
+        )
 
-    def handle(self, *args, run_async=False, all_articles=False, verbosity=1, **options):
+    def handle(self, *args, run_async=False, all_articles=False, refresh_within=0.0, verbosity=1, **options):
+        if refresh_within < 0:
+            raise CommandError("--refresh-within must be >= 0")
         if run_async:
-            result = warm_cache_task.delay(all_articles=all_articles)
+            result = warm_cache_task.delay(all_articles=all_articles, refresh_within=refresh_within)
             self.stdout.write(f"warm_cache: queued as task {result.id}")
             return
         quiet = verbosity == 0
@@ -33,7 +39,8 @@ class Command(BaseCommand):
                     bar.update(len(chunk))
 
         try:
-            report = warm.warm_cache(progress=progress, all_articles=all_articles, batches=batches)
+            report = warm.warm_cache(progress=progress, all_articles=all_articles, refresh_within=refresh_within,
+                                     batches=batches)
         except warm.WarmCacheLocked as exc:
             # Not an error: the run holding the lock warms the same pages.
             self.stderr.write(f"warm_cache: skipped, {exc}")
