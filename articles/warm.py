@@ -13,7 +13,7 @@ Each entry is built by the view's own response builder (api.article_detail_respo
 middleware's entry_from_response, under the middleware's key: the same bytes, headers and tags
 as a reader's request would store. The fills obey the stale-set rule (a batch whose article was
 invalidated after the batch started is refused), so a warm racing an editor never stores the
-old version. The HTML page of the long tail is not warmed (docs/caching.md, "Warming").
+old version. The HTML page of the long tail is not warmed (docs/caching.md, "Bulk fetch and warming").
 """
 
 from __future__ import annotations

@@ -183,7 +183,7 @@ if FRESHNESS_CANARY_EVERY > 0:
 # warm_cache fills this many of the most read articles (detail JSON + page).
 WARM_CACHE_TOP_ARTICLES = env.int("WARM_CACHE_TOP_ARTICLES", default=200)
 # warm_cache --all fills every published article's JSON detail in batches of this many: one query
-# and one pipeline of fills per batch (articles/warm.py, docs/caching.md "Warming").
+# and one pipeline of fills per batch (articles/warm.py, docs/caching.md "Bulk fetch and warming").
 WARM_CACHE_BATCH_SIZE = env.int("WARM_CACHE_BATCH_SIZE", default=500)
 # Every WARM_CACHE_ALL_EVERY s (0: never), beat runs warm_cache --all reloading what expires within
 # 1.5 periods, so the long tail never falls out of L2 an article TTL after the deploy's warm
