@@ -26,6 +26,19 @@ from tests.support import REPO, app_env, require_postgresql
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture
+def app_tiers_only():
+    """The races are about L1 and L2 (the warm does not touch the edge): the CDN outbox hook is
+    set aside, so the writers' hundreds of edits leave no purge tasks queued on the test broker
+    for a later test's worker to chew through."""
+    from caching.invalidation import on_invalidate
+
+    saved = list(on_invalidate)
+    on_invalidate.clear()
+    yield
+    on_invalidate[:] = saved
+
+
 def _stored(article_id: int):
     """The ResponseEntry L2 holds for /api/articles/<id>/ (None: nothing stored)."""
     raw = engine.redis_client().get(keys.value_key(fetcher.current().namespace, warm.detail_key(article_id)))
@@ -120,7 +133,7 @@ def test_the_command_and_the_task_warm_every_article(django_assert_num_queries, 
     assert ran["articles"]["by_source"] == {"HIT-L2": 4}
 
 
-def test_warm_cache_all_racing_an_editor_stores_no_old_version():
+def test_warm_cache_all_racing_an_editor_stores_no_old_version(app_tiers_only):
     """manage.py warm_cache --all in its own process (small batches, so it spans the race), a
     writer editing articles in this one and a reader filling this process's L1 meanwhile. Once
     both are done and the last write has returned, neither L2 nor L1 answers an old version."""
@@ -227,7 +240,7 @@ def _sample_l2(done, ids, returned, stale, reads):
                     stale.append((article_id, version, floor))
 
 
-def test_bulk_fills_racing_editors_on_a_few_articles_store_no_old_version():
+def test_bulk_fills_racing_editors_on_a_few_articles_store_no_old_version(app_tiers_only):
     """The same race, made dense: another process warms 6 articles over and over (each pass
     reloads what the last edits invalidated, so its loads overlap the next edits) while two
     writers edit those 6 articles back to back and a sampler reads L2. A bulk fill that ignored
