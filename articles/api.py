@@ -146,6 +146,12 @@ class ArticleListView(PublicReadEditorialWriteView):
         return Response(_editorial_view(article), status=status.HTTP_201_CREATED)
 
 
+def article_detail_response(data: dict):
+    """The public JSON of an article's detail: the view's 200, and what `warm_cache --all`
+    stores for it (articles/warm.py), so the two are the same bytes, headers and tags."""
+    return public_json(data, contract.article_tags(data), last_modified=data["updated_at"])
+
+
 @cache_public_json(kind="article", negative_tags=contract.missing_article_tags)
 class ArticleDetailView(PublicReadEditorialWriteView):
     """GET: a published article (public). PATCH/DELETE: editorial."""
@@ -153,8 +159,7 @@ class ArticleDetailView(PublicReadEditorialWriteView):
 
     @extend_schema(responses=OpenApiTypes.OBJECT, summary="Article detail")
     def get(self, request, article_id: int):
-        data = found(selectors.article_detail(article_id=article_id))
-        return public_json(data, contract.article_tags(data), last_modified=data["updated_at"])
+        return article_detail_response(found(selectors.article_detail(article_id=article_id)))
 
     @extend_schema(request=ArticleWriteSerializer, responses=OpenApiTypes.OBJECT, summary="Edit an article")
     def patch(self, request, article_id: int):

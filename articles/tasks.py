@@ -10,9 +10,9 @@ logger = logging.getLogger("newsite.tasks")
 
 
 @shared_task(name="articles.warm_cache", acks_late=True, time_limit=600, soft_time_limit=540)
-def warm_cache_task() -> dict:
+def warm_cache_task(all_articles: bool = False, refresh_within: float = 0.0) -> dict:
     try:
-        report = warm.warm_cache()
+        report = warm.warm_cache(all_articles=all_articles, refresh_within=refresh_within)
     except warm.WarmCacheLocked as exc:
         logger.info("warm_cache: skipped, %s", exc)
         return {"skipped": str(exc)}

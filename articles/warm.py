@@ -4,6 +4,16 @@ so the entries are byte-identical to what a reader's request would have stored.
 What is warmed: home feed pages 1-5 (JSON and the HTML front page), the category list and page 1
 of every category feed (JSON and HTML), breaking news, trending, and the N most read articles
 (settings.WARM_CACHE_TOP_ARTICLES, JSON detail and HTML page).
+
+With `all_articles` (`manage.py warm_cache --all`, and on deploy) also the JSON detail of every
+published article, the long tail the Zipf readers hit (issue 17.3): not page by page through
+the test client but in batches of WARM_CACHE_BATCH_SIZE through `caching.fetch_many` - one
+Redis round trip to see which are already fresh, one query for the rest, one pipeline of fills.
+Each entry is built by the view's own response builder (api.article_detail_response) and the
+middleware's entry_from_response, under the middleware's key: the same bytes, headers and tags
+as a reader's request would store. The fills obey the stale-set rule (a batch whose article was
+invalidated after the batch started is refused), so a warm racing an editor never stores the
+old version. The HTML page of the long tail is not warmed (docs/caching.md, "Bulk fetch and warming").
 """
 
 from __future__ import annotations
@@ -17,9 +27,12 @@ import redis
 from django.conf import settings
 from django.test import Client
 
-from caching import engine, keys
+import caching
+from caching import conf, engine, keys
+from caching.http import entry_from_response, policy_of
 from caching.l2 import L2Unavailable
 
+from . import api, selectors
 from .models import Article, Category
 
 logger = logging.getLogger("newsite.tasks")
@@ -28,6 +41,7 @@ HOME_PAGES = 5
 # Longer than the Celery task's time_limit (articles/tasks.py), so a run never outlives its lock;
 # a run killed with its lock held only delays the next one by this much.
 WARM_LOCK_SECONDS = 660
+DETAIL_ROUTE = "api-article"  # articles/urls.py: the route whose responses the long tail reads
 
 
 class WarmCacheLocked(Exception):
@@ -54,21 +68,25 @@ def _client() -> Client:
     return Client(SERVER_NAME=hosts[0] if hosts else "localhost", raise_request_exception=False)
 
 
-def warm_cache(*, progress: Callable[[Iterable[str]], Iterable[str]] = lambda paths: paths) -> dict:
-    """Request every warm path once, under a Redis lock (the view-count flush's kind). Returns a
-    report: counts by X-Cache and by status. Raises WarmCacheLocked at once when another run
-    holds the lock. Redis unreachable: runs unlocked (it then only fills this process's L1)."""
+def warm_cache(*, progress: Callable[[Iterable[str]], Iterable[str]] = lambda paths: paths,
+               all_articles: bool = False, refresh_within: float = 0.0, batches: Callable | None = None) -> dict:
+    """Request every warm path once and, with `all_articles`, bulk-fill the detail of every
+    published article (warm_articles; `batches` wraps its batches as `progress` wraps the
+    paths), under a Redis lock (the view-count flush's kind). Returns a report: counts by
+    X-Cache and by status (and "articles", warm_articles' report; `refresh_within` is its). Raises WarmCacheLocked at
+    once when another run holds the lock. Redis unreachable: runs unlocked (it then only fills
+    this process's L1) and skips the articles (there is nowhere to put them)."""
     l2 = engine.default().l2
     lock = l2.client.lock(keys.warm_cache_lock_key(), timeout=WARM_LOCK_SECONDS, blocking=False)
     try:
         acquired = l2.call(lock.acquire)
     except L2Unavailable as exc:
         logger.warning("warm_cache: Redis unreachable (%s), running without the lock", exc)
-        return _warm(progress)
+        return _warm(progress, all_articles=False, refresh_within=0.0, batches=batches)
     if not acquired:
         raise WarmCacheLocked("another warm_cache run holds the lock")
     try:
-        return _warm(progress)
+        return _warm(progress, all_articles=all_articles, refresh_within=refresh_within, batches=batches)
     finally:
         try:
             l2.call(lock.release)
@@ -76,7 +94,7 @@ def warm_cache(*, progress: Callable[[Iterable[str]], Iterable[str]] = lambda pa
             logger.warning("warm_cache: lock not released (%s); it expires in %d s", exc, WARM_LOCK_SECONDS)
 
 
-def _warm(progress) -> dict:
+def _warm(progress, *, all_articles: bool, refresh_within: float, batches) -> dict:
     started = time.time()
     client = _client()
     report = {"paths": 0, "by_source": {}, "by_status": {}}
@@ -87,10 +105,80 @@ def _warm(progress) -> dict:
         report["paths"] += 1
         report["by_source"][source] = report["by_source"].get(source, 0) + 1
         report["by_status"][str(response.status_code)] = report["by_status"].get(str(response.status_code), 0) + 1
+    if all_articles:
+        report["articles"] = warm_articles(refresh_within=refresh_within,
+                                           batches=batches or (lambda chunks, total: chunks))
     report["seconds"] = round(time.time() - started, 3)
     report["finished_at"] = time.time()
     _record(report)
     return report
+
+
+# --- the long tail: every article's detail, in bulk ---------------------------------------------
+
+
+def detail_key(article_id: int) -> str:
+    """The response middleware's key of /api/articles/<id>/ (route name, URL kwargs, no params)."""
+    return keys.response_key(DETAIL_ROUTE, {"article_id": article_id}, {})
+
+
+def _load_details(missing: dict) -> dict:
+    """fetch_many's bulk loader: {key: article_id} -> {key: ResponseEntry}, one query."""
+    policy = policy_of(api.ArticleDetailView)
+    details = selectors.article_details(article_ids=missing.values())
+    return {
+        key: entry_from_response(api.article_detail_response(details[article_id]), policy)
+        for key, article_id in missing.items()
+        if article_id in details
+    }
+
+
+def warm_articles(*, batch_size: int | None = None, refresh_within: float = 0.0,
+                  batches: Callable[[list[list[int]], int], Iterable[list[int]]] = lambda chunks, total: chunks) -> dict:
+    """Fill L2 with the JSON detail of every published article, most read first, in batches of
+    `batch_size` (settings.WARM_CACHE_BATCH_SIZE): per batch one MGET pipeline, one query for
+    the ids not already fresh (nor, with `refresh_within` seconds, that close to their soft
+    expiry: a periodic run keeps the tail from expiring), one pipeline of fills. This process's
+    L1 is left alone. Returns
+    {"articles", "batches", "by_source" (HIT-L2: already fresh, MISS: loaded), "refused" (an
+    edit overtook the batch: left to the next reader), "gone" (unpublished meanwhile),
+    "seconds"}. `batches(chunks, total)` wraps the batches (a progress bar). One batch at a
+    time: 2 or 3 in threads measured no faster on the 2-core machine (docs/caching.md)."""
+    started = time.time()
+    ids = selectors.published_article_ids()
+    size = batch_size or getattr(settings, "WARM_CACHE_BATCH_SIZE", 500)
+    chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
+    report = {"articles": len(ids), "batches": len(chunks), "by_source": {}, "refused": 0, "gone": 0}
+    if not conf.get().enabled:
+        report["skipped"] = "cache disabled"
+        return report
+    for chunk in batches(chunks, len(ids)):
+        counts = _warm_batch(chunk, refresh_within)
+        for source, n in counts["by_source"].items():
+            report["by_source"][source] = report["by_source"].get(source, 0) + n
+        report["refused"] += counts["refused"]
+        report["gone"] += counts["gone"]
+    report["seconds"] = round(time.time() - started, 3)
+    return report
+
+
+def _warm_batch(chunk: list[int], refresh_within: float) -> dict:
+    """One batch through caching.fetch_many; returns its counts (not the entries)."""
+    policy = policy_of(api.ArticleDetailView)
+
+    def tags_for(key, entry):
+        if entry is not None:
+            return entry.tags
+        return policy.negative_tags({"article_id": int(key.rpartition("=")[2])})
+
+    fetched = caching.fetch_many({detail_key(i): i for i in chunk}, _load_details, kind=policy.kind,
+                                 tags_for=tags_for, use_l1=False, refresh_within=refresh_within)
+    counts = {"by_source": {}, "refused": 0, "gone": 0}
+    for result in fetched.values():
+        counts["by_source"][result.source] = counts["by_source"].get(result.source, 0) + 1
+        counts["refused"] += result.superseded
+        counts["gone"] += result.value is None
+    return counts
 
 
 def _record(report: dict) -> None:

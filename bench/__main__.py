@@ -35,6 +35,8 @@ def parse(argv):
     p.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up before each measurement (3)")
     p.add_argument("--zipf-warmup", type=float, default=10.0,
                    help="warm-up seconds before each Zipf measurement (10): the long tail needs longer")
+    p.add_argument("--zipf-prewarm", action="store_true",
+                   help="run manage.py warm_cache --all after the flush, before the Zipf warm-up of l2, l1l2, varnish")
     p.add_argument("--no-cold-start", dest="cold_start", action="store_false",
                    help="keep Redis db and Varnish contents between measurements (default: flush before each cached mode)")
     p.add_argument("--rounds", type=int, default=1,
@@ -61,6 +63,8 @@ def parse(argv):
     p.add_argument("--warm-minute", type=float, default=60.0,
                    help="seconds of Zipf load measured after a cold or warm start (warmstart scenario, 60)")
     p.add_argument("--warm-slices", type=int, default=6, help="slices of that minute reported separately (6)")
+    p.add_argument("--warm-phases", default="cold,warm,all",
+                   help="warmstart phases: cold, warm (manage.py warm_cache), all (warm_cache --all); default all three")
     p.add_argument("--coherence-duration", type=float, default=None,
                    help="seconds the coherence sampler runs (720; 5 with --smoke)")
     p.add_argument("--coherence-workers", type=int, default=3,

@@ -8,7 +8,9 @@ aggregate of slices interleaved in time with the others' and each ratio can comp
 emptied shared tiers. `aggregate` turns the slices of every round into one Result per mode.
 """
 
+import json
 import subprocess
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -16,10 +18,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from bench import loadgen, webget
-from bench.context import Context, Result
+from bench.context import Context, Result, log
 from bench.loadgen import Workload
 from bench.probes import Snapshot, busy_connections, prom_samples, requests_served
-from bench.stack import AppServer
+from bench.stack import ROOT, AppServer
 from bench.stats import percentile
 
 # After wrk stops, the requests still queued in the server finish; the window ends after them
@@ -27,6 +29,7 @@ from bench.stats import percentile
 # answered nothing more over one poll, at most DRAIN_LIMIT s.
 DRAIN_POLL, DRAIN_LIMIT = 0.1, 3.0
 CACHED_MODES = ("cache_page", "l2", "l1l2", "varnish")
+PREWARMED_MODES = ("l2", "l1l2", "varnish")  # --zipf-prewarm: what warm_cache --all fills
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,50 @@ def cpu_roots(ctx: Context, server: AppServer, varnish_dir: Path | None) -> dict
 
 def ban_all(varnish_dir) -> None:
     subprocess.run(["varnishadm", "-n", str(varnish_dir), "ban", "req.url ~ ."], capture_output=True, timeout=10)
+
+
+def _memory(ctx: Context) -> tuple[int, int]:
+    return int(ctx.redis_client.info("memory")["used_memory"]), int(ctx.redis_client.dbsize())
+
+
+def run_warm_cache(ctx: Context, args: list[str]) -> dict:
+    """Run manage.py warm_cache `args` on the servers' settings: its time (wall clock, and the
+    run's own report), Redis used_memory and DBSIZE around it; or {"status": "n/a: ..."}."""
+    memory_before, keys_before = _memory(ctx)
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "manage.py", "warm_cache", *args, "--verbosity", "0"],
+        cwd=ROOT, env=ctx.env, capture_output=True, text=True, timeout=600,
+    )
+    wall = time.monotonic() - started
+    if done.returncode != 0:
+        return {"status": f"n/a: warm_cache failed: {done.stderr.strip()[-300:]}"}
+    memory_after, keys_after = _memory(ctx)
+    report = _last_report(ctx) or {}
+    return {"seconds": report.get("seconds"), "wall_seconds": round(wall, 2),
+            "articles": report.get("articles"), "memory_before": memory_before, "memory_after": memory_after,
+            "keys_before": keys_before, "keys_after": keys_after}
+
+
+def _last_report(ctx: Context) -> dict | None:
+    raw = ctx.redis_client.get(f"{ctx.opts.key_prefix}:warm_cache:last")  # caching.keys.warm_cache_status_key
+    try:
+        return json.loads(raw) if raw else None
+    except (TypeError, ValueError):
+        return None
+
+
+def prewarm(ctx: Context, targets: list[Target]) -> dict | None:
+    """--zipf-prewarm (issue 17.3): warm_cache --all right after the flush, before the warm-ups,
+    when a Zipf target is a mode it fills; None otherwise."""
+    if not getattr(ctx.opts, "zipf_prewarm", False) or not any(
+            t.workload.kind == "zipf" and t.mode in PREWARMED_MODES for t in targets):
+        return None
+    result = run_warm_cache(ctx, ["--all"])
+    if "status" not in result:
+        log(f"zipf  prewarmed: warm_cache --all {result['seconds']} s, Redis used_memory "
+            f"{result['memory_before']:,} -> {result['memory_after']:,} B")
+    return result
 
 
 def prepare(ctx: Context, workload_name: str, entry: Entry) -> Target | str:
@@ -229,6 +276,7 @@ def compare(ctx: Context, workload_name: str, entries: list[Entry], round_: int)
     slice_s = getattr(opts, "slice", 0) or 0
     if slice_s > 0:
         empty_tiers(ctx, list(targets.values()))
+        out["prewarm"] = prewarm(ctx, list(targets.values()))
         for label, t in list(targets.items()):
             try:
                 warm(ctx, t)
@@ -241,6 +289,7 @@ def compare(ctx: Context, workload_name: str, entries: list[Entry], round_: int)
     else:
         for label, t in targets.items():
             empty_tiers(ctx, [t])
+            out.setdefault("prewarm", prewarm(ctx, [t]))
             try:
                 warm(ctx, t)
             except (RuntimeError, subprocess.TimeoutExpired) as exc:
@@ -301,9 +350,11 @@ def run_rounds(ctx: Context, scenario: str, workload_name: str, entries: list[En
                log=None) -> list[Result]:
     """`rounds` rounds of compare(), then one Result per entry with every round's slices."""
     pooled = {e.label: [] for e in entries}
-    reasons, failed = {}, Counter()
+    reasons, failed, prewarms = {}, Counter(), []
     for rnd in range(rounds):
         out = compare(ctx, workload_name, entries, rnd)
+        if (warmed := out.pop("prewarm", None)) is not None:
+            prewarms.append(warmed)
         for label, n in ((label, len(errs)) for label, errs in out.pop("failed").items()):
             failed[label] += n
         for label, got in out.items():
@@ -321,4 +372,8 @@ def run_rounds(ctx: Context, scenario: str, workload_name: str, entries: list[En
             results.append(aggregate(scenario, workload_name, e.label, e.mode, pooled[e.label], failed[e.label]))
         else:
             results.append(Result(scenario, workload_name, e.label, status=reasons.get(e.label, "n/a: not measured")))
+    if prewarms:
+        for r in results:
+            if r.mode in PREWARMED_MODES:
+                r.extra["prewarm"] = prewarms[-1]
     return results

@@ -257,6 +257,27 @@ def servers_section(results) -> list[str]:
     return out + [""]
 
 
+def _warm_cell(p: dict) -> str:
+    warm = p.get("warm")
+    if not warm:
+        return "–"
+    took = f"{warm['seconds']:.1f} s" if warm.get("seconds") is not None else "–"
+    articles = warm.get("articles") or {}
+    if articles.get("seconds") is not None:
+        took += f" (articles {articles['articles']:,} in {articles['seconds']:.1f} s)"
+    if p.get("rewarm_seconds") is not None:
+        took += f"; again on the warm Redis {p['rewarm_seconds']:.1f} s"
+    return took
+
+
+def _memory_cell(p: dict) -> str:
+    warm = p.get("warm")
+    if not warm:
+        return "–"
+    grown = warm["memory_after"] - warm["memory_before"]
+    return (f"{_mb(warm['memory_after'])} (+{_mb(grown)}), keys {warm['keys_before']:,} -> {warm['keys_after']:,}")
+
+
 def warmstart_section(ctx) -> list[str]:
     data = ctx.warmstart
     if not data:
@@ -265,27 +286,30 @@ def warmstart_section(ctx) -> list[str]:
     if data.get("status") != "ok":
         return out + [data.get("status", "n/a"), ""]
     out += ["A new L1+L2 server and an empty Redis; Zipf reads ranked by the stored view counts (what "
-            "`warm_cache` ranks by). `warm`: `manage.py warm_cache` ran first. Hit ratio = requests answered "
-            "by L1 or L2 / all requests.", ""]
+            "`warm_cache` ranks by). `warm`: `manage.py warm_cache` ran first; `all`: `manage.py warm_cache "
+            "--all` (every published article's detail in bulk). Hit ratio = requests answered by L1 or L2 / "
+            "all requests.", ""]
     phases = data["phases"]
-    out += ["| start | hit ratio (whole minute) | DB queries/req | req/s | warm_cache took | app CPU ms/req | "
-            "Redis CPU ms/req |",
-            "|---|---:|---:|---:|---:|---:|---:|"]
+    out += ["| start | hit ratio (whole run) | DB queries/req | DB queries/req, first slice | req/s | "
+            "warm_cache took | Redis used_memory after the warm (grown) | app CPU ms/req | Redis CPU ms/req |",
+            "|---|---:|---:|---:|---:|---|---|---:|---:|"]
     for phase, p in phases.items():
         if p.get("status") != "ok":
             out.append(f"| {phase} | {p.get('status', 'n/a')} | | | | | |")
             continue
-        took = f"{p['warm_cache_seconds']:.1f} s" if p.get("warm_cache_seconds") else "–"
+        first = f"{p['slices'][0]['db_per_req']:.3f}" if p.get("slices") else "–"
         cpu = p.get("cpu_ms") or {}
-        out.append(f"| {phase} | {p['hit']:.3f} | {p['db_per_req']:.3f} | {p['req_s']:,.0f} | {took} | "
-                   f"{_fmt(cpu.get('app'), 3)} | {_fmt(cpu.get('redis'), 3)} |")
-    out += ["", f"Per {data['slice_seconds']:g} s slice (hit ratio):", "",
-            "| start | " + " | ".join(f"{(i + 1) * data['slice_seconds']:g} s" for i in range(len(next(
-                (p["slices"] for p in phases.values() if p.get("status") == "ok"), [])))) + " |"]
-    out.append("|---|" + "---:|" * len(next((p["slices"] for p in phases.values() if p.get("status") == "ok"), [])))
-    for phase, p in phases.items():
-        if p.get("status") == "ok":
-            out.append(f"| {phase} | " + " | ".join(f"{r['hit']:.3f}" if r["hit"] is not None else "–" for r in p["slices"]) + " |")
+        out.append(f"| {phase} | {p['hit']:.3f} | {p['db_per_req']:.3f} | {first} | {p['req_s']:,.0f} | "
+                   f"{_warm_cell(p)} | {_memory_cell(p)} | {_fmt(cpu.get('app'), 3)} | {_fmt(cpu.get('redis'), 3)} |")
+    ok_slices = next((p["slices"] for p in phases.values() if p.get("status") == "ok"), [])
+    heads = " | ".join(f"{(i + 1) * data['slice_seconds']:g} s" for i in range(len(ok_slices)))
+    for title, field, fmt in (("hit ratio", "hit", "{:.3f}"), ("DB queries/req", "db_per_req", "{:.3f}")):
+        out += ["", f"Per {data['slice_seconds']:g} s slice ({title}):", "", f"| start | {heads} |",
+                "|---|" + "---:|" * len(ok_slices)]
+        for phase, p in phases.items():
+            if p.get("status") == "ok":
+                out.append(f"| {phase} | " + " | ".join(
+                    fmt.format(r[field]) if r[field] is not None else "–" for r in p["slices"]) + " |")
     return out + [""]
 
 

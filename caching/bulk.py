@@ -1,9 +1,12 @@
 """The fetch face in bulk (Zulip's generic_bulk_cached_fetch): L1, then one Redis round trip for
-all the rest, then ONE bulk load for the misses, then one pipelined backfill.
+all the rest, then ONE bulk load for the misses, then one pipeline of fills.
 
 Bulk misses take no lease (a stampede on a whole page of keys costs one bulk query per process
-at worst); stale-set protection still applies: each fill is refused if a tag of it was
-invalidated after the round trip that read the sequence.
+at worst; a key whose lease another process holds is left to that process's fill). The stale-set
+rule of single fills holds for every key: the round trip that reads the values also reads the
+invalidation sequence, before the load starts, and fill.lua refuses a value whose tags were
+invalidated after it. Users: list pages that know their keys, and `warm_cache --all`
+(articles/warm.py), which loads every article in batches.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from caching import conf as conf_module
 from caching import keys, metrics
 from caching.envelope import Envelope
 from caching.fetcher import FetchFace, Filled, current, resolve_tags
-from caching.l1 import FillGuard
+from caching.l1 import HIT_L2, MISS, STALE, Fetched, FillGuard
 from caching.l2 import L2Unavailable
 
 logger = logging.getLogger(__name__)
@@ -42,15 +45,16 @@ def _read(face: FetchFace, missing: list[str]) -> tuple[list, int | None]:
     return raws, int(seq or 0)
 
 
-def fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for) -> dict:
-    result = {}
+def _fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for, use_l1: bool,
+                refresh_within: float) -> dict:
+    result: dict = {}
     missing = []
-    l1 = face.l1
+    l1 = face.l1 if use_l1 else None
     for key in keys_to_args:
         entry = l1.get(key) if l1 is not None else None
         if entry is not None:
             entry.stats.hit_l1()
-            result[key] = entry.value
+            result[key] = entry
         else:
             if l1 is not None:
                 metrics.stats_for(keys.key_prefix_of(key)).miss_l1()
@@ -66,10 +70,10 @@ def fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for)
         stats = metrics.stats_for(keys.key_prefix_of(key))
         if raw is not None:
             env = Envelope(raw)
-            if now < env.soft_expiry:
+            if now + refresh_within < env.soft_expiry:
                 stats.hit_l2()
-                result[key] = env.value
-                face.put_envelope(key, env, stats, guard)
+                superseded = face.put_envelope(key, env, stats, guard) if use_l1 else False
+                result[key] = Fetched(env.value, HIT_L2, env.filled_at, superseded)
                 continue
             stale[key] = env
         elif start_seq is not None:
@@ -85,18 +89,20 @@ def fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for)
             raise
         logger.warning("bulk loader failed (%s): serving %d stale values", exc, len(stale))
         for key, env in stale.items():
-            result[key] = env.value
+            stats_for = metrics.stats_for(keys.key_prefix_of(key))
+            stats_for.stale_l2(time.time() - env.filled_at)
+            result[key] = face.served_stale(env, STALE)
         return result
     cost = cost / len(to_load)
     entries = {}
     for key in to_load:
         value = loaded.get(key)
-        result[key] = value
         tags = resolve_tags(lambda v, k=key: tags_for(k, v), value) if tags_for else ()
         entries[key] = face.entry_for(value, kind, tags, cost, start_seq or 0)
     stored = dict.fromkeys(entries)
     to_fill = list(entries)
     if start_seq is not None and to_fill:
+        # One pipeline of fill.lua calls, each checked against the sequence read before the load.
         calls = [("fill", *face.fill_call(key, entries[key], token="", start_seq=start_seq)) for key in to_fill]
         try:
             stored.update(zip(to_fill, face.l2.execute(calls), strict=True))
@@ -105,21 +111,33 @@ def fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for)
     for key, entry in entries.items():
         ok = stored[key]
         if ok is not None and int(ok) == Filled.REFUSED:
+            # A tag was invalidated after the batch's start: the value may predate the write.
             metrics.count_invalidation("rejected_fill")
+            result[key] = Fetched(entry.value, MISS, entry.filled_at, superseded=True)
             continue
-        fill_guard = FillGuard(start_seq, guard.epoch) if ok is not None else guard
-        face.put_entry(key, entry, metrics.stats_for(keys.key_prefix_of(key)), fill_guard)
+        superseded = False
+        if use_l1:
+            fill_guard = FillGuard(start_seq, guard.epoch) if ok is not None else guard
+            superseded = face.put_entry(key, entry, metrics.stats_for(keys.key_prefix_of(key)), fill_guard)
+        result[key] = Fetched(entry.value, MISS, entry.filled_at, superseded)
     return {key: result[key] for key in keys_to_args}
 
 
-def get_many_or_load(keys_to_args: dict, bulk_loader, *, kind: str, tags_for=None) -> dict:
-    """Bulk fetch: L1, then one Redis round trip for all the rest, then ONE
-    `bulk_loader({key: args})` call for the misses, then one pipelined backfill.
+def fetch_many(keys_to_args: dict, bulk_loader, *, kind: str, tags_for=None, use_l1: bool = True,
+               refresh_within: float = 0.0) -> dict:
+    """Bulk fetch: L1, then one Redis round trip for all the rest (values and the invalidation
+    sequence), then ONE `bulk_loader({key: args})` call for the misses and stale values, then
+    one pipeline of fill.lua calls. Returns {key: Fetched} in the input order (as fetch(): the
+    value, the tier that answered, superseded when a fill was refused).
 
     `bulk_loader` returns {key: value}; a key it leaves out is cached as None (negative).
-    `tags_for(key, value)` gives each entry's tags. Returns {key: value} in the input order.
+    `tags_for(key, value)` gives each entry's tags. `use_l1=False`: neither read nor backfill
+    this process's L1 (a warm-up in a process nobody reads from). `refresh_within` (s): an L2
+    value whose soft expiry is that close is reloaded too (refresh-ahead). Cost: one MGET pipeline, the
+    loader, one pipeline of EVALSHAs; no lease.
     """
     if not conf_module.get().enabled:
         loaded = bulk_loader(dict(keys_to_args))
-        return {key: loaded.get(key) for key in keys_to_args}
-    return fetch_many(current(), dict(keys_to_args), bulk_loader, kind, tags_for)
+        now = time.time()
+        return {key: Fetched(loaded.get(key), MISS, now) for key in keys_to_args}
+    return _fetch_many(current(), dict(keys_to_args), bulk_loader, kind, tags_for, use_l1, refresh_within)

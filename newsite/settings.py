@@ -187,6 +187,21 @@ if FRESHNESS_CANARY_EVERY > 0:
     }
 # warm_cache fills this many of the most read articles (detail JSON + page).
 WARM_CACHE_TOP_ARTICLES = env.int("WARM_CACHE_TOP_ARTICLES", default=200)
+# warm_cache --all fills every published article's JSON detail in batches of this many: one query
+# and one pipeline of fills per batch (articles/warm.py, docs/caching.md "Bulk fetch and warming").
+WARM_CACHE_BATCH_SIZE = env.int("WARM_CACHE_BATCH_SIZE", default=500)
+# Every WARM_CACHE_ALL_EVERY s (0: never), beat runs warm_cache --all reloading what expires within
+# 1.5 periods, so the long tail never falls out of L2 an article TTL after the deploy's warm
+# (docs/caching.md, "Bulk fetch and warming"). Off by default: it costs a query per 500 articles
+# per TTL, forever.
+WARM_CACHE_ALL_EVERY = env.float("WARM_CACHE_ALL_EVERY", default=0.0)
+if WARM_CACHE_ALL_EVERY > 0:
+    CELERY_BEAT_SCHEDULE["articles-warm-cache-all"] = {
+        "task": "articles.warm_cache",
+        "schedule": WARM_CACHE_ALL_EVERY,
+        "kwargs": {"all_articles": True, "refresh_within": 1.5 * WARM_CACHE_ALL_EVERY},
+        "options": {"expires": WARM_CACHE_ALL_EVERY},  # a late run is dropped, never piled up
+    }
 
 # --- CDN purges (cdn/, docs/cdn.md) ----------------------------------------------------------
 # Wagtail-style: alias -> {"BACKEND": dotted path, ...params}. Set CDN_BACKENDS here, or use the

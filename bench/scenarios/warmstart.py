@@ -1,26 +1,29 @@
 """Scenario `warmstart`: the hit ratio of the first minute of Zipf traffic on a fresh L1+L2
-server, started right after `manage.py warm_cache`, next to one started cold (issue 6).
+server, started right after `manage.py warm_cache`, next to one started cold (issue 6), and
+right after `manage.py warm_cache --all` (every article's detail in bulk, issue 17.3).
 
 Popularity follows the articles' stored view counts (what warm_cache ranks by: the realistic
 case, where yesterday's most read are today's), with the same Zipf exponent as the throughput
 scenario. Each phase starts from an empty Redis db and a new server (empty L1s); the warm phase
-runs warm_cache (bench settings, same Redis) before the load. The minute is measured in
-`--warm-slices` slices so the report shows how fast each start converges (bench/report.py).
+runs warm_cache (bench settings, same Redis) before the load, the `all` phase warm_cache --all.
+The minute is measured in `--warm-slices` slices so the report shows how fast each start
+converges (bench/report.py): hit ratio and DB queries per request per slice. For each warm the
+report has its time (and the --all part's), Redis used_memory and DBSIZE before and after it,
+and for `all` the time of a second --all on the warm Redis (what a deploy costs when Redis
+kept its contents). `--warm-phases` picks the phases.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from bench import loadgen
 from bench.context import log
 from bench.loadgen import Workload
-from bench.measure import cpu_roots
+from bench.measure import cpu_roots, run_warm_cache
 from bench.probes import Snapshot
-from bench.stack import ROOT, AppServer, Unavailable
+from bench.stack import AppServer, Unavailable
 
-PHASES = ("cold", "warm")
+PHASES = ("cold", "warm", "all")
+WARM_ARGS = {"warm": [], "all": ["--all"]}
 SHARED_SERVERS = None  # starts a server of its own per phase
 
 
@@ -57,7 +60,11 @@ def run(ctx) -> None:
     slices = max(1, int(opts.warm_slices))
     slice_seconds = opts.warm_minute / slices
     out = {"status": "ok", "slice_seconds": slice_seconds, "phases": {}}
-    for phase in PHASES:
+    phases = [p.strip() for p in getattr(opts, "warm_phases", ",".join(PHASES)).split(",") if p.strip()]
+    for phase in phases:
+        if phase not in PHASES:
+            out["phases"][phase] = {"status": f"n/a: unknown phase (one of {', '.join(PHASES)})"}
+            continue
         ctx.redis_client.flushdb()
         try:
             server = ctx.stack.start_app("l1l2", ctx.env, opts.server, opts.workers, opts.threads)
@@ -65,16 +72,15 @@ def run(ctx) -> None:
             ctx.warmstart = {"status": f"n/a: {exc}"}
             return
         try:
-            warm_seconds = None
-            if phase == "warm":
-                done = subprocess.run(
-                    [sys.executable, "manage.py", "warm_cache", "--verbosity", "0"],
-                    cwd=ROOT, env=ctx.env, capture_output=True, text=True, timeout=600,
-                )
-                if done.returncode != 0:
-                    out["phases"][phase] = {"status": f"n/a: warm_cache failed: {done.stderr.strip()[-300:]}"}
+            warm = None
+            if phase in WARM_ARGS:
+                warm = run_warm_cache(ctx, WARM_ARGS[phase])
+                if "status" in warm:
+                    out["phases"][phase] = warm
                     continue
-                warm_seconds = _last_warm_seconds(ctx)
+                log(f"warmstart {phase}: warm_cache {' '.join(WARM_ARGS[phase])} took {warm['seconds']} s, "
+                    f"Redis used_memory {warm['memory_before']:,} -> {warm['memory_after']:,} B, "
+                    f"keys {warm['keys_before']:,} -> {warm['keys_after']:,}")
             rows = []
             roots = cpu_roots(ctx, server, None)
             for index in range(slices):
@@ -90,26 +96,22 @@ def run(ctx) -> None:
             total = sum(r["requests"] for r in rows)
             cpu_names = set().union(*(r["cpu_s"] for r in rows))
             out["phases"][phase] = {
-                "status": "ok", "slices": rows, "warm_cache_seconds": warm_seconds,
+                "status": "ok", "slices": rows, "warm_cache_seconds": warm["seconds"] if warm else None,
+                "warm": warm,
                 "hit": sum((r["hit"] or 0) * r["requests"] for r in rows) / max(1, total),
                 "db_per_req": sum(r["db_per_req"] * r["requests"] for r in rows) / max(1, total),
                 "req_s": sum(r["req_s"] for r in rows) / len(rows),
                 "cpu_ms": {name: 1000 * sum(r["cpu_s"].get(name, 0.0) for r in rows) / max(1, total)
                            for name in sorted(cpu_names)},
             }
+            if phase == "all":
+                again = run_warm_cache(ctx, WARM_ARGS[phase])
+                out["phases"][phase]["rewarm_seconds"] = again.get("seconds")
+                log(f"warmstart all: a second warm_cache --all (Redis warm) took {again.get('seconds')} s")
             log(f"warmstart {phase}: hit ratio {out['phases'][phase]['hit']:.3f} over the first "
-                f"{opts.warm_minute:g} s, db/req {out['phases'][phase]['db_per_req']:.3f}")
+                f"{opts.warm_minute:g} s, db/req {out['phases'][phase]['db_per_req']:.3f} "
+                f"(first slice {rows[0]['db_per_req']:.3f})")
         finally:
             if isinstance(server, AppServer):
                 ctx.stack.stop_app(server)
     ctx.warmstart = out
-
-
-def _last_warm_seconds(ctx) -> float | None:
-    import json
-
-    raw = ctx.redis_client.get(f"{ctx.opts.key_prefix}:warm_cache:last")  # caching.keys.warm_cache_status_key
-    try:
-        return json.loads(raw)["seconds"] if raw else None
-    except (TypeError, ValueError, KeyError):
-        return None

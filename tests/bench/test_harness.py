@@ -99,12 +99,18 @@ def test_report_has_the_warmstart_tables(tmp_path):
         "cold": {"status": "ok", "slices": slices, "warm_cache_seconds": None, "hit": 0.75, "db_per_req": 0.2,
                  "req_s": 150.0},
         "warm": {"status": "n/a: warm_cache failed: boom"},
+        "all": {"status": "ok", "slices": slices, "hit": 0.9, "db_per_req": 0.01, "req_s": 300.0,
+                "rewarm_seconds": 2.0, "warm": {
+                    "seconds": 20.0, "articles": {"articles": 47500, "seconds": 18.5}, "memory_before": 1_000_000,
+                    "memory_after": 201_000_000, "keys_before": 10, "keys_after": 47_510}},
     }}
     text = report.write(ctx, [])[0].read_text()
     assert "## Warm start (first minute after a deploy)" in text
-    assert "| cold | 0.750 | 0.200 | 150 | – |" in text
-    assert "| warm | n/a: warm_cache failed: boom | | | |" in text
-    assert "| start | 30 s | 60 s |" in text and "| cold | 0.500 | – |" in text
+    assert "| cold | 0.750 | 0.200 | 0.500 | 150 | – | – |" in text
+    assert "| warm | n/a: warm_cache failed: boom | | | | | |" in text
+    assert ("| all | 0.900 | 0.010 | 0.500 | 300 | 20.0 s (articles 47,500 in 18.5 s); again on the warm Redis "
+            "2.0 s | 201.00 MB (+200.00 MB), keys 10 -> 47,510 |") in text
+    assert "| start | 30 s | 60 s |" in text and "| cold | 0.500 | – |" in text and "| all | 0.500 | 0.100 |" in text
 
 
 def test_every_scenario_is_a_module_the_cli_accepts():

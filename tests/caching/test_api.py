@@ -18,6 +18,10 @@ def test_cached_none_is_a_value_not_a_miss():
     assert len(calls) == 1
 
 
+def _values(fetched: dict) -> dict:
+    return {key: f.value for key, f in fetched.items()}
+
+
 def test_bulk_fetch_one_loader_call_for_the_misses_and_backfill():
     caching.fetch(keys.article_key(1), lambda: "one", kind="article")
     calls = []
@@ -27,15 +31,27 @@ def test_bulk_fetch_one_loader_call_for_the_misses_and_backfill():
         return {key: f"loaded-{arg}" for key, arg in missing.items() if arg != 3}
 
     wanted = {keys.article_key(i): i for i in (1, 2, 3)}
-    result = caching.get_many_or_load(wanted, bulk_loader, kind="article",
-                                      tags_for=lambda key, value: [key])
-    assert result == {"article:1": "one", "article:2": "loaded-2", "article:3": None}
+    fetched = caching.fetch_many(wanted, bulk_loader, kind="article", tags_for=lambda key, value: [key])
+    assert _values(fetched) == {"article:1": "one", "article:2": "loaded-2", "article:3": None}
+    assert fetched["article:1"].source == caching.HIT_L1 and fetched["article:2"].source == caching.MISS
     assert calls == [["article:2", "article:3"]]
-    assert caching.get_many_or_load(wanted, bulk_loader, kind="article") == result
+    assert _values(caching.fetch_many(wanted, bulk_loader, kind="article")) == _values(fetched)
     assert len(calls) == 1
     caching.invalidate_tags(["article:2"])
-    assert caching.get_many_or_load(wanted, bulk_loader, kind="article")["article:2"] == "loaded-2"
+    again = caching.fetch_many(wanted, bulk_loader, kind="article")
+    assert again["article:2"].value == "loaded-2" and again["article:2"].source == caching.MISS
     assert calls[-1] == ["article:2"]
+
+
+def test_bulk_fetch_without_l1_reads_l2_and_leaves_l1_alone():
+    wanted = {keys.article_key(i): i for i in (11, 12)}
+    fetched = caching.fetch_many(wanted, lambda m: {k: f"v{a}" for k, a in m.items()}, kind="article",
+                                 tags_for=lambda key, value: [key], use_l1=False)
+    assert all(f.source == caching.MISS and not f.superseded for f in fetched.values())
+    again = caching.fetch_many(wanted, lambda m: {}, kind="article", use_l1=False)
+    assert [f.source for f in again.values()] == [caching.HIT_L2, caching.HIT_L2]
+    # L1 was never filled: a single fetch answers from L2.
+    assert caching.fetch(keys.article_key(11), lambda: "never", kind="article").source == caching.HIT_L2
 
 
 def test_tags_from_the_loaded_value_and_invalidation_by_tag():

@@ -77,6 +77,33 @@ def test_fill_that_started_before_an_invalidation_is_rejected():
 
 
 @pytest.mark.django_db(transaction=True)
+def test_bulk_fill_that_started_before_an_invalidation_is_rejected():
+    """fetch_many keeps the single fill's rule: its pipeline of fills is checked against the
+    sequence read before the batch's load; a key of the batch whose tag moved on is refused,
+    the others are stored."""
+    group, other = Group.objects.create(name="v1"), Group.objects.create(name="other")
+    key, other_key = keys.article_key(group.pk), keys.article_key(other.pk)
+    tag = tags.article_tag(group.pk)
+
+    def bulk(loader):
+        fetched = caching.fetch_many(
+            {key: group.pk, other_key: other.pk},
+            lambda missing: {key: loader(), other_key: "other"},
+            kind="article", tags_for=lambda k, value: [tags.article_tag(int(k.split(":")[1]))],
+        )
+        return fetched
+
+    fetched = _race(bulk, lambda: caching.invalidate_tags_on_commit([tag]), group)
+    assert (fetched[key].value, fetched[key].superseded) == ("v1", True)
+    assert (fetched[other_key].value, fetched[other_key].superseded) == ("other", False)
+    ns = fetcher.current().namespace
+    assert engine.redis_client().get(keys.value_key(ns, key)) is None  # nothing stored
+    assert engine.redis_client().get(keys.value_key(ns, other_key)) is not None
+    again = caching.fetch(key, lambda: Group.objects.get(pk=group.pk).name, kind="article", tags=[tag])
+    assert (again.value, again.source) == ("v2", caching.MISS)  # not HIT-L1 "v1"
+
+
+@pytest.mark.django_db(transaction=True)
 def test_rollback_invalidates_nothing_but_runs_hooks_inside():
     seen = []
     caching.on_invalidate.append(seen.append)

@@ -1,4 +1,4 @@
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from articles import warm
@@ -10,19 +10,37 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--async", action="store_true", dest="run_async", help="enqueue the Celery task and return")
+        parser.add_argument(
+            "--all", action="store_true", dest="all_articles",
+            help="also the JSON detail of every published article, in bulk (the long tail)",
+        )
+        parser.add_argument(
+            "--refresh-within", type=float, default=0.0, metavar="SECONDS",
+            help="with --all: also reload the entries whose soft expiry is that close (a periodic run)",
+        )
 
-    def handle(self, *args, run_async=False, verbosity=1, **options):
+    def handle(self, *args, run_async=False, all_articles=False, refresh_within=0.0, verbosity=1, **options):
+        if refresh_within < 0:
+            raise CommandError("--refresh-within must be >= 0")
         if run_async:
-            result = warm_cache_task.delay()
+            result = warm_cache_task.delay(all_articles=all_articles, refresh_within=refresh_within)
             self.stdout.write(f"warm_cache: queued as task {result.id}")
             return
         quiet = verbosity == 0
+        out = self.stderr._out
 
         def progress(paths):
-            return tqdm(paths, desc="warm_cache", unit="page", disable=quiet, file=self.stderr._out)
+            return tqdm(paths, desc="warm_cache", unit="page", disable=quiet, file=out)
+
+        def batches(chunks, total):
+            with tqdm(total=total, desc="warm_cache --all", unit="article", disable=quiet, file=out) as bar:
+                for chunk in chunks:
+                    yield chunk
+                    bar.update(len(chunk))
 
         try:
-            report = warm.warm_cache(progress=progress)
+            report = warm.warm_cache(progress=progress, all_articles=all_articles, refresh_within=refresh_within,
+                                     batches=batches)
         except warm.WarmCacheLocked as exc:
             # Not an error: the run holding the lock warms the same pages.
             self.stderr.write(f"warm_cache: skipped, {exc}")
@@ -31,3 +49,11 @@ class Command(BaseCommand):
             sources = ", ".join(f"{k} {v}" for k, v in sorted(report["by_source"].items()))
             statuses = ", ".join(f"{k}: {v}" for k, v in sorted(report["by_status"].items()))
             self.stdout.write(f"warm_cache: {report['paths']} pages in {report['seconds']}s ({sources}; status {statuses})")
+            articles = report.get("articles")
+            if articles:
+                sources = ", ".join(f"{k} {v}" for k, v in sorted(articles["by_source"].items()))
+                self.stdout.write(
+                    f"warm_cache --all: {articles['articles']} articles in {articles['batches']} batches, "
+                    f"{articles.get('seconds', 0)}s ({sources or articles.get('skipped', '')}; "
+                    f"refused {articles['refused']}, gone {articles['gone']})"
+                )
