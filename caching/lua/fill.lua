@@ -40,14 +40,15 @@ else
     mine = nil  -- another process loads it: it fills
   end
 end
-for i = 4, 3 + n do
-  local s = redis.call('GET', KEYS[i])
+local marks = redis.call('MGET', unpack(KEYS, 3, 3 + n))  -- the sequence, then each tag's mark
+for i = 2, n + 1 do
+  local s = marks[i]
   if s and tonumber(s) > start then
     if release then redis.call('DEL', release) end
     return {0, '0'}
   end
 end
-local seq = redis.call('GET', KEYS[3]) or '0'
+local seq = marks[1] or '0'
 if mine == nil then
   return {-1, seq}
 end
@@ -73,8 +74,9 @@ if ARGV[8] ~= '' then
 end
 redis.call('SET', KEYS[1], ARGV[3] .. seq .. '|' .. ARGV[4], 'PX', ARGV[5])  -- replaces a "~" lease
 for i = 4 + n, 3 + 2 * n do
-  redis.call('SADD', KEYS[i], KEYS[1])
-  redis.call('EXPIREAT', KEYS[i], ARGV[7])
+  if redis.call('SADD', KEYS[i], KEYS[1]) == 1 then  -- else already a member: the set has its expiry
+    redis.call('EXPIREAT', KEYS[i], ARGV[7])
+  end
 end
 if release == KEYS[2] then redis.call('DEL', KEYS[2]) end
 return {1, seq}
