@@ -305,10 +305,12 @@ class FetchFace:
         return Entry(value, tags, head, envelope.body(value, tags), filled_at, soft_expiry, ttl + spec.grace,
                      spec.admission)
 
-    def fill_call(self, key: str, entry: Entry, *, lease: str, start: int) -> tuple:
+    def fill_call(self, key: str, entry: Entry, *, lease: str, start: int, seen: int = 0) -> tuple:
         """fill.lua's (keys, args) for `entry`: value, lease, tag-invalidated keys, tag buckets.
-        `lease`: "~<token>" (in the value key; `start` = its ttl in ms), "<token>" (the lease
-        key; `start` = the sequence the load started at) or "" (none; `start` likewise)."""
+        `lease`: "~<token>" (in the value key; `start` = its ttl in ms, `seen` = the highest
+        sequence this process had seen before the read, for a lease that expired meanwhile),
+        "<token>" (the lease key; `start` = the sequence the load started at) or "" (none;
+        `start` likewise)."""
         ns = self.namespace
         width = self.conf.tag_bucket_seconds
         bucket = int((entry.filled_at + entry.hard_ttl) // width)
@@ -327,7 +329,8 @@ class FetchFace:
             expires_at = (period + 2) * conf.doorkeeper_period  # read as "previous" for one period
             args += [expires_at, int.from_bytes(digest[:4]) % bits, int.from_bytes(digest[4:]) % bits, (bits + 7) // 8]
         else:
-            args.append("")
+            args += ["", "", "", ""]
+        args.append(seen)
         return fill_keys, args
 
     def _load_and_fill(self, load: Load, lease: str, start: int, stale: Envelope | None) -> Fetched:
@@ -355,7 +358,7 @@ class FetchFace:
             self._release(load, lease)
             superseded = self.put_entry(load.key, entry, load.stats, load.guard)
             return Fetched(value, MISS, entry.filled_at, superseded)
-        fill_keys, fill_args = self.fill_call(load.key, entry, lease=lease, start=start)
+        fill_keys, fill_args = self.fill_call(load.key, entry, lease=lease, start=start, seen=load.guard.seq)
         try:
             status, seq = self.l2.script("fill", fill_keys, fill_args)
             stored, seq = Filled(int(status)), int(seq)

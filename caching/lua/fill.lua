@@ -9,9 +9,10 @@
 -- ARGV[3] envelope head "<soft ms>|<filled ms>|<cost us>|", ARGV[4] its body (the sequence is
 --         written between them here), ARGV[5] ttl (ms), ARGV[6] n, ARGV[7] bucket sets' expiry
 --         (unix s), ARGV[8] '' (always store) or the doorkeeper's expiry (unix s), ARGV[9],
---         ARGV[10] the key's bits, ARGV[11] the bitmap's size in bytes
+--         ARGV[10] the key's bits, ARGV[11] the bitmap's size in bytes ('' for all four without
+--         admission), ARGV[12] "~" lease: the highest sequence the caller had seen before its read
 -- Returns {status, seq}: status 1 stored, 0 refused (stale set), -1 skipped (another process
--- holds the lease, or ours was lost), 2 not admitted (first sight of this key: L1 only); seq the
+-- holds the lease, or took ours over), 2 not admitted (first sight of this key: L1 only); seq the
 -- sequence now, written into the envelope (no tag of the value was invalidated after the load
 -- started and up to seq), or '0' when the tags were not checked.
 local n = tonumber(ARGV[6])
@@ -21,15 +22,21 @@ local start
 local mine = false
 local release = nil
 if string.byte(lease, 1) == 126 then
-  if current ~= lease then
-    return {-1, '0'}  -- lost (expired after LEASE_TTL, or released): when our load began is unknown
+  if current == lease then
+    mine = true
+    release = KEYS[1]
+    -- Taken at (expiry - ttl) ms; the sequence is >= Redis time in us (common.lua), so any
+    -- invalidation after the lease has seq >= that * 1000 (one in the same ms before it too:
+    -- refused, harmless).
+    start = (redis.call('PEXPIRETIME', KEYS[1]) - tonumber(ARGV[2])) * 1000 - 1
+  elseif current then
+    return {-1, '0'}  -- our lease expired and another process leased or filled the key since
+  else
+    -- Our lease expired (a load longer than LEASE_TTL) and nobody took it: when it was taken
+    -- is gone with it, so check against ARGV[12], the highest sequence the caller had seen
+    -- before its read (taken before the lease: stricter, never laxer).
+    start = tonumber(ARGV[12])
   end
-  mine = true
-  release = KEYS[1]
-  -- Taken at (expiry - ttl) ms; the sequence is >= Redis time in us (common.lua), so any
-  -- invalidation after the lease has seq >= that * 1000 (one in the same ms before it too:
-  -- refused, harmless).
-  start = (redis.call('PEXPIRETIME', KEYS[1]) - tonumber(ARGV[2])) * 1000 - 1
 else
   start = tonumber(ARGV[2])
   local holder = redis.call('GET', KEYS[2])

@@ -6,6 +6,7 @@ caller races the one load (none can arrive after it), whatever the machine's spe
 import multiprocessing
 import os
 import threading
+import time
 
 import pytest
 
@@ -113,3 +114,19 @@ def test_an_expired_lease_is_taken_over_and_the_late_fill_not_stored():
         holder.join(10)
         assert holder.exitcode == 0
         assert caching.fetch(key, lambda: "c", kind="article").value == "b"  # B's fill, kept
+
+
+@pytest.mark.slow
+def test_a_load_longer_than_its_lease_is_still_stored_when_nobody_took_the_key():
+    """The value-key lease expired during a slow load and no other process leased the key:
+    the fill is checked against what the process had seen before its read, and stored."""
+    key = keys.article_key(4)
+
+    def slow():
+        time.sleep(0.5)  # past LEASE_TTL: the lease is gone when the fill arrives
+        return "slow"
+
+    with cache_settings(L1_ENABLED=False, LEASE_TTL=0.2):
+        assert caching.fetch(key, slow, kind="article", tags=[tags.article_tag(4)]).source == caching.MISS
+        again = caching.fetch(key, lambda: "reloaded", kind="article", tags=[tags.article_tag(4)])
+        assert (again.value, again.source) == ("slow", caching.HIT_L2)
