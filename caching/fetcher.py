@@ -127,11 +127,14 @@ class FetchFace:
         self._inflight: dict[str, Future] = {}
         self._inflight_lock = threading.Lock()
         self.pending_tags: set[str] = set()
+        # Without L1: the highest sequence seen from Redis (fills, our invalidations), the mark
+        # of a fill (any invalidation up to it came before the read that follows).
+        self.seen_seq = 0
 
     # --- L1 ---------------------------------------------------------------------------------
 
     def guard(self) -> FillGuard:
-        return self.l1.since() if self.l1 is not None else FillGuard(0, 0)
+        return self.l1.since() if self.l1 is not None else FillGuard(self.seen_seq, 0)
 
     def put_l1(self, key, value, tags, soft_expiry, filled_at, nbytes, stats, guard: FillGuard) -> bool:
         """Backfill L1. Returns True if L1 refused the value as superseded (an invalidation
@@ -362,6 +365,8 @@ class FetchFace:
         try:
             status, seq = self.l2.script("fill", fill_keys, fill_args)
             stored, seq = Filled(int(status)), int(seq)
+            if seq > self.seen_seq:
+                self.seen_seq = seq
         except L2Unavailable:
             stored, seq = None, 0
         if stored is Filled.REFUSED:
@@ -440,6 +445,7 @@ class FetchFace:
         metrics.count_invalidation("tag", len(tags))
         if committed_at:
             metrics.INVALIDATION_LAG.labels("l2").observe(max(0.0, time.time() - committed_at))
+        self.seen_seq = max(self.seen_seq, int(seq))
         if self.l1 is not None:
             self.l1.invalidate(int(seq), tags)  # ours now; the broadcast echo is then a no-op
         self._wait_for_acks(int(seq), int(receivers))

@@ -11,6 +11,7 @@
 --         (unix s), ARGV[8] '' (always store) or the doorkeeper's expiry (unix s), ARGV[9],
 --         ARGV[10] the key's bits, ARGV[11] the bitmap's size in bytes ('' for all four without
 --         admission), ARGV[12] "~" lease: the highest sequence the caller had seen before its read
+--         (any invalidation up to it came before the lease)
 -- Returns {status, seq}: status 1 stored, 0 refused (stale set), -1 skipped (another process
 -- holds the lease, or took ours over), 2 not admitted (first sight of this key: L1 only); seq the
 -- sequence now, written into the envelope (no tag of the value was invalidated after the load
@@ -26,9 +27,10 @@ if string.byte(lease, 1) == 126 then
     mine = true
     release = KEYS[1]
     -- Taken at (expiry - ttl) ms; the sequence is >= Redis time in us (common.lua), so any
-    -- invalidation after the lease has seq >= that * 1000 (one in the same ms before it too:
-    -- refused, harmless).
-    start = (redis.call('PEXPIRETIME', KEYS[1]) - tonumber(ARGV[2])) * 1000 - 1
+    -- invalidation after the lease has seq >= that * 1000. One in the same ms before it is
+    -- told apart only if the caller had seen it (ARGV[12], from before its read); otherwise
+    -- refused, harmlessly.
+    start = math.max((redis.call('PEXPIRETIME', KEYS[1]) - tonumber(ARGV[2])) * 1000 - 1, tonumber(ARGV[12]))
   elseif current then
     return {-1, '0'}  -- our lease expired and another process leased or filled the key since
   else
