@@ -18,7 +18,7 @@ import redis
 
 from caching import conf as conf_module
 from caching import keys, metrics
-from caching.envelope import Envelope
+from caching.envelope import Envelope, is_lease
 from caching.fetcher import FetchFace, Filled, current, resolve_tags
 from caching.l1 import HIT_L2, MISS, STALE, Fetched, FillGuard
 from caching.l2 import L2Unavailable
@@ -68,7 +68,7 @@ def _fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for
     stale = {}
     for key, raw in zip(missing, raws, strict=True):
         stats = metrics.stats_for(keys.key_prefix_of(key))
-        if raw is not None:
+        if raw is not None and not is_lease(raw):  # a lease: another process loads it, we load too
             env = Envelope(raw)
             if now + refresh_within < env.soft_expiry:
                 stats.hit_l2()
@@ -98,28 +98,29 @@ def _fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for
     for key in to_load:
         value = loaded.get(key)
         tags = resolve_tags(lambda v, k=key: tags_for(k, v), value) if tags_for else ()
-        entries[key] = face.entry_for(value, kind, tags, cost, start_seq or 0)
+        entries[key] = face.entry_for(value, kind, tags, cost)
     stored = dict.fromkeys(entries)
     to_fill = list(entries)
     if start_seq is not None and to_fill:
         # One pipeline of fill.lua calls, each checked against the sequence read before the load.
-        calls = [("fill", *face.fill_call(key, entries[key], token="", start_seq=start_seq)) for key in to_fill]
+        calls = [("fill", *face.fill_call(key, entries[key], lease="", start=start_seq)) for key in to_fill]
         try:
             stored.update(zip(to_fill, face.l2.execute(calls), strict=True))
         except (L2Unavailable, redis.RedisError) as exc:
             logger.warning("bulk fill of %d keys failed (%s): L1 only", len(calls), exc)
     for key, entry in entries.items():
-        ok = stored[key]
-        if ok is not None and int(ok) == Filled.REFUSED:
+        reply = stored[key]  # fill.lua's [status, sequence the tags were checked up to]
+        if reply is not None and int(reply[0]) == Filled.REFUSED:
             # A tag was invalidated after the batch's start: the value may predate the write.
             metrics.count_invalidation("rejected_fill")
             result[key] = Fetched(entry.value, MISS, entry.filled_at, superseded=True)
             continue
         superseded = False
         if use_l1:
-            fill_guard = FillGuard(start_seq, guard.epoch) if ok is not None else guard
+            fill_guard = FillGuard(int(reply[1]), guard.epoch) if reply is not None and int(reply[1]) else guard
             superseded = face.put_entry(key, entry, metrics.stats_for(keys.key_prefix_of(key)), fill_guard)
-        result[key] = Fetched(entry.value, MISS, entry.filled_at, superseded)
+        shared = reply is None or int(reply[0]) != Filled.NOT_ADMITTED
+        result[key] = Fetched(entry.value, MISS, entry.filled_at, superseded, shared=shared)
     return {key: result[key] for key in keys_to_args}
 
 

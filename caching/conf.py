@@ -62,7 +62,8 @@ FETCH_DEFAULTS = {
 
 NEGATIVE_KIND = "negative"
 # Bump when the fetch face's stored envelope changes: old entries are then simply never read.
-ENVELOPE_VERSION = "3"
+# 4: a value key may hold a lease ("~<token>"), which older code would try to unpickle.
+ENVELOPE_VERSION = "4"
 
 
 @dataclass(frozen=True)

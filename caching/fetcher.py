@@ -3,12 +3,14 @@
 fetch(key, loader, kind=..., tags=...):
   L1 hit                      -> the L1 entry itself (no Redis, no allocation)
   L1 miss -> in-process single-flight per key (one thread loads, the others share its Future)
-          -> L2 GET (one command)
+          -> SET value-key "~token" NX GET (one command; on a present key it writes nothing)
              fresh            -> HIT-L2, backfill L1
-             fresh but XFetch -> early refresh: try the lease, else serve it (HIT-L2)
-             stale or absent  -> acquire.lua: lease taken -> load, fill.lua (refused if a tag was
-                                 invalidated after the lease), backfill L1; lease held elsewhere
-                                 -> stale value (STALE) or wait briefly for the holder's fill
+             fresh but XFetch -> early refresh: acquire.lua's lease, else serve it (HIT-L2)
+             stale            -> acquire.lua: lease taken -> load + fill.lua; held -> STALE
+             absent           -> the value key now holds our lease: load, fill.lua (refused if a
+                                 tag was invalidated after the lease; stores, indexes, releases):
+                                 a cold miss is 2 round trips
+             another's lease  -> poll the same read until the value appears or the lease is ours
   Redis unreachable/breaker open -> loader, L1 only.
 
 The face owns the envelope format (caching/envelope.py) and the tag bookkeeping; L1, L2 and
@@ -33,10 +35,10 @@ from django.db.models.query import QuerySet
 
 from caching import conf as conf_module
 from caching import engine as engine_module
-from caching import keys, metrics
+from caching import envelope, keys, metrics
 from caching.broadcast import DOWN
 from caching.conf import NEGATIVE_KIND
-from caching.envelope import Envelope, encode
+from caching.envelope import LEASE_MARK, Envelope, is_lease
 from caching.l1 import HIT_L2, MISS, STALE, Fetched, FillGuard, L1Entry, Put
 from caching.l2 import L2Unavailable
 from caching.metrics import PrefixStats
@@ -97,7 +99,8 @@ class Entry:
 
     value: object
     tags: tuple
-    envelope: bytes
+    head: bytes  # the envelope without its sequence and body (caching/envelope.py)
+    body: bytes
     filled_at: float
     soft_expiry: float
     hard_ttl: float
@@ -124,11 +127,14 @@ class FetchFace:
         self._inflight: dict[str, Future] = {}
         self._inflight_lock = threading.Lock()
         self.pending_tags: set[str] = set()
+        # Without L1: the highest sequence seen from Redis (fills, our invalidations), the mark
+        # of a fill (any invalidation up to it came before the read that follows).
+        self.seen_seq = 0
 
     # --- L1 ---------------------------------------------------------------------------------
 
     def guard(self) -> FillGuard:
-        return self.l1.since() if self.l1 is not None else FillGuard(0, 0)
+        return self.l1.since() if self.l1 is not None else FillGuard(self.seen_seq, 0)
 
     def put_l1(self, key, value, tags, soft_expiry, filled_at, nbytes, stats, guard: FillGuard) -> bool:
         """Backfill L1. Returns True if L1 refused the value as superseded (an invalidation
@@ -159,7 +165,8 @@ class FetchFace:
 
     def put_entry(self, key, entry: Entry, stats, guard: FillGuard) -> bool:
         return self.put_l1(
-            key, entry.value, entry.tags, entry.soft_expiry, entry.filled_at, len(entry.envelope), stats, guard
+            key, entry.value, entry.tags, entry.soft_expiry, entry.filled_at, len(entry.head) + 17 + len(entry.body),
+            stats, guard
         )
 
     # --- single-flight ----------------------------------------------------------------------
@@ -191,8 +198,11 @@ class FetchFace:
     # --- L2 + leases ------------------------------------------------------------------------
 
     def _fetch(self, load: Load) -> Fetched:
+        conf = self.conf
+        lease = LEASE_MARK + os.urandom(8).hex()
+        lease_ms = int(conf.lease_ttl * 1000)
         try:
-            raw = self.l2.get(load.vkey)
+            raw = self.l2.get_or_lease(load.vkey, lease, lease_ms)
         except L2Unavailable:
             return self._load_without_l2(load, stale=None)
         sub = self.engine.subscriber
@@ -200,21 +210,22 @@ class FetchFace:
             sub.redis_is_back()
         if self.pending_tags:
             self.retry_pending_invalidations()
-        early = False
-        stale = None
-        if raw is not None:
-            env = Envelope(raw)
-            now = time.time()
-            if now < env.soft_expiry:
-                if not self._xfetch(env, now):
-                    load.stats.hit_l2()
-                    superseded = self.put_envelope(load.key, env, load.stats, load.guard)
-                    return Fetched(env.value, HIT_L2, env.filled_at, superseded)
-                early = True
-            stale = env
-        else:
+        if raw is None:  # absent: the value key now holds our lease
             load.stats.miss_l2()
-        return self._load_with_lease(load, stale, early)
+            return self._load_and_fill(load, lease, lease_ms, None)
+        if is_lease(raw):  # absent, another process is loading it
+            load.stats.miss_l2()
+            return self._wait_for_holder(load, lease, lease_ms)
+        env = Envelope(raw)
+        now = time.time()
+        early = False
+        if now < env.soft_expiry:
+            if not self._xfetch(env, now):
+                load.stats.hit_l2()
+                superseded = self.put_envelope(load.key, env, load.stats, load.guard)
+                return Fetched(env.value, HIT_L2, env.filled_at, superseded)
+            early = True
+        return self._refresh(load, env, early)
 
     def _xfetch(self, env: Envelope, now: float) -> bool:
         """XFetch (Vattani et al.): refresh early with a probability that grows as the soft
@@ -224,46 +235,59 @@ class FetchFace:
             return False
         return now - env.cost * beta * math.log(1.0 - random.random()) >= env.soft_expiry
 
-    def _load_with_lease(self, load: Load, stale: Envelope | None, early: bool) -> Fetched:
+    def _wait_for_holder(self, load: Load, lease: str, lease_ms: int) -> Fetched:
+        """A cold key another process is loading: poll the same SET NX GET (2..50 ms backoff)
+        until its value appears (HIT-L2), the lease is gone (released after a failed
+        load, or expired with a dead holder: ours now, load) or LEASE_WAIT passes."""
         conf = self.conf
-        lkey = keys.lease_key(self.namespace, load.key)
-        token = os.urandom(8).hex()
-        seen = stale.filled_raw.decode() if stale is not None else ""
-        lease_ms = int(conf.lease_ttl * 1000)
         deadline = time.monotonic() + conf.lease_wait
         delay = 0.002
-        while True:
+        while time.monotonic() < deadline:
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
             try:
-                status, payload = self.l2.script(
-                    "acquire", [load.vkey, lkey, self.engine.sequence_key], [token, lease_ms, seen]
-                )
+                raw = self.l2.get_or_lease(load.vkey, lease, lease_ms)
             except L2Unavailable:
-                return self._load_without_l2(load, stale)
-            status = Acquired(int(status))
-            if status is Acquired.FILLED:
-                env = Envelope(payload)
+                return self._load_without_l2(load, stale=None)
+            if raw is None:
+                return self._load_and_fill(load, lease, lease_ms, None)
+            if not is_lease(raw):
+                env = Envelope(raw)
                 load.stats.hit_l2()
                 superseded = self.put_envelope(load.key, env, load.stats, load.guard)
                 return Fetched(env.value, HIT_L2, env.filled_at, superseded)
-            start_seq = int(payload)
-            if status is Acquired.LEASED:
-                return self._load_and_fill(load, lkey, token, start_seq, stale)
-            if stale is not None:  # another process refreshes: serve what we have
-                if early:
-                    load.stats.hit_l2()
-                    return self.served_stale(stale, HIT_L2)
-                load.stats.stale_l2(time.time() - stale.filled_at)
-                return self.served_stale(stale, STALE)
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
         # The holder is alive (a dead one's lease expires after LEASE_TTL and the loop above
         # takes it over) but slow: the database is struggling. Every waiter loading now would
         # be the stampede the lease exists to prevent.
         metrics.count_invalidation("lease_timeout")
         logger.warning("cache lease wait for %s exceeded %.1fs: answering busy", load.key, conf.lease_wait)
         raise LeaseTimeout(load.key, conf.lease_wait)
+
+    def _refresh(self, load: Load, stale: Envelope, early: bool) -> Fetched:
+        """A soft-expired value (or an XFetch early refresh): one process takes the key's
+        refresh lease (acquire.lua) and reloads; the others serve what they read."""
+        token = os.urandom(8).hex()
+        lkey = keys.lease_key(self.namespace, load.key)
+        try:
+            status, payload = self.l2.script(
+                "acquire", [load.vkey, lkey, self.engine.sequence_key],
+                [token, int(self.conf.lease_ttl * 1000), stale.filled_raw],
+            )
+        except L2Unavailable:
+            return self._load_without_l2(load, stale)
+        status = Acquired(int(status))
+        if status is Acquired.FILLED:
+            env = Envelope(payload)
+            load.stats.hit_l2()
+            superseded = self.put_envelope(load.key, env, load.stats, load.guard)
+            return Fetched(env.value, HIT_L2, env.filled_at, superseded)
+        if status is Acquired.LEASED:
+            return self._load_and_fill(load, token, int(payload), stale)
+        if early:  # another process refreshes: serve what we have
+            load.stats.hit_l2()
+            return self.served_stale(stale, HIT_L2)
+        load.stats.stale_l2(time.time() - stale.filled_at)
+        return self.served_stale(stale, STALE)
 
     def run_loader(self, loader, stats):
         started = time.perf_counter()
@@ -272,7 +296,7 @@ class FetchFace:
         stats.loaded(cost)
         return value, cost
 
-    def entry_for(self, value, kind, tags: tuple, cost, seq: int = 0) -> Entry:
+    def entry_for(self, value, kind, tags: tuple, cost) -> Entry:
         if isinstance(value, QuerySet):
             raise TypeError("refusing to cache a QuerySet (lazy, re-queries on use): cache list(qs) or values")
         conf = self.conf
@@ -280,18 +304,25 @@ class FetchFace:
         ttl = conf.jittered(spec.ttl)
         filled_at = time.time()
         soft_expiry = filled_at + ttl
-        envelope = encode(value, tags, soft_expiry, filled_at, cost, seq)
-        return Entry(value, tags, envelope, filled_at, soft_expiry, ttl + spec.grace, spec.admission)
+        head = envelope.head(soft_expiry, filled_at, cost)
+        return Entry(value, tags, head, envelope.body(value, tags), filled_at, soft_expiry, ttl + spec.grace,
+                     spec.admission)
 
-    def fill_call(self, key: str, entry: Entry, *, token: str, start_seq: int) -> tuple:
-        """fill.lua's (keys, args) for `entry`: value, lease, tag-invalidated keys, tag buckets."""
+    def fill_call(self, key: str, entry: Entry, *, lease: str, start: int, seen: int = 0) -> tuple:
+        """fill.lua's (keys, args) for `entry`: value, lease, tag-invalidated keys, tag buckets.
+        `lease`: "~<token>" (in the value key; `start` = its ttl in ms, `seen` = the highest
+        sequence this process had seen before the read, for a lease that expired meanwhile),
+        "<token>" (the lease key; `start` = the sequence the load started at) or "" (none;
+        `start` likewise)."""
         ns = self.namespace
         width = self.conf.tag_bucket_seconds
         bucket = int((entry.filled_at + entry.hard_ttl) // width)
         tag_keys = [keys.tag_invalidated_key(ns, t) for t in entry.tags]
         bucket_keys = [keys.tag_bucket_key(ns, t, bucket) for t in entry.tags]
-        fill_keys = [keys.value_key(ns, key), keys.lease_key(ns, key), *tag_keys, *bucket_keys]
-        args = [token, start_seq, entry.envelope, int(entry.hard_ttl * 1000), len(tag_keys), (bucket + 1) * width + 60]
+        fill_keys = [keys.value_key(ns, key), keys.lease_key(ns, key), self.engine.sequence_key,
+                     *tag_keys, *bucket_keys]
+        args = [lease, start, entry.head, entry.body, int(entry.hard_ttl * 1000), len(tag_keys),
+                (bucket + 1) * width + 60]
         if entry.admission == "second_hit":
             conf = self.conf
             period = int(entry.filled_at // conf.doorkeeper_period)
@@ -301,14 +332,18 @@ class FetchFace:
             expires_at = (period + 2) * conf.doorkeeper_period  # read as "previous" for one period
             args += [expires_at, int.from_bytes(digest[:4]) % bits, int.from_bytes(digest[4:]) % bits, (bits + 7) // 8]
         else:
-            args.append("")
+            args += ["", "", "", ""]
+        args.append(seen)
         return fill_keys, args
 
-    def _load_and_fill(self, load: Load, lkey: str, token: str, start_seq: int, stale: Envelope | None) -> Fetched:
+    def _load_and_fill(self, load: Load, lease: str, start: int, stale: Envelope | None) -> Fetched:
+        """Load under `lease` (see fill_call) and fill: one fill.lua call that checks the tags,
+        stores, indexes and releases the lease, so a cold miss costs the read + this = 2 round
+        trips. A failed load releases the lease instead (also one call); a cached 404 is a fill (admission)."""
         try:
             value, cost = self.run_loader(load.loader, load.stats)
         except self.conf.loader_errors as exc:
-            self._release(lkey, token)
+            self._release(load, lease)
             if stale is None:
                 raise
             if time.time() < stale.soft_expiry:  # an early (XFetch) refresh failed: still fresh
@@ -318,23 +353,27 @@ class FetchFace:
             load.stats.stale_l2(time.time() - stale.filled_at)
             return self.served_stale(stale, STALE)
         except BaseException:
-            self._release(lkey, token)
+            self._release(load, lease)
             raise
-        entry = self.entry_for(value, load.kind, resolve_tags(load.tags, value), cost, start_seq)
-        fill_keys, fill_args = self.fill_call(load.key, entry, token=token, start_seq=start_seq)
+        entry = self.entry_for(value, load.kind, resolve_tags(load.tags, value), cost)
+        fill_keys, fill_args = self.fill_call(load.key, entry, lease=lease, start=start, seen=load.guard.seq)
         try:
-            stored = Filled(int(self.l2.script("fill", fill_keys, fill_args)))
+            status, seq = self.l2.script("fill", fill_keys, fill_args)
+            stored, seq = Filled(int(status)), int(seq)
+            if seq > self.seen_seq:
+                self.seen_seq = seq
         except L2Unavailable:
-            stored = None
+            stored, seq = None, 0
         if stored is Filled.REFUSED:
             # A tag was invalidated while we loaded: the value may predate the write. Hand it to
             # this caller (its request began before the invalidation) but cache it nowhere.
             metrics.count_invalidation("rejected_fill")
             return Fetched(value, MISS, entry.filled_at, superseded=True)
-        # Stored in L2 (or not admitted there, after the same tag check): guard L1 with the
-        # sequence at lease time (an invalidation after it that reached us meanwhile refuses
-        # the put); Redis unreachable: with the local mark.
-        guard = FillGuard(start_seq, load.guard.epoch) if stored is not None else load.guard
+        # Checked in Redis (stored, not admitted, or another holder's): guard L1 with the
+        # sequence fill.lua checked the tags up to (an invalidation after it that reached us
+        # meanwhile refuses the put); unchecked (Redis unreachable, our lease lost): with the
+        # local mark.
+        guard = FillGuard(seq, load.guard.epoch) if seq else load.guard
         superseded = self.put_entry(load.key, entry, load.stats, guard)
         return Fetched(value, MISS, entry.filled_at, superseded, shared=stored is not Filled.NOT_ADMITTED)
 
@@ -351,11 +390,11 @@ class FetchFace:
         superseded = self.put_entry(load.key, entry, load.stats, load.guard)
         return Fetched(value, MISS, entry.filled_at, superseded)
 
-    def _release(self, lkey, token) -> None:
-        if not token:
-            return
+    def _release(self, load: Load, lease: str) -> None:
+        """Give up a lease we hold (release.lua: only if it is still ours)."""
+        key = load.vkey if lease.startswith(LEASE_MARK) else keys.lease_key(self.namespace, load.key)
         try:
-            self.l2.script("release", [lkey], [token])
+            self.l2.script("release", [key], [lease])
         except L2Unavailable:
             pass  # the lease expires by itself after LEASE_TTL
 
@@ -405,6 +444,7 @@ class FetchFace:
         metrics.count_invalidation("tag", len(tags))
         if committed_at:
             metrics.INVALIDATION_LAG.labels("l2").observe(max(0.0, time.time() - committed_at))
+        self.seen_seq = max(self.seen_seq, int(seq))
         if self.l1 is not None:
             self.l1.invalidate(int(seq), tags)  # ours now; the broadcast echo is then a no-op
         self._wait_for_acks(int(seq), int(receivers))
@@ -477,8 +517,8 @@ def fetch(key: str, loader, *, kind: str, tags=(), bypass_l1: bool = False) -> F
     `bypass_l1`: start at L2 (an edge re-fetch after a purge must not get an L1 copy that the
     broadcast has not reached yet); L1 is still backfilled.
     Raises LeaseTimeout when another process has been loading the key for LEASE_WAIT and
-    there is no stale value. Cost: L1 hit ~1-2 us and no Redis; L2 hit one GET; miss a lease
-    script, the loader, a fill script.
+    there is no stale value. Cost: L1 hit ~1-2 us and no Redis; L2 hit one command (SET NX GET);
+    cold miss that command (it takes the lease), the loader, one fill script.
     """
     if not _get_conf().enabled:
         return Fetched(loader(), MISS, time.time())

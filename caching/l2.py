@@ -145,6 +145,28 @@ class L2:
         client = self.client
         return self.call(client.get, key)
 
+    def get_or_lease(self, key: str, lease: str, ttl_ms: int) -> bytes | None:
+        """One SET key lease NX PX ttl GET (Redis >= 7.0): the key's value, or None when it was
+        absent and now holds `lease` (the caller loads it). On a key that exists it writes
+        nothing, so a hit costs what a GET does. A Redis that refuses writes (OOM under
+        noeviction, a READONLY replica) still answers reads: then a plain GET, counted, and an
+        absent key raises L2Unavailable (nobody can fill it)."""
+        client = self.client
+        return self.call(self._get_or_lease, client, key, lease, ttl_ms)
+
+    def _get_or_lease(self, client, key, lease, ttl_ms):
+        try:
+            return client.execute_command("SET", key, lease, "NX", "GET", "PX", ttl_ms, get=True)
+        except redis.exceptions.ResponseError as exc:
+            kind = error_kind(exc)
+            if kind not in ("oom", "readonly"):
+                raise
+            self._errors(kind).inc()
+        raw = client.get(key)
+        if raw is None:
+            raise L2Unavailable(f"{kind}: {key} is absent and Redis refuses its lease")
+        return raw
+
     def script(self, name: str, keys: list, args: list):
         """One EVALSHA of caching/lua/<name>.lua (redis-py reloads a script Redis lost)."""
         client = self.client

@@ -5,17 +5,27 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Bump a namespace's invalidation sequence and return it as a string. Seeded from TIME (us)
--- when Redis starts empty, so it keeps growing across a restart of a Redis without
--- persistence (an L1 compares sequences to refuse fills overtaken by an invalidation).
+-- Bump a namespace's invalidation sequence and return it as a string. A hybrid logical clock:
+-- max(previous + 1, Redis TIME in microseconds). It only grows (an L1 compares sequences to
+-- refuse fills overtaken by an invalidation), keeps growing across a restart of a Redis without
+-- persistence, and is comparable with Redis time: fill.lua refuses a value-key lease's fill
+-- when a tag's sequence is >= the time (us) the lease was taken.
 local function next_sequence(seq_key)
-  local seq = redis.call('INCR', seq_key)
-  if seq < 1000000 then
-    local t = redis.call('TIME')
-    seq = tonumber(t[1]) * 1000000 + tonumber(t[2])
-    redis.call('SET', seq_key, string.format('%d', seq))
+  local t = redis.call('TIME')
+  local seq = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local previous = tonumber(redis.call('GET', seq_key) or '0')
+  if previous >= seq then
+    seq = previous + 1
   end
-  return string.format('%d', seq)
+  seq = string.format('%d', seq)
+  redis.call('SET', seq_key, seq)
+  return seq
+end
+
+-- A value key holding a load lease instead of a value (the fetch face's SET NX GET read of an
+-- absent key): "~" + token. Envelopes start with a digit.
+local function is_lease(v)
+  return v and string.byte(v, 1) == 126
 end
 
 -- The one message grammar of the invalidation channel (caching/broadcast.py parses it):

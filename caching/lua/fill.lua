@@ -1,51 +1,91 @@
--- Store a freshly loaded value unless one of its tags was invalidated after the load started.
--- KEYS[1] value key, KEYS[2] lease key, KEYS[3..2+n] tag-invalidated keys,
--- KEYS[3+n..2+2n] tag index bucket sets, then with admission KEYS[3+2n], KEYS[4+2n] the
+-- Store a freshly loaded value unless one of its tags was invalidated after the load started,
+-- index it under its tags, and release the caller's lease: the one write of a miss.
+-- KEYS[1] value key, KEYS[2] lease key, KEYS[3] namespace sequence, KEYS[4..3+n] tag-invalidated
+-- keys, KEYS[4+n..3+2n] tag index bucket sets, then with admission KEYS[4+2n], KEYS[5+2n] the
 -- doorkeeper bitmaps of this period and the previous one
--- ARGV[1] lease token ("" = loaded without a lease), ARGV[2] sequence at load start,
--- ARGV[3] envelope, ARGV[4] ttl (ms), ARGV[5] n, ARGV[6] bucket sets' expiry (unix seconds),
--- ARGV[7] '' (always store) or the doorkeeper's expiry (unix s), ARGV[8], ARGV[9] the key's
--- bits, ARGV[10] the bitmap's size in bytes
--- Returns 1 stored, 0 rejected (stale set), -1 skipped (another process holds the lease),
---         2 not admitted (first sight of this key: the caller keeps it in L1 only)
-local n = tonumber(ARGV[5])
-local holder = redis.call('GET', KEYS[2])
-local mine = holder and holder == ARGV[1]
-local start = tonumber(ARGV[2])
-for i = 3, 2 + n do
-  local s = redis.call('GET', KEYS[i])
-  if s and tonumber(s) > start then
-    if mine then redis.call('DEL', KEYS[2]) end
-    return 0
+-- ARGV[1] the caller's lease: "~<token>" it is in the value key (the read of an absent key
+--         took it), "<token>" in the lease key (a refresh), "" none (a bulk fill)
+-- ARGV[2] "~" lease: its ttl (ms); otherwise the sequence the load started at
+-- ARGV[3] envelope head "<soft ms>|<filled ms>|<cost us>|", ARGV[4] its body (the sequence is
+--         written between them here), ARGV[5] ttl (ms), ARGV[6] n, ARGV[7] bucket sets' expiry
+--         (unix s), ARGV[8] '' (always store) or the doorkeeper's expiry (unix s), ARGV[9],
+--         ARGV[10] the key's bits, ARGV[11] the bitmap's size in bytes ('' for all four without
+--         admission), ARGV[12] "~" lease: the highest sequence the caller had seen before its read
+--         (any invalidation up to it came before the lease)
+-- Returns {status, seq}: status 1 stored, 0 refused (stale set), -1 skipped (another process
+-- holds the lease, or took ours over), 2 not admitted (first sight of this key: L1 only); seq the
+-- sequence now, written into the envelope (no tag of the value was invalidated after the load
+-- started and up to seq), or '0' when the tags were not checked.
+local n = tonumber(ARGV[6])
+local lease = ARGV[1]
+local current = redis.call('GET', KEYS[1])
+local start
+local mine = false
+local release = nil
+if string.byte(lease, 1) == 126 then
+  if current == lease then
+    mine = true
+    release = KEYS[1]
+    -- Taken at (expiry - ttl) ms; the sequence is >= Redis time in us (common.lua), so any
+    -- invalidation after the lease has seq >= that * 1000. One in the same ms before it is
+    -- told apart only if the caller had seen it (ARGV[12], from before its read); otherwise
+    -- refused, harmlessly.
+    start = math.max((redis.call('PEXPIRETIME', KEYS[1]) - tonumber(ARGV[2])) * 1000 - 1, tonumber(ARGV[12]))
+  elseif current then
+    return {-1, '0'}  -- our lease expired and another process leased or filled the key since
+  else
+    -- Our lease expired (a load longer than LEASE_TTL) and nobody took it: when it was taken
+    -- is gone with it, so check against ARGV[12], the highest sequence the caller had seen
+    -- before its read (taken before the lease: stricter, never laxer).
+    start = tonumber(ARGV[12])
+  end
+else
+  start = tonumber(ARGV[2])
+  local holder = redis.call('GET', KEYS[2])
+  if lease ~= '' and holder == lease then
+    mine = true
+    release = KEYS[2]
+  elseif holder or (lease == '' and is_lease(current)) then
+    mine = nil  -- another process loads it: it fills
   end
 end
-if holder and not mine then
-  return -1
+local marks = redis.call('MGET', unpack(KEYS, 3, 3 + n))  -- the sequence, then each tag's mark
+for i = 2, n + 1 do
+  local s = marks[i]
+  if s and tonumber(s) > start then
+    if release then redis.call('DEL', release) end
+    return {0, '0'}
+  end
 end
-if ARGV[7] ~= '' then
+local seq = marks[1] or '0'
+if mine == nil then
+  return {-1, seq}
+end
+if ARGV[8] ~= '' then
   -- Second-hit admission: a key is stored only when a fill of it was seen before, in this
   -- doorkeeper period or the previous one. Two fixed-size bitmaps, whatever the key count.
-  local door, previous = KEYS[3 + 2 * n], KEYS[4 + 2 * n]
-  local b1, b2 = tonumber(ARGV[8]), tonumber(ARGV[9])
+  local door, previous = KEYS[4 + 2 * n], KEYS[5 + 2 * n]
+  local b1, b2 = tonumber(ARGV[9]), tonumber(ARGV[10])
   local seen = (redis.call('GETBIT', door, b1) == 1 and redis.call('GETBIT', door, b2) == 1)
     or (redis.call('GETBIT', previous, b1) == 1 and redis.call('GETBIT', previous, b2) == 1)
   if not seen then
     if redis.call('EXISTS', door) == 0 then
       -- Allocated once at its exact size (SETBIT alone grows a string greedily, to twice that),
       -- expiring at a fixed time: two live bitmaps at most, whatever the traffic.
-      redis.call('SETRANGE', door, tonumber(ARGV[10]) - 1, '\0')
-      redis.call('EXPIREAT', door, ARGV[7])
+      redis.call('SETRANGE', door, tonumber(ARGV[11]) - 1, '\0')
+      redis.call('EXPIREAT', door, ARGV[8])
     end
     redis.call('SETBIT', door, b1, 1)
     redis.call('SETBIT', door, b2, 1)
-    if mine then redis.call('DEL', KEYS[2]) end
-    return 2
+    if release then redis.call('DEL', release) end
+    return {2, seq}
   end
 end
-redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
-for i = 3 + n, 2 + 2 * n do
-  redis.call('SADD', KEYS[i], KEYS[1])
-  redis.call('EXPIREAT', KEYS[i], ARGV[6])
+redis.call('SET', KEYS[1], ARGV[3] .. seq .. '|' .. ARGV[4], 'PX', ARGV[5])  -- replaces a "~" lease
+for i = 4 + n, 3 + 2 * n do
+  if redis.call('SADD', KEYS[i], KEYS[1]) == 1 then  -- else already a member: the set has its expiry
+    redis.call('EXPIREAT', KEYS[i], ARGV[7])
+  end
 end
-if mine then redis.call('DEL', KEYS[2]) end
-return 1
+if release == KEYS[2] then redis.call('DEL', KEYS[2]) end
+return {1, seq}

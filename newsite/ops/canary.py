@@ -45,7 +45,7 @@ from django.views.decorators.http import require_safe
 
 import caching
 from caching import fetcher, keys, tags
-from caching.envelope import Envelope
+from caching.envelope import Envelope, is_lease
 from caching.http import cache_public, set_cache_tags
 from caching.l2 import L2Unavailable
 from newsite.ops.metrics import CANARY_AGE, CANARY_SECONDS
@@ -145,7 +145,7 @@ def read_l2() -> tuple[bool, int | None]:
     entry is fresh (the next read loads the new value). Raises L2Unavailable."""
     face = fetcher.current()
     raw = face.l2.get(keys.value_key(face.namespace, keys.response_key(URL_NAME, {}, {})))
-    if raw is None:
+    if raw is None or is_lease(raw):  # absent (a lease: being loaded)
         return True, None
     entry = Envelope(raw).value
     if entry is None:  # a cached 404 (before the first write)

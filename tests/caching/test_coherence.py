@@ -3,9 +3,13 @@ metadata is bounded (everything but the sequence expires), invalidation removes 
 
 import time
 
+import pytest
+
 import caching
 from caching import engine, fetcher, keys, metrics
 from caching.l1 import L1Entry, Put
+
+from .conftest import cache_settings
 
 
 def _entry(tags):
@@ -58,3 +62,18 @@ def test_l1_refuses_an_l2_value_loaded_before_an_invalidation_it_knows():
     fetched = caching.fetch(key, lambda: "unused", kind="article", tags=["article:41"])
     assert (fetched.value, fetched.source, fetched.superseded) == ("old", caching.HIT_L2, True)
     assert engine.default().l1.get(key) is None
+
+
+@pytest.mark.parametrize("l1", [True, False])
+def test_a_read_right_after_our_own_invalidation_is_stored(l1):
+    """The sequence of an invalidation is compared with the (millisecond) time a cold key's
+    lease was taken; one this process made just before its read - often the same millisecond -
+    is known to precede the lease: the refill is stored, not refused as superseded."""
+    with cache_settings(L1_ENABLED=l1):
+        for i in range(30):
+            key = keys.article_key(100 + i)
+            caching.invalidate_tags([f"article:{100 + i}"])
+            fetched = caching.fetch(key, lambda i=i: f"v{i}", kind="article", tags=[f"article:{100 + i}"])
+            assert (fetched.source, fetched.superseded) == (caching.MISS, False), i
+            fetcher.clear_local()
+            assert caching.fetch(key, lambda: "again", kind="article").source == caching.HIT_L2, i

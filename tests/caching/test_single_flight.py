@@ -6,6 +6,7 @@ caller races the one load (none can arrive after it), whatever the machine's spe
 import multiprocessing
 import os
 import threading
+import time
 
 import pytest
 
@@ -79,3 +80,53 @@ def test_cold_key_loads_once_across_processes():
     # lookup, which then finds the fill already there: the value is still the one load's.
     assert caching.MISS in sources
     assert set(sources) <= {caching.MISS, caching.HIT_L2, caching.HIT_L1}
+
+
+def _slow_holder(key, in_load, may_return, results):
+    def loader():
+        in_load.set()
+        may_return.wait(30)
+        return "a"
+
+    fetched = caching.fetch(key, loader, kind="article", tags=[tags.article_tag(2)])
+    results.put((fetched.value, fetched.source, fetched.superseded))
+
+
+@pytest.mark.slow
+def test_an_expired_lease_is_taken_over_and_the_late_fill_not_stored():
+    """Process A takes a cold key's lease and loads for longer than LEASE_TTL; B, waiting on
+    it, takes the expired lease over, loads and fills. A's late fill must not overwrite B's (A's
+    lease is gone, so when its load began is unknown): A answers its own value, L2 keeps B's."""
+    ctx = multiprocessing.get_context("fork")
+    in_load, may_return, results = ctx.Event(), ctx.Event(), ctx.Queue()
+    key = keys.article_key(2)
+    with cache_settings(L1_ENABLED=False, LEASE_TTL=0.3, LEASE_WAIT=10.0):
+        caching.fetch(keys.article_key(3), lambda: "warm", kind="article")  # scripts loaded before the fork
+        holder = ctx.Process(target=_slow_holder, args=(key, in_load, may_return, results))
+        holder.start()
+        try:
+            assert in_load.wait(30)
+            fetched = caching.fetch(key, lambda: "b", kind="article", tags=[tags.article_tag(2)])
+            assert (fetched.value, fetched.source) == ("b", caching.MISS)  # took the expired lease over
+        finally:
+            may_return.set()
+        assert results.get(timeout=30) == ("a", caching.MISS, False)
+        holder.join(10)
+        assert holder.exitcode == 0
+        assert caching.fetch(key, lambda: "c", kind="article").value == "b"  # B's fill, kept
+
+
+@pytest.mark.slow
+def test_a_load_longer_than_its_lease_is_still_stored_when_nobody_took_the_key():
+    """The value-key lease expired during a slow load and no other process leased the key:
+    the fill is checked against what the process had seen before its read, and stored."""
+    key = keys.article_key(4)
+
+    def slow():
+        time.sleep(0.5)  # past LEASE_TTL: the lease is gone when the fill arrives
+        return "slow"
+
+    with cache_settings(L1_ENABLED=False, LEASE_TTL=0.2):
+        assert caching.fetch(key, slow, kind="article", tags=[tags.article_tag(4)]).source == caching.MISS
+        again = caching.fetch(key, lambda: "reloaded", kind="article", tags=[tags.article_tag(4)])
+        assert (again.value, again.source) == ("slow", caching.HIT_L2)

@@ -2,6 +2,7 @@
 invalidates. A naive cache-aside ends holding version 1; ours never does."""
 
 import threading
+import time
 
 import pytest
 from django.contrib.auth.models import Group
@@ -116,3 +117,24 @@ def test_rollback_invalidates_nothing_but_runs_hooks_inside():
         caching.on_invalidate.remove(seen.append)
     assert seen == [frozenset({"article:77"})]
     assert caching.fetch("article:77", lambda: "reloaded", kind="article").value == "kept"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_refresh_of_a_stale_entry_that_started_before_an_invalidation_is_rejected(settings):
+    """The same race on the other lease: a soft-expired entry is refreshed under the lease key
+    (acquire.lua) while a writer commits and invalidates. The refresh is not stored."""
+    group = Group.objects.create(name="v1")
+    key = keys.article_key(group.pk)
+    tag = tags.article_tag(group.pk)
+    settings.NEWSITE_CACHE_KINDS = {**settings.NEWSITE_CACHE_KINDS, "tiny": {"ttl": 1, "swr": 60, "sie": 60}}
+    settings.NEWSITE_CACHE = {**settings.NEWSITE_CACHE, "L1_ENABLED": False, "TTL_JITTER": 0}
+    assert caching.fetch(key, lambda: "v0", kind="tiny", tags=[tag]).source == caching.MISS
+    time.sleep(1.1)  # soft-expired, inside its stale window
+
+    def ours(loader):
+        return caching.fetch(key, loader, kind="tiny", tags=[tag])
+
+    fetched = _race(ours, lambda: caching.invalidate_tags_on_commit([tag]), group)
+    assert (fetched.value, fetched.source, fetched.superseded) == ("v1", caching.MISS, True)
+    again = caching.fetch(key, lambda: Group.objects.get(pk=group.pk).name, kind="tiny", tags=[tag])
+    assert (again.value, again.source) == ("v2", caching.MISS)
