@@ -154,6 +154,7 @@ class Subscriber:
         """The subscription is not to be trusted: empty L1 once per loss (not per failed retry:
         L1 keeps serving fresh fills while Redis is down), or always with `clear`; the
         resubscription clears again."""
+        self._fd = None  # nothing to poll until resubscribed (a closed descriptor would read as pending)
         if clear:
             self.l1.clear()
         self.state = state

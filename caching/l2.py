@@ -23,6 +23,8 @@ from pathlib import Path
 
 import redis
 from django_redis import get_redis_connection
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from caching import metrics
 from caching.breaker import CircuitBreaker
@@ -108,6 +110,10 @@ class L2:
         pool = self.client.connection_pool
         kwargs = dict(pool.connection_kwargs)
         kwargs["client_name"] = client_name
+        # No silent reconnects inside a read (redis-py retries 10 times with backoff by default):
+        # the subscriber reconnects itself, clearing L1, and must not sit in a read meanwhile
+        # (its unapplied() would hold every L1 hit back for the whole retry).
+        kwargs["retry"] = Retry(NoBackoff(), 0)
         own_pool = redis.ConnectionPool(connection_class=pool.connection_class, max_connections=2, **kwargs)
         return redis.Redis(connection_pool=own_pool)
 

@@ -100,15 +100,19 @@ def test_cold_miss_is_two_round_trips(use_private_redis, admission):
 
 @pytest.mark.slow
 def test_negative_and_failed_loads_are_two_round_trips(use_private_redis):
-    """A cached 404 (kept out of L2) and a failing loader release the lease in one call."""
+    """A cached 404 (first sight: the fill's doorkeeper keeps it out of L2) is one fill call; a
+    failing loader releases the lease in one call."""
+
+    def broken():
+        raise RuntimeError("boom")
+
     with cache_settings(L1_ENABLED=False):
         caching.fetch(keys.article_key(1), lambda: None, kind="article")  # Redis has the scripts now
+        with pytest.raises(RuntimeError):
+            caching.fetch(keys.article_key(2), broken, kind="article")
         with Monitor(use_private_redis) as monitor:
             assert caching.fetch(keys.article_key(404), lambda: None, kind="article").value is None
         assert [c.split()[0] for c in monitor.sent] == ["SET", "EVALSHA"], monitor.sent
-
-        def broken():
-            raise RuntimeError("boom")
 
         with Monitor(use_private_redis) as monitor, pytest.raises(RuntimeError):
             caching.fetch(keys.article_key(500), broken, kind="article")
