@@ -84,6 +84,9 @@ class L1Entry(Fetched):
         self.stats = stats
 
 
+APPLY_YIELDS = 20  # turns an L1 hit gives the subscriber before it falls through to L2
+
+
 def _nothing_unapplied() -> bool:
     return False
 
@@ -145,17 +148,24 @@ class L1:
 
     def get(self, key: str) -> L1Entry | None:
         """The live entry of `key` or None. Cost: one lock, a dict lookup and, on a hit, one
-        poll of the subscriber's socket (~1 + 2 us). None as well while an invalidation has
-        reached this process but is not applied yet: the caller reads L2, already invalidated."""
+        poll of the subscriber's socket (~1 + 2 us). While a message has reached this process
+        but is not applied yet (usually a PING's answer, or an invalidation waiting for the
+        GIL), the caller yields to the subscriber a few times and reads again; still pending:
+        None, so the caller reads L2, which the writer invalidated before it published."""
         with self._lock:
             try:
                 entry = self._store[key]
             except KeyError:
                 return None
-        if self.unapplied():
-            self.held_back += 1
-            return None
-        return entry
+        if not self.unapplied():
+            return entry
+        for _ in range(APPLY_YIELDS):
+            time.sleep(0)  # releases the GIL: the subscriber thread applies what it has
+            if not self.unapplied():
+                with self._lock:
+                    return self._store.get(key)  # what the applied message left
+        self.held_back += 1
+        return None
 
     # --- fills --------------------------------------------------------------------------------
 
