@@ -12,6 +12,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, status
 from rest_framework.exceptions import MethodNotAllowed, NotFound, ValidationError
 from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -44,7 +45,11 @@ class JSONOnly(DefaultContentNegotiation):
 
 
 class JSONAPIView(APIView):
+    """JSON in and out: a body of another media type is a 415 (the schema documents
+    application/json only; form fields cannot carry the JSON types the schema promises)."""
+
     renderer_classes = (JSONRenderer,)
+    parser_classes = (JSONParser,)
     content_negotiation_class = JSONOnly
 
     def initial(self, request, *args, **kwargs):
@@ -309,7 +314,9 @@ class FollowsView(PersonalAPIView):
     def get(self, request):
         return Response(selectors.user_follows(user=request.user))
 
-    @extend_schema(request=FollowSerializer, responses={201: OpenApiTypes.OBJECT}, summary="Follow")
+    @extend_schema(
+        request=FollowSerializer, responses={201: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT}, summary="Follow (200: already followed)"
+    )
     def post(self, request):
         serializer = FollowSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

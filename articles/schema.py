@@ -7,7 +7,12 @@
 - Every operation lists the error responses it can give, in the shape of articles.errors
   ({"error": code, "detail": ...}): 400 with parameters or a body, 404 with a path parameter,
   401/403 where authentication runs, 503 on public reads (database down, a key being rebuilt).
-- Request bodies of StrictSerializer (unknown fields are a 400) say `additionalProperties: false`.
+- Request bodies of StrictSerializer (unknown fields are a 400) say `additionalProperties: false`,
+  and what DRF's CharField rejects: NUL anywhere, an empty or all-space value
+  where blank is not allowed (minLength 1 and a non-space character); `exactly_one_of` is a oneOf.
+  The API parses JSON only (415 otherwise), so application/json is the one request media type.
+- A DELETE that reads a body (DELETE /api/user/follows/) documents it (drf-spectacular only
+  documents bodies of POST/PUT/PATCH).
 
 Checked by tests/test_schemathesis.py (schemathesis, every check, every operation).
 """
@@ -40,8 +45,16 @@ ERROR_DESCRIPTIONS = {
     401: "No valid credentials (session or `Authorization: Token ...`)",
     403: "Authenticated without the permission this needs",
     404: "Not found",
+    415: "The body is not `application/json`",
     503: "The database is unavailable or the page is being rebuilt (Retry-After)",
 }
+# What DRF's CharField accepts (ProhibitNullCharactersValidator, and trim_whitespace +
+# allow_blank=False: something other than spaces). Lone surrogates (ProhibitSurrogateCharactersValidator)
+# are rejected too but left out of the pattern: a \ud800-\udfff range is a pattern schemathesis
+# drops whole, and no JSON encoder sends them unless asked.
+_NO_NUL = r"\x00"
+_BODY_TEXT = f"^[^{_NO_NUL}]*$"
+_BODY_TEXT_NOT_BLANK = rf"^[^{_NO_NUL}]*[^\s{_NO_NUL}][^{_NO_NUL}]*$"
 
 
 def param_schema(param) -> dict:
@@ -65,6 +78,25 @@ def openapi_parameters(spec: tuple) -> list[OpenApiParameter]:
     return out
 
 
+def _constrain_text(prop: dict | None, field) -> None:
+    """The pattern and minLength of a DRF CharField (a plain string property, no format/enum)."""
+    from rest_framework import serializers
+
+    if prop is None or not isinstance(field, serializers.CharField) or prop.get("type") != "string":
+        return
+    if "pattern" in prop or "format" in prop or "enum" in prop:
+        return  # slug (its own pattern), url, email: formats the generators keep to
+    if field.allow_blank:
+        prop["pattern"] = _BODY_TEXT
+    else:
+        prop["pattern"] = _BODY_TEXT_NOT_BLANK if field.trim_whitespace else _BODY_TEXT
+        prop["minLength"] = max(prop.get("minLength", 0), 1)
+
+
+def _not_null(prop: dict) -> dict:
+    return {key: value for key, value in prop.items() if key != "nullable"}
+
+
 class AutoSchema(SpectacularAutoSchema):
     """drf-spectacular's AutoSchema (settings.REST_FRAMEWORK DEFAULT_SCHEMA_CLASS), plus the
     query parameters of a cached public view's GET and the error responses of each operation."""
@@ -82,19 +114,45 @@ class AutoSchema(SpectacularAutoSchema):
         schema = super()._map_serializer(serializer, direction, bypass_extensions)
         if isinstance(serializer, StrictSerializer):
             schema["additionalProperties"] = False
+            for name, field in serializer.fields.items():
+                _constrain_text(schema["properties"].get(name), field)
+            if serializer.exactly_one_of:
+                schema["oneOf"] = [
+                    {"required": [name], "properties": {name: _not_null(schema["properties"][name])}}
+                    for name in serializer.exactly_one_of
+                ]
         return schema
+
+    def _get_request_body(self, direction="request"):
+        if self.method not in ("POST", "PUT", "PATCH", "DELETE"):
+            return None
+        serializer = self.get_request_serializer()
+        if self.method != "DELETE" or serializer is None:
+            body = super()._get_request_body(direction)
+        else:
+            self.method = "POST"  # drf-spectacular maps bodies of POST/PUT/PATCH only
+            try:
+                body = super()._get_request_body(direction)
+            finally:
+                self.method = "DELETE"
+        if body is not None and getattr(serializer, "exactly_one_of", ()):
+            body["required"] = True  # no field is required, but one of them is
+        return body
 
     def _error_statuses(self) -> list[int]:
         statuses = []
         has_query = any(p.get("in") == "query" for p in self._get_parameters())
         # Every write view declares its body (extend_schema(request=... or None)).
-        if has_query or (self.method in ("POST", "PUT", "PATCH", "DELETE") and self.get_request_serializer()):
+        has_body = self.method in ("POST", "PUT", "PATCH", "DELETE") and bool(self.get_request_serializer())
+        if has_query or has_body:
             statuses.append(400)
         authenticates = bool(self.view.get_authenticators())
         if authenticates:
             statuses += [401, 403]
         if "{" in self.path or self.method == "DELETE":  # DELETE /api/user/follows/: not following
             statuses.append(404)
+        if has_body:
+            statuses.append(415)
         if self.method == "GET" and policy_of(self.view) is not None:
             statuses.append(503)
         return statuses

@@ -6,15 +6,51 @@ from rest_framework import serializers
 from .models import Article, Author, Category
 
 
+# The JSON type each field accepts (DRF coerces more: 0 into "0" for a CharField, "1" into a
+# pk, "yes" into True); the OpenAPI schema (articles/schema.py) says these types, so a value of
+# another type is a 400, as the schema promises.
+JSON_TYPES = (
+    (serializers.BooleanField, bool, "a boolean"),
+    (serializers.ChoiceField, str, "a string"),
+    (serializers.CharField, str, "a string"),
+    (serializers.DateTimeField, str, "a string"),
+    (serializers.RelatedField, int, "an integer id"),
+)
+
+
+def json_type_error(field, value) -> str | None:
+    if value is None:
+        return None  # allow_null is the field's own check
+    for field_class, json_type, name in JSON_TYPES:
+        if isinstance(field, field_class):
+            ok = isinstance(value, json_type) and not (json_type is int and isinstance(value, bool))
+            return None if ok else f"must be {name}"
+    return None
+
+
 class StrictSerializer(serializers.Serializer):
-    """Unknown fields in a write body are a 400, not silently dropped."""
+    """Unknown fields in a write body are a 400, not silently dropped; so is a value of another
+    JSON type than the field's. `exactly_one_of`: field names of which a body gives exactly one
+    (not null); the schema says it too (oneOf)."""
+
+    exactly_one_of: tuple[str, ...] = ()
 
     def to_internal_value(self, data):
         if isinstance(data, dict):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
                 raise serializers.ValidationError({name: ["unknown field"] for name in unknown})
+            wrong = {name: [error] for name, value in data.items() if (error := json_type_error(self.fields[name], value))}
+            if wrong:
+                raise serializers.ValidationError(wrong)
         return super().to_internal_value(data)
+
+    def validate(self, attrs):
+        if self.exactly_one_of:
+            given = [name for name in self.exactly_one_of if attrs.get(self.fields[name].source) is not None]
+            if len(given) != 1:
+                raise serializers.ValidationError(f"give exactly one of {' or '.join(self.exactly_one_of)}")
+        return attrs
 
 
 class ArticleWriteSerializer(StrictSerializer):
@@ -36,18 +72,14 @@ class CommentWriteSerializer(StrictSerializer):
     body = serializers.CharField(min_length=1, max_length=5000, trim_whitespace=True)
 
 
-class FollowSerializer(serializers.Serializer):
+class FollowSerializer(StrictSerializer):
+    exactly_one_of = ("author_id", "category_id")
     author_id = serializers.PrimaryKeyRelatedField(
         source="author", queryset=Author.objects.all(), required=False, allow_null=True
     )
     category_id = serializers.PrimaryKeyRelatedField(
         source="category", queryset=Category.objects.all(), required=False, allow_null=True
     )
-
-    def validate(self, attrs):
-        if (attrs.get("author") is None) == (attrs.get("category") is None):
-            raise serializers.ValidationError("give exactly one of author_id or category_id")
-        return attrs
 
 
 class ProfileWriteSerializer(StrictSerializer):

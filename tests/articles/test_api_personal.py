@@ -73,7 +73,9 @@ def test_follow_and_feed(client, reader):
 
 
 @pytest.mark.parametrize(
-    "body", [{}, {"author_id": 1, "category_id": 1}, {"author_id": 999999}, {"category_id": "abc"}]
+    "body",
+    [{}, {"author_id": 1, "category_id": 1}, {"author_id": 999999}, {"category_id": "abc"},
+     {"author_id": None, "category_id": None}, {"author_id": 1, "extra": 1}],
 )
 def test_follow_bad_input(client, body):
     make_author(), make_category()
@@ -100,3 +102,38 @@ def test_like_once(client, reader):
     assert APIClient().post(f"/api/articles/{article.id}/like/").status_code == 401
     draft = make_article(published=False)
     assert client.post(f"/api/articles/{draft.id}/like/").status_code == 404
+
+
+@pytest.mark.parametrize("field", ["author_id", "category_id"])
+def test_follow_id_must_be_a_json_integer(client, field):
+    """The schema says integer: "1" (which DRF would look up) and true are a 400 (issue 16.7)."""
+    author, cat = make_author(), make_category()
+    row_id = author.id if field == "author_id" else cat.id
+    for value in (str(row_id), True):
+        response = client.post("/api/user/follows/", {field: value}, format="json")
+        assert response.status_code == 400, value
+        assert response.json()["detail"][field] == ["must be an integer id"]
+    assert client.post("/api/user/follows/", {field: row_id}, format="json").status_code == 201
+
+
+@pytest.mark.parametrize("body", [{"last_name": 0}, {"first_name": ["x"]}, {"email": False}])
+def test_profile_strings_must_be_json_strings(client, reader, body):
+    """DRF's CharField would store 0 as "0"; the schema says string, so it is a 400."""
+    response = client.patch("/api/user/profile/", body, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid"
+    reader.refresh_from_db()
+    assert reader.last_name == "" and reader.first_name == ""
+
+
+@pytest.mark.parametrize("fmt", ["multipart", "urlencoded"])
+def test_bodies_are_json_only(client, reader, fmt):
+    """The API parses JSON only: a form body is a JSON 415, and changes nothing."""
+    if fmt == "multipart":
+        response = client.patch("/api/user/profile/", {"last_name": "Form"}, format="multipart")
+    else:
+        response = client.generic("PATCH", "/api/user/profile/", "last_name=Form", content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 415
+    assert response.json()["error"] == "unsupported_media_type"
+    reader.refresh_from_db()
+    assert reader.last_name == ""
