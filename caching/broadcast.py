@@ -24,7 +24,19 @@ meanwhile; on a connection error it is cleared at once too. Messages arrive in s
 (each is published by the script that bumped the sequence), so a sequence lower than the last
 one means Redis went back in time (restored from an older snapshot, a lagging replica promoted,
 the sequence key lost): L1 is cleared then too. A message that does not parse is counted and
-ignored: our scripts never publish one, so no invalidation is lost by skipping it. Nothing ends
+ignored: our scripts never publish one, so no invalidation is lost by skipping it.
+
+Redis back in time. Clearing L1 is not enough: the restored L2 holds values whose invalidations
+came after the snapshot, and nothing would re-apply them. So each subscriber keeps the highest
+sequence its process has ever seen (`high_water`, kept across reconnects) and, when it
+(re)subscribes or reads a sequence below it, runs rewind.lua: a sequence in Redis below the mark
+means Redis lost writes. The first process to see it moves the sequence past its mark and sets
+the namespace's rewind mark (keys.rewind_key); its engine re-applies the recent invalidations
+(caching.engine.on_rewound: the CDN outbox's, cdn/purges.py) and then deletes the mark. Every
+subscriber that finds the mark set stays REWOUND meanwhile: L1 empty and off, not counted as
+subscribed, the mark polled every REWIND_POLL. Idempotent: a later check finds the sequence
+moved forward, a second reaction (a process whose mark was higher) re-applies the same rows once
+more. docs/scaling.md has the bound and the limits. Nothing ends
 the thread but stop(): any other error clears L1 and resubscribes. The thread is a daemon and is
 not inherited by forked children (their engine starts its own).
 """
@@ -37,6 +49,8 @@ import select
 import threading
 import time
 from typing import NamedTuple
+
+import redis
 
 from caching import metrics
 from caching.l2 import REDIS_ERRORS, L2Unavailable
@@ -54,6 +68,12 @@ OK = "ok"  # subscribed and answering: L1 is coherent
 CONNECTING = "connecting"  # (re)subscribing: L1 stays empty until the confirmation arrives
 DOWN = "down"  # Redis unreachable: L1 fills from the loader (fail-open), nobody can invalidate L2
 STUCK = "stuck"  # connected but deaf (a PING went unanswered): L1 cleared and off, reconnecting
+REWOUND = "rewound"  # subscribed, but Redis went back in time: L1 off until the invalidations it lost are re-applied
+
+# rewind.lua's answers
+REWIND_NONE, REWIND_REACT, REWIND_WAIT = 0, 1, 2
+REWIND_POLL = 0.05  # seconds between checks of the rewind mark while REWOUND
+REWIND_MARK_TTL_MS = 60_000  # the reacting process refreshes it while it retries; it dies: the mark expires
 
 
 class _Stuck(Exception):
@@ -81,13 +101,20 @@ def parse(data: bytes) -> Message:
 
 
 class Subscriber:
-    def __init__(self, l1, *, l2, channel: str, client_name: str, ack_key):
+    def __init__(self, l1, *, l2, channel: str, client_name: str, ack_key,
+                 sequence_key: str = "", rewind_key: str = "", on_rewound=None):
         self.l1 = l1
         self.l2 = l2
         self.pid = os.getpid()
         self.channel = channel
         self.client_name = client_name
         self.ack_key = ack_key  # callable(seq) -> the list the writer of `seq` waits on
+        self.sequence_key = sequence_key
+        self.rewind_key = rewind_key
+        self.on_rewound = on_rewound  # callable(token): re-apply what Redis lost, then release the mark
+        self.high_water = 0  # the highest sequence this process has seen (never reset)
+        self.rewinds = 0  # times this subscriber found Redis back in time
+        self._rewind_checked = 0.0
         self.subscribed = threading.Event()
         self.messages = 0
         self.bad_messages = 0
@@ -128,6 +155,10 @@ class Subscriber:
             except (OSError, ValueError):  # closed by a reconnect: the thread clears L1 anyway
                 return True
         return self._draining
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
 
     @property
     def alive(self) -> bool:
@@ -187,7 +218,9 @@ class Subscriber:
                             pinged_at = now
                     elif now - pinged_at > STUCK_AFTER:
                         raise _Stuck(f"no answer to a PING for {now - pinged_at:.1f}s")
-                    if not self._wait_readable(pubsub, 0.25):
+                    if self.state == REWOUND and now - self._rewind_checked >= REWIND_POLL:
+                        self._check_rewound()
+                    if not self._wait_readable(pubsub, REWIND_POLL if self.state == REWOUND else 0.25):
                         continue
                     self._draining = True  # before the first read: see unapplied()
                     try:
@@ -203,10 +236,9 @@ class Subscriber:
                                 self.l1.clear()
                                 self.last_seq = 0
                                 metrics.count_invalidation("l1_flush")
-                                self.state = OK
-                                self.subscribed.set()
                                 pinged_at, answered_at = None, time.monotonic()
                                 backoff = 0.05
+                                self._check_rewound()  # OK, or REWOUND until the lost invalidations are re-applied
                     finally:
                         self._draining = False
             except _Stuck as exc:
@@ -266,7 +298,10 @@ class Subscriber:
             )
             self.l1.clear()
             metrics.count_invalidation("l1_flush")
+        if message.seq < self.high_water and self.state == OK:
+            self._check_rewound()  # Redis went back in time without dropping our connection
         self.last_seq = message.seq
+        self.high_water = max(self.high_water, message.seq)
         self.messages += 1
         if message.kind == CLEAR:
             self.l1.clear()
@@ -278,6 +313,45 @@ class Subscriber:
             metrics.INVALIDATION_LAG.labels("l1").observe(max(0.0, time.time() - message.committed_at))
         if message.kind == ACKNOWLEDGED:
             self._acknowledge(message.seq)
+
+    def _check_rewound(self) -> None:
+        """rewind.lua with our high-water mark: OK (subscribed) when Redis has not gone back in
+        time or the re-application is over; else REWOUND (L1 emptied and off), and when we are
+        the first to notice, the engine's reaction starts. Redis unusable: a connection error,
+        the loop resubscribes."""
+        self._rewind_checked = time.monotonic()
+        if not self.sequence_key:
+            status, seq = REWIND_NONE, 0
+        else:
+            token = f"{self.pid}:{os.urandom(6).hex()}"
+            try:
+                status, seq = self.l2.script(
+                    "rewind", [self.sequence_key, self.rewind_key], [self.high_water, token, REWIND_MARK_TTL_MS]
+                )
+            except L2Unavailable as exc:
+                raise redis.exceptions.ConnectionError(f"rewind check: {exc}") from exc
+            status, seq = int(status), int(seq)
+            if status == REWIND_REACT:
+                self.rewinds += 1
+                metrics.count_invalidation("l2_rewound")
+                logger.error(
+                    "Redis went back in time on %s (its sequence was below %d, the highest this process saw; "
+                    "moved to %d): L1 off, re-applying the invalidations it lost", self.channel, self.high_water, seq,
+                )
+                if self.on_rewound is not None:
+                    self.on_rewound(token)
+        self.high_water = max(self.high_water, seq)
+        if status == REWIND_NONE:
+            if self.state == REWOUND:
+                logger.warning("invalidations lost by Redis re-applied on %s: L1 back on", self.channel)
+            self.state = OK
+            self.subscribed.set()
+            return
+        if self.state != REWOUND:
+            self.state = REWOUND
+            self.subscribed.clear()
+            self.l1.clear()
+            metrics.count_invalidation("l1_flush")
 
     def _acknowledge(self, seq: int) -> None:
         """Tell the writer this L1 has applied `seq` (on the engine's own pool: this thread's

@@ -5,15 +5,21 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Bump a namespace's invalidation sequence and return it as a string. Seeded from TIME (us)
--- when Redis starts empty, so it keeps growing across a restart of a Redis without
--- persistence (an L1 compares sequences to refuse fills overtaken by an invalidation).
+-- Set a namespace's invalidation sequence to TIME (us), the seed of a Redis that starts empty,
+-- so it keeps growing across a restart of a Redis without persistence (an L1 compares
+-- sequences to refuse fills overtaken by an invalidation). Returns it as a string.
+local function seed_sequence(seq_key)
+  local t = redis.call('TIME')
+  local seq = string.format('%d', tonumber(t[1]) * 1000000 + tonumber(t[2]))
+  redis.call('SET', seq_key, seq)
+  return seq
+end
+
+-- Bump a namespace's invalidation sequence and return it as a string (seeded when absent).
 local function next_sequence(seq_key)
   local seq = redis.call('INCR', seq_key)
   if seq < 1000000 then
-    local t = redis.call('TIME')
-    seq = tonumber(t[1]) * 1000000 + tonumber(t[2])
-    redis.call('SET', seq_key, string.format('%d', seq))
+    return seed_sequence(seq_key)
   end
   return string.format('%d', seq)
 end
