@@ -28,9 +28,10 @@ ignored: our scripts never publish one, so no invalidation is lost by skipping i
 
 Redis back in time. Clearing L1 is not enough: the restored L2 holds values whose invalidations
 came after the snapshot, and nothing would re-apply them. So each subscriber keeps the highest
-sequence its process has ever seen (`high_water`, kept across reconnects) and, when it
-(re)subscribes or reads a sequence below it, runs rewind.lua: a sequence in Redis below the mark
-means Redis lost writes. The first process to see it moves the sequence past its mark and sets
+sequence its process has ever seen (`high_water`, kept across reconnects) and runs rewind.lua
+when it (re)subscribes, when it reads a sequence below it, and every REWIND_CHECK_EVERY (a Redis
+rewound in place, `DEBUG RELOAD` or a failover behind a proxy, drops no connection and may publish
+nothing): a sequence in Redis below the mark means Redis lost writes. The first process to see it moves the sequence past its mark and sets
 the namespace's rewind mark (keys.rewind_key); its engine re-applies the recent invalidations
 (caching.engine.on_rewound: the CDN outbox's, cdn/purges.py) and then deletes the mark. Every
 subscriber that finds the mark set stays REWOUND meanwhile: L1 empty and off, not counted as
@@ -73,6 +74,7 @@ REWOUND = "rewound"  # subscribed, but Redis went back in time: L1 off until the
 # rewind.lua's answers
 REWIND_NONE, REWIND_REACT, REWIND_WAIT = 0, 1, 2
 REWIND_POLL = 0.05  # seconds between checks of the rewind mark while REWOUND
+REWIND_CHECK_EVERY = 1.0  # seconds between checks while OK (a rewind in place drops no connection)
 REWIND_MARK_TTL_MS = 60_000  # the reacting process refreshes it while it retries; it dies: the mark expires
 
 
@@ -218,7 +220,9 @@ class Subscriber:
                             pinged_at = now
                     elif now - pinged_at > STUCK_AFTER:
                         raise _Stuck(f"no answer to a PING for {now - pinged_at:.1f}s")
-                    if self.state == REWOUND and now - self._rewind_checked >= REWIND_POLL:
+                    since_check = now - self._rewind_checked
+                    if (self.state == REWOUND and since_check >= REWIND_POLL) or (
+                            self.state == OK and since_check >= REWIND_CHECK_EVERY):
                         self._check_rewound()
                     if not self._wait_readable(pubsub, REWIND_POLL if self.state == REWOUND else 0.25):
                         continue
