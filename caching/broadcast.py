@@ -29,7 +29,8 @@ ignored: our scripts never publish one, so no invalidation is lost by skipping i
 Redis back in time. Clearing L1 is not enough: the restored L2 holds values whose invalidations
 came after the snapshot, and nothing would re-apply them. So each subscriber keeps the highest
 sequence its process has ever seen (`high_water`, kept across reconnects) and runs rewind.lua
-when it (re)subscribes, when it reads a sequence below it, and every REWIND_CHECK_EVERY (a Redis
+when it (re)subscribes, when it reads a sequence below it or one it has already received (writes
+after the rewind may have brought the sequence back up to the mark), and every REWIND_CHECK_EVERY (a Redis
 rewound in place, `DEBUG RELOAD` or a failover behind a proxy, drops no connection and may publish
 nothing): a sequence in Redis below the mark means Redis lost writes. The first process to see it moves the sequence past its mark and sets
 the namespace's rewind mark (keys.rewind_key); its engine re-applies the recent invalidations
@@ -115,6 +116,7 @@ class Subscriber:
         self.rewind_key = rewind_key
         self.on_rewound = on_rewound  # callable(token): re-apply what Redis lost, then release the mark
         self.high_water = 0  # the highest sequence this process has seen (never reset)
+        self.received_high = 0  # the highest received in a message (never reset)
         self.rewinds = 0  # times this subscriber found Redis back in time
         self._rewind_checked = 0.0
         self.subscribed = threading.Event()
@@ -302,9 +304,14 @@ class Subscriber:
             )
             self.l1.clear()
             metrics.count_invalidation("l1_flush")
-        if message.seq < self.high_water and self.state == OK:
-            self._check_rewound()  # Redis went back in time without dropping our connection
+        # A number already received (each is published once, in order) or below what we saw:
+        # Redis went back in time without dropping our connection, and writes since may have
+        # brought its sequence back up to our mark: a reused number is proof enough.
+        reused = message.seq <= self.received_high
+        if (reused or message.seq < self.high_water) and self.state == OK:
+            self._check_rewound(floor=max(self.high_water, message.seq) + 1 if reused else 0)
         self.last_seq = message.seq
+        self.received_high = max(self.received_high, message.seq)
         self.high_water = max(self.high_water, message.seq)
         self.messages += 1
         if message.kind == CLEAR:
@@ -318,11 +325,12 @@ class Subscriber:
         if message.kind == ACKNOWLEDGED:
             self._acknowledge(message.seq)
 
-    def _check_rewound(self) -> None:
+    def _check_rewound(self, floor: int = 0) -> None:
         """rewind.lua with our high-water mark: OK (subscribed) when Redis has not gone back in
         time or the re-application is over; else REWOUND (L1 emptied and off), and when we are
-        the first to notice, the engine's reaction starts. Redis unusable: a connection error,
-        the loop resubscribes."""
+        the first to notice, the engine's reaction starts. `floor`: a sequence Redis must be
+        above (a reused number was received). Redis unusable: a connection error, the loop
+        resubscribes."""
         self._rewind_checked = time.monotonic()
         if not self.sequence_key:
             status, seq = REWIND_NONE, 0
@@ -330,7 +338,8 @@ class Subscriber:
             token = f"{self.pid}:{os.urandom(6).hex()}"
             try:
                 status, seq = self.l2.script(
-                    "rewind", [self.sequence_key, self.rewind_key], [self.high_water, token, REWIND_MARK_TTL_MS]
+                    "rewind", [self.sequence_key, self.rewind_key],
+                    [max(self.high_water, floor), token, REWIND_MARK_TTL_MS]
                 )
             except L2Unavailable as exc:
                 raise redis.exceptions.ConnectionError(f"rewind check: {exc}") from exc
