@@ -117,6 +117,7 @@ class Subscriber:
         self.on_rewound = on_rewound  # callable(token): re-apply what Redis lost, then release the mark
         self.high_water = 0  # the highest sequence this process has seen (never reset)
         self.received_high = 0  # the highest received in a message (never reset)
+        self._suspect = 0  # a sequence a write of this process got that we had already received
         self.rewinds = 0  # times this subscriber found Redis back in time
         self._rewind_checked = 0.0
         self.subscribed = threading.Event()
@@ -174,6 +175,15 @@ class Subscriber:
         self._wake.clear()
         return min(delay * 2, 2.0)
 
+    def wrote(self, seq: int, received_before: int) -> None:
+        """A write of this process was given sequence `seq`; `received_high` was
+        `received_before` when it started. A number at or below that was published before the
+        write's script ran: Redis reused it (it went back in time, and writes since brought the
+        sequence up to our mark while we were not subscribed): checked at the loop's next turn
+        (<= 0.25 s). (Compared with `received_high` now, our own message may already be in.)"""
+        if seq <= received_before:
+            self._suspect = max(self._suspect, seq)
+
     def redis_is_back(self) -> None:
         """A face's Redis call just succeeded while this subscriber still counts Redis as down:
         what L1 filled meanwhile is covered by no broadcast (writes made during the outage are
@@ -223,7 +233,10 @@ class Subscriber:
                     elif now - pinged_at > STUCK_AFTER:
                         raise _Stuck(f"no answer to a PING for {now - pinged_at:.1f}s")
                     since_check = now - self._rewind_checked
-                    if (self.state == REWOUND and since_check >= REWIND_POLL) or (
+                    suspect, self._suspect = self._suspect, 0
+                    if suspect and self.state == OK:
+                        self._check_rewound(floor=max(self.high_water, suspect) + 1)
+                    elif (self.state == REWOUND and since_check >= REWIND_POLL) or (
                             self.state == OK and since_check >= REWIND_CHECK_EVERY):
                         self._check_rewound()
                     if not self._wait_readable(pubsub, REWIND_POLL if self.state == REWOUND else 0.25):
@@ -333,17 +346,13 @@ class Subscriber:
         resubscribes."""
         self._rewind_checked = time.monotonic()
         if not self.sequence_key:
-            status, seq = REWIND_NONE, 0
+            status, seq, token = REWIND_NONE, 0, ""
         else:
             token = f"{self.pid}:{os.urandom(6).hex()}"
             try:
-                status, seq = self.l2.script(
-                    "rewind", [self.sequence_key, self.rewind_key],
-                    [max(self.high_water, floor), token, REWIND_MARK_TTL_MS]
-                )
+                status, seq = self._rewind_status(max(self.high_water, floor), token)
             except L2Unavailable as exc:
                 raise redis.exceptions.ConnectionError(f"rewind check: {exc}") from exc
-            status, seq = int(status), int(seq)
             if status == REWIND_REACT:
                 self.rewinds += 1
                 metrics.count_invalidation("l2_rewound")
@@ -365,6 +374,19 @@ class Subscriber:
             self.subscribed.clear()
             self.l1.clear()
             metrics.count_invalidation("l1_flush")
+
+    def _rewind_status(self, mark: int, token: str) -> tuple[int, int]:
+        """rewind.lua's answer for `mark`. The usual case (the sequence at or above the mark, no
+        rewind mark set) costs one MGET, not a script: rewind.lua runs only to seed an absent
+        sequence or when Redis may have gone back in time (it decides who reacts, atomically)."""
+        client = self.l2.client
+        raw, rewinding = self.l2.call(client.mget, [self.sequence_key, self.rewind_key])
+        if rewinding is not None:
+            return REWIND_WAIT, int(raw or 0)
+        if raw is not None and int(raw) >= mark:
+            return REWIND_NONE, int(raw)
+        status, seq = self.l2.script("rewind", [self.sequence_key, self.rewind_key], [mark, token, REWIND_MARK_TTL_MS])
+        return int(status), int(seq)
 
     def _acknowledge(self, seq: int) -> None:
         """Tell the writer this L1 has applied `seq` (on the engine's own pool: this thread's
