@@ -118,6 +118,9 @@ class Subscriber:
         self.high_water = 0  # the highest sequence this process has seen (never reset)
         self.received_high = 0  # the highest received in a message (never reset)
         self._suspect = 0  # a sequence a write of this process got that we had already received
+        # The sequence a rewind was repaired at (this subscription): numbers below it that arrive
+        # twice were published before the repair moved the sequence on, and prove nothing new.
+        self.rewound_to = 0
         self.rewinds = 0  # times this subscriber found Redis back in time
         self._rewind_checked = 0.0
         self.subscribed = threading.Event()
@@ -234,7 +237,7 @@ class Subscriber:
                         raise _Stuck(f"no answer to a PING for {now - pinged_at:.1f}s")
                     since_check = now - self._rewind_checked
                     suspect, self._suspect = self._suspect, 0
-                    if suspect and self.state == OK:
+                    if suspect >= max(self.rewound_to, 1) and self.state == OK:
                         self._check_rewound(floor=max(self.high_water, suspect) + 1)
                     elif (self.state == REWOUND and since_check >= REWIND_POLL) or (
                             self.state == OK and since_check >= REWIND_CHECK_EVERY):
@@ -257,7 +260,8 @@ class Subscriber:
                                 metrics.count_invalidation("l1_flush")
                                 pinged_at, answered_at = None, time.monotonic()
                                 backoff = 0.05
-                                self._check_rewound()  # OK, or REWOUND until the lost invalidations are re-applied
+                                self.rewound_to = 0  # a new connection: no message from before a repair arrives on it
+                                self._check_rewound(seed=True)  # OK, or REWOUND until the lost invalidations are re-applied
                     finally:
                         self._draining = False
             except _Stuck as exc:
@@ -320,7 +324,7 @@ class Subscriber:
         # A number already received (each is published once, in order) or below what we saw:
         # Redis went back in time without dropping our connection, and writes since may have
         # brought its sequence back up to our mark: a reused number is proof enough.
-        reused = message.seq <= self.received_high
+        reused = self.rewound_to <= message.seq <= self.received_high
         if (reused or message.seq < self.high_water) and self.state == OK:
             self._check_rewound(floor=max(self.high_water, message.seq) + 1 if reused else 0)
         self.last_seq = message.seq
@@ -338,7 +342,7 @@ class Subscriber:
         if message.kind == ACKNOWLEDGED:
             self._acknowledge(message.seq)
 
-    def _check_rewound(self, floor: int = 0) -> None:
+    def _check_rewound(self, floor: int = 0, *, seed: bool = False) -> None:
         """rewind.lua with our high-water mark: OK (subscribed) when Redis has not gone back in
         time or the re-application is over; else REWOUND (L1 emptied and off), and when we are
         the first to notice, the engine's reaction starts. `floor`: a sequence Redis must be
@@ -350,10 +354,11 @@ class Subscriber:
         else:
             token = f"{self.pid}:{os.urandom(6).hex()}"
             try:
-                status, seq = self._rewind_status(max(self.high_water, floor), token)
+                status, seq = self._rewind_status(max(self.high_water, floor), token, seed)
             except L2Unavailable as exc:
                 raise redis.exceptions.ConnectionError(f"rewind check: {exc}") from exc
             if status == REWIND_REACT:
+                self.rewound_to = seq
                 self.rewinds += 1
                 metrics.count_invalidation("l2_rewound")
                 logger.error(
@@ -365,6 +370,7 @@ class Subscriber:
         self.high_water = max(self.high_water, seq)
         if status == REWIND_NONE:
             if self.state == REWOUND:
+                self.rewound_to = max(self.rewound_to, seq)
                 logger.warning("invalidations lost by Redis re-applied on %s: L1 back on", self.channel)
             self.state = OK
             self.subscribed.set()
@@ -375,16 +381,26 @@ class Subscriber:
             self.l1.clear()
             metrics.count_invalidation("l1_flush")
 
-    def _rewind_status(self, mark: int, token: str) -> tuple[int, int]:
+    def _rewind_status(self, mark: int, token: str, seed: bool) -> tuple[int, int]:
         """rewind.lua's answer for `mark`. The usual case (the sequence at or above the mark, no
-        rewind mark set) costs one MGET, not a script: rewind.lua runs only to seed an absent
-        sequence or when Redis may have gone back in time (it decides who reacts, atomically)."""
+        rewind mark set) costs one MGET, not a script; an absent sequence is seeded (`seed`: on a
+        (re)subscription, so every snapshot taken while we are subscribed holds one) with TIME and
+        SET NX; rewind.lua runs only when Redis may have gone back in time (it decides who
+        reacts, atomically)."""
         client = self.l2.client
         raw, rewinding = self.l2.call(client.mget, [self.sequence_key, self.rewind_key])
         if rewinding is not None:
             return REWIND_WAIT, int(raw or 0)
         if raw is not None and int(raw) >= mark:
             return REWIND_NONE, int(raw)
+        if raw is None:
+            if not seed:  # emptied in place (FLUSHDB): the next write seeds it
+                return REWIND_NONE, 0
+            # Seeded as next_sequence would (Redis TIME, us); NX: a write that seeded it first wins.
+            sec, usec = self.l2.call(client.time)
+            value = int(sec) * 1_000_000 + int(usec)
+            self.l2.call(client.set, self.sequence_key, value, nx=True)
+            return REWIND_NONE, value
         status, seq = self.l2.script("rewind", [self.sequence_key, self.rewind_key], [mark, token, REWIND_MARK_TTL_MS])
         return int(status), int(seq)
 

@@ -3,9 +3,9 @@
 -- sequence its process has ever seen (caching/broadcast.py).
 -- KEYS[1] namespace sequence, KEYS[2] the namespace's rewind mark
 -- ARGV[1] the caller's high-water mark, ARGV[2] the caller's token, ARGV[3] the mark's ttl (ms)
+-- Called only when the sequence looks below the mark (the usual check is one MGET there).
 -- Returns {0, seq}  nothing to do. An absent sequence is a Redis that restarted empty: it holds
---                   no value to distrust; it is seeded here (above every earlier one), so that
---                   every snapshot taken while a process is subscribed holds the sequence
+--                   no value to distrust; it is seeded here (above every earlier one)
 --         {1, seq}  rewound, and the caller reacts: the sequence is moved past the mark (so the
 --                   L1 guards and the next check see time moving forward) and the rewind mark
 --                   is set to the caller's token until it has re-applied the invalidations
