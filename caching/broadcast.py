@@ -24,7 +24,21 @@ meanwhile; on a connection error it is cleared at once too. Messages arrive in s
 (each is published by the script that bumped the sequence), so a sequence lower than the last
 one means Redis went back in time (restored from an older snapshot, a lagging replica promoted,
 the sequence key lost): L1 is cleared then too. A message that does not parse is counted and
-ignored: our scripts never publish one, so no invalidation is lost by skipping it. Nothing ends
+ignored: our scripts never publish one, so no invalidation is lost by skipping it.
+
+Redis back in time. Clearing L1 is not enough: the restored L2 holds values whose invalidations
+came after the snapshot, and nothing would re-apply them. So each subscriber keeps the highest
+sequence its process has ever seen (`high_water`, kept across reconnects) and runs rewind.lua
+when it (re)subscribes, when it reads a sequence below it or one it has already received (writes
+after the rewind may have brought the sequence back up to the mark), and every REWIND_CHECK_EVERY (a Redis
+rewound in place, `DEBUG RELOAD` or a failover behind a proxy, drops no connection and may publish
+nothing): a sequence in Redis below the mark means Redis lost writes. The first process to see it moves the sequence past its mark and sets
+the namespace's rewind mark (keys.rewind_key); its engine re-applies the recent invalidations
+(caching.engine.on_rewound: the CDN outbox's, cdn/purges.py) and then deletes the mark. Every
+subscriber that finds the mark set stays REWOUND meanwhile: L1 empty and off, not counted as
+subscribed, the mark polled every REWIND_POLL. Idempotent: a later check finds the sequence
+moved forward, a second reaction (a process whose mark was higher) re-applies the same rows once
+more. docs/scaling.md has the bound and the limits. Nothing ends
 the thread but stop(): any other error clears L1 and resubscribes. The thread is a daemon and is
 not inherited by forked children (their engine starts its own).
 """
@@ -37,6 +51,8 @@ import select
 import threading
 import time
 from typing import NamedTuple
+
+import redis
 
 from caching import metrics
 from caching.l2 import REDIS_ERRORS, L2Unavailable
@@ -54,6 +70,13 @@ OK = "ok"  # subscribed and answering: L1 is coherent
 CONNECTING = "connecting"  # (re)subscribing: L1 stays empty until the confirmation arrives
 DOWN = "down"  # Redis unreachable: L1 fills from the loader (fail-open), nobody can invalidate L2
 STUCK = "stuck"  # connected but deaf (a PING went unanswered): L1 cleared and off, reconnecting
+REWOUND = "rewound"  # subscribed, but Redis went back in time: L1 off until the invalidations it lost are re-applied
+
+# rewind.lua's answers
+REWIND_NONE, REWIND_REACT, REWIND_WAIT = 0, 1, 2
+REWIND_POLL = 0.05  # seconds between checks of the rewind mark while REWOUND
+REWIND_CHECK_EVERY = 1.0  # seconds between checks while OK (a rewind in place drops no connection)
+REWIND_MARK_TTL_MS = 60_000  # the reacting process refreshes it while it retries; it dies: the mark expires
 
 
 class _Stuck(Exception):
@@ -81,13 +104,25 @@ def parse(data: bytes) -> Message:
 
 
 class Subscriber:
-    def __init__(self, l1, *, l2, channel: str, client_name: str, ack_key):
+    def __init__(self, l1, *, l2, channel: str, client_name: str, ack_key,
+                 sequence_key: str = "", rewind_key: str = "", on_rewound=None):
         self.l1 = l1
         self.l2 = l2
         self.pid = os.getpid()
         self.channel = channel
         self.client_name = client_name
         self.ack_key = ack_key  # callable(seq) -> the list the writer of `seq` waits on
+        self.sequence_key = sequence_key
+        self.rewind_key = rewind_key
+        self.on_rewound = on_rewound  # callable(token): re-apply what Redis lost, then release the mark
+        self.high_water = 0  # the highest sequence this process has seen (never reset)
+        self.received_high = 0  # the highest received in a message (never reset)
+        self._suspect = 0  # a sequence a write of this process got that we had already received
+        # The sequence a rewind was repaired at (this subscription): numbers below it that arrive
+        # twice were published before the repair moved the sequence on, and prove nothing new.
+        self.rewound_to = 0
+        self.rewinds = 0  # times this subscriber found Redis back in time
+        self._rewind_checked = 0.0
         self.subscribed = threading.Event()
         self.messages = 0
         self.bad_messages = 0
@@ -130,6 +165,10 @@ class Subscriber:
         return self._draining
 
     @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    @property
     def alive(self) -> bool:
         return self._thread.is_alive()
 
@@ -138,6 +177,15 @@ class Subscriber:
         self._wake.wait(delay)
         self._wake.clear()
         return min(delay * 2, 2.0)
+
+    def wrote(self, seq: int, received_before: int) -> None:
+        """A write of this process was given sequence `seq`; `received_high` was
+        `received_before` when it started. A number at or below that was published before the
+        write's script ran: Redis reused it (it went back in time, and writes since brought the
+        sequence up to our mark while we were not subscribed): checked at the loop's next turn
+        (<= 0.25 s). (Compared with `received_high` now, our own message may already be in.)"""
+        if seq <= received_before:
+            self._suspect = max(self._suspect, seq)
 
     def redis_is_back(self) -> None:
         """A face's Redis call just succeeded while this subscriber still counts Redis as down:
@@ -188,7 +236,14 @@ class Subscriber:
                             pinged_at = now
                     elif now - pinged_at > STUCK_AFTER:
                         raise _Stuck(f"no answer to a PING for {now - pinged_at:.1f}s")
-                    if not self._wait_readable(pubsub, 0.25):
+                    since_check = now - self._rewind_checked
+                    suspect, self._suspect = self._suspect, 0
+                    if suspect >= max(self.rewound_to, 1) and self.state == OK:
+                        self._check_rewound(floor=max(self.high_water, suspect) + 1)
+                    elif (self.state == REWOUND and since_check >= REWIND_POLL) or (
+                            self.state == OK and since_check >= REWIND_CHECK_EVERY):
+                        self._check_rewound()
+                    if not self._wait_readable(pubsub, REWIND_POLL if self.state == REWOUND else 0.25):
                         continue
                     self._draining = True  # before the first read: see unapplied()
                     try:
@@ -204,10 +259,10 @@ class Subscriber:
                                 self.l1.clear()
                                 self.last_seq = 0
                                 metrics.count_invalidation("l1_flush")
-                                self.state = OK
-                                self.subscribed.set()
                                 pinged_at, answered_at = None, time.monotonic()
                                 backoff = 0.05
+                                self.rewound_to = 0  # a new connection: no message from before a repair arrives on it
+                                self._check_rewound(seed=True)  # OK, or REWOUND until the lost invalidations are re-applied
                     finally:
                         self._draining = False
             except _Stuck as exc:
@@ -267,7 +322,15 @@ class Subscriber:
             )
             self.l1.clear()
             metrics.count_invalidation("l1_flush")
+        # A number already received (each is published once, in order) or below what we saw:
+        # Redis went back in time without dropping our connection, and writes since may have
+        # brought its sequence back up to our mark: a reused number is proof enough.
+        reused = self.rewound_to <= message.seq <= self.received_high
+        if (reused or message.seq < self.high_water) and self.state == OK:
+            self._check_rewound(floor=max(self.high_water, message.seq) + 1 if reused else 0)
         self.last_seq = message.seq
+        self.received_high = max(self.received_high, message.seq)
+        self.high_water = max(self.high_water, message.seq)
         self.messages += 1
         if message.kind == CLEAR:
             self.l1.clear()
@@ -279,6 +342,68 @@ class Subscriber:
             metrics.INVALIDATION_LAG.labels("l1").observe(max(0.0, time.time() - message.committed_at))
         if message.kind == ACKNOWLEDGED:
             self._acknowledge(message.seq)
+
+    def _check_rewound(self, floor: int = 0, *, seed: bool = False) -> None:
+        """rewind.lua with our high-water mark: OK (subscribed) when Redis has not gone back in
+        time or the re-application is over; else REWOUND (L1 emptied and off), and when we are
+        the first to notice, the engine's reaction starts. `floor`: a sequence Redis must be
+        above (a reused number was received). Redis unusable: a connection error, the loop
+        resubscribes."""
+        self._rewind_checked = time.monotonic()
+        if not self.sequence_key:
+            status, seq, token = REWIND_NONE, 0, ""
+        else:
+            token = f"{self.pid}:{os.urandom(6).hex()}"
+            try:
+                status, seq = self._rewind_status(max(self.high_water, floor), token, seed)
+            except L2Unavailable as exc:
+                raise redis.exceptions.ConnectionError(f"rewind check: {exc}") from exc
+            if status == REWIND_REACT:
+                self.rewound_to = seq
+                self.rewinds += 1
+                metrics.count_invalidation("l2_rewound")
+                logger.error(
+                    "Redis went back in time on %s (its sequence was below %d, the highest this process saw; "
+                    "moved to %d): L1 off, re-applying the invalidations it lost", self.channel, self.high_water, seq,
+                )
+                if self.on_rewound is not None:
+                    self.on_rewound(token)
+        self.high_water = max(self.high_water, seq)
+        if status == REWIND_NONE:
+            if self.state == REWOUND:
+                self.rewound_to = max(self.rewound_to, seq)
+                logger.warning("invalidations lost by Redis re-applied on %s: L1 back on", self.channel)
+            self.state = OK
+            self.subscribed.set()
+            return
+        if self.state != REWOUND:
+            self.state = REWOUND
+            self.subscribed.clear()
+            self.l1.clear()
+            metrics.count_invalidation("l1_flush")
+
+    def _rewind_status(self, mark: int, token: str, seed: bool) -> tuple[int, int]:
+        """rewind.lua's answer for `mark`. The usual case (the sequence at or above the mark, no
+        rewind mark set) costs one MGET, not a script; an absent sequence is seeded (`seed`: on a
+        (re)subscription, so every snapshot taken while we are subscribed holds one) with TIME and
+        SET NX; rewind.lua runs only when Redis may have gone back in time (it decides who
+        reacts, atomically)."""
+        client = self.l2.client
+        raw, rewinding = self.l2.call(client.mget, [self.sequence_key, self.rewind_key])
+        if rewinding is not None:
+            return REWIND_WAIT, int(raw or 0)
+        if raw is not None and int(raw) >= mark:
+            return REWIND_NONE, int(raw)
+        if raw is None:
+            if not seed:  # emptied in place (FLUSHDB): the next write seeds it
+                return REWIND_NONE, 0
+            # Seeded as next_sequence would (Redis TIME, us); NX: a write that seeded it first wins.
+            sec, usec = self.l2.call(client.time)
+            value = int(sec) * 1_000_000 + int(usec)
+            self.l2.call(client.set, self.sequence_key, value, nx=True)
+            return REWIND_NONE, value
+        status, seq = self.l2.script("rewind", [self.sequence_key, self.rewind_key], [mark, token, REWIND_MARK_TTL_MS])
+        return int(status), int(seq)
 
     def _acknowledge(self, seq: int) -> None:
         """Tell the writer this L1 has applied `seq` (on the engine's own pool: this thread's

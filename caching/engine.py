@@ -13,22 +13,32 @@ Engines are created lazily on first use (never at import) and dropped in a forke
 builds its own: locks, threads and subscriptions do not survive fork. `reset()` (settings
 changed, tests) stops every subscriber and forgets every engine; the faces' per-process state
 registers with `on_reset` to be dropped with them.
+
+Redis back in time (an older snapshot, a lagging replica promoted: caching/broadcast.py detects
+it): the engine whose subscriber noticed first runs the `on_rewound` hooks in a thread of its
+own - they re-apply the invalidations Redis lost (the CDN outbox's: cdn/purges.py) - retrying
+until they succeed, then releases the namespace's rewind mark so every L1 turns back on.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
 from collections.abc import Callable
 
 from caching import conf, keys, metrics
-from caching.broadcast import DOWN, OK, Subscriber
+from caching.broadcast import DOWN, OK, REWIND_MARK_TTL_MS, Subscriber
+from caching.l2 import L2Unavailable
 from caching.conf import EngineSettings
 from caching.l1 import L1
 from caching.l2 import L2
 
+logger = logging.getLogger(__name__)
+
 FIRST_SUBSCRIBE_WAIT = 0.5
+REWIND_RETRY_MAX = 30.0  # seconds between attempts of a failing re-application, at most
 SUBSCRIBER_STUCK_AFTER = 5.0  # seconds without a turn of the subscriber loop (it turns every second)
 
 
@@ -63,6 +73,8 @@ class Engine:
             self.l1, l2=self.l2, channel=self.channel,
             client_name=keys.subscriber_client_name(self.namespace, self.pid),
             ack_key=lambda seq: keys.ack_key(self.namespace, seq),
+            sequence_key=self.sequence_key, rewind_key=keys.rewind_key(self.namespace),
+            on_rewound=self._rewound,
         )
         self.l1.unapplied = self.subscriber.unapplied
         self.subscriber.start()
@@ -71,6 +83,35 @@ class Engine:
     def stop(self) -> None:
         if self.subscriber is not None:
             self.subscriber.stop(timeout=0)
+
+    def _rewound(self, token: str) -> None:
+        """Redis went back in time and this process noticed first (it holds the rewind mark,
+        `token`): re-apply what Redis lost in a thread (the subscriber keeps reading meanwhile:
+        the re-application waits for every L1's acknowledgement, ours included)."""
+        threading.Thread(target=self._reapply, args=(token,), name="caching-rewound", daemon=True).start()
+
+    def _reapply(self, token: str) -> None:
+        rewind_key = keys.rewind_key(self.namespace)
+        delay = 0.5
+        while self.subscriber is not None and not self.subscriber.stopped:  # reset: a new engine checks again
+            try:
+                for hook in list(on_rewound):
+                    hook(self)
+                break
+            except Exception as exc:  # noqa: BLE001 - database or Redis down: keep the mark, retry
+                metrics.count_invalidation("l2_rewound_retry")
+                logger.error("re-applying the invalidations Redis lost failed (%s): retrying in %.1fs", exc, delay)
+                try:  # hold the mark while we retry (it expires by itself if this process dies)
+                    self.l2.call(self.l2.client.set, rewind_key, token, px=REWIND_MARK_TTL_MS)
+                except L2Unavailable:
+                    pass
+                time.sleep(delay)
+                delay = min(delay * 2, REWIND_RETRY_MAX)
+        try:
+            self.l2.script("release", [rewind_key], [token])
+        except L2Unavailable:
+            pass  # the mark expires by itself; the re-application is done
+        logger.warning("invalidations lost by Redis re-applied (namespace %s)", self.namespace)
 
     def subscribed(self) -> bool:
         """True while the invalidation subscription is up (L1 is coherent)."""
@@ -112,6 +153,7 @@ class Engine:
                 "drops": sub.drops if sub else 0,
                 "restarts": sub.restarts if sub else 0,
                 "stuck": sub.stuck_count if sub else 0,
+                "rewinds": sub.rewinds if sub else 0,
             },
             "breaker": self.l2.breaker.snapshot(),
         }
@@ -124,6 +166,10 @@ _lock = threading.Lock()
 _default: Engine | None = None
 generation = 0  # bumped by reset() and after fork: faces holding an engine compare it to re-bind
 on_reset: list[Callable[[], None]] = []
+# Called with an engine whose Redis went back in time (in that engine's re-application thread,
+# by the process that noticed first): re-apply every invalidation Redis may have lost. An
+# exception is retried with backoff; until they all return, every L1 of the namespace stays off.
+on_rewound: list[Callable[[Engine], None]] = []
 
 
 def engine_for(settings: EngineSettings) -> Engine:

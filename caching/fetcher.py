@@ -416,6 +416,8 @@ class FetchFace:
         first, last = int(now // width), int((now + conf.max_hard_ttl) // width) + 1
         tag_keys = [keys.tag_invalidated_key(ns, t) for t in tags]
         bucket_keys = [keys.tag_bucket_key(ns, t, b) for t in tags for b in range(first, last + 1)]
+        sub = self.engine.subscriber
+        received_before = sub.received_high if sub is not None else 0  # published before our script ran
         try:
             seq, _deleted, receivers, aside = self.l2.script(
                 "invalidate",
@@ -447,6 +449,8 @@ class FetchFace:
         self.seen_seq = max(self.seen_seq, int(seq))
         if self.l1 is not None:
             self.l1.invalidate(int(seq), tags)  # ours now; the broadcast echo is then a no-op
+        if sub is not None:
+            sub.wrote(int(seq), received_before)  # a number already received: Redis went back in time
         self._wait_for_acks(int(seq), int(receivers))
 
     def _wait_for_acks(self, seq: int, receivers: int) -> None:

@@ -84,6 +84,12 @@ def sequence_key(namespace: str) -> str:
     return f"{namespace}:seq"
 
 
+def rewind_key(namespace: str) -> str:
+    """Set while a process re-applies the invalidations an older snapshot of Redis lost (its
+    token; expires by itself if that process dies): subscribers keep L1 off until it is gone."""
+    return f"{namespace}:rewind"
+
+
 def tag_invalidated_key(namespace: str, tag: str) -> str:
     """Sequence number of the latest invalidation of a tag (expires after TAG_INVALIDATION_TTL)."""
     return f"{namespace}:ti:{tag}"

@@ -6,16 +6,22 @@ INSERT, an UPDATE only when a later ask adds tags, one drain task on commit. The
 Celery by transaction.on_commit; if the broker is unreachable then, the row stays pending and the
 re-drive (cdn.purge_outbox_redrive) delivers it. A row names what to purge, not where: the
 backends configured where it is delivered decide (cdn/outbox.py).
+
+The outbox is also the durable record of the app tiers' invalidations: `reapply_recent` (the
+caching.engine.on_rewound hook) re-applies the recent rows when Redis went back in time.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
-from caching.invalidation import joins, open_scope
+from caching import conf
+from caching.invalidation import invalidate_app_tiers, joins, open_scope
 from cdn.models import PurgeOutbox
 from cdn.tasks import schedule_drain
 
@@ -105,6 +111,46 @@ def _noop():
 def enqueue_purge_hook(tagset) -> None:
     """caching.invalidation.on_invalidate hook: these tags go into the transaction's row."""
     enqueue_purge(tagset)
+
+
+logger = logging.getLogger("cdn")
+
+REWIND_MARGIN = 300.0  # seconds added to the window: a row is written before its transaction commits
+REAPPLY_CHUNK = 500  # tags per app-tier invalidation and per re-application row
+
+
+def reapply_recent(engine) -> int:
+    """caching.engine.on_rewound hook: Redis went back in time (an older snapshot, a lagging
+    replica promoted), so its L2 may hold values whose invalidations it lost. An RDB stores
+    absolute expiry times, so every value still alive was filled less than the longest hard TTL
+    ago (conf.max_hard_ttl: the kinds' ttl x (1 + jitter) + grace); any invalidation that
+    superseded it was asked for after that, in a transaction that wrote an outbox row. So the
+    tags of every row created in that window (plus REWIND_MARGIN), whatever its status, are
+    invalidated now in L2 and every L1 (strict: Redis unreachable raises, the engine retries),
+    then written as new rows, drained after (the drain repeats the app tiers, then purges every
+    CDN: an edge may have re-fetched a restored value meanwhile). More than needed, never less;
+    idempotent. Only for the fetch face's engine (TieredCache has no outbox). Returns the tags
+    re-applied. Runs in the engine's own thread: its database connection is closed after."""
+    cache_conf = conf.get()
+    if not cache_conf.enabled or engine.settings != cache_conf.engine:
+        return 0
+    try:
+        since = timezone.now() - timedelta(seconds=cache_conf.max_hard_ttl + REWIND_MARGIN)
+        tags: set[str] = set()
+        urls: set[str] = set()
+        for row_tags, row_urls in PurgeOutbox.objects.filter(created_at__gte=since).values_list("tags", "urls").iterator():
+            tags.update(row_tags)
+            urls.update(row_urls)
+        ordered = sorted(tags)
+        chunks = [ordered[i:i + REAPPLY_CHUNK] for i in range(0, len(ordered), REAPPLY_CHUNK)] or [[]]
+        for chunk in chunks:
+            invalidate_app_tiers(chunk, strict=True)
+        for i, chunk in enumerate(chunks):  # autocommit: one row each, its drain sent at once
+            enqueue_purge(chunk, urls=sorted(urls) if i == 0 else ())
+        logger.warning("event=cdn_rewind_reapplied since=%s tags=%d urls=%d", since.isoformat(), len(tags), len(urls))
+        return len(tags)
+    finally:
+        connections.close_all()
 
 
 def retry_now(queryset) -> int:

@@ -5,6 +5,15 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Set a namespace's invalidation sequence to TIME (us), the seed of a Redis that starts empty.
+-- Returns it as a string.
+local function seed_sequence(seq_key)
+  local t = redis.call('TIME')
+  local seq = string.format('%d', tonumber(t[1]) * 1000000 + tonumber(t[2]))
+  redis.call('SET', seq_key, seq)
+  return seq
+end
+
 -- Bump a namespace's invalidation sequence and return it as a string. A hybrid logical clock:
 -- max(previous + 1, Redis TIME in microseconds). It only grows (an L1 compares sequences to
 -- refuse fills overtaken by an invalidation), keeps growing across a restart of a Redis without
