@@ -5,7 +5,6 @@ from rest_framework import serializers
 
 from .models import Article, Author, Category
 
-
 # The JSON type each field accepts (DRF coerces more: 0 into "0" for a CharField, "1" into a
 # pk, "yes" into True); the OpenAPI schema (articles/schema.py) says these types, so a value of
 # another type is a 400, as the schema promises.

@@ -105,7 +105,7 @@ def parse(data: bytes) -> Message:
 
 class Subscriber:
     def __init__(self, l1, *, l2, channel: str, client_name: str, ack_key,
-                 sequence_key: str = "", rewind_key: str = "", on_rewound=None):
+                 sequence_key: str = "", rewind_key: str = "", epoch_key: str = "", on_rewound=None):
         self.l1 = l1
         self.l2 = l2
         self.pid = os.getpid()
@@ -114,6 +114,7 @@ class Subscriber:
         self.ack_key = ack_key  # callable(seq) -> the list the writer of `seq` waits on
         self.sequence_key = sequence_key
         self.rewind_key = rewind_key
+        self.epoch_key = epoch_key
         self.on_rewound = on_rewound  # callable(token): re-apply what Redis lost, then release the mark
         self.high_water = 0  # the highest sequence this process has seen (never reset)
         self.received_high = 0  # the highest received in a message (never reset)
@@ -389,6 +390,15 @@ class Subscriber:
         SET NX; rewind.lua runs only when Redis may have gone back in time (it decides who
         reacts, atomically)."""
         client = self.l2.client
+        if seed and self.epoch_key:
+            # A resubscription: also ask whether the data belongs to this server's lifetime
+            # (one INFO per reconnect; rewind.lua decides atomically, and records the epoch).
+            run_id = str(self.l2.call(client.info, "server").get("run_id", ""))
+            status, seq = self.l2.script(
+                "rewind", [self.sequence_key, self.rewind_key, self.epoch_key],
+                [mark, token, REWIND_MARK_TTL_MS, run_id],
+            )
+            return int(status), int(seq)
         raw, rewinding = self.l2.call(client.mget, [self.sequence_key, self.rewind_key])
         if rewinding is not None:
             return REWIND_WAIT, int(raw or 0)

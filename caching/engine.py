@@ -30,10 +30,9 @@ from collections.abc import Callable
 
 from caching import conf, keys, metrics
 from caching.broadcast import DOWN, OK, REWIND_MARK_TTL_MS, Subscriber
-from caching.l2 import L2Unavailable
 from caching.conf import EngineSettings
 from caching.l1 import L1
-from caching.l2 import L2
+from caching.l2 import L2, L2Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +73,7 @@ class Engine:
             client_name=keys.subscriber_client_name(self.namespace, self.pid),
             ack_key=lambda seq: keys.ack_key(self.namespace, seq),
             sequence_key=self.sequence_key, rewind_key=keys.rewind_key(self.namespace),
+            epoch_key=keys.epoch_key(self.namespace),
             on_rewound=self._rewound,
         )
         self.l1.unapplied = self.subscriber.unapplied

@@ -90,6 +90,13 @@ def rewind_key(namespace: str) -> str:
     return f"{namespace}:rewind"
 
 
+def epoch_key(namespace: str) -> str:
+    """The run_id of the Redis server whose lifetime the namespace's data belongs to: set when
+    a subscriber first meets an empty namespace; another server's id there on a resubscription
+    means the data came from elsewhere (restored from a snapshot, a replica promoted)."""
+    return f"{namespace}:epoch"
+
+
 def tag_invalidated_key(namespace: str, tag: str) -> str:
     """Sequence number of the latest invalidation of a tag (expires after TAG_INVALIDATION_TTL)."""
     return f"{namespace}:ti:{tag}"

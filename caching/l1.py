@@ -84,7 +84,7 @@ class L1Entry(Fetched):
         self.stats = stats
 
 
-APPLY_YIELDS = 20  # turns an L1 hit gives the subscriber before it falls through to L2
+APPLY_WAIT = 0.01  # seconds an L1 hit waits for the subscriber to apply a pending message
 
 
 def _nothing_unapplied() -> bool:
@@ -150,8 +150,9 @@ class L1:
         """The live entry of `key` or None. Cost: one lock, a dict lookup and, on a hit, one
         poll of the subscriber's socket (~1 + 2 us). While a message has reached this process
         but is not applied yet (usually a PING's answer, or an invalidation waiting for the
-        GIL), the caller yields to the subscriber a few times and reads again; still pending:
-        None, so the caller reads L2, which the writer invalidated before it published."""
+        GIL), the caller sleeps in 0.1 ms steps (up to APPLY_WAIT) for the subscriber to apply
+        it and reads again; still pending: None, so the caller reads L2, which the writer
+        invalidated before it published."""
         with self._lock:
             try:
                 entry = self._store[key]
@@ -159,8 +160,9 @@ class L1:
                 return None
         if not self.unapplied():
             return entry
-        for _ in range(APPLY_YIELDS):
-            time.sleep(0)  # releases the GIL: the subscriber thread applies what it has
+        deadline = time.monotonic() + APPLY_WAIT
+        while time.monotonic() < deadline:
+            time.sleep(0.0001)  # releases the GIL: the subscriber thread applies what it has
             if not self.unapplied():
                 with self._lock:
                     return self._store.get(key)  # what the applied message left
