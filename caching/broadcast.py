@@ -391,15 +391,21 @@ class Subscriber:
         reacts, atomically)."""
         client = self.l2.client
         if seed and self.epoch_key:
-            # A resubscription: also ask whether the data belongs to this server's lifetime
-            # (one INFO per reconnect; rewind.lua decides atomically, and records the epoch).
+            # A resubscription: does the data belong to this server's lifetime? (one INFO per
+            # reconnect; no script unless another server's run_id is there: rewind.lua decides
+            # atomically and records the new epoch.)
             run_id = str(self.l2.call(client.info, "server").get("run_id", ""))
-            status, seq = self.l2.script(
-                "rewind", [self.sequence_key, self.rewind_key, self.epoch_key],
-                [mark, token, REWIND_MARK_TTL_MS, run_id],
-            )
-            return int(status), int(seq)
-        raw, rewinding = self.l2.call(client.mget, [self.sequence_key, self.rewind_key])
+            raw, rewinding, epoch = self.l2.call(client.mget, [self.sequence_key, self.rewind_key, self.epoch_key])
+            if epoch is None:
+                self.l2.call(client.set, self.epoch_key, run_id, nx=True)
+            elif epoch.decode() != run_id:
+                status, seq = self.l2.script(
+                    "rewind", [self.sequence_key, self.rewind_key, self.epoch_key],
+                    [mark, token, REWIND_MARK_TTL_MS, run_id],
+                )
+                return int(status), int(seq)
+        else:
+            raw, rewinding = self.l2.call(client.mget, [self.sequence_key, self.rewind_key])
         if rewinding is not None:
             return REWIND_WAIT, int(raw or 0)
         if raw is not None and int(raw) >= mark:
