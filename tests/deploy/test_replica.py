@@ -7,60 +7,20 @@ every reader - including cache fills, which read the standby - as soon as its re
 
 from __future__ import annotations
 
-import glob
 import json
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import psycopg
 import pytest
 import requests
 
+from bench.pgserver import FAST, PG_BINS, PgServer, as_postgres, temporary_root
 from tests.support import REPO, Gunicorn, app_env, free_ports, wait_until
 
 pytestmark = pytest.mark.slow
-
-PG_BINS = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
-
-
-def as_postgres(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    command = list(args)
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        command = ["runuser", "-u", "postgres", "--", *command]
-    return subprocess.run(command, check=True, capture_output=True, text=True, timeout=60, **kwargs)
-
-
-class PgServer:
-    def __init__(self, bin_dir: Path, data: Path, port: int, log: Path):
-        self.bin, self.data, self.port, self.log = bin_dir, data, port, log
-
-    def start(self, *settings: str) -> None:
-        options = " ".join(["-c listen_addresses=127.0.0.1", f"-p {self.port}",
-                            f"-c unix_socket_directories={self.data}", *settings])
-        as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w",
-                    "-t", "30", "-o", options, "start")
-
-    def stop(self) -> None:
-        if (self.data / "postmaster.pid").exists():
-            subprocess.run(
-                (["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else [])
-                + [str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"],
-                capture_output=True, timeout=30,
-            )
-
-    def url(self, db: str = "newsite") -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/{db}"
-
-    def query(self, sql: str, db: str = "newsite"):
-        with psycopg.connect(self.url(db).replace("postgres://", "postgresql://"), autocommit=True,
-                             connect_timeout=3) as conn:
-            cursor = conn.execute(sql)
-            return cursor.fetchall() if cursor.description else None
 
 
 @pytest.fixture
@@ -68,22 +28,18 @@ def pg_pair():
     if not PG_BINS:
         pytest.skip("PostgreSQL server binaries not installed")
     bin_dir = Path(PG_BINS[-1])
-    root = Path(tempfile.mkdtemp(prefix="newsite-pg-pair-"))
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
+    root = temporary_root("newsite-pg-pair-")
     primary_port, standby_port = free_ports(2)
     primary = PgServer(bin_dir, root / "primary", primary_port, root / "primary.log")
     standby = PgServer(bin_dir, root / "standby", standby_port, root / "standby.log")
     try:
-        as_postgres(str(bin_dir / "initdb"), "-D", str(primary.data), "-U", "postgres",
-                    "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C.UTF-8")
-        fast = ("-c fsync=off", "-c full_page_writes=off", "-c shared_buffers=32MB")
-        primary.start(*fast, "-c wal_level=replica", "-c max_wal_senders=4",
+        primary.initdb()
+        primary.start(*FAST, "-c wal_level=replica", "-c max_wal_senders=4",
                       "-c synchronous_standby_names=replica1")
         as_postgres(str(bin_dir / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary_port),
                     "-U", "postgres", "-D", str(standby.data), "-R", "-X", "stream", "--no-sync")
         # cluster_name is the walreceiver's application_name: what synchronous_standby_names names.
-        standby.start(*fast, "-c hot_standby=on", "-c cluster_name=replica1")
+        standby.start(*FAST, "-c hot_standby=on", "-c cluster_name=replica1")
         assert wait_until(lambda: primary.query(
             "select sync_state from pg_stat_replication where application_name = 'replica1'",
             db="postgres") == [("sync",)], 20, interval=0.1), "the standby did not attach as synchronous"

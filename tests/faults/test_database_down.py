@@ -6,17 +6,13 @@ entry is deleted; service resumes after."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 import requests
 
-from tests.deploy.test_replica import PG_BINS, PgServer, as_postgres
+from bench.pgserver import FAST, PG_BINS, private_cluster
 from tests.faults.stack import HTTP_TIMEOUT, Load, server_errors
 from tests.support import REPO, Gunicorn, RedisServer, app_env, free_port, wait_until
 
@@ -35,19 +31,8 @@ print(json.dumps({"cached": cached.id, "uncached": uncached.id}))
 def private_pg():
     if not PG_BINS:
         pytest.skip("PostgreSQL server binaries not installed")
-    root = Path(tempfile.mkdtemp(prefix="newsite-pg-faults-"))
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-    server = PgServer(Path(PG_BINS[-1]), root / "data", free_port(), root / "pg.log")
-    try:
-        as_postgres(str(server.bin / "initdb"), "-D", str(server.data), "-U", "postgres", "--auth=trust",
-                    "--no-sync", "-E", "UTF8", "--locale=C.UTF-8")
-        server.start("-c fsync=off", "-c full_page_writes=off", "-c shared_buffers=32MB")
-        server.query("create database newsite", db="postgres")
+    with private_cluster(free_port(), prefix="newsite-pg-faults-") as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_postgresql_down_cached_urls_answer_the_rest_get_503(private_pg, tmp_path):
@@ -77,7 +62,7 @@ def test_postgresql_down_cached_urls_answer_the_rest_get_503(private_pg, tmp_pat
             assert down.status_code == 503 and down.headers.get("Retry-After"), (down.status_code, down.text[:300])
             assert requests.get(cached, timeout=HTTP_TIMEOUT).json()["title"] == "Cached"
             assert redis_server.client().dbsize() >= keys_before  # a database error deletes nothing
-            private_pg.start("-c fsync=off")
+            private_pg.start(*FAST)
             assert wait_until(lambda: requests.get(uncached, timeout=HTTP_TIMEOUT).status_code == 200, 60)
         finally:
             statuses = load.stop()
