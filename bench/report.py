@@ -24,6 +24,7 @@ CPU_NOTE = ("CPU ms/req: user + sys CPU of each process tree under test over exa
 MODE_LABELS = {
     "cluster": "cluster: L2-only + L1+L2 servers at once",
     "floor": "floor (constant view)",
+    "bare": "bare WSGI constant (the hot L1 hit's bytes)",
     "nocache": "no cache",
     "cache_page": "cache_page (django-redis)",
     "l2": "newsite L2 only",
@@ -148,6 +149,23 @@ def throughput_tables(results, workloads, modes) -> list[str]:
     return out
 
 
+def prewarm_note(rows) -> list[str]:
+    """--zipf-prewarm: what the last round's warm_cache --all (--edge) took and cost."""
+    warmed = next((r.extra["prewarm"] for r in rows if r.extra.get("prewarm")), None)
+    if not warmed or "status" in warmed:
+        return [f"Prewarm: {warmed['status']}", ""] if warmed else []
+    articles = warmed.get("articles") or {}
+    line = (f"Prewarmed (--zipf-prewarm, after each round's flush, before the warm-ups): `warm_cache --all` "
+            f"{warmed.get('seconds')} s for {articles.get('articles', 0):,} articles ({articles.get('seconds')} s "
+            f"of it the bulk fill), Redis used_memory {_mb(warmed.get('memory_before'))} -> "
+            f"{_mb(warmed.get('memory_after'))}")
+    edge = warmed.get("edge")
+    if edge:
+        line += (f"; then `--edge`: {edge['requests']:,} pages through Varnish in {edge['seconds']} s "
+                 f"(edge {', '.join(f'{k} {v:,}' for k, v in sorted(edge['by_edge'].items()))}; no answer {edge['errors']})")
+    return [line + ".", ""]
+
+
 def targets(results, ctx) -> list[str]:
     """SPEC section 8 targets, each with the measured figure and met / not met / n/a."""
     def both(name, workload, mode, base_mode, threshold):
@@ -164,10 +182,14 @@ def targets(results, ctx) -> list[str]:
     rows = []
     both("L1 hit (hot article, L1+L2) >= 0.95x floor", "hot", "l1l2", "floor", 0.95)
     both("L2 hit (hot article, L2 only) >= 0.85x floor", "hot", "l2", "floor", 0.85)
+    both("issue 17.4: L1 hit (WSGI front) >= 1.5x floor", "hot", "l1l2", "floor", 1.5)
+    both("issue 17.4: L1 hit (WSGI front) >= 0.95x a bare WSGI constant", "hot", "l1l2", "bare", 0.95)
     l2r = _find(results, "throughput", "hot", "l2")
     cmds = l2r.redis_per_req if _ok(l2r) else None
     rows.append(("L2 hit <= 1 Redis command per hit", _fmt(cmds, 2) if cmds is not None else "n/a", None if cmds is None else cmds <= 1.0))
     both("Zipf: L1+L2 >= 2x cache_page", "zipf", "l1l2", "cache_page", 2)
+    both("issue 17.2: Zipf: L2 only >= 1.3x cache_page", "zipf", "l2", "cache_page", 1.3)
+    both("issue 17.6: Zipf through Varnish >= 3x floor", "zipf", "varnish", "floor", 3)
     z = _find(results, "throughput", "zipf", "l1l2")
     zq = z.db_per_req if _ok(z) else None
     rows.append(("Zipf: <= 0.05 DB queries per request (L1+L2)", _fmt(zq, 3) if zq is not None else "n/a", None if zq is None else zq <= 0.05))
@@ -236,24 +258,25 @@ def servers_section(results) -> list[str]:
     rows = _by(results, "servers")
     if not rows:
         return []
+    kinds = list(dict.fromkeys(r.mode for r in rows))
+    workloads = list(dict.fromkeys(r.workload for r in rows))
     out = ["## App servers (same worker count, L1+L2 settings)", "",
            "The servers alternate in slices like the throughput modes; CPU ms/req as in the throughput table "
-           "(the server's process tree; Redis: the private redis-server).", "",
-           "| server | floor req/s | floor p99 ms | floor app CPU ms/req | hot article req/s | hot p99 ms | "
-           "hot app CPU ms/req | hot Redis CPU ms/req | status |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
-    best, best_rps = None, 0.0
-    for kind in dict.fromkeys(r.mode for r in rows):
-        f, h = _find(results, "servers", "floor", kind), _find(results, "servers", "hot", kind)
-        status = "ok" if _ok(f) else (f.status if f else "n/a")
-        if _ok(h) and h.req_s > best_rps:
-            best, best_rps = kind, h.req_s
-        f_cpu, h_cpu = (f.cpu_ms if _ok(f) else {}), (h.cpu_ms if _ok(h) else {})
-        out.append(f"| {kind} | {_fmt(f.req_s, 0) if _ok(f) else '–'} | {_fmt(f.p99_ms, 2) if _ok(f) else '–'} | "
-                   f"{_fmt(f_cpu.get('app'), 3)} | "
-                   f"{_fmt(h.req_s, 0) if _ok(h) else (h.status if h else '–')} | {_fmt(h.p99_ms, 2) if _ok(h) else '–'} | "
-                   f"{_fmt(h_cpu.get('app'), 3)} | {_fmt(h_cpu.get('redis'), 3)} | {status} |")
-    if best:
-        out += ["", f"Fastest on the hot-article workload here: **{best}**."]
+           "(the server's process tree; Redis: the private redis-server). x first = the median of the per-cycle "
+           f"ratios to {kinds[0]} (req/s; CPU: its CPU per request over this one's).", "",
+           "| workload | server | req/s | x first (req/s) | p99 ms | app CPU ms/req | Redis CPU ms/req | "
+           "x first (CPU) | DB q/req | status |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for wl in workloads:
+        first = _find(results, "servers", wl, kinds[0])
+        for kind in kinds:
+            r = _find(results, "servers", wl, kind)
+            if not _ok(r):
+                out.append(f"| {wl} | {kind} | – | – | – | – | – | – | – | {r.status if r else 'n/a'} |")
+                continue
+            out.append(f"| {wl} | {kind} | {_fmt(r.req_s, 0)} | {_fmt_ratio(ratio_of(r, first))} | "
+                       f"{_fmt(r.p99_ms, 2)} | {_fmt(r.cpu_ms.get('app'), 3)} | {_fmt(r.cpu_ms.get('redis'), 3)} | "
+                       f"{_fmt_ratio(ratio_of(r, first, 'cpu'))} | {_fmt(r.db_per_req, 3)} | ok |")
     return out + [""]
 
 
@@ -444,11 +467,15 @@ def faults_section(ctx) -> list[str]:
             notes.append(f"1 s after the restart: stale app {s1['app']} / edge {s1['edge']} ({s1['reads']} reads); "
                          f"L1 clears per worker {sorted(row['l1_clears'].values())}, l1_flush {row['l1_flushes']:g}; "
                          "the stale column (after recovery) counts after the writer's next edit of each article")
+        if row["fault"] == "postgresql":
+            notes.append("its own stack on a private cluster, app only (below); the failed edits are the "
+                         "outage's 503s")
+        outbox = "– (no CDN)" if o is None else f"{o.get('done', 0)} / {o.get('pending', 0)} / {o.get('dead', 0)}"
         out.append(f"| {row['fault']} | {row['seconds']:g} | {d.get('app_req_s', 0):,.0f} | "
-                   f"{d.get('edge_req_s', 0):,.0f} | {d.get('app:s5xx', 0)} | {d.get('app:s503', 0)} | "
+                   f"{d.get('edge_req_s', 0):,.0f} | {d.get('app:s5xx', 0) + d.get('app:s503_bare', 0)} | "
+                   f"{d.get('app:s503', 0)} | "
                    f"{d.get('app:errors', 0)} / {d.get('edge:errors', 0) + d.get('edge:s5xx', 0)} | "
-                   f"{row['edits']} ({row['edit_failures']}) | "
-                   f"{o.get('done', 0)} / {o.get('pending', 0)} / {o.get('dead', 0)} | "
+                   f"{row['edits']} ({row['edit_failures']}) | {outbox} | "
                    f"{st['app']} / {st['edge']} ({st['reads']}) | {'; '.join(notes)} |")
     cmp = data.get("redis_vs_l2_off")
     if cmp:
@@ -478,8 +505,42 @@ def faults_section(ctx) -> list[str]:
             cpu_ratio = f"; CPU per request {cmp['outage']['cpu_ms_per_req'] / cmp['l2off']['cpu_ms_per_req']:.2f}x"
         verdict = "met" if ratio >= 0.9 else "NOT met"
         out += ["", f"Outage req/s / L2-disabled req/s: **{ratio:.2f}x** (target >= 0.9x: {verdict}){cpu_ratio}.", ""]
-    out += ["", "PostgreSQL down is not run here (the machine's PostgreSQL is shared and never stopped): "
-            "tests/faults/test_database_down.py runs it on a private cluster in `make test`.", ""]
+    out += postgresql_section(data.get("postgresql"))
+    return out
+
+
+def postgresql_section(pg: dict | None) -> list[str]:
+    """The PostgreSQL row of the fault table: what each kind of URL answered while it was down."""
+    if not pg:
+        return []
+    out = ["", "### PostgreSQL stopped", ""]
+    if pg.get("status") != "ok":
+        return out + [pg.get("status", "n/a"), ""]
+    cached, cold = pg["cached"], pg["cold"]
+
+    def others(kinds, expected):
+        return sum(n for k, n in kinds.items() if k != expected)
+
+    lat, lat_hit = pg["latency_503_ms"], pg["latency_cached_ms"]
+    fast = lat["n"] > 0 and lat["p99"] <= 50
+    out += [f"A private PostgreSQL cluster (`bench/pgserver.py`; the machine's own is shared and never stopped), "
+            f"seeded with its own articles, a gunicorn of the stack's worker class and count on it and its L2 in a "
+            f"db of its own on the cache redis-server. Before the fault the readers take the cached articles (read "
+            f"by every worker first) and the writer edits some of them; at the stop (`pg_ctl -m immediate`: every "
+            f"connection cut) the same 8 reader threads alternate those with articles never read, each a miss that "
+            f"needs the database. PostgreSQL came back after {pg['seconds']:g} s; the first miss answered 200 "
+            f"{pg['recovered_s']:g} s after the start.", "",
+            "| during the outage | answers | req/s | expected | other answers | latency p50 / p95 / p99 / max |",
+            "|---|---:|---:|---|---:|---|",
+            f"| cached URLs | {sum(cached.values()):,} | {pg['cached_req_s']:,.0f} | 200 | "
+            f"{others(cached, 'ok')} | {lat_hit['p50']:.1f} / {lat_hit['p95']:.1f} / {lat_hit['p99']:.1f} / "
+            f"{lat_hit['max']:.1f} ms |",
+            f"| URLs never cached | {sum(cold.values()):,} | {pg['cold_req_s']:,.0f} | 503 + Retry-After | "
+            f"{others(cold, 's503')} | {lat['p50']:.1f} / {lat['p95']:.1f} / {lat['p99']:.1f} / {lat['max']:.1f} ms |",
+            "",
+            f"Cache keys that would have outlived the outage: {pg['keys_lasting']:,}, deleted during it: "
+            f"**{pg['keys_deleted']}**. 503s within 50 ms (p99 {lat['p99']:.1f} ms, reader-side, the load generator "
+            f"sharing the 2 cores): {'met' if fast else 'NOT met'}.", ""]
     return out
 
 
@@ -683,6 +744,7 @@ def write(ctx, results) -> list[Path]:
                   "(per tier), from SET counts for cache_page (~ estimate), and from varnishstat for the edge.", "",
                   CPU_NOTE, ""]
         lines += throughput_tables(results, opts.workloads, opts.modes)
+        lines += prewarm_note(throughput_rows)
     lines += coldkey_section(ctx)
     if ctx.fresh:
         lines += fresh_section(ctx)
@@ -704,7 +766,8 @@ def write(ctx, results) -> list[Path]:
         drew = chart(results, "throughput", opts.workloads, opts.modes, png_path, f"newsite bench {stem}: {opts.server} x{opts.workers}")
     elif _by(results, "servers"):
         kinds = list(dict.fromkeys(r.mode for r in _by(results, "servers")))
-        drew = chart(results, "servers", ["floor", "hot"], kinds, png_path, f"newsite bench {stem}: servers")
+        workloads = list(dict.fromkeys(r.workload for r in _by(results, "servers")))
+        drew = chart(results, "servers", workloads, kinds, png_path, f"newsite bench {stem}: servers")
     if not drew:
         lines = [ln for ln in lines if not ln.startswith("![chart]")]
     md_path.write_text("\n".join(lines))

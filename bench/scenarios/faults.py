@@ -19,8 +19,14 @@ Faults, one after the other, each FAULT_SECONDS long (5 with --smoke), with a re
   broker     the broker stopped, restarted; then the Celery worker kill -9 while it drains
   varnish    varnishd stopped (unreachable), restarted on the same port
   gunicorn   one gunicorn worker kill -9 (the master respawns it)
-PostgreSQL is shared on this machine and is never stopped here: its row is the make-test
-version (tests/faults/test_database_down.py, a private cluster).
+  postgresql a private PostgreSQL cluster (bench/pgserver.py: the machine's own is shared and
+             never stopped) seeded with PG_ARTICLES articles, its own gunicorn (same worker class
+             and count) on it, Redis db PG_REDIS_DB of the cache server: the readers take the
+             cached URLs (read before the fault) and URLs never read, the writer edits cached
+             articles there; the cluster stopped (immediate) for PG_FAULT_SECONDS, then started.
+             Counted: 200s of the cached URLs, 503s of the others with their latency percentiles
+             and Retry-After, any other answer, cache keys deleted during the outage, and the
+             edited articles compared with that database after recovery.
 
 After each recovery: every outbox row of the window delivered (none dead), and each edited
 article read through every app worker and the edge, compared with PostgreSQL (stale = an older
@@ -45,6 +51,7 @@ from pathlib import Path
 
 from bench.context import log
 from bench.stack import ROOT, Unavailable, free_port, point_vcl_backend, wait_http
+from bench.stats import percentile
 
 SHARED_SERVERS = None  # starts its own stack
 IN_ALL = False  # minutes long: run it by name (--scenario faults)
@@ -54,6 +61,10 @@ WARM_SECONDS = 3.0  # the L2-disabled server's L1s fill before its first measure
 SLICES = 6  # the Redis outage alternates app / L2-disabled slices of FAULT_SECONDS / SLICES
 READERS = 8
 EDITED = 6  # articles the writer cycles through
+PG_FAULT_SECONDS = 60.0  # issue 15: "PostgreSQL stopped for 60 s" (5 with --smoke)
+PG_ARTICLES = 300  # seeded in the private cluster
+PG_CACHED = 40  # of them read before the fault (cached in every tier); PG_ARTICLES - PG_CACHED never read
+PG_REDIS_DB = 2  # the PostgreSQL row's L2: a db of its own on the cache redis-server
 
 
 # --- Processes ------------------------------------------------------------------------------
@@ -158,7 +169,9 @@ def _worker_pids(app: Service) -> list[int]:
 # --- Load and writer -------------------------------------------------------------------------
 
 
-TIERS = ("app", "edge", "l2off")  # the stack's gunicorn, its Varnish, the L2-disabled gunicorn
+# The stack's gunicorn, its Varnish, the L2-disabled gunicorn; the PostgreSQL row's gunicorn on
+# cached URLs and on URLs never read.
+TIERS = ("app", "edge", "l2off", "pgcached", "pgcold")
 
 
 class Timeline:
@@ -172,15 +185,27 @@ class Timeline:
         self.totals: dict[str, int] = defaultdict(int)
         self.windows: list[tuple[str, float, float]] = []  # fault windows (shaded red)
         self.baselines: list[tuple[str, float, float]] = []  # L2-disabled windows (shaded grey)
+        self.latencies: dict[str, list[float]] | None = None  # "<tier>:<kind>" -> ms, while recording
 
     def now(self) -> float:
         return time.monotonic() - self.t0
 
-    def add(self, kind: str) -> None:
+    def add(self, kind: str, ms: float | None = None) -> None:
         second = int(self.now())
         with self.lock:
             self.bins[second][kind] += 1
             self.totals[kind] += 1
+            if self.latencies is not None and ms is not None:
+                self.latencies[kind].append(ms)
+
+    def record_latencies(self) -> None:
+        with self.lock:
+            self.latencies = defaultdict(list)
+
+    def take_latencies(self) -> dict[str, list[float]]:
+        with self.lock:
+            taken, self.latencies = self.latencies or {}, None
+        return dict(taken)
 
     def running(self) -> dict[str, int]:
         with self.lock:
@@ -226,13 +251,16 @@ class Readers:
             urls = self.urls
             tier, url = urls[i % len(urls)]
             i += 1
+            started = time.perf_counter()
             try:
-                status = session.get(url, timeout=10).status_code
-                kind = "ok" if status < 500 else ("s503" if status == 503 else "s5xx")
+                response = session.get(url, timeout=10)
+                status = response.status_code
+                kind = "ok" if status < 500 else ("s5xx" if status != 503 else
+                                                  "s503" if response.headers.get("Retry-After") else "s503_bare")
             except self.requests.RequestException:
                 kind = "errors"
                 session = self.requests.Session()
-            self.timeline.add(f"{tier}:{kind}")
+            self.timeline.add(f"{tier}:{kind}", 1000 * (time.perf_counter() - started))
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -245,6 +273,7 @@ class Writer:
     `base_url` (switched between servers by the Redis row)."""
 
     def __init__(self, base_url: str, token: str, ids: list[int], every: float = 0.5):
+        """`base_url`, `token` and `ids` may be swapped while it runs (the PostgreSQL row)."""
         import requests
 
         self.requests = requests
@@ -267,12 +296,13 @@ class Writer:
                 self.idle.set()
                 continue
             self.idle.clear()
-            article_id = self.ids[n % len(self.ids)]
+            base_url, token, ids = self.base_url, self.token, self.ids
+            article_id = ids[n % len(ids)]
             n += 1
             try:
-                status = self.requests.patch(f"{self.base_url}/api/articles/{article_id}/",
+                status = self.requests.patch(f"{base_url}/api/articles/{article_id}/",
                                              json={"title": f"faults {self.label} edit {n}"},
-                                             headers={"Authorization": f"Token {self.token}"}, timeout=15).status_code
+                                             headers={"Authorization": f"Token {token}"}, timeout=15).status_code
             except self.requests.RequestException:
                 status = 0
             self.edits.append((self.label, article_id, status))
@@ -314,7 +344,7 @@ def _last_outbox_id(dsn: str) -> int:
         return conn.execute("SELECT coalesce(max(id), 0) FROM cdn_purgeoutbox").fetchone()[0]
 
 
-def _stale(app_url: str, edge_url: str, ids: list[int], expected: dict[int, str]) -> dict[str, int]:
+def _stale(app_url: str, edge_url: str | None, ids: list[int], expected: dict[int, str]) -> dict[str, int]:
     """Reads of each edited article through the app (concurrent bursts: every worker) and the
     edge whose title is not PostgreSQL's."""
     import requests
@@ -326,9 +356,10 @@ def _stale(app_url: str, edge_url: str, ids: list[int], expected: dict[int, str]
             return None
 
     stale = {"app": 0, "edge": 0, "reads": 0}
+    tiers = [("app", app_url, 16)] + ([("edge", edge_url, 2)] if edge_url else [])
     with ThreadPoolExecutor(max_workers=8) as pool:
         for article_id in ids:
-            for tier, base, n in (("app", app_url, 16), ("edge", edge_url, 2)):
+            for tier, base, n in tiers:
                 for got in pool.map(title, [f"{base}/api/articles/{article_id}/"] * n):
                     stale["reads"] += 1
                     stale[tier] += got != expected[article_id]
@@ -537,6 +568,7 @@ def run(ctx) -> None:
                     "respawned": len(set(_worker_pids(app)) - set(pids_before.get("pids", [])[:1])) >= opts.workers}
 
         faults.window("gunicorn worker kill -9", kill_gunicorn_worker, lambda: None, metrics_check)
+        _postgresql_row(faults, PG_FAULT_SECONDS if not opts.smoke else fault_s)
     finally:
         faults.writer.stop()
         faults.readers.stop()
@@ -677,6 +709,118 @@ def _broker_then_kill(ctx, broker: Service, state: dict, worker_env: dict, env: 
     state["celery"] = _celery(ctx, worker_env)
 
 
+def _postgresql_row(run: Run, fault_s: float) -> None:
+    """PostgreSQL stopped for fault_s under load, on a private cluster (the machine's own is
+    shared): a gunicorn of the stack's worker class and count on it, its L2 in db PG_REDIS_DB of
+    the cache server. Before the fault the readers take PG_CACHED articles (cached in L2 and
+    every worker's L1) and the writer edits some of them; at the stop, the readers alternate
+    those with articles never read (each a miss that needs the database). Must hold: cached URLs
+    200, the others 503 with Retry-After (latency percentiles), nothing else; no cache key that
+    would have outlived the outage deleted; after the restart, the edits of the window readable
+    everywhere."""
+    import redis
+    import requests
+
+    from bench.pgserver import FAST, PG_BINS, private_cluster
+
+    label = "postgresql"
+    if not PG_BINS:
+        run.out["postgresql"] = {"status": "n/a: PostgreSQL server binaries not installed"}
+        return
+    ctx, timeline, readers, writer = run.ctx, run.timeline, run.readers, run.writer
+    with private_cluster(free_port(), prefix="newsite-bench-pg-") as pg:
+        env = {**run.env, "DATABASE_URL": pg.url(), "CACHE_KEY_PREFIX": "faults-pg",
+               "REDIS_URL": f"redis://127.0.0.1:{run.cache.port}/{PG_REDIS_DB}",
+               # drain tasks of its outbox go to a broker db no worker reads (it has no CDN)
+               "CELERY_BROKER_URL": run.env["CELERY_BROKER_URL"].rsplit("/", 1)[0] + f"/{PG_REDIS_DB}"}
+        for command in (["migrate", "-v", "0"], ["seed_demo", "--articles", str(PG_ARTICLES)]):
+            subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=env, check=True, timeout=600,
+                           capture_output=True)
+        ids = [row[0] for row in pg.query(
+            "SELECT id FROM articles_article WHERE status = 'published' AND published_at <= now() ORDER BY id")]
+        cached, cold = ids[:PG_CACHED], ids[PG_CACHED:]
+        token = _token(env)
+        app = _gunicorn(ctx, env, ctx.opts.workers)
+        url = f"http://127.0.0.1:{app.port}"
+        saved = (writer.base_url, writer.token, writer.ids)
+        try:
+            with ThreadPoolExecutor(max_workers=8) as pool:  # L2 and (bursts: every worker) each L1
+                list(pool.map(lambda i: requests.get(f"{url}/api/articles/{i}/", timeout=10), cached * 8))
+            readers.retarget([("pgcached", f"{url}/api/articles/{i}/") for i in cached])
+            writer.base_url, writer.token, writer.ids, writer.label = url, token, cached[:EDITED], label
+            time.sleep(run.recovery_s / 3)
+            l2 = redis.Redis(port=run.cache.port, db=PG_REDIS_DB)
+            keys = list(l2.scan_iter(count=1000))
+            with l2.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.pttl(key)
+                ttls = pipe.execute()
+            # -1: no expiry; a key that would have expired during the outage anyway is not counted
+            lasting = [k for k, t in zip(keys, ttls, strict=True) if t == -1 or t > 1000 * (fault_s + 10)]
+            timeline.record_latencies()
+            readers.retarget([pair for i, cold_id in enumerate(cold) for pair in (
+                ("pgcached", f"{url}/api/articles/{cached[i % len(cached)]}/"), ("pgcold", f"{url}/api/articles/{cold_id}/"))])
+            start = timeline.now()
+            pg.stop()
+            time.sleep(fault_s)
+            with l2.pipeline(transaction=False) as pipe:
+                for key in lasting:
+                    pipe.exists(key)
+                deleted = sum(1 for n in pipe.execute() if not n)
+            end = timeline.now()
+            latencies = timeline.take_latencies()
+            pg.start(*FAST)
+            back = time.monotonic()
+            probe = f"{url}/api/articles/{cold[-1]}/"
+            while time.monotonic() - back < 60:
+                try:
+                    if requests.get(probe, timeout=10).status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+                time.sleep(0.05)
+            recovered_s = time.monotonic() - back
+            timeline.windows.append((label, start, end))
+            writer.label = f"after {label}"
+            time.sleep(run.recovery_s)
+            writer.pause()
+            edited = cached[:EDITED]
+            titles = dict(pg.query("SELECT id, title FROM articles_article WHERE id = ANY(%s)", params=(edited,)))
+            stale = _stale(url, None, edited, titles)
+        finally:
+            readers.retarget(run.mixed())
+            writer.base_url, writer.token, writer.ids = saved
+            writer.label = "end"
+            writer.paused.clear()
+            app.stop()
+    during = timeline.between(int(start) + 1, int(end))
+
+    def pct(values):
+        return {f"p{q}": percentile(values, q) for q in (50, 95, 99)} | {"max": max(values, default=float("nan")),
+                                                                          "n": len(values)}
+
+    result = {
+        "status": "ok", "seconds": round(end - start, 1), "recovered_s": round(recovered_s, 2),
+        "cached": {k.split(":", 1)[1]: v for k, v in during.items() if k.startswith("pgcached:")},
+        "cold": {k.split(":", 1)[1]: v for k, v in during.items() if k.startswith("pgcold:")},
+        "cached_req_s": during["pgcached_req_s"], "cold_req_s": during["pgcold_req_s"],
+        "latency_503_ms": pct(latencies.get("pgcold:s503", [])),
+        "latency_cached_ms": pct(latencies.get("pgcached:ok", [])),
+        "keys_lasting": len(lasting), "keys_deleted": deleted,
+    }
+    run.out["postgresql"] = result
+    edits = [(w, st) for w, _, st in writer.edits if w in (label, f"after {label}")]
+    row = {"fault": label, "seconds": result["seconds"],
+           "during": {"app_req_s": result["cached_req_s"] + result["cold_req_s"], "edge_req_s": 0,
+                      **{f"app:{kind}": during.get(f"pgcached:{kind}", 0) + during.get(f"pgcold:{kind}", 0)
+                         for kind in ("ok", "s503", "s503_bare", "s5xx", "errors")}},
+           "edits": sum(1 for w, st in edits if st == 200),
+           "edit_failures": sum(1 for w, st in edits if st != 200),
+           "outbox": None, "subscribed": True, "stale": stale}
+    run.out["rows"].append(row)
+    log(f"faults: {label}: {json.dumps(result, default=str)} {json.dumps(row, default=str)}")
+
+
 def _chart(out: dict, out_dir: Path, name: str) -> str | None:
     try:
         import matplotlib
@@ -693,9 +837,10 @@ def _chart(out: dict, out_dir: Path, name: str) -> str | None:
     def series(tier, kinds):
         return [sum(bins[s].get(f"{tier}:{k}", 0) for k in kinds) for s in seconds]
 
-    every = ("ok", "s503", "s5xx", "errors")
+    every = ("ok", "s503", "s503_bare", "s5xx", "errors")
     app_total, edge_total, l2off_total = series("app", every), series("edge", every), series("l2off", every)
-    total = [a + e + b for a, e, b in zip(app_total, edge_total, l2off_total, strict=True)]
+    pg_total = [a + b for a, b in zip(series("pgcached", every), series("pgcold", every), strict=True)]
+    total = [sum(v) for v in zip(app_total, edge_total, l2off_total, pg_total, strict=True)]
 
     def share(values):
         return [v / max(1, t) for v, t in zip(values, total, strict=True)]
@@ -705,8 +850,12 @@ def _chart(out: dict, out_dir: Path, name: str) -> str | None:
     ax1.plot(seconds, edge_total, color="tab:green", linestyle="--", label="req/s through the edge")
     ax1.plot(seconds, l2off_total, color="gray", linestyle=":", linewidth=2,
              label="req/s through the L2-disabled server (the Redis row's baseline)")
-    ax2.plot(seconds, share([a + b for a, b in zip(series("app", ("s5xx",)), series("l2off", ("s5xx",)), strict=True)]),
-             color="tab:red", label="app 5xx other than 503")
+    ax1.plot(seconds, pg_total, color="tab:olive", linewidth=2, label="req/s through the PostgreSQL row's server")
+    ax2.plot(seconds, share([sum(v) for v in zip(*(series(t, ("s5xx", "s503_bare")) for t in ("app", "l2off", "pgcached", "pgcold")),
+                                                 strict=True)]),
+             color="tab:red", label="app 5xx other than 503 (or a 503 without Retry-After)")
+    ax2.plot(seconds, share(series("pgcold", ("s503",))), color="tab:olive",
+             label="PostgreSQL row: 503 + Retry-After (URLs never cached)")
     ax2.plot(seconds, share(series("app", ("errors",))), color="tab:purple", label="app: no answer")
     ax2.plot(seconds, share(series("edge", ("errors", "s5xx"))), color="tab:brown", label="edge: no answer or 5xx")
     ax2.plot(seconds, share(series("app", ("s503",))), color="tab:orange", label="app 503")
