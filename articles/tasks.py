@@ -10,9 +10,10 @@ logger = logging.getLogger("newsite.tasks")
 
 
 @shared_task(name="articles.warm_cache", acks_late=True, time_limit=600, soft_time_limit=540)
-def warm_cache_task(all_articles: bool = False, refresh_within: float = 0.0) -> dict:
+def warm_cache_task(all_articles: bool = False, refresh_within: float = 0.0, edge_url: str | None = None) -> dict:
+    """edge_url: None for settings.WARM_CACHE_EDGE_URL, "" for no edge warm (warm.warm_cache)."""
     try:
-        report = warm.warm_cache(all_articles=all_articles, refresh_within=refresh_within)
+        report = warm.warm_cache(all_articles=all_articles, refresh_within=refresh_within, edge_url=edge_url)
     except warm.WarmCacheLocked as exc:
         logger.info("warm_cache: skipped, %s", exc)
         return {"skipped": str(exc)}

@@ -14,14 +14,23 @@ middleware's entry_from_response, under the middleware's key: the same bytes, he
 as a reader's request would store. The fills obey the stale-set rule (a batch whose article was
 invalidated after the batch started is refused), so a warm racing an editor never stores the
 old version. The HTML page of the long tail is not warmed (docs/caching.md, "Bulk fetch and warming").
+
+With `edge_url` (`warm_cache --edge URL`, settings.WARM_CACHE_EDGE_URL) the same pages are then
+requested through the edge (Varnish or a CDN) at that base URL, WARM_CACHE_EDGE_CONCURRENCY at a
+time (warm_edge): the app answers them from the tiers just filled and the edge keeps them, so the
+long tail's first readers hit the edge too (issue 17.3, 17.6). The URL is the one readers use:
+its host is part of the edge's cache key.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
 import redis
 from django.conf import settings
@@ -69,24 +78,30 @@ def _client() -> Client:
 
 
 def warm_cache(*, progress: Callable[[Iterable[str]], Iterable[str]] = lambda paths: paths,
-               all_articles: bool = False, refresh_within: float = 0.0, batches: Callable | None = None) -> dict:
+               all_articles: bool = False, refresh_within: float = 0.0, batches: Callable | None = None,
+               edge_url: str | None = None) -> dict:
     """Request every warm path once and, with `all_articles`, bulk-fill the detail of every
     published article (warm_articles; `batches` wraps its batches as `progress` wraps the
     paths), under a Redis lock (the view-count flush's kind). Returns a report: counts by
     X-Cache and by status (and "articles", warm_articles' report; `refresh_within` is its). Raises WarmCacheLocked at
     once when another run holds the lock. Redis unreachable: runs unlocked (it then only fills
-    this process's L1) and skips the articles (there is nowhere to put them)."""
+    this process's L1) and skips the articles (there is nowhere to put them). `edge_url`
+    (default settings.WARM_CACHE_EDGE_URL; "" for none): then every warmed page through the edge
+    (warm_edge; its report under "edge")."""
+    if edge_url is None:
+        edge_url = getattr(settings, "WARM_CACHE_EDGE_URL", "")
     l2 = engine.default().l2
     lock = l2.client.lock(keys.warm_cache_lock_key(), timeout=WARM_LOCK_SECONDS, blocking=False)
     try:
         acquired = l2.call(lock.acquire)
     except L2Unavailable as exc:
         logger.warning("warm_cache: Redis unreachable (%s), running without the lock", exc)
-        return _warm(progress, all_articles=False, refresh_within=0.0, batches=batches)
+        return _warm(progress, all_articles=False, refresh_within=0.0, batches=batches, edge_url=edge_url)
     if not acquired:
         raise WarmCacheLocked("another warm_cache run holds the lock")
     try:
-        return _warm(progress, all_articles=all_articles, refresh_within=refresh_within, batches=batches)
+        return _warm(progress, all_articles=all_articles, refresh_within=refresh_within, batches=batches,
+                     edge_url=edge_url)
     finally:
         try:
             l2.call(lock.release)
@@ -94,11 +109,12 @@ def warm_cache(*, progress: Callable[[Iterable[str]], Iterable[str]] = lambda pa
             logger.warning("warm_cache: lock not released (%s); it expires in %d s", exc, WARM_LOCK_SECONDS)
 
 
-def _warm(progress, *, all_articles: bool, refresh_within: float, batches) -> dict:
+def _warm(progress, *, all_articles: bool, refresh_within: float, batches, edge_url: str) -> dict:
     started = time.time()
     client = _client()
     report = {"paths": 0, "by_source": {}, "by_status": {}}
-    for path in progress(warm_paths()):
+    paths = warm_paths()
+    for path in progress(paths):
         # secure=: behind TLS (SECURE_SSL_REDIRECT) a plain request would only get a redirect.
         response = client.get(path, secure=getattr(settings, "SECURE_SSL_REDIRECT", False))
         source = response.get("X-Cache", "uncached")
@@ -108,9 +124,60 @@ def _warm(progress, *, all_articles: bool, refresh_within: float, batches) -> di
     if all_articles:
         report["articles"] = warm_articles(refresh_within=refresh_within,
                                            batches=batches or (lambda chunks, total: chunks))
+    if edge_url:
+        if all_articles:
+            paths += [f"/api/articles/{i}/" for i in selectors.published_article_ids()]
+        report["edge"] = warm_edge(edge_url, list(dict.fromkeys(paths)))
     report["seconds"] = round(time.time() - started, 3)
     report["finished_at"] = time.time()
     _record(report)
+    return report
+
+
+# --- through the edge -------------------------------------------------------------------------
+
+
+def check_edge_url(url: str) -> str:
+    """The edge's base URL without a trailing slash; ValueError unless http(s)://host[:port][/]."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/") or parts.query:
+        raise ValueError(f"not an edge base URL (http[s]://host[:port]): {url!r}")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def warm_edge(edge_url: str, paths: list[str], *, concurrency: int | None = None) -> dict:
+    """GET every path through the edge at `edge_url`, `concurrency` (settings.
+    WARM_CACHE_EDGE_CONCURRENCY) at a time, in order (the most read first). Returns {"requests",
+    "by_status", "by_edge" (the edge's X-Cache-Edge: HIT, MISS; "none" without it), "errors"
+    (no answer), "seconds"}. A failing path is counted, never raised."""
+    import requests
+
+    base = check_edge_url(edge_url)
+    workers = concurrency or getattr(settings, "WARM_CACHE_EDGE_CONCURRENCY", 8)
+    local = threading.local()
+    started = time.time()
+
+    def get(path):
+        session = getattr(local, "session", None)
+        if session is None:
+            session = local.session = requests.Session()
+        try:
+            response = session.get(base + path, timeout=30)
+            response.close()
+            return str(response.status_code), response.headers.get("X-Cache-Edge", "none")
+        except requests.RequestException:
+            local.session = None
+            return None, None
+
+    report = {"url": base, "requests": len(paths), "by_status": {}, "by_edge": {}, "errors": 0}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for status, edge in pool.map(get, paths):
+            if status is None:
+                report["errors"] += 1
+                continue
+            report["by_status"][status] = report["by_status"].get(status, 0) + 1
+            report["by_edge"][edge] = report["by_edge"].get(edge, 0) + 1
+    report["seconds"] = round(time.time() - started, 3)
     return report
 
 

@@ -136,8 +136,8 @@ def run_warm_cache(ctx: Context, args: list[str]) -> dict:
     memory_after, keys_after = _memory(ctx)
     report = _last_report(ctx) or {}
     return {"seconds": report.get("seconds"), "wall_seconds": round(wall, 2),
-            "articles": report.get("articles"), "memory_before": memory_before, "memory_after": memory_after,
-            "keys_before": keys_before, "keys_after": keys_after}
+            "articles": report.get("articles"), "edge": report.get("edge"), "memory_before": memory_before,
+            "memory_after": memory_after, "keys_before": keys_before, "keys_after": keys_after}
 
 
 def _last_report(ctx: Context) -> dict | None:
@@ -150,14 +150,21 @@ def _last_report(ctx: Context) -> dict | None:
 
 def prewarm(ctx: Context, targets: list[Target]) -> dict | None:
     """--zipf-prewarm (issue 17.3): warm_cache --all right after the flush, before the warm-ups,
-    when a Zipf target is a mode it fills; None otherwise."""
+    when a Zipf target is a mode it fills (with the Varnish mode among them, --edge through that
+    varnishd too: issue 17.6); None otherwise."""
     if not getattr(ctx.opts, "zipf_prewarm", False) or not any(
             t.workload.kind == "zipf" and t.mode in PREWARMED_MODES for t in targets):
         return None
-    result = run_warm_cache(ctx, ["--all"])
+    args = ["--all"]
+    edge = next((t.base_url for t in targets if t.varnish_dir is not None), None)
+    if edge:
+        args += ["--edge", edge]
+    result = run_warm_cache(ctx, args)
     if "status" not in result:
-        log(f"zipf  prewarmed: warm_cache --all {result['seconds']} s, Redis used_memory "
-            f"{result['memory_before']:,} -> {result['memory_after']:,} B")
+        through = result.get("edge") or {}
+        log(f"zipf  prewarmed: warm_cache {' '.join(args)} {result['seconds']} s, Redis used_memory "
+            f"{result['memory_before']:,} -> {result['memory_after']:,} B"
+            + (f"; edge {through.get('requests')} pages in {through.get('seconds')} s" if through else ""))
     return result
 
 

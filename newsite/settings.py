@@ -190,6 +190,11 @@ WARM_CACHE_TOP_ARTICLES = env.int("WARM_CACHE_TOP_ARTICLES", default=200)
 # warm_cache --all fills every published article's JSON detail in batches of this many: one query
 # and one pipeline of fills per batch (articles/warm.py, docs/caching.md "Bulk fetch and warming").
 WARM_CACHE_BATCH_SIZE = env.int("WARM_CACHE_BATCH_SIZE", default=500)
+# warm_cache then requests every page it warmed through the edge at this base URL (the one readers
+# use: its host is in the edge's cache key), this many at a time; "" (default): no edge warm.
+# `make up` passes its Varnish (--edge); the periodic run below never warms the edge.
+WARM_CACHE_EDGE_URL = env.str("WARM_CACHE_EDGE_URL", default="")
+WARM_CACHE_EDGE_CONCURRENCY = env.int("WARM_CACHE_EDGE_CONCURRENCY", default=8)
 # Every WARM_CACHE_ALL_EVERY s (0: never), beat runs warm_cache --all reloading what expires within
 # 1.5 periods, so the long tail never falls out of L2 an article TTL after the deploy's warm
 # (docs/caching.md, "Bulk fetch and warming"). Off by default: it costs a query per 500 articles
@@ -199,7 +204,7 @@ if WARM_CACHE_ALL_EVERY > 0:
     CELERY_BEAT_SCHEDULE["articles-warm-cache-all"] = {
         "task": "articles.warm_cache",
         "schedule": WARM_CACHE_ALL_EVERY,
-        "kwargs": {"all_articles": True, "refresh_within": 1.5 * WARM_CACHE_ALL_EVERY},
+        "kwargs": {"all_articles": True, "refresh_within": 1.5 * WARM_CACHE_ALL_EVERY, "edge_url": ""},
         "options": {"expires": WARM_CACHE_ALL_EVERY},  # a late run is dropped, never piled up
     }
 

@@ -112,7 +112,9 @@ wait_for "http://127.0.0.1:$EDGE_PORT/api/categories/" varnish
 if $PY manage.py help warm_cache >/dev/null 2>&1; then
   # --all: every article's detail too (the long tail); on a Redis that kept its contents it only
   # reads (docs/caching.md, "Bulk fetch and warming").
-  $PY manage.py warm_cache --all || echo "up: warm_cache failed (the site still serves, cold)" >&2
+  # --edge: then every warmed page through Varnish, so the long tail's first readers hit the edge.
+  $PY manage.py warm_cache --all --edge "http://127.0.0.1:$EDGE_PORT" \
+    || echo "up: warm_cache failed (the site still serves, cold)" >&2
 fi
 echo "newsite is up: app http://127.0.0.1:$HTTP_PORT  edge http://127.0.0.1:$EDGE_PORT  (make down to stop)"
 echo "  editor account: .venv/bin/python manage.py createsuperuser (with DATABASE_URL=$DATABASE_URL)"
