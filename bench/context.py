@@ -8,7 +8,8 @@ import redis
 
 from bench.stack import Stack
 
-MODES = ("floor", "nocache", "cache_page", "l2", "l1l2", "varnish")
+# bare: a WSGI constant answering the hot article's L1 hit bytes (bench/bare_wsgi.py); hot workload only.
+MODES = ("floor", "bare", "nocache", "cache_page", "l2", "l1l2", "varnish")
 WORKLOADS = ("hot", "zipf", "feed")
 
 

@@ -1,10 +1,13 @@
 """Setting a run up and tearing it down: services, database and demo data, the shared app
 servers and Varnish, the workloads; then stopping everything and cross-checking the counts."""
 
+import http.client
+import json
 import logging
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import redis
 
@@ -70,10 +73,34 @@ def setup(opts) -> Context:
     return ctx
 
 
+def bare_response(ctx: Context, path: str) -> Path | None:
+    """The l1l2 server's answer to `path` once it is an L1 hit (status, headers but those the
+    WSGI server writes itself, body), as bench/bare_wsgi.py's BARE_WSGI_RESPONSE file."""
+    server = ctx.servers.get("l1l2")
+    if not isinstance(server, AppServer):
+        return None
+    for _ in range(8):  # both workers' L1
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            body = resp.read()
+            headers = [(k, v) for k, v in resp.getheaders()
+                       if k.lower() not in ("date", "server", "connection", "transfer-encoding", "keep-alive")]
+        finally:
+            conn.close()
+    if resp.status != 200 or dict((k.lower(), v) for k, v in headers).get("x-cache") != "HIT-L1":
+        return None
+    out = ctx.stack.workdir / "bare-response.json"
+    out.write_text(json.dumps({"status": f"{resp.status} {resp.reason}", "headers": headers,
+                               "body": body.decode()}))
+    return out
+
+
 def start_servers(ctx: Context, modes) -> None:
     app_modes = {"l1l2" if m == "varnish" else m for m in modes}
     for mode in MODES:
-        if mode not in app_modes or mode == "varnish":
+        if mode not in app_modes or mode in ("varnish", "bare"):
             continue
         try:
             ctx.servers[mode] = ctx.stack.start_app(mode, ctx.env, ctx.opts.server, ctx.opts.workers,
@@ -82,6 +109,19 @@ def start_servers(ctx: Context, modes) -> None:
         except Unavailable as exc:
             ctx.servers[mode] = f"n/a: {exc}"
             log(ctx.servers[mode])
+    if "bare" in app_modes:
+        hot = ctx.workloads.get("hot")
+        replay = bare_response(ctx, hot.path) if isinstance(hot, Workload) else None
+        env = {**ctx.env, "BARE_WSGI_RESPONSE": str(replay)} if replay else ctx.env
+        try:
+            ctx.servers["bare"] = ctx.stack.start_app("bare", env, ctx.opts.server, ctx.opts.workers,
+                                                      ctx.opts.threads, app="bench.bare_wsgi:application")
+            ctx.data["bare_replays"] = "the hot article's L1 hit" if replay else "the floor's body"
+            log(f"{ctx.opts.server} x{ctx.opts.workers} for bare on :{ctx.servers['bare'].port} "
+                f"({ctx.data['bare_replays']})")
+        except Unavailable as exc:
+            ctx.servers["bare"] = f"n/a: {exc}"
+            log(ctx.servers["bare"])
     if "varnish" in modes:
         backend = ctx.servers.get("l1l2")
         if not isinstance(backend, AppServer):

@@ -167,7 +167,7 @@ class Stack:
 
     # --- app servers -------------------------------------------------------------------------
     def start_app(self, mode: str, env: dict, kind: str = "gunicorn-sync", workers: int = 2,
-                  threads: int = 4) -> AppServer:
+                  threads: int = 4, app: str = "newsite.wsgi:application") -> AppServer:
         port = free_port()
         metrics_dir = self.workdir / f"metrics-{mode}-{kind}-{port}"
         metrics_dir.mkdir()
@@ -176,7 +176,7 @@ class Stack:
                "prometheus_multiproc_dir": str(metrics_dir)}
         bind = f"127.0.0.1:{port}"
         if kind.startswith("gunicorn"):
-            cmd = [str(VENV_BIN / "gunicorn"), "newsite.wsgi:application", "--bind", bind,
+            cmd = [str(VENV_BIN / "gunicorn"), app, "--bind", bind,
                    "--workers", str(workers), "--backlog", "2048", "--timeout", "60",
                    "--log-level", "warning"]
             if kind == "gunicorn-gthread":
@@ -188,7 +188,7 @@ class Stack:
                 raise Unavailable("granian not installed")
             cmd = [str(VENV_BIN / "granian"), "--interface", "wsgi", "--host", "127.0.0.1",
                    "--port", str(port), "--workers", str(workers), "--blocking-threads",
-                   str(threads), "--no-ws", "--log-level", "warning", "newsite.wsgi:application"]
+                   str(threads), "--no-ws", "--log-level", "warning", app]
         else:
             raise ValueError(f"unknown server kind {kind}")
         proc = self.spawn(f"app-{mode}-{kind}", cmd, env=env, core=0)

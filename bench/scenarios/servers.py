@@ -1,5 +1,6 @@
-"""Scenario `servers`: gunicorn sync vs gthread vs granian on the floor and the hot article,
-alternating in slices like the throughput scenario's modes."""
+"""Scenario `servers`: gunicorn sync vs gthread vs granian (issue 17.5) on the floor and, with
+L1+L2 settings, on each workload of --workloads (hot, zipf, feed), the servers alternating in
+slices like the throughput scenario's modes. They share the L2 (one Redis db); each has its L1s."""
 
 from bench.context import Context, Result, log
 from bench.measure import Entry, run_rounds
@@ -20,7 +21,7 @@ def run(ctx: Context) -> None:
         except Unavailable as exc:
             started[kind] = f"n/a: {exc}"
             log(started[kind])
-    for workload in ("floor", "hot"):
+    for workload in ("floor", *opts.workloads):
         mode = "floor" if workload == "floor" else "l1l2"
         entries = [Entry(kind, mode, server) for kind, server in started.items() if isinstance(server, AppServer)]
         rows = run_rounds(ctx, "servers", workload, entries, opts.rounds, log)
