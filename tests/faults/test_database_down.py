@@ -62,6 +62,10 @@ def test_postgresql_down_cached_urls_answer_the_rest_get_503(private_pg, tmp_pat
             assert down.status_code == 503 and down.headers.get("Retry-After"), (down.status_code, down.text[:300])
             assert requests.get(cached, timeout=HTTP_TIMEOUT).json()["title"] == "Cached"
             assert redis_server.client().dbsize() >= keys_before  # a database error deletes nothing
+            # The breaker's half-open probes found the server down by a bare connect, not by
+            # waiting DB_POOL_TIMEOUT in the pool's getconn (newsite.middleware.database_reachable).
+            assert wait_until(lambda: "database unreachable (breaker probe)" in app.log.read_text(errors="replace"),
+                              30), app.log.read_text(errors="replace")[-3000:]
             private_pg.start(*FAST)
             assert wait_until(lambda: requests.get(uncached, timeout=HTTP_TIMEOUT).status_code == 200, 60)
         finally:
