@@ -94,6 +94,23 @@ class Load:
 
 
 @dataclass(slots=True)
+class Read:
+    """A fetch's leasing L2 read done ahead of the fetch (FetchFace.read_ahead, by the WSGI
+    front): the caller serves it (hit_ahead) or hands it to fetch(..., ahead=) which goes on
+    from it as if it had read it itself; one it used neither way is given back (release_ahead:
+    the lease it may hold). `raw`: what SET NX GET answered (None: the key was absent and the
+    lease is ours)."""
+
+    key: str
+    vkey: str
+    lease: str
+    lease_ms: int
+    raw: bytes | None
+    guard: FillGuard  # taken before the read, as fetch_slow takes it
+    used: bool = False
+
+
+@dataclass(slots=True)
 class Entry:
     """A loaded value ready for the tiers."""
 
@@ -171,7 +188,7 @@ class FetchFace:
 
     # --- single-flight ----------------------------------------------------------------------
 
-    def fetch_slow(self, key, loader, kind, tags) -> Fetched:
+    def fetch_slow(self, key, loader, kind, tags, ahead: Read | None = None) -> Fetched:
         stats = metrics.stats_for(keys.key_prefix_of(key))
         if self.l1 is not None:
             stats.miss_l1()
@@ -181,10 +198,11 @@ class FetchFace:
             if leader:
                 future = self._inflight[key] = Future()
         if not leader:
-            return future.result()
+            return future.result()  # `ahead`, unused, is given back by its reader
         try:
-            load = Load(key, keys.value_key(self.namespace, key), loader, kind, tags, stats, self.guard())
-            result = self._fetch(load)
+            load = Load(key, keys.value_key(self.namespace, key), loader, kind, tags, stats,
+                        ahead.guard if ahead is not None else self.guard())
+            result = self._fetch(load, ahead)
         except BaseException as exc:
             future.set_exception(exc)
             raise
@@ -197,19 +215,29 @@ class FetchFace:
 
     # --- L2 + leases ------------------------------------------------------------------------
 
-    def _fetch(self, load: Load) -> Fetched:
-        conf = self.conf
+    def _read(self, vkey: str) -> tuple[str, int, bytes | None]:
+        """The fetch's L2 read: SET NX GET with a new lease (lease, its ms, what it answered);
+        then what an answer from Redis tells this process (its subscription can come back, its
+        queued invalidations can be sent). Raises L2Unavailable."""
         lease = LEASE_MARK + os.urandom(8).hex()
-        lease_ms = int(conf.lease_ttl * 1000)
-        try:
-            raw = self.l2.get_or_lease(load.vkey, lease, lease_ms)
-        except L2Unavailable:
-            return self._load_without_l2(load, stale=None)
+        lease_ms = int(self.conf.lease_ttl * 1000)
+        raw = self.l2.get_or_lease(vkey, lease, lease_ms)
         sub = self.engine.subscriber
         if sub is not None and sub.state == DOWN:
             sub.redis_is_back()
         if self.pending_tags:
             self.retry_pending_invalidations()
+        return lease, lease_ms, raw
+
+    def _fetch(self, load: Load, ahead: Read | None = None) -> Fetched:
+        if ahead is not None:
+            ahead.used = True
+            lease, lease_ms, raw = ahead.lease, ahead.lease_ms, ahead.raw
+        else:
+            try:
+                lease, lease_ms, raw = self._read(load.vkey)
+            except L2Unavailable:
+                return self._load_without_l2(load, stale=None)
         if raw is None:  # absent: the value key now holds our lease
             load.stats.miss_l2()
             return self._load_and_fill(load, lease, lease_ms, None)
@@ -226,6 +254,54 @@ class FetchFace:
                 return Fetched(env.value, HIT_L2, env.filled_at, superseded)
             early = True
         return self._refresh(load, env, early)
+
+    # --- a read ahead (the WSGI front) -------------------------------------------------------
+
+    def read_ahead(self, key: str) -> Read | None:
+        """fetch()'s L2 read of `key`, done before the caller knows it will fetch (the WSGI
+        front, on an L1 miss). None when L2 is unreachable (fetch reads it again then)."""
+        guard = self.guard()
+        vkey = keys.value_key(self.namespace, key)
+        try:
+            lease, lease_ms, raw = self._read(vkey)
+        except L2Unavailable:
+            return None
+        return Read(key, vkey, lease, lease_ms, raw, guard)
+
+    def fresh_in(self, ahead: Read) -> Envelope | None:
+        """The envelope `ahead` read if fetch would answer it as a plain HIT-L2: present, not a
+        lease, before its soft expiry, not picked for an early refresh (XFetch), and no later
+        invalidation of its tags known here. None otherwise (fetch decides)."""
+        raw = ahead.raw
+        if raw is None or is_lease(raw):
+            return None
+        env = Envelope(raw)
+        now = time.time()
+        if now >= env.soft_expiry or self._xfetch(env, now):
+            return None
+        if self.l1 is not None and self.l1.overtaken(env.tags, env.seq):
+            return None
+        return env
+
+    def hit_ahead(self, ahead: Read, env: Envelope) -> Fetched:
+        """Answer `ahead` (fresh_in's `env`) as fetch would: counted (L1 miss, L2 hit), L1
+        backfilled under the guard taken before the read."""
+        ahead.used = True
+        stats = metrics.stats_for(keys.key_prefix_of(ahead.key))
+        if self.l1 is not None:
+            stats.miss_l1()
+        stats.hit_l2()
+        superseded = self.put_envelope(ahead.key, env, stats, ahead.guard)
+        return Fetched(env.value, HIT_L2, env.filled_at, superseded)
+
+    def release_ahead(self, ahead: Read) -> None:
+        """A read ahead that neither answered nor reached fetch: give back the lease it took."""
+        if not ahead.used and ahead.raw is None:
+            ahead.used = True
+            try:
+                self.l2.script("release", [ahead.vkey], [ahead.lease])
+            except L2Unavailable:
+                pass  # the lease expires by itself after LEASE_TTL
 
     def _xfetch(self, env: Envelope, now: float) -> bool:
         """XFetch (Vattani et al.): refresh early with a probability that grows as the soft
@@ -512,7 +588,7 @@ def _forget() -> None:
 engine_module.on_reset.append(_forget)
 
 
-def fetch(key: str, loader, *, kind: str, tags=(), bypass_l1: bool = False) -> Fetched:
+def fetch(key: str, loader, *, kind: str, tags=(), bypass_l1: bool = False, ahead: Read | None = None) -> Fetched:
     """Return the cached value of `key` as a Fetched(value, source, filled_at, superseded),
     calling `loader()` at most once across all processes when it is cold or expired.
 
@@ -520,6 +596,8 @@ def fetch(key: str, loader, *, kind: str, tags=(), bypass_l1: bool = False) -> F
     A loader returning None is cached (kind "negative" TTL), distinct from a miss.
     `bypass_l1`: start at L2 (an edge re-fetch after a purge must not get an L1 copy that the
     broadcast has not reached yet); L1 is still backfilled.
+    `ahead`: FetchFace.read_ahead's read of this key (the WSGI front's, after its L1 miss): the
+    fetch goes on from it instead of reading L1 and L2 again; ignored for another key.
     Raises LeaseTimeout when another process has been loading the key for LEASE_WAIT and
     there is no stale value. Cost: L1 hit ~1-2 us and no Redis; L2 hit one command (SET NX GET);
     cold miss that command (it takes the lease), the loader, one fill script.
@@ -527,6 +605,8 @@ def fetch(key: str, loader, *, kind: str, tags=(), bypass_l1: bool = False) -> F
     if not _get_conf().enabled:
         return Fetched(loader(), MISS, time.time())
     face = _face or current()
+    if ahead is not None and ahead.key == key and not ahead.used:
+        return face.fetch_slow(key, loader, kind, tags, ahead)
     l1 = face.l1
     if l1 is not None and not bypass_l1:
         entry = l1.get(key)

@@ -1,4 +1,4 @@
-"""The WSGI front: L1 hits of public views answered before Django's request machinery.
+"""The WSGI front: L1 and L2 hits of public views answered before Django's request machinery.
 
 `ResponseFront(app, gates=..., twins=...)` wraps a Django WSGI application. For a request it
 recognises - GET or HEAD, no X-Edge-Fetch, a path that resolves (Django's resolver, cached per
@@ -9,18 +9,29 @@ in this process's L1 (the fetch face's: same entries, same invalidation, same br
 on a hit of a 200 entry, answers from it: the status, Content-Type, the entry's precomputed
 headers, Age, X-Cache: HIT-L1, a 304 when the validators match (`caching.http.not_modified`),
 then the headers the project's middleware would have added (its `twins`). No HttpRequest, no
-HttpResponse, no middleware call. Everything else - an L1 miss, a cached 404, a bad or foreign
-parameter, any other method, a gate closed - goes to the wrapped application unchanged.
+HttpResponse, no middleware call.
+
+On an L1 miss it makes the fetch's own L2 read (`FetchFace.read_ahead`: the same SET NX GET
+that takes the lease of a cold key) and answers a plain L2 hit of a 200 entry the same way
+(X-Cache: HIT-L2, L1 backfilled and counted as fetch() does: `fresh_in` / `hit_ahead`).
+Anything else that read found - absent (the lease is now ours), another's lease, soft-expired,
+picked for an early refresh, a cached 404, overtaken by an invalidation - goes to Django with
+the read in the environ (AHEAD), and the middleware's fetch goes on from it: a miss still
+costs 2 Redis round trips, not 3. A read Django did not use (a middleware answered first, a
+single-flight follower) is given back after Django's answer (`release_ahead`: the lease).
+Everything else - a bad or foreign parameter, any other method, a gate closed, L2 unreachable
+- goes to the wrapped application unchanged.
 
 Cost of a hit: one dict lookup for the route, the parameter parse (none without a query
-string), one key build, one L1 lookup (a lock and a dict get), a header list and the twins.
+string), one key build, one L1 lookup (a lock and a dict get), a header list and the twins; an
+L2 hit adds the Redis round trip and the envelope's decoding.
 The library knows no middleware: the project says what its stack adds (newsite/front.py).
 
 The L1 lookup is the one of `caching.fetch()` (fetcher.py): the face's L1 and the same
 counter (newsite_cache_requests_total{tier="l1",result="hit"}). There is no other rule: the
 subscriber clears L1 whenever the broadcast is lost, stuck or back, and refuses fills until it
 is subscribed again, so what L1 holds is what fetch() would serve. An L1 miss is not counted
-here: Django's path counts it when it looks up the key again.
+here: Django's path counts it (fetch_slow), or hit_ahead when the front answers from L2.
 """
 
 from __future__ import annotations
@@ -37,8 +48,8 @@ from django.urls import Resolver404, get_resolver
 
 from caching import conf, fetcher, keys
 from caching.http import ResponseEntry, age_header, not_modified, policy_of
-from caching.l1 import HIT_L1
-from caching.middleware import EDGE_FETCH_HEADER, SAFE
+from caching.l1 import HIT_L1, HIT_L2
+from caching.middleware import AHEAD, EDGE_FETCH_HEADER, SAFE
 from caching.params import ParamError
 
 logger = logging.getLogger(__name__)
@@ -70,6 +81,7 @@ class FrontHit:
     headers: list
     body: bytes  # the GET body (also for HEAD: the server drops it, as with Django's responses)
     started: float  # time.perf_counter() when the front received the request
+    source: str = HIT_L1  # X-Cache: HIT-L1 or HIT-L2
 
 
 Gate = Callable[[dict], bool]  # environ -> may the front answer it
@@ -86,6 +98,7 @@ class ResponseFront:
         self.twins = tuple(twins)
         self._routes: dict[str, Route | None] = {}
         self.served = 0  # plain ints for /health/cache/ (races may lose a count)
+        self.served_l2 = 0
         self.passed = 0
 
     def __call__(self, environ, start_response):
@@ -93,7 +106,13 @@ class ResponseFront:
         hit = self._hit(environ, started)
         if hit is None:
             self.passed += 1
-            return self.app(environ, start_response)
+            ahead = environ.get(AHEAD)
+            if ahead is None:
+                return self.app(environ, start_response)
+            try:
+                return self.app(environ, start_response)
+            finally:
+                fetcher.current().release_ahead(ahead)  # nothing when the fetch went on from it
         self.served += 1
         for twin in self.twins:
             twin(hit)
@@ -156,24 +175,43 @@ class ResponseFront:
             return None  # a bad value (or a required parameter missing): the view answers 400
         if not conf.get().enabled:
             return None
-        l1 = fetcher.current().l1
-        if l1 is None:
+        face = fetcher.current()
+        l1 = face.l1
+        entry = l1.get(key) if l1 is not None else None
+        if entry is not None:
+            value = entry.value
+            if not isinstance(value, ResponseEntry):
+                return None  # a cached 404: its body is the project's view of the request
+            entry.stats.hit_l1()
+            return self._answer(environ, route, value, entry.filled_at, HIT_L1, started, False)
+        ahead = face.read_ahead(key)
+        if ahead is None:
+            return None  # L2 unreachable: Django's path (its breaker, the loader)
+        env = face.fresh_in(ahead)
+        if env is None or not isinstance(env.value, ResponseEntry):
+            environ[AHEAD] = ahead  # Django's fetch goes on from this read
             return None
-        entry = l1.get(key)
-        if entry is None:
-            return None
-        value = entry.value
-        if not isinstance(value, ResponseEntry):
-            return None  # a cached 404: its body is the project's view of the request
-        entry.stats.hit_l1()
+        fetched = face.hit_ahead(ahead, env)
+        self.served_l2 += 1
+        return self._answer(environ, route, env.value, fetched.filled_at, HIT_L2, started, fetched.superseded)
+
+    @staticmethod
+    def _answer(environ, route: Route, value: ResponseEntry, filled_at: float, source: str, started: float,
+                superseded: bool) -> FrontHit:
+        """The answer of an entry, as serve_entry and the middleware make it (superseded: the
+        tiers refused it meanwhile: this request may have it, no shared cache may keep it)."""
         if not_modified(environ, value.etag, value.last_modified):
             status, headers = 304, []
         else:
             status, headers = value.status, [("Content-Type", value.content_type)]
-        headers.extend(pair for _, pair in value.header_store)
-        headers.append(age_header(entry.filled_at))
-        headers.append(("X-Cache", HIT_L1))
-        return FrontHit(environ, route, status, headers, value.body, started)
+        if superseded:
+            headers.extend(("Cache-Control", "no-store") if name == "cache-control" else pair
+                           for name, pair in value.header_store)
+        else:
+            headers.extend(pair for _, pair in value.header_store)
+        headers.append(age_header(filled_at))
+        headers.append(("X-Cache", source))
+        return FrontHit(environ, route, status, headers, value.body, started, source)
 
     @staticmethod
     def _key(route: Route, query) -> str | None:
@@ -185,6 +223,6 @@ class ResponseFront:
         return keys.response_key(route.url_name, route.kwargs, params)
 
     def snapshot(self) -> dict:
-        return {"enabled": True, "served": self.served, "passed_to_django": self.passed,
+        return {"enabled": True, "served": self.served, "served_from_l2": self.served_l2, "passed_to_django": self.passed,
                 "routes_cached": len(self._routes), "twins": len(self.twins), "gates": len(self.gates)}
 

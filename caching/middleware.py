@@ -33,6 +33,9 @@ SAFE = frozenset({"GET", "HEAD"})
 # Set by the edge (deploy/varnish/default.vcl) on its fetches: they start at L2, because a
 # purge may have arrived before this process's L1 heard of the invalidation.
 EDGE_FETCH_HEADER = "HTTP_X_EDGE_FETCH"
+# The environ key of the WSGI front's L2 read of the request's key (caching/front.py), handed to
+# caching.fetch(ahead=): a WSGI key no HTTP header can set (those are HTTP_*).
+AHEAD = "newsite.cache.read_ahead"
 BUSY_RETRY_AFTER_SECONDS = 1
 
 
@@ -121,7 +124,8 @@ class PublicResponseCacheMiddleware:
 
         try:
             fetched = caching.fetch(key, load, kind=policy.kind, tags=tags_of,
-                                    bypass_l1=EDGE_FETCH_HEADER in request.META)
+                                    bypass_l1=EDGE_FETCH_HEADER in request.META,
+                                    ahead=request.META.get(AHEAD))  # the WSGI front's L2 read
         except Uncacheable as exc:
             # Single-flight followers receive the leader's exception: each gets its own copy.
             return _own_copy(exc.response)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import time
 
-from caching import HIT_L1
 from newsite.ops import cachestats
 from newsite.ops.canary import PROBE_META, SERVED_BY_HEADER
 from newsite.ops.metrics import REQUEST_LATENCY, RESPONSES
@@ -79,7 +78,7 @@ def front_twin(hit) -> None:
     """This middleware's part of a response of the WSGI front (a caching.front.FrontHit; it
     runs last, as this middleware is first): the same metrics, X-Served-By for the canary."""
     environ = hit.environ
-    record(endpoint_of_match(hit.route.match), environ["REQUEST_METHOD"], hit.status_code, HIT_L1,
-           time.perf_counter() - hit.started)  # the front answers L1 hits only
+    record(endpoint_of_match(hit.route.match), environ["REQUEST_METHOD"], hit.status_code, hit.source,
+           time.perf_counter() - hit.started)
     if PROBE_META in environ:
         hit.headers.append((SERVED_BY_HEADER, str(os.getpid())))

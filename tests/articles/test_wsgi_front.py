@@ -1,6 +1,7 @@
-"""The WSGI front (caching/front.py, newsite/front.py): an L1 hit it answers is the response
-Django's full stack gives for the same entry - every header, 304s, HEAD, metrics - and every
-request it does not recognise reaches Django unchanged."""
+"""The WSGI front (caching/front.py, newsite/front.py): an L1 or L2 hit it answers is the
+response Django's full stack gives for the same entry - every header, 304s, HEAD, metrics - and
+every request it does not recognise reaches Django unchanged; what its L2 read finds but does
+not answer (a miss, a negative) Django goes on from, without a second read or a leaked lease."""
 
 from __future__ import annotations
 
@@ -29,6 +30,17 @@ def served_by_front(client: WSGIClient, path: str, **extra):
     return response, client.front.served - before == 1
 
 
+def l2_hit(client: WSGIClient, path: str, **extra):
+    """Django's answer for `path` from L2 (L1 emptied first; a kind admitted to L2 on its second
+    sight - search, negatives - needs one more load)."""
+    for _ in range(3):
+        fetcher.clear_local()
+        response = client.get(path, **extra)
+        if response["X-Cache"] == "HIT-L2":
+            return response
+    raise AssertionError(f"{path}: never an L2 hit ({response['X-Cache']})")
+
+
 def test_front_hits_carry_exactly_the_headers_of_the_django_stack(world):  # noqa: F811
     django, front = django_wsgi_client(), front_client()
     for path in every_public_type(world):
@@ -53,6 +65,20 @@ def test_front_hits_carry_exactly_the_headers_of_the_django_stack(world):  # noq
             assert front_304.header_set() == django_304.header_set(), (path, extra)
         django_head, front_head = django.head(path), front.head(path)
         assert front_head.status == django_head.status and front_head.header_set() == django_head.header_set(), path
+        # An L2 hit (L1 emptied, as a lost subscription does): the front reads L2 itself.
+        through_django = l2_hit(django, path)
+        fetcher.clear_local()
+        through_front, by_front = served_by_front(front, path)
+        assert by_front and through_front["X-Cache"] == "HIT-L2", path
+        assert through_front.content == through_django.content, path
+        assert through_front.header_set() == through_django.header_set(), path
+        fetcher.clear_local()
+        django_304 = django.get(path, HTTP_IF_NONE_MATCH=through_django["ETag"])
+        fetcher.clear_local()
+        front_304, by_front = served_by_front(front, path, HTTP_IF_NONE_MATCH=through_django["ETag"])
+        assert by_front and front_304.status_code == django_304.status_code == 304, path
+        assert front_304.header_set() == django_304.header_set(), path
+        assert served_by_front(front, path)[0]["X-Cache"] == "HIT-L1", path  # backfilled
 
 
 def test_request_ids_follow_the_django_rule(world):  # noqa: F811
@@ -115,9 +141,15 @@ def test_what_the_front_does_not_recognise_reaches_django(world):  # noqa: F811
     django.get("/api/search/?q=cached&page=1")
     for query in ("?page=1&q=cached", "?q=%20cached%20", "?q=cached&page=01"):
         assert served_by_front(front, "/api/search/" + query)[1], query
-    # An L1 miss: Django loads it.
+    # A miss: Django loads it (going on from the front's L2 read).
     answered, by_front = served_by_front(front, "/api/articles/?page=2")
     assert not by_front and answered.status_code == 200 and answered["X-Cache"] == "MISS"
+    # A cached negative in L2 only: the front's L2 read finds it, Django answers it.
+    expected = l2_hit(django, "/api/articles/987654/")
+    fetcher.clear_local()
+    answered, by_front = served_by_front(front, "/api/articles/987654/")
+    assert not by_front and answered.status_code == expected.status_code == 404
+    assert answered.header_set() == expected.header_set() and answered["X-Cache"] == "HIT-L2"
     # A cookie nobody reads does not keep the front from answering.
     assert served_by_front(front, article, HTTP_COOKIE="_ga=GA1.2.3")[1]
 
@@ -147,6 +179,78 @@ def test_metrics_count_a_front_hit_as_the_django_path_does(world):  # noqa: F811
     assert [b - a for a, b in zip(start, after_django, strict=True)] == [1, 0, 0, 1, 1, 1]
 
 
+def test_metrics_count_a_front_l2_hit_as_the_django_path_does(world):  # noqa: F811
+    django, front = django_wsgi_client(), front_client()
+    path = f"/api/articles/{world['article'].id}/"
+    django.get(path)
+    stats = metrics.stats_for("resp.api-article")
+
+    def counts():
+        metrics.flush_all()
+        return (stats.l1_hit, stats.l1_miss, stats.l2_hit,
+                REGISTRY.get_sample_value("newsite_http_responses_total",
+                                          {"endpoint": "api-article", "x_cache": "HIT-L2"}) or 0,
+                REGISTRY.get_sample_value("newsite_http_request_duration_seconds_count",
+                                          {"endpoint": "api-article", "method": "GET", "status": "2xx"}))
+
+    fetcher.clear_local()
+    start = counts()
+    django.get(path)
+    after_django = counts()
+    fetcher.clear_local()
+    assert served_by_front(front, path)[1]
+    after_front = counts()
+    assert [b - a for a, b in zip(start, after_django, strict=True)] == [b - a for a, b in zip(after_django, after_front, strict=True)]
+    assert [b - a for a, b in zip(start, after_django, strict=True)] == [0, 1, 1, 1, 1]
+
+
+def test_a_miss_through_the_front_costs_two_round_trips_and_leaves_no_lease(world):  # noqa: F811
+    """The front's L2 read is the fetch's: Django goes on from it (SET NX GET, then the fill),
+    and a read Django did not use gives its lease back."""
+    import redis
+    from django.conf import settings
+
+    from caching import keys
+    from tests.caching.test_hit_cost import Monitor
+
+    class Server:
+        @staticmethod
+        def client():
+            return redis.Redis.from_url(settings.CACHES["default"]["LOCATION"])
+
+    front = front_client()
+    path = "/api/articles/?page=3"
+    with Monitor(Server) as monitor:
+        answered, by_front = served_by_front(front, path)
+    assert not by_front and answered["X-Cache"] == "MISS"
+    sent = [c.split(" ", 1)[0].strip('"').upper() for c in monitor.sent]
+    sent = [c for c in sent if c != "SELECT"]  # a new connection's handshake
+    assert sent.count("SET") == 1 and sent.count("EVALSHA") == 1 and len(sent) == 2, monitor.sent
+    assert served_by_front(front, path)[1]  # stored: the next request is a front hit
+    # A read the application behind does not use (here an application that answers without
+    # fetching; in Django, a middleware answering first or a single-flight follower) gives its
+    # lease back: the key is not left leased for LEASE_TTL.
+    from caching.front import ResponseFront
+    from caching.middleware import AHEAD
+
+    handed = []
+
+    def ignores_it(environ, start_response):
+        handed.append(environ.get(AHEAD))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"not fetched"]
+
+    cold = f"/api/articles/{world['article'].id}/"
+    fetcher.clear_local()
+    vkey = keys.value_key(fetcher.current().namespace, f"resp.api-article:article_id={world['article'].id}")
+    Server.client().delete(vkey)
+    list(ResponseFront(ignores_it)({"REQUEST_METHOD": "GET", "PATH_INFO": cold, "QUERY_STRING": "",
+                                    "SERVER_NAME": "testserver", "SERVER_PORT": "80", "wsgi.url_scheme": "http"},
+                                   lambda status, headers: None))
+    assert handed and handed[0] is not None and handed[0].raw is None  # it took the lease, then gave it back
+    assert Server.client().get(vkey) is None
+
+
 def test_invalidation_reaches_the_front(world, django_capture_on_commit_callbacks):  # noqa: F811
     from articles import services
 
@@ -161,9 +265,9 @@ def test_invalidation_reaches_the_front(world, django_capture_on_commit_callback
     assert not by_front and answered.json()["title"] == "Edited title" and answered["X-Cache"] == "MISS"
     answered, by_front = served_by_front(front, path)
     assert by_front and answered.json()["title"] == "Edited title"
-    fetcher.clear_local()  # L1 gone (a lost subscription clears it): Django answers from L2
+    fetcher.clear_local()  # L1 gone (a lost subscription clears it): the front answers from L2
     answered, by_front = served_by_front(front, path)
-    assert not by_front and answered["X-Cache"] == "HIT-L2"
+    assert by_front and answered["X-Cache"] == "HIT-L2" and answered.json()["title"] == "Edited title"
 
 
 def test_switch_and_unknown_middleware_turn_the_front_off(world, settings):  # noqa: F811
