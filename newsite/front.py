@@ -1,6 +1,6 @@
 """newsite's WSGI front (caching/front.py) around the Django application (newsite/wsgi.py).
 
-The front answers L1 hits of public views without running MIDDLEWARE, so it must add what each
+The front answers L1 and L2 hits of public views without running MIDDLEWARE, so it must add what each
 middleware adds to such a response, and step aside whenever one would do something else. Each
 entry of settings.MIDDLEWARE is looked up below; one the front does not know turns it off
 (a warning in the log, /health/cache/ says why) rather than answer differently from Django:

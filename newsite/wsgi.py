@@ -1,6 +1,6 @@
 """WSGI entry point (gunicorn newsite.wsgi).
 
-The Django application behind the WSGI front (newsite/front.py): L1 hits of public views are
+The Django application behind the WSGI front (newsite/front.py): L1 and L2 hits of public views are
 answered before Django's request machinery; everything else reaches Django unchanged.
 CACHE_WSGI_FRONT=false serves everything through Django.
 """
