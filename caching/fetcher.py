@@ -108,6 +108,9 @@ class Read:
     raw: bytes | None
     guard: FillGuard  # taken before the read, as fetch_slow takes it
     used: bool = False
+    unavailable: bool = False  # L2 did not answer: the fetch loads without it (no second try)
+    env: Envelope | None = None  # raw decoded (fresh_in), with its XFetch draw:
+    early: bool = False  # the fetch does not draw again
 
 
 @dataclass(slots=True)
@@ -198,7 +201,11 @@ class FetchFace:
             if leader:
                 future = self._inflight[key] = Future()
         if not leader:
-            return future.result()  # `ahead`, unused, is given back by its reader
+            if ahead is not None:
+                # Another thread of this process is loading the key: a lease this read took
+                # would keep that leader (polling for the holder) waiting on us.
+                self.release_ahead(ahead)
+            return future.result()
         try:
             load = Load(key, keys.value_key(self.namespace, key), loader, kind, tags, stats,
                         ahead.guard if ahead is not None else self.guard())
@@ -232,6 +239,8 @@ class FetchFace:
     def _fetch(self, load: Load, ahead: Read | None = None) -> Fetched:
         if ahead is not None:
             ahead.used = True
+            if ahead.unavailable:
+                return self._load_without_l2(load, stale=None)
             lease, lease_ms, raw = ahead.lease, ahead.lease_ms, ahead.raw
         else:
             try:
@@ -244,11 +253,12 @@ class FetchFace:
         if is_lease(raw):  # absent, another process is loading it
             load.stats.miss_l2()
             return self._wait_for_holder(load, lease, lease_ms)
-        env = Envelope(raw)
+        decoded = ahead is not None and ahead.env is not None
+        env = ahead.env if decoded else Envelope(raw)
         now = time.time()
         early = False
         if now < env.soft_expiry:
-            if not self._xfetch(env, now):
+            if not (ahead.early if decoded else self._xfetch(env, now)):
                 load.stats.hit_l2()
                 superseded = self.put_envelope(load.key, env, load.stats, load.guard)
                 return Fetched(env.value, HIT_L2, env.filled_at, superseded)
@@ -259,25 +269,33 @@ class FetchFace:
 
     def read_ahead(self, key: str) -> Read | None:
         """fetch()'s L2 read of `key`, done before the caller knows it will fetch (the WSGI
-        front, on an L1 miss). None when L2 is unreachable (fetch reads it again then)."""
+        front, on an L1 miss). None while another thread of this process is fetching the key
+        (the caller's fetch joins it, reading nothing). L2 unreachable: a Read marked
+        `unavailable` (the fetch then loads without L2 instead of trying again)."""
+        if key in self._inflight:
+            return None
         guard = self.guard()
         vkey = keys.value_key(self.namespace, key)
         try:
             lease, lease_ms, raw = self._read(vkey)
         except L2Unavailable:
-            return None
+            return Read(key, vkey, "", 0, None, guard, unavailable=True)
         return Read(key, vkey, lease, lease_ms, raw, guard)
 
     def fresh_in(self, ahead: Read) -> Envelope | None:
         """The envelope `ahead` read if fetch would answer it as a plain HIT-L2: present, not a
-        lease, before its soft expiry, not picked for an early refresh (XFetch), and no later
-        invalidation of its tags known here. None otherwise (fetch decides)."""
+        lease, before its soft expiry, not picked for an early refresh (XFetch: the draw is kept
+        in `ahead`, the fetch does not draw again), and no later invalidation of its tags known
+        here. None otherwise (fetch decides)."""
         raw = ahead.raw
-        if raw is None or is_lease(raw):
+        if ahead.unavailable or raw is None or is_lease(raw):
             return None
-        env = Envelope(raw)
+        env = ahead.env = Envelope(raw)
         now = time.time()
-        if now >= env.soft_expiry or self._xfetch(env, now):
+        if now >= env.soft_expiry:
+            return None
+        ahead.early = self._xfetch(env, now)
+        if ahead.early:
             return None
         if self.l1 is not None and self.l1.overtaken(env.tags, env.seq):
             return None
@@ -296,7 +314,7 @@ class FetchFace:
 
     def release_ahead(self, ahead: Read) -> None:
         """A read ahead that neither answered nor reached fetch: give back the lease it took."""
-        if not ahead.used and ahead.raw is None:
+        if not ahead.used and ahead.raw is None and not ahead.unavailable:
             ahead.used = True
             try:
                 self.l2.script("release", [ahead.vkey], [ahead.lease])

@@ -186,8 +186,12 @@ class ResponseFront:
             return self._answer(environ, route, value, entry.filled_at, HIT_L1, started, False)
         ahead = face.read_ahead(key)
         if ahead is None:
-            return None  # L2 unreachable: Django's path (its breaker, the loader)
-        env = face.fresh_in(ahead)
+            return None  # another thread of this process is fetching it: Django's fetch joins it
+        try:
+            env = face.fresh_in(ahead)
+        except Exception:  # noqa: BLE001 (an envelope that does not decode: Django's path fails the same way, logged and answered)
+            logger.exception("WSGI front: L2 entry of %s not readable here", key)
+            env = None
         if env is None or not isinstance(env.value, ResponseEntry):
             environ[AHEAD] = ahead  # Django's fetch goes on from this read
             return None

@@ -7,7 +7,7 @@ gets `X-Served-By: <pid>` on its response: which worker's L1 answered. Every ~10
 records a sample of this process's cache counters for the
 windowed hit ratios of /health/cache/ (newsite.ops.cachestats).
 
-`front_twin` does the same for the L1 hits the WSGI front answers (caching/front.py,
+`front_twin` does the same for the L1 and L2 hits the WSGI front answers (caching/front.py,
 newsite/front.py): one recording function, so both paths count alike.
 """
 
