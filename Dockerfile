@@ -27,4 +27,4 @@ RUN DJANGO_SETTINGS_MODULE=newsite.settings python manage.py collectstatic --no-
 
 USER newsite
 EXPOSE 8000 8080
-CMD ["gunicorn", "-c", "deploy/gunicorn.conf.py", "newsite.wsgi"]
+CMD ["deploy/scripts/run-web.sh"]

@@ -49,7 +49,8 @@ def parse(argv):
                    help="server of the cold-key scenario (gunicorn-gthread: requests really run concurrently)")
     p.add_argument("--cold-threads", type=int, default=16, help="threads per worker in the cold-key scenario (16)")
     p.add_argument("--fresh-iterations", type=int, default=None, help="writes timed by the freshness scenario (20; 5 with --smoke)")
-    p.add_argument("--server", default="gunicorn-sync", choices=("gunicorn-sync", "gunicorn-gthread", "granian"))
+    p.add_argument("--server", default="granian", choices=("gunicorn-sync", "gunicorn-gthread", "granian"),
+                   help="the app servers' kind (granian: what make up runs, deploy/scripts/run-web.sh)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=4, help="threads per worker (gthread, granian)")
     p.add_argument("--articles", type=int, default=50_000, help="demo articles seeded once (50000)")

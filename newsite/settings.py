@@ -174,7 +174,7 @@ CELERY_BEAT_SCHEDULE = {
 FRESHNESS_CANARY_EVERY = env.float("FRESHNESS_CANARY_EVERY", default=15.0)
 FRESHNESS_CANARY_MAX_AGE = env.float("FRESHNESS_CANARY_MAX_AGE", default=120.0)
 FRESHNESS_CANARY_TIMEOUT = env.float("FRESHNESS_CANARY_TIMEOUT", default=10.0)
-_bind = env("GUNICORN_BIND", default="127.0.0.1:8000")
+_bind = env("WEB_BIND", default=env("GUNICORN_BIND", default="127.0.0.1:8000"))
 FRESHNESS_CANARY_APP_URL = env(
     "NEWSITE_APP_URL", default="" if _bind.startswith("unix:") else "http://" + _bind.replace("0.0.0.0", "127.0.0.1")
 )

@@ -14,5 +14,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "newsite.settings")
 application = get_wsgi_application()
 
 from newsite.front import wrap  # noqa: E402 (after django.setup(), which get_wsgi_application ran)
+from newsite.ops.metrics import reap_dead_processes  # noqa: E402
 
 application = wrap(application, install=True)
+# A worker replacing a dead one (granian respawns them; no server hook does this there).
+reap_dead_processes()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make down`: stops what `make up` started (pidfiles in .run/). Each of them runs in a session of
-# its own (gunicorn --daemon, celery --detach and varnishd all call setsid), so once the main
+# its own (the web server under setsid, celery --detach and varnishd call setsid), so once the main
 # process is gone, whatever is left in its session (a gunicorn worker, a Celery pool process, the
 # varnish cache child) is stopped too: nothing `make up` started outlives `make down`.
 set -uo pipefail
@@ -12,7 +12,7 @@ session_members() {  # sid -> pids still in that session
   [ -n "$1" ] && pgrep -s "$1" 2>/dev/null || true
 }
 
-for pidfile in "$RUN/varnish/varnishd.pid" "$RUN/celery-beat.pid" "$RUN/celery-worker.pid" "$RUN/gunicorn.pid"; do
+for pidfile in "$RUN/varnish/varnishd.pid" "$RUN/celery-beat.pid" "$RUN/celery-worker.pid" "$RUN/web.pid" "$RUN/gunicorn.pid"; do
   [ -f "$pidfile" ] || continue
   pid=$(cat "$pidfile")
   if kill -0 "$pid" 2>/dev/null; then

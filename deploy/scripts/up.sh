@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # `make up`: a production-like stack on this machine, in the background. PostgreSQL database
 # `newsite` (DATABASE_URL, default postgres:///newsite) created and migrated, demo data the first
-# time, gunicorn on 127.0.0.1:8000, Celery worker + beat, Varnish on 127.0.0.1:8080 in front.
+# time, the web server (granian, deploy/scripts/run-web.sh) on 127.0.0.1:8000, Celery worker +
+# beat, Varnish on 127.0.0.1:8080 in front.
 # Returns when everything answers. `make down` stops it all.
 #
 # Ports, for a second stack beside another (the clean-clone test runs one):
-#   NEWSITE_HTTP_PORT (gunicorn, 8000), NEWSITE_EDGE_PORT (Varnish, 8080),
+#   NEWSITE_HTTP_PORT (the web server, 8000), NEWSITE_EDGE_PORT (Varnish, 8080),
 #   NEWSITE_VARNISH_ADMIN_PORT (varnishadm -T, 6082).
-# gunicorn, the Celery worker and beat share PROMETHEUS_MULTIPROC_DIR (.run/prometheus), so the
+# WEB_SERVER=gunicorn runs gunicorn instead (deploy/gunicorn.conf.py); WEB_WORKERS, WEB_THREADS.
+# The web server, the Celery worker and beat share PROMETHEUS_MULTIPROC_DIR (.run/prometheus), so the
 # app's /metrics also shows what the worker counts (CDN purges).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -22,7 +24,7 @@ export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
 export CELERY_BROKER_URL="${CELERY_BROKER_URL:-redis://127.0.0.1:6379/1}"
 export VARNISH_PURGE_URL="${VARNISH_PURGE_URL:-http://127.0.0.1:$EDGE_PORT/}"
 export DEBUG="${DEBUG:-false}"
-export GUNICORN_BIND="127.0.0.1:$HTTP_PORT"
+export WEB_BIND="127.0.0.1:$HTTP_PORT" GUNICORN_BIND="127.0.0.1:$HTTP_PORT"
 # Never the development key: SECRET_KEY from the environment, else a random one kept in .run/.
 if [ -z "${SECRET_KEY:-}" ]; then
   if [ ! -s "$RUN/secret_key" ]; then
@@ -32,7 +34,7 @@ if [ -z "${SECRET_KEY:-}" ]; then
 fi
 export SECRET_KEY
 export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$RUN/prometheus}"
-# The freshness canary (Celery beat) reads the app's port (GUNICORN_BIND) and this edge.
+# The freshness canary (Celery beat) reads the app's port (WEB_BIND) and this edge.
 export NEWSITE_EDGE_URL="${NEWSITE_EDGE_URL:-http://127.0.0.1:$EDGE_PORT}"
 
 deploy/scripts/ensure-services.sh
@@ -43,7 +45,7 @@ running() {  # pidfile
 
 # A new stack starts with empty metrics (files of dead pids would be summed into its counters);
 # while any process of a running stack still writes there, the directory is left alone.
-if ! running "$RUN/gunicorn.pid" && ! running "$RUN/celery-worker.pid" && ! running "$RUN/celery-beat.pid"; then
+if ! running "$RUN/web.pid" && ! running "$RUN/celery-worker.pid" && ! running "$RUN/celery-beat.pid"; then
   mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
   find "$PROMETHEUS_MULTIPROC_DIR" -mindepth 1 -maxdepth 1 -name '*.db' -delete
 fi
@@ -70,15 +72,16 @@ wait_for() {  # url, name
   return 1
 }
 
-if running "$RUN/gunicorn.pid"; then
-  echo "up: gunicorn already running"
+if running "$RUN/web.pid"; then
+  echo "up: web server already running"
 else
-  # The control socket in .run/, not the default $HOME/.gunicorn/gunicorn.ctl every gunicorn of
-  # this user would share.
-  .venv/bin/gunicorn -c deploy/gunicorn.conf.py newsite.wsgi --daemon --pid "$RUN/gunicorn.pid" \
-    --error-logfile "$RUN/gunicorn.log" --control-socket "$RUN/gunicorn.ctl"
+  # In a session of its own (make down stops whatever is left in it), its log in .run/web.log;
+  # the pid file is the server's main process (granian: --pid-file; gunicorn: --pid).
+  rm -f "$RUN/web.pid"
+  WEB_PIDFILE="$RUN/web.pid" setsid nohup deploy/scripts/run-web.sh >>"$RUN/web.log" 2>&1 </dev/null &
+  for _ in $(seq 1 40); do [ -s "$RUN/web.pid" ] && break; sleep 0.25; done
 fi
-wait_for "http://127.0.0.1:$HTTP_PORT/api/categories/" gunicorn
+wait_for "http://127.0.0.1:$HTTP_PORT/api/categories/" "web server (.run/web.log)"
 
 if running "$RUN/celery-worker.pid"; then
   echo "up: celery worker already running"

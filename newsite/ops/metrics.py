@@ -36,3 +36,39 @@ CANARY_AGE = Gauge(
     ["tier"],
     multiprocess_mode="mostrecent",
 )
+
+
+def reap_dead_processes() -> int:
+    """Drop the live gauges (multiprocess mode "live*") of the processes of PROMETHEUS_MULTIPROC_DIR
+    that are gone, as gunicorn's child_exit hook does for its workers (deploy/gunicorn.conf.py):
+    granian has no such hook, so every new worker does it when it imports the app (newsite/wsgi.py).
+    Counters and histograms of dead processes stay: /metrics keeps summing what they counted.
+    Returns the number of processes reaped."""
+    import os
+
+    from prometheus_client import multiprocess
+
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path or not os.path.isdir(path):
+        return 0
+    dead = set()
+    for name in os.listdir(path):
+        if name.startswith("gauge_live") and name.endswith(".db"):
+            pid = name[:-3].rsplit("_", 1)[-1]
+            if pid.isdigit() and not _alive(int(pid)):
+                dead.add(int(pid))
+    for pid in dead:
+        multiprocess.mark_process_dead(pid, path)
+    return len(dead)
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True

@@ -1,5 +1,5 @@
 """The production configs stay in step with each other and with `make up`: docker-compose.yml and
-the systemd units run the same gunicorn config, Varnish script and commands; the cluster VCL
+the systemd units run the same web server script, Varnish script and commands; the cluster VCL
 compiles; nginx sets the header production settings trust."""
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ def test_compose_runs_what_make_up_runs():
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     services = compose["services"]
     assert {"postgres", "redis", "web", "worker", "beat", "varnish"} <= set(services)
-    assert services["web"]["command"][:3] == ["gunicorn", "-c", "deploy/gunicorn.conf.py"]
-    assert "deploy/gunicorn.conf.py" in UP
+    assert services["web"]["command"] == ["deploy/scripts/run-web.sh"]
+    assert "deploy/scripts/run-web.sh" in UP
     assert services["varnish"]["command"][0] == "deploy/varnish/run-varnishd.sh"
     assert "deploy/varnish/run-varnishd.sh" in UP
     assert services["worker"]["command"][:4] == ["celery", "-A", "newsite", "worker"]
     assert services["beat"]["command"][:4] == ["celery", "-A", "newsite", "beat"]
-    # Same ports as make up (gunicorn :8000, Varnish :8080) and the same variables.
+    # Same ports as make up (the web server :8000, Varnish :8080) and the same variables.
     ports = " ".join(services["web"]["ports"])
     assert ":8000:8000" in ports and ":8080:8080" in ports
     env = services["web"]["environment"]
@@ -56,9 +56,10 @@ def test_compose_worker_shares_the_metrics_directory_and_pids_with_web():
 
 def test_make_up_gives_every_process_the_same_metrics_directory():
     export = UP.index("export PROMETHEUS_MULTIPROC_DIR=")
-    for command in (".venv/bin/gunicorn", ".venv/bin/celery -A newsite worker", ".venv/bin/celery -A newsite beat"):
+    for command in ("deploy/scripts/run-web.sh >>", ".venv/bin/celery -A newsite worker",
+                    ".venv/bin/celery -A newsite beat"):
         assert export < UP.index(command), f"{command} starts before PROMETHEUS_MULTIPROC_DIR is exported"
-    assert UP.index('mkdir -p "$PROMETHEUS_MULTIPROC_DIR"') < UP.index(".venv/bin/gunicorn")
+    assert UP.index('mkdir -p "$PROMETHEUS_MULTIPROC_DIR"') < UP.index("deploy/scripts/run-web.sh >>")
 
 
 def test_gunicorn_config_creates_the_metrics_directory_before_the_app_is_imported(tmp_path):
@@ -87,7 +88,7 @@ def test_systemd_units_run_existing_entry_points():
     units = {p.name: p.read_text() for p in (REPO / "deploy" / "systemd").glob("newsite*")}
     assert {"newsite-web.service", "newsite-worker.service", "newsite-beat.service",
             "newsite-warm.service", "newsite.target"} <= set(units)
-    assert "-c deploy/gunicorn.conf.py" in units["newsite-web.service"]
+    assert "ExecStart=/srv/newsite/deploy/scripts/run-web.sh" in units["newsite-web.service"]
     assert "manage.py warm_cache" in units["newsite-warm.service"]
     assert "Type=oneshot" in units["newsite-warm.service"]
     env_example = units["newsite.env.example"]

@@ -1,7 +1,7 @@
 """`make up` / `make down` as a newcomer runs them: from a fresh `git clone` of this checkout's
 HEAD (no `.run/`), on free ports, with a PostgreSQL database, a Redis and a key prefix of its own.
 The app and the edge answer a public page; a PATCH through the editorial API is purged by the
-Celery worker, and the app's /metrics shows that purge (the worker shares gunicorn's
+Celery worker, and the app's /metrics shows that purge (the worker shares the web server's
 PROMETHEUS_MULTIPROC_DIR); `make down` leaves no process of the stack behind.
 
 Uncommitted changes are not in the clone: commit before running this test.
@@ -33,7 +33,7 @@ from tests.support import REPO, RedisServer, free_ports, listening, wait_until
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 PG_ADMIN = "postgresql://127.0.0.1:5432/postgres"
-PIDFILES = (".run/gunicorn.pid", ".run/celery-worker.pid", ".run/celery-beat.pid", ".run/varnish/varnishd.pid")
+PIDFILES = (".run/web.pid", ".run/celery-worker.pid", ".run/celery-beat.pid", ".run/varnish/varnishd.pid")
 
 MAKE_STAFF = """
 from django.contrib.auth import get_user_model
@@ -128,7 +128,7 @@ def stack_env(tmp_path):
         "CELERY_BROKER_URL": f"redis://127.0.0.1:{redis.port}/1",
         "CACHE_KEY_PREFIX": f"upcheck-{token}",
         "SEED_ARTICLES": "40",
-        "GUNICORN_WORKERS": "2",
+        "WEB_WORKERS": "2",
     }
     try:
         yield env
@@ -144,7 +144,7 @@ def make_env(extra: dict) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS", "PYTEST_"))}
     for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CACHE_KEY_PREFIX", "VARNISH_PURGE_URL",
                  "PROMETHEUS_MULTIPROC_DIR", "DATABASE_REPLICA_URLS", "REDIS_SENTINELS", "FASTLY_SERVICE_ID",
-                 "CLOUDFLARE_ZONE_ID", "GUNICORN_BIND", "CELERY_TASK_ALWAYS_EAGER"):
+                 "CLOUDFLARE_ZONE_ID", "GUNICORN_BIND", "WEB_BIND", "CELERY_TASK_ALWAYS_EAGER"):
         env.pop(name, None)
     env.update(extra)
     return env
