@@ -185,8 +185,17 @@ def targets(results, ctx) -> list[str]:
     both("issue 17.4: L1 hit (WSGI front) >= 1.5x floor", "hot", "l1l2", "floor", 1.5)
     both("issue 17.4: L1 hit (WSGI front) >= 0.95x a bare WSGI constant", "hot", "l1l2", "bare", 0.95)
     l2r = _find(results, "throughput", "hot", "l2")
-    cmds = l2r.redis_per_req if _ok(l2r) else None
-    rows.append(("L2 hit <= 1 Redis command per hit", _fmt(cmds, 2) if cmds is not None else "n/a", None if cmds is None else cmds <= 1.0))
+    if _ok(l2r):
+        # Per hit: what the requests sent, not the processes' background commands (the
+        # subscriber's PING health checks, its once-a-second epoch MGET), shown apart.
+        slices = l2r.extra.get("slices") or []
+        served = sum(s["served"] for s in slices) or 1
+        background = sum(s["redis_by_command"].get(c, 0) for s in slices for c in ("ping", "mget")) / served
+        cmds = l2r.redis_per_req - background
+        rows.append(("L2 hit <= 1 Redis command per hit", f"{cmds:.3f} (+ {background:.4f} background PING / MGET)",
+                     cmds <= 1.0))
+    else:
+        rows.append(("L2 hit <= 1 Redis command per hit", "n/a", None))
     both("Zipf: L1+L2 >= 2x cache_page", "zipf", "l1l2", "cache_page", 2)
     both("issue 17.2: Zipf: L2 only >= 1.3x cache_page", "zipf", "l2", "cache_page", 1.3)
     both("issue 17.6: Zipf through Varnish >= 3x floor", "zipf", "varnish", "floor", 3)
