@@ -709,6 +709,22 @@ def _broker_then_kill(ctx, broker: Service, state: dict, worker_env: dict, env: 
     state["celery"] = _celery(ctx, worker_env)
 
 
+def _server_latency(app_url: str, status: str) -> dict[str, float]:
+    """newsite_http_request_duration_seconds buckets (le -> count) of GET responses of `status`
+    ("5xx", "2xx") on every endpoint, summed over the server's processes (/metrics)."""
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, float] = defaultdict(float)
+    text = requests.get(app_url + "/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if (sample.name == "newsite_http_request_duration_seconds_bucket" and sample.labels.get("status") == status
+                    and sample.labels.get("method") == "GET"):
+                out[sample.labels["le"]] += sample.value
+    return dict(out)
+
+
 def _postgresql_row(run: Run, fault_s: float) -> None:
     """PostgreSQL stopped for fault_s under load, on a private cluster (the machine's own is
     shared): a gunicorn of the stack's worker class and count on it, its L2 in db PG_REDIS_DB of
@@ -757,6 +773,7 @@ def _postgresql_row(run: Run, fault_s: float) -> None:
                 ttls = pipe.execute()
             # -1: no expiry; a key that would have expired during the outage anyway is not counted
             lasting = [k for k, t in zip(keys, ttls, strict=True) if t == -1 or t > 1000 * (fault_s + 10)]
+            server_503_before = _server_latency(url, "5xx")
             timeline.record_latencies()
             readers.retarget([pair for i, cold_id in enumerate(cold) for pair in (
                 ("pgcached", f"{url}/api/articles/{cached[i % len(cached)]}/"), ("pgcold", f"{url}/api/articles/{cold_id}/"))])
@@ -769,6 +786,7 @@ def _postgresql_row(run: Run, fault_s: float) -> None:
                 deleted = sum(1 for n in pipe.execute() if not n)
             end = timeline.now()
             latencies = timeline.take_latencies()
+            server_503 = {le: n - server_503_before.get(le, 0.0) for le, n in _server_latency(url, "5xx").items()}
             pg.start(*FAST)
             back = time.monotonic()
             probe = f"{url}/api/articles/{cold[-1]}/"
@@ -807,6 +825,8 @@ def _postgresql_row(run: Run, fault_s: float) -> None:
         "latency_503_ms": pct(latencies.get("pgcold:s503", [])),
         "latency_cached_ms": pct(latencies.get("pgcached:ok", [])),
         "keys_lasting": len(lasting), "keys_deleted": deleted,
+        # server-side (the first middleware's histogram, from request to response): le -> 5xx count
+        "server_5xx_buckets": server_503,
     }
     run.out["postgresql"] = result
     edits = [(w, st) for w, _, st in writer.edits if w in (label, f"after {label}")]
