@@ -448,7 +448,9 @@ def faults_section(ctx) -> list[str]:
     if data.get("status") != "ok":
         return out + [data.get("status", "n/a"), ""]
     steady = data.get("steady", {})
-    out += [f"8 reader threads, each alternating the app and the edge over 51 article details (the 6 edited "
+    out += ["The stack here is the scenario's own: gunicorn sync with --workers (the header's server line is "
+            "the other scenarios'), varnishd, a Celery worker, two private redis-servers.", "",
+            f"8 reader threads, each alternating the app and the edge over 51 article details (the 6 edited "
             f"ones 3 times each) and the home feed, and a writer PATCHing one of the 6 articles every 0.5 s "
             f"(paused while the checks read). Steady state: {steady.get('app_req_s', 0):,.0f} req/s through the app, "
             f"{steady.get('edge_req_s', 0):,.0f} through the edge. Stale = reads of an edited article (16 through the "
