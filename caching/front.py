@@ -106,13 +106,12 @@ class ResponseFront:
         hit = self._hit(environ, started)
         if hit is None:
             self.passed += 1
-            ahead = environ.get(AHEAD)
-            if ahead is None:
-                return self.app(environ, start_response)
             try:
                 return self.app(environ, start_response)
             finally:
-                fetcher.current().release_ahead(ahead)  # nothing when the fetch went on from it
+                ahead = environ.get(AHEAD)
+                if ahead is not None:
+                    fetcher.current().release_ahead(ahead)  # nothing when the fetch went on from it
         self.served += 1
         for twin in self.twins:
             twin(hit)

@@ -34,16 +34,6 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", os.path.join(_REPO, ".run", "p
 os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        return True
-    return True
-
-
 def on_starting(server):
     """Remove the files of processes that are gone (a previous run): they would otherwise be
     summed into this run's counters. Files of live processes stay: the Celery worker shares the
@@ -51,13 +41,15 @@ def on_starting(server):
     prometheus-client names every file <kind>_<pid>.db."""
     import shutil
 
+    from newsite.ops.metrics import pid_alive
+
     path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     removed = 0
     for name in os.listdir(path):
         full = os.path.join(path, name)
         stem = name[:-3] if name.endswith(".db") else ""
         pid = stem.rsplit("_", 1)[-1]
-        if pid.isdigit() and _pid_alive(int(pid)):
+        if pid.isdigit() and pid_alive(int(pid)):
             continue
         if os.path.isdir(full) and not os.path.islink(full):
             shutil.rmtree(full)

@@ -55,14 +55,15 @@ def reap_dead_processes() -> int:
     for name in os.listdir(path):
         if name.startswith("gauge_live") and name.endswith(".db"):
             pid = name[:-3].rsplit("_", 1)[-1]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not pid_alive(int(pid)):
                 dead.add(int(pid))
     for pid in dead:
         multiprocess.mark_process_dead(pid, path)
     return len(dead)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists (of any user). Also deploy/gunicorn.conf.py's on_starting."""
     import os
 
     try:
