@@ -120,8 +120,9 @@ sub vcl_hit {
 
 sub vcl_backend_fetch {
     # Tell the app this fetch is the edge's: it starts at L2, never at an L1 copy that the
-    # invalidation broadcast has not reached yet (a purge may land before it does).
-    set bereq.http.X-Edge-Fetch = "1";
+    # invalidation broadcast has not reached yet (a purge may land before it does). Its value,
+    # when this attempt started, is for vcl_backend_error (the app only looks for the header).
+    set bereq.http.X-Edge-Fetch = std.real(time=now);
 }
 
 sub vcl_backend_response {
@@ -184,6 +185,15 @@ sub vcl_beresp_hitmiss {
 }
 
 sub vcl_backend_error {
+    # A GET or HEAD whose fetch failed within 0.5 s got no answer at all: a connection refused,
+    # or one the app server closed before reading it, as a worker being replaced by a graceful
+    # reload (granian's SIGHUP) does to the connections it had just accepted. Nothing ran: try
+    # once more (Varnish already retries a reused connection; this covers new ones). Timeouts
+    # (connect 1 s, first byte 30 s) are not retried.
+    if ((bereq.method == "GET" || bereq.method == "HEAD") && bereq.retries == 0
+        && std.real(time=now) - std.real(bereq.http.X-Edge-Fetch, 0.0) < 0.5) {
+        return (retry);
+    }
     if (bereq.is_bgfetch || bereq.http.X-Edge-Fresh) {
         return (abandon);
     }
