@@ -188,44 +188,57 @@ def private_redis(tmp_path):
     server.stop()
 
 
-class Gunicorn:
-    """deploy/gunicorn.conf.py on 127.0.0.1:port with `env`, in its own session (killpg stops the
-    host). Its log is workdir/gunicorn-<port>.log; its PROMETHEUS_MULTIPROC_DIR is `metrics_dir`,
-    by default a new workdir/prom-<port>. wait_ready() polls `ready_path` until it answers."""
+class _AppServer:
+    """An app server on 127.0.0.1:port with `env`, in its own session (killpg stops the host).
+    Its log is workdir/<name>-<port>.log; its PROMETHEUS_MULTIPROC_DIR is `metrics_dir`, by default
+    a new workdir/prom-<port>. wait_ready() polls `ready_path` until it answers."""
+
+    name = "app"
 
     def __init__(self, *, port: int, workdir: Path, env: dict, workers: int = 1,
                  metrics_dir: Path | None = None, ready_path: str = "/health/"):
         self.port = port
         self.ready_path = ready_path
-        self.log = workdir / f"gunicorn-{port}.log"
+        self.log = workdir / f"{self.name}-{port}.log"
         if metrics_dir is None:
             metrics_dir = workdir / f"prom-{port}"
             metrics_dir.mkdir()
         self.metrics_dir = metrics_dir
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(REPO / "deploy" / "gunicorn.conf.py"),
-             "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", "1",
-             # no shared $HOME/.gunicorn/gunicorn.ctl with other servers running at the same time
-             "--no-control-socket", "newsite.wsgi:application"],
-            cwd=REPO, env={**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
+            self.command(port, workers), cwd=REPO,
+            env={**self.server_env(port, workers, env), "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
             stdout=self.log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
         )
+
+    def command(self, port: int, workers: int) -> list[str]:
+        raise NotImplementedError
+
+    def server_env(self, port: int, workers: int, env: dict) -> dict:
+        return env
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def worker_pids(self) -> list[int]:
+        """The worker processes (the spawned master's children: gunicorn's and granian's)."""
+        path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        try:
+            return [int(pid) for pid in path.read_text().split()]
+        except OSError:
+            return []
+
     def wait_ready(self, timeout: float = 40.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {self.log.read_text()[-3000:]}")
+                raise RuntimeError(f"{self.name} exited: {self.log.read_text()[-3000:]}")
             try:
                 requests.get(self.url + self.ready_path, timeout=2)
                 return
             except requests.ConnectionError:
                 time.sleep(0.1)
-        raise RuntimeError(f"gunicorn not answering after {timeout}s: {self.log.read_text()[-3000:]}")
+        raise RuntimeError(f"{self.name} not answering after {timeout}s: {self.log.read_text()[-3000:]}")
 
     def kill(self) -> None:
         """The host dies: master and workers at once, no graceful shutdown."""
@@ -237,10 +250,46 @@ class Gunicorn:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)  # graceful: the master stops its workers
             try:
-                self.proc.wait(20)
+                self.proc.wait(25)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+
+
+class Gunicorn(_AppServer):
+    """deploy/gunicorn.conf.py: sync workers, or with `threads` > 1 gthread ones (one thread may
+    wait on a held Redis reply while the others keep answering)."""
+
+    name = "gunicorn"
+
+    def __init__(self, *, threads: int = 1, **kwargs):
+        self.threads = threads
+        super().__init__(**kwargs)
+
+    def command(self, port: int, workers: int) -> list[str]:
+        threaded = ["--worker-class", "gthread"] if self.threads > 1 else []
+        return [sys.executable, "-m", "gunicorn", "-c", str(REPO / "deploy" / "gunicorn.conf.py"),
+                "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(self.threads),
+                *threaded,
+                # no shared $HOME/.gunicorn/gunicorn.ctl with other servers running at the same time
+                "--no-control-socket", "newsite.wsgi:application"]
+
+    def server_env(self, port: int, workers: int, env: dict) -> dict:
+        return {**env, "GUNICORN_THREADS": str(self.threads)}
+
+
+class WebServer(_AppServer):
+    """deploy/scripts/run-web.sh: the web server `make up`, systemd and docker-compose start
+    (granian unless env names WEB_SERVER=gunicorn), with `workers` workers of WEB_THREADS (2)
+    threads each."""
+
+    name = "web"
+
+    def command(self, port: int, workers: int) -> list[str]:
+        return [str(REPO / "deploy" / "scripts" / "run-web.sh")]
+
+    def server_env(self, port: int, workers: int, env: dict) -> dict:
+        return {"WEB_THREADS": "2", **env, "WEB_BIND": f"127.0.0.1:{port}", "WEB_WORKERS": str(workers)}
 
 
 class Varnishd:

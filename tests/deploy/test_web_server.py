@@ -1,14 +1,21 @@
 """The default web server as `make up`, systemd and docker-compose start it
 (deploy/scripts/run-web.sh: granian, issue 17.5): two workers answer, the front answers cached
 hits, /metrics sums both workers' counters (Prometheus multiprocess), SIGHUP replaces every
-worker while a reader keeps reading (no request refused or failed), and a worker killed with -9
-is respawned, its live gauges dropped by the new worker."""
+worker while readers keep reading, and a worker killed with -9 is respawned, its live gauges
+dropped by the new worker.
+
+What a reload may cost a client: a worker being replaced stops gracefully (its requests in flight
+are answered), but a connection it had just accepted, or an idle keep-alive one, is closed without
+an answer; HTTP/1.1 lets a client retry such an idempotent request (RFC 9112 9.3.1), and the edge
+does (Varnish for reused connections, deploy/varnish/default.vcl's vcl_backend_error for new
+ones). So: through Varnish no reader sees an error; directly, the only failure is "closed without
+response", and the server never ran a request whose answer was lost."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-import subprocess
 import threading
 from collections import Counter
 from pathlib import Path
@@ -18,61 +25,32 @@ import requests
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.cdn.servers import Varnish
 from tests.factories import make_article
-from tests.support import REPO, app_env, free_port, wait_until
+from tests.support import WebServer, app_env, free_port, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
-class WebServer:
-    def __init__(self, tmp_path: Path):
-        self.port = free_port()
-        self.metrics = tmp_path / "prometheus"
-        self.pidfile = tmp_path / "web.pid"
-        self.log = tmp_path / "web.log"
-        env = app_env(WEB_BIND=f"127.0.0.1:{self.port}", WEB_WORKERS="2", WEB_THREADS="2",
-                      PROMETHEUS_MULTIPROC_DIR=str(self.metrics), WEB_PIDFILE=str(self.pidfile))
-        env.pop("WEB_SERVER", None)
-        self.proc = subprocess.Popen([str(REPO / "deploy" / "scripts" / "run-web.sh")], cwd=REPO, env=env,
-                                     stdout=self.log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def ready(self) -> bool:
-        assert self.proc.poll() is None, self.log.read_text(errors="replace")[-3000:]
+def answering_pids(server: WebServer, tries: int = 40) -> set[int]:
+    """The pids answering /health/cache/ (several requests: each worker answers some; a
+    connection a killed worker had accepted fails, as with any server)."""
+    pids = set()
+    for _ in range(tries):
         try:
-            return requests.get(self.url + "/health/", timeout=2).status_code == 200
+            pids.add(requests.get(server.url + "/health/cache/", timeout=10).json()["pid"])
         except requests.ConnectionError:
-            return False
-
-    def worker_pids(self, tries: int = 40) -> set[int]:
-        """The pids answering /health/cache/ (several requests: each worker answers some; a
-        connection a killed worker had accepted fails, as with any server)."""
-        pids = set()
-        for _ in range(tries):
-            try:
-                pids.add(requests.get(self.url + "/health/cache/", timeout=10).json()["pid"])
-            except requests.ConnectionError:
-                continue
-        return pids
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+            continue
+    return pids
 
 
 @pytest.fixture
 def web(tmp_path):
-    server = WebServer(tmp_path)
+    env = app_env(WEB_PIDFILE=str(tmp_path / "web.pid"))
+    env.pop("WEB_SERVER", None)
+    server = WebServer(port=free_port(), workdir=tmp_path, env=env, workers=2)
     try:
-        assert wait_until(server.ready, 60), server.log.read_text(errors="replace")[-3000:]
+        server.wait_ready(60)
         yield server
     finally:
         server.stop()
@@ -85,19 +63,26 @@ def responses_total(server: WebServer, endpoint: str) -> float:
 
 
 class Reader:
-    """GETs `url` in a loop until stop(); counts statuses and transport errors."""
+    """GETs `url` in a loop until stop(), on one keep-alive connection or (keep_alive=False) a new
+    one each time; counts statuses and transport errors."""
 
-    def __init__(self, url: str):
-        self.url, self.counts, self._stop = url, Counter(), threading.Event()
+    def __init__(self, url: str, *, keep_alive: bool = True):
+        self.url, self.keep_alive = url, keep_alive
+        self.counts, self._stop = Counter(), threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         session = requests.Session()
         while not self._stop.is_set():
             try:
-                self.counts[session.get(self.url, timeout=15).status_code] += 1
+                if self.keep_alive:
+                    self.counts[session.get(self.url, timeout=15).status_code] += 1
+                else:
+                    self.counts[requests.get(self.url, timeout=15, headers={"Connection": "close"}).status_code] += 1
             except requests.RequestException as exc:
-                self.counts[f"error:{type(exc).__name__}"] += 1
+                # urllib3's "Connection aborted.": the connection closed (or reset) before any
+                # byte of an answer; a refused connection or a cut answer reads otherwise.
+                self.counts["unanswered" if "Connection aborted." in str(exc) else f"error:{exc!r}"[:200]] += 1
                 session = requests.Session()
 
     def __enter__(self):
@@ -111,7 +96,7 @@ class Reader:
 
 def test_granian_serves_counts_reloads_and_respawns(web):
     assert "granian" in Path(f"/proc/{web.proc.pid}/cmdline").read_text(errors="replace")
-    assert int(web.pidfile.read_text()) == web.proc.pid
+    assert int((web.log.parent / "web.pid").read_text()) == web.proc.pid
     article = make_article(title="Served by granian")
     path = f"/api/articles/{article.pk}/"
     answers = [requests.get(web.url + path, timeout=10) for _ in range(20)]
@@ -119,29 +104,43 @@ def test_granian_serves_counts_reloads_and_respawns(web):
     assert {r.headers["X-Cache"] for r in answers[-5:]} <= {"HIT-L1", "HIT-L2"}
 
     # Prometheus multiprocess: /metrics sums the counters of both workers.
-    first = web.worker_pids()
+    first = answering_pids(web)
     assert len(first) == 2, first
     before = responses_total(web, "api-categories")
     for _ in range(60):
         assert requests.get(web.url + "/api/categories/", timeout=10).status_code == 200
     assert responses_total(web, "api-categories") - before == 60
 
-    # SIGHUP: every worker replaced, one by one, while a reader keeps reading.
-    with Reader(web.url + "/api/categories/") as reader:
-        os.kill(web.proc.pid, signal.SIGHUP)
-        assert wait_until(lambda: not (web.worker_pids(10) & first) and len(web.worker_pids(10)) == 2, 90,
-                          interval=0.5), web.log.read_text(errors="replace")[-3000:]
-    assert reader.counts and set(reader.counts) == {200}, reader.counts
-    counted = responses_total(web, "api-categories")
-    assert counted >= before + 60 + reader.counts[200]  # the replaced workers' counts are kept
+    # SIGHUP: every worker replaced, one by one, while readers keep reading: through Varnish (a
+    # passed path: every request reaches a worker) and directly, on keep-alive and new connections.
+    edge = Varnish(web.port).start()
+    try:
+        counted = responses_total(web, "api-categories")
+        assert counted == before + 60
+        readers = [Reader(edge.url + "/health/"), Reader(web.url + "/api/categories/"),
+                   Reader(web.url + "/api/categories/", keep_alive=False)]
+        with contextlib.ExitStack() as running:
+            for reader in readers:
+                running.enter_context(reader)
+            os.kill(web.proc.pid, signal.SIGHUP)
+            assert wait_until(lambda: not (answering_pids(web, 10) & first) and len(answering_pids(web, 10)) == 2, 90,
+                              interval=0.5), web.log.read_text(errors="replace")[-3000:]
+    finally:
+        edge.close()
+    through_edge, *direct = (reader.counts for reader in readers)
+    assert through_edge[200] > 0 and set(through_edge) == {200}, through_edge
+    for counts in direct:
+        assert counts[200] > 0 and set(counts) <= {200, "unanswered"}, counts
+    # Nothing ran whose answer was lost (and the replaced workers' counts are kept).
+    assert responses_total(web, "api-categories") == counted + sum(counts[200] for counts in direct)
 
     # kill -9 of a worker: respawned; the new worker drops the dead one's live gauges.
-    second = web.worker_pids()
+    second = answering_pids(web)
     victim = min(second)
-    if not (web.metrics / f"gauge_livemax_{victim}.db").exists():  # as a worker's breaker gauge leaves it
-        MmapedDict(str(web.metrics / f"gauge_livemax_{victim}.db")).close()
+    if not (web.metrics_dir / f"gauge_livemax_{victim}.db").exists():  # as a worker's breaker gauge leaves it
+        MmapedDict(str(web.metrics_dir / f"gauge_livemax_{victim}.db")).close()
     os.kill(victim, signal.SIGKILL)
-    assert wait_until(lambda: len(web.worker_pids(10) - {victim}) == 2, 60, interval=0.5), \
+    assert wait_until(lambda: len(answering_pids(web, 10) - {victim}) == 2, 60, interval=0.5), \
         web.log.read_text(errors="replace")[-3000:]
-    assert wait_until(lambda: not (web.metrics / f"gauge_livemax_{victim}.db").exists(), 30)
+    assert wait_until(lambda: not (web.metrics_dir / f"gauge_livemax_{victim}.db").exists(), 30)
     assert requests.get(web.url + "/metrics", timeout=10).status_code == 200

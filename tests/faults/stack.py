@@ -3,8 +3,9 @@
   cache    a private redis-server (L2 and the L1 broadcast); stop()/start() keeps its port, and
            it saves nothing, so a restart is a Redis restarted empty
   broker   a second private redis-server, the Celery broker (so it can go down alone)
-  app      gunicorn, 2 workers, on the test database, with NO CDN settings (the rows it writes
-           must reach the worker's Varnish all the same)
+  app      the web server `make up` starts (deploy/scripts/run-web.sh: granian), 2 workers, on
+           the test database, with NO CDN settings (the rows it writes must reach the worker's
+           Varnish all the same)
   edge     varnishd with deploy/varnish/default.vcl in front of `app`
   worker   `celery -A newsite worker` draining the outbox into `edge` (VARNISH_PURGE_URL)
 
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import requests
 
-from tests.support import REPO, Gunicorn, RedisServer, app_env, celery_worker, free_port, wait_until
+from tests.support import REPO, RedisServer, WebServer, app_env, celery_worker, free_port, wait_until
 
 HTTP_TIMEOUT = 15
 
@@ -44,7 +45,7 @@ class Stack:
     workdir: Path
     cache: RedisServer
     broker: RedisServer
-    app: Gunicorn
+    app: WebServer
     edge: object  # tests.cdn.servers.Varnish
     env: dict
     worker: subprocess.Popen | None = None
@@ -77,9 +78,7 @@ class Stack:
         self.stop_worker()
 
     def app_worker_pids(self) -> list[int]:
-        """The gunicorn master's worker processes."""
-        path = Path(f"/proc/{self.app.proc.pid}/task/{self.app.proc.pid}/children")
-        return [int(pid) for pid in path.read_text().split()]
+        return self.app.worker_pids()
 
     def every_worker_subscribed(self) -> bool:
         """Whether each app worker reports its L1 invalidation subscription up (/health/cache/,
@@ -127,7 +126,7 @@ def running_stack(workdir: Path):
         app_port = free_port()
         edge = Varnish(app_port)
         stack.callback(edge.close)
-        app = Gunicorn(port=app_port, workdir=workdir, env=env, workers=2)
+        app = WebServer(port=app_port, workdir=workdir, env=env, workers=2)
         stack.callback(app.stop)
         edge.start()
         app.wait_ready()

@@ -1,5 +1,5 @@
 """PostgreSQL unavailable under load (issue 15's fault table): a private cluster started by the
-test (the shared PostgreSQL is never stopped), gunicorn on it, PostgreSQL stopped and started
+test (the shared PostgreSQL is never stopped), the web server (run-web.sh) on it, PostgreSQL stopped and started
 again. Cached URLs keep answering 200, the others 503 with Retry-After, nothing else; no cache
 entry is deleted; service resumes after."""
 
@@ -14,7 +14,7 @@ import requests
 
 from bench.pgserver import FAST, PG_BINS, private_cluster
 from tests.faults.stack import HTTP_TIMEOUT, Load, server_errors
-from tests.support import REPO, Gunicorn, RedisServer, app_env, free_port, wait_until
+from tests.support import REPO, RedisServer, WebServer, app_env, free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +46,7 @@ def test_postgresql_down_cached_urls_answer_the_rest_get_503(private_pg, tmp_pat
                        timeout=300, capture_output=True)
         ids = json.loads(subprocess.run([sys.executable, "-c", SETUP_DATA], cwd=REPO, env=env, check=True,
                                         timeout=120, capture_output=True, text=True).stdout)
-        app = Gunicorn(port=free_port(), workdir=tmp_path, env=env, workers=2)
+        app = WebServer(port=free_port(), workdir=tmp_path, env=env, workers=2)
         app.wait_ready()
         cached = f"{app.url}/api/articles/{ids['cached']}/"
         uncached = f"{app.url}/api/articles/{ids['uncached']}/"

@@ -169,7 +169,7 @@ def test_broker_down_then_the_worker_killed_mid_drain(stack, token):
     assert {s[2] for s in seen} == {"Edited while the broker was down 2"}, seen
 
 
-def test_a_gunicorn_worker_killed_under_load(stack):
+def test_a_web_worker_killed_under_load(stack):
     import os
     import signal
 

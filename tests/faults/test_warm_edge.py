@@ -1,5 +1,5 @@
 """`warm_cache --all --edge URL` (issues 17.3, 17.6): every warmed page requested through a real
-Varnish (deploy/varnish/default.vcl) in front of gunicorn, so the long tail's first readers hit
+Varnish (deploy/varnish/default.vcl) in front of the web server, so the long tail's first readers hit
 the edge - while an editor edits some of those articles through the API during the warm. After
 the last edit returned and its purges were delivered, the edge answers every article with
 PostgreSQL's title: a warm fetch that was in flight across an edit does not leave the old version

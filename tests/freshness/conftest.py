@@ -26,7 +26,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -39,7 +38,6 @@ import redis
 import requests
 
 from tests.support import (
-    REPO,
     Gunicorn,
     app_env,
     celery_worker,
@@ -287,25 +285,6 @@ class RedisProxy:
             return self._cond.wait_for(lambda: predicate(self), timeout)
 
 
-class ThreadedGunicorn(Gunicorn):
-    """tests.support.Gunicorn with `threads` threads per worker (gthread): one thread may wait
-    on a held Redis reply while the others keep answering."""
-
-    def __init__(self, *, port: int, workdir: Path, env: dict, workers: int = 1, threads: int = 4):
-        self.port = port
-        self.ready_path = "/health/"
-        self.log = workdir / f"gunicorn-{port}.log"
-        self.metrics_dir = workdir / f"prom-{port}"
-        self.metrics_dir.mkdir()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(REPO / "deploy" / "gunicorn.conf.py"),
-             "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
-             "--worker-class", "gthread", "--no-control-socket", "newsite.wsgi:application"],
-            cwd=REPO, env={**env, "PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir), "GUNICORN_THREADS": str(threads)},
-            stdout=self.log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
-        )
-
-
 # --- The stack ------------------------------------------------------------------------------
 
 
@@ -380,11 +359,7 @@ def running_stack(workdir: Path, *, edge: bool = True, l2only: bool = True, read
         env = _stack_env(prefix, private, proxy, **extra)
         editor = Gunicorn(port=editor_port, workdir=workdir, env={**env, "REDIS_URL": editor_proxy.url}, workers=1)
         stack.callback(editor.stop)
-        if reader_threads > 1:
-            readers = ThreadedGunicorn(port=readers_port, workdir=workdir, env=env, workers=reader_workers,
-                                       threads=reader_threads)
-        else:
-            readers = Gunicorn(port=readers_port, workdir=workdir, env=env, workers=reader_workers)
+        readers = Gunicorn(port=readers_port, workdir=workdir, env=env, workers=reader_workers, threads=reader_threads)
         stack.callback(readers.stop)
         l2 = None
         if l2only:
