@@ -448,8 +448,9 @@ def faults_section(ctx) -> list[str]:
     if data.get("status") != "ok":
         return out + [data.get("status", "n/a"), ""]
     steady = data.get("steady", {})
-    out += ["The stack here is the scenario's own: gunicorn sync with --workers (the header's server line is "
-            "the other scenarios'), varnishd, a Celery worker, two private redis-servers.", "",
+    out += [f"The stack here is the scenario's own: the web server `make up` starts (deploy/scripts/run-web.sh: "
+            f"{ctx.opts.server}, the header's workers and threads), varnishd, a Celery worker, two private "
+            "redis-servers.", "",
             f"8 reader threads, each alternating the app and the edge over 51 article details (the 6 edited "
             f"ones 3 times each) and the home feed, and a writer PATCHing one of the 6 articles every 0.5 s "
             f"(paused while the checks read). Steady state: {steady.get('app_req_s', 0):,.0f} req/s through the app, "
@@ -492,11 +493,11 @@ def faults_section(ctx) -> list[str]:
     if cmp:
         ratio = cmp.get("ratio") or 0
         out += ["", "### Redis killed vs L2 disabled", "",
-                "A second gunicorn of the same worker class and count with `CACHE_L2_ENABLED=false` (L1 + PostgreSQL, "
-                "no Redis call) and the stack's gunicorn take the load in turns: one slice on the L2-disabled server "
-                "before the kill, then during the outage the stack's gunicorn and the L2-disabled one alternating, "
+                "A second web server of the same kind, workers and threads with `CACHE_L2_ENABLED=false` (L1 + "
+                "PostgreSQL, no Redis call) and the stack's take the load in turns: one slice on the L2-disabled server "
+                "before the kill, then during the outage the stack's server and the L2-disabled one alternating, "
                 "the same 8 reader threads (same paths, app only: no edge) and the same writer (every 0.5 s, through "
-                "the server of the slice) moving with it. CPU = user+sys of that server's gunicorn workers over the "
+                "the server of the slice) moving with it. CPU = user+sys of that server's workers over the "
                 "slice (/proc), per answer.", "",
                 "| slice | server | s | answers | req/s | CPU s | CPU ms/req | 5xx (not 503) | 503 | no answer |",
                 "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -538,11 +539,12 @@ def postgresql_section(pg: dict | None) -> list[str]:
     within = buckets.get("0.05", 0)
     fast = total_5xx > 0 and within == total_5xx if buckets else (lat["n"] > 0 and lat["p99"] <= 50)
     out += [f"A private PostgreSQL cluster (`bench/pgserver.py`; the machine's own is shared and never stopped), "
-            f"seeded with its own articles, a gunicorn of the stack's worker class and count on it and its L2 in a "
+            f"seeded with its own articles, a web server like the stack's on it and its L2 in a "
             f"db of its own on the cache redis-server. Before the fault the readers take the cached articles (read "
             f"by every worker first) and the writer edits some of them; at the stop (`pg_ctl -m immediate`: every "
-            f"connection cut) the same 8 reader threads alternate those with articles never read, each a miss that "
-            f"needs the database. PostgreSQL came back after {pg['seconds']:g} s; the first miss answered 200 "
+            f"connection cut) the same 8 reader threads alternate the cached articles the writer does not edit (an "
+            f"edit committing as the database stops deletes its article's entries, as it must) with articles never "
+            f"read, each a miss that needs the database. PostgreSQL came back after {pg['seconds']:g} s; the first miss answered 200 "
             f"{pg['recovered_s']:g} s after the start.", "",
             "| during the outage | answers | req/s | expected | other answers | latency p50 / p95 / p99 / max |",
             "|---|---:|---:|---|---:|---|",

@@ -2,14 +2,15 @@
 
 A stack of its own on the benchmark database: a cache redis-server and a broker redis-server
 (each can go down alone; restarts keep the port and load nothing unless the row saved a snapshot
-first), gunicorn (l1l2, --workers) with NO CDN settings, varnishd in front of it, and a Celery
+first), the web server `make up` starts (deploy/scripts/run-web.sh; --server, granian by default;
+l1l2, --workers) with NO CDN settings, varnishd in front of it, and a Celery
 worker purging that varnishd. Python reader threads GET a mix of article details (the edited ones
 among them) and home-feed pages, half through the app and half through the edge, and record every
 answer per second; a writer PATCHes articles through the editorial API all along.
 
 Faults, one after the other, each FAULT_SECONDS long (5 with --smoke), with a recovery window:
   redis      the cache redis-server killed (SIGKILL), restarted empty; measured like-for-like
-             against a second gunicorn (same worker class and count) with L2 disabled
+             against a second web server (same server, workers and threads) with L2 disabled
              (CACHE_L2_ENABLED=false: L1 + PostgreSQL, no Redis): the same app-only readers and
              the same writer alternate between the two servers in 5 s slices during the outage;
              req/s and the workers' CPU time per request
@@ -18,10 +19,10 @@ Faults, one after the other, each FAULT_SECONDS long (5 with --smoke), with a re
              gone): L1 clears per worker and stale reads 1 s after the restart
   broker     the broker stopped, restarted; then the Celery worker kill -9 while it drains
   varnish    varnishd stopped (unreachable), restarted on the same port
-  gunicorn   one gunicorn worker kill -9 (the master respawns it)
+  worker     one web server worker kill -9 (its master respawns it)
   postgresql a private PostgreSQL cluster (bench/pgserver.py: the machine's own is shared and
-             never stopped) seeded with PG_ARTICLES articles, its own gunicorn (same worker class
-             and count) on it, Redis db PG_REDIS_DB of the cache server: the readers take the
+             never stopped) seeded with PG_ARTICLES articles, its own web server (same server,
+             workers and threads) on it, Redis db PG_REDIS_DB of the cache server: the readers take the
              cached URLs (read before the fault) and URLs never read, the writer edits cached
              articles there; the cluster stopped (immediate) for PG_FAULT_SECONDS, then started.
              Counted: 200s of the cached URLs, 503s of the others with their latency percentiles
@@ -118,14 +119,18 @@ def _redis(ctx, name: str) -> Service:
                                "--save", "", "--appendonly", "no", "--dir", str(workdir)], port).start()
 
 
-def _gunicorn(ctx, env: dict, workers: int) -> Service:
+def _web(ctx, env: dict, workers: int) -> Service:
+    """deploy/scripts/run-web.sh on a free port: the server `make up`, systemd and compose start,
+    as --server names it (granian by default, or gunicorn sync / gthread), --workers workers of
+    --threads threads (sync: 1)."""
     port = free_port()
     metrics = ctx.stack.workdir / f"faults-metrics-{port}"
     metrics.mkdir()
-    cmd = [str(ROOT / ".venv" / "bin" / "gunicorn"), "newsite.wsgi:application", "--bind", f"127.0.0.1:{port}",
-           "--workers", str(workers), "--worker-class", "sync", "--timeout", "60", "--log-level", "warning"]
-    env = {**env, "BENCH_MODE": "l1l2", "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
-    return Service(ctx, f"app-{port}", cmd, port, env).start("/bench/floor/")
+    server = ctx.opts.server
+    env = {**env, "BENCH_MODE": "l1l2", "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+           "WEB_SERVER": "granian" if server == "granian" else "gunicorn", "WEB_BIND": f"127.0.0.1:{port}",
+           "WEB_WORKERS": str(workers), "WEB_THREADS": "1" if server == "gunicorn-sync" else str(ctx.opts.threads)}
+    return Service(ctx, f"app-{port}", [str(ROOT / "deploy" / "scripts" / "run-web.sh")], port, env).start("/bench/floor/")
 
 
 def _varnish(ctx, backend_port: int) -> Service:
@@ -158,7 +163,7 @@ def _restart_celery(ctx, service: Service) -> Service:
 
 
 def _worker_pids(app: Service) -> list[int]:
-    """gunicorn's workers: the master is the spawned process (its own session)."""
+    """The web server's workers: the master (granian's or gunicorn's) is the spawned process."""
     master = app.proc.popen.pid
     try:
         return [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
@@ -169,7 +174,7 @@ def _worker_pids(app: Service) -> list[int]:
 # --- Load and writer -------------------------------------------------------------------------
 
 
-# The stack's gunicorn, its Varnish, the L2-disabled gunicorn; the PostgreSQL row's gunicorn on
+# The stack's web server, its Varnish, the L2-disabled one; the PostgreSQL row's web server on
 # cached URLs and on URLs never read.
 TIERS = ("app", "edge", "l2off", "pgcached", "pgcold")
 
@@ -391,7 +396,7 @@ def _subscribed_everywhere(app_url: str, workers: int, timeout: float = 30.0) ->
 
 
 def _worker_cpu_seconds(app: Service) -> float:
-    """user + sys CPU seconds of the gunicorn workers alive now (/proc/<pid>/stat)."""
+    """user + sys CPU seconds of the web server's workers alive now (/proc/<pid>/stat)."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0
     for pid in _worker_pids(app):
@@ -533,7 +538,7 @@ def run(ctx) -> None:
         env.pop(name, None)
     token = _token(env)
 
-    app = _gunicorn(ctx, env, opts.workers)
+    app = _web(ctx, env, opts.workers)
     edge = _varnish(ctx, app.port)
     worker_env = {**env, "VARNISH_PURGE_URL": f"http://127.0.0.1:{edge.port}/"}
     state = {"celery": _celery(ctx, worker_env)}
@@ -554,7 +559,7 @@ def run(ctx) -> None:
         faults.window("varnish", edge.stop, lambda: edge.start("/bench/floor/"))
         pids_before = {}
 
-        def kill_gunicorn_worker():
+        def kill_web_worker():
             pids = _worker_pids(app)
             pids_before["pids"] = pids
             if pids:
@@ -567,7 +572,7 @@ def run(ctx) -> None:
             return {"metrics_status": response.status_code,
                     "respawned": len(set(_worker_pids(app)) - set(pids_before.get("pids", [])[:1])) >= opts.workers}
 
-        faults.window("gunicorn worker kill -9", kill_gunicorn_worker, lambda: None, metrics_check)
+        faults.window("web worker kill -9", kill_web_worker, lambda: None, metrics_check)
         _postgresql_row(faults, PG_FAULT_SECONDS if not opts.smoke else fault_s)
     finally:
         faults.writer.stop()
@@ -596,15 +601,15 @@ def _measure(timeline: Timeline, server: Service, tier: str, seconds: float) -> 
 
 def _redis_row(run: Run) -> None:
     """Redis killed for fault_s, restarted empty, against "L2 disabled" like-for-like: a second
-    gunicorn (same worker class and count, CACHE_L2_ENABLED=false) and the stack's gunicorn take
+    web server (same server, workers and threads, CACHE_L2_ENABLED=false) and the stack's take
     the load in turns, SLICES slices of fault_s / SLICES each: one on the L2-disabled server
-    before the kill, then, during the outage, the stack's gunicorn and the L2-disabled one
+    before the kill, then, during the outage, the stack's server and the L2-disabled one
     alternating (outage first). The same reader threads (retargeted, never restarted) and the
     same writer follow the load. Ratio: req/s of the outage slices over req/s of the L2-disabled
     slices, so the machine's drift (other processes) falls on both alike."""
     timeline, readers, writer = run.timeline, run.readers, run.writer
     since = _last_outbox_id(run.dsn)
-    l2off = _gunicorn(run.ctx, {**run.env, "CACHE_L2_ENABLED": "false"}, run.ctx.opts.workers)
+    l2off = _web(run.ctx, {**run.env, "CACHE_L2_ENABLED": "false"}, run.ctx.opts.workers)
     l2off_url = f"http://127.0.0.1:{l2off.port}"
     targets = {"l2off": (l2off, l2off_url, [("l2off", l2off_url + p) for p in run.paths], "L2 disabled"),
                "app": (run.app, run.app_url, [("app", run.app_url + p) for p in run.paths], "redis")}
@@ -727,7 +732,7 @@ def _server_latency(app_url: str, status: str) -> dict[str, float]:
 
 def _postgresql_row(run: Run, fault_s: float) -> None:
     """PostgreSQL stopped for fault_s under load, on a private cluster (the machine's own is
-    shared): a gunicorn of the stack's worker class and count on it, its L2 in db PG_REDIS_DB of
+    shared): a web server like the stack's on it, its L2 in db PG_REDIS_DB of
     the cache server. Before the fault the readers take PG_CACHED articles (cached in L2 and
     every worker's L1) and the writer edits some of them; at the stop, the readers alternate
     those with articles never read (each a miss that needs the database). Must hold: cached URLs
@@ -756,7 +761,7 @@ def _postgresql_row(run: Run, fault_s: float) -> None:
             "SELECT id FROM articles_article WHERE status = 'published' AND published_at <= now() ORDER BY id")]
         cached, cold = ids[:PG_CACHED], ids[PG_CACHED:]
         token = _token(env)
-        app = _gunicorn(ctx, env, ctx.opts.workers)
+        app = _web(ctx, env, ctx.opts.workers)
         url = f"http://127.0.0.1:{app.port}"
         saved = (writer.base_url, writer.token, writer.ids)
         try:
@@ -775,8 +780,12 @@ def _postgresql_row(run: Run, fault_s: float) -> None:
             lasting = [k for k, t in zip(keys, ttls, strict=True) if t == -1 or t > 1000 * (fault_s + 10)]
             server_503_before = _server_latency(url, "5xx")
             timeline.record_latencies()
+            # During the outage the cached URLs read are those the writer does not edit: an edit
+            # that commits as the database stops deletes its article's entries (as it must), and
+            # that article's readers get 503 like a URL never read.
+            steady = cached[EDITED:]
             readers.retarget([pair for i, cold_id in enumerate(cold) for pair in (
-                ("pgcached", f"{url}/api/articles/{cached[i % len(cached)]}/"), ("pgcold", f"{url}/api/articles/{cold_id}/"))])
+                ("pgcached", f"{url}/api/articles/{steady[i % len(steady)]}/"), ("pgcold", f"{url}/api/articles/{cold_id}/"))])
             start = timeline.now()
             pg.stop()
             time.sleep(fault_s)
