@@ -780,14 +780,15 @@ def _postgresql_row(run: Run, fault_s: float) -> None:
             lasting = [k for k, t in zip(keys, ttls, strict=True) if t == -1 or t > 1000 * (fault_s + 10)]
             server_503_before = _server_latency(url, "5xx")
             timeline.record_latencies()
-            # During the outage the cached URLs read are those the writer does not edit: an edit
-            # that commits as the database stops deletes its article's entries (as it must), and
-            # that article's readers get 503 like a URL never read.
+            pg.stop()
+            start = timeline.now()
+            # Only now the URLs never read (read while the database still answered, one would be
+            # cached). The cached URLs read are those the writer does not edit: an edit that
+            # commits as the database stops deletes its article's entries (as it must), and that
+            # article's readers get 503 like a URL never read.
             steady = cached[EDITED:]
             readers.retarget([pair for i, cold_id in enumerate(cold) for pair in (
                 ("pgcached", f"{url}/api/articles/{steady[i % len(steady)]}/"), ("pgcold", f"{url}/api/articles/{cold_id}/"))])
-            start = timeline.now()
-            pg.stop()
             time.sleep(fault_s)
             with l2.pipeline(transaction=False) as pipe:
                 for key in lasting:
