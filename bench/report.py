@@ -543,8 +543,9 @@ def postgresql_section(pg: dict | None) -> list[str]:
             f"db of its own on the cache redis-server. Before the fault the readers take the cached articles (read "
             f"by every worker first) and the writer edits some of them; at the stop (`pg_ctl -m immediate`: every "
             f"connection cut) the same 8 reader threads alternate the cached articles the writer does not edit (an "
-            f"edit committing as the database stops deletes its article's entries, as it must) with articles never "
-            f"read, each a miss that needs the database. PostgreSQL came back after {pg['seconds']:g} s; the first miss answered 200 "
+            f"edit deletes its article's entries, as it must: one made just before the stop leaves it uncached) with "
+            f"articles never read, each a miss that needs the database; the writer pauses from the scan of the keys "
+            f"to the stop, and its edits of the outage fail. PostgreSQL came back after {pg['seconds']:g} s; the first miss answered 200 "
             f"{pg['recovered_s']:g} s after the start.", "",
             "| during the outage | answers | req/s | expected | other answers | latency p50 / p95 / p99 / max |",
             "|---|---:|---:|---|---:|---|",

@@ -119,6 +119,8 @@ def app_env(**extra: str) -> dict:
     }
     env.pop("DATABASE_REPLICA_URLS", None)
     env.pop("REDIS_SENTINELS", None)
+    for name in [n for n in env if n.startswith(("WEB_", "GUNICORN_", "GRANIAN_"))]:
+        env.pop(name)  # the web server of a test is the one it names
     env.update(extra)
     return env
 
@@ -252,8 +254,12 @@ class _AppServer:
             try:
                 self.proc.wait(25)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # anything of its session left (workers)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(5)
 
 
 class Gunicorn(_AppServer):

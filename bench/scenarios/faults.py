@@ -130,7 +130,12 @@ def _web(ctx, env: dict, workers: int) -> Service:
     env = {**env, "BENCH_MODE": "l1l2", "PROMETHEUS_MULTIPROC_DIR": str(metrics),
            "WEB_SERVER": "granian" if server == "granian" else "gunicorn", "WEB_BIND": f"127.0.0.1:{port}",
            "WEB_WORKERS": str(workers), "WEB_THREADS": "1" if server == "gunicorn-sync" else str(ctx.opts.threads)}
-    return Service(ctx, f"app-{port}", [str(ROOT / "deploy" / "scripts" / "run-web.sh")], port, env).start("/bench/floor/")
+    cmd = [str(ROOT / "deploy" / "scripts" / "run-web.sh")]
+    if server != "granian":
+        # No max_requests recycling (a recycled worker's CPU would drop out of the per-slice sums,
+        # its L1 and pid out of the per-worker checks); the bench's request timeout.
+        cmd += ["--max-requests", "0", "--timeout", "60"]
+    return Service(ctx, f"app-{port}", cmd, port, env).start("/bench/floor/")
 
 
 def _varnish(ctx, backend_port: int) -> Service:
@@ -770,6 +775,9 @@ def _postgresql_row(run: Run, fault_s: float) -> None:
             readers.retarget([("pgcached", f"{url}/api/articles/{i}/") for i in cached])
             writer.base_url, writer.token, writer.ids, writer.label = url, token, cached[:EDITED], label
             time.sleep(run.recovery_s / 3)
+            # No edit from the key scan to the stop: an edit rightly deletes its article's entries,
+            # which would read as keys the outage deleted.
+            writer.pause()
             l2 = redis.Redis(port=run.cache.port, db=PG_REDIS_DB)
             keys = list(l2.scan_iter(count=1000))
             with l2.pipeline(transaction=False) as pipe:
@@ -782,10 +790,11 @@ def _postgresql_row(run: Run, fault_s: float) -> None:
             timeline.record_latencies()
             pg.stop()
             start = timeline.now()
+            writer.paused.clear()  # its edits of the outage fail (503): nothing commits
             # Only now the URLs never read (read while the database still answered, one would be
-            # cached). The cached URLs read are those the writer does not edit: an edit that
-            # commits as the database stops deletes its article's entries (as it must), and that
-            # article's readers get 503 like a URL never read.
+            # cached). The cached URLs read are those the writer does not edit: an edit deletes
+            # its article's entries (as it must), and one made just before the stop leaves that
+            # article uncached for the outage, its readers answered 503 like a URL never read.
             steady = cached[EDITED:]
             readers.retarget([pair for i, cold_id in enumerate(cold) for pair in (
                 ("pgcached", f"{url}/api/articles/{steady[i % len(steady)]}/"), ("pgcold", f"{url}/api/articles/{cold_id}/"))])

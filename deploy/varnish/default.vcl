@@ -185,11 +185,11 @@ sub vcl_beresp_hitmiss {
 }
 
 sub vcl_backend_error {
-    # A GET or HEAD whose fetch failed within 0.5 s got no answer at all: a connection refused,
-    # or one the app server closed before reading it, as a worker being replaced by a graceful
-    # reload (granian's SIGHUP) does to the connections it had just accepted. Nothing ran: try
-    # once more (Varnish already retries a reused connection; this covers new ones). Timeouts
-    # (connect 1 s, first byte 30 s) are not retried.
+    # A GET or HEAD whose fetch failed without a response within 0.5 s: a connection refused, or
+    # one the app server closed unanswered, as a worker being replaced by a graceful reload
+    # (granian's SIGHUP) does to the connections it had just accepted. Tried once more (Varnish
+    # itself retries only a reused connection). Timeouts (connect 1 s, first byte 30 s) and
+    # writes are not retried; a read that fails fast twice gets the error.
     if ((bereq.method == "GET" || bereq.method == "HEAD") && bereq.retries == 0
         && std.real(time=now) - std.real(bereq.http.X-Edge-Fetch, 0.0) < 0.5) {
         return (retry);
