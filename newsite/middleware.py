@@ -4,7 +4,10 @@ with Retry-After, fast").
 
 - Public views (caching.http.cache_public): a miss runs the view behind the database breaker;
   when the database is unreachable and no tier holds an entry to serve, the answer is a 503.
-- Every other view (personal, editorial): a database outage is a fast 503, not a 500.
+- Every other view (personal, editorial, the admin) runs behind the same breaker: while it is
+  open, or its half-open probe finds the server unreachable, the answer is a 503 at once (not
+  after the pool's DB_POOL_TIMEOUT wait); a database error in the view is a 503, not a 500.
+  Views marked @database_free (ops pages, the API docs) are never refused.
 - database_breaker() is the process's breaker (closed until the first failure); /health/cache/
   and the admin Cache page show database_breaker_snapshot().
 
@@ -19,7 +22,7 @@ import socket
 from django.db import InterfaceError, OperationalError, connections
 from django.http import Http404, JsonResponse
 
-from caching.breaker import HALF_OPEN, CircuitBreaker
+from caching.breaker import CLOSED, HALF_OPEN, CircuitBreaker
 from caching.middleware import PublicResponseCacheMiddleware, unavailable_response
 
 # The database is down or unreachable (connection refused, pool timeout): answer 503 fast.
@@ -44,6 +47,32 @@ def database_breaker() -> CircuitBreaker:
     if _db_breaker is None:
         _db_breaker = CircuitBreaker("db", failures=1, reset_after=DB_BREAKER_RESET)
     return _db_breaker
+
+
+def database_free(view):
+    """Marks a view that needs no database (metrics, health, the API docs): the database
+    breaker never refuses it."""
+    view.database_free = True
+    return view
+
+
+def database_known_down() -> bool:
+    """The breaker is not closed (a connection was lost or refused lately): the ops pages skip
+    their few queries rather than wait the pool's timeout. Never a probe: it changes nothing."""
+    return _db_breaker is not None and _db_breaker.state != CLOSED
+
+
+def breaker_refusal() -> OperationalError | None:
+    """Why a request that needs the database must not try it now - the breaker is open, or this
+    request is its half-open probe and a bare connect found the server unreachable - or None."""
+    breaker = database_breaker()
+    if not breaker.allow():
+        return OperationalError("database circuit breaker open")
+    if breaker.state == HALF_OPEN and not database_reachable():
+        exc = OperationalError("database unreachable (breaker probe)")
+        breaker.failure(exc)
+        return exc
+    return None
 
 
 def database_reachable(alias: str = "default", timeout: float = DB_PROBE_TIMEOUT) -> bool:
@@ -92,14 +121,25 @@ def database_unavailable() -> JsonResponse:
 
 
 class ResponseCacheMiddleware(PublicResponseCacheMiddleware):
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        response = super().process_view(request, view_func, view_args, view_kwargs)
+        if response is not None or getattr(view_func, "database_free", False):
+            return response
+        # The view runs outside the tiers (personal, editorial, admin; a public view's write or
+        # bad parameter): behind the breaker too.
+        refused = breaker_refusal()
+        if refused is not None:
+            logger.warning("database unavailable for %s: %s", request.path, refused)
+            return database_unavailable()
+        if database_breaker().state == HALF_OPEN:
+            database_breaker().success()  # this request was the probe, and the server answered
+        return None
+
     def run_view(self, request, view_func, view_args, view_kwargs):
+        refused = breaker_refusal()
+        if refused is not None:
+            raise refused
         breaker = database_breaker()
-        if not breaker.allow():
-            raise OperationalError("database circuit breaker open")
-        if breaker.state == HALF_OPEN and not database_reachable():
-            exc = OperationalError("database unreachable (breaker probe)")
-            breaker.failure(exc)
-            raise exc
         try:
             response = super().run_view(request, view_func, view_args, view_kwargs)
         except Http404:

@@ -22,7 +22,7 @@ from django.db import Error as DatabaseError
 
 from caching import metrics as cache_metrics
 from caching import stats as cache_stats
-from newsite.middleware import database_breaker_snapshot
+from newsite.middleware import database_breaker_snapshot, database_known_down
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +151,8 @@ def outbox_backlog() -> dict:
     cdn.outbox.outbox_backlog() (one aggregate query; also refreshes newsite_outbox_pending)."""
     from cdn.outbox import outbox_backlog as cdn_outbox_backlog
 
+    if database_known_down():
+        return {"error": "database unavailable (breaker open)"}
     try:
         backlog = cdn_outbox_backlog()
     except DatabaseError as exc:
@@ -173,6 +175,8 @@ def recent_purges(limit: int = 20) -> list[dict]:
     from cdn.models import PurgeOutbox
     from newsite.ops.canary import CANARY_TAG
 
+    if database_known_down():
+        return []
     try:
         rows = list(
             # The canary's own purges (4 a minute) would push every real invalidation off the list.
@@ -205,6 +209,8 @@ def canary_status() -> dict | str:
     {"error": ...} when the database is unreachable (/health/ reports it; no 503 here for it)."""
     from newsite.ops import canary
 
+    if database_known_down():
+        return {"error": "database unavailable (breaker open)", "failed": []}
     try:
         return canary.status()
     except DatabaseError as exc:

@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from caching import metrics as cache_metrics
+from newsite.middleware import database_free, database_known_down
 from newsite.ops import cachestats, canary, probes
 
 
@@ -34,22 +35,25 @@ def metrics_registry():
     return REGISTRY
 
 
+@database_free
 @require_safe
 def metrics_view(request):
     """Prometheus text format. Pushes this process's batched L1 hits and refreshes
     newsite_outbox_pending (one COUNT) and newsite_freshness_canary_age_seconds (one read of the
-    canary row) first."""
+    canary row) first, unless the database breaker is open (they keep their last value)."""
     cache_metrics.flush_all()
-    try:
-        from cdn.outbox import update_pending_gauge
+    if not database_known_down():
+        try:
+            from cdn.outbox import update_pending_gauge
 
-        update_pending_gauge()
-        canary.update_age_gauges()
-    except DatabaseError:
-        pass  # the gauges keep their last value; /health/ reports the database
+            update_pending_gauge()
+            canary.update_age_gauges()
+        except DatabaseError:
+            pass  # the gauges keep their last value; /health/ reports the database
     return _no_store(HttpResponse(generate_latest(metrics_registry()), content_type=CONTENT_TYPE_LATEST))
 
 
+@database_free
 @require_safe
 def health_view(request):
     """200 {"status": "ok", "checks": {...}} or 503 {"status": "fail", "failed": [...], ...}."""
@@ -59,6 +63,7 @@ def health_view(request):
     return _no_store(JsonResponse(body, status=503 if failed else 200))
 
 
+@database_free
 @require_safe
 def health_cache_view(request):
     """JSON: hit ratio per tier and prefix (this process since start and over the last 1/5/15

@@ -21,9 +21,11 @@ pytestmark = pytest.mark.slow
 SETUP_DATA = """
 import json, django
 django.setup()
-from tests.factories import make_article
+from rest_framework.authtoken.models import Token
+from tests.factories import make_article, make_editor
 cached, uncached = make_article(title="Cached"), make_article(title="Never read")
-print(json.dumps({"cached": cached.id, "uncached": uncached.id}))
+token = Token.objects.create(user=make_editor()).key
+print(json.dumps({"cached": cached.id, "uncached": uncached.id, "token": token}))
 """
 
 
@@ -62,6 +64,17 @@ def test_postgresql_down_cached_urls_answer_the_rest_get_503(private_pg, tmp_pat
             assert down.status_code == 503 and down.headers.get("Retry-After"), (down.status_code, down.text[:300])
             assert requests.get(cached, timeout=HTTP_TIMEOUT).json()["title"] == "Cached"
             assert redis_server.client().dbsize() >= keys_before  # a database error deletes nothing
+            # An edit, outside the tiers, is refused by the breaker too (not after the pool's
+            # timeout): 503 + Retry-After, the view never run. The ops pages answer.
+            edit_path = f"/api/articles/{ids['uncached']}/"
+            for _ in range(10):
+                edit = requests.patch(app.url + edit_path, json={"title": "Edited while down"},
+                                      headers={"Authorization": f"Token {ids['token']}"}, timeout=HTTP_TIMEOUT)
+                assert edit.status_code == 503 and edit.headers.get("Retry-After"), (edit.status_code, edit.text[:300])
+            assert wait_until(lambda: f"database unavailable for {edit_path}: database circuit breaker open"
+                              in app.log.read_text(errors="replace"), 30), app.log.read_text(errors="replace")[-3000:]
+            assert requests.get(app.url + "/metrics", timeout=HTTP_TIMEOUT).status_code == 200
+            assert requests.get(app.url + "/health/cache/", timeout=HTTP_TIMEOUT).json()["outbox"]["error"]
             # The breaker's half-open probes found the server down by a bare connect, not by
             # waiting DB_POOL_TIMEOUT in the pool's getconn (newsite.middleware.database_reachable).
             assert wait_until(lambda: "database unreachable (breaker probe)" in app.log.read_text(errors="replace"),
@@ -71,7 +84,10 @@ def test_postgresql_down_cached_urls_answer_the_rest_get_503(private_pg, tmp_pat
         finally:
             statuses = load.stop()
         assert server_errors(statuses) == {} and all(isinstance(k, int) for k in statuses), statuses
-        assert requests.get(uncached, timeout=HTTP_TIMEOUT).json()["title"] == "Never read"
+        assert requests.get(uncached, timeout=HTTP_TIMEOUT).json()["title"] == "Never read"  # no edit got in
+        edit = requests.patch(f"{app.url}/api/articles/{ids['uncached']}/", json={"title": "Edited after"},
+                              headers={"Authorization": f"Token {ids['token']}"}, timeout=HTTP_TIMEOUT)
+        assert edit.status_code == 200, edit.text[:300]
     finally:
         if app is not None:
             app.stop()
