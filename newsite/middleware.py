@@ -10,6 +10,11 @@ with Retry-After, fast").
   Views marked @database_free (ops pages, the API docs) are never refused.
 - database_breaker() is the process's breaker (closed until the first failure); /health/cache/
   and the admin Cache page show database_breaker_snapshot().
+- A lost connection also discards the process's connection pool (discard_connection_pool): the
+  requests waiting in its getconn fail at once instead of after DB_POOL_TIMEOUT, and its idle
+  connections - all dead after a restart - are never handed out after the server is back (each
+  would cost a failed request and another DB_BREAKER_RESET of refusals). The next request that
+  passes the breaker opens a new pool.
 
 The breaker is caching.breaker.CircuitBreaker (metric newsite_breaker_open{tier="db"}).
 """
@@ -18,9 +23,11 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 
 from django.db import InterfaceError, OperationalError, connections
 from django.http import Http404, JsonResponse
+from psycopg_pool import PoolClosed
 
 from caching.breaker import CLOSED, HALF_OPEN, CircuitBreaker
 from caching.middleware import PublicResponseCacheMiddleware, unavailable_response
@@ -70,9 +77,59 @@ def breaker_refusal() -> OperationalError | None:
         return OperationalError("database circuit breaker open")
     if breaker.state == HALF_OPEN and not database_reachable():
         exc = OperationalError("database unreachable (breaker probe)")
-        breaker.failure(exc)
+        database_lost(exc)
         return exc
     return None
+
+
+def database_lost(exc: BaseException) -> None:
+    """A connection was lost or refused: open the breaker and discard the pool. A PoolClosed is
+    not news: a request that had picked up the pool this process just discarded."""
+    if isinstance(exc.__cause__, PoolClosed):
+        return
+    database_breaker().failure(exc)
+    discard_connection_pool()
+
+
+_pool_lock = threading.Lock()
+_closing = threading.local()
+
+
+class _QuietPoolClose(logging.Filter):
+    """discard_connection_pool closes without waiting for the pool's threads (one may be in a
+    connect attempt, up to DB_CONNECT_TIMEOUT): psycopg_pool's "couldn't stop thread" warnings
+    for that close say nothing an operator can act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (getattr(_closing, "active", False) and str(record.msg).startswith("couldn't stop thread"))
+
+
+logging.getLogger("psycopg.pool").addFilter(_QuietPoolClose())
+
+
+def discard_connection_pool(alias: str = "default") -> None:
+    """Replace `alias`'s psycopg pool in this process by a new, unopened one made by Django's
+    own code (a scratch DatabaseWrapper), then close the old one without waiting: its getconn
+    waiters fail at once with PoolClosed (an OperationalError: a 503, or a stale entry), its
+    idle connections are closed, those in use are closed when returned. Replaced in one
+    assignment, not deleted: Django's DatabaseWrapper.pool reads the shared dict twice. No pool
+    (SQLite, no pool option, none made yet): nothing to do."""
+    pools = getattr(connections[alias], "_connection_pools", None)
+    if not pools or alias not in pools:
+        return
+    scratch = connections.create_connection(alias)
+    scratch._connection_pools = {}  # shadows the class's shared dict
+    replacement = scratch.pool
+    with _pool_lock:
+        old = pools.get(alias)
+        pools[alias] = replacement
+    if old is None:
+        return
+    _closing.active = True
+    try:
+        old.close(timeout=0)
+    finally:
+        _closing.active = False
 
 
 def database_reachable(alias: str = "default", timeout: float = DB_PROBE_TIMEOUT) -> bool:
@@ -147,7 +204,7 @@ class ResponseCacheMiddleware(PublicResponseCacheMiddleware):
             raise
         except DB_UNAVAILABLE as exc:
             if connection_lost(exc):
-                breaker.failure(exc)
+                database_lost(exc)
             raise
         breaker.success()
         return response
@@ -163,7 +220,7 @@ class ResponseCacheMiddleware(PublicResponseCacheMiddleware):
         """Uncached views (personal, editorial): a database outage is a fast 503, not a 500."""
         if isinstance(exception, DB_UNAVAILABLE):
             if connection_lost(exception):
-                database_breaker().failure(exception)
+                database_lost(exception)
             logger.warning("database unavailable for %s: %s", request.path, exception)
             return database_unavailable()
         return super().process_exception(request, exception)
