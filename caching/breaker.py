@@ -21,8 +21,9 @@ CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
 
 class CircuitBreaker:
-    def __init__(self, tier: str, *, failures: int, reset_after: float):
+    def __init__(self, tier: str, *, failures: int, reset_after: float, on_close=None):
         self.tier = tier
+        self.on_close = on_close  # called (outside the lock) when an open breaker closes
         self.threshold = max(1, failures)
         self.reset_after = reset_after
         self.state = CLOSED
@@ -50,11 +51,14 @@ class CircuitBreaker:
         if self.state == CLOSED and not self.failures:
             return
         with self._lock:
-            if self.state != CLOSED:
+            reopened = self.state != CLOSED
+            if reopened:
                 logger.warning("event=breaker_closed tier=%s", self.tier)
                 self._gauge.set(0)
             self.state = CLOSED
             self.failures = 0
+        if reopened and self.on_close is not None:
+            self.on_close()
 
     def failure(self, exc: BaseException) -> None:
         with self._lock:

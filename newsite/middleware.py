@@ -27,7 +27,7 @@ import threading
 
 from django.db import InterfaceError, OperationalError, connections
 from django.http import Http404, JsonResponse
-from psycopg_pool import PoolClosed
+from psycopg_pool import PoolClosed, PoolTimeout
 
 from caching.breaker import CLOSED, HALF_OPEN, CircuitBreaker
 from caching.middleware import PublicResponseCacheMiddleware, unavailable_response
@@ -42,6 +42,11 @@ DB_BREAKER_RESET = 2.0
 # PostgreSQL refuses it at once, where the pool's getconn would wait DB_POOL_TIMEOUT (2 s) for a
 # connection its background workers cannot make - every DB_BREAKER_RESET, in every process.
 DB_PROBE_TIMEOUT = 0.05
+# A pool made after a lost connection (discard_connection_pool) hands out a connection within
+# this long, not DB_POOL_TIMEOUT, until the breaker closes: a request that passed the breaker
+# just before it opened fails fast, and so does a probe while the server is still starting. A
+# connection slower to make than this is ready for the next probe (the pool goes on making it).
+DB_RECOVERY_POOL_TIMEOUT = DB_PROBE_TIMEOUT
 
 logger = logging.getLogger("newsite.middleware")
 
@@ -52,7 +57,7 @@ def database_breaker() -> CircuitBreaker:
     """The database breaker of this process (created on first use)."""
     global _db_breaker
     if _db_breaker is None:
-        _db_breaker = CircuitBreaker("db", failures=1, reset_after=DB_BREAKER_RESET)
+        _db_breaker = CircuitBreaker("db", failures=1, reset_after=DB_BREAKER_RESET, on_close=restore_pool_timeout)
     return _db_breaker
 
 
@@ -88,7 +93,8 @@ def database_lost(exc: BaseException) -> None:
     if isinstance(exc.__cause__, PoolClosed):
         return
     database_breaker().failure(exc)
-    discard_connection_pool()
+    if not isinstance(exc.__cause__, PoolTimeout):  # no connection was lost: the pool is making one
+        discard_connection_pool()
 
 
 _pool_lock = threading.Lock()
@@ -120,6 +126,7 @@ def discard_connection_pool(alias: str = "default") -> None:
     scratch = connections.create_connection(alias)
     scratch._connection_pools = {}  # shadows the class's shared dict
     replacement = scratch.pool
+    replacement.timeout = DB_RECOVERY_POOL_TIMEOUT  # until the breaker closes: restore_pool_timeout
     with _pool_lock:
         old = pools.get(alias)
         pools[alias] = replacement
@@ -130,6 +137,15 @@ def discard_connection_pool(alias: str = "default") -> None:
         old.close(timeout=0)
     finally:
         _closing.active = False
+
+
+def restore_pool_timeout(alias: str = "default") -> None:
+    """The breaker closed: the pool waits DB_POOL_TIMEOUT again for a connection."""
+    pools = getattr(connections[alias], "_connection_pools", None) or {}
+    pool = pools.get(alias)
+    configured = connections.settings[alias].get("OPTIONS", {}).get("pool")
+    if pool is not None and isinstance(configured, dict) and "timeout" in configured:
+        pool.timeout = configured["timeout"]
 
 
 def database_reachable(alias: str = "default", timeout: float = DB_PROBE_TIMEOUT) -> bool:
@@ -189,7 +205,16 @@ class ResponseCacheMiddleware(PublicResponseCacheMiddleware):
             logger.warning("database unavailable for %s: %s", request.path, refused)
             return database_unavailable()
         if database_breaker().state == HALF_OPEN:
-            database_breaker().success()  # this request was the probe, and the server answered
+            # This request is the probe and the server accepts connections: take one from the
+            # pool (DB_RECOVERY_POOL_TIMEOUT at most) before calling the database back.
+            try:
+                connections["default"].ensure_connection()
+            except DB_UNAVAILABLE as exc:
+                if connection_lost(exc):
+                    database_lost(exc)
+                logger.warning("database unavailable for %s: %s", request.path, exc)
+                return database_unavailable()
+            database_breaker().success()
         return None
 
     def run_view(self, request, view_func, view_args, view_kwargs):
