@@ -94,7 +94,10 @@ def database_lost(exc: BaseException) -> None:
         return
     database_breaker().failure(exc)
     if not isinstance(exc.__cause__, PoolTimeout):  # no connection was lost: the pool is making one
-        discard_connection_pool()
+        # The error does not say which alias lost it (a replica, or the primary), and the one
+        # breaker already refuses them all: every alias's pool goes.
+        for alias in connections.settings:
+            discard_connection_pool(alias)
 
 
 _pool_lock = threading.Lock()
@@ -121,8 +124,8 @@ def discard_connection_pool(alias: str = "default") -> None:
     assignment, not deleted: Django's DatabaseWrapper.pool reads the shared dict twice. No pool
     (SQLite, no pool option, none made yet): nothing to do."""
     pools = getattr(connections[alias], "_connection_pools", None)
-    if not pools or alias not in pools:
-        return
+    if not pools or alias not in pools or pools[alias].closed:
+        return  # none, or never opened since the last discard: no connection, no waiter to drop
     scratch = connections.create_connection(alias)
     scratch._connection_pools = {}  # shadows the class's shared dict
     replacement = scratch.pool
