@@ -62,6 +62,9 @@ PROBE_META = "HTTP_X_CANARY_PROBE"
 SERVED_BY_HEADER = "X-Served-By"  # ... in this response header (newsite.ops.middleware)
 ROW_PK = 1
 MIN_BURSTS = 3  # L1 bursts per run at least: enough for a few sync workers to each answer
+# ... and the run goes on until this many bursts in a row showed no pid not seen before: the
+# canary cannot know how many workers there are, and one busy for a burst or two still answers.
+STABLE_BURSTS = 3
 
 DEFAULTS = {
     "FRESHNESS_CANARY_MAX_AGE": 120.0,
@@ -195,14 +198,15 @@ def _get(session: requests.Session, url: str, headers: dict, timeout: float) -> 
 
 def probe_l1(app_url: str, target: int, committed_at: float, deadline: float) -> TierResult:
     """Bursts of concurrent GETs on the app's port until every worker pid seen in this run has
-    answered the new value (and the last burst showed nothing older), at least MIN_BURSTS."""
+    answered the new value (and the last burst showed nothing older), at least MIN_BURSTS, and
+    the last STABLE_BURSTS showed no new pid."""
     result = TierResult()
     burst = max(1, int(setting("FRESHNESS_CANARY_BURST")))
     url = app_url.rstrip("/") + PATH
     headers = {PROBE_HEADER: "1"}
     fresh_at: dict[int, float] = {}
     seen: set[int] = set()
-    bursts = 0
+    bursts = last_new_pid = 0
     with ThreadPoolExecutor(max_workers=burst, thread_name_prefix="canary-l1") as pool:
         sessions = [requests.Session() for _ in range(burst)]
         try:
@@ -219,20 +223,22 @@ def probe_l1(app_url: str, target: int, committed_at: float, deadline: float) ->
                         continue
                     result.value = value
                     key = pid if pid is not None else -1
-                    seen.add(key)
+                    if key not in seen:
+                        seen.add(key)
+                        last_new_pid = bursts
                     if value >= target:
                         fresh_at.setdefault(key, now)
                     else:
                         old = True
                         fresh_at.pop(key, None)  # answered old after new: not fresh yet
-                if not old and seen and seen <= set(fresh_at) and bursts >= MIN_BURSTS:
+                stable = bursts - last_new_pid >= STABLE_BURSTS
+                if not old and seen and seen <= set(fresh_at) and bursts >= MIN_BURSTS and stable:
                     result.fresh, result.error = True, None
                     result.seconds = max(0.0, max(fresh_at.values()) - committed_at)
                     break
                 if time.monotonic() >= deadline:
                     break
-                if old:
-                    time.sleep(0.005)
+                time.sleep(0.005 if old else 0.02)  # a clean burst: give a busy worker a moment
         finally:
             for session in sessions:
                 session.close()

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -79,7 +80,21 @@ def stack(tmp_path_factory, django_db_setup, django_db_blocker):
             worker_log = workdir / "celery.log"
             stack.enter_context(prefork_worker({**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, worker_log))
             app.wait_ready()
+            # Both workers booted and answering (on a busy machine the second may still import
+            # Django when the first answers): the canary can only reach workers that are up.
+            assert wait_until(lambda: every_worker_answers(app), 60), "a gunicorn worker never answered"
             yield SimpleNamespace(app=app, edge=varnish, worker_log=worker_log)
+
+
+def every_worker_answers(app) -> bool:
+    from newsite.ops.canary import PROBE_HEADER, SERVED_BY_HEADER
+
+    def served_by(_):
+        return requests.get(app.url + "/health/", headers={PROBE_HEADER: "1"}, timeout=10).headers.get(SERVED_BY_HEADER)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answered = {int(pid) for pid in pool.map(served_by, range(16)) if pid}
+    return answered == worker_pids(app.proc.pid)
 
 
 def worker_pids(master_pid: int) -> set[int]:
