@@ -131,10 +131,7 @@ def discard_connection_pool(alias: str = "default") -> None:
     replacement = scratch.pool
     replacement.timeout = DB_RECOVERY_POOL_TIMEOUT  # until the breaker closes: restore_pool_timeout
     with _pool_lock:
-        old = pools.get(alias)
-        pools[alias] = replacement
-    if old is None:
-        return
+        old, pools[alias] = pools[alias], replacement  # never deleted, so present
     _closing.active = True
     try:
         old.close(timeout=0)
@@ -142,13 +139,15 @@ def discard_connection_pool(alias: str = "default") -> None:
         _closing.active = False
 
 
-def restore_pool_timeout(alias: str = "default") -> None:
-    """The breaker closed: the pool waits DB_POOL_TIMEOUT again for a connection."""
-    pools = getattr(connections[alias], "_connection_pools", None) or {}
-    pool = pools.get(alias)
-    configured = connections.settings[alias].get("OPTIONS", {}).get("pool")
-    if pool is not None and isinstance(configured, dict) and "timeout" in configured:
-        pool.timeout = configured["timeout"]
+def restore_pool_timeout() -> None:
+    """The breaker closed: every alias's pool (database_lost replaced them all) waits
+    DB_POOL_TIMEOUT again for a connection."""
+    for alias in connections.settings:
+        pools = getattr(connections[alias], "_connection_pools", None) or {}
+        pool = pools.get(alias)
+        configured = connections.settings[alias].get("OPTIONS", {}).get("pool")
+        if pool is not None and isinstance(configured, dict) and "timeout" in configured:
+            pool.timeout = configured["timeout"]
 
 
 def database_reachable(alias: str = "default", timeout: float = DB_PROBE_TIMEOUT) -> bool:
