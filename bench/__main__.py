@@ -14,6 +14,7 @@ import sys
 from bench.context import MODES, WORKLOADS
 from bench.run import run
 from bench.scenarios import SCENARIOS as SCENARIO_MODULES
+from bench.scenarios.faults import FAULTS
 
 SCENARIOS = tuple(SCENARIO_MODULES)
 IN_ALL = tuple(name for name, module in SCENARIO_MODULES.items() if getattr(module, "IN_ALL", True))
@@ -79,6 +80,8 @@ def parse(argv):
     p.add_argument("--coherence-articles", type=int, default=3, help="hot articles the coherence writer edits (3)")
     p.add_argument("--coherence-edit-interval", type=float, default=0.2,
                    help="seconds between the end of one coherence edit and the next (0.2)")
+    p.add_argument("--faults", default=",".join(FAULTS),
+                   help=f"rows of the faults scenario, run in this order whatever the list's: {', '.join(FAULTS)} (all)")
     p.add_argument("--name", default=None, help="scenario name in the results file name")
     p.add_argument("--smoke", action="store_true", help="2 s per measurement (1 s slices), 1 s warm-up, 5 freshness writes, 5 s of coherence sampling")
     opts = p.parse_args(argv)
@@ -86,8 +89,9 @@ def parse(argv):
     opts.scenarios = IN_ALL if opts.scenario == "all" else tuple(s.strip() for s in opts.scenario.split(","))
     opts.modes = tuple(m.strip() for m in opts.modes.split(","))
     opts.workloads = tuple(w.strip() for w in opts.workloads.split(","))
+    opts.faults = tuple(f.strip() for f in opts.faults.split(","))
     for name, allowed, given in (("scenario", SCENARIOS, opts.scenarios), ("mode", MODES, opts.modes),
-                                 ("workload", WORKLOADS, opts.workloads)):
+                                 ("workload", WORKLOADS, opts.workloads), ("fault", FAULTS, opts.faults)):
         bad = [g for g in given if g not in allowed]
         if bad:
             p.error(f"unknown {name}: {', '.join(bad)}")

@@ -566,6 +566,12 @@ def postgresql_section(pg: dict | None) -> list[str]:
                     "above add the load generator's own queueing (8 Python threads sharing the 2 cores)."]
     else:
         out += ["", f"503s within 50 ms (p99 {lat['p99']:.1f} ms, reader-side): {'met' if fast else 'NOT met'}."]
+    by_second = {int(k): v for k, v in (pg.get("server_5xx_by_second") or {}).items()}
+    if by_second:
+        slow = {s: v[1] for s, v in sorted(by_second.items()) if v[1]}
+        where = ", ".join(f"{s} s: {n}" for s, n in slow.items()) or "none"
+        out += ["", f"Server-side 5xx slower than 50 ms by second of the outage (the histogram read once a second; "
+                    f"second 0 holds the requests in flight at the stop): {where}."]
     out.append("")
     return out
 

@@ -66,6 +66,8 @@ PG_FAULT_SECONDS = 60.0  # issue 15: "PostgreSQL stopped for 60 s" (5 with --smo
 PG_ARTICLES = 300  # seeded in the private cluster
 PG_CACHED = 40  # of them read before the fault (cached in every tier); PG_ARTICLES - PG_CACHED never read
 PG_REDIS_DB = 2  # the PostgreSQL row's L2: a db of its own on the cache redis-server
+SLOW_503_MS = 50  # issue 15: "others 503 + Retry-After within 50 ms"
+FAULTS = ("redis", "snapshot", "broker", "varnish", "worker", "postgresql")  # the rows (--faults)
 
 
 # --- Processes ------------------------------------------------------------------------------
@@ -557,11 +559,15 @@ def run(ctx) -> None:
     try:
         time.sleep(recovery_s)  # steady state first
         out["steady"] = timeline.between(1, int(timeline.now()))
-        _redis_row(faults)
-        _snapshot_row(faults)
-        faults.window("broker + worker kill -9", broker.stop,
-                      lambda: _broker_then_kill(ctx, broker, state, worker_env, env))
-        faults.window("varnish", edge.stop, lambda: edge.start("/bench/floor/"))
+        if "redis" in opts.faults:
+            _redis_row(faults)
+        if "snapshot" in opts.faults:
+            _snapshot_row(faults)
+        if "broker" in opts.faults:
+            faults.window("broker + worker kill -9", broker.stop,
+                          lambda: _broker_then_kill(ctx, broker, state, worker_env, env))
+        if "varnish" in opts.faults:
+            faults.window("varnish", edge.stop, lambda: edge.start("/bench/floor/"))
         pids_before = {}
 
         def kill_web_worker():
@@ -577,8 +583,10 @@ def run(ctx) -> None:
             return {"metrics_status": response.status_code,
                     "respawned": len(set(_worker_pids(app)) - set(pids_before.get("pids", [])[:1])) >= opts.workers}
 
-        faults.window("web worker kill -9", kill_web_worker, lambda: None, metrics_check)
-        _postgresql_row(faults, PG_FAULT_SECONDS if not opts.smoke else fault_s)
+        if "worker" in opts.faults:
+            faults.window("web worker kill -9", kill_web_worker, lambda: None, metrics_check)
+        if "postgresql" in opts.faults:
+            _postgresql_row(faults, PG_FAULT_SECONDS if not opts.smoke else fault_s)
     finally:
         faults.writer.stop()
         faults.readers.stop()
@@ -735,6 +743,25 @@ def _server_latency(app_url: str, status: str) -> dict[str, float]:
     return dict(out)
 
 
+def _slow_503s_by_second(url: str, before: dict[str, float], start: float, timeline: Timeline,
+                         fault_s: float) -> dict[int, list[int]]:
+    """Sleep out the outage, reading the server's 5xx histogram once a second: second of the
+    outage -> [5xx answers completed in it, of them slower than SLOW_503_MS], so a tail can be
+    told apart as the onset's (requests in flight at the stop), the half-open probes' (every
+    DB_BREAKER_RESET) or the machine's (spread evenly)."""
+    le = f"{SLOW_503_MS / 1000:g}"
+    out: dict[int, list[int]] = {}
+    last = before
+    while timeline.now() - start < fault_s:
+        time.sleep(max(0.0, min(1.0, fault_s - (timeline.now() - start))))
+        now = _server_latency(url, "5xx")
+        total = now.get("+Inf", 0.0) - last.get("+Inf", 0.0)
+        fast = now.get(le, 0.0) - last.get(le, 0.0)
+        out[int(timeline.now() - start)] = [int(total), int(total - fast)]
+        last = now
+    return out
+
+
 def _postgresql_row(run: Run, fault_s: float) -> None:
     """PostgreSQL stopped for fault_s under load, on a private cluster (the machine's own is
     shared): a web server like the stack's on it, its L2 in db PG_REDIS_DB of
@@ -798,7 +825,7 @@ def _postgresql_row(run: Run, fault_s: float) -> None:
             steady = cached[EDITED:]
             readers.retarget([pair for i, cold_id in enumerate(cold) for pair in (
                 ("pgcached", f"{url}/api/articles/{steady[i % len(steady)]}/"), ("pgcold", f"{url}/api/articles/{cold_id}/"))])
-            time.sleep(fault_s)
+            slow_by_second = _slow_503s_by_second(url, server_503_before, start, timeline, fault_s)
             with l2.pipeline(transaction=False) as pipe:
                 for key in lasting:
                     pipe.exists(key)
@@ -846,6 +873,8 @@ def _postgresql_row(run: Run, fault_s: float) -> None:
         "keys_lasting": len(lasting), "keys_deleted": deleted,
         # server-side (the first middleware's histogram, from request to response): le -> 5xx count
         "server_5xx_buckets": server_503,
+        # second of the outage -> [5xx answered in it, of them slower than SLOW_503_MS] (server-side)
+        "server_5xx_by_second": slow_by_second,
     }
     run.out["postgresql"] = result
     edits = [(w, st) for w, _, st in writer.edits if w in (label, f"after {label}")]
