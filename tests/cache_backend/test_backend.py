@@ -67,6 +67,14 @@ def test_l1_entry_never_outlives_the_redis_ttl():
         cache.set("brief", "v", timeout=20)
         entry = cache.state.l1.get(vkey_of(cache, "brief"))
         assert entry is not None and entry.expires - time.monotonic() <= 20
+        # The set's own broadcast echo must be in before the clear: clear() forgets the per-key
+        # sequences, so a late echo would drop the refilled copy (an extra miss, never a stale
+        # read; CI once saw it).
+        seq, subscriber = cache.state.l1.seen_seq, cache.state.engine.subscriber
+        deadline = time.monotonic() + 10
+        while subscriber.received_high < seq and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert subscriber.received_high >= seq
         cache.state.l1.clear()
         assert cache.get("brief") == "v"  # refilled from Redis with the remaining PTTL
         refilled = cache.state.l1.get(vkey_of(cache, "brief"))
