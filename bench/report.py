@@ -566,12 +566,20 @@ def postgresql_section(pg: dict | None) -> list[str]:
                     "above add the load generator's own queueing (8 Python threads sharing the 2 cores)."]
     else:
         out += ["", f"503s within 50 ms (p99 {lat['p99']:.1f} ms, reader-side): {'met' if fast else 'NOT met'}."]
-    by_second = {int(k): v for k, v in (pg.get("server_5xx_by_second") or {}).items()}
+    by_second = {int(k): v for k, v in (pg.get("server_by_second") or pg.get("server_5xx_by_second") or {}).items()}
     if by_second:
         slow = {s: v[1] for s, v in sorted(by_second.items()) if v[1]}
         where = ", ".join(f"{s} s: {n}" for s, n in slow.items()) or "none"
         out += ["", f"Server-side 5xx slower than 50 ms by second of the outage (the histogram read once a second; "
                     f"second 0 holds the requests in flight at the stop): {where}."]
+    control = pg.get("server_2xx_buckets") or {}
+    if control.get("+Inf"):
+        total_2xx, slow_2xx = control["+Inf"], control["+Inf"] - control.get("0.05", 0)
+        slow_seconds = sum(1 for v in by_second.values() if len(v) > 3 and v[3])
+        out += ["", f"The control, same seconds, same workers: the cached URLs' 200s (an L1 hit; no database, no "
+                    f"breaker) slower than 50 ms server-side: **{slow_2xx:,.0f} of {total_2xx:,.0f}** "
+                    f"({slow_2xx / total_2xx:.3%}; 503s: {(total_5xx - within) / total_5xx:.3%}), in "
+                    f"{slow_seconds} of the {len(by_second)} seconds." if total_5xx else ""]
     out.append("")
     return out
 
