@@ -212,6 +212,11 @@ class FetchFace:
             result = self._fetch(load, ahead)
         except BaseException as exc:
             future.set_exception(exc)
+            # The followers hold the future; this frame's reference would make a cycle (the
+            # exception's traceback holds this frame), keeping every frame of the request and
+            # its objects alive until a full collection, which holds the GIL (issue 15: the
+            # 503s of a database outage, one such cycle each, made 30-115 ms collections).
+            del future
             raise
         else:
             future.set_result(result)

@@ -222,7 +222,13 @@ class ResponseCacheMiddleware(PublicResponseCacheMiddleware):
     def run_view(self, request, view_func, view_args, view_kwargs):
         refused = breaker_refusal()
         if refused is not None:
-            raise refused
+            try:
+                raise refused
+            finally:
+                # No reference cycle (exception -> traceback -> this frame -> exception): a 503
+                # of an outage then leaves no garbage for a full collection (caching.fetcher's
+                # fetch_slow says why that matters).
+                del refused
         breaker = database_breaker()
         try:
             response = super().run_view(request, view_func, view_args, view_kwargs)
@@ -240,7 +246,10 @@ class ResponseCacheMiddleware(PublicResponseCacheMiddleware):
         try:
             return super().respond(request, *args)
         except DB_UNAVAILABLE as exc:  # no stale entry to serve (the tiers served one if they had it)
-            logger.warning("database unavailable for %s: %s", request.path, exc)
+            # A public read refused during an outage is not news: the breaker logged the outage
+            # (event=breaker_open / breaker_closed) and the access log has the 503. At 400 such
+            # reads a second, a line each would be a flood (and the write of each, a wait).
+            logger.debug("database unavailable for %s: %s", request.path, exc)
             return database_unavailable()
 
     def process_exception(self, request, exception):
