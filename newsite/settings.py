@@ -294,6 +294,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"logfmt": {"()": "newsite.ops.logs.logfmt_formatter"}},
+    "filters": {"skip_answered_503": {"()": "newsite.ops.logs.SkipAnswered503"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "logfmt"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="WARNING")},
     "loggers": {
@@ -302,6 +303,8 @@ LOGGING = {
         "cdn": {"level": env("LOG_LEVEL", default="INFO"), "propagate": True},
         # request_started / request_finished (an access log): REQUEST_LOG_LEVEL=INFO to see them.
         "django_structlog": {"level": env("REQUEST_LOG_LEVEL", default="WARNING"), "propagate": True},
+        # One line per 503, the access log's: not django.request's too (newsite.ops.logs).
+        "django.request": {"filters": ["skip_answered_503"], "propagate": True},
     },
 }
 # django-structlog: the request id rides on the tasks a request enqueues (a header of the task

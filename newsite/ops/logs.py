@@ -89,6 +89,17 @@ def configure_structlog() -> None:
     )
 
 
+class SkipAnswered503(logging.Filter):
+    """django.request's filter: drops its "Service Unavailable" line. Every 503 here is a
+    planned, fast answer with Retry-After (the database breaker's, a lease timeout's), and the
+    access log (django-structlog's request_finished, ERROR for a 5xx) has it already; the
+    outage itself is logged once by the breaker (event=breaker_open / breaker_closed). A 500
+    still logs its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, "status_code", None) != 503
+
+
 def logfmt_formatter() -> logging.Formatter:
     """The logging.Formatter of every handler (settings.LOGGING, the Celery worker's handlers)."""
     return structlog.stdlib.ProcessorFormatter(
