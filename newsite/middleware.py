@@ -82,6 +82,8 @@ def breaker_refusal() -> OperationalError | None:
         return OperationalError("database circuit breaker open")
     if breaker.state == HALF_OPEN and not database_reachable():
         exc = OperationalError("database unreachable (breaker probe)")
+        # Once per probe (every DB_BREAKER_RESET per process), not per refused request.
+        logger.warning("%s: the breaker stays open %.0f s more", exc, DB_BREAKER_RESET)
         database_lost(exc)
         return exc
     return None

@@ -66,6 +66,9 @@ WSGI_APPLICATION = "newsite.wsgi.application"
 # newsite/wsgi.py wraps the application in the WSGI front (newsite/front.py, caching/front.py):
 # L1 hits of public views answered before the middleware. Off: every request goes through Django.
 CACHE_WSGI_FRONT = env.bool("CACHE_WSGI_FRONT", default=True)
+# newsite/wsgi.py: what a worker built by its first GC_FREEZE_AFTER_REQUESTS requests is frozen
+# out of the garbage collector's full scans (gc.freeze(), once). 0: only the import is frozen.
+GC_FREEZE_AFTER_REQUESTS = env.int("GC_FREEZE_AFTER_REQUESTS", default=1000)
 
 TEMPLATES = [
     {
