@@ -571,7 +571,7 @@ def postgresql_section(pg: dict | None) -> list[str]:
         slow = {s: v[1] for s, v in sorted(by_second.items()) if v[1]}
         where = ", ".join(f"{s} s: {n}" for s, n in slow.items()) or "none"
         out += ["", f"Server-side 5xx slower than 50 ms by second of the outage (the histogram read once a second; "
-                    f"second 0 holds the requests in flight at the stop): {where}."]
+                    f"1 s is the first second, with the requests in flight at the stop): {where}."]
     control = pg.get("server_2xx_buckets") or {}
     if control.get("+Inf"):
         total_2xx, slow_2xx = control["+Inf"], control["+Inf"] - control.get("0.05", 0)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 
 from django.db import InterfaceError, OperationalError, connections
 from django.http import Http404, JsonResponse
@@ -38,15 +39,17 @@ RETRY_AFTER_SECONDS = 5
 # After a database failure, requests that would need it fail fast (503, or a stale entry) for
 # DB_BREAKER_RESET seconds instead of each waiting for the connect/pool timeout.
 DB_BREAKER_RESET = 2.0
-# The half-open probe first tries a bare connection to the server (this long at most): a stopped
-# PostgreSQL refuses it at once, where the pool's getconn would wait DB_POOL_TIMEOUT (2 s) for a
-# connection its background workers cannot make - every DB_BREAKER_RESET, in every process.
+# The half-open probe (one request per process every DB_BREAKER_RESET) has this long in all: a
+# bare connection to the server first - a stopped PostgreSQL refuses it at once, where the pool's
+# getconn would wait DB_POOL_TIMEOUT (2 s) for a connection its background workers cannot make -
+# then, the server accepting, a connection from the pool within what is left. A connection
+# slower to make than that is ready for the next probe (the pool goes on making it).
 DB_PROBE_TIMEOUT = 0.05
 # A pool made after a lost connection (discard_connection_pool) hands out a connection within
-# this long, not DB_POOL_TIMEOUT, until the breaker closes: a request that passed the breaker
-# just before it opened fails fast, and so does a probe while the server is still starting. A
-# connection slower to make than this is ready for the next probe (the pool goes on making it).
-DB_RECOVERY_POOL_TIMEOUT = DB_PROBE_TIMEOUT
+# this long, not DB_POOL_TIMEOUT, until the breaker closes: a request that passed the breaker just
+# before it opened (at the outage's onset) fails at once instead of after the probe's budget.
+# Not 0: psycopg_pool then times out even with a connection idle in the pool.
+DB_OUTAGE_POOL_TIMEOUT = 0.01
 
 logger = logging.getLogger("newsite.middleware")
 
@@ -76,15 +79,42 @@ def database_known_down() -> bool:
 
 def breaker_refusal() -> OperationalError | None:
     """Why a request that needs the database must not try it now - the breaker is open, or this
-    request is its half-open probe and a bare connect found the server unreachable - or None."""
+    request is its half-open probe and found the server unreachable or not ready - or None (the
+    probe's success closes the breaker)."""
     breaker = database_breaker()
     if not breaker.allow():
         return OperationalError("database circuit breaker open")
-    if breaker.state == HALF_OPEN and not database_reachable():
-        exc = OperationalError("database unreachable (breaker probe)")
-        # Once per probe (every DB_BREAKER_RESET per process), not per refused request.
-        logger.warning("%s: the breaker stays open %.0f s more", exc, DB_BREAKER_RESET)
-        database_lost(exc)
+    if breaker.state == HALF_OPEN:
+        exc = probe_database()
+        if exc is not None:
+            # Once per probe (every DB_BREAKER_RESET per process), not per refused request.
+            logger.warning("%s: the breaker stays open %.0f s more", exc, DB_BREAKER_RESET)
+            database_lost(exc)
+            return exc
+        restore_pool_timeout()  # before the close: no request after it meets the outage's timeout
+        breaker.success()
+    return None
+
+
+def probe_database(alias: str = "default") -> OperationalError | None:
+    """The half-open probe, DB_PROBE_TIMEOUT in all: a bare connect (database_reachable), then
+    a connection from `alias`'s pool (opened if new) within what is left, given back at once.
+    None when the server answered; else the error (a PoolTimeout cause: the pool goes on making
+    its connection, so database_lost keeps the pool). No pool: Django's own connect."""
+    started = time.monotonic()
+    if not database_reachable(alias):
+        return OperationalError("database unreachable (breaker probe)")
+    wrapper = connections[alias]
+    try:
+        with wrapper.wrap_database_errors:
+            pool = wrapper.pool
+            if pool is None:
+                wrapper.ensure_connection()
+            else:
+                pool.open()
+                left = max(DB_OUTAGE_POOL_TIMEOUT, DB_PROBE_TIMEOUT - (time.monotonic() - started))
+                pool.putconn(pool.getconn(timeout=left))
+    except DB_UNAVAILABLE as exc:
         return exc
     return None
 
@@ -131,7 +161,7 @@ def discard_connection_pool(alias: str = "default") -> None:
     scratch = connections.create_connection(alias)
     scratch._connection_pools = {}  # shadows the class's shared dict
     replacement = scratch.pool
-    replacement.timeout = DB_RECOVERY_POOL_TIMEOUT  # until the breaker closes: restore_pool_timeout
+    replacement.timeout = DB_OUTAGE_POOL_TIMEOUT  # until the breaker closes: restore_pool_timeout
     with _pool_lock:
         old, pools[alias] = pools[alias], replacement  # never deleted, so present
     _closing.active = True
@@ -208,17 +238,6 @@ class ResponseCacheMiddleware(PublicResponseCacheMiddleware):
         if refused is not None:
             logger.warning("database unavailable for %s: %s", request.path, refused)
             return database_unavailable()
-        if database_breaker().state == HALF_OPEN:
-            # This request is the probe and the server accepts connections: take one from the
-            # pool (DB_RECOVERY_POOL_TIMEOUT at most) before calling the database back.
-            try:
-                connections["default"].ensure_connection()
-            except DB_UNAVAILABLE as exc:
-                if connection_lost(exc):
-                    database_lost(exc)
-                logger.warning("database unavailable for %s: %s", request.path, exc)
-                return database_unavailable()
-            database_breaker().success()
         return None
 
     def run_view(self, request, view_func, view_args, view_kwargs):

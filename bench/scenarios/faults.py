@@ -746,10 +746,11 @@ def _server_latency(app_url: str, status: str) -> dict[str, float]:
 def _slow_answers_by_second(url: str, before: dict[str, dict[str, float]], start: float, timeline: Timeline,
                             fault_s: float) -> dict[int, list[int]]:
     """Sleep out the outage, reading the server's 5xx and 2xx histograms once a second: second of
-    the outage -> [5xx answers completed in it, of them slower than SLOW_503_MS, 2xx answers, of
-    them slower], so a tail of the 503s can be told apart as the onset's (requests in flight at
-    the stop), the half-open probes' (every DB_BREAKER_RESET) or the machine's (spread evenly,
-    and the cached 200s of the same seconds, which never touch the database, have it too)."""
+    the outage (1: the first) -> [5xx answers completed in it, of them slower than SLOW_503_MS,
+    2xx answers, of them slower], so a tail of the 503s can be told apart as the onset's
+    (requests in flight at the stop), the half-open probes' (every DB_BREAKER_RESET) or the
+    machine's (spread evenly, and the cached 200s of the same seconds, which never touch the
+    database, have it too)."""
     le = f"{SLOW_503_MS / 1000:g}"
     out: dict[int, list[int]] = {}
     last = before
