@@ -13,8 +13,9 @@ with Retry-After, fast").
 - A lost connection also discards the process's connection pool (discard_connection_pool): the
   requests waiting in its getconn fail at once instead of after DB_POOL_TIMEOUT, and its idle
   connections - all dead after a restart - are never handed out after the server is back (each
-  would cost a failed request and another DB_BREAKER_RESET of refusals). The next request that
-  passes the breaker opens a new pool.
+  would cost a failed request and another DB_BREAKER_RESET of refusals). The breaker's probe
+  opens the new pool once the server accepts connections; a request that passed the breaker
+  just before it opened gets its 503 at once rather than opening it.
 
 The breaker is caching.breaker.CircuitBreaker (metric newsite_breaker_open{tier="db"}).
 """
@@ -60,7 +61,7 @@ def database_breaker() -> CircuitBreaker:
     """The database breaker of this process (created on first use)."""
     global _db_breaker
     if _db_breaker is None:
-        _db_breaker = CircuitBreaker("db", failures=1, reset_after=DB_BREAKER_RESET, on_close=restore_pool_timeout)
+        _db_breaker = CircuitBreaker("db", failures=1, reset_after=DB_BREAKER_RESET, on_close=restore_pools)
     return _db_breaker
 
 
@@ -91,7 +92,7 @@ def breaker_refusal() -> OperationalError | None:
             logger.warning("%s: the breaker stays open %.0f s more", exc, DB_BREAKER_RESET)
             database_lost(exc)
             return exc
-        restore_pool_timeout()  # before the close: no request after it meets the outage's timeout
+        restore_pools()  # before the close: no request after it meets the outage's pool
         breaker.success()
     return None
 
@@ -111,6 +112,7 @@ def probe_database(alias: str = "default") -> OperationalError | None:
             if pool is None:
                 wrapper.ensure_connection()
             else:
+                _allow_open(pool)
                 pool.open()
                 left = max(DB_OUTAGE_POOL_TIMEOUT, DB_PROBE_TIMEOUT - (time.monotonic() - started))
                 pool.putconn(pool.getconn(timeout=left))
@@ -161,7 +163,12 @@ def discard_connection_pool(alias: str = "default") -> None:
     scratch = connections.create_connection(alias)
     scratch._connection_pools = {}  # shadows the class's shared dict
     replacement = scratch.pool
-    replacement.timeout = DB_OUTAGE_POOL_TIMEOUT  # until the breaker closes: restore_pool_timeout
+    replacement.timeout = DB_OUTAGE_POOL_TIMEOUT  # until the breaker closes: restore_pools
+    # Opened by the breaker's probe once the server accepts connections, not by a request that
+    # passed the breaker just before it opened (Django's connect opens the pool it finds): that
+    # request gets PoolClosed at once - no worker threads started (~20-40 ms of GIL hand-offs
+    # on a busy worker, the last slow 503 of an outage's onset), no reconnect attempts meanwhile.
+    replacement.open = _opened_by_the_probe
     with _pool_lock:
         old, pools[alias] = pools[alias], replacement  # never deleted, so present
     _closing.active = True
@@ -171,14 +178,26 @@ def discard_connection_pool(alias: str = "default") -> None:
         _closing.active = False
 
 
-def restore_pool_timeout() -> None:
-    """The breaker closed: every alias's pool (database_lost replaced them all) waits
-    DB_POOL_TIMEOUT again for a connection."""
+def _opened_by_the_probe(*args, **kwargs):
+    """A replacement pool's open() until the probe or the breaker's close allows it."""
+    raise PoolClosed("database breaker open: this process's new pool opens at the breaker's probe")
+
+
+def _allow_open(pool) -> None:
+    pool.__dict__.pop("open", None)  # ConnectionPool.open again
+
+
+def restore_pools() -> None:
+    """The breaker closed: every alias's pool (database_lost replaced them all) opens when a
+    request needs it and waits DB_POOL_TIMEOUT again for a connection."""
     for alias in connections.settings:
         pools = getattr(connections[alias], "_connection_pools", None) or {}
         pool = pools.get(alias)
+        if pool is None:
+            continue
+        _allow_open(pool)
         configured = connections.settings[alias].get("OPTIONS", {}).get("pool")
-        if pool is not None and isinstance(configured, dict) and "timeout" in configured:
+        if isinstance(configured, dict) and "timeout" in configured:
             pool.timeout = configured["timeout"]
 
 
