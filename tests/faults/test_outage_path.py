@@ -1,17 +1,20 @@
-"""What a database outage's 503s leave to the garbage collector: no reference cycle through the
-request's frames (issue 15: one cycle per 503 kept every frame of the request and its objects
-alive until a full collection, and full collections, which hold the GIL, made the slowest 503s),
-and the second gc.freeze() of newsite/wsgi.py, after a worker's first requests."""
+"""A database outage's 503 path, in this process (issue 15: what made the slowest 503s slow):
+no reference cycle through the request's frames (one per 503 kept every frame of the request
+alive until a full collection, and full collections hold the GIL); the pool made after a lost
+connection is opened by the breaker's probe, not by a request that passed the breaker just
+before it opened; the second gc.freeze() of newsite/wsgi.py, after a worker's first requests."""
 
 from __future__ import annotations
 
 import gc
+import threading
 import types
 
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, connections
+from psycopg_pool import PoolClosed
 
-from newsite.middleware import database_breaker
+from newsite.middleware import database_breaker, database_lost, probe_database
 from newsite.wsgi import FreezeAfterWarmup
 
 pytestmark = pytest.mark.django_db
@@ -43,6 +46,39 @@ def test_a_refused_read_leaves_no_cycle_through_its_frames(client):
                             for o in kept][:20]
     finally:
         breaker.success()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_new_pool_is_opened_by_the_probe_not_by_a_request():
+    if connections["default"].pool is None:
+        pytest.skip("no connection pool (not PostgreSQL)")
+    breaker = database_breaker()
+    lost = OperationalError("server closed the connection unexpectedly (test)")
+    try:
+        database_lost(lost)  # what a lost connection does: the breaker opens, the pool is replaced
+        assert breaker.state == "open"
+        replacement = connections["default"].pool
+        errors = []
+
+        def straggler():  # passed the breaker before it opened: its first query connects
+            try:
+                connections["default"].ensure_connection()
+            except OperationalError as exc:
+                errors.append(exc)
+            finally:
+                connections["default"].close()
+
+        thread = threading.Thread(target=straggler)
+        thread.start()
+        thread.join(10)
+        assert len(errors) == 1 and isinstance(errors[0].__cause__, PoolClosed), errors
+        assert replacement.closed  # never opened: no worker threads, no reconnect attempts
+        assert probe_database() is None  # the server answers: the probe opens it and connects
+        assert not replacement.closed and connections["default"].pool is replacement
+    finally:
+        breaker.success()  # restore_pools: open() and DB_POOL_TIMEOUT as configured
+    assert connections["default"].pool.timeout == connections.settings["default"]["OPTIONS"]["pool"]["timeout"]
+    assert "open" not in vars(connections["default"].pool)
 
 
 def test_the_second_freeze_comes_once_after_the_warmup_requests():
