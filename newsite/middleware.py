@@ -288,7 +288,7 @@ class ResponseCacheMiddleware(PublicResponseCacheMiddleware):
         except DB_UNAVAILABLE as exc:  # no stale entry to serve (the tiers served one if they had it)
             # A public read refused during an outage is not news: the breaker logged the outage
             # (event=breaker_open / breaker_closed) and the access log has the 503. At 400 such
-            # reads a second, a line each would be a flood (and the write of each, a wait).
+            # reads a second, a line each would be a flood.
             logger.debug("database unavailable for %s: %s", request.path, exc)
             return database_unavailable()
 

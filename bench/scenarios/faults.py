@@ -727,20 +727,22 @@ def _broker_then_kill(ctx, broker: Service, state: dict, worker_env: dict, env: 
     state["celery"] = _celery(ctx, worker_env)
 
 
-def _server_latency(app_url: str, status: str) -> dict[str, float]:
-    """newsite_http_request_duration_seconds buckets (le -> count) of GET responses of `status`
-    ("5xx", "2xx") on every endpoint, summed over the server's processes (/metrics)."""
+def _server_latency(app_url: str, statuses=("5xx", "2xx")) -> dict[str, dict[str, float]]:
+    """newsite_http_request_duration_seconds buckets of GET responses, by status class ("5xx",
+    "2xx") -> le -> count, on every endpoint, summed over the server's processes: one /metrics
+    scrape (a multiprocess scrape costs the measured server a worker's time)."""
     import requests
     from prometheus_client.parser import text_string_to_metric_families
 
-    out: dict[str, float] = defaultdict(float)
+    out: dict[str, dict[str, float]] = {status: defaultdict(float) for status in statuses}
     text = requests.get(app_url + "/metrics", timeout=10).text
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if (sample.name == "newsite_http_request_duration_seconds_bucket" and sample.labels.get("status") == status
+            status = sample.labels.get("status")
+            if (sample.name == "newsite_http_request_duration_seconds_bucket" and status in out
                     and sample.labels.get("method") == "GET"):
-                out[sample.labels["le"]] += sample.value
-    return dict(out)
+                out[status][sample.labels["le"]] += sample.value
+    return {status: dict(buckets) for status, buckets in out.items()}
 
 
 def _slow_answers_by_second(url: str, before: dict[str, dict[str, float]], start: float, timeline: Timeline,
@@ -756,7 +758,7 @@ def _slow_answers_by_second(url: str, before: dict[str, dict[str, float]], start
     last = before
     while timeline.now() - start < fault_s:
         time.sleep(max(0.0, min(1.0, fault_s - (timeline.now() - start))))
-        now = {status: _server_latency(url, status) for status in ("5xx", "2xx")}
+        now = _server_latency(url)
         counts = []
         for status in ("5xx", "2xx"):
             total = now[status].get("+Inf", 0.0) - last[status].get("+Inf", 0.0)
@@ -818,7 +820,7 @@ def _postgresql_row(run: Run, fault_s: float) -> None:
                 ttls = pipe.execute()
             # -1: no expiry; a key that would have expired during the outage anyway is not counted
             lasting = [k for k, t in zip(keys, ttls, strict=True) if t == -1 or t > 1000 * (fault_s + 10)]
-            server_before = {status: _server_latency(url, status) for status in ("5xx", "2xx")}
+            server_before = _server_latency(url)
             timeline.record_latencies()
             pg.stop()
             start = timeline.now()
@@ -837,8 +839,9 @@ def _postgresql_row(run: Run, fault_s: float) -> None:
                 deleted = sum(1 for n in pipe.execute() if not n)
             end = timeline.now()
             latencies = timeline.take_latencies()
+            server_after = _server_latency(url)
             server_503, server_200 = ({le: n - server_before[status].get(le, 0.0)
-                                       for le, n in _server_latency(url, status).items()} for status in ("5xx", "2xx"))
+                                       for le, n in server_after[status].items()} for status in ("5xx", "2xx"))
             pg.start(*FAST)
             back = time.monotonic()
             probe = f"{url}/api/articles/{cold[-1]}/"
