@@ -2,12 +2,38 @@
 invalidation behave exactly as they do for the API."""
 
 from django.contrib import admin, messages
+from django.db.models import Q
+from django.utils import timezone
 
 from caching import invalidate_tags_on_commit
 
 from . import invalidation, services
-from .models import Article, Author, Category, Comment
+from .models import Article, Author, Category, Comment, Visibility
 from .permissions import can_purge_cache
+
+
+class VisibilityFilter(admin.SimpleListFilter):
+    """Draft / Scheduled / Live / Expired, by the visibility rule at the time of the request."""
+
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return Visibility.choices
+
+    def queryset(self, request, queryset):
+        now = timezone.now()
+        published = queryset.filter(status=Article.Status.PUBLISHED)
+        match self.value():
+            case Visibility.DRAFT:
+                return queryset.exclude(status=Article.Status.PUBLISHED)
+            case Visibility.SCHEDULED:
+                return published.filter(Q(published_at__gt=now) | Q(published_at__isnull=True))
+            case Visibility.LIVE:
+                return queryset.visible(now)
+            case Visibility.EXPIRED:
+                return published.filter(published_at__lte=now, expires_at__lte=now)
+        return queryset
 
 
 @admin.register(Author)
@@ -26,8 +52,9 @@ class CategoryAdmin(admin.ModelAdmin):
 
 @admin.register(Article)
 class ArticleAdmin(admin.ModelAdmin):
-    list_display = ("title", "status", "published_at", "category", "author", "is_breaking", "version", "view_count")
-    list_filter = ("status", "is_breaking", "category", "published_at")
+    list_display = ("title", "state", "published_at", "expires_at", "category", "author", "is_breaking", "version",
+                    "view_count")
+    list_filter = (VisibilityFilter, "status", "is_breaking", "category", "published_at")
     search_fields = ("title", "slug", "excerpt")
     prepopulated_fields = {"slug": ("title",)}
     autocomplete_fields = ("author", "category")
@@ -36,7 +63,12 @@ class ArticleAdmin(admin.ModelAdmin):
     list_select_related = ("author", "category")
     list_per_page = 50
     show_full_result_count = False  # no COUNT(*) over 50k rows on every changelist
-    actions = ("publish_selected", "unpublish_selected", "purge_from_caches")
+    actions = ("publish_now", "publish_selected", "unpublish_selected", "purge_from_caches")
+
+    @admin.display(description="state")
+    def state(self, obj: Article) -> str:
+        """Live / Scheduled / Expired / Draft now (times show in the site's TIME_ZONE)."""
+        return obj.visibility().label
 
     def save_model(self, request, obj, form, change):
         data = {name: form.cleaned_data[name] for name in form.changed_data if name in services.ARTICLE_EDITABLE_FIELDS}
@@ -61,6 +93,15 @@ class ArticleAdmin(admin.ModelAdmin):
             services.article_publish(article=article)
             count += 1
         self.message_user(request, f"Published {count} article(s).", messages.SUCCESS)
+
+    @admin.action(description="Publish selected articles now (scheduled ones go live at once)", permissions=["change"])
+    def publish_now(self, request, queryset):
+        count = 0
+        for article in queryset:
+            if article.visibility() is not Visibility.LIVE:
+                services.article_publish_now(article=article)
+                count += 1
+        self.message_user(request, f"Published {count} article(s) now.", messages.SUCCESS)
 
     @admin.action(description="Unpublish selected articles", permissions=["change"])
     def unpublish_selected(self, request, queryset):

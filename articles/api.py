@@ -256,7 +256,8 @@ class ArticleViewsView(PublicAPIView):
 
 
 def _published_article(article_id: int) -> Article:
-    return get_object_or_404(Article, pk=article_id, status=Article.Status.PUBLISHED)
+    """A live article (the visibility rule): a scheduled or taken-down one is a 404, like a draft."""
+    return get_object_or_404(Article.objects.visible(), pk=article_id)
 
 
 class CommentCreateView(PersonalAPIView):
@@ -351,7 +352,9 @@ def _editorial_view(article: Article) -> dict:
         "title": article.title,
         "slug": article.slug,
         "status": article.status,
+        "state": article.visibility(),
         "published_at": article.published_at,
+        "expires_at": article.expires_at,
         "updated_at": article.updated_at,
         "version": article.version,
         "author_id": article.author_id,

@@ -12,7 +12,7 @@ table: a write that changes what an endpoint answers must touch a tag that endpo
 | change | tags invalidated |
 |---|---|
 | Article saved, any field | article:{id}, article-slug:{old slug}, article-slug:{new slug} |
-| ... visible before or after, and publication, published_at, category, author or is_breaking changed (incl. create/delete) | + articles, feed:home, feed:category:{old}, feed:category:{new}, author:{old}, author:{new}, trending, search |
+| ... visible before or after, and publication, published_at, expires_at, category, author or is_breaking changed (incl. create/delete) | + articles, feed:home, feed:category:{old}, feed:category:{new}, author:{old}, author:{new}, trending, search |
 | ... visible, and title/excerpt/body changed | + search |
 | ... is_breaking before or after | + breaking |
 | Comment created/deleted | article:{article_id} (comment_count, comments on the page) |
@@ -21,7 +21,11 @@ table: a write that changes what an endpoint answers must touch a tag that endpo
 | Category saved/deleted | category:{id}, feed:category:{id}, categories, articles |
 | Follow created/deleted, profile edited | user:{user_id} (private, app tiers only) |
 
-"visible" means published. Lists carry `article:{id}` for each item, so an edit of a listed
+"visible" means published (live, or scheduled: a change of its schedule re-caps the lists, whose
+lifetime ends at the next scheduled moment). A scheduled go-live or take-down
+(articles/schedule.py) touches what publishing or unpublishing the article would; a breaking item
+leaving its 6 h window touches `breaking`, a 48 h old one `news-sitemap`, a 30 day old one
+`trending`. Lists carry `article:{id}` for each item, so an edit of a listed
 article reaches every list holding it without touching the feed tags; the feed tags are for
 changes of membership or order. Every invalidation runs after the transaction commits
 (caching.invalidate_tags_on_commit); the CDN outbox rows are written inside it.
@@ -110,8 +114,9 @@ def category_syndication_tags(feed: dict) -> list[str]:
 
 def sitemap_index_tags() -> list[str]:
     """The index lists the pages of each section: their number changes when an article is
-    published or unpublished (`articles`) or a category appears (`categories`)."""
-    return [T.articles_tag(), T.categories_tag()]
+    published or unpublished (`articles`), a category appears (`categories`) or an article
+    leaves the news sitemap's window (`news-sitemap`)."""
+    return [T.articles_tag(), T.categories_tag(), T.news_sitemap_tag()]
 
 
 def sitemap_pages_tags() -> list[str]:
@@ -123,6 +128,11 @@ def sitemap_articles_tags(rows) -> list[str]:
     """A page of the articles (or news) sitemap: membership (`articles`) and each row's slug,
     lastmod and title (`article:{id}`: an edit of one row touches only its own tags)."""
     return _list_tags(rows, T.articles_tag())
+
+
+def news_sitemap_tags(rows) -> list[str]:
+    """A page of the news sitemap: as the articles sitemap's, and its window (`news-sitemap`)."""
+    return [*sitemap_articles_tags(rows), T.news_sitemap_tag()]
 
 
 def robots_tags() -> list[str]:
@@ -158,7 +168,7 @@ def missing_sitemap_page_tags(kwargs: dict) -> list[str]:
 # --- write side: the tags each change touches ---------------------------------------------------
 
 # Fields whose change can move an article into, out of, or within a list.
-_MEMBERSHIP_FIELDS = ("status", "published_at", "category_id", "author_id", "is_breaking")
+_MEMBERSHIP_FIELDS = ("status", "published_at", "expires_at", "category_id", "author_id", "is_breaking")
 _TEXT_FIELDS = ("title", "excerpt", "body")
 SNAPSHOT_FIELDS = ("id", "slug", *_MEMBERSHIP_FIELDS, *_TEXT_FIELDS)
 
@@ -186,6 +196,12 @@ def article_tags_for_change(old: dict | None, new: dict | None) -> set[str]:
     if any(s["is_breaking"] for s in states):
         tags.add(T.breaking_tag())
     return tags
+
+
+def article_schedule_tags(state: dict) -> set[str]:
+    """What a scheduled go-live or take-down of the article in `state` touches (a snapshot or a
+    row with SNAPSHOT_FIELDS): what publishing or unpublishing it would."""
+    return article_tags_for_change({**state, "status": Article.Status.DRAFT}, state)
 
 
 def article_changed(*, old: dict | None, new: dict | None) -> None:

@@ -1,9 +1,14 @@
 """The newsite domain: authors, categories, articles and what readers do with them."""
 
+from __future__ import annotations
+
+from datetime import datetime
+
 from django.conf import settings
 from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class Author(models.Model):
@@ -31,6 +36,27 @@ class Category(models.Model):
         return self.name
 
 
+class Visibility(models.TextChoices):
+    """Where an article stands for readers at a given moment (the API's and the admin's `state`)."""
+
+    DRAFT = "draft", "Draft"
+    SCHEDULED = "scheduled", "Scheduled"  # published, published_at still ahead
+    LIVE = "live", "Live"
+    EXPIRED = "expired", "Expired"  # published, expires_at passed: gone as if unpublished
+
+
+class ArticleQuerySet(models.QuerySet):
+    def visible(self, at: datetime | None = None) -> ArticleQuerySet:
+        """THE visibility rule, the only one every public read uses: published, published_at
+        reached, not taken down (expires_at empty or still ahead) at `at` (default: now)."""
+        at = at or timezone.now()
+        return self.filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=at),
+            status=Article.Status.PUBLISHED,
+            published_at__lte=at,
+        )
+
+
 class Article(models.Model):
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
@@ -43,7 +69,12 @@ class Article(models.Model):
     author = models.ForeignKey(Author, on_delete=models.PROTECT, related_name="articles")
     category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="articles")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
-    published_at = models.DateTimeField(null=True, blank=True)
+    published_at = models.DateTimeField(
+        null=True, blank=True, help_text="When it goes live; a future time with status Published schedules it."
+    )
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="Optional take-down time: after it the article is gone from every public page."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     is_breaking = models.BooleanField(default=False)
@@ -53,6 +84,8 @@ class Article(models.Model):
     # Maintained by a PostgreSQL trigger (migration 0002); NULL on SQLite, where search falls
     # back to icontains.
     search_vector = SearchVectorField(null=True, editable=False)
+
+    objects = ArticleQuerySet.as_manager()
 
     class Meta:
         ordering = ["-published_at", "-id"]
@@ -84,6 +117,19 @@ class Article(models.Model):
                 name="article_views_idx",
                 condition=Q(status="published"),
             ),
+            # The next take-down (articles/schedule.py, the capped lifetimes of the selectors).
+            models.Index(
+                fields=["expires_at"],
+                name="article_expiry_idx",
+                condition=Q(status="published", expires_at__isnull=False),
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(expires_at__isnull=True) | Q(published_at__isnull=True) | Q(expires_at__gt=models.F("published_at")),
+                name="article_expires_after_publication",
+                violation_error_message="The take-down time (expires at) must be after the go-live time (published at).",
+            ),
         ]
 
     def __str__(self):
@@ -100,6 +146,28 @@ class Article(models.Model):
     @property
     def is_published(self) -> bool:
         return self.status == self.Status.PUBLISHED
+
+    def visibility(self, at: datetime | None = None) -> Visibility:
+        """The visibility rule of ArticleQuerySet.visible for this object, as a state."""
+        if self.status != self.Status.PUBLISHED:
+            return Visibility.DRAFT
+        at = at or timezone.now()
+        if self.published_at is None or self.published_at > at:
+            return Visibility.SCHEDULED
+        if self.expires_at is not None and self.expires_at <= at:
+            return Visibility.EXPIRED
+        return Visibility.LIVE
+
+
+class ScheduleCursor(models.Model):
+    """Up to when the scheduled moments (go-lives, take-downs, window edges) have been fired
+    (articles/schedule.py): one row, locked by the run that moves it."""
+
+    name = models.CharField(max_length=40, unique=True)
+    fired_through = models.DateTimeField()
+
+    def __str__(self):
+        return f"{self.name}: fired through {self.fired_through.isoformat()}"
 
 
 class ViewCountFlush(models.Model):

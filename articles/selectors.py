@@ -4,8 +4,16 @@ cached whole by the response middleware (caching/middleware.py), so most reads h
 the tiers; two go through them themselves: article_is_published (the view counter's existence
 check) and user_profile_cached (a private per-user key).
 
+Time: every public read goes through ONE visibility rule (`visible_articles`, the model's
+`ArticleQuerySet.visible`: published, published_at reached, not taken down), evaluated at one
+`now` per read. A read whose answer changes at a known moment names it with
+`caching.lifetime.valid_until` (a list: the next go-live or take-down in its scope, or when its
+oldest item leaves its window; a detail: its take-down; a scheduled article's 404: its go-live),
+and the tiers keep it no longer (docs/http.md, "Time").
+
 Costs: the page selectors run one query (two for a category or author feed, which first resolve
-the category/author); a detail is one query, its comment and like counts as subqueries.
+the category/author) plus one for the next scheduled moment of a list (articles/schedule.py: an
+index probe per bound); a detail is one query, its comment and like counts as subqueries.
 """
 
 from __future__ import annotations
@@ -19,13 +27,13 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from caching import get_or_load, keys, tags
+from caching.lifetime import valid_until
 
-from .models import Article, Author, Category, Comment, Follow, Like
+from .models import Article, Author, Category, Comment, Follow, Like, Visibility
+from .schedule import BREAKING_WINDOW, NEWS_SITEMAP_WINDOW, TRENDING_WINDOW, next_change
 
 PAGE_SIZE = 20
-BREAKING_WINDOW = timedelta(hours=6)
 BREAKING_LIMIT = 5
-TRENDING_WINDOW = timedelta(days=30)
 TRENDING_LIMIT = 10
 
 _SUMMARY_FIELDS = (
@@ -51,8 +59,24 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def published_articles() -> QuerySet[Article]:
-    return Article.objects.filter(status=Article.Status.PUBLISHED)
+def visible_articles(at: datetime | None = None) -> QuerySet[Article]:
+    """What readers may see at `at` (default now): the visibility rule (ArticleQuerySet.visible)."""
+    return Article.objects.visible(at)
+
+
+def _visible_or_until(article: Article | None, now: datetime) -> Article | None:
+    """`article` (a published row, or None) if it is live at `now`, naming when that changes: its
+    take-down, or, for a scheduled one (None here), its go-live."""
+    if article is None:
+        return None
+    state = article.visibility(now)
+    if state is Visibility.SCHEDULED:
+        valid_until(article.published_at)
+        return None
+    if state is not Visibility.LIVE:
+        return None
+    valid_until(article.expires_at)
+    return article
 
 
 def _summary(article: Article) -> dict:
@@ -101,8 +125,10 @@ def last_modified_of(items: list[dict]) -> str | None:
 
 
 def home_feed(*, page: int) -> dict:
-    """A page of published articles, newest first. One query."""
-    return _page(published_articles(), page)
+    """A page of visible articles, newest first, until the next go-live or take-down. Two queries."""
+    now = timezone.now()
+    valid_until(next_change(now=now))
+    return _page(visible_articles(now), page)
 
 
 def _with_counts(queryset: QuerySet[Article]) -> QuerySet[Article]:
@@ -118,33 +144,39 @@ def _with_counts(queryset: QuerySet[Article]) -> QuerySet[Article]:
     )
 
 
+def _published() -> QuerySet[Article]:
+    """Published rows, live or not: a detail reads its row once and applies the visibility rule
+    itself (`_visible_or_until`), so a scheduled article's 404 knows its go-live."""
+    return Article.objects.filter(status=Article.Status.PUBLISHED)
+
+
 def article_detail(*, article_id: int) -> dict | None:
-    """A published article with author, category and counts, or None. One query."""
-    article = _with_counts(published_articles()).filter(pk=article_id).first()
-    if article is None:
-        return None
-    return _detail(article)
+    """A live article with author, category and counts, or None (until its go-live, for a
+    scheduled one). One query."""
+    now = timezone.now()
+    article = _visible_or_until(_with_counts(_published()).filter(pk=article_id).first(), now)
+    return _detail(article) if article is not None else None
 
 
 def article_detail_by_slug(*, slug: str) -> dict | None:
     """As article_detail, addressed by slug. One query."""
-    article = _with_counts(published_articles()).filter(slug=slug).first()
-    if article is None:
-        return None
-    return _detail(article)
+    now = timezone.now()
+    article = _visible_or_until(_with_counts(_published()).filter(slug=slug).first(), now)
+    return _detail(article) if article is not None else None
 
 
 def article_details(*, article_ids) -> dict[int, dict]:
-    """{id: article_detail} of the published ones among `article_ids` (the others are left
-    out). One query for the whole batch (counts as subqueries, author and category joined): the
-    bulk loader of `warm_cache --all`."""
-    rows = _with_counts(published_articles()).filter(pk__in=list(article_ids))
+    """{id: article_detail} of the live ones among `article_ids` without a take-down time (the
+    others are left out: a batch shares one lifetime, and an article that goes away at a moment
+    would cap the whole batch; its first reader fills it). One query for the whole batch (counts
+    as subqueries, author and category joined): the bulk loader of `warm_cache --all`."""
+    rows = _with_counts(visible_articles()).filter(pk__in=list(article_ids), expires_at__isnull=True)
     return {article.id: _detail(article) for article in rows}
 
 
 def published_article_ids() -> list[int]:
-    """The ids of every published article, most read first (what to warm first). One query."""
-    return list(published_articles().order_by("-view_count", "-id").values_list("id", flat=True))
+    """The ids of every live article, most read first (what to warm first). One query."""
+    return list(visible_articles().order_by("-view_count", "-id").values_list("id", flat=True))
 
 
 def _detail(article: Article) -> dict:
@@ -175,39 +207,47 @@ def trending(*, limit: int = TRENDING_LIMIT) -> dict:
     from .counters import trending_ids
 
     ids = trending_ids(limit=limit)
-    base = published_articles().select_related("author", "category").only(*_SUMMARY_FIELDS, "view_count")
+    now = timezone.now()
+    base = visible_articles(now).select_related("author", "category").only(*_SUMMARY_FIELDS, "view_count")
     if ids:
+        valid_until(next_change(now=now))
         by_id = {a.id: a for a in base.filter(pk__in=ids)}
         rows = [by_id[i] for i in ids if i in by_id][:limit]
     else:
-        since = timezone.now() - TRENDING_WINDOW
-        rows = list(base.filter(published_at__gte=since).order_by("-view_count", "-published_at")[:limit])
+        in_window = base.filter(published_at__gt=now - TRENDING_WINDOW)
+        valid_until(next_change(now=now, leaving=(in_window, TRENDING_WINDOW)))
+        rows = list(in_window.order_by("-view_count", "-published_at")[:limit])
     return {"results": [{**_summary(a), "view_count": a.view_count} for a in rows]}
 
 
 def article_is_published(*, article_id: int) -> bool:
     """Through the tiers: the view counter's existence check costs no query on a hit. An unknown
-    or unpublished id is a short negative entry (None, 30 s), so random ids cannot fill L2."""
-    return bool(
-        get_or_load(
-            keys.article_published_key(article_id),
-            lambda: True if published_articles().filter(pk=article_id).exists() else None,
-            kind="article",
-            tags=[tags.article_tag(article_id)],
-        )
-    )
+    or unpublished id is a short negative entry (None, 30 s), so random ids cannot fill L2; a
+    scheduled one lasts until its go-live, a live one until its take-down."""
+
+    def load():
+        row = _published().filter(pk=article_id).only("status", "published_at", "expires_at").first()
+        return True if _visible_or_until(row, timezone.now()) is not None else None
+
+    return bool(get_or_load(keys.article_published_key(article_id), load, kind="article",
+                            tags=[tags.article_tag(article_id)]))
 
 
 def breaking_news() -> dict:
-    """Breaking articles published in the last 6 hours, newest first, at most 5. One query."""
-    since = timezone.now() - BREAKING_WINDOW
-    rows = (
-        published_articles()
-        .filter(is_breaking=True, published_at__gte=since)
+    """Breaking articles published in the last 6 hours, newest first, at most 5; until the next
+    breaking go-live or take-down, or the moment the oldest listed leaves the window (older ones
+    left it before). Two queries."""
+    now = timezone.now()
+    rows = list(
+        visible_articles(now)
+        .filter(is_breaking=True, published_at__gt=now - BREAKING_WINDOW)
         .select_related("author", "category")
         .only(*_SUMMARY_FIELDS)
         .order_by("-published_at", "-id")[:BREAKING_LIMIT]
     )
+    valid_until(next_change(now=now, scope=Q(is_breaking=True)))
+    if rows:
+        valid_until(min(a.published_at for a in rows) + BREAKING_WINDOW)
     return {"results": [_summary(a) for a in rows]}
 
 
@@ -228,7 +268,9 @@ def category_feed(*, slug: str, page: int) -> dict | None:
     category = category_by_slug(slug=slug)
     if category is None:
         return None
-    return {"category": category, **_page(published_articles().filter(category_id=category["id"]), page)}
+    now = timezone.now()
+    valid_until(next_change(now=now, scope=Q(category_id=category["id"])))
+    return {"category": category, **_page(visible_articles(now).filter(category_id=category["id"]), page)}
 
 
 def author_detail(*, author_id: int) -> dict | None:
@@ -236,12 +278,14 @@ def author_detail(*, author_id: int) -> dict | None:
     author = Author.objects.filter(pk=author_id).first()
     if author is None:
         return None
+    now = timezone.now()
+    valid_until(next_change(now=now, scope=Q(author_id=author.id)))
     return {
         "id": author.id,
         "name": author.name,
         "bio": author.bio,
         "avatar_url": author.avatar_url,
-        "article_count": published_articles().filter(author_id=author.id).count(),
+        "article_count": visible_articles(now).filter(author_id=author.id).count(),
     }
 
 
@@ -250,16 +294,20 @@ def author_feed(*, author_id: int, page: int) -> dict | None:
     author = Author.objects.filter(pk=author_id).only("id", "name", "avatar_url").first()
     if author is None:
         return None
+    now = timezone.now()
+    valid_until(next_change(now=now, scope=Q(author_id=author.id)))
     return {
         "author": {"id": author.id, "name": author.name, "avatar_url": author.avatar_url},
-        **_page(published_articles().filter(author_id=author.id), page),
+        **_page(visible_articles(now).filter(author_id=author.id), page),
     }
 
 
 def search(*, q: str, page: int) -> dict:
     """Full-text search: PostgreSQL websearch syntax ranked by title > excerpt > body weights;
-    icontains on SQLite. One query."""
-    qs = published_articles()
+    icontains on SQLite. Until the next go-live or take-down anywhere. Two queries."""
+    now = timezone.now()
+    valid_until(next_change(now=now))
+    qs = visible_articles(now)
     if connection.vendor == "postgresql":
         query = SearchQuery(q, config="english", search_type="websearch")
         qs = (
@@ -323,7 +371,7 @@ def user_profile_cached(*, user) -> dict:
 def user_feed(*, user, page: int) -> dict:
     """Articles by followed authors or in followed categories, newest first. One query."""
     follows = Follow.objects.filter(user=user)
-    qs = published_articles().filter(
+    qs = visible_articles().filter(
         Q(author_id__in=follows.filter(author__isnull=False).values("author_id"))
         | Q(category_id__in=follows.filter(category__isnull=False).values("category_id"))
     )
@@ -342,19 +390,22 @@ def user_follows(*, user) -> dict:
 
 # --- feeds and sitemaps (articles/feeds.py, articles/sitemaps.py) -------------------------------
 
-NEWS_SITEMAP_WINDOW = timedelta(hours=48)
 _SITEMAP_FIELDS = ("id", "slug", "title", "published_at", "updated_at")
 
 
 def sitemap_articles() -> QuerySet:
-    """Every published article as {id, slug, title, published_at, updated_at} rows, oldest first:
+    """Every live article as {id, slug, title, published_at, updated_at} rows, oldest first:
     a new article lands on the last page, so the earlier pages keep their bytes (and ETags).
-    Lazy: the sitemap paginator runs one COUNT and one page query."""
-    return published_articles().order_by("published_at", "id").values(*_SITEMAP_FIELDS)
+    Lazy: the sitemap paginator runs one COUNT and one page query (and one for the next moment)."""
+    now = timezone.now()
+    valid_until(next_change(now=now))
+    return visible_articles(now).order_by("published_at", "id").values(*_SITEMAP_FIELDS)
 
 
 def news_sitemap_articles() -> QuerySet:
     """As sitemap_articles, for the articles published in the last 48 hours (Google News),
-    newest first."""
-    since = timezone.now() - NEWS_SITEMAP_WINDOW
-    return published_articles().filter(published_at__gte=since).order_by("-published_at", "-id").values(*_SITEMAP_FIELDS)
+    newest first; until the next go-live or take-down, or the moment the oldest leaves the window."""
+    now = timezone.now()
+    in_window = visible_articles(now).filter(published_at__gt=now - NEWS_SITEMAP_WINDOW)
+    valid_until(next_change(now=now, leaving=(in_window, NEWS_SITEMAP_WINDOW)))
+    return in_window.order_by("-published_at", "-id").values(*_SITEMAP_FIELDS)

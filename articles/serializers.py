@@ -62,7 +62,14 @@ class ArticleWriteSerializer(StrictSerializer):
     )
     author_id = serializers.PrimaryKeyRelatedField(source="author", queryset=Author.objects.all(), required=False)
     status = serializers.ChoiceField(choices=Article.Status.choices, required=False)
-    published_at = serializers.DateTimeField(required=False, allow_null=True)
+    published_at = serializers.DateTimeField(
+        required=False, allow_null=True,
+        help_text="When it goes live. With status published, a future time schedules it (state: scheduled).",
+    )
+    expires_at = serializers.DateTimeField(
+        required=False, allow_null=True,
+        help_text="Optional take-down time, after published_at: then it is gone from every public surface.",
+    )
     is_breaking = serializers.BooleanField(required=False)
     hero_image_url = serializers.URLField(required=False, allow_blank=True)
 

@@ -20,7 +20,8 @@ from . import counters, invalidation, selectors
 from .models import Article, Author, Category, Comment, Follow, Like
 
 ARTICLE_EDITABLE_FIELDS = frozenset(
-    {"title", "slug", "excerpt", "body", "category", "author", "status", "published_at", "is_breaking", "hero_image_url"}
+    {"title", "slug", "excerpt", "body", "category", "author", "status", "published_at", "expires_at", "is_breaking",
+     "hero_image_url"}
 )
 
 
@@ -47,9 +48,12 @@ def unique_article_slug(title: str, *, exclude_id: int | None = None) -> str:
 
 
 def _save_article(article: Article) -> Article:
-    """Publication rules, then save (version + 1); a taken slug is a ServiceError."""
+    """Publication rules, then save (version + 1); a taken slug or a take-down time not after
+    the go-live is a ServiceError. A published article with a future published_at is scheduled."""
     if article.status == Article.Status.PUBLISHED and article.published_at is None:
         article.published_at = timezone.now()
+    if article.expires_at is not None and article.published_at is not None and article.expires_at <= article.published_at:
+        raise ServiceError("expires_at must be after published_at (an article cannot be taken down before it goes live)")
     try:
         with transaction.atomic():
             article.save()
@@ -69,6 +73,7 @@ def article_create(
     body: str = "",
     status: str = Article.Status.DRAFT,
     published_at=None,
+    expires_at=None,
     is_breaking: bool = False,
     hero_image_url: str = "",
 ) -> Article:
@@ -81,6 +86,7 @@ def article_create(
         body=body,
         status=status,
         published_at=published_at,
+        expires_at=expires_at,
         is_breaking=is_breaking,
         hero_image_url=hero_image_url,
     )
@@ -98,6 +104,16 @@ def article_update(*, article: Article, data: dict[str, Any]) -> Article:
 
 def article_publish(*, article: Article) -> Article:
     return article_update(article=article, data={"status": Article.Status.PUBLISHED})
+
+
+def article_publish_now(*, article: Article) -> Article:
+    """Published from now on: a draft or a scheduled article goes live at once (published_at now,
+    a take-down time already past is cleared)."""
+    now = timezone.now()
+    data = {"status": Article.Status.PUBLISHED, "published_at": now}
+    if article.expires_at is not None and article.expires_at <= now:
+        data["expires_at"] = None
+    return article_update(article=article, data=data)
 
 
 def article_unpublish(*, article: Article) -> Article:

@@ -166,7 +166,7 @@ def sitemap_news(request):
     }
     response = _xml(render_to_string("articles/sitemap_news.xml", context))
     return set_cache_tags(
-        response, contract.sitemap_articles_tags(rows), last_modified=max((r["updated_at"] for r in rows), default=None)
+        response, contract.news_sitemap_tags(rows), last_modified=max((r["updated_at"] for r in rows), default=None)
     )
 
 

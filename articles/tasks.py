@@ -4,7 +4,7 @@ import logging
 
 from celery import shared_task
 
-from . import counters, warm
+from . import counters, schedule, warm
 
 logger = logging.getLogger("newsite.tasks")
 
@@ -35,3 +35,14 @@ def flush_view_counts_task() -> int:
     if applied:
         logger.info("flush_view_counts: %d reads written", applied)
     return applied
+
+
+@shared_task(name="articles.fire_scheduled_changes", acks_late=True, ignore_result=True, time_limit=30,
+             soft_time_limit=25)
+def fire_scheduled_changes_task() -> dict:
+    """Beat, every SCHEDULE_TICK_SECONDS: invalidate what the moments since the last run changed
+    (articles/schedule.py). Idempotent; concurrent runs skip."""
+    fired = schedule.fire_due_changes()
+    if fired.go_live or fired.take_down or fired.windows:
+        logger.info("scheduled changes: %s", fired.as_dict())
+    return fired.as_dict()

@@ -64,7 +64,7 @@ def warm_paths() -> list[str]:
     for slug in Category.objects.order_by("name").values_list("slug", flat=True):
         paths += [f"/api/categories/{slug}/articles/?page=1", f"/category/{slug}/"]
     most_read = (
-        Article.objects.filter(status=Article.Status.PUBLISHED).order_by("-view_count", "-id").values_list("id", "slug")[:top]
+        Article.objects.visible().order_by("-view_count", "-id").values_list("id", "slug")[:top]
     )
     for article_id, slug in most_read:
         paths += [f"/api/articles/{article_id}/", f"/articles/{slug}/"]

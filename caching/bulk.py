@@ -83,7 +83,7 @@ def _fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for
         return result
     stats = metrics.stats_for(keys.key_prefix_of(next(iter(to_load))))
     try:
-        loaded, cost = face.run_loader(lambda: bulk_loader(to_load), stats)
+        loaded, cost, until = face.run_loader(lambda: bulk_loader(to_load), stats)
     except face.conf.loader_errors as exc:
         if len(stale) < len(to_load):
             raise
@@ -98,7 +98,7 @@ def _fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for
     for key in to_load:
         value = loaded.get(key)
         tags = resolve_tags(lambda v, k=key: tags_for(k, v), value) if tags_for else ()
-        entries[key] = face.entry_for(value, kind, tags, cost)
+        entries[key] = face.entry_for(value, kind, tags, cost, until)  # a batch shares its loader's cap
     stored = dict.fromkeys(entries)
     to_fill = list(entries)
     if start_seq is not None and to_fill:

@@ -160,6 +160,22 @@ class Kind:
             parts.append(f"stale-if-error={self.sie}")
         return ", ".join(parts)
 
+    def cache_control_within(self, left: float) -> str:
+        """Cache-Control of a response of this kind that is true for `left` more seconds only
+        (caching.lifetime): max-age and s-maxage capped at it, stale-while-revalidate cut so
+        that no cache may serve it past the moment (given as 0: an edge's default grace must
+        not apply either). stale-if-error stays: a copy kept for an origin outage is removed at
+        the moment by the scheduled purge. Whole seconds, rounded down: never past the moment."""
+        left = max(0, int(left))
+        if left >= max(self.max_age, self.s_maxage) + self.swr:
+            return self.cache_control
+        max_age, s_maxage = min(self.max_age, left), min(self.s_maxage, left)
+        swr = min(self.swr, left - max(max_age, s_maxage))
+        parts = [f"public, max-age={max_age}, s-maxage={s_maxage}, stale-while-revalidate={swr}"]
+        if self.sie:
+            parts.append(f"stale-if-error={self.sie}")
+        return ", ".join(parts)
+
     @property
     def unshared_cache_control(self) -> str:
         """For a value the shared tier did not admit (first sight of a "second_hit" key): the

@@ -35,7 +35,7 @@ from django.db.models.query import QuerySet
 
 from caching import conf as conf_module
 from caching import engine as engine_module
-from caching import envelope, keys, metrics
+from caching import envelope, keys, lifetime, metrics
 from caching.broadcast import DOWN
 from caching.conf import NEGATIVE_KIND
 from caching.envelope import LEASE_MARK, Envelope, is_lease
@@ -50,6 +50,7 @@ _PENDING_MAX = 10_000
 INVALIDATE_CHUNK = 1000  # members of one tag bucket deleted per Redis call (bounded script time)
 L1_ENTRY_OVERHEAD = 320
 L1_TAG_OVERHEAD = 120
+MIN_LIFETIME = 0.001  # s: a value whose moment has come is stored for a millisecond (Redis PX >= 1)
 
 
 class LeaseTimeout(Exception):  # noqa: N818 (it names the situation, as TimeoutError does)
@@ -389,22 +390,31 @@ class FetchFace:
         return self.served_stale(stale, STALE)
 
     def run_loader(self, loader, stats):
+        """(value, cost in s, the moment the value stops being true or None: caching.lifetime)."""
         started = time.perf_counter()
-        value = loader()
+        with lifetime.measure() as measured:
+            value = loader()
         cost = time.perf_counter() - started
         stats.loaded(cost)
-        return value, cost
+        return value, cost, measured.until
 
-    def entry_for(self, value, kind, tags: tuple, cost) -> Entry:
+    def entry_for(self, value, kind, tags: tuple, cost, until: float | None = None) -> Entry:
+        """The entry of a loaded value: soft expiry after the kind's jittered TTL, hard expiry
+        after its grace, both capped at `until` (caching.lifetime: nothing outlives the moment
+        its value stops being true, not even as a stale copy)."""
         if isinstance(value, QuerySet):
             raise TypeError("refusing to cache a QuerySet (lazy, re-queries on use): cache list(qs) or values")
         conf = self.conf
         spec = conf.kind(NEGATIVE_KIND if value is None else kind)
         ttl = conf.jittered(spec.ttl)
+        hard_ttl = ttl + spec.grace
         filled_at = time.time()
+        if until is not None:
+            left = max(until - filled_at, MIN_LIFETIME)
+            ttl, hard_ttl = min(ttl, left), min(hard_ttl, left)
         soft_expiry = filled_at + ttl
         head = envelope.head(soft_expiry, filled_at, cost)
-        return Entry(value, tags, head, envelope.body(value, tags), filled_at, soft_expiry, ttl + spec.grace,
+        return Entry(value, tags, head, envelope.body(value, tags), filled_at, soft_expiry, hard_ttl,
                      spec.admission)
 
     def fill_call(self, key: str, entry: Entry, *, lease: str, start: int, seen: int = 0) -> tuple:
@@ -440,7 +450,7 @@ class FetchFace:
         stores, indexes and releases the lease, so a cold miss costs the read + this = 2 round
         trips. A failed load releases the lease instead (also one call); a cached 404 is a fill (admission)."""
         try:
-            value, cost = self.run_loader(load.loader, load.stats)
+            value, cost, until = self.run_loader(load.loader, load.stats)
         except self.conf.loader_errors as exc:
             self._release(load, lease)
             if stale is None:
@@ -454,7 +464,7 @@ class FetchFace:
         except BaseException:
             self._release(load, lease)
             raise
-        entry = self.entry_for(value, load.kind, resolve_tags(load.tags, value), cost)
+        entry = self.entry_for(value, load.kind, resolve_tags(load.tags, value), cost, until)
         fill_keys, fill_args = self.fill_call(load.key, entry, lease=lease, start=start, seen=load.guard.seq)
         try:
             status, seq = self.l2.script("fill", fill_keys, fill_args)
@@ -478,14 +488,14 @@ class FetchFace:
 
     def _load_without_l2(self, load: Load, stale: Envelope | None) -> Fetched:
         try:
-            value, cost = self.run_loader(load.loader, load.stats)
+            value, cost, until = self.run_loader(load.loader, load.stats)
         except self.conf.loader_errors as exc:
             if stale is None:
                 raise
             logger.warning("loader for %s failed (%s): serving the stale value", load.key, exc)
             load.stats.stale_l2(time.time() - stale.filled_at)
             return self.served_stale(stale, STALE)
-        entry = self.entry_for(value, load.kind, resolve_tags(load.tags, value), cost)
+        entry = self.entry_for(value, load.kind, resolve_tags(load.tags, value), cost, until)
         superseded = self.put_entry(load.key, entry, load.stats, load.guard)
         return Fetched(value, MISS, entry.filled_at, superseded)
 

@@ -203,7 +203,7 @@ class ResponseFront:
                 superseded: bool) -> FrontHit:
         """The answer of an entry, as serve_entry and the middleware make it (superseded: the
         tiers refused it meanwhile: this request may have it, no shared cache may keep it)."""
-        if not_modified(environ, value.etag, value.last_modified):
+        if value.etag and not_modified(environ, value.etag, value.last_modified):
             status, headers = 304, []
         else:
             status, headers = value.status, [("Content-Type", value.content_type)]

@@ -26,7 +26,7 @@ from datetime import datetime
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified
 from django.utils.http import http_date, parse_etags, parse_http_date_safe
 
-from caching import conf
+from caching import conf, lifetime
 from caching.params import ParamError, parse_params
 
 
@@ -159,12 +159,21 @@ def _static_headers(*, cache_control: str, etag: str, last_modified: int | None,
     probe = HttpResponse()  # Django validates and encodes each value here, once per fill
     probe.headers.pop("Content-Type", None)
     probe["Cache-Control"] = cache_control
-    probe["ETag"] = etag
+    if etag:
+        probe["ETag"] = etag
     if last_modified is not None:
         probe["Last-Modified"] = http_date(last_modified)
     _tag_headers(probe, tags)
     probe["Vary"] = "Accept-Encoding"
     return tuple(probe.headers._store.items())
+
+
+def _cache_control(kind: str) -> str:
+    """The kind's Cache-Control, capped by the moment the response being built stops being true
+    (caching.lifetime, named by the view's reads during this load)."""
+    spec = conf.get().kind(kind)
+    until = lifetime.current_until()
+    return spec.cache_control if until is None else spec.cache_control_within(until - time.time())
 
 
 def entry_from_response(response: HttpResponse, policy: ResponsePolicy) -> ResponseEntry:
@@ -174,7 +183,7 @@ def entry_from_response(response: HttpResponse, policy: ResponsePolicy) -> Respo
     # a detail whose counts changed, has an older data date but a newer response; every change
     # invalidates, and the refill is later than the change.
     last_modified = max(getattr(response, "cache_last_modified", None) or 0, int(time.time()))
-    cache_control = cache_control_for(policy.kind)
+    cache_control = _cache_control(policy.kind)
     tags = tuple(getattr(response, "cache_tags", ()))
     return ResponseEntry(
         status=response.status_code,
@@ -185,6 +194,34 @@ def entry_from_response(response: HttpResponse, policy: ResponsePolicy) -> Respo
         cache_control=cache_control,
         tags=tags,
         header_store=_static_headers(cache_control=cache_control, etag=etag, last_modified=last_modified, tags=tags),
+    )
+
+
+def unshared_cache_control(cache_control: str) -> str:
+    """For a value the shared tier did not admit (first sight of a "second_hit" key): the
+    browser keeps it for the max-age `cache_control` gives, shared caches not at all."""
+    max_age = next((p.strip() for p in cache_control.split(",") if p.strip().startswith("max-age=")), "max-age=0")
+    return f"public, {max_age}, s-maxage=0"
+
+
+def not_found_entry(request: HttpRequest, policy: ResponsePolicy, kwargs: dict) -> ResponseEntry:
+    """A 404 that turns into something at a known moment (a scheduled item: the view's reads
+    named it with caching.lifetime.valid_until): kept as an entry of the policy's kind, whose
+    lifetime the tiers cap at that moment, with the "negative" kind's Cache-Control capped the
+    same way and the negative tags. A plain 404 (no moment) is a cached None instead."""
+    response = policy.not_found(request)
+    body = response.content
+    cache_control = _cache_control(conf.NEGATIVE_KIND)
+    tags = tuple(policy.negative_tags(kwargs))
+    return ResponseEntry(
+        status=404,
+        body=body,
+        content_type=response.get("Content-Type", "application/json"),
+        etag="",
+        last_modified=None,
+        cache_control=cache_control,
+        tags=tags,
+        header_store=_static_headers(cache_control=cache_control, etag="", last_modified=None, tags=tags),
     )
 
 
@@ -220,7 +257,7 @@ def age_header(filled_at: float) -> tuple[str, str]:
 def serve_entry(request, entry: ResponseEntry, *, source: str, filled_at: float) -> HttpResponse:
     """The response of an entry (a 304 when the request's validators match). The WSGI front
     (caching/front.py) builds the same status and headers without an HttpResponse."""
-    if not_modified(request.META, entry.etag, entry.last_modified):
+    if entry.etag and not_modified(request.META, entry.etag, entry.last_modified):
         response = HttpResponseNotModified()
     else:
         response = HttpResponse(entry.body, status=entry.status, content_type=entry.content_type)

@@ -18,15 +18,17 @@ from django.http import Http404, HttpResponse, JsonResponse
 from django.http.response import ResponseHeaders
 
 import caching
-from caching import conf, keys
+from caching import conf, keys, lifetime
 from caching.http import (
     ResponsePolicy,
     Uncacheable,
     entry_from_response,
+    not_found_entry,
     policy_of,
     read_params,
     serve_entry,
     serve_negative,
+    unshared_cache_control,
 )
 
 SAFE = frozenset({"GET", "HEAD"})
@@ -114,7 +116,8 @@ class PublicResponseCacheMiddleware:
                 return entry_from_response(response, policy)
             if response is None or response.status_code == 404:
                 if not _foreign_params(request, policy):
-                    return None
+                    # Until a known moment (a scheduled item): an entry capped at it; else a negative.
+                    return None if lifetime.current_until() is None else not_found_entry(request, policy, view_kwargs)
                 # A parameter outside the key may be what made it a 404: answer it, store nothing.
                 raise Uncacheable(_no_store(response or policy.not_found(request)))
             raise Uncacheable(_no_store(response))
@@ -138,8 +141,10 @@ class PublicResponseCacheMiddleware:
         if not fetched.shared:
             # First sight of a key made of user input (a search, a 404): L2 did not admit it,
             # so neither may the edge: one-off URLs leave no object in Varnish or a CDN.
-            kind = policy.kind if fetched.value is not None else conf.NEGATIVE_KIND
-            response["Cache-Control"] = conf.get().kind(kind).unshared_cache_control
+            if fetched.value is None:
+                response["Cache-Control"] = conf.get().kind(conf.NEGATIVE_KIND).unshared_cache_control
+            else:  # the entry's own max-age: capped when it is true until a known moment only
+                response["Cache-Control"] = unshared_cache_control(fetched.value.cache_control)
         if fetched.superseded:
             # The tiers refused this value (a write overtook its load): it may answer this
             # request, which began before the write, but no shared cache may keep it.

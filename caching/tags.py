@@ -64,6 +64,12 @@ def article_slug_tag(slug: str) -> str:
     return f"article-slug:{slug}"
 
 
+def news_sitemap_tag() -> str:
+    """The Google News sitemap and the index that counts its pages: an article leaving its 48 h
+    window changes them and nothing else."""
+    return "news-sitemap"
+
+
 def canary_tag() -> str:
     """The freshness canary (newsite/ops/canary.py): invalidating it touches nothing else."""
     return "canary"

@@ -170,6 +170,16 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "articles-flush-view-counts": {"task": "articles.flush_view_counts", "schedule": env.float("VIEW_FLUSH_SECONDS", default=5.0)},
 }
+# Scheduled go-lives, take-downs and window edges are fired (invalidated in every tier, purged at
+# the edge) by a run every SCHEDULE_TICK_SECONDS; the capped lifetimes make every tier exact at
+# the moment already (articles/schedule.py, docs/http.md "Time"). A late run is dropped: the next
+# one fires everything since the last.
+SCHEDULE_TICK_SECONDS = env.float("SCHEDULE_TICK_SECONDS", default=1.0)
+CELERY_BEAT_SCHEDULE["articles-fire-scheduled-changes"] = {
+    "task": "articles.fire_scheduled_changes",
+    "schedule": SCHEDULE_TICK_SECONDS,
+    "options": {"expires": max(SCHEDULE_TICK_SECONDS, 1.0)},
+}
 # The freshness canary (newsite/ops/canary.py, docs/observability.md): written and read back from
 # every tier every FRESHNESS_CANARY_EVERY s; /health/cache/ is 503 when a tier's canary is older
 # than FRESHNESS_CANARY_MAX_AGE s (0: never). The app's own port (L1 of every worker) and the

@@ -8,20 +8,26 @@ changed a path's answer, the tags it invalidated must meet the tags that answer 
 every public URL of the URLconf is watched (a new endpoint fails here until it is added), every
 watched path changes at least once (no vacuous check), and every kind of tag a response carries
 is one that some write invalidates.
+
+Time is a write too: the clock reaching a scheduled go-live, a take-down or a window edge
+(breaking 6 h, news sitemap 48 h) changes answers, and what articles/schedule.py fires at that
+moment must meet their tags in the same way.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
+from django.utils import timezone
 
-from articles import services
-from articles.models import Article, Author, Category, Comment
+from articles import schedule, services
+from articles.models import Article, Author, Category, Comment, ScheduleCursor
 from articles.sitemaps import ArticleSitemap
 from caching.http import policy_of
 from caching.invalidation import on_invalidate
@@ -55,7 +61,8 @@ def world():
     b = make_article(author=au2, category=c1, title="Second story", ago=timedelta(hours=2))
     draft = make_article(author=au1, category=c1, title="Draft story", published=False)
     Comment.objects.create(article=a, user=make_user(), body="First")
-    return SimpleNamespace(c1=c1, c2=c2, au1=au1, au2=au2, a=a, b=b, draft=draft, reader=make_user())
+    ScheduleCursor.objects.create(name=schedule.CURSOR, fired_through=timezone.now())
+    return SimpleNamespace(c1=c1, c2=c2, au1=au1, au2=au2, a=a, b=b, draft=draft, reader=make_user(), moment=None)
 
 
 def watched_paths(w) -> list[str]:
@@ -111,6 +118,27 @@ def _edit(article, **data):
     services.article_update(article=Article.objects.get(pk=article.pk), data=data)
 
 
+MOMENT_AHEAD = timedelta(milliseconds=400)
+
+
+def _ahead(w):
+    """A moment just ahead, for a step that lets the clock reach it (`_clock`)."""
+    w.moment = timezone.now() + MOMENT_AHEAD
+    return w.moment
+
+
+def _clock(w):
+    """Time passes the step's moment; then the scheduler's run fires it (articles/schedule.py)."""
+    time.sleep(max(0.0, (w.moment - timezone.now()).total_seconds()) + 0.05)
+    schedule.fire_due_changes()
+
+
+def _near_window_end(w, window: timedelta, **extra):
+    """A live article that leaves `window` at the step's moment."""
+    return services.article_create(author=w.au2, category=w.c2, title="Leaving soon", status=Article.Status.PUBLISHED,
+                                   published_at=_ahead(w) - window, **extra)
+
+
 def _rename(obj, name):
     obj = type(obj).objects.get(pk=obj.pk)
     obj.name = name
@@ -128,7 +156,15 @@ WRITES = [
     ("published article: no longer breaking", lambda w: _edit(w.a, is_breaking=False)),
     ("published article: made breaking", lambda w: _edit(w.b, is_breaking=True)),
     ("draft: edited", lambda w: _edit(w.draft, title="Still a draft")),
-    ("draft: published", lambda w: services.article_publish(article=Article.objects.get(pk=w.draft.pk))),
+    ("draft: scheduled", lambda w: _edit(w.draft, status=Article.Status.PUBLISHED, published_at=_ahead(w))),
+    ("clock: the scheduled draft goes live", _clock),
+    ("published article: given a take-down time", lambda w: _edit(w.draft, expires_at=_ahead(w))),
+    ("clock: it is taken down", _clock),
+    ("breaking article 6 h old in a moment", lambda w: _near_window_end(w, schedule.BREAKING_WINDOW, is_breaking=True)),
+    ("clock: it leaves the breaking window", _clock),
+    ("article 48 h old in a moment", lambda w: _near_window_end(w, schedule.NEWS_SITEMAP_WINDOW)),
+    ("clock: it leaves the news sitemap", _clock),
+    ("draft: published", lambda w: services.article_publish_now(article=Article.objects.get(pk=w.draft.pk))),
     (
         "article created, published, under a slug readers asked for",
         lambda w: services.article_create(

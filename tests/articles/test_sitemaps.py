@@ -93,12 +93,13 @@ def test_kinds_and_tags(stories):
     client = Client()
     index = client.get("/sitemap.xml")
     assert index["Cache-Control"] == "public, max-age=300, s-maxage=3600, stale-while-revalidate=300, stale-if-error=86400"
-    assert set(index["Surrogate-Key"].split()) == {"articles", "categories"}
+    assert set(index["Surrogate-Key"].split()) == {"articles", "categories", "news-sitemap"}
     page = client.get("/sitemap-articles.xml")
     assert set(page["Surrogate-Key"].split()) == {"articles", f"article:{old.pk}", f"article:{recent[2].pk}"}
     news = client.get("/sitemap-news.xml")
     assert news["Cache-Control"].startswith("public, max-age=60, s-maxage=300,")
-    assert set(news["Surrogate-Key"].split()) == {"articles", f"article:{recent[0].pk}", f"article:{recent[1].pk}"}
+    assert set(news["Surrogate-Key"].split()) == {"articles", "news-sitemap", f"article:{recent[0].pk}",
+                                                  f"article:{recent[1].pk}"}
     assert client.get("/sitemap-pages.xml")["Surrogate-Key"] == "categories"
     missing = client.get("/sitemap-news.xml?p=9")
     assert missing.status_code == 404 and set(missing["Surrogate-Key"].split()) == {"articles", "categories"}
