@@ -63,3 +63,37 @@ def test_admin_refuses_non_staff():
     client = Client()
     client.force_login(make_user())
     assert client.get("/admin/articles/article/").status_code == 302  # to the login page
+
+
+def test_state_column_filter_and_publish_now(admin_client_):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    live = make_article(title="Live one")
+    scheduled = make_article(title="Scheduled one", ago=-timedelta(hours=2))
+    expired = make_article(title="Expired one", ago=timedelta(hours=3), expires_at=timezone.now() - timedelta(hours=1))
+    page = admin_client_.get("/admin/articles/article/").content.decode()
+    assert "Scheduled" in page and "Expired" in page and "Live" in page
+    for state, shown, hidden in (("scheduled", scheduled, live), ("live", live, scheduled), ("expired", expired, live)):
+        listed = admin_client_.get(f"/admin/articles/article/?state={state}").content.decode()
+        assert shown.title in listed and hidden.title not in listed, state
+    admin_client_.post("/admin/articles/article/", {"action": "publish_now", "_selected_action": [scheduled.pk, expired.pk]})
+    for article in (scheduled, expired):
+        article.refresh_from_db()
+        assert article.visibility().value == "live" and article.published_at <= timezone.now()
+
+
+def test_admin_refuses_a_take_down_before_go_live(admin_client_):
+    article = make_article(title="Form check")
+    form = {
+        "title": article.title, "slug": article.slug, "excerpt": "", "body": "", "author": article.author_id,
+        "category": article.category_id, "status": "published",
+        "published_at_0": "2030-01-02", "published_at_1": "10:00:00",
+        "expires_at_0": "2030-01-01", "expires_at_1": "10:00:00", "hero_image_url": "",
+    }
+    response = admin_client_.post(f"/admin/articles/article/{article.pk}/change/", form)
+    assert response.status_code == 200  # the form again, with its error
+    assert "must be after the go-live time" in response.content.decode()
+    article.refresh_from_db()
+    assert article.expires_at is None
