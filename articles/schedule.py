@@ -22,7 +22,7 @@ every tier exact at them (docs/http.md, "Time"):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import connections, transaction
 from django.db.models import F, Q, QuerySet
@@ -54,10 +54,13 @@ def _first(queryset: QuerySet, field_name: str) -> QuerySet:
 
 
 def _as_datetime(value) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    parsed = parse_datetime(value)  # SQLite hands a raw cursor strings
-    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, timezone.UTC)
+    """A raw cursor's datetime as an aware one: SQLite hands back strings or naive datetimes (its
+    storage is UTC under USE_TZ)."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        value = parse_datetime(value)
+    return value if timezone.is_aware(value) else value.replace(tzinfo=UTC)
 
 
 def next_change(*, now: datetime, scope: Q | None = None,
