@@ -18,7 +18,7 @@ index probe per bound); a detail is one query, its comment and like counts as su
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.contrib.postgres.search import SearchQuery, SearchRank
 from django.db import connection
