@@ -9,6 +9,8 @@ on the test database:
   l2only   gunicorn, 1 worker, CACHE_L1_ENABLED=false: the "L2 only" tier
   edge     varnishd with deploy/varnish/default.vcl in front of `readers`
   worker   `celery -A newsite worker` draining the purge outbox into the edge
+  beat     with running_stack(beat=True) only: `celery -A newsite beat` beside the worker, both
+           restartable (Stack.celery: kill -9 and start again; tests/freshness/test_schedule.py)
 
 The proxy (RedisProxy) is the fault injector, at the network level (no code of ours is patched):
 it can delay or hold what Redis sends to the L1 subscribers (pub/sub lag, a stuck subscriber),
@@ -24,8 +26,10 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +42,7 @@ import redis
 import requests
 
 from tests.support import (
+    REPO,
     Gunicorn,
     app_env,
     celery_worker,
@@ -285,6 +290,97 @@ class RedisProxy:
             return self._cond.wait_for(lambda: predicate(self), timeout)
 
 
+# --- A restartable Celery worker + beat ----------------------------------------------------------
+
+
+class CeleryProcess:
+    """One `celery -A newsite <args>` process in a session of its own (kill() is a kill -9 of
+    the whole session: nothing it forked survives), logging to `log` (appended to on every
+    start), ready when `ready_marker` appears in what this start logged."""
+
+    def __init__(self, args: list[str], env: dict, log: Path, ready_marker: str):
+        self.args = args
+        self.env = env
+        self.log = log
+        self.ready_marker = ready_marker
+        self.proc: subprocess.Popen | None = None
+        self._log_offset = 0
+
+    def start(self) -> None:
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        self._log_offset = self.log.stat().st_size if self.log.exists() else 0
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "newsite", *self.args], cwd=REPO,
+                                         env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def logged(self) -> str:
+        """What this start has logged so far."""
+        with self.log.open("rb") as f:
+            f.seek(self._log_offset)
+            return f.read().decode(errors="replace")
+
+    def ready(self) -> bool:
+        if self.proc is None:
+            return False
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"celery {self.args[0]} exited ({self.proc.returncode}): {self.logged()[-3000:]}")
+        return self.ready_marker in self.logged()
+
+    def wait_ready(self, timeout: float = 40.0) -> None:
+        if not wait_until(self.ready, timeout, 0.1):
+            raise RuntimeError(f"celery {self.args[0]} not ready after {timeout}s: {self.logged()[-3000:]}")
+
+    def kill(self) -> None:
+        """kill -9, no warm or cold shutdown: what it was running is lost as in a crash."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # anything left of its session
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+
+
+class CeleryWithBeat:
+    """The stack's `celery worker` (solo pool, as tests.support.celery_worker starts it) and a
+    `celery beat` beside it, its schedule file in `workdir`. kill() kills both with SIGKILL,
+    start() starts both again and waits until both are ready."""
+
+    def __init__(self, env: dict, workdir: Path, *, name: str = "freshness"):
+        node = f"{name}-{os.getpid()}@%h"
+        self.worker = CeleryProcess(
+            ["worker", "-P", "solo", "-l", "info", "--without-heartbeat", "--without-gossip", "--without-mingle",
+             "-n", node], env, workdir / "celery.log", "ready.")
+        self.beat = CeleryProcess(
+            ["beat", "-l", "info", "-s", str(workdir / "beat-schedule"), "--max-interval", "1"],
+            env, workdir / "celery-beat.log", "beat: Starting")
+
+    def start(self, timeout: float = 40.0) -> None:
+        self.worker.start()
+        self.beat.start()
+        self.worker.wait_ready(timeout)
+        self.beat.wait_ready(timeout)
+
+    def kill(self) -> None:
+        self.beat.kill()
+        self.worker.kill()
+
+    def stop(self) -> None:
+        self.beat.stop()
+        self.worker.stop()
+
+
 # --- The stack ------------------------------------------------------------------------------
 
 
@@ -301,6 +397,7 @@ class Stack:
     reader_workers: int = 2
     lease_wait: float | None = None
     workdir: Path | None = None
+    celery: CeleryWithBeat | None = None  # running_stack(beat=True): the worker and beat
     _clients: dict = field(default_factory=dict)
 
     def invalidation_channels(self) -> list[str]:
@@ -328,8 +425,13 @@ def _stack_env(prefix: str, private: PrivateRedis, proxy: RedisProxy, **extra) -
 
 @contextlib.contextmanager
 def running_stack(workdir: Path, *, edge: bool = True, l2only: bool = True, reader_workers: int = 2,
-                  reader_threads: int = 1, lease_wait: float | None = None):
-    """Start the stack (see the module docstring); yield a Stack; stop everything."""
+                  reader_threads: int = 1, lease_wait: float | None = None, beat: bool = False,
+                  worker_env: dict | None = None):
+    """Start the stack (see the module docstring); yield a Stack; stop everything.
+
+    beat: also run `celery -A newsite beat` (its schedule file in `workdir`) beside the worker,
+    both in sessions of their own so a test can kill -9 and restart them (Stack.celery).
+    worker_env: extra environment of the Celery worker (and beat)."""
     require_postgresql()
     if not shutil.which("redis-server"):
         pytest.skip("redis-server not installed")
@@ -365,16 +467,23 @@ def running_stack(workdir: Path, *, edge: bool = True, l2only: bool = True, read
         if l2only:
             l2 = Gunicorn(port=l2_port, workdir=workdir, env={**env, "CACHE_L1_ENABLED": "false"}, workers=1)
             stack.callback(l2.stop)
+        celery = None
         if varnish is not None:
             varnish.start()
+        if varnish is not None or beat:
             # the Celery worker's own Redis (cache) connection needs no faults: it goes direct
-            worker_env = {**env, "REDIS_URL": private.url(0)}
-            stack.enter_context(celery_worker(worker_env, workdir / "celery.log", name="freshness"))
+            celery_env = {**env, "REDIS_URL": private.url(0), **(worker_env or {})}
+            if beat:
+                celery = CeleryWithBeat(celery_env, workdir)
+                stack.callback(celery.stop)
+                celery.start()
+            else:
+                stack.enter_context(celery_worker(celery_env, workdir / "celery.log", name="freshness"))
         for server in (editor, readers, l2):
             if server is not None:
                 server.wait_ready()
         yield Stack(redis=private, proxy=proxy, editor_proxy=editor_proxy, prefix=prefix, editor=editor, readers=readers, l2only=l2,
-                    edge=varnish, reader_workers=reader_workers, lease_wait=lease_wait, workdir=workdir)
+                    edge=varnish, reader_workers=reader_workers, lease_wait=lease_wait, workdir=workdir, celery=celery)
 
 
 @pytest.fixture(scope="module")
