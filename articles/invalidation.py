@@ -15,8 +15,8 @@ table: a write that changes what an endpoint answers must touch a tag that endpo
 | ... visible before or after, and publication, published_at, expires_at, category, author or is_breaking changed (incl. create/delete) | + articles, feed:home, feed:category:{old}, feed:category:{new}, author:{old}, author:{new}, trending, search |
 | ... visible, and title/excerpt/body changed | + search |
 | ... is_breaking before or after | + breaking |
-| Comment created/deleted | article:{article_id} (comment_count, comments on the page) |
-| Like created/deleted | article:{article_id} (like_count) |
+| Comment created/deleted | article-counts:{article_id} (comment_count, comments on the page) |
+| Like created/deleted | article-counts:{article_id} (like_count) |
 | Author saved/deleted | author:{id}, articles (lists show author names; details are tagged author:{id}) |
 | Category saved/deleted | category:{id}, feed:category:{id}, categories, articles |
 | Follow created/deleted, profile edited | user:{user_id} (private, app tiers only) |
@@ -80,8 +80,10 @@ def author_tags(author: dict) -> list[str]:
 
 
 def article_tags(article: dict) -> list[str]:
-    """An article's detail (JSON and page): the article, its author's and category's names."""
-    return [T.article_tag(article["id"]), T.author_tag(article["author"]["id"]), T.category_tag(article["category"]["id"])]
+    """An article's detail (JSON and page): the article, its counts (comments, likes), its
+    author's and category's names."""
+    return [T.article_tag(article["id"]), T.article_counts_tag(article["id"]), T.author_tag(article["author"]["id"]),
+            T.category_tag(article["category"]["id"])]
 
 
 def category_nav_tags() -> list[str]:
@@ -209,7 +211,9 @@ def article_changed(*, old: dict | None, new: dict | None) -> None:
 
 
 def article_counts_changed(*, article_id: int) -> None:
-    invalidate_tags_on_commit([T.article_tag(article_id)])
+    """A reader's comment or like: only what shows the counts (the detail and the page), not
+    every list that holds the article (issue 28.1: a like/unlike loop must not keep them cold)."""
+    invalidate_tags_on_commit([T.article_counts_tag(article_id)])
 
 
 def author_changed(*, author_id: int) -> None:

@@ -46,6 +46,12 @@ def search_tag() -> str:
     return SEARCH
 
 
+def article_counts_tag(article_id: int) -> str:
+    """What shows an article's comment and like counts (its detail and page), and nothing else:
+    a reader's like or comment touches only this, never the lists that hold the article."""
+    return f"article-counts:{int(article_id)}"
+
+
 def article_tags(article_ids) -> list[str]:
     """One `article:{id}` tag per item of a list response."""
     return [article_tag(i) for i in article_ids]

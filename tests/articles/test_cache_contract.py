@@ -7,7 +7,8 @@ changed a path's answer, the tags it invalidated must meet the tags that answer 
 (its Surrogate-Key, a cached 404's included), or the old version would outlive the write. Also:
 every public URL of the URLconf is watched (a new endpoint fails here until it is added), every
 watched path changes at least once (no vacuous check), and every kind of tag a response carries
-is one that some write invalidates.
+is one that some write invalidates. A reader's action (a comment, a like) must touch nothing
+whose answer it did not change (issue 28.1: a like/unlike loop must not keep the lists cold).
 
 Time is a write too: the clock reaching a scheduled go-live, a take-down or a window edge
 (breaking 6 h, news sitemap 48 h) changes answers, and what articles/schedule.py fires at that
@@ -194,6 +195,10 @@ WRITES = [
 ]
 
 
+# Writes any reader can make: they may touch only what shows what they changed.
+READER_ACTIONS = {"comment created", "comment deleted", "like created", "like deleted"}
+
+
 def answer(client, path) -> tuple[int, bytes, frozenset[str]]:
     response = client.get(path)
     assert response.status_code in (200, 404), (path, response.status_code)
@@ -229,7 +234,7 @@ def test_every_write_that_changes_a_public_answer_invalidates_one_of_its_tags(wo
     assert all(status == 200 and not tags for status, _, tags in constant.values()), constant
     before = {path: answer(client, path) for path in paths}
     emitted = {tag for _, _, tags in before.values() for tag in tags}
-    changed_once, written, missed = set(), set(), []
+    changed_once, written, missed, overreach = set(), set(), [], []
     for name, write in WRITES:
         invalidated.clear()
         write(world)
@@ -242,9 +247,12 @@ def test_every_write_that_changes_a_public_answer_invalidates_one_of_its_tags(wo
                 changed_once.add(path)
                 if not touched & before[path][2]:
                     missed.append(f"{name}: {path} changed, carried {sorted(before[path][2])}, write touched {sorted(touched)}")
+            elif name in READER_ACTIONS and touched & before[path][2]:
+                overreach.append(f"{name}: {path} did not change, but the write touched {sorted(touched & before[path][2])}")
             before[path] = after
     assert {path: answer(client, path) for path in CONSTANT_PATHS} == constant, "a constant endpoint changed"
     assert not missed, "\n".join(missed)
+    assert not overreach, "\n".join(overreach)
     assert changed_once == set(paths), f"never changed by any write: {sorted(set(paths) - changed_once)}"
     uncovered = {family(t) for t in emitted} - {family(t) for t in written}
     assert not uncovered, f"tags no write invalidates: {sorted(uncovered)}"
