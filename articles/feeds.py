@@ -12,6 +12,7 @@ that polling readers rely on come from the cache middleware, like every public r
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from django.conf import settings
@@ -25,7 +26,16 @@ from caching.http import set_cache_tags
 
 from . import invalidation as contract
 from . import selectors
+from .models import CONTROL_CHARACTERS
 from .pages import absolute_url, cache_public_page
+
+_NOT_XML = re.compile(CONTROL_CHARACTERS)
+
+
+def xml_text(text: str) -> str:
+    """`text` without the characters XML 1.0 cannot hold (writes refuse them; rows written past
+    the API, by the ORM or SQL, must not make a feed a 500)."""
+    return _NOT_XML.sub("", text)
 
 FEED_TTL_MINUTES = 5  # RSS <ttl>: the feed kind's s-maxage (settings.NEWSITE_CACHE_KINDS)
 # The <lastBuildDate>/<updated> of a feed with no items. Django's generators say "now", which
@@ -79,10 +89,10 @@ class ArticleFeed(Feed):
         return data["results"]
 
     def item_title(self, item: dict) -> str:
-        return item["title"]
+        return xml_text(item["title"])
 
     def item_description(self, item: dict) -> str:
-        return item["excerpt"]
+        return xml_text(item["excerpt"])
 
     def item_link(self, item: dict) -> str:
         return absolute_url(item["url"])
@@ -100,10 +110,10 @@ class ArticleFeed(Feed):
         return datetime.fromisoformat(item["updated_at"])
 
     def item_author_name(self, item: dict) -> str:
-        return item["author"]["name"]
+        return xml_text(item["author"]["name"])
 
     def item_categories(self, item: dict) -> list[str]:
-        return [item["category"]["name"]]
+        return [xml_text(item["category"]["name"])]
 
 
 class HomeFeed(ArticleFeed):

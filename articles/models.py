@@ -6,6 +6,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.contrib.postgres.search import SearchVectorField
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -36,6 +37,13 @@ class Category(models.Model):
         return self.name
 
 
+# C0 controls but tab, newline and carriage return, and DEL: not allowed in XML 1.0 (the feeds and
+# sitemaps), never meant in a headline (issue 28.6: a \x0b in a title made /feed/ a 500).
+CONTROL_CHARACTERS = "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+no_control_characters = RegexValidator(CONTROL_CHARACTERS, inverse_match=True,
+                                       message="control characters are not allowed", code="control_characters")
+
+
 class Visibility(models.TextChoices):
     """Where an article stands for readers at a given moment (the API's and the admin's `state`)."""
 
@@ -62,10 +70,10 @@ class Article(models.Model):
         DRAFT = "draft", "Draft"
         PUBLISHED = "published", "Published"
 
-    title = models.CharField(max_length=200)
+    title = models.CharField(max_length=200, validators=[no_control_characters])
     slug = models.SlugField(max_length=220, unique=True)
-    excerpt = models.TextField(blank=True)
-    body = models.TextField(blank=True)
+    excerpt = models.TextField(blank=True, validators=[no_control_characters])
+    body = models.TextField(blank=True, validators=[no_control_characters])
     author = models.ForeignKey(Author, on_delete=models.PROTECT, related_name="articles")
     category = models.ForeignKey(Category, on_delete=models.PROTECT, related_name="articles")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)

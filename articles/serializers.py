@@ -3,7 +3,7 @@ serializers sit on the read path."""
 
 from rest_framework import serializers
 
-from .models import Article, Author, Category
+from .models import Article, Author, Category, no_control_characters
 
 # The JSON type each field accepts (DRF coerces more: 0 into "0" for a CharField, "1" into a
 # pk, "yes" into True); the OpenAPI schema (articles/schema.py) says these types, so a value of
@@ -53,10 +53,10 @@ class StrictSerializer(serializers.Serializer):
 
 
 class ArticleWriteSerializer(StrictSerializer):
-    title = serializers.CharField(max_length=200)
+    title = serializers.CharField(max_length=200, validators=[no_control_characters])
     slug = serializers.SlugField(max_length=220, required=False, allow_blank=True)
-    excerpt = serializers.CharField(required=False, allow_blank=True)
-    body = serializers.CharField(required=False, allow_blank=True)
+    excerpt = serializers.CharField(required=False, allow_blank=True, validators=[no_control_characters])
+    body = serializers.CharField(required=False, allow_blank=True, validators=[no_control_characters])
     category_id = serializers.PrimaryKeyRelatedField(
         source="category", queryset=Category.objects.all(), required=True
     )

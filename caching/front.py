@@ -42,6 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.client import responses
 
+from django.core.exceptions import SuspiciousOperation
 from django.core.handlers.wsgi import get_path_info
 from django.http import QueryDict
 from django.urls import Resolver404, get_resolver
@@ -159,8 +160,10 @@ class ResponseFront:
             # As WSGIRequest.GET parses it (bytes of the environ, DEFAULT_CHARSET).
             try:
                 query = QueryDict(raw_query.encode("iso-8859-1"))
-            except UnicodeEncodeError:
-                return None  # not a PEP 3333 environ: Django says what it makes of it
+            except (UnicodeEncodeError, SuspiciousOperation):
+                # Not a PEP 3333 environ, or more fields than DATA_UPLOAD_MAX_NUMBER_FIELDS
+                # (issue 28.5: a 500 here): Django says what it makes of it (a 400).
+                return None
             own = route.param_names
             for name in query:
                 if name not in own:

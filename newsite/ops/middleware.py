@@ -3,7 +3,9 @@ all the other middleware, the cache tiers included) into newsite_http_request_du
 
 Cost per request: two perf_counter() calls, one dict lookup for the bound metric children and a
 histogram observe. A request of the freshness canary (header X-Canary-Probe, newsite/ops/canary.py)
-gets `X-Served-By: <pid>` on its response: which worker's L1 answered. Every ~10 s it also
+gets `X-Served-By: <pid>` on its response: which worker's L1 answered, and `Cache-Control:
+no-store` (issue 28.9: a request header outside the key must not change what a shared cache
+keeps for everyone). Every ~10 s it also
 records a sample of this process's cache counters for the
 windowed hit ratios of /health/cache/ (newsite.ops.cachestats).
 
@@ -62,6 +64,7 @@ class RequestLatencyMiddleware:
                time.perf_counter() - started)
         if PROBE_META in request.META:
             response[SERVED_BY_HEADER] = str(os.getpid())
+            response["Cache-Control"] = "no-store"
         return response
 
 
@@ -81,4 +84,5 @@ def front_twin(hit) -> None:
     record(endpoint_of_match(hit.route.match), environ["REQUEST_METHOD"], hit.status_code, hit.source,
            time.perf_counter() - hit.started)
     if PROBE_META in environ:
-        hit.headers.append((SERVED_BY_HEADER, str(os.getpid())))
+        hit.headers[:] = [pair for pair in hit.headers if pair[0].lower() != "cache-control"]
+        hit.headers += [("Cache-Control", "no-store"), (SERVED_BY_HEADER, str(os.getpid()))]
