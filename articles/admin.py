@@ -1,6 +1,7 @@
 """Django admin for editors. Every write goes through articles.services, so versions and cache
 invalidation behave exactly as they do for the API."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Q
 from django.utils import timezone
@@ -50,8 +51,38 @@ class CategoryAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ("name",)}
 
 
+class ArticleAdminForm(forms.ModelForm):
+    """The change form remembers the version it was opened at: saving it after another save of
+    the article is refused (issue 28.4: no silent overwrite of someone else's edit)."""
+
+    loaded_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+
+    class Meta:
+        model = Article
+        fields = ("title", "slug", "excerpt", "body", "author", "category", "status", "published_at", "expires_at",
+                  "is_breaking", "hero_image_url")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["loaded_version"].initial = self.instance.version
+
+    def clean(self):
+        cleaned = super().clean()
+        loaded = cleaned.get("loaded_version")
+        if self.instance.pk and loaded is not None:
+            now = Article.objects.filter(pk=self.instance.pk).values_list("version", flat=True).first()
+            if now != loaded:
+                raise forms.ValidationError(
+                    f"This article was saved by someone else since you opened it (version {loaded}, now {now}). "
+                    "Open it again to see their changes; yours were not saved."
+                )
+        return cleaned
+
+
 @admin.register(Article)
 class ArticleAdmin(admin.ModelAdmin):
+    form = ArticleAdminForm
     list_display = ("title", "state", "published_at", "expires_at", "category", "author", "is_breaking", "version",
                     "view_count")
     list_filter = (VisibilityFilter, "status", "is_breaking", "category", "published_at")
@@ -73,7 +104,10 @@ class ArticleAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         data = {name: form.cleaned_data[name] for name in form.changed_data if name in services.ARTICLE_EDITABLE_FIELDS}
         if change:
-            services.article_update(article=obj, data=data)
+            try:
+                services.article_update(article=obj, data=data, expected_version=form.cleaned_data.get("loaded_version"))
+            except services.StaleEdit as exc:  # saved by someone else between the form's check and this
+                self.message_user(request, f"Not saved: {exc}", messages.ERROR)
         else:
             fields = {name: form.cleaned_data[name] for name in services.ARTICLE_EDITABLE_FIELDS if name in form.cleaned_data}
             created = services.article_create(**fields)

@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, status
-from rest_framework.exceptions import MethodNotAllowed, NotFound, ValidationError
+from rest_framework.exceptions import APIException, MethodNotAllowed, NotFound, ValidationError
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
@@ -22,7 +22,7 @@ from caching.params import ParamError, parse_params
 
 from . import invalidation as contract
 from . import selectors, services
-from .http import json_not_found, json_response, personal
+from .http import detail_etag, json_not_found, json_response, personal
 from .models import Article
 from .params import PAGE_PARAMS, SEARCH_PARAMS
 from .permissions import ArticleEditorial
@@ -171,13 +171,14 @@ class ArticleDetailView(PublicReadEditorialWriteView):
         article = get_object_or_404(Article, pk=article_id)
         serializer = ArticleWriteSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        article = _service_call(services.article_update, article=article, data=dict(serializer.validated_data))
+        article = _service_call(services.article_update, article=article, data=dict(serializer.validated_data),
+                                if_match=request.headers.get("If-Match"))
         return Response(_editorial_view(article))
 
     @extend_schema(request=None, responses={204: None}, summary="Delete an article")
     def delete(self, request, article_id: int):
         article = get_object_or_404(Article, pk=article_id)
-        services.article_delete(article=article)
+        _service_call(services.article_delete, article=article, if_match=request.headers.get("If-Match"))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -339,9 +340,17 @@ class FollowsView(PersonalAPIView):
 # --- helpers -----------------------------------------------------------------------------------
 
 
+class PreconditionFailed(APIException):
+    status_code = status.HTTP_412_PRECONDITION_FAILED
+    default_code = "precondition_failed"
+    default_detail = "The article changed since the version you read."
+
+
 def _service_call(service, **kwargs):
     try:
         return service(**kwargs)
+    except services.StaleEdit as exc:
+        raise PreconditionFailed(str(exc)) from exc
     except services.ServiceError as exc:
         raise ValidationError({"non_field_errors": [str(exc)]}) from exc
 
@@ -357,6 +366,8 @@ def _editorial_view(article: Article) -> dict:
         "expires_at": article.expires_at,
         "updated_at": article.updated_at,
         "version": article.version,
+        # The public detail's ETag for this state: what an If-Match of the next edit names.
+        "etag": detail_etag(selectors.article_detail_any_state(article_id=article.id)),
         "author_id": article.author_id,
         "category_id": article.category_id,
         "is_breaking": article.is_breaking,

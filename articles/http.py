@@ -4,6 +4,9 @@ import orjson
 from django.http import HttpResponse
 from django.template.loader import render_to_string
 from django.utils.cache import patch_cache_control
+from django.utils.http import parse_etags
+
+from caching.http import strong_etag
 
 JSON_CONTENT_TYPE = "application/json"
 _NOT_FOUND_JSON = b'{"error":"not_found","detail":"Not found."}'
@@ -37,3 +40,14 @@ def page_not_found(request=None) -> HttpResponse:
     """The HTML 404 page of a public page view, rendered without the request: the same bytes
     for every reader (it is served from a cached negative)."""
     return HttpResponse(render_to_string("articles/404.html"), status=404)
+
+
+def detail_etag(data: dict) -> str:
+    """The ETag of the public JSON detail showing `data` (api.article_detail_response's body)."""
+    return strong_etag(json_bytes(data))
+
+
+def etag_matches(if_match: str, etag: str) -> bool:
+    """RFC 9110 If-Match: a strong comparison against one of the listed ETags, or `*`."""
+    candidates = parse_etags(if_match)
+    return "*" in candidates or etag in candidates

@@ -53,8 +53,8 @@ ERROR_DESCRIPTIONS = {
 # are rejected too but left out of the pattern: a \ud800-\udfff range is a pattern schemathesis
 # drops whole, and no JSON encoder sends them unless asked.
 _NO_NUL = r"\x00"
-_BODY_TEXT = f"^[^{_NO_NUL}]*$"
-_BODY_TEXT_NOT_BLANK = rf"^[^{_NO_NUL}]*[^\s{_NO_NUL}][^{_NO_NUL}]*$"
+# Article text (articles.models.no_control_characters): no C0 control but tab, newline, CR; no DEL.
+_NO_CONTROL = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
 
 
 def param_schema(param) -> dict:
@@ -82,14 +82,20 @@ def _constrain_text(prop: dict | None, field) -> None:
     """The pattern and minLength of a DRF CharField (a plain string property, no format/enum)."""
     from rest_framework import serializers
 
+    from .models import no_control_characters
+
     if prop is None or not isinstance(field, serializers.CharField) or prop.get("type") != "string":
         return
+    no_controls = no_control_characters in field.validators
+    if no_controls:
+        prop.pop("pattern", None)  # drf-spectacular's copy of the validator's regex, which refuses it
     if "pattern" in prop or "format" in prop or "enum" in prop:
         return  # slug (its own pattern), url, email: formats the generators keep to
+    refused = _NO_CONTROL if no_controls else _NO_NUL
     if field.allow_blank:
-        prop["pattern"] = _BODY_TEXT
+        prop["pattern"] = f"^[^{refused}]*$"
     else:
-        prop["pattern"] = _BODY_TEXT_NOT_BLANK if field.trim_whitespace else _BODY_TEXT
+        prop["pattern"] = rf"^[^{refused}]*[^\s{refused}][^{refused}]*$" if field.trim_whitespace else f"^[^{refused}]*$"
         prop["minLength"] = max(prop.get("minLength", 0), 1)
 
 

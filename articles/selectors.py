@@ -165,6 +165,13 @@ def article_detail_by_slug(*, slug: str) -> dict | None:
     return _detail(article) if article is not None else None
 
 
+def article_detail_any_state(*, article_id: int) -> dict | None:
+    """What the public detail of an article shows (or would show, were it live), whatever its
+    state: the editorial side's view of it (its ETag is the public detail's). One query."""
+    article = _with_counts(Article.objects.all()).filter(pk=article_id).first()
+    return _detail(article) if article is not None else None
+
+
 def article_details(*, article_ids) -> dict[int, dict]:
     """{id: article_detail} of the live ones among `article_ids` without a take-down time (the
     others are left out: a batch shares one lifetime, and an article that goes away at a moment

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from . import counters, invalidation, selectors
+from .http import detail_etag, etag_matches
 from .models import Article, Author, Category, Comment, Follow, Like
 
 ARTICLE_EDITABLE_FIELDS = frozenset(
@@ -27,6 +28,11 @@ ARTICLE_EDITABLE_FIELDS = frozenset(
 
 class ServiceError(ValueError):
     """A write refused for a reason the caller can show (becomes a 400)."""
+
+
+class StaleEdit(ServiceError):
+    """The article changed since the state the caller's edit was based on (a stale If-Match, an
+    admin form opened before another save): refused, not applied over it (becomes a 412)."""
 
 
 def _refuse_unknown_fields(data: dict[str, Any], allowed: frozenset[str]) -> None:
@@ -47,7 +53,12 @@ def unique_article_slug(title: str, *, exclude_id: int | None = None) -> str:
     return slug
 
 
-def _save_article(article: Article) -> Article:
+# What an edit writes: the editable columns (version and updated_at are added by Article.save),
+# never view_count, which the counters' flush increments in place meanwhile.
+_EDIT_COLUMNS = frozenset(ARTICLE_EDITABLE_FIELDS)
+
+
+def _save_article(article: Article, *, update_fields=None) -> Article:
     """Publication rules, then save (version + 1); a taken slug or a take-down time not after
     the go-live is a ServiceError. A published article with a future published_at is scheduled."""
     if article.status == Article.Status.PUBLISHED and article.published_at is None:
@@ -56,7 +67,7 @@ def _save_article(article: Article) -> Article:
         raise ServiceError("expires_at must be after published_at (an article cannot be taken down before it goes live)")
     try:
         with transaction.atomic():
-            article.save()
+            article.save(update_fields=update_fields)
     except IntegrityError as exc:
         raise ServiceError(f"an article with slug {article.slug!r} already exists") from exc
     return article
@@ -94,12 +105,30 @@ def article_create(
 
 
 @transaction.atomic
-def article_update(*, article: Article, data: dict[str, Any]) -> Article:
-    """Apply `data` (a subset of ARTICLE_EDITABLE_FIELDS) and save: version + 1."""
+def article_update(*, article: Article, data: dict[str, Any], if_match: str | None = None,
+                   expected_version: int | None = None) -> Article:
+    """Apply `data` (a subset of ARTICLE_EDITABLE_FIELDS) to the article's row as committed,
+    locked (SELECT ... FOR UPDATE: concurrent edits apply one after the other, each on the
+    latest row, and only `data`'s fields and the version are written), and save: version + 1.
+
+    `if_match`: an If-Match header: StaleEdit unless it names the current public detail's ETag
+    (or `*`). `expected_version`: StaleEdit unless the row is still at that version (the admin
+    form's). One more query with `if_match` (the detail, for its ETag). Returns `article`, set to
+    the saved row."""
     _refuse_unknown_fields(data, ARTICLE_EDITABLE_FIELDS)
+    current = Article.objects.select_for_update().get(pk=article.pk)
+    if expected_version is not None and current.version != expected_version:
+        raise StaleEdit(f"the article changed since version {expected_version} (now {current.version}): reload it")
+    if if_match is not None:
+        etag = detail_etag(selectors.article_detail_any_state(article_id=current.pk))
+        if not etag_matches(if_match, etag):
+            raise StaleEdit(f"If-Match does not name the article's current ETag ({etag}): reload it")
     for field, value in data.items():
-        setattr(article, field, value)
-    return _save_article(article)
+        setattr(current, field, value)
+    _save_article(current, update_fields=_EDIT_COLUMNS)
+    for column in Article._meta.concrete_fields:  # the caller's object shows what was saved
+        setattr(article, column.attname, getattr(current, column.attname))
+    return article
 
 
 def article_publish(*, article: Article) -> Article:
@@ -121,7 +150,14 @@ def article_unpublish(*, article: Article) -> Article:
 
 
 @transaction.atomic
-def article_delete(*, article: Article) -> None:
+def article_delete(*, article: Article, if_match: str | None = None) -> None:
+    """Delete the article; with `if_match` (an If-Match header) only if it names the current
+    public detail's ETag (StaleEdit otherwise), checked under the row's lock."""
+    if if_match is not None:
+        current = Article.objects.select_for_update().get(pk=article.pk)
+        etag = detail_etag(selectors.article_detail_any_state(article_id=current.pk))
+        if not etag_matches(if_match, etag):
+            raise StaleEdit(f"If-Match does not name the article's current ETag ({etag}): reload it")
     article.delete()
 
 

@@ -176,9 +176,14 @@ def _cache_control(kind: str) -> str:
     return spec.cache_control if until is None else spec.cache_control_within(until - time.time())
 
 
+def strong_etag(body: bytes) -> str:
+    """The quoted strong validator of a public response's body (what its ETag header says)."""
+    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+
+
 def entry_from_response(response: HttpResponse, policy: ResponsePolicy) -> ResponseEntry:
     body = response.content
-    etag = '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+    etag = strong_etag(body)
     # Last-Modified is never earlier than the fill: a list whose newest item was unpublished, or
     # a detail whose counts changed, has an older data date but a newer response; every change
     # invalidates, and the refill is later than the change.

@@ -23,7 +23,9 @@ DEBUG = False
 KNOWN_SECRET_KEYS = frozenset({DEV_SECRET_KEY, "change-me", "changeme", "secret"})
 
 SECRET_KEY = env("SECRET_KEY")  # no default: ImproperlyConfigured when missing
-if SECRET_KEY in KNOWN_SECRET_KEYS or SECRET_KEY.startswith(("dev-insecure", "django-insecure", "change-me")):
+# ... and the placeholders examples ship (docker-compose's once passed this guard: issue 28.8).
+PLACEHOLDER_MARKERS = ("change-me", "changeme", "insecure", "local-only", "replace-me", "example")
+if SECRET_KEY in KNOWN_SECRET_KEYS or any(marker in SECRET_KEY.lower() for marker in PLACEHOLDER_MARKERS):
     raise ImproperlyConfigured("SECRET_KEY is a known development key: set a random one (>= 50 characters).")
 if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
     raise ImproperlyConfigured("SECRET_KEY must be a random string of at least 50 characters.")

@@ -97,3 +97,21 @@ def test_admin_refuses_a_take_down_before_go_live(admin_client_):
     assert "must be after the go-live time" in response.content.decode()
     article.refresh_from_db()
     assert article.expires_at is None
+
+
+def test_admin_refuses_a_form_opened_before_another_save(admin_client_):
+    from articles import services
+
+    article = make_article(title="Shared desk")
+    form = {
+        "title": "Mine", "slug": article.slug, "excerpt": "", "body": "", "author": article.author_id,
+        "category": article.category_id, "status": "published", "published_at_0": "2020-01-02",
+        "published_at_1": "10:00:00", "hero_image_url": "", "loaded_version": article.version,
+    }
+    services.article_update(article=article, data={"title": "Theirs"})  # saved after the form was opened
+    response = admin_client_.post(f"/admin/articles/article/{article.pk}/change/", form)
+    assert response.status_code == 200 and "saved by someone else" in response.content.decode()
+    assert Article.objects.get(pk=article.pk).title == "Theirs"
+    form["loaded_version"] = Article.objects.get(pk=article.pk).version
+    assert admin_client_.post(f"/admin/articles/article/{article.pk}/change/", form).status_code == 302
+    assert Article.objects.get(pk=article.pk).title == "Mine"

@@ -117,3 +117,39 @@ def test_user_without_author_profile_must_name_one():
     assert client.post("/api/articles/", {"title": "T", "category_id": cat.id}, format="json").status_code == 400
     response = client.post("/api/articles/", {"title": "T", "category_id": cat.id, "author_id": author.id}, format="json")
     assert response.status_code == 201
+
+
+@pytest.mark.django_db(transaction=True)
+def test_if_match_with_a_stale_etag_is_a_412_and_changes_nothing(token_client):
+    """Issue 28.4: an edit based on what the editor read; another edit in between refuses it."""
+    article = make_article(title="Original")
+    detail = APIClient().get(f"/api/articles/{article.pk}/")
+    etag = detail["ETag"]
+    first = token_client.patch(f"/api/articles/{article.pk}/", {"title": "First edit"}, format="json",
+                               HTTP_IF_MATCH=etag)
+    assert first.status_code == 200 and first.json()["etag"] != etag
+    stale = token_client.patch(f"/api/articles/{article.pk}/", {"title": "Based on the original"}, format="json",
+                               HTTP_IF_MATCH=etag)
+    assert stale.status_code == 412 and stale.json()["error"] == "precondition_failed", stale.content
+    assert Article.objects.get(pk=article.pk).title == "First edit"
+    assert token_client.delete(f"/api/articles/{article.pk}/", HTTP_IF_MATCH=etag).status_code == 412
+    fresh = APIClient().get(f"/api/articles/{article.pk}/")["ETag"]
+    assert fresh == first.json()["etag"], "the editorial answer names the public detail's ETag"
+    ok = token_client.patch(f"/api/articles/{article.pk}/", {"title": "Second edit"}, format="json", HTTP_IF_MATCH=fresh)
+    assert ok.status_code == 200
+    assert token_client.patch(f"/api/articles/{article.pk}/", {"excerpt": "any"}, format="json",
+                              HTTP_IF_MATCH="*").status_code == 200
+    assert token_client.delete(f"/api/articles/{article.pk}/", HTTP_IF_MATCH=ok.json()["etag"]).status_code == 412
+    assert token_client.delete(f"/api/articles/{article.pk}/", HTTP_IF_MATCH="*").status_code == 204
+
+
+def test_an_edit_never_writes_back_a_stale_view_count(token_client):
+    """The counters' flush increments view_count in place; an edit based on an older read of the
+    row must not put the old count back (issue 28.4)."""
+    from articles import services
+
+    article = make_article()
+    loaded = Article.objects.get(pk=article.pk)  # what an editor's request loaded
+    Article.objects.filter(pk=article.pk).update(view_count=41)  # a flush meanwhile
+    services.article_update(article=loaded, data={"title": "Edited after the flush"})
+    assert Article.objects.get(pk=article.pk).view_count == 41

@@ -56,6 +56,21 @@ def test_production_refuses_to_start_without_a_secret_key():
     assert "SECRET_KEY" in result.stderr
 
 
+@pytest.mark.parametrize("key", [
+    "compose-local-only-key-change-me-0123456789-abcdefghijklmnopqrstuvwxyz",  # docker-compose's, once
+    "django-insecure-" + "x1y2z3" * 10,
+    "replace-me-with-a-long-random-string-of-fifty-or-more-characters",
+])
+def test_production_refuses_a_placeholder_secret_key(key):
+    result = manage("check", env=production_env(SECRET_KEY=key))
+    assert result.returncode != 0 and "known development key" in result.stderr
+
+
+def test_compose_ships_no_secret_key():
+    compose = (REPO / "docker-compose.yml").read_text()
+    assert "SECRET_KEY: ${SECRET_KEY:?" in compose
+
+
 def test_production_security_values():
     result = subprocess.run(
         [sys.executable, "-c",
