@@ -5,9 +5,10 @@ put the old version back into every tier. The library compares opaque integers, 
 what they are (for PostgreSQL: WAL positions, newsite/db_routers.py):
 
 - the write position: `NEWSITE_CACHE["REPLICA_FENCE"]`, an object whose `write_position()`
-  returns, after a write committed, a position >= that write's (PostgreSQL: pg_current_wal_lsn()
-  on the primary), or None when it cannot tell (UNKNOWN_POSITION is then recorded: no replica
-  read passes the fence for those tags until their marks expire). `FetchFace.invalidate` records it with each tag's invalidation mark in Redis
+  returns, after a write committed, a position >= that write's (PostgreSQL:
+  pg_current_wal_insert_lsn() on the primary), or None when it cannot tell (UNKNOWN_POSITION is
+  then recorded: no replica read passes the fence for those tags until their marks expire).
+  `FetchFace.invalidate` records it with each tag's invalidation mark in Redis
   (invalidate.lua: the max per tag, and the max over all tags). Not configured: nothing is asked
   and nothing recorded (no cost without replicas).
 - the read position: the project's router calls `note_replica_read(position)` when it sends a

@@ -17,8 +17,8 @@ Where reads go:
 Writes and migrations always go to the primary. Costs: a contextvar read per query.
 
 Fills fenced by the WAL (caching/fence.py, docs/scaling.md): `WalFence` gives the caching
-library the primary's WAL position after each committed write (pg_current_wal_lsn(), one query
-per invalidation), and the router reads the chosen replica's replay position once per request,
+library the primary's WAL position after each committed write (pg_current_wal_insert_lsn(), one
+query per invalidation), and the router reads the chosen replica's replay position once per request,
 before the request's first query on it (pg_last_wal_replay_lsn(): a lower bound of what every
 later read of the request sees), and notes it for the load in progress. A cache fill whose
 replica had not replayed the newest invalidation of one of its tags is then not stored (and is
@@ -78,8 +78,12 @@ REPLICA_RETRY_AFTER = 5.0
 _down_until: dict[str, float] = {}
 _not_standby: set[str] = set()  # aliases found not in recovery (a mirror, a promoted replica)
 REPLAY_POSITION_SQL = "select case when pg_is_in_recovery() then pg_last_wal_replay_lsn() - '0/0'::pg_lsn end"
-# pg_current_wal_lsn() as an integer: (X << 32) + Y of 'X/Y'.
-WRITE_POSITION_SQL = "select pg_current_wal_lsn() - '0/0'::pg_lsn"
+# The primary's WAL insert position as an integer ((X << 32) + Y of 'X/Y'): after a commit it is
+# >= the commit record's end even when the commit did not wait for its flush (synchronous_commit
+# off), which pg_current_wal_lsn() (the write position) is not. At a page boundary it points past
+# the next page's header, which a standby passes with the next record (any WAL, within seconds);
+# meanwhile fills of those tags are re-read from the primary: stricter, never laxer.
+WRITE_POSITION_SQL = "select pg_current_wal_insert_lsn() - '0/0'::pg_lsn"
 
 
 def replay_position(alias: str) -> int | None:
