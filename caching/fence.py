@@ -92,7 +92,8 @@ def reads_primary() -> bool:
 def count_fallback(reason: str) -> None:
     """A load (or a request's reads) sent to the primary instead of a replica, by reason:
     fence (a fill refused by the fence), behind (the replica is far behind), unavailable (the
-    replica did not answer), no_l2 (Redis unreachable: no fence to check against)."""
+    replica did not answer), error (a load that read a replica failed: run again on the
+    primary), no_l2 (Redis unreachable: no fence to check against)."""
     metrics.REPLICA_FALLBACKS.labels(reason).inc()
 
 

@@ -399,14 +399,27 @@ class FetchFace:
     def run_fenced_loader(self, loader, stats, *, primary: bool = False) -> tuple:
         """run_loader, plus the lowest replica replay position the load read (None: it read the
         primary only, or no REPLICA_FENCE is configured). `primary`: every read of the load goes
-        to the primary (caching/fence.py)."""
+        to the primary (caching/fence.py). A load that read a replica and failed with one of
+        LOADER_ERRORS runs again on the primary."""
         if self.conf.fence is None:
             return (*self.run_loader(loader, stats), None)
         if primary:
             with fence.primary_reads():
                 return (*self.run_loader(loader, stats), None)
+        failed = False
         with fence.load_scope() as reads:
-            value, cost = self.run_loader(loader, stats)
+            try:
+                value, cost = self.run_loader(loader, stats)
+            except self.conf.loader_errors:
+                if reads.lowest is None:  # it read no replica: the primary's own error
+                    raise
+                failed = True  # not kept: no reference cycle through this frame (fetch_slow)
+        if failed:
+            # A replica's error (a query cancelled by a recovery conflict, a lost connection):
+            # the same load from the primary, so no request fails for a replica.
+            fence.count_fallback("error")
+            with fence.primary_reads():
+                return (*self.run_loader(loader, stats), None)
         return value, cost, reads.lowest
 
     def entry_for(self, value, kind, tags: tuple, cost) -> Entry:

@@ -57,7 +57,8 @@ REPLICA_FALLBACKS = Counter(
     "newsite_cache_replica_fallbacks_total",
     "Loads or requests that read the primary instead of a replica, by reason: fence (a fill the"
     " replica's replay position could not vouch for, re-read), behind (the replica is far behind),"
-    " unavailable (the replica did not answer), no_l2 (Redis unreachable: no fence to check).",
+    " unavailable (the replica did not answer), error (a load that read a replica failed, run again on"
+    " the primary), no_l2 (Redis unreachable: no fence to check).",
     ["reason"],
 )
 BREAKER_OPEN = Gauge(

@@ -56,17 +56,12 @@ else
   end
 end
 local marks = redis.call('MGET', unpack(KEYS, 3, 3 + n))  -- the sequence, then each tag's mark
-for i = 2, n + 1 do
-  local s = marks[i]
-  if s and tonumber(s) > start then
-    if release then redis.call('DEL', release) end
-    return {0, '0', '0'}
-  end
-end
 local seq = marks[1] or '0'
 local newest = '0'
 if ARGV[13] ~= '' then
-  -- The fence: one MGET and a comparison per tag, only for a fill that read a replica.
+  -- The fence: one MGET and a comparison per tag, only for a fill that read a replica. Checked
+  -- before the stale-set rule: a value older than a committed write is re-read from the primary
+  -- even when the rule would refuse it anyway, so its caller is not answered with it either.
   local base = 3 + 2 * n + (ARGV[8] ~= '' and 2 or 0)
   local read = tonumber(ARGV[13])
   local positions = redis.call('MGET', unpack(KEYS, base + 1, base + n + 1))
@@ -76,6 +71,13 @@ if ARGV[13] ~= '' then
     if p and tonumber(p) > read then
       return {3, seq, newest}
     end
+  end
+end
+for i = 2, n + 1 do
+  local s = marks[i]
+  if s and tonumber(s) > start then
+    if release then redis.call('DEL', release) end
+    return {0, '0', '0'}
   end
 end
 if mine == nil then

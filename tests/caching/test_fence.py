@@ -99,6 +99,45 @@ def test_a_replica_that_replayed_the_write_fills_as_usual(db):
 
 
 @pytest.mark.django_db
+def test_a_write_during_a_replica_load_answers_the_primary_value_uncached(db):
+    # The stale-set rule refuses the fill either way; the fence, checked first, makes its caller
+    # get the primary's value instead of the replica's older one.
+    with fenced(db):
+        load = db.load
+
+        def load_then_write():
+            value = load()
+            if len(db.loads) == 1:
+                db.write("v2")
+                caching.invalidate_tags([TAG])
+            return value
+
+        fetched = caching.fetch(KEY, load_then_write, kind="article", tags=[TAG])
+        assert (fetched.value, fetched.superseded) == ("v2", True)
+        assert db.loads == ["replica", "primary"]
+        assert stored_title(fetcher.current()) is None
+
+
+@pytest.mark.django_db
+def test_a_load_that_failed_on_the_replica_runs_again_on_the_primary(db):
+    from django.db import OperationalError
+
+    with fenced(db):
+        load = db.load
+
+        def conflict():
+            value = load()
+            if db.loads[-1] == "replica":
+                raise OperationalError("canceling statement due to conflict with recovery (test)")
+            return value
+
+        db.write("v2")  # the replica (still at v1) is the one that fails
+        assert caching.fetch(KEY, conflict, kind="article", tags=[TAG]).value == "v2"
+        assert db.loads == ["replica", "primary"]
+        assert b"v2" in stored_title(fetcher.current())
+
+
+@pytest.mark.django_db
 def test_a_tag_keeps_the_highest_position_it_was_invalidated_after(db):
     with fenced(db):
         face = fetcher.current()
