@@ -513,6 +513,10 @@ class FetchFace:
                 return self._load_and_fill(load, lease, start, stale, primary=True)
             self._release(load, lease)
             return Fetched(value, MISS, entry.filled_at, superseded=True)
+        if stored is None and read_at is not None:
+            # Redis went away between the read and the fill: nothing vouches for the replica's
+            # read. Answered, not kept (L1 included).
+            return Fetched(value, MISS, entry.filled_at, superseded=True)
         if stored is Filled.REFUSED:
             # A tag was invalidated while we loaded: the value may predate the write. Hand it to
             # this caller (its request began before the invalidation) but cache it nowhere.

@@ -170,3 +170,16 @@ def test_write_history_tells_how_far_behind():
     assert history.as_of(60, now=1041.0) is None
     history.saw(fence.UNKNOWN_POSITION, now=1042.0)
     assert history.newest == 300
+
+
+@pytest.mark.django_db
+def test_a_replica_read_whose_fill_cannot_reach_redis_is_kept_nowhere(db, use_private_redis):
+    with fenced(db):
+        def load_then_redis_stops():
+            value = db.load()
+            use_private_redis.stop()  # nothing can check the replica's read now
+            return value
+
+        fetched = caching.fetch(KEY, load_then_redis_stops, kind="article", tags=[TAG])
+        assert (fetched.value, fetched.superseded) == ("v1", True)
+        assert fetcher.current().l1.get(KEY) is None
