@@ -11,8 +11,9 @@ DATABASE_REPLICA_URLS on the standby.
   through two web processes and a real Varnish: once a write has returned and the standby has
   had time to replay it, no reader sees the previous title - a fill read from the standby before
   it replayed the write is fenced by the WAL position (caching/fence.py) and re-read from the
-  primary, so nothing old is put back into L1, L2 or the edge. Then the standby stops: requests
-  read the primary, none fails, and the fallback is counted."""
+  primary, so nothing old is put back into L1, L2 or the edge. Then the standby stops replaying
+  for longer than DATABASE_REPLICA_MAX_LAG, and then stops: requests read the primary, none
+  fails, and the fallbacks are counted."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from tests.support import REPO, Gunicorn, app_env, free_ports, wait_until
 pytestmark = pytest.mark.slow
 
 APPLY_DELAY = 2.0  # the asynchronous standby's recovery_min_apply_delay (s)
+MAX_LAG = 5.0  # DATABASE_REPLICA_MAX_LAG of the asynchronous test's servers (s)
 
 
 @contextmanager
@@ -179,6 +181,7 @@ def test_async_lagging_standby_never_puts_an_old_version_back(async_pg_pair, tmp
         DB_POOL_MIN="1",
         DB_POOL_MAX="4",
         DB_POOL_TIMEOUT="1",
+        DATABASE_REPLICA_MAX_LAG=str(MAX_LAG),
     )
     assert "DATABASE_REPLICA_SYNC_COMMIT" not in env  # the default: the server's setting (async)
     subprocess.run([sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"], cwd=REPO, env=env,
@@ -272,6 +275,29 @@ def test_async_lagging_standby_never_puts_an_old_version_back(async_pg_pair, tmp
         assert sum(c.get("fence", 0) for c in counts) > 0, "no fill was fenced: the standby was not behind?"
         for url in targets:  # every tier, once the standby has replayed everything
             assert f"Race v{WRITES} title" in requests.get(url, timeout=10).text, url
+
+        def edit(app, version: int) -> None:
+            reply = requests.patch(app.url + detail, json={"title": f"Race v{version} title"},
+                                   headers={"Authorization": f"Token {data['token']}"}, timeout=10)
+            assert reply.status_code == 200, reply.text
+
+        def every_target_shows(version: int) -> None:
+            for url in targets:
+                reply = requests.get(url, timeout=10)
+                assert reply.status_code == 200, (url, reply.text[:300])
+                assert f"Race v{version} title" in reply.text, url
+
+        # Far behind: the standby stops replaying. The next edit's refills are fenced (and teach
+        # each process that write's position); once it is older than DATABASE_REPLICA_MAX_LAG,
+        # requests skip the standby altogether.
+        standby.query("select pg_wal_replay_pause()", db="postgres")
+        edit(apps[0], 50)
+        every_target_shows(50)
+        time.sleep(MAX_LAG + 1.5)
+        edit(apps[1], 51)
+        every_target_shows(51)
+        assert sum(fallbacks(app).get("behind", 0) for app in apps) > 0
+        standby.query("select pg_wal_replay_resume()", db="postgres")
 
         # The standby stops: requests read the primary, none fails, the fallback is counted.
         standby.stop()
