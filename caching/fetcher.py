@@ -396,6 +396,46 @@ class FetchFace:
         stats.loaded(cost)
         return value, cost
 
+    def entry_for(self, value, kind, tags: tuple, cost) -> Entry:
+        if isinstance(value, QuerySet):
+            raise TypeError("refusing to cache a QuerySet (lazy, re-queries on use): cache list(qs) or values")
+        conf = self.conf
+        spec = conf.kind(NEGATIVE_KIND if value is None else kind)
+        ttl = conf.jittered(spec.ttl)
+        filled_at = time.time()
+        soft_expiry = filled_at + ttl
+        head = envelope.head(soft_expiry, filled_at, cost)
+        return Entry(value, tags, head, envelope.body(value, tags), filled_at, soft_expiry, ttl + spec.grace,
+                     spec.admission)
+
+    def fill_call(self, key: str, entry: Entry, *, lease: str, start: int, seen: int = 0) -> tuple:
+        """fill.lua's (keys, args) for `entry`: value, lease, tag-invalidated keys, tag buckets.
+        `lease`: "~<token>" (in the value key; `start` = its ttl in ms, `seen` = the highest
+        sequence this process had seen before the read, for a lease that expired meanwhile),
+        "<token>" (the lease key; `start` = the sequence the load started at) or "" (none;
+        `start` likewise)."""
+        ns = self.namespace
+        width = self.conf.tag_bucket_seconds
+        bucket = int((entry.filled_at + entry.hard_ttl) // width)
+        tag_keys = [keys.tag_invalidated_key(ns, t) for t in entry.tags]
+        bucket_keys = [keys.tag_bucket_key(ns, t, bucket) for t in entry.tags]
+        fill_keys = [keys.value_key(ns, key), keys.lease_key(ns, key), self.engine.sequence_key,
+                     *tag_keys, *bucket_keys]
+        args = [lease, start, entry.head, entry.body, int(entry.hard_ttl * 1000), len(tag_keys),
+                (bucket + 1) * width + 60]
+        if entry.admission == "second_hit":
+            conf = self.conf
+            period = int(entry.filled_at // conf.doorkeeper_period)
+            fill_keys += [keys.doorkeeper_key(ns, period), keys.doorkeeper_key(ns, period - 1)]
+            digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+            bits = conf.doorkeeper_bits
+            expires_at = (period + 2) * conf.doorkeeper_period  # read as "previous" for one period
+            args += [expires_at, int.from_bytes(digest[:4]) % bits, int.from_bytes(digest[4:]) % bits, (bits + 7) // 8]
+        else:
+            args += ["", "", "", ""]
+        args.append(seen)
+        return fill_keys, args
+
     def run_fenced_loader(self, loader, stats, *, primary: bool = False) -> tuple:
         """run_loader, plus the lowest replica replay position the load read (None: it read the
         primary only, or no REPLICA_FENCE is configured). `primary`: every read of the load goes
@@ -422,53 +462,13 @@ class FetchFace:
                 return (*self.run_loader(loader, stats), None)
         return value, cost, reads.lowest
 
-    def entry_for(self, value, kind, tags: tuple, cost) -> Entry:
-        if isinstance(value, QuerySet):
-            raise TypeError("refusing to cache a QuerySet (lazy, re-queries on use): cache list(qs) or values")
-        conf = self.conf
-        spec = conf.kind(NEGATIVE_KIND if value is None else kind)
-        ttl = conf.jittered(spec.ttl)
-        filled_at = time.time()
-        soft_expiry = filled_at + ttl
-        head = envelope.head(soft_expiry, filled_at, cost)
-        return Entry(value, tags, head, envelope.body(value, tags), filled_at, soft_expiry, ttl + spec.grace,
-                     spec.admission)
-
-    def fill_call(self, key: str, entry: Entry, *, lease: str, start: int, seen: int = 0,
-                  read_at: int | None = None) -> tuple:
-        """fill.lua's (keys, args) for `entry`: value, lease, tag-invalidated keys, tag buckets.
-        `lease`: "~<token>" (in the value key; `start` = its ttl in ms, `seen` = the highest
-        sequence this process had seen before the read, for a lease that expired meanwhile),
-        "<token>" (the lease key; `start` = the sequence the load started at) or "" (none;
-        `start` likewise). `read_at`: the lowest replay position of the replicas the load read
-        (None: the primary): fill.lua then also checks the tags' write positions (the fence)."""
+    def fenced(self, fill_keys: list, fill_args: list, entry: Entry, read_at: int) -> None:
+        """Add the fence to a fill_call (keys, args) of a load that read replicas up to
+        `read_at` (caching/fence.py): fill.lua then also compares the tags' write positions."""
         ns = self.namespace
-        width = self.conf.tag_bucket_seconds
-        bucket = int((entry.filled_at + entry.hard_ttl) // width)
-        tag_keys = [keys.tag_invalidated_key(ns, t) for t in entry.tags]
-        bucket_keys = [keys.tag_bucket_key(ns, t, bucket) for t in entry.tags]
-        fill_keys = [keys.value_key(ns, key), keys.lease_key(ns, key), self.engine.sequence_key,
-                     *tag_keys, *bucket_keys]
-        args = [lease, start, entry.head, entry.body, int(entry.hard_ttl * 1000), len(tag_keys),
-                (bucket + 1) * width + 60]
-        if entry.admission == "second_hit":
-            conf = self.conf
-            period = int(entry.filled_at // conf.doorkeeper_period)
-            fill_keys += [keys.doorkeeper_key(ns, period), keys.doorkeeper_key(ns, period - 1)]
-            digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
-            bits = conf.doorkeeper_bits
-            expires_at = (period + 2) * conf.doorkeeper_period  # read as "previous" for one period
-            args += [expires_at, int.from_bytes(digest[:4]) % bits, int.from_bytes(digest[4:]) % bits, (bits + 7) // 8]
-        else:
-            args += ["", "", "", ""]
-        args.append(seen)
-        if read_at is None:
-            args.append("")
-        else:
-            fill_keys += [keys.tag_position_key(ns, t) for t in entry.tags]
-            fill_keys.append(keys.write_position_key(ns))
-            args.append(read_at)
-        return fill_keys, args
+        fill_keys += [keys.tag_position_key(ns, t) for t in entry.tags]
+        fill_keys.append(keys.write_position_key(ns))
+        fill_args.append(read_at)
 
     def _load_and_fill(self, load: Load, lease: str, start: int, stale: Envelope | None,
                        primary: bool = False) -> Fetched:
@@ -494,8 +494,9 @@ class FetchFace:
             self._release(load, lease)
             raise
         entry = self.entry_for(value, load.kind, resolve_tags(load.tags, value), cost)
-        fill_keys, fill_args = self.fill_call(load.key, entry, lease=lease, start=start, seen=load.guard.seq,
-                                              read_at=read_at)
+        fill_keys, fill_args = self.fill_call(load.key, entry, lease=lease, start=start, seen=load.guard.seq)
+        if read_at is not None:
+            self.fenced(fill_keys, fill_args, entry, read_at)
         try:
             status, seq, newest = self.l2.script("fill", fill_keys, fill_args)
             stored, seq = Filled(int(status)), int(seq)

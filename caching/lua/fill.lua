@@ -12,8 +12,8 @@
 --         ARGV[10] the key's bits, ARGV[11] the bitmap's size in bytes ('' for all four without
 --         admission), ARGV[12] "~" lease: the highest sequence the caller had seen before its read
 --         (any invalidation up to it came before the lease)
--- ARGV[13] '' (the load read the primary) or the lowest replay position of the replicas the load
---         read (caching/fence.py); then KEYS after the doorkeeper's (if any) hold each tag's
+-- ARGV[13] absent (the load read the primary) or the lowest replay position of the replicas the
+--         load read (caching/fence.py); then KEYS after the doorkeeper's (if any) hold each tag's
 --         position key and the namespace's write position
 -- Returns {status, seq, write position}: status 1 stored, 0 refused (stale set), -1 skipped
 -- (another process holds the lease, or took ours over), 2 not admitted (first sight of this key:
@@ -58,7 +58,7 @@ end
 local marks = redis.call('MGET', unpack(KEYS, 3, 3 + n))  -- the sequence, then each tag's mark
 local seq = marks[1] or '0'
 local newest = '0'
-if ARGV[13] ~= '' then
+if ARGV[13] then
   -- The fence: one MGET and a comparison per tag, only for a fill that read a replica. Checked
   -- before the stale-set rule: a value older than a committed write is re-read from the primary
   -- even when the rule would refuse it anyway, so its caller is not answered with it either.
