@@ -437,10 +437,10 @@ class FetchFace:
         return fill_keys, args
 
     def run_fenced_loader(self, loader, stats, *, primary: bool = False) -> tuple:
-        """run_loader, plus the lowest replica replay position the load read (None: it read the
-        primary only, or no REPLICA_FENCE is configured). `primary`: every read of the load goes
-        to the primary (caching/fence.py). A load that read a replica and failed with one of
-        LOADER_ERRORS runs again on the primary."""
+        """run_loader's tuple plus the lowest replica replay position the load read (None: it
+        read the primary only, or no REPLICA_FENCE is configured). `primary`: every read of the
+        load goes to the primary (caching/fence.py). A load that read a replica and failed with
+        one of LOADER_ERRORS runs again on the primary."""
         if self.conf.fence is None:
             return (*self.run_loader(loader, stats), None)
         if primary:
@@ -449,7 +449,7 @@ class FetchFace:
         failed = False
         with fence.load_scope() as reads:
             try:
-                value, cost = self.run_loader(loader, stats)
+                loaded = self.run_loader(loader, stats)
             except self.conf.loader_errors:
                 if reads.lowest is None:  # it read no replica: the primary's own error
                     raise
@@ -460,7 +460,7 @@ class FetchFace:
             fence.count_fallback("error")
             with fence.primary_reads():
                 return (*self.run_loader(loader, stats), None)
-        return value, cost, reads.lowest
+        return (*loaded, reads.lowest)
 
     def fenced(self, fill_keys: list, fill_args: list, entry: Entry, read_at: int) -> None:
         """Add the fence to a fill_call (keys, args) of a load that read replicas up to

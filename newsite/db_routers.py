@@ -5,9 +5,10 @@ aliases in DATABASE_READ_REPLICAS, install PrimaryReplicaRouter and ReadYourWrit
 
 Where reads go:
 - inside a request opened by ReadYourWritesMiddleware: to one replica (chosen at random at the
-  request's first read, then kept for the request), unless the request is pinned to the primary. A request is pinned from its start when its method
-  is unsafe (POST/PUT/PATCH/DELETE read what they are about to change) or when the client carries
-  the pin cookie; and from its first write on, whatever the method. The response of a request
+  request's first read, then kept for the request), unless the request is pinned to the
+  primary. A request is pinned from its start when its method is unsafe (POST/PUT/PATCH/DELETE
+  read what they are about to change) or when the client carries the pin cookie; and from its
+  first write on, whatever the method. The response of a request
   that wrote sets the pin cookie for DATABASE_REPLICA_PIN_SECONDS, so the same client's next
   requests read the primary while the replicas catch up;
 - inside an atomic block on the primary: to the primary (one snapshot, row locks);
@@ -170,7 +171,8 @@ class WalFence:
                 cursor.execute(WRITE_POSITION_SQL)
                 return int(cursor.fetchone()[0])
         except DatabaseError as exc:
-            logger.warning("no WAL position for an invalidation (%s): its tags are fenced until their marks expire", exc)
+            logger.warning("no WAL position for an invalidation (%s): its tags are fenced until their "
+                           "marks expire", exc)
             return None
 
 

@@ -339,7 +339,9 @@ def _sample(ctx: Context, stack: dict, editor: _Editor, articles: list[int]) -> 
     for tier, t in tiers_out.items():
         log(f"coherence {tier}: {t['reads']:,} reads, {t['stale']} stale, lag p99 {_ms(t['lag_p99'])} ms, "
             f"window p99 {_ms(t['window_p99'])} ms, edits stale > 1 s: {t['stale_after_1s']}")
-    replica = _replica_figures(stack, opts.coherence_duration) if stack["env"].get("DATABASE_REPLICA_URLS") else None
+    replica = None
+    if stack["env"].get("DATABASE_REPLICA_URLS"):
+        replica = _replica_figures(stack, opts.coherence_duration)
     if replica:
         log(f"coherence: replica fallbacks {replica['fallbacks']}, loads {replica['loads']:,}")
     return {
@@ -366,8 +368,8 @@ def _replica_figures(stack: dict, duration: float) -> dict:
                 fallbacks[reason] = fallbacks.get(reason, 0) + value
             elif name == "newsite_cache_loads_total":
                 loads += value
-    return {"urls": stack["env"]["DATABASE_REPLICA_URLS"].count(",") + 1, "fallbacks": fallbacks, "loads": loads,
-            "fence_per_s": fallbacks.get("fence", 0) / duration if duration else None}
+    return {"urls": stack["env"]["DATABASE_REPLICA_URLS"].count(",") + 1, "fallbacks": fallbacks,
+            "loads": loads, "fence_per_s": fallbacks.get("fence", 0) / duration if duration else None}
 
 
 def _tier_figures(tier: str, logs, writes, duration: float, pid: int | None = None) -> dict:

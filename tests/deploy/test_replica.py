@@ -164,7 +164,8 @@ FALLBACKS = re.compile(r'newsite_cache_replica_fallbacks_total\{reason="(\w+)"\}
 
 
 def fallbacks(app) -> dict[str, float]:
-    return {reason: float(n) for reason, n in FALLBACKS.findall(requests.get(app.url + "/metrics", timeout=10).text)}
+    text = requests.get(app.url + "/metrics", timeout=10).text
+    return {reason: float(n) for reason, n in FALLBACKS.findall(text)}
 
 
 def test_async_lagging_standby_never_puts_an_old_version_back(async_pg_pair, tmp_path):
@@ -206,7 +207,8 @@ def test_async_lagging_standby_never_puts_an_old_version_back(async_pg_pair, tmp
     try:
         for app in apps:
             app.wait_ready()
-        targets = [base + path for base in (apps[0].url, apps[1].url, varnish.url) for path in (detail, "/api/articles/")]
+        targets = [base + path for base in (apps[0].url, apps[1].url, varnish.url)
+                   for path in (detail, "/api/articles/")]
         for url in targets:
             assert "Race v0 title" in requests.get(url, timeout=10).text
 
@@ -250,7 +252,8 @@ def test_async_lagging_standby_never_puts_an_old_version_back(async_pg_pair, tmp
         try:
             for version in range(1, WRITES + 1):
                 time.sleep(WRITE_EVERY)
-                response = requests.patch(apps[version % 2].url + detail, json={"title": f"Race v{version} title"},
+                response = requests.patch(apps[version % 2].url + detail,
+                                          json={"title": f"Race v{version} title"},
                                           headers={"Authorization": f"Token {data['token']}"}, timeout=10)
                 assert response.status_code == 200, response.text
                 returned[version] = time.monotonic()
@@ -266,8 +269,9 @@ def test_async_lagging_standby_never_puts_an_old_version_back(async_pg_pair, tmp
         stale = [r for r in reads if newer_returned_before(r[1], r[0] - APPLY_DELAY - MARGIN)]
         early = [r for r in reads if newer_returned_before(r[1], r[0]) and r not in stale]
         counts = [fallbacks(app) for app in apps]
-        print(f"\n[replica] {len(reads)} reads racing {WRITES} edits: {len(stale)} showed a previous title "
-              f"after write return + {APPLY_DELAY + MARGIN:.0f} s, {len(early)} within it; fallbacks {counts}")
+        print(f"\n[replica] {len(reads)} reads racing {WRITES} edits: {len(stale)} showed a previous "
+              f"title after write return + {APPLY_DELAY + MARGIN:.0f} s, {len(early)} within it; "
+              f"fallbacks {counts}")
         assert not errors, errors[:5]
         assert len(reads) > 10 * WRITES
         assert stale == [], stale[:10]
