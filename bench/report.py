@@ -375,6 +375,13 @@ def coherence_section(ctx) -> list[str]:
             "caused (0 when none). No grace window is applied to any tier.", ""]
     if data.get("purge_check"):
         out += [f"Before the run, {data['purge_check']}.", ""]
+    replica = data.get("replica")
+    if replica:
+        reasons = ", ".join(f"{k} {v:,.0f}" for k, v in sorted(replica["fallbacks"].items())) or "none"
+        out += [f"Reads on {replica['urls']} replica(s) (`DATABASE_REPLICA_URLS`; writes and the editor "
+                f"on the primary): the readers' servers made {replica['loads']:,.0f} loads; primary "
+                f"fallbacks (`newsite_cache_replica_fallbacks_total`) {reasons}: the fence's re-reads cost "
+                f"{_fmt(replica['fence_per_s'], 2)} extra primary loads per second.", ""]
     if data.get("loadavg"):
         out += ["Load average of the machine (2 cores, shared) at the end of the sampling: "
                 + " / ".join(f"{x:.1f}" for x in data["loadavg"]) + " (1 / 5 / 15 min).", ""]

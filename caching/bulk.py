@@ -5,7 +5,8 @@ Bulk misses take no lease (a stampede on a whole page of keys costs one bulk que
 at worst; a key whose lease another process holds is left to that process's fill). The stale-set
 rule of single fills holds for every key: the round trip that reads the values also reads the
 invalidation sequence, before the load starts, and fill.lua refuses a value whose tags were
-invalidated after it. Users: list pages that know their keys, and `warm_cache --all`
+invalidated after it. With replicas fenced (caching/fence.py) the bulk loader reads the primary.
+Users: list pages that know their keys, and `warm_cache --all`
 (articles/warm.py), which loads every article in batches.
 """
 
@@ -83,7 +84,9 @@ def _fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for
         return result
     stats = metrics.stats_for(keys.key_prefix_of(next(iter(to_load))))
     try:
-        loaded, cost, until = face.run_loader(lambda: bulk_loader(to_load), stats)
+        # Bulk loads read the primary (a replica's read is not fenced here: its users are the
+        # warm-up, which runs in tasks and commands, reading the primary anyway).
+        loaded, cost, until, _ = face.run_fenced_loader(lambda: bulk_loader(to_load), stats, primary=True)
     except face.conf.loader_errors as exc:
         if len(stale) < len(to_load):
             raise

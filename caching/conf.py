@@ -58,6 +58,12 @@ FETCH_DEFAULTS = {
     "STALE_GRACE_MAX": 3600,
     "TAG_BUCKET_SECONDS": 900,
     "LOADER_ERRORS": ["django.db.Error"],
+    # Fills fenced by the database's log position (caching/fence.py): a dotted path to a class
+    # (or an instance) whose write_position() returns the primary's position after a commit; None:
+    # no replicas, nothing recorded. REPLICA_BEHIND: what a fill the fence refuses does -
+    # "reread" (load again from the primary and store that) or "no_store" (answer it uncached).
+    "REPLICA_FENCE": None,
+    "REPLICA_BEHIND": "reread",
 }
 
 NEGATIVE_KIND = "negative"
@@ -201,6 +207,8 @@ class Conf:
     key_prefix: str
     kinds: dict = field(default_factory=dict)
     max_hard_ttl: float = 0.0
+    fence: object = None  # REPLICA_FENCE, instantiated (caching/fence.py)
+    reread_behind: bool = True  # REPLICA_BEHIND == "reread"
 
     @property
     def l1_enabled(self) -> bool:
@@ -261,6 +269,13 @@ def _build() -> Conf:
         options, namespace=f"{key_prefix}:nc{ENVELOPE_VERSION}", face_options=frozenset(FETCH_DEFAULTS),
     )
     kinds = _kinds(float(face["STALE_GRACE_MAX"]))
+    fence = face["REPLICA_FENCE"]
+    if isinstance(fence, str):
+        fence = import_string(fence)
+    if isinstance(fence, type):
+        fence = fence()
+    if face["REPLICA_BEHIND"] not in ("reread", "no_store"):
+        raise ImproperlyConfigured("NEWSITE_CACHE['REPLICA_BEHIND']: 'reread' or 'no_store'")
     jitter = float(face["TTL_JITTER"])
     max_hard = max((k.ttl * (1 + jitter) + k.grace for k in kinds.values()), default=3600.0)
     return Conf(
@@ -278,6 +293,8 @@ def _build() -> Conf:
         key_prefix=key_prefix,
         kinds=kinds,
         max_hard_ttl=max_hard,
+        fence=fence,
+        reread_behind=face["REPLICA_BEHIND"] == "reread",
     )
 
 

@@ -35,7 +35,7 @@ from django.db.models.query import QuerySet
 
 from caching import conf as conf_module
 from caching import engine as engine_module
-from caching import envelope, keys, lifetime, metrics
+from caching import envelope, fence, keys, lifetime, metrics
 from caching.broadcast import DOWN
 from caching.conf import NEGATIVE_KIND
 from caching.envelope import LEASE_MARK, Envelope, is_lease
@@ -79,6 +79,7 @@ class Filled(IntEnum):
     REFUSED = 0  # a tag was invalidated after the load started: the value may be superseded
     STORED = 1
     NOT_ADMITTED = 2  # first sight of a "second_hit" key: L1 only
+    BEHIND = 3  # read from a replica that had not replayed a write a tag was invalidated after
 
 
 @dataclass(slots=True)
@@ -445,12 +446,50 @@ class FetchFace:
         args.append(seen)
         return fill_keys, args
 
-    def _load_and_fill(self, load: Load, lease: str, start: int, stale: Envelope | None) -> Fetched:
+    def run_fenced_loader(self, loader, stats, *, primary: bool = False) -> tuple:
+        """run_loader's tuple plus the lowest replica replay position the load read (None: it
+        read the primary only, or no REPLICA_FENCE is configured). `primary`: every read of the
+        load goes to the primary (caching/fence.py). A load that read a replica and failed with
+        one of LOADER_ERRORS runs again on the primary."""
+        if self.conf.fence is None:
+            return (*self.run_loader(loader, stats), None)
+        if primary:
+            with fence.primary_reads():
+                return (*self.run_loader(loader, stats), None)
+        failed = False
+        with fence.load_scope() as reads:
+            try:
+                loaded = self.run_loader(loader, stats)
+            except self.conf.loader_errors:
+                if reads.lowest is None:  # it read no replica: the primary's own error
+                    raise
+                failed = True  # not kept: no reference cycle through this frame (fetch_slow)
+        if failed:
+            # A replica's error (a query cancelled by a recovery conflict, a lost connection):
+            # the same load from the primary, so no request fails for a replica.
+            fence.count_fallback("error")
+            with fence.primary_reads():
+                return (*self.run_loader(loader, stats), None)
+        return (*loaded, reads.lowest)
+
+    def fenced(self, fill_keys: list, fill_args: list, entry: Entry, read_at: int) -> None:
+        """Add the fence to a fill_call (keys, args) of a load that read replicas up to
+        `read_at` (caching/fence.py): fill.lua then also compares the tags' write positions."""
+        ns = self.namespace
+        fill_keys += [keys.tag_position_key(ns, t) for t in entry.tags]
+        fill_keys.append(keys.write_position_key(ns))
+        fill_args.append(read_at)
+
+    def _load_and_fill(self, load: Load, lease: str, start: int, stale: Envelope | None,
+                       primary: bool = False) -> Fetched:
         """Load under `lease` (see fill_call) and fill: one fill.lua call that checks the tags,
         stores, indexes and releases the lease, so a cold miss costs the read + this = 2 round
-        trips. A failed load releases the lease instead (also one call); a cached 404 is a fill (admission)."""
+        trips. A failed load releases the lease instead (also one call); a cached 404 is a fill (admission).
+        A load that read a replica which had not replayed a write one of its tags was
+        invalidated after (Filled.BEHIND) is loaded again from the primary under the same lease
+        (REPLICA_BEHIND "reread": one more load and fill.lua call) or answered uncached."""
         try:
-            value, cost, until = self.run_loader(load.loader, load.stats)
+            value, cost, until, read_at = self.run_fenced_loader(load.loader, load.stats, primary=primary)
         except self.conf.loader_errors as exc:
             self._release(load, lease)
             if stale is None:
@@ -466,13 +505,29 @@ class FetchFace:
             raise
         entry = self.entry_for(value, load.kind, resolve_tags(load.tags, value), cost, until)
         fill_keys, fill_args = self.fill_call(load.key, entry, lease=lease, start=start, seen=load.guard.seq)
+        if read_at is not None:
+            self.fenced(fill_keys, fill_args, entry, read_at)
         try:
-            status, seq = self.l2.script("fill", fill_keys, fill_args)
+            status, seq, newest = self.l2.script("fill", fill_keys, fill_args)
             stored, seq = Filled(int(status)), int(seq)
             if seq > self.seen_seq:
                 self.seen_seq = seq
+            if read_at is not None:
+                fence.writes.saw(int(newest))
         except L2Unavailable:
             stored, seq = None, 0
+        if stored is Filled.BEHIND:
+            # The replica had not replayed a write one of the value's tags was invalidated
+            # after: the value may be the old version. Stored nowhere; read the primary instead.
+            fence.count_fallback("fence")
+            if self.conf.reread_behind:
+                return self._load_and_fill(load, lease, start, stale, primary=True)
+            self._release(load, lease)
+            return Fetched(value, MISS, entry.filled_at, superseded=True)
+        if stored is None and read_at is not None:
+            # Redis went away between the read and the fill: nothing vouches for the replica's
+            # read. Answered, not kept (L1 included).
+            return Fetched(value, MISS, entry.filled_at, superseded=True)
         if stored is Filled.REFUSED:
             # A tag was invalidated while we loaded: the value may predate the write. Hand it to
             # this caller (its request began before the invalidation) but cache it nowhere.
@@ -487,8 +542,12 @@ class FetchFace:
         return Fetched(value, MISS, entry.filled_at, superseded, shared=stored is not Filled.NOT_ADMITTED)
 
     def _load_without_l2(self, load: Load, stale: Envelope | None) -> Fetched:
+        """Redis unreachable: load (from the primary when replicas are fenced: there are no
+        marks to check a replica's read against) and keep the value in L1 only."""
+        if self.conf.fence is not None:
+            fence.count_fallback("no_l2")
         try:
-            value, cost, until = self.run_loader(load.loader, load.stats)
+            value, cost, until, _ = self.run_fenced_loader(load.loader, load.stats, primary=True)
         except self.conf.loader_errors as exc:
             if stale is None:
                 raise
@@ -524,6 +583,17 @@ class FetchFace:
         now = time.time()
         first, last = int(now // width), int((now + conf.max_hard_ttl) // width) + 1
         tag_keys = [keys.tag_invalidated_key(ns, t) for t in tags]
+        position = ""
+        if conf.fence is not None:
+            # After the write committed: a position >= the write's, recorded with each tag's mark
+            # so fills read from a replica below it are not stored (caching/fence.py).
+            written = conf.fence.write_position()
+            if written is None:  # the database did not say: no replica read vouches for these tags
+                written = fence.UNKNOWN_POSITION
+            fence.writes.saw(written)
+            position = str(written)
+            tag_keys += [keys.tag_position_key(ns, t) for t in tags]
+            tag_keys.append(keys.write_position_key(ns))
         bucket_keys = [keys.tag_bucket_key(ns, t, b) for t in tags for b in range(first, last + 1)]
         sub = self.engine.subscriber
         received_before = sub.received_high if sub is not None else 0  # published before our script ran
@@ -531,9 +601,9 @@ class FetchFace:
             seq, _deleted, receivers, aside = self.l2.script(
                 "invalidate",
                 [self.engine.sequence_key, *tag_keys, *bucket_keys],
-                [len(tag_keys), conf.tag_invalidation_ttl, self.engine.channel,
+                [len(tags), conf.tag_invalidation_ttl, self.engine.channel,
                  "\n".join(tags), INVALIDATE_CHUNK, keys.invalidated_set_prefix(ns),
-                 f"@{int(committed_at * 1000)}" if committed_at else ""],
+                 f"@{int(committed_at * 1000)}" if committed_at else "", position],
             )
             for name in aside:  # large buckets: delete their values in bounded chunks
                 while int(self.l2.script("drain_set", [name], [INVALIDATE_CHUNK // 2])):

@@ -102,6 +102,17 @@ def tag_invalidated_key(namespace: str, tag: str) -> str:
     return f"{namespace}:ti:{tag}"
 
 
+def tag_position_key(namespace: str, tag: str) -> str:
+    """The highest database write position an invalidation of a tag followed (caching/fence.py;
+    expires after TAG_INVALIDATION_TTL): a fill read below it may predate that write."""
+    return f"{namespace}:tp:{tag}"
+
+
+def write_position_key(namespace: str) -> str:
+    """The highest database write position of any invalidation (same expiry)."""
+    return f"{namespace}:wpos"
+
+
 def tag_bucket_key(namespace: str, tag: str, bucket: int) -> str:
     """Set of value keys carrying `tag` whose hard expiry falls in time bucket `bucket`."""
     return f"{namespace}:tk:{tag}:{bucket}"

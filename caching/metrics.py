@@ -53,6 +53,14 @@ STALE_SERVED_AGE = Histogram(
     "Age (now - fill time) of the values served stale (stale-while-revalidate, stale-if-error).",
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 86400),
 )
+REPLICA_FALLBACKS = Counter(
+    "newsite_cache_replica_fallbacks_total",
+    "Loads or requests that read the primary instead of a replica, by reason: fence (a fill the"
+    " replica's replay position could not vouch for, re-read), behind (the replica is far behind),"
+    " unavailable (the replica did not answer), error (a load that read a replica failed, run again on"
+    " the primary), no_l2 (Redis unreachable: no fence to check).",
+    ["reason"],
+)
 BREAKER_OPEN = Gauge(
     "newsite_breaker_open", "1 while the circuit breaker of a tier is open.", ["tier"], multiprocess_mode="livemax"
 )

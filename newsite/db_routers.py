@@ -4,10 +4,11 @@ Enabled by DATABASE_REPLICA_URLS (newsite/settings_scaling.py): settings then li
 aliases in DATABASE_READ_REPLICAS, install PrimaryReplicaRouter and ReadYourWritesMiddleware.
 
 Where reads go:
-- inside a request opened by ReadYourWritesMiddleware: to a replica (chosen at random per query),
-  unless the request is pinned to the primary. A request is pinned from its start when its method
-  is unsafe (POST/PUT/PATCH/DELETE read what they are about to change) or when the client carries
-  the pin cookie; and from its first write on, whatever the method. The response of a request
+- inside a request opened by ReadYourWritesMiddleware: to one replica (chosen at random at the
+  request's first read, then kept for the request), unless the request is pinned to the
+  primary. A request is pinned from its start when its method is unsafe (POST/PUT/PATCH/DELETE
+  read what they are about to change) or when the client carries the pin cookie; and from its
+  first write on, whatever the method. The response of a request
   that wrote sets the pin cookie for DATABASE_REPLICA_PIN_SECONDS, so the same client's next
   requests read the primary while the replicas catch up;
 - inside an atomic block on the primary: to the primary (one snapshot, row locks);
@@ -15,16 +16,32 @@ Where reads go:
   right after a commit and must not read a replica that has not replayed it.
 
 Writes and migrations always go to the primary. Costs: a contextvar read per query.
+
+Fills fenced by the WAL (caching/fence.py, docs/scaling.md): `WalFence` gives the caching
+library the primary's WAL position after each committed write (pg_current_wal_insert_lsn(), one
+query per invalidation), and the router reads the chosen replica's replay position once per request,
+before the request's first query on it (pg_last_wal_replay_lsn(): a lower bound of what every
+later read of the request sees), and notes it for the load in progress. A cache fill whose
+replica had not replayed the newest invalidation of one of its tags is then not stored (and is
+re-read from the primary). A replica that did not answer, or whose replay position is below the
+newest write position this process knew DATABASE_REPLICA_MAX_LAG seconds ago, is skipped: the
+request reads the primary (newsite_cache_replica_fallbacks_total{reason="unavailable"|"behind"}).
 """
 
 from __future__ import annotations
 
+import logging
 import random
+import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+
+from caching import fence
+
+logger = logging.getLogger(__name__)
 
 PIN_COOKIE = "newsite_primary"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -36,6 +53,8 @@ class RequestDbState:
 
     pinned: bool = False
     wrote: bool = False
+    replica: str | None = None  # chosen at the first read (DEFAULT_DB_ALIAS: none was usable)
+    position: int | None = None  # its replay position then (None: not a standby, up to date)
 
 
 # Mutable state in one ContextVar: a write routed in a copied context (sync_to_async) still
@@ -55,17 +74,74 @@ def pin_to_primary() -> None:
         state.pinned = True
 
 
+# A replica that failed is not tried again by this process for this long (seconds).
+REPLICA_RETRY_AFTER = 5.0
+_down_until: dict[str, float] = {}
+_not_standby: set[str] = set()  # aliases found not in recovery (a mirror, a promoted replica)
+REPLAY_POSITION_SQL = "select case when pg_is_in_recovery() then pg_last_wal_replay_lsn() - '0/0'::pg_lsn end"
+# The primary's WAL insert position as an integer ((X << 32) + Y of 'X/Y'): after a commit it is
+# >= the commit record's end even when the commit did not wait for its flush (synchronous_commit
+# off), which pg_current_wal_lsn() (the write position) is not. At a page boundary it points past
+# the next page's header, which a standby passes with the next record (any WAL, within seconds);
+# meanwhile fills of those tags are re-read from the primary: stricter, never laxer.
+WRITE_POSITION_SQL = "select pg_current_wal_insert_lsn() - '0/0'::pg_lsn"
+
+
+def replay_position(alias: str) -> int | None:
+    """The replay position of replica `alias` now (None: it is not a standby, so it has every
+    commit). Raises DatabaseError."""
+    if alias in _not_standby:
+        return None
+    with connections[alias].cursor() as cursor:
+        cursor.execute(REPLAY_POSITION_SQL)
+        [position] = cursor.fetchone()
+    if position is None:
+        _not_standby.add(alias)
+        return None
+    return int(position)
+
+
+def choose_replica(state: RequestDbState) -> str:
+    """The replica this request reads (DEFAULT_DB_ALIAS when none is usable), with its replay
+    position read now, before any data query of the request on it: one query per request that
+    reads a replica (a cache hit reads none)."""
+    now = time.monotonic()
+    replicas = [a for a in replica_aliases() if _down_until.get(a, 0.0) <= now]
+    alias, position = DEFAULT_DB_ALIAS, None
+    if not replicas:
+        fence.count_fallback("unavailable")
+    else:
+        alias = random.choice(replicas)
+        try:
+            position = replay_position(alias)
+        except DatabaseError as exc:
+            _down_until[alias] = now + REPLICA_RETRY_AFTER
+            logger.warning("replica %s did not answer (%s): reading the primary for %.0f s",
+                           alias, exc, REPLICA_RETRY_AFTER)
+            fence.count_fallback("unavailable")
+            alias = DEFAULT_DB_ALIAS
+        else:
+            bound = fence.written_before(getattr(settings, "DATABASE_REPLICA_MAX_LAG", 30.0))
+            if position is not None and bound is not None and position < bound:
+                fence.count_fallback("behind")
+                alias, position = DEFAULT_DB_ALIAS, None
+    state.replica, state.position = alias, position
+    return alias
+
+
 class PrimaryReplicaRouter:
     """Reads to a replica when the request allows it, everything else to the primary."""
 
     def db_for_read(self, model, **hints):
         state = _state.get()
-        if state is None or state.pinned:
+        if state is None or state.pinned or fence.reads_primary():
             return DEFAULT_DB_ALIAS
-        replicas = replica_aliases()
-        if not replicas or connections[DEFAULT_DB_ALIAS].in_atomic_block:
+        if not replica_aliases() or connections[DEFAULT_DB_ALIAS].in_atomic_block:
             return DEFAULT_DB_ALIAS
-        return random.choice(replicas)
+        alias = state.replica or choose_replica(state)
+        if state.position is not None:
+            fence.note_replica_read(state.position)
+        return alias
 
     def db_for_write(self, model, **hints):
         state = _state.get()
@@ -80,6 +156,24 @@ class PrimaryReplicaRouter:
 
     def allow_migrate(self, db, app_label, model_name=None, **hints):
         return db == DEFAULT_DB_ALIAS
+
+
+class WalFence:
+    """The caching library's REPLICA_FENCE (caching/fence.py) for PostgreSQL: positions are WAL
+    positions as integers."""
+
+    def write_position(self) -> int | None:
+        """The primary's WAL position now (called after a commit: >= the commit's), or None
+        when the primary did not answer (the library then fences the tags until their marks
+        expire)."""
+        try:
+            with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+                cursor.execute(WRITE_POSITION_SQL)
+                return int(cursor.fetchone()[0])
+        except DatabaseError as exc:
+            logger.warning("no WAL position for an invalidation (%s): its tags are fenced until their "
+                           "marks expire", exc)
+            return None
 
 
 class ReadYourWritesMiddleware:

@@ -357,8 +357,15 @@ if _REPLICA_URLS:
     # Read-your-writes for the request that wrote and, for a few seconds, the same client.
     MIDDLEWARE.insert(1, "newsite.db_routers.ReadYourWritesMiddleware")
     DATABASE_REPLICA_PIN_SECONDS = env.int("DATABASE_REPLICA_PIN_SECONDS", default=5)
-    # With synchronous_standby_names set on the primary, commits return once the replicas have
-    # applied them, so after-commit invalidations never race a lagging replica (no-op otherwise).
-    _sync = env("DATABASE_REPLICA_SYNC_COMMIT", default="remote_apply")
+    # A replica whose replay position is below the newest write this process knew that many
+    # seconds ago is skipped (its requests read the primary).
+    DATABASE_REPLICA_MAX_LAG = env.float("DATABASE_REPLICA_MAX_LAG", default=30.0)
+    # Cache fills fenced by the WAL position (caching/fence.py): asynchronous replicas are safe.
+    NEWSITE_CACHE["REPLICA_FENCE"] = "newsite.db_routers.WalFence"
+    NEWSITE_CACHE["REPLICA_BEHIND"] = env("CACHE_REPLICA_BEHIND", default="reread")
+    # An option, no longer the freshness mechanism: e.g. "remote_apply" with the replicas named in
+    # the primary's synchronous_standby_names makes a commit wait until they applied it (so the
+    # fence never has to refuse a fill); empty (the default) leaves the server's setting.
+    _sync = env("DATABASE_REPLICA_SYNC_COMMIT", default="")
     if _sync:
         DATABASES["default"].setdefault("OPTIONS", {})["options"] = f"-c synchronous_commit={_sync}"

@@ -32,6 +32,7 @@ import requests
 
 from bench import sampler
 from bench.context import Context, log
+from bench.probes import prom_samples
 from bench.stack import AppServer, Unavailable
 from bench.stats import percentile
 from bench.writer import django_setup
@@ -338,7 +339,13 @@ def _sample(ctx: Context, stack: dict, editor: _Editor, articles: list[int]) -> 
     for tier, t in tiers_out.items():
         log(f"coherence {tier}: {t['reads']:,} reads, {t['stale']} stale, lag p99 {_ms(t['lag_p99'])} ms, "
             f"window p99 {_ms(t['window_p99'])} ms, edits stale > 1 s: {t['stale_after_1s']}")
+    replica = None
+    if stack["env"].get("DATABASE_REPLICA_URLS"):
+        replica = _replica_figures(stack, opts.coherence_duration)
+    if replica:
+        log(f"coherence: replica fallbacks {replica['fallbacks']}, loads {replica['loads']:,}")
     return {
+        "replica": replica,
         "status": "ok", "duration": opts.coherence_duration, "articles": articles, "readers": per_tier,
         "workers": opts.coherence_workers, "server": opts.server, "edit_interval": opts.coherence_edit_interval,
         "writes": {kind: {"count": len(ms), "p50": percentile(ms, 50), "p99": percentile(ms, 99), "max": max(ms)}
@@ -347,6 +354,22 @@ def _sample(ctx: Context, stack: dict, editor: _Editor, articles: list[int]) -> 
         "delivery": {"p50": percentile(delivery, 50), "p99": percentile(delivery, 99), "max": max(delivery)}
         if delivery else None,
     }
+
+
+def _replica_figures(stack: dict, duration: float) -> dict:
+    """With DATABASE_REPLICA_URLS (reads on a replica, issue 26): the readers' servers' loads and
+    their primary fallbacks by reason (each `fence` one is one extra primary load)."""
+    fallbacks: dict[str, float] = {}
+    loads = 0.0
+    for server in stack["servers"].values():
+        for (name, labels), value in prom_samples(server.metrics_dir).items():
+            if name == "newsite_cache_replica_fallbacks_total":
+                reason = dict(labels)["reason"]
+                fallbacks[reason] = fallbacks.get(reason, 0) + value
+            elif name == "newsite_cache_loads_total":
+                loads += value
+    return {"urls": stack["env"]["DATABASE_REPLICA_URLS"].count(",") + 1, "fallbacks": fallbacks,
+            "loads": loads, "fence_per_s": fallbacks.get("fence", 0) / duration if duration else None}
 
 
 def _tier_figures(tier: str, logs, writes, duration: float, pid: int | None = None) -> dict:

@@ -12,10 +12,16 @@
 --         ARGV[10] the key's bits, ARGV[11] the bitmap's size in bytes ('' for all four without
 --         admission), ARGV[12] "~" lease: the highest sequence the caller had seen before its read
 --         (any invalidation up to it came before the lease)
--- Returns {status, seq}: status 1 stored, 0 refused (stale set), -1 skipped (another process
--- holds the lease, or took ours over), 2 not admitted (first sight of this key: L1 only); seq the
--- sequence now, written into the envelope (no tag of the value was invalidated after the load
--- started and up to seq), or '0' when the tags were not checked.
+-- ARGV[13] absent (the load read the primary) or the lowest replay position of the replicas the
+--         load read (caching/fence.py); then KEYS after the doorkeeper's (if any) hold each tag's
+--         position key and the namespace's write position
+-- Returns {status, seq, write position}: status 1 stored, 0 refused (stale set), -1 skipped
+-- (another process holds the lease, or took ours over), 2 not admitted (first sight of this key:
+-- L1 only), 3 behind (a replica that had not replayed a write one of the tags was invalidated
+-- after: nothing stored, the lease is kept for a re-read from the primary); seq the sequence now,
+-- written into the envelope (no tag of the value was invalidated after the load started and up
+-- to seq), or '0' when the tags were not checked; the namespace's newest write position ('0'
+-- when none or not asked).
 local n = tonumber(ARGV[6])
 local lease = ARGV[1]
 local current = redis.call('GET', KEYS[1])
@@ -32,7 +38,7 @@ if string.byte(lease, 1) == 126 then
     -- refused, harmlessly.
     start = math.max((redis.call('PEXPIRETIME', KEYS[1]) - tonumber(ARGV[2])) * 1000 - 1, tonumber(ARGV[12]))
   elseif current then
-    return {-1, '0'}  -- our lease expired and another process leased or filled the key since
+    return {-1, '0', '0'}  -- our lease expired and another process leased or filled the key since
   else
     -- Our lease expired (a load longer than LEASE_TTL) and nobody took it: when it was taken
     -- is gone with it, so check against ARGV[12], the highest sequence the caller had seen
@@ -50,16 +56,32 @@ else
   end
 end
 local marks = redis.call('MGET', unpack(KEYS, 3, 3 + n))  -- the sequence, then each tag's mark
+local seq = marks[1] or '0'
+local newest = '0'
+if ARGV[13] then
+  -- The fence: one MGET and a comparison per tag, only for a fill that read a replica. Checked
+  -- before the stale-set rule: a value older than a committed write is re-read from the primary
+  -- even when the rule would refuse it anyway, so its caller is not answered with it either.
+  local base = 3 + 2 * n + (ARGV[8] ~= '' and 2 or 0)
+  local read = tonumber(ARGV[13])
+  local positions = redis.call('MGET', unpack(KEYS, base + 1, base + n + 1))
+  newest = positions[n + 1] or '0'
+  for i = 1, n do
+    local p = positions[i]
+    if p and tonumber(p) > read then
+      return {3, seq, newest}
+    end
+  end
+end
 for i = 2, n + 1 do
   local s = marks[i]
   if s and tonumber(s) > start then
     if release then redis.call('DEL', release) end
-    return {0, '0'}
+    return {0, '0', '0'}
   end
 end
-local seq = marks[1] or '0'
 if mine == nil then
-  return {-1, seq}
+  return {-1, seq, newest}
 end
 if ARGV[8] ~= '' then
   -- Second-hit admission: a key is stored only when a fill of it was seen before, in this
@@ -78,7 +100,7 @@ if ARGV[8] ~= '' then
     redis.call('SETBIT', door, b1, 1)
     redis.call('SETBIT', door, b2, 1)
     if release then redis.call('DEL', release) end
-    return {2, seq}
+    return {2, seq, newest}
   end
 end
 redis.call('SET', KEYS[1], ARGV[3] .. seq .. '|' .. ARGV[4], 'PX', ARGV[5])  -- replaces a "~" lease
@@ -88,4 +110,4 @@ for i = 4 + n, 3 + 2 * n do
   end
 end
 if release == KEYS[2] then redis.call('DEL', KEYS[2]) end
-return {1, seq}
+return {1, seq, newest}
