@@ -61,6 +61,13 @@ sub vcl_recv {
         return (purge);
     }
 
+    # Ops endpoints are for the operator's network, on the app's own port (Prometheus, load
+    # balancer checks): /health/ opens database, Redis and broker connections per request and
+    # /health/cache/ and /metrics show internals (issue 28.7). The canary's route stays public.
+    if (req.url ~ "^/(health|health/cache|metrics)/?(\?|$)") {
+        return (synth(404, "Not Found"));
+    }
+
     if (req.method != "GET" && req.method != "HEAD") {
         # Editorial and personal writes go straight to the app.
         return (pass);

@@ -151,3 +151,15 @@ def test_stale_if_error_and_fresh_fetch_after_the_revalidate_window(origin, varn
     time.sleep(2.2)
     fresh = varnish.get("/api/articles/5/")
     assert (fresh.status_code, fresh.text) == (200, "v2")  # healthy origin: no stale past the window
+
+
+def test_ops_endpoints_are_not_served_through_the_edge(origin, varnish):
+    """Issue 28.7: /health/, /health/cache/ and /metrics stay on the app's port (the operator's
+    network); through the edge they are a 404 that never reaches the origin. The canary's public
+    route is passed on as before."""
+    for path in ("/health/", "/health/cache/", "/metrics", "/health", "/metrics?x=1"):
+        origin.page(path, "internals")
+        assert varnish.get(path).status_code == 404, path
+        assert origin.hits(path) == 0, path
+    origin.page("/health/canary/", "42")
+    assert varnish.get("/health/canary/").text == "42"
