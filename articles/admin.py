@@ -69,6 +69,11 @@ class ArticleAdminForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        expires_at = cleaned.get("expires_at")
+        if (expires_at is not None and cleaned.get("status") == Article.Status.PUBLISHED
+                and cleaned.get("published_at") is None and expires_at <= timezone.now()):
+            # Published without a time means "now" (services), which this take-down precedes.
+            self.add_error("expires_at", "The take-down time must be after the go-live time (now, when published at is empty).")
         loaded = cleaned.get("loaded_version")
         if self.instance.pk and loaded is not None:
             now = Article.objects.filter(pk=self.instance.pk).values_list("version", flat=True).first()
@@ -120,30 +125,33 @@ class ArticleAdmin(admin.ModelAdmin):
         for article in queryset:  # per object, so every delete invalidates what it touched
             services.article_delete(article=article)
 
+    def _each(self, request, articles, service, done: str) -> None:
+        """Run `service` on each article; one refused (ServiceError: its take-down time passed,
+        a taken slug) is reported, the others go on."""
+        count, refused = 0, []
+        for article in articles:
+            try:
+                service(article=article)
+            except services.ServiceError as exc:
+                refused.append(f"{article}: {exc}")
+                continue
+            count += 1
+        self.message_user(request, f"{done} {count} article(s).", messages.SUCCESS)
+        if refused:
+            self.message_user(request, "Not changed: " + "; ".join(refused), messages.WARNING)
+
     @admin.action(description="Publish selected articles", permissions=["change"])
     def publish_selected(self, request, queryset):
-        count = 0
-        for article in queryset.exclude(status=Article.Status.PUBLISHED):
-            services.article_publish(article=article)
-            count += 1
-        self.message_user(request, f"Published {count} article(s).", messages.SUCCESS)
+        self._each(request, queryset.exclude(status=Article.Status.PUBLISHED), services.article_publish, "Published")
 
     @admin.action(description="Publish selected articles now (scheduled ones go live at once)", permissions=["change"])
     def publish_now(self, request, queryset):
-        count = 0
-        for article in queryset:
-            if article.visibility() is not Visibility.LIVE:
-                services.article_publish_now(article=article)
-                count += 1
-        self.message_user(request, f"Published {count} article(s) now.", messages.SUCCESS)
+        not_live = [article for article in queryset if article.visibility() is not Visibility.LIVE]
+        self._each(request, not_live, services.article_publish_now, "Published now")
 
     @admin.action(description="Unpublish selected articles", permissions=["change"])
     def unpublish_selected(self, request, queryset):
-        count = 0
-        for article in queryset.filter(status=Article.Status.PUBLISHED):
-            services.article_unpublish(article=article)
-            count += 1
-        self.message_user(request, f"Unpublished {count} article(s).", messages.SUCCESS)
+        self._each(request, queryset.filter(status=Article.Status.PUBLISHED), services.article_unpublish, "Unpublished")
 
     def has_purge_cache_permission(self, request) -> bool:
         return can_purge_cache(request.user)

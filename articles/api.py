@@ -349,6 +349,8 @@ class PreconditionFailed(APIException):
 def _service_call(service, **kwargs):
     try:
         return service(**kwargs)
+    except Article.DoesNotExist as exc:  # deleted between the view's read and the service's lock
+        raise NotFound() from exc
     except services.StaleEdit as exc:
         raise PreconditionFailed(str(exc)) from exc
     except services.ServiceError as exc:

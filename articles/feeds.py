@@ -12,7 +12,6 @@ that polling readers rely on come from the cache middleware, like every public r
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 
 from django.conf import settings
@@ -26,16 +25,8 @@ from caching.http import set_cache_tags
 
 from . import invalidation as contract
 from . import selectors
-from .models import CONTROL_CHARACTERS
+from .http import xml_text
 from .pages import absolute_url, cache_public_page
-
-_NOT_XML = re.compile(CONTROL_CHARACTERS)
-
-
-def xml_text(text: str) -> str:
-    """`text` without the characters XML 1.0 cannot hold (writes refuse them; rows written past
-    the API, by the ORM or SQL, must not make a feed a 500)."""
-    return _NOT_XML.sub("", text)
 
 FEED_TTL_MINUTES = 5  # RSS <ttl>: the feed kind's s-maxage (settings.NEWSITE_CACHE_KINDS)
 # The <lastBuildDate>/<updated> of a feed with no items. Django's generators say "now", which
@@ -148,13 +139,13 @@ class CategoryFeed(ArticleFeed):
         return {"slug": data["category"]["slug"]}
 
     def title(self, data: dict) -> str:
-        return f"{data['category']['name']} — {settings.SITE_NAME}"
+        return xml_text(f"{data['category']['name']} — {settings.SITE_NAME}")
 
     def link(self, data: dict) -> str:
         return absolute_url(reverse("category", kwargs=self.url_kwargs(data)))
 
     def description(self, data: dict) -> str:
-        return f"The latest {data['category']['name']} news from {settings.SITE_NAME}."
+        return xml_text(f"The latest {data['category']['name']} news from {settings.SITE_NAME}.")
 
 
 class HomeAtomFeed(HomeFeed):

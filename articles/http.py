@@ -1,5 +1,7 @@
 """Small response helpers shared by the API and page views."""
 
+import re
+
 import orjson
 from django.http import HttpResponse
 from django.template.loader import render_to_string
@@ -8,7 +10,10 @@ from django.utils.http import parse_etags
 
 from caching.http import strong_etag
 
+from .models import CONTROL_CHARACTERS
+
 JSON_CONTENT_TYPE = "application/json"
+_NOT_XML = re.compile(CONTROL_CHARACTERS)
 _NOT_FOUND_JSON = b'{"error":"not_found","detail":"Not found."}'
 
 
@@ -51,3 +56,10 @@ def etag_matches(if_match: str, etag: str) -> bool:
     """RFC 9110 If-Match: a strong comparison against one of the listed ETags, or `*`."""
     candidates = parse_etags(if_match)
     return "*" in candidates or etag in candidates
+
+
+def xml_text(text: str) -> str:
+    """`text` without the characters XML 1.0 cannot hold (article writes refuse them; rows written
+    past the API, by the ORM or SQL, and other models' names must not make a feed a 500 or a
+    sitemap invalid XML)."""
+    return _NOT_XML.sub("", text)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.db import connections, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -112,16 +112,16 @@ class Fired:
 
 
 def due_tags(after: datetime, through: datetime, fired: Fired) -> set[str]:
-    """The tags of every moment in (after, through], recorded in `fired`. A go-live or take-down
-    that a save made at or after it (updated_at) is left out: that save's own invalidation, after
-    its commit, already came after the moment."""
+    """The tags of every moment in (after, through], recorded in `fired`. Every one, also a
+    go-live that its own save made ("publish now": published_at is the save's time): a later save
+    that changed no membership field (a typo fixed a second after the go-live) touched only the
+    article's own tags, so only the moment's run reaches the lists (one more invalidation of a
+    just-published article's lists, ~1 s after its own)."""
     tags: set[str] = set()
     published = _published()
     changes = (
-        (fired.go_live, published.filter(published_at__gt=after, published_at__lte=through,
-                                         updated_at__lt=F("published_at"))),
-        (fired.take_down, published.filter(expires_at__gt=after, expires_at__lte=through,
-                                           updated_at__lt=F("expires_at"))),
+        (fired.go_live, published.filter(published_at__gt=after, published_at__lte=through)),
+        (fired.take_down, published.filter(expires_at__gt=after, expires_at__lte=through)),
     )
     for ids, rows in changes:
         for state in rows.values(*invalidation.SNAPSHOT_FIELDS):

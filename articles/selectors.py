@@ -175,7 +175,8 @@ def article_detail_any_state(*, article_id: int) -> dict | None:
 def article_details(*, article_ids) -> dict[int, dict]:
     """{id: article_detail} of the live ones among `article_ids` without a take-down time (the
     others are left out: a batch shares one lifetime, and an article that goes away at a moment
-    would cap the whole batch; its first reader fills it). One query for the whole batch (counts
+    would cap the whole batch: bulk_warm_article_ids leaves them out of the batches, their first
+    reader fills them). One query for the whole batch (counts
     as subqueries, author and category joined): the bulk loader of `warm_cache --all`."""
     rows = _with_counts(visible_articles()).filter(pk__in=list(article_ids), expires_at__isnull=True)
     return {article.id: _detail(article) for article in rows}
@@ -184,6 +185,14 @@ def article_details(*, article_ids) -> dict[int, dict]:
 def published_article_ids() -> list[int]:
     """The ids of every live article, most read first (what to warm first). One query."""
     return list(visible_articles().order_by("-view_count", "-id").values_list("id", flat=True))
+
+
+def bulk_warm_article_ids() -> list[int]:
+    """As published_article_ids, without the articles that have a take-down time: the bulk
+    loader (article_details) leaves those to their first reader, and a key it left out would be
+    stored as a 404. One query."""
+    return list(visible_articles().filter(expires_at__isnull=True).order_by("-view_count", "-id")
+                .values_list("id", flat=True))
 
 
 def _detail(article: Article) -> dict:

@@ -153,12 +153,12 @@ def article_unpublish(*, article: Article) -> Article:
 def article_delete(*, article: Article, if_match: str | None = None) -> None:
     """Delete the article; with `if_match` (an If-Match header) only if it names the current
     public detail's ETag (StaleEdit otherwise), checked under the row's lock."""
+    current = Article.objects.select_for_update().get(pk=article.pk)  # DoesNotExist: deleted meanwhile
     if if_match is not None:
-        current = Article.objects.select_for_update().get(pk=article.pk)
         etag = detail_etag(selectors.article_detail_any_state(article_id=current.pk))
         if not etag_matches(if_match, etag):
             raise StaleEdit(f"If-Match does not name the article's current ETag ({etag}): reload it")
-    article.delete()
+    current.delete()  # the row as committed: its receivers invalidate its current slug and lists
 
 
 @transaction.atomic

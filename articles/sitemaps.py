@@ -32,6 +32,7 @@ from caching.params import IntParam, ParamError
 
 from . import invalidation as contract
 from . import selectors
+from .http import xml_text
 from .pages import cache_public_page
 
 # Each listed article puts `article:{id}` (~15 bytes) into Surrogate-Key and Cache-Tag: 200 rows
@@ -135,6 +136,13 @@ def _article_rows(urls: list[dict]) -> list[dict]:
     return [url["item"] for url in urls]
 
 
+def _xml_safe_titles(urls: list[dict]) -> list[dict]:
+    """The news sitemap prints each title: without the characters XML cannot hold."""
+    for url in urls:
+        url["item"] = {**url["item"], "title": xml_text(url["item"]["title"])}
+    return urls
+
+
 @cache_public_page(kind="sitemap", params=SITEMAP_PARAMS, negative_tags=contract.missing_sitemap_page_tags)
 @require_safe
 def sitemap_articles(request):
@@ -157,7 +165,7 @@ def sitemap_news(request):
     page = _page_of(request, sitemap_news)
     if page is None:
         return _bad_page()
-    urls = _urls(NewsSitemap(), page)
+    urls = _xml_safe_titles(_urls(NewsSitemap(), page))
     rows = _article_rows(urls)
     context = {
         "urlset": urls,

@@ -212,7 +212,7 @@ def warm_articles(*, batch_size: int | None = None, refresh_within: float = 0.0,
     "seconds"}. `batches(chunks, total)` wraps the batches (a progress bar). One batch at a
     time: 2 or 3 in threads measured no faster on the 2-core machine (docs/caching.md)."""
     started = time.time()
-    ids = selectors.published_article_ids()
+    ids = selectors.bulk_warm_article_ids()
     size = batch_size or getattr(settings, "WARM_CACHE_BATCH_SIZE", 500)
     chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
     report = {"articles": len(ids), "batches": len(chunks), "by_source": {}, "refused": 0, "gone": 0}

@@ -69,7 +69,9 @@ FETCH_DEFAULTS = {
 NEGATIVE_KIND = "negative"
 # Bump when the fetch face's stored envelope changes: old entries are then simply never read.
 # 4: a value key may hold a lease ("~<token>"), which older code would try to unpickle.
-ENVELOPE_VERSION = "4"
+# 5: details and pages carry article-counts:{id} (a like invalidates only that); entries filled
+#    before it would not be reached by a like.
+ENVELOPE_VERSION = "5"
 
 
 @dataclass(frozen=True)
@@ -168,19 +170,16 @@ class Kind:
 
     def cache_control_within(self, left: float) -> str:
         """Cache-Control of a response of this kind that is true for `left` more seconds only
-        (caching.lifetime): max-age and s-maxage capped at it, stale-while-revalidate cut so
-        that no cache may serve it past the moment (given as 0: an edge's default grace must
-        not apply either). stale-if-error stays: a copy kept for an origin outage is removed at
-        the moment by the scheduled purge. Whole seconds, rounded down: never past the moment."""
+        (caching.lifetime): max-age and s-maxage capped at it, and stale-while-revalidate and
+        stale-if-error cut so that no cache may serve it past the moment, not even during an
+        origin outage (a taken-down article must not come back as a stale copy). Both are
+        written out even when 0: an edge's default grace must not apply. Whole seconds, rounded
+        down: never past the moment."""
         left = max(0, int(left))
-        if left >= max(self.max_age, self.s_maxage) + self.swr:
-            return self.cache_control
         max_age, s_maxage = min(self.max_age, left), min(self.s_maxage, left)
-        swr = min(self.swr, left - max(max_age, s_maxage))
-        parts = [f"public, max-age={max_age}, s-maxage={s_maxage}, stale-while-revalidate={swr}"]
-        if self.sie:
-            parts.append(f"stale-if-error={self.sie}")
-        return ", ".join(parts)
+        after = left - max(max_age, s_maxage)
+        return (f"public, max-age={max_age}, s-maxage={s_maxage}, stale-while-revalidate={min(self.swr, after)}, "
+                f"stale-if-error={min(self.sie, after)}")
 
     @property
     def unshared_cache_control(self) -> str:

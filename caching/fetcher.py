@@ -706,7 +706,8 @@ def fetch(key: str, loader, *, kind: str, tags=(), bypass_l1: bool = False, ahea
     cold miss that command (it takes the lease), the loader, one fill script.
     """
     if not _get_conf().enabled:
-        return Fetched(loader(), MISS, time.time())
+        with lifetime.measure():  # nothing is stored, but a response's headers are still capped
+            return Fetched(loader(), MISS, time.time())
     face = _face or current()
     if ahead is not None and ahead.key == key and not ahead.used:
         return face.fetch_slow(key, loader, kind, tags, ahead)

@@ -18,6 +18,7 @@ view, template or error format of its users: those come in through the policy.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -255,8 +256,10 @@ def _tag_headers(response: HttpResponse, tags: Iterable[str]) -> None:
 
 
 def age_header(filled_at: float) -> tuple[str, str]:
-    """The Age header of an entry filled at `filled_at` (epoch seconds)."""
-    return ("Age", str(max(0, int(time.time() - filled_at))))
+    """The Age header of an entry filled at `filled_at` (epoch seconds), in whole seconds rounded
+    up (RFC 9111 allows an overestimate): a cache adding its own Age, rounded down, then never
+    keeps a response past the moment its lifetime was capped at (caching.lifetime)."""
+    return ("Age", str(max(0, math.ceil(time.time() - filled_at))))
 
 
 def serve_entry(request, entry: ResponseEntry, *, source: str, filled_at: float) -> HttpResponse:
@@ -280,6 +283,6 @@ def serve_negative(request, policy: ResponsePolicy, kwargs: dict, *, source: str
     response["Cache-Control"] = cache_control_for(conf.NEGATIVE_KIND)
     _tag_headers(response, policy.negative_tags(kwargs))
     response["Vary"] = "Accept-Encoding"
-    response["Age"] = str(max(0, int(time.time() - filled_at)))
+    response["Age"] = age_header(filled_at)[1]
     response["X-Cache"] = source
     return response

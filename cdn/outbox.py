@@ -37,6 +37,10 @@ DEFAULTS = {
     # response built before the write, delivered after the purge). Best effort: the first
     # purge is the durable one.
     "FOLLOW_UP_AFTER": 0.5,
+    # {tag prefix: seconds}: a purge whose every tag has a prefix here waits up to that long
+    # (the shortest of its tags') and is merged with the same purge asked for meanwhile, so a
+    # burst of identical asks (likes on a hot article: its counts) costs one purge per window.
+    "COALESCE": {},
 }
 
 

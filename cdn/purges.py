@@ -23,6 +23,7 @@ from django.utils import timezone
 from caching import conf
 from caching.invalidation import invalidate_app_tiers, joins, open_scope
 from cdn.models import PurgeOutbox
+from cdn.outbox import outbox_setting
 from cdn.tasks import schedule_drain
 
 
@@ -37,6 +38,7 @@ class _OpenRow:
     pk: int
     scope: tuple | None  # caching.invalidation.open_scope when the row was written
     drain: object = None  # the on_commit callback that schedules the row's drain
+    due: object = None  # when the row may be sent (later than now: in its coalescing window)
     writes: list[tuple[object, frozenset[str], frozenset[str]]] = field(default_factory=list)
 
     def alive(self, connection) -> bool:
@@ -72,26 +74,31 @@ def enqueue_purge(tags, *, urls=(), using: str | None = None) -> list[int]:
     if open_row is not None and open_row.alive(connection):
         known_tags, known_urls = open_row.known(connection)
         if not (tags <= known_tags and urls <= known_urls):
-            PurgeOutbox.objects.using(using).filter(pk=open_row.pk).update(
-                tags=sorted(known_tags | tags), urls=sorted(known_urls | urls)
-            )
+            widened = {"tags": sorted(known_tags | tags), "urls": sorted(known_urls | urls)}
+            if open_row.due is not None and not (widened["urls"] == [] and coalesce_window(known_tags | tags)):
+                open_row.due = widened["next_attempt_at"] = timezone.now()  # no longer a count-only purge: at once
+            PurgeOutbox.objects.using(using).filter(pk=open_row.pk).update(**widened)
             marker = _noop()
             transaction.on_commit(marker, using=using)
             open_row.writes.append((marker, known_tags | tags, known_urls | urls))
         return [open_row.pk]
 
     now = timezone.now()
-    row = PurgeOutbox.objects.using(using).create(
-        tags=sorted(tags), urls=sorted(urls), next_attempt_at=now, created_at=now
-    )
+    window = coalesce_window(tags) if not urls else 0.0
+    row = _pending_twin(connection, using, tags, now) if window else None
+    if row is None:
+        row = PurgeOutbox.objects.using(using).create(
+            tags=sorted(tags), urls=sorted(urls), next_attempt_at=now + timedelta(seconds=window), created_at=now
+        )
     if not connection.in_atomic_block:  # autocommit: on_commit runs now
-        transaction.on_commit(lambda: schedule_drain([row.pk]), using=using)
+        transaction.on_commit(lambda: schedule_drain([row.pk], countdown=window or None), using=using)
         return [row.pk]
-    open_row = _OpenRow(pk=row.pk, scope=open_scope(connection))
+    open_row = _OpenRow(pk=row.pk, scope=open_scope(connection), due=row.next_attempt_at)
 
     def drain():
         drain.closed = True
-        schedule_drain([open_row.pk])
+        wait = (open_row.due - timezone.now()).total_seconds()
+        schedule_drain([open_row.pk], countdown=wait if wait > 0 else None)
 
     drain.closed = False
     open_row.drain = drain
@@ -99,6 +106,31 @@ def enqueue_purge(tags, *, urls=(), using: str | None = None) -> list[int]:
     connection._cdn_open_purge = open_row
     transaction.on_commit(drain, using=using)
     return [row.pk]
+
+
+def coalesce_window(tags: frozenset[str]) -> float:
+    """Seconds a purge of `tags` may wait to be merged (CDN_OUTBOX["COALESCE"]): the shortest
+    window of its tags when every tag has one, else 0 (sent at once)."""
+    windows = outbox_setting("COALESCE")
+    if not windows:
+        return 0.0
+    found = [next((float(s) for prefix, s in windows.items() if tag.startswith(prefix)), None) for tag in tags]
+    return min(found) if found and None not in found else 0.0
+
+
+def _pending_twin(connection, using, tags: frozenset[str], now) -> PurgeOutbox | None:
+    """A committed row waiting in its coalescing window with exactly these tags, locked for this
+    transaction (FOR UPDATE SKIP LOCKED: a row a drain or another writer holds is left alone):
+    this transaction's purge is that row's. Held until the commit, so no drain sends it before
+    this change is committed; the commit then schedules its drain when it is due. PostgreSQL
+    only (elsewhere: a row of its own)."""
+    if not connection.in_atomic_block or not connection.features.has_select_for_update_skip_locked:
+        return None
+    return (
+        PurgeOutbox.objects.using(using).select_for_update(skip_locked=True)
+        .filter(status=PurgeOutbox.Status.PENDING, attempts=0, next_attempt_at__gt=now, tags=sorted(tags), urls=[])
+        .order_by("pk").first()
+    )
 
 
 def _noop():

@@ -249,6 +249,9 @@ if not CDN_BACKENDS:
 CDN_OUTBOX = {
     "BACKOFF_BASE": env.float("CDN_OUTBOX_BACKOFF_BASE", default=2.0),
     "MAX_ATTEMPTS": env.int("CDN_OUTBOX_MAX_ATTEMPTS", default=50),
+    # A hot article's counts (likes, comments) are purged at most once a second: a like loop
+    # cannot spend the CDN's purge quota (issue 28.1); the app tiers still change at once.
+    "COALESCE": {"article-counts:": env.float("CDN_COUNTS_PURGE_WINDOW", default=1.0)},
     # BATCH_SIZE, BACKOFF_MAX and RETAIN_DONE_DAYS have their defaults in cdn/outbox.py DEFAULTS,
     # documented in docs/cdn.md; set a key here to override it.
 }

@@ -245,7 +245,10 @@ class _Editor:
             if reply.status_code != 200:
                 raise RuntimeError(f"PATCH {article_id}: {reply.status_code} {reply.text[:300]}")
             return sampler.Edit(int(reply.json()["version"]), returned, "api")
-        data = {**self.forms[article_id], "title": title, "_save": "Save"}
+        # The form as the editor would open it now: at the article's current version (the admin
+        # refuses a form opened before another save: issue 28.4); its other fields are unchanged.
+        opened_at = self.db.execute("SELECT version FROM articles_article WHERE id = %s", [article_id]).fetchone()[0]
+        data = {**self.forms[article_id], "loaded_version": str(opened_at), "title": title, "_save": "Save"}
         reply = self.admin.post(f"{self.base_url}/admin/articles/article/{article_id}/change/", data=data,
                                 timeout=HTTP_TIMEOUT, allow_redirects=False)
         returned = time.monotonic()

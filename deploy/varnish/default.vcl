@@ -38,6 +38,9 @@ sub vcl_recv {
         unset req.http.X-Edge-Public;
         unset req.http.X-Edge-Fresh;
         unset req.http.X-Edge-Stale;
+        # The freshness canary probes the app's port, never the edge: from a client the header
+        # would only make a hot URL uncacheable for a second and show worker pids.
+        unset req.http.X-Canary-Probe;
     }
 
     # One cache entry per host, whatever port the client named.
@@ -144,6 +147,14 @@ sub vcl_backend_response {
         set beresp.ttl = 0s;
         set beresp.uncacheable = true;
         return (deliver);
+    }
+
+    if (beresp.status >= 300 && beresp.status < 400 && beresp.status != 304
+        && beresp.http.Cache-Control !~ "max-age=") {
+        # A redirect the app did not mark cacheable: Django's HTTPS redirect (SECURE_SSL_REDIRECT)
+        # answers a request that came without X-Forwarded-Proto, which is not in the key; kept,
+        # it would send every reader of the URL round in circles (issue 28.11).
+        call vcl_beresp_hitmiss;
     }
 
     if (bereq.http.X-Edge-Public) {

@@ -56,7 +56,8 @@ class _OriginHandler(_Quiet):
         self.send_response(status)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", page["cache_control"])
+        if page["cache_control"] is not None:
+            self.send_header("Cache-Control", page["cache_control"])
         if page["tags"]:
             self.send_header("Surrogate-Key", " ".join(page["tags"]))
             self.send_header("Cache-Tag", ",".join(page["tags"]))
@@ -78,9 +79,10 @@ class Origin(Server):
         self.failing = False
         super().__init__(_OriginHandler)
 
-    def page(self, path, body, tags=(), cache_control=PUBLIC, headers=None):
+    def page(self, path, body, tags=(), cache_control=PUBLIC, headers=None, status=200):
         with self.lock:
             self.pages[path] = {
+                "status": status,
                 "body": body,
                 "tags": list(tags),
                 "cache_control": cache_control,
@@ -93,7 +95,7 @@ class Origin(Server):
         page = self.pages.get(path)
         if page is None:
             return 404, {"body": "not found", "tags": [], "cache_control": "no-store"}
-        return 200, page
+        return page.get("status", 200), page
 
     def hits(self, path):
         with self.lock:

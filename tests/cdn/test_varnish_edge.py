@@ -163,3 +163,18 @@ def test_ops_endpoints_are_not_served_through_the_edge(origin, varnish):
         assert origin.hits(path) == 0, path
     origin.page("/health/canary/", "42")
     assert varnish.get("/health/canary/").text == "42"
+
+
+def test_a_redirect_without_cache_control_is_never_stored(origin, varnish):
+    """Issue 28.11: Django's HTTPS redirect (SECURE_SSL_REDIRECT, for a request that reached the
+    edge without X-Forwarded-Proto) has no Cache-Control; Varnish's default would keep it 120 s
+    for every reader of the URL. An explicitly cacheable redirect is kept as before."""
+    origin.page("/api/articles/", "", cache_control=None, status=301,
+                headers={"Location": "https://news.example.com/api/articles/"})
+    for _ in range(3):
+        assert varnish.get("/api/articles/", allow_redirects=False).status_code == 301
+    assert origin.hits("/api/articles/") == 3
+    origin.page("/api/categories/", "", status=301, headers={"Location": "/api/categories/x/"})
+    for _ in range(3):
+        assert varnish.get("/api/categories/", allow_redirects=False).status_code == 301
+    assert origin.hits("/api/categories/") == 1
