@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -89,6 +90,30 @@ def database_url(settings_dict: dict | None = None) -> str:
     host = settings_dict.get("HOST") or "127.0.0.1"
     port = settings_dict.get("PORT") or 5432
     return f"postgres://{auth}{host}:{port}/{settings_dict['NAME']}"
+
+
+@contextlib.contextmanager
+def row_locked(settings_dict: dict, select_for_update: str, params=()):
+    """Another connection (a thread of its own) runs `select_for_update` (a SELECT ... FOR UPDATE)
+    and holds the rows it locked until the block ends: what a concurrent transaction would."""
+    import psycopg
+
+    locked, release = threading.Event(), threading.Event()
+
+    def hold():
+        with psycopg.connect(database_url(settings_dict)) as conn, conn.transaction():
+            conn.execute(select_for_update, list(params))
+            locked.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    try:
+        assert locked.wait(10), "the lock was not taken"
+        yield
+    finally:
+        release.set()
+        holder.join(10)
 
 
 def child_env(**extra) -> dict:

@@ -9,11 +9,9 @@ tests/freshness/test_schedule.py."""
 from __future__ import annotations
 
 import re
-import threading
 import time
 from datetime import timedelta
 
-import psycopg
 import pytest
 from django.db import connection
 from django.test import Client
@@ -26,7 +24,7 @@ from articles.models import Article, ScheduleCursor, Visibility
 from caching import fetcher, keys, lifetime
 from tests.articles.test_api_editorial import grant
 from tests.factories import make_article, make_author, make_category, make_user
-from tests.support import database_url
+from tests.support import row_locked
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -234,21 +232,7 @@ def test_a_go_live_fires_even_when_a_later_save_touched_the_article():
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL")
 def test_one_run_at_a_time_the_other_skips():
     ScheduleCursor.objects.create(name=schedule.CURSOR, fired_through=timezone.now())
-    url = database_url(connection.settings_dict)
-    locked, release = threading.Event(), threading.Event()
-
-    def hold_the_cursor():
-        with psycopg.connect(url) as conn, conn.transaction():
-            conn.execute("select 1 from articles_schedulecursor where name = %s for update", [schedule.CURSOR])
-            locked.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold_the_cursor)
-    holder.start()
-    try:
-        assert locked.wait(10)
+    with row_locked(connection.settings_dict, "select 1 from articles_schedulecursor where name = %s for update",
+                    [schedule.CURSOR]):
         assert schedule.fire_due_changes().skipped
-    finally:
-        release.set()
-        holder.join(10)
     assert not schedule.fire_due_changes().skipped
