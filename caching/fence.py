@@ -39,6 +39,20 @@ from caching import metrics
 # Recorded for an invalidation whose write position is unknown: above any real position (and
 # exact as a Lua number), so every replica fill of its tags is refused while the mark lives.
 UNKNOWN_POSITION = 2**62
+# A claim on an absent floor (fill.lua) lives this long (ms) if its process never seeds it.
+FLOOR_CLAIM_MS = 10_000
+
+
+def log_step(mark_ttl: int) -> int:
+    """Seconds one entry of the write-position log covers (invalidate.lua): a tenth of a mark's
+    lifetime, at most a minute. A replica less than mark_ttl - step behind is never refused by
+    the log."""
+    return max(1, min(60, mark_ttl // 10))
+
+
+def log_length(mark_ttl: int) -> int:
+    """Entries the log keeps: those created within a mark's lifetime, and one more before."""
+    return mark_ttl // log_step(mark_ttl) + 3
 
 
 @dataclass(slots=True)
