@@ -37,7 +37,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import DEFAULT_DB_ALIAS, Error, connections, transaction
 
 from caching import fence
 
@@ -87,14 +87,26 @@ REPLAY_POSITION_SQL = "select case when pg_is_in_recovery() then pg_last_wal_rep
 WRITE_POSITION_SQL = "select pg_current_wal_insert_lsn() - '0/0'::pg_lsn"
 
 
+def _scalar(alias: str, sql: str):
+    """One value of one query on `alias`, in a savepoint when the connection is inside an atomic
+    block (a failed query then leaves the caller's transaction usable). Raises django.db.Error
+    (DatabaseError, or InterfaceError for a connection that is gone)."""
+    connection = connections[alias]
+    if connection.in_atomic_block:
+        with transaction.atomic(using=alias), connection.cursor() as cursor:
+            cursor.execute(sql)
+            return cursor.fetchone()[0]
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return cursor.fetchone()[0]
+
+
 def replay_position(alias: str) -> int | None:
     """The replay position of replica `alias` now (None: it is not a standby, so it has every
-    commit). Raises DatabaseError."""
+    commit). Raises django.db.Error."""
     if alias in _not_standby:
         return None
-    with connections[alias].cursor() as cursor:
-        cursor.execute(REPLAY_POSITION_SQL)
-        [position] = cursor.fetchone()
+    position = _scalar(alias, REPLAY_POSITION_SQL)
     if position is None:
         _not_standby.add(alias)
         return None
@@ -114,7 +126,7 @@ def choose_replica(state: RequestDbState) -> str:
         alias = random.choice(replicas)
         try:
             position = replay_position(alias)
-        except DatabaseError as exc:
+        except Error as exc:
             _down_until[alias] = now + REPLICA_RETRY_AFTER
             logger.warning("replica %s did not answer (%s): reading the primary for %.0f s",
                            alias, exc, REPLICA_RETRY_AFTER)
@@ -167,10 +179,8 @@ class WalFence:
         when the primary did not answer (the library then fences the tags until their marks
         expire)."""
         try:
-            with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
-                cursor.execute(WRITE_POSITION_SQL)
-                return int(cursor.fetchone()[0])
-        except DatabaseError as exc:
+            return int(_scalar(DEFAULT_DB_ALIAS, WRITE_POSITION_SQL))
+        except Error as exc:  # InterfaceError too: this runs in on_commit callbacks, after the commit
             logger.warning("no WAL position for an invalidation (%s): its tags are fenced until their "
                            "marks expire", exc)
             return None

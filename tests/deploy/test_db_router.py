@@ -133,3 +133,16 @@ def test_outside_requests_and_inside_transactions_read_the_primary(replica):
         return HttpResponse(f"{q.primary} {q.replica}")
 
     assert ReadYourWritesMiddleware(view)(RequestFactory().get("/")).content == b"1 0"
+
+
+@pytest.mark.django_db
+def test_a_write_position_the_primary_cannot_give_leaves_the_callers_transaction_usable(monkeypatch):
+    # Review of issue 26: the cdn drain invalidates the app tiers inside transaction.atomic(); a
+    # failed position query there left the transaction aborted ("current transaction is aborted").
+    from newsite import db_routers
+
+    monkeypatch.setattr(db_routers, "WRITE_POSITION_SQL", "select 1/0")
+    with transaction.atomic():
+        make_article()
+        assert db_routers.WalFence().write_position() is None
+        assert Article.objects.count() == 1
