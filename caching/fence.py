@@ -16,6 +16,9 @@ what they are (for PostgreSQL: WAL positions, newsite/db_routers.py):
   (read before it). The fetch face runs each loader inside `load_scope()`, which keeps the lowest
   position noted during the load; fill.lua then refuses to store the value anywhere when one of
   its tags has a mark newer than that position (`Filled.BEHIND`).
+- `retry_on_primary(exc)` (optional, on the same object): True when a load that read a replica
+  and raised `exc` failed because of the replica (a recovery conflict, a lost connection); the
+  fetch face then runs it again on the primary. Without it, or False: the error is raised.
 - `primary_reads()`: a scope in which the router must send every read to the primary (the
   re-read of a fenced fill, bulk loads, loads while Redis is unreachable). `reads_primary()` is
   what the router asks.
@@ -101,6 +104,13 @@ def primary_reads():
 
 def reads_primary() -> bool:
     return _primary.get()
+
+
+def retry_on_primary(replica_fence, exc: BaseException) -> bool:
+    """Does the project's fence say a load that read a replica and raised `exc` failed because
+    of the replica (its optional `retry_on_primary(exc)`; without it: no)?"""
+    decide = getattr(replica_fence, "retry_on_primary", None)
+    return bool(decide(exc)) if decide is not None else False
 
 
 def count_fallback(reason: str) -> None:

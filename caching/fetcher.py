@@ -450,7 +450,9 @@ class FetchFace:
         """run_loader's tuple plus the lowest replica replay position the load read (None: it
         read the primary only, or no REPLICA_FENCE is configured). `primary`: every read of the
         load goes to the primary (caching/fence.py). A load that read a replica and failed with
-        one of LOADER_ERRORS runs again on the primary."""
+        one of LOADER_ERRORS runs again on the primary when the fence says the replica caused
+        it (`REPLICA_FENCE.retry_on_primary(exc)`: a recovery conflict, a lost replica); any
+        other error is raised (a statement timeout is not run twice)."""
         if self.conf.fence is None:
             return (*self.run_loader(loader, stats), None)
         if primary:
@@ -460,9 +462,9 @@ class FetchFace:
         with fence.load_scope() as reads:
             try:
                 loaded = self.run_loader(loader, stats)
-            except self.conf.loader_errors:
-                if reads.lowest is None:  # it read no replica: the primary's own error
-                    raise
+            except self.conf.loader_errors as exc:
+                if reads.lowest is None or not fence.retry_on_primary(self.conf.fence, exc):
+                    raise  # it read no replica, or the error is the query's own
                 failed = True  # not kept: no reference cycle through this frame (fetch_slow)
         if failed:
             # A replica's error (a query cancelled by a recovery conflict, a lost connection):

@@ -37,7 +37,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, Error, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, Error, InterfaceError, OperationalError, connections, transaction
 
 from caching import fence
 
@@ -170,9 +170,45 @@ class PrimaryReplicaRouter:
         return db == DEFAULT_DB_ALIAS
 
 
+# SQLSTATEs of a query a standby cancelled for a conflict with recovery ("canceling statement
+# due to conflict with recovery": 40001 serialization_failure; 40P01 for a buffer deadlock;
+# 57P04 database_dropped) - the same query on the primary succeeds.
+RECOVERY_CONFLICT_STATES = frozenset({"40001", "40P01", "57P04"})
+# A replica that went away: connection_exception (class 08), admin/crash shutdown, starting up.
+GONE_STATES = frozenset({"57P01", "57P02", "57P03"})
+
+
+def replica_gone(exc: BaseException) -> bool:
+    """A lost or refused connection (InterfaceError, an OperationalError with a class 08 or
+    shutdown SQLSTATE, or none: the client library's own "connection is closed")."""
+    if isinstance(exc, InterfaceError):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    state = getattr(exc.__cause__, "sqlstate", None)
+    return state is None or state.startswith("08") or state in GONE_STATES
+
+
 class WalFence:
     """The caching library's REPLICA_FENCE (caching/fence.py) for PostgreSQL: positions are WAL
     positions as integers."""
+
+    def retry_on_primary(self, exc: BaseException) -> bool:
+        """Is a load that read a replica and raised `exc` to run again on the primary? Only for a
+        recovery conflict or a replica that went away (then not read again by this process for
+        REPLICA_RETRY_AFTER, nor by the rest of this request). Any other error (a statement
+        timeout, a programming error) is the query's own: raised, not run twice."""
+        if getattr(exc.__cause__, "sqlstate", None) in RECOVERY_CONFLICT_STATES:
+            return True
+        if not replica_gone(exc):
+            return False
+        state = _state.get()
+        if state is not None and state.replica not in (None, DEFAULT_DB_ALIAS):
+            _down_until[state.replica] = time.monotonic() + REPLICA_RETRY_AFTER
+            logger.warning("replica %s went away (%s): reading the primary for %.0f s",
+                           state.replica, exc, REPLICA_RETRY_AFTER)
+            state.replica, state.position = DEFAULT_DB_ALIAS, None
+        return True
 
     def write_position(self) -> int | None:
         """The primary's WAL position now (called after a commit: >= the commit's), or None

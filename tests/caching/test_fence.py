@@ -38,6 +38,9 @@ class Database:
     def replay(self) -> None:
         self.replica = self.primary
 
+    def retry_on_primary(self, exc) -> bool:
+        return "conflict with recovery" in str(exc)  # newsite.db_routers.WalFence: by SQLSTATE
+
     def load(self):
         if fence.reads_primary():
             self.loads.append("primary")
@@ -145,6 +148,21 @@ def test_a_load_that_failed_on_the_replica_runs_again_on_the_primary(db):
         assert caching.fetch(KEY, conflict, kind="article", tags=[TAG]).value == "v2"
         assert db.loads == ["replica", "primary"]
         assert b"v2" in stored_title(fetcher.current())
+
+
+@pytest.mark.django_db
+def test_a_load_error_that_is_not_the_replicas_is_raised_not_run_again(db):
+    # Review of issue 26: a statement timeout of an expensive query ran twice.
+    from django.db import OperationalError
+
+    with fenced(db):
+        def timeout():
+            db.load()
+            raise OperationalError("canceling statement due to statement timeout (test)")
+
+        with pytest.raises(OperationalError):
+            caching.fetch(KEY, timeout, kind="article", tags=[TAG])
+        assert db.loads == ["replica"]
 
 
 @pytest.mark.django_db
