@@ -75,13 +75,18 @@ _primary: ContextVar[bool] = ContextVar("caching_fence_primary", default=False)
 
 @contextmanager
 def load_scope():
-    """Collect the read positions of one load (yields its ReadPositions)."""
+    """Collect the read positions of one load (yields its ReadPositions). A load inside another
+    one's loader (a nested fetch) passes what it read on to the enclosing load as it ends: the
+    outer value was computed from those reads too."""
     reads = ReadPositions()
+    parent = _load.get()
     token = _load.set(reads)
     try:
         yield reads
     finally:
         _load.reset(token)
+        if parent is not None and reads.lowest is not None:
+            parent.saw(reads.lowest)
 
 
 def note_replica_read(position: int) -> None:

@@ -314,3 +314,19 @@ def test_replaying_queued_invalidations_raises_the_floor_for_every_tag(db):
         assert fetched.value == "v2"
         assert db.loads == ["replica", "primary"]
         assert int(engine.redis_client().get(keys.write_floor_key(face.namespace))) == 110
+
+
+@pytest.mark.django_db
+def test_a_nested_load_passes_its_read_positions_to_the_enclosing_one(db):
+    # Review of issue 26: the outer load of a nested fetch did not know its inner one read a
+    # replica, and its fill went unfenced.
+    with fenced(db, behind="no_store"):
+        db.write("v2")
+        caching.invalidate_tags([TAG])
+
+        def outer():
+            return caching.fetch("fence:inner", db.load, kind="article", tags=["inner"]).value
+
+        fetched = caching.fetch(KEY, outer, kind="article", tags=[TAG])
+        assert (fetched.value, fetched.superseded) == ("v1", True)
+        assert stored_title(fetcher.current()) is None
