@@ -23,9 +23,16 @@ what they are (for PostgreSQL: WAL positions, newsite/db_routers.py):
   re-read of a fenced fill, bulk loads, loads while Redis is unreachable). `reads_primary()` is
   what the router asks.
 
+Two keys without expiry keep the fence from depending on the tag marks' lifetime (fill.lua,
+invalidate.lua, docs/caching.md): the namespace's floor (absent - Redis lost its keys - means
+unknown: fills are refused until a process seeds it with the primary's position of after the
+loss, seed_floor.lua), and a short log of write positions by minute, which refuses a replica
+further behind than a mark lives.
+
 The process also keeps a short history of the newest write positions it has seen (its own
-invalidations and fill.lua's answers), so the project can tell a replica that is far behind from
-one that is merely a few writes late (`written_before`).
+invalidations and fill.lua's answers), so the project can skip a replica that is far behind
+before reading it (`written_before`): an economy (a fresh process knows nothing), not the
+guarantee.
 """
 
 from __future__ import annotations
@@ -120,7 +127,8 @@ def retry_on_primary(replica_fence, exc: BaseException) -> bool:
 
 def count_fallback(reason: str) -> None:
     """A load (or a request's reads) sent to the primary instead of a replica, by reason:
-    fence (a fill refused by the fence), behind (the replica is far behind), unavailable (the
+    fence (a fill refused by the fence: re-read from the primary, or with REPLICA_BEHIND
+    "no_store" answered uncached, no primary read), behind (the replica is far behind), unavailable (the
     replica did not answer), error (a load that read a replica failed: run again on the
     primary), no_l2 (Redis unreachable: no fence to check against)."""
     metrics.REPLICA_FALLBACKS.labels(reason).inc()
