@@ -615,7 +615,7 @@ class FetchFace:
                 log_step = fence.log_step(conf.tag_invalidation_ttl)
             fence.writes.saw(written)
             position = str(written)
-            raise_floor = "1" if replay else ""
+            raise_floor = "1" if replay and log_step else ""  # never to an unknown position
             tag_keys += [keys.tag_position_key(ns, t) for t in tags]
             tag_keys += [keys.write_position_key(ns), keys.write_floor_key(ns), keys.write_log_key(ns)]
         bucket_keys = [keys.tag_bucket_key(ns, t, b) for t in tags for b in range(first, last + 1)]

@@ -330,3 +330,15 @@ def test_a_nested_load_passes_its_read_positions_to_the_enclosing_one(db):
         fetched = caching.fetch(KEY, outer, kind="article", tags=[TAG])
         assert (fetched.value, fetched.superseded) == ("v1", True)
         assert stored_title(fetcher.current()) is None
+
+
+@pytest.mark.django_db
+def test_a_replay_whose_position_is_unknown_leaves_the_floor_as_it_was(db):
+    # UNKNOWN_POSITION as a floor would refuse every replica fill for as long as Redis keeps it.
+    with fenced(db):
+        face = fetcher.current()
+        floor = engine.redis_client().get(keys.write_floor_key(face.namespace))
+        db.write_position = lambda: None  # the primary did not answer
+        face.pending_tags.add("article:2")
+        face.retry_pending_invalidations()
+        assert engine.redis_client().get(keys.write_floor_key(face.namespace)) == floor
