@@ -112,7 +112,7 @@ def _fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for
         except (L2Unavailable, redis.RedisError) as exc:
             logger.warning("bulk fill of %d keys failed (%s): L1 only", len(calls), exc)
     for key, entry in entries.items():
-        reply = stored[key]  # fill.lua's [status, sequence the tags were checked up to]
+        reply = stored[key]  # fill.lua's [status, sequence the tags were checked up to, ...]
         if reply is not None and int(reply[0]) == Filled.REFUSED:
             # A tag was invalidated after the batch's start: the value may predate the write.
             metrics.count_invalidation("rejected_fill")

@@ -16,13 +16,23 @@ what they are (for PostgreSQL: WAL positions, newsite/db_routers.py):
   (read before it). The fetch face runs each loader inside `load_scope()`, which keeps the lowest
   position noted during the load; fill.lua then refuses to store the value anywhere when one of
   its tags has a mark newer than that position (`Filled.BEHIND`).
+- `retry_on_primary(exc)` (optional, on the same object): True when a load that read a replica
+  and raised `exc` failed because of the replica (a recovery conflict, a lost connection); the
+  fetch face then runs it again on the primary. Without it, or False: the error is raised.
 - `primary_reads()`: a scope in which the router must send every read to the primary (the
   re-read of a fenced fill, bulk loads, loads while Redis is unreachable). `reads_primary()` is
   what the router asks.
 
+Two keys without expiry keep the fence from depending on the tag marks' lifetime (fill.lua,
+invalidate.lua, docs/caching.md): the namespace's floor (absent - Redis lost its keys - means
+unknown: fills are refused until a process seeds it with the primary's position of after the
+loss, seed_floor.lua), and a short log of write positions by minute, which refuses a replica
+further behind than a mark lives.
+
 The process also keeps a short history of the newest write positions it has seen (its own
-invalidations and fill.lua's answers), so the project can tell a replica that is far behind from
-one that is merely a few writes late (`written_before`).
+invalidations and fill.lua's answers), so the project can skip a replica that is far behind
+before reading it (`written_before`): an economy (a fresh process knows nothing), not the
+guarantee.
 """
 
 from __future__ import annotations
@@ -39,6 +49,20 @@ from caching import metrics
 # Recorded for an invalidation whose write position is unknown: above any real position (and
 # exact as a Lua number), so every replica fill of its tags is refused while the mark lives.
 UNKNOWN_POSITION = 2**62
+# A claim on an absent floor (fill.lua) lives this long (ms) if its process never seeds it.
+FLOOR_CLAIM_MS = 10_000
+
+
+def log_step(mark_ttl: int) -> int:
+    """Seconds one entry of the write-position log covers (invalidate.lua): a tenth of a mark's
+    lifetime, at most a minute. A replica less than mark_ttl - step behind is never refused by
+    the log."""
+    return max(1, min(60, mark_ttl // 10))
+
+
+def log_length(mark_ttl: int) -> int:
+    """Entries the log keeps: those created within a mark's lifetime, and one more before."""
+    return mark_ttl // log_step(mark_ttl) + 3
 
 
 @dataclass(slots=True)
@@ -58,13 +82,18 @@ _primary: ContextVar[bool] = ContextVar("caching_fence_primary", default=False)
 
 @contextmanager
 def load_scope():
-    """Collect the read positions of one load (yields its ReadPositions)."""
+    """Collect the read positions of one load (yields its ReadPositions). A load inside another
+    one's loader (a nested fetch) passes what it read on to the enclosing load as it ends: the
+    outer value was computed from those reads too."""
     reads = ReadPositions()
+    parent = _load.get()
     token = _load.set(reads)
     try:
         yield reads
     finally:
         _load.reset(token)
+        if parent is not None and reads.lowest is not None:
+            parent.saw(reads.lowest)
 
 
 def note_replica_read(position: int) -> None:
@@ -89,9 +118,17 @@ def reads_primary() -> bool:
     return _primary.get()
 
 
+def retry_on_primary(replica_fence, exc: BaseException) -> bool:
+    """Does the project's fence say a load that read a replica and raised `exc` failed because
+    of the replica (its optional `retry_on_primary(exc)`; without it: no)?"""
+    decide = getattr(replica_fence, "retry_on_primary", None)
+    return bool(decide(exc)) if decide is not None else False
+
+
 def count_fallback(reason: str) -> None:
     """A load (or a request's reads) sent to the primary instead of a replica, by reason:
-    fence (a fill refused by the fence), behind (the replica is far behind), unavailable (the
+    fence (a fill refused by the fence: re-read from the primary, or with REPLICA_BEHIND
+    "no_store" answered uncached, no primary read), behind (the replica is far behind), unavailable (the
     replica did not answer), error (a load that read a replica failed: run again on the
     primary), no_l2 (Redis unreachable: no fence to check against)."""
     metrics.REPLICA_FALLBACKS.labels(reason).inc()

@@ -450,7 +450,9 @@ class FetchFace:
         """run_loader's tuple plus the lowest replica replay position the load read (None: it
         read the primary only, or no REPLICA_FENCE is configured). `primary`: every read of the
         load goes to the primary (caching/fence.py). A load that read a replica and failed with
-        one of LOADER_ERRORS runs again on the primary."""
+        one of LOADER_ERRORS runs again on the primary when the fence says the replica caused
+        it (`REPLICA_FENCE.retry_on_primary(exc)`: a recovery conflict, a lost replica); any
+        other error is raised (a statement timeout is not run twice)."""
         if self.conf.fence is None:
             return (*self.run_loader(loader, stats), None)
         if primary:
@@ -460,9 +462,9 @@ class FetchFace:
         with fence.load_scope() as reads:
             try:
                 loaded = self.run_loader(loader, stats)
-            except self.conf.loader_errors:
-                if reads.lowest is None:  # it read no replica: the primary's own error
-                    raise
+            except self.conf.loader_errors as exc:
+                if reads.lowest is None or not fence.retry_on_primary(self.conf.fence, exc):
+                    raise  # it read no replica, or the error is the query's own
                 failed = True  # not kept: no reference cycle through this frame (fetch_slow)
         if failed:
             # A replica's error (a query cancelled by a recovery conflict, a lost connection):
@@ -477,8 +479,22 @@ class FetchFace:
         `read_at` (caching/fence.py): fill.lua then also compares the tags' write positions."""
         ns = self.namespace
         fill_keys += [keys.tag_position_key(ns, t) for t in entry.tags]
-        fill_keys.append(keys.write_position_key(ns))
-        fill_args.append(read_at)
+        fill_keys += [keys.write_position_key(ns), keys.write_floor_key(ns), keys.write_log_key(ns)]
+        fill_args += [read_at, os.urandom(8).hex(), fence.FLOOR_CLAIM_MS, self.conf.tag_invalidation_ttl]
+
+    def seed_floor(self, token: str) -> None:
+        """fill.lua found the fence's floor absent and claimed it with `token`: seed it with the
+        primary's write position read now, after the claim (>= the position of every write
+        whose tag marks Redis lost with the floor). The primary did not say, or Redis is gone:
+        nothing (the claim expires and a later fill claims it again)."""
+        position = self.conf.fence.write_position()
+        if position is None or position >= fence.UNKNOWN_POSITION:
+            return
+        try:
+            if int(self.l2.script("seed_floor", [keys.write_floor_key(self.namespace)], [token, position])):
+                logger.warning("fence floor was absent (Redis lost its keys): seeded at %d", position)
+        except L2Unavailable:
+            pass
 
     def _load_and_fill(self, load: Load, lease: str, start: int, stale: Envelope | None,
                        primary: bool = False) -> Fetched:
@@ -508,14 +524,16 @@ class FetchFace:
         if read_at is not None:
             self.fenced(fill_keys, fill_args, entry, read_at)
         try:
-            status, seq, newest = self.l2.script("fill", fill_keys, fill_args)
+            status, seq, newest, claimed = self.l2.script("fill", fill_keys, fill_args)
             stored, seq = Filled(int(status)), int(seq)
             if seq > self.seen_seq:
                 self.seen_seq = seq
             if read_at is not None:
                 fence.writes.saw(int(newest))
         except L2Unavailable:
-            stored, seq = None, 0
+            stored, seq, claimed = None, 0, 0
+        if int(claimed):
+            self.seed_floor(fill_args[-3])
         if stored is Filled.BEHIND:
             # The replica had not replayed a write one of the value's tags was invalidated
             # after: the value may be the old version. Stored nowhere; read the primary instead.
@@ -568,9 +586,12 @@ class FetchFace:
 
     # --- invalidation -------------------------------------------------------------------------
 
-    def invalidate(self, tags: list[str], *, strict: bool = False, committed_at: float | None = None) -> None:
+    def invalidate(self, tags: list[str], *, strict: bool = False, committed_at: float | None = None,
+                   replay: bool = False) -> None:
         """L2 (invalidate.lua) and every process's L1 (its broadcast), ours applied at once.
         Redis unreachable: queued for replay, or with `strict` L2Unavailable is raised.
+        `replay`: invalidations queued while Redis was unreachable; with a fence, the floor is
+        raised to the position read now (their writes committed before it).
         `committed_at` (epoch s): when the write committed; the broadcast carries it so every
         process observes its commit -> L1 lag (newsite_cache_invalidation_lag_seconds)."""
         if not self.l2.enabled:  # L2_ENABLED False: this process's L1 is all there is
@@ -583,17 +604,20 @@ class FetchFace:
         now = time.time()
         first, last = int(now // width), int((now + conf.max_hard_ttl) // width) + 1
         tag_keys = [keys.tag_invalidated_key(ns, t) for t in tags]
-        position = ""
+        position = log_step = raise_floor = ""
         if conf.fence is not None:
             # After the write committed: a position >= the write's, recorded with each tag's mark
             # so fills read from a replica below it are not stored (caching/fence.py).
             written = conf.fence.write_position()
             if written is None:  # the database did not say: no replica read vouches for these tags
                 written = fence.UNKNOWN_POSITION
+            else:  # an unknown one is not logged: it would become a floor no replica passes
+                log_step = fence.log_step(conf.tag_invalidation_ttl)
             fence.writes.saw(written)
             position = str(written)
+            raise_floor = "1" if replay and log_step else ""  # never to an unknown position
             tag_keys += [keys.tag_position_key(ns, t) for t in tags]
-            tag_keys.append(keys.write_position_key(ns))
+            tag_keys += [keys.write_position_key(ns), keys.write_floor_key(ns), keys.write_log_key(ns)]
         bucket_keys = [keys.tag_bucket_key(ns, t, b) for t in tags for b in range(first, last + 1)]
         sub = self.engine.subscriber
         received_before = sub.received_high if sub is not None else 0  # published before our script ran
@@ -603,7 +627,8 @@ class FetchFace:
                 [self.engine.sequence_key, *tag_keys, *bucket_keys],
                 [len(tags), conf.tag_invalidation_ttl, self.engine.channel,
                  "\n".join(tags), INVALIDATE_CHUNK, keys.invalidated_set_prefix(ns),
-                 f"@{int(committed_at * 1000)}" if committed_at else "", position],
+                 f"@{int(committed_at * 1000)}" if committed_at else "", position,
+                 log_step, fence.log_length(conf.tag_invalidation_ttl), raise_floor],
             )
             for name in aside:  # large buckets: delete their values in bounded chunks
                 while int(self.l2.script("drain_set", [name], [INVALIDATE_CHUNK // 2])):
@@ -661,7 +686,7 @@ class FetchFace:
         tags, self.pending_tags = sorted(self.pending_tags), set()
         if tags:
             logger.warning("replaying %d invalidations queued while Redis was unreachable", len(tags))
-            self.invalidate(tags)
+            self.invalidate(tags, replay=True)
 
 
 # --- this process's face ------------------------------------------------------------------------

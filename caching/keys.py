@@ -113,6 +113,19 @@ def write_position_key(namespace: str) -> str:
     return f"{namespace}:wpos"
 
 
+def write_floor_key(namespace: str) -> str:
+    """The namespace's write-position floor (caching/fence.py; no expiry): no replica read below
+    it fills. Absent (a Redis that restarted empty, FLUSHDB, eviction) means unknown: replica
+    fills are refused until the fetch face seeds it with the primary's position of then."""
+    return f"{namespace}:wfloor"
+
+
+def write_log_key(namespace: str) -> str:
+    """The namespace's write-position log (caching/fence.py; no expiry): a short list, newest
+    first, of "<created unix s>:<highest write position recorded up to then>"."""
+    return f"{namespace}:wlog"
+
+
 def tag_bucket_key(namespace: str, tag: str, bucket: int) -> str:
     """Set of value keys carrying `tag` whose hard expiry falls in time bucket `bucket`."""
     return f"{namespace}:tk:{tag}:{bucket}"

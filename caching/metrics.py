@@ -56,7 +56,8 @@ STALE_SERVED_AGE = Histogram(
 REPLICA_FALLBACKS = Counter(
     "newsite_cache_replica_fallbacks_total",
     "Loads or requests that read the primary instead of a replica, by reason: fence (a fill the"
-    " replica's replay position could not vouch for, re-read), behind (the replica is far behind),"
+    " replica's replay position could not vouch for: re-read, or with REPLICA_BEHIND=no_store"
+    " answered uncached without a primary read), behind (the replica is far behind),"
     " unavailable (the replica did not answer), error (a load that read a replica failed, run again on"
     " the primary), no_l2 (Redis unreachable: no fence to check).",
     ["reason"],

@@ -37,7 +37,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import DEFAULT_DB_ALIAS, Error, InterfaceError, OperationalError, connections, transaction
 
 from caching import fence
 
@@ -87,14 +87,26 @@ REPLAY_POSITION_SQL = "select case when pg_is_in_recovery() then pg_last_wal_rep
 WRITE_POSITION_SQL = "select pg_current_wal_insert_lsn() - '0/0'::pg_lsn"
 
 
+def _scalar(alias: str, sql: str):
+    """One value of one query on `alias`, in a savepoint when the connection is inside an atomic
+    block (a failed query then leaves the caller's transaction usable). Raises django.db.Error
+    (DatabaseError, or InterfaceError for a connection that is gone)."""
+    connection = connections[alias]
+    if connection.in_atomic_block:
+        with transaction.atomic(using=alias), connection.cursor() as cursor:
+            cursor.execute(sql)
+            return cursor.fetchone()[0]
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return cursor.fetchone()[0]
+
+
 def replay_position(alias: str) -> int | None:
     """The replay position of replica `alias` now (None: it is not a standby, so it has every
-    commit). Raises DatabaseError."""
+    commit). Raises django.db.Error."""
     if alias in _not_standby:
         return None
-    with connections[alias].cursor() as cursor:
-        cursor.execute(REPLAY_POSITION_SQL)
-        [position] = cursor.fetchone()
+    position = _scalar(alias, REPLAY_POSITION_SQL)
     if position is None:
         _not_standby.add(alias)
         return None
@@ -114,7 +126,7 @@ def choose_replica(state: RequestDbState) -> str:
         alias = random.choice(replicas)
         try:
             position = replay_position(alias)
-        except DatabaseError as exc:
+        except Error as exc:
             _down_until[alias] = now + REPLICA_RETRY_AFTER
             logger.warning("replica %s did not answer (%s): reading the primary for %.0f s",
                            alias, exc, REPLICA_RETRY_AFTER)
@@ -158,19 +170,53 @@ class PrimaryReplicaRouter:
         return db == DEFAULT_DB_ALIAS
 
 
+# SQLSTATEs of a query a standby cancelled for a conflict with recovery ("canceling statement
+# due to conflict with recovery": 40001 serialization_failure; 40P01 for a buffer deadlock;
+# 57P04 database_dropped) - the same query on the primary succeeds.
+RECOVERY_CONFLICT_STATES = frozenset({"40001", "40P01", "57P04"})
+# A replica that went away: connection_exception (class 08), admin/crash shutdown, starting up.
+GONE_STATES = frozenset({"57P01", "57P02", "57P03"})
+
+
+def replica_gone(exc: BaseException) -> bool:
+    """A lost or refused connection (InterfaceError, an OperationalError with a class 08 or
+    shutdown SQLSTATE, or none: the client library's own "connection is closed")."""
+    if isinstance(exc, InterfaceError):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    state = getattr(exc.__cause__, "sqlstate", None)
+    return state is None or state.startswith("08") or state in GONE_STATES
+
+
 class WalFence:
     """The caching library's REPLICA_FENCE (caching/fence.py) for PostgreSQL: positions are WAL
     positions as integers."""
+
+    def retry_on_primary(self, exc: BaseException) -> bool:
+        """Is a load that read a replica and raised `exc` to run again on the primary? Only for a
+        recovery conflict or a replica that went away (then not read again by this process for
+        REPLICA_RETRY_AFTER, nor by the rest of this request). Any other error (a statement
+        timeout, a programming error) is the query's own: raised, not run twice."""
+        if getattr(exc.__cause__, "sqlstate", None) in RECOVERY_CONFLICT_STATES:
+            return True
+        if not replica_gone(exc):
+            return False
+        state = _state.get()
+        if state is not None and state.replica not in (None, DEFAULT_DB_ALIAS):
+            _down_until[state.replica] = time.monotonic() + REPLICA_RETRY_AFTER
+            logger.warning("replica %s went away (%s): reading the primary for %.0f s",
+                           state.replica, exc, REPLICA_RETRY_AFTER)
+            state.replica, state.position = DEFAULT_DB_ALIAS, None
+        return True
 
     def write_position(self) -> int | None:
         """The primary's WAL position now (called after a commit: >= the commit's), or None
         when the primary did not answer (the library then fences the tags until their marks
         expire)."""
         try:
-            with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
-                cursor.execute(WRITE_POSITION_SQL)
-                return int(cursor.fetchone()[0])
-        except DatabaseError as exc:
+            return int(_scalar(DEFAULT_DB_ALIAS, WRITE_POSITION_SQL))
+        except Error as exc:  # InterfaceError too: this runs in on_commit callbacks, after the commit
             logger.warning("no WAL position for an invalidation (%s): its tags are fenced until their "
                            "marks expire", exc)
             return None

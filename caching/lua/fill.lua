@@ -14,20 +14,66 @@
 --         (any invalidation up to it came before the lease)
 -- ARGV[13] absent (the load read the primary) or the lowest replay position of the replicas the
 --         load read (caching/fence.py); then KEYS after the doorkeeper's (if any) hold each tag's
---         position key and the namespace's write position
--- Returns {status, seq, write position}: status 1 stored, 0 refused (stale set), -1 skipped
--- (another process holds the lease, or took ours over), 2 not admitted (first sight of this key:
--- L1 only), 3 behind (a replica that had not replayed a write one of the tags was invalidated
--- after: nothing stored, the lease is kept for a re-read from the primary); seq the sequence now,
--- written into the envelope (no tag of the value was invalidated after the load started and up
--- to seq), or '0' when the tags were not checked; the namespace's newest write position ('0'
--- when none or not asked).
+--         position key, the namespace's write position, its floor and its log; ARGV[14] a token
+--         to claim an absent floor with, ARGV[15] the claim's ttl (ms), ARGV[16] the age (s) a
+--         log entry must have to count (TAG_INVALIDATION_TTL)
+-- Returns {status, seq, write position, claimed}: status 1 stored, 0 refused (stale set), -1
+-- skipped (another process holds the lease, or took ours over), 2 not admitted (first sight of
+-- this key: L1 only), 3 behind (a replica that had not replayed a write one of the tags was
+-- invalidated after, or the floor is above the read or unknown: nothing stored, the lease is
+-- kept for a re-read from the primary); seq the sequence now, written into the envelope (no tag
+-- of the value was invalidated after the load started and up to seq), or '0' when the tags were
+-- not checked; the namespace's newest write position ('0' when none or not asked); claimed 1
+-- when this call found the floor absent and claimed it with ARGV[14] (the caller seeds it:
+-- seed_floor.lua), else 0.
 local n = tonumber(ARGV[6])
-local lease = ARGV[1]
+local marks = redis.call('MGET', unpack(KEYS, 3, 3 + n))  -- the sequence, then each tag's mark
+local seq = marks[1] or '0'
+local newest = '0'
+if ARGV[13] then
+  -- The fence: only for a fill that read a replica, and before anything else (a lost lease
+  -- included: its caller keeps what it loaded in L1 only if this passed). Checked before the
+  -- stale-set rule: a value older than a committed write is re-read from the primary even when
+  -- the rule would refuse it anyway, so its caller is not answered with it either.
+  local base = 3 + 2 * n + (ARGV[8] ~= '' and 2 or 0)
+  local read = tonumber(ARGV[13])
+  local positions = redis.call('MGET', unpack(KEYS, base + 1, base + n + 2))
+  newest = positions[n + 1] or '0'
+  -- The floor has no expiry: absent, the tags' marks may have been lost with it (a restart
+  -- without persistence, FLUSHDB, eviction), so no replica read is trusted until a process
+  -- seeds it with the primary's position of after the loss (>= every lost mark).
+  local floor = positions[n + 2]
+  if not floor then
+    redis.call('SET', KEYS[base + n + 2], '?' .. ARGV[14], 'PX', ARGV[15])
+    return {3, seq, newest, 1}
+  end
+  if string.byte(floor, 1) == 63 or tonumber(floor) > read then  -- '?': being seeded
+    return {3, seq, newest, 0}
+  end
+  for i = 1, n do
+    local p = positions[i]
+    if p and tonumber(p) > read then
+      return {3, seq, newest, 0}
+    end
+  end
+  -- A tag mark expires TAG_INVALIDATION_TTL after its last write: the highest position recorded
+  -- in a log entry created at least that long ago (invalidate.lua) covers every expired one.
+  local now = tonumber(redis.call('TIME')[1])
+  for _, entry in ipairs(redis.call('LRANGE', KEYS[base + n + 3], 0, -1)) do
+    local at, high = string.match(entry, '^(%d+):(%d+)$')
+    if at and now - tonumber(at) >= tonumber(ARGV[16]) then
+      if tonumber(high) > read then
+        return {3, seq, newest, 0}
+      end
+      break
+    end
+  end
+end
 local current = redis.call('GET', KEYS[1])
 local start
 local mine = false
 local release = nil
+local lease = ARGV[1]
 if string.byte(lease, 1) == 126 then
   if current == lease then
     mine = true
@@ -38,7 +84,7 @@ if string.byte(lease, 1) == 126 then
     -- refused, harmlessly.
     start = math.max((redis.call('PEXPIRETIME', KEYS[1]) - tonumber(ARGV[2])) * 1000 - 1, tonumber(ARGV[12]))
   elseif current then
-    return {-1, '0', '0'}  -- our lease expired and another process leased or filled the key since
+    return {-1, '0', newest, 0}  -- our lease expired and another process leased or filled the key since
   else
     -- Our lease expired (a load longer than LEASE_TTL) and nobody took it: when it was taken
     -- is gone with it, so check against ARGV[12], the highest sequence the caller had seen
@@ -55,33 +101,15 @@ else
     mine = nil  -- another process loads it: it fills
   end
 end
-local marks = redis.call('MGET', unpack(KEYS, 3, 3 + n))  -- the sequence, then each tag's mark
-local seq = marks[1] or '0'
-local newest = '0'
-if ARGV[13] then
-  -- The fence: one MGET and a comparison per tag, only for a fill that read a replica. Checked
-  -- before the stale-set rule: a value older than a committed write is re-read from the primary
-  -- even when the rule would refuse it anyway, so its caller is not answered with it either.
-  local base = 3 + 2 * n + (ARGV[8] ~= '' and 2 or 0)
-  local read = tonumber(ARGV[13])
-  local positions = redis.call('MGET', unpack(KEYS, base + 1, base + n + 1))
-  newest = positions[n + 1] or '0'
-  for i = 1, n do
-    local p = positions[i]
-    if p and tonumber(p) > read then
-      return {3, seq, newest}
-    end
-  end
-end
 for i = 2, n + 1 do
   local s = marks[i]
   if s and tonumber(s) > start then
     if release then redis.call('DEL', release) end
-    return {0, '0', '0'}
+    return {0, '0', '0', 0}
   end
 end
 if mine == nil then
-  return {-1, seq, newest}
+  return {-1, seq, newest, 0}
 end
 if ARGV[8] ~= '' then
   -- Second-hit admission: a key is stored only when a fill of it was seen before, in this
@@ -100,7 +128,7 @@ if ARGV[8] ~= '' then
     redis.call('SETBIT', door, b1, 1)
     redis.call('SETBIT', door, b2, 1)
     if release then redis.call('DEL', release) end
-    return {2, seq, newest}
+    return {2, seq, newest, 0}
   end
 end
 redis.call('SET', KEYS[1], ARGV[3] .. seq .. '|' .. ARGV[4], 'PX', ARGV[5])  -- replaces a "~" lease
@@ -110,4 +138,4 @@ for i = 4 + n, 3 + 2 * n do
   end
 end
 if release == KEYS[2] then redis.call('DEL', KEYS[2]) end
-return {1, seq, newest}
+return {1, seq, newest, 0}

@@ -21,6 +21,7 @@ class OpsConfig(AppConfig):
         from django_structlog import signals as structlog_signals
 
         from caching.invalidation import on_invalidate
+        from newsite.ops import checks  # noqa: F401  (registers the system checks)
         from newsite.ops.logs import add_request_id_header, bind_request_id, log_invalidation
 
         # One key=value line per tag invalidation (in every process: web, Celery, commands).

@@ -133,3 +133,57 @@ def test_outside_requests_and_inside_transactions_read_the_primary(replica):
         return HttpResponse(f"{q.primary} {q.replica}")
 
     assert ReadYourWritesMiddleware(view)(RequestFactory().get("/")).content == b"1 0"
+
+
+@pytest.mark.django_db
+def test_a_write_position_the_primary_cannot_give_leaves_the_callers_transaction_usable(monkeypatch):
+    # Review of issue 26: the cdn drain invalidates the app tiers inside transaction.atomic(); a
+    # failed position query there left the transaction aborted ("current transaction is aborted").
+    from newsite import db_routers
+
+    monkeypatch.setattr(db_routers, "WRITE_POSITION_SQL", "select 1/0")
+    with transaction.atomic():
+        make_article()
+        assert db_routers.WalFence().write_position() is None
+        assert Article.objects.count() == 1
+
+
+def _raised(alias: str, *statements: str) -> Exception:
+    with pytest.raises(Exception) as info, connections[alias].cursor() as cursor:
+        for sql in statements:
+            cursor.execute(sql)
+    return info.value
+
+
+def test_only_a_replicas_own_failures_run_a_load_again_on_the_primary(replica):
+    # Review of issue 26: any loader error that touched a replica was re-run on the primary,
+    # statement timeouts of expensive queries and programming errors included.
+    from django.db import OperationalError
+    from psycopg import errors
+
+    from newsite import db_routers
+
+    fence = db_routers.WalFence()
+    with transaction.atomic(using=REPLICA):
+        timeout = _raised(REPLICA, "SET LOCAL statement_timeout = 1", "select pg_sleep(1)")
+    assert not fence.retry_on_primary(timeout)
+    with transaction.atomic(using=REPLICA):
+        assert not fence.retry_on_primary(_raised(REPLICA, "select * from no_such_table"))
+    # What a standby answers for a query that conflicts with replay (not made here: no standby).
+    conflict = OperationalError("canceling statement due to conflict with recovery")
+    conflict.__cause__ = errors.SerializationFailure("canceling statement due to conflict with recovery")
+    assert fence.retry_on_primary(conflict)
+    # A replica that went away: retried, and the request reads the primary from then on.
+    pid = connections[REPLICA].cursor().connection.info.backend_pid
+    with connections["default"].cursor() as cursor:
+        cursor.execute("select pg_terminate_backend(%s)", [pid])
+    gone = _raised(REPLICA, "select 1")
+    state = db_routers.RequestDbState(replica=REPLICA, position=1)
+    token = db_routers._state.set(state)
+    try:
+        assert fence.retry_on_primary(gone)
+    finally:
+        db_routers._state.reset(token)
+        connections[REPLICA].close()
+    assert (state.replica, state.position) == ("default", None)
+    assert db_routers._down_until.pop(REPLICA) > 0
