@@ -95,6 +95,10 @@ class Engine:
         delay = 0.5
         while self.subscriber is not None and not self.subscriber.stopped:  # reset: a new engine checks again
             try:
+                # The replica fence's floor survived what Redis lost (it has no TTL) but may be
+                # older than the lost marks: dropped, the next replica fill claims it and seeds
+                # it with the primary's current write position (caching/fence.py).
+                self.l2.call(self.l2.client.delete, keys.write_floor_key(self.namespace))
                 for hook in list(on_rewound):
                     hook(self)
                 break

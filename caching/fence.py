@@ -55,9 +55,9 @@ FLOOR_CLAIM_MS = 10_000
 
 def log_step(mark_ttl: int) -> int:
     """Seconds one entry of the write-position log covers (invalidate.lua): a tenth of a mark's
-    lifetime, at most a minute. A replica less than mark_ttl - step behind is never refused by
-    the log."""
-    return max(1, min(60, mark_ttl // 10))
+    lifetime, so the log keeps ~13 entries whatever the lifetime (every replica fill reads it
+    whole). A replica less than mark_ttl - step behind is never refused by the log."""
+    return max(1, mark_ttl // 10)
 
 
 def log_length(mark_ttl: int) -> int:

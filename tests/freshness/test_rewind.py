@@ -29,10 +29,15 @@ def subscription(url: str) -> dict:
     return requests.get(url + "/health/cache/", timeout=10).json()["subscription"]
 
 
-def sequence(stack) -> int:
-    """The fetch face's invalidation sequence (its namespace found from the channel it uses)."""
+def namespace(stack) -> str:
+    """The fetch face's namespace, found from the channel it uses."""
     [channel] = [c for c in stack.invalidation_channels() if ":nc" in c]
-    return int(stack.redis.client().get(keys.sequence_key(channel.rsplit(":db", 1)[0])) or 0)
+    return channel.rsplit(":db", 1)[0]
+
+
+def sequence(stack) -> int:
+    """The fetch face's invalidation sequence."""
+    return int(stack.redis.client().get(keys.sequence_key(namespace(stack))) or 0)
 
 
 def titles(stack, path: str) -> set:
@@ -83,3 +88,19 @@ def test_a_rewind_with_no_write_after_it_is_noticed_too(stack, editor):
     # Each L1 was emptied when its process saw the rewind: the first reads come from L2.
     seen = [s for host in (stack.editor, stack.readers) for s in burst(host.url + detail(article.id), 8)]
     assert {s.title for s in seen} == {"Rewind two edited"}, seen
+
+
+def test_a_rewind_drops_the_replica_fence_floor(stack, editor):
+    """The fence's floor has no TTL: a Redis gone back in time keeps one older than the marks it
+    lost. The process that notices drops it, so the next replica fill seeds it anew with the
+    primary's current write position (caching/fence.py)."""
+    floor = keys.write_floor_key(namespace(stack))
+    client = stack.redis.client()
+    client.set(floor, "123")  # in the snapshot below
+    _snapshot_then_edit(stack, editor, "Rewind three")
+    seen_before = sequence(stack)
+    assert client.execute_command("DEBUG", "RELOAD", "NOSAVE")
+    assert client.get(floor) == b"123"
+    assert wait_until(lambda: sequence(stack) > seen_before, 10)
+    assert wait_until(lambda: all(subscription(host.url)["state"] == "ok" for host in (stack.editor, stack.readers)), 10)
+    assert client.get(floor) is None
