@@ -5,10 +5,11 @@ A value read from a source can change without any write: a scheduled item goes l
 every moment at which it would build something else; the fetch face runs each loader inside
 `measure()` and caps what it stores at the earliest moment named: the L2 entry's soft and hard
 expiry, every L1 copy, and (caching.http) the response's max-age / s-maxage /
-stale-while-revalidate. Nothing is kept past that moment in any tier, and the next read after
-it loads again.
+stale-while-revalidate / stale-if-error. Nothing is kept past that moment in any tier, and the
+next read after it loads again.
 
-Calls outside a measured loader (a view run with the cache off) are ignored. Cost: a contextvar
+Calls outside a measured loader are ignored (with the cache off, fetch still measures, so the
+headers are capped). Cost: a contextvar
 set and reset per load; nothing on a hit.
 """
 
