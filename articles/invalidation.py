@@ -20,6 +20,7 @@ table: a write that changes what an endpoint answers must touch a tag that endpo
 | Author saved/deleted | author:{id}, articles (lists show author names; details are tagged author:{id}) |
 | Category saved/deleted | category:{id}, feed:category:{id}, categories, articles |
 | Follow created/deleted, profile edited | user:{user_id} (private, app tiers only) |
+| User renamed (username) | article-counts:{id} of each article they commented on (the page shows their name) |
 
 "visible" means published (live, or scheduled: a change of its schedule re-caps the lists, whose
 lifetime ends at the next scheduled moment). A scheduled go-live or take-down
@@ -36,7 +37,7 @@ from __future__ import annotations
 from caching import invalidate_tags_on_commit
 from caching import tags as T
 
-from .models import Article
+from .models import Article, Comment
 
 # --- read side: the tags of each public response ----------------------------------------------
 
@@ -228,3 +229,10 @@ def category_changed(*, category_id: int) -> None:
 
 def user_changed(*, user_id: int) -> None:
     invalidate_tags_on_commit([T.user_tag(user_id)])
+
+
+def commenter_renamed(*, user_id: int) -> None:
+    """A user's name changed: the pages that show it under their comments (issue 28.10), through
+    the tag of what shows an article's comments and counts. One query (their articles)."""
+    article_ids = Comment.objects.filter(user_id=user_id).order_by().values_list("article_id", flat=True).distinct()
+    invalidate_tags_on_commit([T.article_counts_tag(article_id) for article_id in article_ids])

@@ -5,6 +5,7 @@ replaced (old category, old slug, was it breaking) are invalidated too, whatever
 caller saved. Invalidation itself runs after commit.
 """
 
+from django.conf import settings
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
@@ -42,6 +43,20 @@ def author_changed(sender, instance, **kwargs):
 @receiver([post_save, post_delete], sender=Category, dispatch_uid="category_invalidate")
 def category_changed(sender, instance, **kwargs):
     invalidation.category_changed(category_id=instance.pk)
+
+
+@receiver(pre_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="user_pre_save_name")
+def user_pre_save(sender, instance, update_fields=None, **kwargs):
+    # A save that names its fields without the username (a login's last_login) costs no query.
+    if instance.pk and (update_fields is None or "username" in update_fields):
+        instance._stored_username = sender.objects.filter(pk=instance.pk).values_list("username", flat=True).first()
+
+
+@receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="user_renamed_invalidate")
+def user_saved(sender, instance, created=False, **kwargs):
+    stored = getattr(instance, "_stored_username", None)
+    if not created and stored is not None and stored != instance.username:
+        invalidation.commenter_renamed(user_id=instance.pk)
 
 
 @receiver([post_save, post_delete], sender=Follow, dispatch_uid="follow_invalidate")

@@ -61,9 +61,11 @@ def world():
     a = make_article(author=au1, category=c1, title="Contract story", is_breaking=True, ago=timedelta(minutes=10))
     b = make_article(author=au2, category=c1, title="Second story", ago=timedelta(hours=2))
     draft = make_article(author=au1, category=c1, title="Draft story", published=False)
-    Comment.objects.create(article=a, user=make_user(), body="First")
+    commenter = make_user()
+    Comment.objects.create(article=a, user=commenter, body="First")
     ScheduleCursor.objects.create(name=schedule.CURSOR, fired_through=timezone.now())
-    return SimpleNamespace(c1=c1, c2=c2, au1=au1, au2=au2, a=a, b=b, draft=draft, reader=make_user(), moment=None)
+    return SimpleNamespace(c1=c1, c2=c2, au1=au1, au2=au2, a=a, b=b, draft=draft, reader=make_user(), moment=None,
+                           commenter=commenter)
 
 
 def watched_paths(w) -> list[str]:
@@ -140,6 +142,12 @@ def _near_window_end(w, window: timedelta, **extra):
                                    published_at=_ahead(w) - window, **extra)
 
 
+def _rename_user(user, username):
+    user = type(user).objects.get(pk=user.pk)
+    user.username = username
+    user.save()
+
+
 def _rename(obj, name):
     obj = type(obj).objects.get(pk=obj.pk)
     obj.name = name
@@ -189,6 +197,7 @@ WRITES = [
     ),
     ("follow created", lambda w: services.follow_create(user=w.reader, author=w.au1)),
     ("profile edited", lambda w: services.profile_update(user=w.reader, data={"first_name": "Reader"})),
+    ("commenter renamed", lambda w: _rename_user(w.commenter, "renamed-commenter")),
     ("freshness canary written", lambda w: canary.write_canary()),
     ("published article: unpublished", lambda w: services.article_unpublish(article=Article.objects.get(pk=w.b.pk))),
     ("article deleted", lambda w: services.article_delete(article=Article.objects.get(pk=w.a.pk))),
