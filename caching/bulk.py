@@ -86,7 +86,7 @@ def _fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for
     try:
         # Bulk loads read the primary (a replica's read is not fenced here: its users are the
         # warm-up, which runs in tasks and commands, reading the primary anyway).
-        loaded, cost, until, _ = face.run_fenced_loader(lambda: bulk_loader(to_load), stats, primary=True)
+        run = face.run_fenced_loader(lambda: bulk_loader(to_load), stats, primary=True)
     except face.conf.loader_errors as exc:
         if len(stale) < len(to_load):
             raise
@@ -96,12 +96,12 @@ def _fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for
             stats_for.stale_l2(time.time() - env.filled_at)
             result[key] = face.served_stale(env, STALE)
         return result
-    cost = cost / len(to_load)
+    cost = run.cost / len(to_load)
     entries = {}
     for key in to_load:
-        value = loaded.get(key)
+        value = run.value.get(key)
         tags = resolve_tags(lambda v, k=key: tags_for(k, v), value) if tags_for else ()
-        entries[key] = face.entry_for(value, kind, tags, cost, until)  # a batch shares its loader's cap
+        entries[key] = face.entry_for(value, kind, tags, cost, run.until)  # a batch shares its loader's cap
     stored = dict.fromkeys(entries)
     to_fill = list(entries)
     if start_seq is not None and to_fill:

@@ -116,6 +116,18 @@ class Read:
 
 
 @dataclass(slots=True)
+class Loaded:
+    """One run of a loader: its value, what it cost (s), the moment the value stops being true
+    (caching.lifetime; None: no limit) and the lowest replica replay position it read
+    (caching.fence; None: the primary only)."""
+
+    value: object
+    cost: float
+    until: float | None
+    read_at: int | None = None
+
+
+@dataclass(slots=True)
 class Entry:
     """A loaded value ready for the tiers."""
 
@@ -390,14 +402,13 @@ class FetchFace:
         load.stats.stale_l2(time.time() - stale.filled_at)
         return self.served_stale(stale, STALE)
 
-    def run_loader(self, loader, stats):
-        """(value, cost in s, the moment the value stops being true or None: caching.lifetime)."""
+    def run_loader(self, loader, stats) -> Loaded:
         started = time.perf_counter()
         with lifetime.measure() as measured:
             value = loader()
         cost = time.perf_counter() - started
         stats.loaded(cost)
-        return value, cost, measured.until
+        return Loaded(value, cost, measured.until)
 
     def entry_for(self, value, kind, tags: tuple, cost, until: float | None = None) -> Entry:
         """The entry of a loaded value: soft expiry after the kind's jittered TTL, hard expiry
@@ -446,18 +457,18 @@ class FetchFace:
         args.append(seen)
         return fill_keys, args
 
-    def run_fenced_loader(self, loader, stats, *, primary: bool = False) -> tuple:
-        """run_loader's tuple plus the lowest replica replay position the load read (None: it
+    def run_fenced_loader(self, loader, stats, *, primary: bool = False) -> Loaded:
+        """run_loader with the lowest replica replay position the load read (`read_at`; None: it
         read the primary only, or no REPLICA_FENCE is configured). `primary`: every read of the
         load goes to the primary (caching/fence.py). A load that read a replica and failed with
         one of LOADER_ERRORS runs again on the primary when the fence says the replica caused
         it (`REPLICA_FENCE.retry_on_primary(exc)`: a recovery conflict, a lost replica); any
         other error is raised (a statement timeout is not run twice)."""
         if self.conf.fence is None:
-            return (*self.run_loader(loader, stats), None)
+            return self.run_loader(loader, stats)
         if primary:
             with fence.primary_reads():
-                return (*self.run_loader(loader, stats), None)
+                return self.run_loader(loader, stats)
         failed = False
         with fence.load_scope() as reads:
             try:
@@ -471,16 +482,20 @@ class FetchFace:
             # the same load from the primary, so no request fails for a replica.
             fence.count_fallback("error")
             with fence.primary_reads():
-                return (*self.run_loader(loader, stats), None)
-        return (*loaded, reads.lowest)
+                return self.run_loader(loader, stats)
+        loaded.read_at = reads.lowest
+        return loaded
 
-    def fenced(self, fill_keys: list, fill_args: list, entry: Entry, read_at: int) -> None:
-        """Add the fence to a fill_call (keys, args) of a load that read replicas up to
-        `read_at` (caching/fence.py): fill.lua then also compares the tags' write positions."""
+    def fenced(self, fill_keys: list, fill_args: list, entry: Entry, read_at: int) -> str:
+        """Add the fence to a fill_call (keys, args), in place, of a load that read replicas up to
+        `read_at` (caching/fence.py): fill.lua then also compares the tags' write positions.
+        Returns the token fill.lua claims an absent floor with (seed_floor)."""
         ns = self.namespace
+        token = os.urandom(8).hex()
         fill_keys += [keys.tag_position_key(ns, t) for t in entry.tags]
         fill_keys += [keys.write_position_key(ns), keys.write_floor_key(ns), keys.write_log_key(ns)]
-        fill_args += [read_at, os.urandom(8).hex(), fence.FLOOR_CLAIM_MS, self.conf.tag_invalidation_ttl]
+        fill_args += [read_at, token, fence.FLOOR_CLAIM_MS, self.conf.tag_invalidation_ttl]
+        return token
 
     def seed_floor(self, token: str) -> None:
         """fill.lua found the fence's floor absent and claimed it with `token`: seed it with the
@@ -505,7 +520,7 @@ class FetchFace:
         invalidated after (Filled.BEHIND) is loaded again from the primary under the same lease
         (REPLICA_BEHIND "reread": one more load and fill.lua call) or answered uncached."""
         try:
-            value, cost, until, read_at = self.run_fenced_loader(load.loader, load.stats, primary=primary)
+            loaded = self.run_fenced_loader(load.loader, load.stats, primary=primary)
         except self.conf.loader_errors as exc:
             self._release(load, lease)
             if stale is None:
@@ -519,10 +534,10 @@ class FetchFace:
         except BaseException:
             self._release(load, lease)
             raise
-        entry = self.entry_for(value, load.kind, resolve_tags(load.tags, value), cost, until)
+        value, read_at = loaded.value, loaded.read_at
+        entry = self.entry_for(value, load.kind, resolve_tags(load.tags, value), loaded.cost, loaded.until)
         fill_keys, fill_args = self.fill_call(load.key, entry, lease=lease, start=start, seen=load.guard.seq)
-        if read_at is not None:
-            self.fenced(fill_keys, fill_args, entry, read_at)
+        claim = self.fenced(fill_keys, fill_args, entry, read_at) if read_at is not None else ""
         try:
             status, seq, newest, claimed = self.l2.script("fill", fill_keys, fill_args)
             stored, seq = Filled(int(status)), int(seq)
@@ -533,7 +548,7 @@ class FetchFace:
         except L2Unavailable:
             stored, seq, claimed = None, 0, 0
         if int(claimed):
-            self.seed_floor(fill_args[-3])
+            self.seed_floor(claim)
         if stored is Filled.BEHIND:
             # The replica had not replayed a write one of the value's tags was invalidated
             # after: the value may be the old version. Stored nowhere; read the primary instead.
@@ -565,16 +580,16 @@ class FetchFace:
         if self.conf.fence is not None:
             fence.count_fallback("no_l2")
         try:
-            value, cost, until, _ = self.run_fenced_loader(load.loader, load.stats, primary=True)
+            loaded = self.run_fenced_loader(load.loader, load.stats, primary=True)
         except self.conf.loader_errors as exc:
             if stale is None:
                 raise
             logger.warning("loader for %s failed (%s): serving the stale value", load.key, exc)
             load.stats.stale_l2(time.time() - stale.filled_at)
             return self.served_stale(stale, STALE)
-        entry = self.entry_for(value, load.kind, resolve_tags(load.tags, value), cost, until)
+        entry = self.entry_for(loaded.value, load.kind, resolve_tags(load.tags, loaded.value), loaded.cost, loaded.until)
         superseded = self.put_entry(load.key, entry, load.stats, load.guard)
-        return Fetched(value, MISS, entry.filled_at, superseded)
+        return Fetched(loaded.value, MISS, entry.filled_at, superseded)
 
     def _release(self, load: Load, lease: str) -> None:
         """Give up a lease we hold (release.lua: only if it is still ours)."""
