@@ -12,10 +12,17 @@ from django.db.models import Q
 from django.utils import timezone
 
 
+# C0 controls but tab, newline and carriage return, and DEL: not allowed in XML 1.0 (the feeds and
+# sitemaps), never meant in a headline (issue 28.6: a \x0b in a title made /feed/ a 500).
+CONTROL_CHARACTERS = "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+no_control_characters = RegexValidator(CONTROL_CHARACTERS, inverse_match=True,
+                                       message="control characters are not allowed", code="control_characters")
+
+
 class Author(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="author")
-    name = models.CharField(max_length=120)
-    bio = models.TextField(blank=True)
+    name = models.CharField(max_length=120, validators=[no_control_characters])  # in feeds and pages
+    bio = models.TextField(blank=True, validators=[no_control_characters])
     avatar_url = models.URLField(blank=True)
 
     class Meta:
@@ -26,7 +33,7 @@ class Author(models.Model):
 
 
 class Category(models.Model):
-    name = models.CharField(max_length=80, unique=True)
+    name = models.CharField(max_length=80, unique=True, validators=[no_control_characters])
     slug = models.SlugField(max_length=80, unique=True)
 
     class Meta:
@@ -35,13 +42,6 @@ class Category(models.Model):
 
     def __str__(self):
         return self.name
-
-
-# C0 controls but tab, newline and carriage return, and DEL: not allowed in XML 1.0 (the feeds and
-# sitemaps), never meant in a headline (issue 28.6: a \x0b in a title made /feed/ a 500).
-CONTROL_CHARACTERS = "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
-no_control_characters = RegexValidator(CONTROL_CHARACTERS, inverse_match=True,
-                                       message="control characters are not allowed", code="control_characters")
 
 
 class Visibility(models.TextChoices):

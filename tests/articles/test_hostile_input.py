@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from articles.models import Article
+from articles.models import Article, Category
 from newsite.ops.canary import PROBE_HEADER, SERVED_BY_HEADER
 from tests.articles.test_api_editorial import grant
 from tests.factories import make_article, make_author, make_category, make_user
@@ -68,3 +69,15 @@ def test_a_control_character_already_stored_does_not_break_the_feeds():
         response = client.get(path)
         assert response.status_code == 200, path
         assert b"Verticaltab" in response.content and b"\x0b" not in response.content, path
+
+
+@pytest.mark.django_db
+def test_category_and_author_names_refuse_control_characters(admin_client):
+    """The names feeds and pages print (issue 28.6): the admin refuses them like article text."""
+    response = admin_client.post("/admin/articles/category/add/", {"name": "Bad\x0bname", "slug": "bad-name"})
+    assert response.status_code == 200 and b"control characters are not allowed" in response.content
+    assert not Category.objects.filter(slug="bad-name").exists()
+    author = make_author()
+    author.name = "Vertical\x0btab"
+    with pytest.raises(ValidationError):
+        author.full_clean()
