@@ -695,6 +695,13 @@ def junk_section(ctx) -> list[str]:
     if data.get("new_keys_sample"):
         out += ["", "A sample of the keys the load added (`redis-cli --scan`, minus the keys before):", "", "```"]
         out += [k[:160] for k in data["new_keys_sample"]] + ["```"]
+    h = data.get("hostile")
+    if h:
+        codes = ", ".join(f"{k}: {v:,}" for k, v in sorted(h["statuses"].items()))
+        out += ["", "One hostile client (bench/hostile.py: one address, 8 connections, searches matching every "
+                "article, broad OR searches, random feed pages up to 2,500; a server that exempts no address):", "",
+                "| requests | req/s | status codes | database CPU s per s |", "|---:|---:|---|---:|",
+                f"| {h['requests']:,} | {h['req_s']:,.0f} | {codes} | **{h['db_cpu_per_second']:.2f}** |"]
     return out + [""]
 
 

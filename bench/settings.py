@@ -19,6 +19,10 @@ if BENCH_MODE not in BENCH_MODES:
     raise ValueError(f"BENCH_MODE must be one of {BENCH_MODES}, not {BENCH_MODE!r}")
 
 DEBUG = False
+# The load generators run on loopback: exempt from the per-client budgets (newsite/throttle.py)
+# unless the scenario names THROTTLE_EXEMPT itself (junk's hostile client: "", no exemption).
+if "THROTTLE_EXEMPT" not in os.environ:
+    THROTTLE_EXEMPT = ["127.0.0.0/8", "::1"]
 ROOT_URLCONF = "bench.urls"
 INSTALLED_APPS = [*INSTALLED_APPS, "bench.apps.BenchConfig"]
 # Outermost, so it labels the final response even when a tier replays a cached one.

@@ -13,7 +13,8 @@ The load: bench/lua/junk.lua (random slugs, random ids, unique search queries, c
 content negotiation and random pages, about a fifth each), 80% through Varnish and 20% straight
 to the app, each wrk run stopped after its share of responses or at its time budget (the load gets
 BENCH_JUNK_SECONDS, 240 s by default: a loaded machine then sends fewer requests, which the report
-says). With --smoke: 5,000 requests, 60 s at most and a 3 s idle. It needs --redis private (CONFIG SET and SLOWLOG are never sent to a shared Redis).
+says). With --smoke: 5,000 requests, 60 s at most and a 3 s idle. Then bench/hostile.py: the
+database CPU one hostile client causes per second (a second server that exempts no address). It needs --redis private (CONFIG SET and SLOWLOG are never sent to a shared Redis).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from bench import hostile
 from bench.context import log
 from bench.probes import redis_commandstats
 from bench.stack import AppServer, Unavailable, pinned
@@ -58,17 +60,22 @@ def run(ctx) -> None:
         return
     client = ctx.redis_client
     client.flushdb()
-    server = varnish_proc = None
+    server = varnish_proc = hostile_server = None
     try:
         server = ctx.stack.start_app("l1l2", ctx.env, opts.server, opts.workers, opts.threads)
         varnish_port, varnish_dir = ctx.stack.start_varnish(server.port)
         varnish_proc = next(p for p in reversed(ctx.stack.procs) if p.name == "varnish")
         log(f"junk: {opts.server} x{opts.workers} on :{server.port}, varnishd on :{varnish_port}")
         ctx.data["junk"] = _measure(ctx, client, server, f"http://127.0.0.1:{varnish_port}", varnish_dir)
+        # The last phase: one hostile client's database CPU, on a server that charges loopback.
+        hostile_server = ctx.stack.start_app("l1l2", {**ctx.env, "THROTTLE_EXEMPT": ""}, opts.server,
+                                             opts.workers, opts.threads)
+        ctx.data["junk"]["hostile"] = hostile.measure(hostile_server.base_url, opts.database_url, smoke=opts.smoke)
     except Unavailable as exc:
         ctx.data["junk"] = {"status": f"n/a: {exc}"}
     finally:
-        for proc in (varnish_proc, server.proc if isinstance(server, AppServer) else None):
+        for proc in (varnish_proc, server.proc if isinstance(server, AppServer) else None,
+                     hostile_server.proc if isinstance(hostile_server, AppServer) else None):
             if proc is not None:
                 proc.stop()
                 if proc in ctx.stack.procs:
