@@ -10,7 +10,8 @@ STAMP := $(VENV)/.installed
 TEST_ENV := DATABASE_URL=$${TEST_DATABASE_URL:-postgres://127.0.0.1:5432/newsite} \
 	REDIS_URL=$${TEST_REDIS_URL:-redis://127.0.0.1:6379/15} \
 	CELERY_BROKER_URL=$${TEST_CELERY_BROKER_URL:-redis://127.0.0.1:6379/14} \
-	CACHE_KEY_PREFIX=$${TEST_CACHE_KEY_PREFIX:-newsite-test} DEBUG=false
+	CACHE_KEY_PREFIX=$${TEST_CACHE_KEY_PREFIX:-newsite-test} DEBUG=false \
+	THROTTLE_EXEMPT=$${TEST_THROTTLE_EXEMPT:-127.0.0.0/8,::1}
 
 .PHONY: run test up down bench lint venv clean
 

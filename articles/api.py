@@ -19,13 +19,14 @@ from rest_framework.views import APIView
 
 from caching.http import cache_public, request_params, set_cache_tags
 from caching.params import ParamError, parse_params
+from newsite.throttle import BudgetThrottle, client_address
 
 from . import invalidation as contract
 from . import selectors, services
 from .http import detail_etag, json_not_found, json_response, personal
 from .models import Article
 from .params import PAGE_PARAMS, SEARCH_PARAMS
-from .permissions import ArticleEditorial
+from .permissions import ArticleEditorial, SameSiteOnly
 from .schema import openapi_parameters
 from .serializers import (
     ArticleWriteSerializer,
@@ -243,13 +244,18 @@ class SearchView(PublicAPIView):
 
 
 class ArticleViewsView(PublicAPIView):
-    """POST: count one read of a published article. 204, nothing in the body."""
+    """POST: count one read of a published article. 204, nothing in the body. A client's reads of
+    one article count once per VIEW_DEDUPE_SECONDS (a repeat is a 204 too); its POSTs spend
+    its "views" budget (THROTTLE: 429 past it); a browser's cross-site POST is a 403."""
+
+    permission_classes = (SameSiteOnly,)
+    throttle_classes = (BudgetThrottle,)
 
     @extend_schema(request=None, responses={204: None}, summary="Count a view")
     def post(self, request, article_id: int):
         if not selectors.article_is_published(article_id=article_id):
             raise NotFound()
-        services.article_register_view(article_id=article_id)
+        services.article_register_view(article_id=article_id, client=client_address(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

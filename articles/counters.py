@@ -11,17 +11,28 @@ lost or applied twice.
 Trending uses forward decay: a read at time t adds 2^((t - base) / half-life), so recent reads
 weigh more without rewriting old scores; a new sorted set starts every epoch (a day), so the
 weights stay small, and the previous day's set counts with its decay applied.
+
+One client, one view (issue 28): a client's read of an article counts once per
+VIEW_DEDUPE_SECONDS (count_view.lua sets a per-(article, client) key with SET NX EX in the same
+script as the increments; the POST is also charged to the client's "views" budget,
+newsite/throttle.py). While Redis is unavailable, reads are counted in the process (deduped in
+a bounded TTL cache) and written in one statement at most every LOCAL_FLUSH_SECONDS: an outage
+costs PostgreSQL at most one UPDATE per process and second, whatever the POST rate (before: one
+UPDATE of the same row per POST). A process that exits loses what it had not written yet.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
+from collections import Counter
 
 import redis
-from django.db import connection, transaction
-from django.db.models import F
+from cachetools import TTLCache
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
 
 from caching import engine, keys
 from caching.l2 import L2Timeout, L2Unavailable
@@ -34,6 +45,8 @@ HALF_LIFE = 6 * 3600.0
 EPOCH_SECONDS = 4 * HALF_LIFE  # a new sorted set every day: weights stay within 1 .. 16
 TRENDING_KEEP = 2000
 FLUSH_LOCK_SECONDS = 60
+LOCAL_FLUSH_SECONDS = 1.0  # Redis unavailable: one UPDATE per process at most this often
+LOCAL_SEEN_MAX = 100_000  # (article, client) pairs a process remembers while Redis is unavailable
 
 def _l2():
     """The cache engine's Redis client and breaker (caching/l2.py)."""
@@ -44,29 +57,77 @@ def _epoch(now: float) -> int:
     return int(now // EPOCH_SECONDS)
 
 
-def record_view(*, article_id: int) -> None:
-    """Count one read: one Redis round trip. Falls back to a direct UPDATE if Redis is down."""
+def dedupe_seconds() -> int:
+    return int(getattr(settings, "VIEW_DEDUPE_SECONDS", 600))
+
+
+def record_view(*, article_id: int, client: str = "") -> bool:
+    """Count one read unless `client` had its read of the article counted within
+    VIEW_DEDUPE_SECONDS: one Redis round trip. Returns whether it counted. Redis unavailable:
+    counted in this process (LocalViews)."""
     now = time.time()
     epoch = _epoch(now)
     weight = 2.0 ** ((now - epoch * EPOCH_SECONDS) / HALF_LIFE)  # 1 .. 2^(EPOCH/HALF_LIFE)
-    scores = keys.trending_scores_key(epoch)
-    l2 = _l2()
-
-    def run():
-        pipe = l2.client.pipeline(transaction=False)
-        pipe.hincrby(keys.views_pending_key(), str(article_id), 1)
-        pipe.zincrby(scores, weight, str(article_id))
-        pipe.expire(scores, int(3 * EPOCH_SECONDS))
-        pipe.execute()
-
+    window = dedupe_seconds() if client else 0
     try:
-        l2.call(run)
+        counted = _l2().script(
+            "count_view",
+            [keys.views_seen_key(article_id, client), keys.views_pending_key(), keys.trending_scores_key(epoch)],
+            [article_id, weight, window, int(3 * EPOCH_SECONDS)],
+        )
     except L2Timeout as exc:
         # The increment may have been applied: counting it again in PostgreSQL could count twice.
         logger.warning("views: redis timed out (%s); this read is not counted", exc)
-    except (L2Unavailable, redis.RedisError) as exc:  # not applied (refused, breaker open, READONLY, OOM): SQL
-        logger.warning("views: redis unavailable (%s); counting in PostgreSQL directly", exc)
-        Article.objects.filter(pk=article_id).update(view_count=F("view_count") + 1)
+        return False
+    except (L2Unavailable, redis.RedisError) as exc:  # not applied (refused, breaker open, READONLY, OOM)
+        logger.debug("views: redis unavailable (%s); counted in the process", exc)
+        return local_views.add(article_id, client, window)
+    if local_views.pending:
+        local_views.flush()  # Redis is back: what the outage left in this process goes now
+    return bool(counted)
+
+
+class LocalViews:
+    """Reads counted in this process while Redis is unavailable, written to PostgreSQL in one
+    statement at most every LOCAL_FLUSH_SECONDS (by the request that finds it due)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.pending: Counter = Counter()
+        self.seen: TTLCache | None = None
+        self.flushed_at = time.monotonic()
+
+    def add(self, article_id: int, client: str, window: int) -> bool:
+        with self.lock:
+            if window > 0:
+                if self.seen is None or self.seen.ttl != window:
+                    self.seen = TTLCache(maxsize=LOCAL_SEEN_MAX, ttl=window)
+                if (article_id, client) in self.seen:
+                    return False
+                self.seen[(article_id, client)] = True
+            self.pending[article_id] += 1
+            due = time.monotonic() - self.flushed_at >= LOCAL_FLUSH_SECONDS
+        if due:
+            self.flush()
+        return True
+
+    def flush(self) -> int:
+        """Write what is pending in one statement; returns the reads written (0 if none or if
+        the database refused: those are dropped, logged)."""
+        with self.lock:
+            counts, self.pending = dict(self.pending), Counter()
+            self.flushed_at = time.monotonic()
+        if not counts:
+            return 0
+        try:
+            _bulk_increment(counts)
+        except DatabaseError as exc:
+            logger.warning("views: %d reads counted during a Redis outage are lost: %s", sum(counts.values()), exc)
+            return 0
+        return sum(counts.values())
+
+
+local_views = LocalViews()
 
 
 def move_aside() -> str | None:

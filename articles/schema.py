@@ -1,7 +1,7 @@
 """OpenAPI (drf-spectacular), exact about what the API answers (issue 16.7).
 
 - A public read's query parameters come from its cache policy (`@cache_public_json(params=...)`),
-  with the bounds the parser enforces (page 1..MAX_PAGE, q 1..MAX_QUERY_LENGTH characters of
+  with the bounds the parser enforces (page 1..MAX_PAGE, or SEARCH_MAX_PAGE for search; q 1..MAX_QUERY_LENGTH characters of
   which one is not a space, no control characters): the cache key, the view
   (caching.http.request_params) and this schema all read that one declaration.
 - Every operation lists the error responses it can give, in the shape of articles.errors
@@ -23,10 +23,11 @@ from drf_spectacular.utils import OpenApiParameter
 from caching.http import policy_of
 from caching.params import IntParam
 
-from .params import MAX_PAGE, MAX_QUERY_LENGTH
+from .params import MAX_QUERY_LENGTH
+from .permissions import SameSiteOnly
 
 DESCRIPTIONS = {
-    "page": f"1-based page number (20 a page, at most {MAX_PAGE})",
+    "page": "1-based page number (20 a page, at most {maximum})",
     "q": f"search words (websearch syntax, 1-{MAX_QUERY_LENGTH} characters)",
 }
 # What caching.params.StrParam accepts: no control character, at least one non-space.
@@ -46,6 +47,7 @@ ERROR_DESCRIPTIONS = {
     403: "Authenticated without the permission this needs",
     404: "Not found",
     415: "The body is not `application/json`",
+    429: "Over the client's budget (uncached reads, counted views): retry after Retry-After seconds",
     503: "The database is unavailable or the page is being rebuilt (Retry-After)",
 }
 # What DRF's CharField accepts (ProhibitNullCharactersValidator, and trim_whitespace +
@@ -73,7 +75,7 @@ def openapi_parameters(spec: tuple) -> list[OpenApiParameter]:
             param_schema(param),
             location=OpenApiParameter.QUERY,
             required=param.default is None if is_int else param.required,
-            description=DESCRIPTIONS.get(param.name, ""),
+            description=DESCRIPTIONS.get(param.name, "").format(maximum=getattr(param, "maximum", None)),
         ))
     return out
 
@@ -155,13 +157,17 @@ class AutoSchema(SpectacularAutoSchema):
         authenticates = bool(self.view.get_authenticators())
         if authenticates:
             statuses += [401, 403]
+        elif any(isinstance(p, SameSiteOnly) for p in self.view.get_permissions()):
+            statuses.append(403)
         if "{" in self.path or self.method == "DELETE":  # DELETE /api/user/follows/: not following
             statuses.append(404)
         if has_body:
             statuses.append(415)
         if self.method == "GET" and policy_of(self.view) is not None:
-            statuses.append(503)
-        return statuses
+            statuses += [429, 503]  # a miss over the client's budget; the database down
+        elif self.view.get_throttles():
+            statuses.append(429)
+        return sorted(statuses)
 
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)

@@ -218,7 +218,8 @@ def profile_update(*, user: AbstractBaseUser, data: dict[str, Any]) -> AbstractB
     return user
 
 
-def article_register_view(*, article_id: int) -> None:
-    """Count one read, write-behind: one Redis round trip, no transaction (articles/counters.py;
-    a direct UPDATE when Redis refuses)."""
-    counters.record_view(article_id=article_id)
+def article_register_view(*, article_id: int, client: str = "") -> bool:
+    """Count one read, write-behind: one Redis round trip, no transaction (articles/counters.py:
+    once per client and article within VIEW_DEDUPE_SECONDS; counted in the process while Redis
+    is unavailable). Returns whether it counted."""
+    return counters.record_view(article_id=article_id, client=client)

@@ -186,6 +186,24 @@ def views_flush_lock_key() -> str:
     return f"{conf.get().key_prefix}:views:flush-lock"
 
 
+def views_seen_key(article_id: int, client: str) -> str:
+    """Set while a client's read of an article is counted (the dedupe window of a view)."""
+    return f"{conf.get().key_prefix}:views:seen:{int(article_id)}:{_client_part(client)}"
+
+
+def throttle_key(budget: str, client: str) -> str:
+    """A client's fixed-window counter of one budget (newsite/throttle.py)."""
+    return f"{conf.get().key_prefix}:throttle:{budget}:{_client_part(client)}"
+
+
+def _client_part(client: str) -> str:
+    """A client address as a key part: an address as it is, anything else (a header's junk) hashed."""
+    return client if _PLAIN_CLIENT.fullmatch(client) else _digest(client)
+
+
+_PLAIN_CLIENT = re.compile(r"[0-9A-Fa-f.:]{1,45}")
+
+
 def trending_scores_key(epoch: int) -> str:
     """Sorted set article_id -> time-decayed read score of one decay epoch (a day)."""
     return f"{conf.get().key_prefix}:trending:scores:{int(epoch)}"

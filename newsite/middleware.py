@@ -4,6 +4,10 @@ with Retry-After, fast").
 
 - Public views (caching.http.cache_public): a miss runs the view behind the database breaker;
   when the database is unreachable and no tier holds an entry to serve, the answer is a 503.
+- A public miss is also charged to the client's "public_miss" budget (newsite/throttle.py)
+  before the view runs: over it, the tiers answer with a stale entry when they hold one, else
+  the client gets a 429 with Retry-After (a single-flight follower refused with its leader gets
+  its own attempt). Hits cost no budget.
 - Every other view (personal, editorial, the admin) runs behind the same breaker: while it is
   open, or its half-open probe finds the server unreachable, the answer is a 503 at once (not
   after the pool's DB_POOL_TIMEOUT wait); a database error in the view is a 503, not a 500.
@@ -33,10 +37,12 @@ from psycopg_pool import PoolClosed, PoolTimeout
 
 from caching.breaker import CLOSED, HALF_OPEN, CircuitBreaker
 from caching.middleware import PublicResponseCacheMiddleware, unavailable_response
+from newsite import throttle
 
 # The database is down or unreachable (connection refused, pool timeout): answer 503 fast.
 DB_UNAVAILABLE = (OperationalError, InterfaceError)
 RETRY_AFTER_SECONDS = 5
+QUERY_CANCELED = "57014"  # statement_timeout
 # After a database failure, requests that would need it fail fast (503, or a stale entry) for
 # DB_BREAKER_RESET seconds instead of each waiting for the connect/pool timeout.
 DB_BREAKER_RESET = 2.0
@@ -246,6 +252,18 @@ def database_unavailable() -> JsonResponse:
     )
 
 
+def _over_budget(request) -> throttle.OverBudget | None:
+    """A public miss charged to the client's budget (newsite/throttle.py): the refusal, or None."""
+    client, retry_after = throttle.charge(request, throttle.PUBLIC_MISS)
+    return None if retry_after is None else throttle.OverBudget(client, retry_after)
+
+
+def _too_many(exc: throttle.OverBudget):
+    return throttle.too_many_requests(
+        exc.retry_after, "Too many uncached reads from this client; try again after Retry-After seconds."
+    )
+
+
 class ResponseCacheMiddleware(PublicResponseCacheMiddleware):
     def process_view(self, request, view_func, view_args, view_kwargs):
         response = super().process_view(request, view_func, view_args, view_kwargs)
@@ -260,7 +278,7 @@ class ResponseCacheMiddleware(PublicResponseCacheMiddleware):
         return None
 
     def run_view(self, request, view_func, view_args, view_kwargs):
-        refused = breaker_refusal()
+        refused = breaker_refusal() or _over_budget(request)
         if refused is not None:
             try:
                 raise refused
@@ -284,12 +302,29 @@ class ResponseCacheMiddleware(PublicResponseCacheMiddleware):
 
     def respond(self, request, *args):
         try:
+            return self._respond_guarded(request, *args)
+        except throttle.OverBudget as exc:
+            if exc.client == throttle.client_address(request):
+                return _too_many(exc)
+        # A single-flight follower got its leader's refusal: its own attempt, once.
+        try:
+            return self._respond_guarded(request, *args)
+        except throttle.OverBudget as exc:
+            return _too_many(exc)
+
+    def _respond_guarded(self, request, *args):
+        try:
             return super().respond(request, *args)
         except DB_UNAVAILABLE as exc:  # no stale entry to serve (the tiers served one if they had it)
             # A public read refused during an outage is not news: the breaker logged the outage
             # (event=breaker_open / breaker_closed) and the access log has the 503. At 400 such
             # reads a second, a line each would be a flood.
             logger.debug("database unavailable for %s: %s", request.path, exc)
+            if getattr(exc.__cause__, "sqlstate", None) == QUERY_CANCELED:
+                return unavailable_response(  # a statement past its timeout (articles.selectors.search)
+                    "timeout", "The query took too long; try a narrower one or again later.",
+                    retry_after=RETRY_AFTER_SECONDS,
+                )
             return database_unavailable()
 
     def process_exception(self, request, exception):

@@ -153,6 +153,9 @@ NEWSITE_CACHE = {
     "ENABLED": env.bool("CACHE_ENABLED", default=True),
     "L1_ENABLED": env.bool("CACHE_L1_ENABLED", default=True),
     "L2_ENABLED": env.bool("CACHE_L2_ENABLED", default=True),
+    # A public miss over the client's budget (newsite/throttle.py) is a loader error: a stale
+    # entry answers it when the tiers have one, else a 429.
+    "LOADER_ERRORS": ["django.db.Error", "newsite.throttle.OverBudget"],
     # Everything else (L1_MAX_ITEM_BYTES, leases, XFetch, stale grace, tag bookkeeping, the Redis
     # breaker, LOADER_ERRORS) has its default in caching/conf.py DEFAULTS, documented in
     # docs/caching.md; set a key here to override it.
@@ -259,6 +262,22 @@ CELERY_BEAT_SCHEDULE["cdn-outbox-redrive"] = {"task": "cdn.purge_outbox_redrive"
 CELERY_BEAT_SCHEDULE["cdn-outbox-prune"] = {"task": "cdn.purge_outbox_prune", "schedule": 3600.0}
 
 # --- DRF / OpenAPI ---------------------------------------------------------------------------
+# --- Per-client budgets (newsite/throttle.py, issue 28) ------------------------------------------
+# The proxies of ours in front of the app, each appending to X-Forwarded-For: the client is the
+# address that many hops from its right (Varnish alone: 1; nginx then Varnish: 2). 0: REMOTE_ADDR.
+CLIENT_IP_PROXY_COUNT = env.int("CLIENT_IP_PROXY_COUNT", default=0)
+# "N/S": N per S-second window and client. public_miss: public reads that no tier held (the
+# view runs: database work); views: POST /api/articles/{id}/views/. "off" disables one.
+THROTTLE = {
+    "public_miss": env("THROTTLE_PUBLIC_MISS", default="120/60"),
+    "views": env("THROTTLE_VIEWS", default="60/60"),
+}
+# Networks never charged (CIDR list): your monitoring, warmers, office. The test suite and the
+# benchmark exempt loopback (Makefile TEST_ENV, bench/settings.py).
+THROTTLE_EXEMPT = [net for net in env.list("THROTTLE_EXEMPT", default=[]) if net]
+# A client's read of an article counts once in this many seconds (0: every POST counts).
+VIEW_DEDUPE_SECONDS = env.int("VIEW_DEDUPE_SECONDS", default=600)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",

@@ -5,6 +5,9 @@ articles.delete_article; purging caches (the admin action and the /admin/cache/ 
 articles.purge_cache (Article.Meta.permissions). Superusers have them all.
 """
 
+from urllib.parse import urlsplit
+
+from django.conf import settings
 from rest_framework import permissions
 
 PURGE_CACHE = "articles.purge_cache"
@@ -30,3 +33,29 @@ class ArticleEditorial(permissions.BasePermission):
 
 def can_purge_cache(user) -> bool:
     return bool(user and user.is_authenticated and user.has_perm(PURGE_CACHE))
+
+
+class SameSiteOnly(permissions.BasePermission):
+    """Refuses a request a browser made for another site's page (issue 28.2: any page on the web
+    could make its visitors POST views). The fetch metadata a browser sends decides:
+    `Sec-Fetch-Site: cross-site` is refused; so is an `Origin` that is neither this request's
+    own (scheme and host) nor one of CSRF_TRUSTED_ORIGINS. A client that sends neither (curl, an
+    app, an old browser) passes: the per-client budget is what bounds it."""
+
+    message = "Cross-site requests are refused here."
+
+    def has_permission(self, request, view):
+        meta = request.META
+        if meta.get("HTTP_SEC_FETCH_SITE", "").lower() == "cross-site":
+            return False
+        origin = meta.get("HTTP_ORIGIN")
+        if origin is None:
+            return True
+        if origin in settings.CSRF_TRUSTED_ORIGINS:
+            return True
+        parts = urlsplit(origin)
+        try:
+            host = request.get_host()
+        except Exception:  # DisallowedHost: Django answers it anyway; refuse here
+            return False
+        return parts.scheme == request.scheme and parts.netloc == host

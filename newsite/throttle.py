@@ -1,0 +1,176 @@
+"""Per-client budgets (SPEC section 5: "anonymous uncached reads and counters are rate-limited per
+client (429 + Retry-After)").
+
+- `client_address(request)`: who the client is. REMOTE_ADDR, unless CLIENT_IP_PROXY_COUNT
+  proxies of ours stand in front (Varnish: 1; nginx then Varnish: 2): then the address that
+  many hops from the right of X-Forwarded-For, the one the outermost proxy of ours appended.
+  Anything a client writes further left is ignored, so no header can pick its identity.
+- `spend(name, client)`: one unit of the budget `name` (settings THROTTLE, "N/S": N units per
+  S-second window, per client). None when allowed; else the seconds until the window ends (the
+  Retry-After). One Redis round trip on the cache engine's Redis, behind its breaker: a fixed
+  window counter, INCR + EXPIRE NX + PTTL pipelined. Redis down or the breaker open: allowed
+  and counted (result="unchecked"): the budgets are a fairness rule, and what they protect is
+  guarded anyway (the database breaker, one load per key cluster-wide).
+- THROTTLE_EXEMPT: networks (CIDR) never charged (the operator's own monitoring, warmers, the
+  test suite's loopback). The project's own in-process requests (warm_cache's Django client)
+  carry the WSGI environ key INTERNAL, which no HTTP header can set: never charged either.
+
+Why not django-ratelimit or DRF's throttles: both go through Django's cache API - DRF keeps a list
+of timestamps with a get and a set (not atomic: a parallel flood of 100 requests passes it), and
+django-ratelimit's add + incr costs two round trips - and neither goes through the engine's
+breaker, so an unreachable Redis would cost every request a connect timeout.
+
+Metric: newsite_throttle_total{budget,result} (allowed, refused, unchecked).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.http import JsonResponse
+from prometheus_client import Counter
+from rest_framework.throttling import BaseThrottle
+
+from caching import engine, keys
+from caching.l2 import L2Unavailable
+
+logger = logging.getLogger("newsite.throttle")
+
+THROTTLED = Counter(
+    "newsite_throttle_total",
+    "Per-client budget checks by budget and result (allowed, refused, unchecked: Redis unavailable).",
+    ["budget", "result"],
+)
+
+# The budgets (settings THROTTLE): a public read that no tier held (it runs the view), and a
+# counted view (POST /api/articles/{id}/views/).
+PUBLIC_MISS = "public_miss"
+VIEWS = "views"
+INTERNAL = "newsite.throttle.internal"  # a WSGI environ key: HTTP headers arrive as HTTP_*
+
+
+@dataclass(frozen=True)
+class Budget:
+    name: str
+    limit: int
+    window: int  # seconds
+
+
+@lru_cache(maxsize=None)
+def budget(name: str) -> Budget | None:
+    """The budget `name` from settings THROTTLE ("N/S"), or None when off ("", "off", 0)."""
+    spec = str(getattr(settings, "THROTTLE", {}).get(name, "") or "").strip().lower()
+    if spec in ("", "off", "0"):
+        return None
+    limit, _, window = spec.partition("/")
+    return Budget(name, int(limit), int(window or 1))
+
+
+@lru_cache(maxsize=None)
+def _exempt() -> tuple:
+    return tuple(ipaddress.ip_network(net, strict=False) for net in getattr(settings, "THROTTLE_EXEMPT", ()))
+
+
+@receiver(setting_changed)
+def _forget_settings(*, setting: str, **kwargs) -> None:
+    if setting in ("THROTTLE", "THROTTLE_EXEMPT"):
+        budget.cache_clear()
+        _exempt.cache_clear()
+
+
+def client_address(request) -> str:
+    """The client's address (see the module docstring); "" when none can be told."""
+    meta = request.META
+    hops = int(getattr(settings, "CLIENT_IP_PROXY_COUNT", 0))
+    if hops > 0:
+        forwarded = [part.strip() for part in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+        if len(forwarded) >= hops:
+            return forwarded[-hops]
+        if forwarded:  # fewer hops than configured: the leftmost is the best there is
+            return forwarded[0]
+    return meta.get("REMOTE_ADDR", "")
+
+
+def exempt(client: str) -> bool:
+    networks = _exempt()
+    if not networks or not client:
+        return False
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
+
+
+def spend(name: str, client: str) -> int | None:
+    """Charge one unit of budget `name` to `client`: None when allowed, else the Retry-After."""
+    spec = budget(name)
+    if spec is None or exempt(client):
+        return None
+    l2 = engine.default().l2
+    key = keys.throttle_key(name, client)
+
+    def run():
+        pipe = l2.client.pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, spec.window, nx=True)
+        pipe.pttl(key)
+        return pipe.execute()
+
+    try:
+        used, _, left_ms = l2.call(run)
+    except L2Unavailable:
+        THROTTLED.labels(name, "unchecked").inc()
+        return None
+    if int(used) <= spec.limit:
+        THROTTLED.labels(name, "allowed").inc()
+        return None
+    THROTTLED.labels(name, "refused").inc()
+    return max(1, math.ceil(int(left_ms) / 1000)) if int(left_ms) > 0 else spec.window
+
+
+class BudgetThrottle(BaseThrottle):
+    """A DRF throttle charging the view's client one unit of `budget` per request: DRF answers
+    429 with Retry-After (the API's JSON error, code "throttled")."""
+
+    budget = VIEWS
+
+    def allow_request(self, request, view) -> bool:
+        _, self.retry_after = charge(request, self.budget)
+        return self.retry_after is None
+
+    def wait(self) -> int | None:
+        return self.retry_after
+
+
+def charge(request, name: str) -> tuple[str, int | None]:
+    """The request's client and spend(name, client) (None: allowed; internal requests are free)."""
+    if request.META.get(INTERNAL):
+        return "", None
+    client = client_address(request)
+    return client, spend(name, client)
+
+
+def too_many_requests(retry_after: int, detail: str) -> JsonResponse:
+    """429 with Retry-After and the API's JSON error (as DRF's Throttled), that no cache keeps."""
+    response = JsonResponse({"error": "throttled", "detail": detail}, status=429)
+    response["Retry-After"] = str(retry_after)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+class OverBudget(Exception):  # noqa: N818 (it names the situation)
+    """A public miss refused by the client's budget. One of the tiers' LOADER_ERRORS: a stale
+    entry answers it when there is one; else the client gets a 429 (newsite.middleware)."""
+
+    def __init__(self, client: str, retry_after: int):
+        super().__init__(f"{client}: over its uncached-read budget for {retry_after} s")
+        self.client = client
+        self.retry_after = retry_after
