@@ -208,8 +208,36 @@ def _detail(article: Article) -> dict:
         author={**data["author"], "bio": article.author.bio},
         comment_count=article.comment_count,
         like_count=article.like_count,
+        corrections=list(article.corrections or ()),
     )
     return data
+
+
+def detail_of(article: Article) -> dict:
+    """The public detail of an article object as it stands (saved or not: articles/preview.py),
+    with `comment_count` and `like_count` set on it by the caller. No query."""
+    return _detail(article)
+
+
+def article_revisions(*, article: Article, limit: int = 100) -> list[dict]:
+    """The article's newest `limit` revisions, newest first, each with who, when, why and which
+    fields it changed from the revision before. One query (django-simple-history's table)."""
+    rows = list(article.history.select_related("history_user").order_by("-history_date", "-history_id")[: limit + 1])
+    out = []
+    for newer, older in zip(rows, [*rows[1:], None]):
+        if len(out) == limit:
+            break
+        changed = sorted(newer.diff_against(older, foreign_keys_are_objs=False).changed_fields) if older else []
+        out.append({
+            "id": newer.history_id,
+            "version": newer.version,
+            "date": _iso(newer.history_date),
+            "user": newer.history_user.get_username() if newer.history_user else None,
+            "reason": newer.history_change_reason or "",
+            "type": {"+": "created", "~": "changed", "-": "deleted"}[newer.history_type],
+            "changed_fields": changed,
+        })
+    return out
 
 
 def article_comments(*, article_id: int, limit: int = 20) -> list[dict]:

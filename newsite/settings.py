@@ -22,7 +22,7 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "newsite.ops.admin_site.NewsiteAdminConfig",  # django.contrib.admin, its index linking the Cache page
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -40,7 +40,12 @@ INSTALLED_APPS = [
     "cdn",
     "newsite.ops",
     "django_structlog",  # request ids on every log line, carried into Celery tasks (newsite/ops/logs.py)
+    "simple_history",  # article revisions (articles.models.Article.history; admin History page)
 ]
+# A revision is reverted through articles.services.article_revert (an ordinary edit: version + 1,
+# invalidation and purge), from the admin's "Revert to this revision" page; simple-history's own
+# revert form (which saves the old instance as it is) stays off.
+SIMPLE_HISTORY_REVERT_DISABLED = True
 
 MIDDLEWARE = [
     # First: times the whole request by endpoint (newsite/ops/middleware.py, docs/observability.md).

@@ -31,6 +31,16 @@ class ArticleEditorial(permissions.BasePermission):
         return bool(perm and user and user.is_authenticated and user.has_perm(perm))
 
 
+class ArticleChange(permissions.BasePermission):
+    """articles.change_article, whatever the method: corrections, reverts, preview links."""
+
+    message = "This needs the articles.change_article permission."
+
+    def has_permission(self, request, view):
+        user = request.user
+        return bool(user and user.is_authenticated and user.has_perm(ARTICLE_WRITE["PATCH"]))
+
+
 def can_purge_cache(user) -> bool:
     return bool(user and user.is_authenticated and user.has_perm(PURGE_CACHE))
 
