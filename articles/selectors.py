@@ -354,14 +354,19 @@ def author_feed(*, author_id: int, page: int) -> dict | None:
 
 @contextmanager
 def _time_limit(alias: str, milliseconds: int):
-    """PostgreSQL cancels a statement of the block that runs longer (SET LOCAL statement_timeout,
-    in a transaction or savepoint of its own: it ends with the block, even when cancelled)."""
+    """PostgreSQL cancels a statement of the block that runs longer (statement_timeout set local
+    to a transaction or savepoint of the block's own; when that is a savepoint of an outer
+    transaction, the previous value is set back after the block: releasing a savepoint would
+    keep it; a cancelled block's savepoint rollback undoes it)."""
     if connections[alias].vendor != "postgresql":
         yield
         return
     with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
-        cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{int(milliseconds)}ms"])
+        cursor.execute("SELECT current_setting('statement_timeout'), "
+                       "set_config('statement_timeout', %s, true)", [f"{int(milliseconds)}ms"])
+        previous = cursor.fetchone()[0]
         yield
+        cursor.execute("SELECT set_config('statement_timeout', %s, true)", [previous])
 
 
 def search(*, q: str, page: int) -> dict:

@@ -8,6 +8,7 @@ articles.purge_cache (Article.Meta.permissions). Superusers have them all.
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from rest_framework import permissions
 
 PURGE_CACHE = "articles.purge_cache"
@@ -66,6 +67,6 @@ class SameSiteOnly(permissions.BasePermission):
         parts = urlsplit(origin)
         try:
             host = request.get_host()
-        except Exception:  # DisallowedHost: Django answers it anyway; refuse here
+        except DisallowedHost:
             return False
         return parts.scheme == request.scheme and parts.netloc == host
