@@ -162,7 +162,9 @@ def article_detail_response(data: dict):
 
 @cache_public_json(kind="article", negative_tags=contract.missing_article_tags)
 class ArticleDetailView(PublicReadEditorialWriteView):
-    """GET: a published article (public). PATCH/DELETE: editorial."""
+    """GET: a published article (public). PATCH/DELETE: editorial, conditional on If-Match."""
+
+    conditional_writes = True  # the schema documents If-Match and its 412 (articles/schema.py)
 
 
     @extend_schema(responses=OpenApiTypes.OBJECT, summary="Article detail")
@@ -215,8 +217,10 @@ class RevertView(EditorialAPIView):
         article = get_object_or_404(Article, pk=article_id)
         serializer = RevertSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        article = _service_call(services.article_revert, article=article,
-                                revision_id=serializer.validated_data["revision_id"], by=request.user)
+        revision_id = serializer.validated_data["revision_id"]
+        if not article.history.filter(history_id=revision_id).exists():
+            raise NotFound("no such revision of this article")
+        article = _service_call(services.article_revert, article=article, revision_id=revision_id, by=request.user)
         return Response(_editorial_view(article))
 
 
@@ -228,18 +232,18 @@ class PreviewLinkView(EditorialAPIView):
 
 
 class PreviewView(JSONAPIView):
-    """GET: the JSON an article will have, for whoever holds the signed link (no account); 410 once
-    it expired or the article is live. Never cached anywhere (articles/preview.py)."""
+    """GET: the JSON an article will have, for whoever holds the signed link (no account); a 404
+    once it expired or the article is live. Never cached anywhere (articles/preview.py)."""
 
     authentication_classes = ()
     permission_classes = (permissions.AllowAny,)
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT, 410: OpenApiTypes.OBJECT}, summary="Preview by share link")
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Preview by share link")
     def get(self, request, token: str):
         try:
             article = preview.article_of(token)
         except preview.LinkEnded as exc:
-            return preview.personal(Response({"error": "gone", "detail": str(exc)}, status=status.HTTP_410_GONE))
+            return preview.personal(Response({"error": "not_found", "detail": str(exc)}, status=status.HTTP_404_NOT_FOUND))
         return preview.personal(Response(preview.detail(article)))
 
 

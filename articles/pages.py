@@ -199,7 +199,7 @@ def preview_page(request, token: str):
     try:
         article = preview.article_of(token)
     except preview.LinkEnded as exc:
-        return preview.personal(HttpResponse(f"{exc}.", status=410, content_type="text/plain"))
+        return preview.personal(HttpResponse(f"{exc}.", status=404, content_type="text/plain"))
     return preview.personal(render_article(request, preview.detail(article), preview=True))
 
 

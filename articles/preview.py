@@ -5,7 +5,8 @@ with (issue 33).
 - A share link is `/preview/<token>/` (the page) or `/api/preview/<token>/` (the JSON), the token
   a signed, timestamped article id (django.core.signing, salt "articles.preview"): it works for
   PREVIEW_LINK_SECONDS (settings, 3 days) and stops working once the article is live (the public
-  URL is the one to share then) - both a 410. No account is needed to open one.
+  URL is the one to share then) - both a 404, as for a token that is not ours. No account is
+  needed to open one.
 - An unsaved change is previewed from the admin's change form ("Preview changes": the form's
   fields posted to the admin, rendered without saving; never a link).
 - A preview is personal: `Cache-Control: private, no-store`, `X-Robots-Tag: noindex` and a robots
