@@ -1,6 +1,8 @@
 """Django admin for editors. Every write goes through articles.services, so versions and cache
 invalidation behave exactly as they do for the API."""
 
+from datetime import datetime
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -117,7 +119,7 @@ class ArticleAdmin(SimpleHistoryAdmin):
     list_select_related = ("author", "category")
     list_per_page = 50
     show_full_result_count = False  # no COUNT(*) over 50k rows on every changelist
-    actions = ("publish_now", "publish_selected", "unpublish_selected", "purge_from_caches")
+    actions = ("publish_now", "publish_selected", "unpublish_selected", "revoke_preview_links", "purge_from_caches")
 
     @admin.display(description="state")
     def state(self, obj: Article) -> str:
@@ -128,8 +130,9 @@ class ArticleAdmin(SimpleHistoryAdmin):
     def corrections_list(self, obj: Article) -> str:
         if not obj.corrections:
             return "none"
-        return format_html_join("", "<p>{}: {}</p>", ((c["published_at"][:16].replace("T", " "), c["note"])
-                                                      for c in obj.corrections))
+        return format_html_join("", "<p>{}: {}</p>", (
+            (timezone.localtime(datetime.fromisoformat(c["published_at"])).strftime("%Y-%m-%d %H:%M %Z"), c["note"])
+            for c in obj.corrections))
 
     @admin.display(description="revert")
     def revert(self, record) -> str:
@@ -139,6 +142,8 @@ class ArticleAdmin(SimpleHistoryAdmin):
     def save_model(self, request, obj, form, change):
         data = {name: form.cleaned_data[name] for name in form.changed_data if name in services.ARTICLE_EDITABLE_FIELDS}
         if change:
+            if not data:
+                return  # nothing changed: no new version, no revision, nothing invalidated
             try:
                 services.article_update(article=obj, data=data, expected_version=form.cleaned_data.get("loaded_version"),
                                         by=request.user)
@@ -223,9 +228,11 @@ class ArticleAdmin(SimpleHistoryAdmin):
         article = self._article_for_change(request, object_id)
         revision = get_object_or_404(article.history, history_id=history_id)
         if request.method == "POST":
+            shown = request.POST.get("version", "")
             try:
-                services.article_revert(article=article, revision_id=history_id, by=request.user)
-            except services.ServiceError as exc:
+                services.article_revert(article=article, revision_id=history_id, by=request.user,
+                                        expected_version=int(shown) if shown.isdigit() else -1)
+            except services.ServiceError as exc:  # StaleEdit too: saved by someone since the page was shown
                 self.message_user(request, f"Not reverted: {exc}", messages.ERROR)
             else:
                 self.message_user(request, f"Reverted to revision {history_id} (now version {article.version}).",
@@ -238,11 +245,18 @@ class ArticleAdmin(SimpleHistoryAdmin):
         return TemplateResponse(request, "admin/articles/article/revert.html", context)
 
     def delete_model(self, request, obj):
-        services.article_delete(article=obj)
+        services.article_delete(article=obj, by=request.user)
 
     def delete_queryset(self, request, queryset):
         for article in queryset:  # per object, so every delete invalidates what it touched
-            services.article_delete(article=article)
+            services.article_delete(article=article, by=request.user)
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        """simple-history's page of one revision, to read only: its form's POST would save the old
+        object outside services.article_revert (no version check; for a view-only user too)."""
+        if request.method == "POST":
+            raise PermissionDenied("Revert through “Revert to this revision…” on the History page.")
+        return super().history_form_view(request, object_id, version_id, extra_context)
 
     def _each(self, request, articles, service, done: str) -> None:
         """Run `service` on each article; one refused (ServiceError: its take-down time passed,
@@ -271,6 +285,13 @@ class ArticleAdmin(SimpleHistoryAdmin):
     @admin.action(description="Unpublish selected articles", permissions=["change"])
     def unpublish_selected(self, request, queryset):
         self._each(request, queryset.filter(status=Article.Status.PUBLISHED), services.article_unpublish, "Unpublished")
+
+    @admin.action(description="Revoke the preview links of selected articles", permissions=["change"])
+    def revoke_preview_links(self, request, queryset):
+        for article in queryset:
+            services.article_revoke_previews(article=article)
+        self.message_user(request, f"Every preview link made so far of {queryset.count()} article(s) stopped working.",
+                          messages.SUCCESS)
 
     def has_purge_cache_permission(self, request) -> bool:
         return can_purge_cache(request.user)

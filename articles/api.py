@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, status
-from rest_framework.exceptions import APIException, MethodNotAllowed, NotFound, ValidationError
+from rest_framework.exceptions import APIException, MethodNotAllowed, NotFound, Throttled, ValidationError
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 
 from caching.http import cache_public, request_params, set_cache_tags
 from caching.params import ParamError, parse_params
-from newsite.throttle import BudgetThrottle, client_address
+from newsite.throttle import PUBLIC_MISS, BudgetThrottle, charge, client_address
 
 from . import invalidation as contract
 from . import preview, selectors, services
@@ -164,7 +164,7 @@ def article_detail_response(data: dict):
 class ArticleDetailView(PublicReadEditorialWriteView):
     """GET: a published article (public). PATCH/DELETE: editorial, conditional on If-Match."""
 
-    conditional_writes = True  # the schema documents If-Match and its 412 (articles/schema.py)
+    conditional_writes = ("PATCH", "DELETE")  # If-Match and its 412 in the schema (articles/schema.py)
 
 
     @extend_schema(responses=OpenApiTypes.OBJECT, summary="Article detail")
@@ -183,7 +183,7 @@ class ArticleDetailView(PublicReadEditorialWriteView):
     @extend_schema(request=None, responses={204: None}, summary="Delete an article")
     def delete(self, request, article_id: int):
         article = get_object_or_404(Article, pk=article_id)
-        _service_call(services.article_delete, article=article, if_match=request.headers.get("If-Match"))
+        _service_call(services.article_delete, article=article, if_match=request.headers.get("If-Match"), by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -212,6 +212,8 @@ class RevisionsView(EditorialAPIView):
 
 
 class RevertView(EditorialAPIView):
+    conditional_writes = ("POST",)  # If-Match, a 412 when stale (articles/schema.py)
+
     @extend_schema(request=RevertSerializer, responses=OpenApiTypes.OBJECT, summary="Revert to a revision")
     def post(self, request, article_id: int):
         article = get_object_or_404(Article, pk=article_id)
@@ -220,7 +222,8 @@ class RevertView(EditorialAPIView):
         revision_id = serializer.validated_data["revision_id"]
         if not article.history.filter(history_id=revision_id).exists():
             raise NotFound("no such revision of this article")
-        article = _service_call(services.article_revert, article=article, revision_id=revision_id, by=request.user)
+        article = _service_call(services.article_revert, article=article, revision_id=revision_id, by=request.user,
+                                if_match=request.headers.get("If-Match"))
         return Response(_editorial_view(article))
 
 
@@ -238,12 +241,17 @@ class PreviewView(JSONAPIView):
     authentication_classes = ()
     permission_classes = (permissions.AllowAny,)
 
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Preview by share link")
+    throttle_classes = ()  # charged after the token is checked (a bad one costs nothing)
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT, 429: OpenApiTypes.OBJECT}, summary="Preview by share link")
     def get(self, request, token: str):
         try:
             article = preview.article_of(token)
         except preview.LinkEnded as exc:
             return preview.personal(Response({"error": "not_found", "detail": str(exc)}, status=status.HTTP_404_NOT_FOUND))
+        _, retry_after = charge(request, PUBLIC_MISS)  # uncached database work: the client's budget
+        if retry_after is not None:
+            raise Throttled(wait=retry_after)
         return preview.personal(Response(preview.detail(article)))
 
 

@@ -92,7 +92,12 @@ class Article(models.Model):
     version = models.PositiveIntegerField(default=0, editable=False)
     # Corrections published on the article, oldest first: [{"note": ..., "published_at": ISO}]
     # (services.correction_add; shown on the page, in the JSON and JSON-LD).
-    corrections = models.JSONField(default=list, blank=True, editable=False)
+    # A database default too: an INSERT that does not name the column (the previous release's
+    # workers during a rolling deploy, a raw COPY) still works.
+    corrections = models.JSONField(default=list, db_default=[], blank=True, editable=False)
+    # Part of every preview share link (articles/preview.py); bumped at each change of status and
+    # by "revoke preview links": the links made before stop working.
+    preview_epoch = models.PositiveIntegerField(default=0, db_default=0, editable=False)
     # Maintained by a PostgreSQL trigger (migration 0002); NULL on SQLite, where search falls
     # back to icontains.
     search_vector = SearchVectorField(null=True, editable=False)
@@ -101,7 +106,11 @@ class Article(models.Model):
     # Every save is a revision (django-simple-history: who, when, what changed; the admin's
     # History page shows each change's field diff). Not the trigger-made search vector, nor the
     # read counter (flushed by a plain UPDATE: no revision).
-    history = HistoricalRecords(excluded_fields=["search_vector", "view_count"])
+    history = HistoricalRecords(
+        excluded_fields=["search_vector", "view_count", "preview_epoch"],
+        no_db_index=["slug"],  # no history read looks a slug up; an index would only cost writes
+        history_id_field=models.BigAutoField(primary_key=True),
+    )
 
     class Meta:
         ordering = ["-published_at", "-id"]

@@ -24,6 +24,7 @@ from django.views.decorators.http import require_safe
 
 from caching.http import cache_public, request_params, set_cache_tags
 from caching.params import ParamError
+from newsite import throttle
 
 from . import invalidation as contract
 from . import preview, selectors
@@ -200,6 +201,9 @@ def preview_page(request, token: str):
         article = preview.article_of(token)
     except preview.LinkEnded as exc:
         return preview.personal(HttpResponse(f"{exc}.", status=404, content_type="text/plain"))
+    _, retry_after = throttle.charge(request, throttle.PUBLIC_MISS)  # uncached work: the client's budget
+    if retry_after is not None:
+        return throttle.too_many_requests(retry_after, "Too many uncached reads from this client; try again later.")
     return preview.personal(render_article(request, preview.detail(article), preview=True))
 
 

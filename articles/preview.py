@@ -3,10 +3,12 @@ exactly as the public page and JSON will render it, to editors and to whoever th
 with (issue 33).
 
 - A share link is `/preview/<token>/` (the page) or `/api/preview/<token>/` (the JSON), the token
-  a signed, timestamped article id (django.core.signing, salt "articles.preview"): it works for
-  PREVIEW_LINK_SECONDS (settings, 3 days) and stops working once the article is live (the public
-  URL is the one to share then) - both a 404, as for a token that is not ours. No account is
-  needed to open one.
+  a signed, timestamped article id and preview epoch (django.core.signing, salt
+  "articles.preview"): it works for PREVIEW_LINK_SECONDS (settings, 3 days) while the article is
+  a draft or scheduled, and never again once its status changed (publishing, unpublishing: the
+  epoch moves) or an editor revoked the links; a live or taken-down article's links end too.
+  An ended link is a 404, as for a token that is not ours. No account is needed to open one; a
+  view is charged to the client's budget of uncached reads (newsite/throttle.py).
 - An unsaved change is previewed from the admin's change form ("Preview changes": the form's
   fields posted to the admin, rendered without saving; never a link).
 - A preview is personal: `Cache-Control: private, no-store`, `X-Robots-Tag: noindex` and a robots
@@ -40,12 +42,15 @@ def link_seconds() -> int:
 
 def make_token(article: Article) -> tuple[str, datetime]:
     """A share token of the article and when it stops working."""
-    token = signing.dumps({"a": article.pk}, salt=SALT, compress=True)
+    token = signing.dumps({"a": article.pk, "e": article.preview_epoch}, salt=SALT, compress=True)
     return token, timezone.now() + timedelta(seconds=link_seconds())
 
 
 def links(article: Article) -> dict:
-    """What an editor shares: the page and JSON URLs of a fresh token, and its end."""
+    """What an editor shares: the page and JSON URLs of a fresh token, and its end; for a live
+    article, its public URLs (no end)."""
+    if article.visibility() is Visibility.LIVE:
+        return {"url": article.get_absolute_url(), "api_url": f"/api/articles/{article.pk}/", "expires_at": None}
     token, expires_at = make_token(article)
     return {"url": f"/preview/{token}/", "api_url": f"/api/preview/{token}/", "expires_at": expires_at.isoformat()}
 
@@ -54,14 +59,16 @@ def article_of(token: str) -> Article:
     """The article a valid token names, not live yet (LinkEnded otherwise)."""
     try:
         data = signing.loads(token, salt=SALT, max_age=link_seconds())
-        article_id = int(data["a"])
+        article_id, epoch = int(data["a"]), int(data["e"])
     except (signing.BadSignature, KeyError, TypeError, ValueError) as exc:  # SignatureExpired is one
         raise LinkEnded("this preview link has expired or is not valid") from exc
     article = Article.objects.select_related("author", "category").filter(pk=article_id).first()
     if article is None:
         raise LinkEnded("this article no longer exists")
-    if article.visibility() is Visibility.LIVE:
-        raise LinkEnded("this article is published: its public page is the one to share")
+    if article.preview_epoch != epoch:
+        raise LinkEnded("this preview link was revoked, or the article's status changed since")
+    if article.visibility() not in (Visibility.DRAFT, Visibility.SCHEDULED):
+        raise LinkEnded("this article is published or taken down: previews of it have ended")
     return article
 
 

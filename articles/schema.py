@@ -155,8 +155,8 @@ class AutoSchema(SpectacularAutoSchema):
         return body
 
     def _conditional(self) -> bool:
-        """A write that takes If-Match (a view with `conditional_writes`: PATCH and DELETE)."""
-        return getattr(self.view, "conditional_writes", False) and self.method in ("PATCH", "DELETE")
+        """A write that takes If-Match (one of the view's `conditional_writes` methods)."""
+        return self.method in getattr(self.view, "conditional_writes", ())
 
     def _error_statuses(self) -> list[int]:
         statuses = []

@@ -14,12 +14,13 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
 
 from . import counters, invalidation, selectors
 from .http import detail_etag, etag_matches
-from .models import Article, Author, Category, Comment, Follow, Like, no_control_characters
+from .models import Article, Author, Category, Comment, Follow, Like, Visibility, no_control_characters
 
 ARTICLE_EDITABLE_FIELDS = frozenset(
     {"title", "slug", "excerpt", "body", "category", "author", "status", "published_at", "expires_at", "is_breaking",
@@ -131,20 +132,40 @@ def article_update(*, article: Article, data: dict[str, Any], if_match: str | No
         etag = detail_etag(selectors.article_detail_any_state(article_id=current.pk))
         if not etag_matches(if_match, etag):
             raise StaleEdit(f"If-Match does not name the article's current ETag ({etag}): reload it")
+    _ensure_baseline(current)
+    if "status" in data and data["status"] != current.status:
+        current.preview_epoch += 1  # share links made before a change of status stop working
     for field, value in data.items():
         setattr(current, field, value)
-    _save_article(current, update_fields=_EDIT_COLUMNS, by=by, reason=reason)
+    _save_article(current, update_fields=_EDIT_COLUMNS | {"preview_epoch"}, by=by, reason=reason)
     for column in Article._meta.concrete_fields:  # the caller's object shows what was saved
         setattr(article, column.attname, getattr(current, column.attname))
     return article
 
 
+def _ensure_baseline(current: Article) -> None:
+    """An article written without a revision (before revisions were kept, or by a raw or bulk
+    insert: seed_demo's COPY) gets one of its state as it is, before its first recorded change,
+    so that state can be seen and reverted to. One EXISTS query per edit."""
+    if not Article.history.filter(id=current.pk).exists():
+        Article.history.bulk_history_create([current], default_date=current.updated_at,
+                                            default_change_reason="As it was before revisions were kept")
+
+
+def article_revoke_previews(*, article: Article) -> None:
+    """Every preview share link of the article made so far stops working (no new version: the
+    article's content is unchanged)."""
+    Article.objects.filter(pk=article.pk).update(preview_epoch=F("preview_epoch") + 1)
+
+
 @transaction.atomic
-def article_revert(*, article: Article, revision_id: int, by=None) -> Article:
+def article_revert(*, article: Article, revision_id: int, by=None, if_match: str | None = None,
+                   expected_version: int | None = None) -> Article:
     """Back to an earlier revision's editable fields: an ordinary edit (under the row's lock,
-    version + 1, a new revision saying what it reverted to, invalidation and purge as any edit).
-    ServiceError when the revision is not the article's, or names an author or category that no
-    longer exists, or a slug another article took since."""
+    version + 1, a new revision saying what it reverted to, invalidation and purge as any edit;
+    `if_match` and `expected_version` as for article_update). ServiceError when the revision is
+    not the article's, or names an author or category that no longer exists, or a slug another
+    article took since."""
     try:
         revision = article.history.get(history_id=revision_id)
     except Article.history.model.DoesNotExist as exc:
@@ -155,7 +176,7 @@ def article_revert(*, article: Article, revision_id: int, by=None) -> Article:
     except (Author.DoesNotExist, Category.DoesNotExist) as exc:
         raise ServiceError(f"revision {revision_id} names an author or category that no longer exists") from exc
     when = timezone.localtime(revision.history_date).strftime("%Y-%m-%d %H:%M")
-    return article_update(article=article, data=data, by=by,
+    return article_update(article=article, data=data, by=by, if_match=if_match, expected_version=expected_version,
                           reason=f"Reverted to revision {revision_id} (version {old.version}, {when})")
 
 
@@ -178,6 +199,9 @@ def correction_add(*, article: Article, note: str, by=None) -> Article:
     except ValidationError as exc:
         raise ServiceError("control characters are not allowed in a correction") from exc
     current = Article.objects.select_for_update().get(pk=article.pk)
+    if current.visibility() is not Visibility.LIVE:
+        raise ServiceError("corrections are published on a live article (edit a draft or a scheduled story instead)")
+    _ensure_baseline(current)
     current.corrections = [*current.corrections, {"note": note, "published_at": timezone.now().isoformat()}]
     _save_article(current, update_fields={"corrections"}, by=by, reason=f"Correction: {note[:80]}")
     for column in Article._meta.concrete_fields:
@@ -204,14 +228,18 @@ def article_unpublish(*, article: Article, by=None) -> Article:
 
 
 @transaction.atomic
-def article_delete(*, article: Article, if_match: str | None = None) -> None:
-    """Delete the article; with `if_match` (an If-Match header) only if it names the current
-    public detail's ETag (StaleEdit otherwise), checked under the row's lock."""
+def article_delete(*, article: Article, if_match: str | None = None, by=None) -> None:
+    """Delete the article (its last revision says by whom); with `if_match` (an If-Match header)
+    only if it names the current public detail's ETag (StaleEdit otherwise), checked under the
+    row's lock."""
     current = Article.objects.select_for_update().get(pk=article.pk)  # DoesNotExist: deleted meanwhile
     if if_match is not None:
         etag = detail_etag(selectors.article_detail_any_state(article_id=current.pk))
         if not etag_matches(if_match, etag):
             raise StaleEdit(f"If-Match does not name the article's current ETag ({etag}): reload it")
+    _ensure_baseline(current)
+    if by is not None and getattr(by, "is_authenticated", False):
+        current._history_user = by
     current.delete()  # the row as committed: its receivers invalidate its current slug and lists
 
 

@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 from datetime import timedelta
 
 import pytest
-from django.db import connections
+from django.db import connection, connections
 from django.test import Client
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
@@ -208,7 +208,8 @@ def test_revert_is_an_edit_every_process_sees_once_it_returns(api, admin_desk):
         time.sleep(0.5)
         confirm = admin_desk.get(f"/admin/articles/article/{article.id}/revert/{first}/")
         assert confirm.status_code == 200 and b"Original headline" in confirm.content
-        reverted = admin_desk.post(f"/admin/articles/article/{article.id}/revert/{first}/")
+        shown = re.search(rb'name="version" value="(\d+)"', confirm.content).group(1).decode()
+        reverted = admin_desk.post(f"/admin/articles/article/{article.id}/revert/{first}/", {"version": shown})
         returned = time.monotonic()
         assert reverted.status_code == 302
         time.sleep(0.5)
@@ -311,3 +312,115 @@ def test_the_edge_never_keeps_a_preview(live_server):
         assert varnish.get(f"/articles/{article.slug}/").status_code == 404
     finally:
         varnish.close()
+
+
+# --- from the review of the desk ------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_simple_historys_form_never_saves_a_revision_back(admin_desk):
+    """Its POST would save the old object outside article_revert (for a view-only user too)."""
+    article = make_article(title="Kept")
+    revision = article.history.first().history_id
+    viewer = make_user(username="viewer-only", staff=True)
+    grant(viewer, "view_article")
+    for user in (viewer, None):
+        client = Client()
+        if user is not None:
+            client.force_login(user)
+        else:
+            client = admin_desk
+        page = f"/admin/articles/article/{article.id}/history/{revision}/"
+        assert client.get(page).status_code == 200
+        response = client.post(page, {"title": "Defaced", "slug": article.slug, "author": article.author_id,
+                                      "category": article.category_id, "status": "published"})
+        assert response.status_code == 403
+    article.refresh_from_db()
+    assert article.title == "Kept"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_share_link_never_comes_back(api, editor):
+    """Made while scheduled: it ends at publication and stays ended after a take-down or an
+    unpublish; a revoke ends the links of a draft."""
+    article = _scheduled()
+    url = api.post(f"/api/articles/{article.id}/preview-link/").json()["api_url"]
+    services.article_publish_now(article=article)
+    assert Client().get(url).status_code == 404
+    services.article_update(article=article, data={"expires_at": timezone.now() + timedelta(milliseconds=50)})
+    time.sleep(0.1)  # taken down
+    assert Client().get(url).status_code == 404
+    services.article_unpublish(article=article)
+    assert Client().get(url).status_code == 404
+    fresh = api.post(f"/api/articles/{article.id}/preview-link/").json()["api_url"]
+    assert Client().get(fresh).status_code == 200  # a draft again: a new link works
+    services.article_revoke_previews(article=article)
+    assert Client().get(fresh).status_code == 404
+    live = make_article()
+    public = api.post(f"/api/articles/{live.id}/preview-link/").json()
+    assert public == {"url": f"/articles/{live.slug}/", "api_url": f"/api/articles/{live.id}/", "expires_at": None}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reverts_are_conditional_like_any_edit(api, admin_desk):
+    article = make_article(title="v1")
+    first = article.history.first().history_id
+    services.article_update(article=article, data={"title": "v2"})
+    stale = '"' + "0" * 32 + '"'
+    refused = api.post(f"/api/articles/{article.id}/revert/", {"revision_id": first}, format="json", HTTP_IF_MATCH=stale)
+    assert refused.status_code == 412
+    confirm = admin_desk.get(f"/admin/articles/article/{article.id}/revert/{first}/")
+    shown_version = re.search(rb'name="version" value="(\d+)"', confirm.content).group(1).decode()
+    services.article_update(article=article, data={"body": "A colleague's change"})  # after the page was shown
+    admin_desk.post(f"/admin/articles/article/{article.id}/revert/{first}/", {"version": shown_version})
+    article.refresh_from_db()
+    assert (article.title, article.body) == ("v2", "A colleague's change")  # not reverted over it
+    assert api.post(f"/api/articles/{article.id}/revert/", {"revision_id": 10**9}, format="json").status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_corrections_are_for_live_articles(api):
+    draft = make_article(published=False)
+    refused = api.post(f"/api/articles/{draft.id}/corrections/", {"note": "Too early"}, format="json")
+    assert refused.status_code == 400 and draft.history.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_article_written_without_a_revision_keeps_its_first_state(api, editor):
+    """seed_demo's COPY, bulk inserts and the rows from before revisions were kept have none: the
+    first edit records the state it replaces, and a deletion records who."""
+    article = make_article(title="Original wording")
+    article.history.all().delete()
+    services.article_update(article=article, data={"title": "New wording"}, by=editor)
+    titles = list(article.history.order_by("history_id").values_list("title", flat=True))
+    assert titles == ["Original wording", "New wording"]
+    assert api.delete(f"/api/articles/{article.id}/").status_code == 204
+    deleted = Article.history.filter(id=article.id, history_type="-").get()
+    assert deleted.history_user == editor
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_insert_that_does_not_name_the_new_columns_still_works():
+    """The previous release's workers during a rolling deploy (or a raw COPY) insert rows without
+    `corrections` and `preview_epoch`: database defaults fill them."""
+    template = make_article()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO articles_article (title, slug, excerpt, body, author_id, category_id, status, created_at,"
+            " updated_at, is_breaking, hero_image_url, view_count, version)"
+            " VALUES ('Old worker', 'old-worker', '', '', %s, %s, 'draft', now(), now(), false, '', 0, 1)",
+            [template.author_id, template.category_id],
+        )
+    row = Article.objects.get(slug="old-worker")
+    assert row.corrections == [] and row.preview_epoch == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_preview_views_spend_the_clients_budget(api, settings):
+    settings.THROTTLE = {"public_miss": "2/60", "views": "off"}
+    settings.THROTTLE_EXEMPT = []
+    article = _scheduled()
+    urls = api.post(f"/api/articles/{article.id}/preview-link/").json()
+    reader = Client(REMOTE_ADDR="198.51.100.99")
+    codes = [reader.get(urls["api_url"]).status_code for _ in range(3)] + [reader.get(urls["url"]).status_code]
+    assert codes == [200, 200, 429, 429]
