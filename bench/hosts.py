@@ -241,7 +241,7 @@ class Cluster:
     def start_celery(self) -> None:
         schedule = self.stack.workdir / "celerybeat-schedule"
         command = [str(ROOT / ".venv" / "bin" / "celery"), "-A", "newsite", "worker", "-B", "-s", str(schedule),
-                   "--loglevel", "info", "--pool", "solo", "--without-gossip", "--without-mingle",
+                   "--loglevel", "info", "--concurrency", "2", "--without-gossip", "--without-mingle",
                    "--without-heartbeat", "-n", f"hosts-{self.net.slot}@%h"]
         proc = self._spawn("celery", command, {**self.env, "BENCH_MODE": "l1l2"})
         deadline = time.monotonic() + 60
