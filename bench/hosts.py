@@ -77,6 +77,10 @@ class Cluster:
             raise ValueError(f"{host} serves no HTTP")
         return self.net.check_url(f"http://{self.address(host)}:{port}{path}")
 
+    def metrics_dir(self, host: str) -> Path:
+        """The app host's PROMETHEUS_MULTIPROC_DIR (its workers' counters)."""
+        return self.stack.workdir / f"metrics-{host}"
+
     @property
     def database_url(self) -> str:
         return self.primary.url(DATABASE)
@@ -193,7 +197,7 @@ class Cluster:
         return env
 
     def _start_app(self, host: str) -> None:
-        metrics = self.stack.workdir / f"metrics-{host}"
+        metrics = self.metrics_dir(host)
         metrics.mkdir(exist_ok=True)
         env = {**self.env, "PROMETHEUS_MULTIPROC_DIR": str(metrics),
                "WEB_SERVER": "granian" if self.server == "granian" else "gunicorn",

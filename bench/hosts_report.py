@@ -9,8 +9,9 @@ from pathlib import Path
 
 from bench.hosts import APP_WORKERS, APPS, EDGES
 from bench.report import _git_rev
-from bench.scenarios.hosts import EDGE_LAG, HEAL_GRACE, PARTITIONED, RESTARTED_EDGE, STALE_AFTER
 from bench.stack import ROOT
+
+ROUTINE_EVENTS = ("invalidations:tag", "invalidations:l1_message")  # every write's: not listed per phase
 
 
 def _ms(value) -> str:
@@ -31,6 +32,9 @@ def _bad_answers(no_version: dict) -> tuple[int, int, int]:
 
 def lines(result: dict, opts) -> list[str]:
     plan, phases, tiers, part = result["plan"], result["phases"], result["tiers"], result["partition"]
+    bounds = result["bounds"]
+    EDGE_LAG, HEAL_GRACE, STALE_AFTER = bounds["edge_lag"], bounds["heal_grace"], bounds["stale_after"]  # noqa: N806
+    PARTITIONED, RESTARTED_EDGE = bounds["partitioned"], bounds["restarted_edge"]  # noqa: N806
     writes, outbox = result["writes"], result["outbox"]
     past_lag = sum(tiers[e]["stale_past_edge_lag"] for e in EDGES)
     out = [
@@ -97,6 +101,16 @@ def lines(result: dict, opts) -> list[str]:
                    f"{f' ({where})' if where else ''} | {p['writes']} | {_ms(p['write_p50_ms'])} / "
                    f"{_ms(p['write_p99_ms'])} | {p['stale_app']} | {p['stale_edge']} | {p['stale_after_2s']} "
                    f"({p['stale_after_2s_outside_partition']}) |")
+    out += ["", "What the app hosts counted in each phase (newsite_cache_invalidations_total by kind but the "
+            "routine `tag` and `l1_message`, newsite_cache_redis_errors_total, "
+            "newsite_cache_replica_fallbacks_total; summed over the hosts, by host in the JSON):", ""]
+    for name, p in phases.items():
+        summed: dict[str, int] = {}
+        for key, n in p.get("events", {}).items():
+            what = key.split(":", 1)[1]
+            if what not in ROUTINE_EVENTS:
+                summed[what] = summed.get(what, 0) + n
+        out.append(f"- {name}: " + (", ".join(f"{k} {v:,}" for k, v in sorted(summed.items())) or "none"))
     out += ["", "## Per tier", "",
             "| tier | reads | no version | stale | stale > 100 ms | lag p99 ms | worst lag ms |", "|---|---|---|---|---|---|---|"]
     for tier, t in tiers.items():

@@ -40,10 +40,11 @@ from multiprocessing import get_context
 
 import requests
 
-from bench import sampler
+from bench import hosts_report, sampler
 from bench.context import log
 from bench.hosts import APPS, EDGES, Cluster
 from bench.netns import NetnsUnavailable
+from bench.probes import prom_samples
 from bench.scenarios.coherence import HTTP_TIMEOUT, Editor
 from bench.stack import ROOT, Unavailable
 from bench.stats import percentile
@@ -60,6 +61,9 @@ HEAL_GRACE = 2.0  # after the heal, the partitioned host's reads are counted apa
 STALE_AFTER = 2.0  # "edits left stale anywhere 2 s after the write"
 EDGE_LAG = 0.1  # the edge's stated bound (SPEC 5: within 100 ms, p99)
 STALE_LISTED = 10
+# The app hosts' counters read at each phase's end (their names' last word: kind or reason).
+EVENT_METRICS = {"newsite_cache_invalidations_total": "invalidations", "newsite_cache_redis_errors_total": "redis_errors",
+                 "newsite_cache_replica_fallbacks_total": "replica_fallbacks"}
 
 
 @dataclass(frozen=True)
@@ -169,13 +173,16 @@ def sample(cluster: Cluster, plan: Plan, say=log) -> dict:
         try:
             time.sleep(max(0.0, start_at - time.monotonic()))
             writer.start()
+            counted = events(cluster)
             phases.append(_phase("baseline", plan.baseline, 0.0, _nothing, _nothing, say))
             for name in plan.faults:
+                phases[-1]["events"], counted = _delta(events(cluster), counted)
                 begin, end = _FAULT_ACTIONS[name](cluster, rotating)
                 if name == "edge":  # a restart: no hold, the phase keeps its length
                     phases.append(_phase(name, 0.0, plan.fault + plan.recovery, begin, end, say))
                 else:
                     phases.append(_phase(name, plan.fault, plan.recovery, begin, end, say))
+            phases[-1]["events"], counted = _delta(events(cluster), counted)
         finally:
             stop.set()
             writer.join(60)
@@ -208,6 +215,22 @@ def _phase(name: str, hold_s: float, recovery_s: float, begin, end, say) -> dict
     if name != "baseline":
         say(f"hosts: {name}: fault begun in {began - start:.1f} s, held {repaired - began:.1f} s, recovered")
     return {"name": name, "start": start, "fault_end": repaired, "end": time.monotonic()}
+
+
+def events(cluster: Cluster) -> Counter:
+    """The app hosts' invalidation, Redis-error and replica-fallback counters now, as
+    "<host>:<metric>:<kind or reason>" -> count."""
+    out: Counter = Counter()
+    for host in APPS:
+        for (name, labels), value in prom_samples(cluster.metrics_dir(host)).items():
+            if name in EVENT_METRICS and value:
+                label = dict(labels)
+                out[f"{host}:{EVENT_METRICS[name]}:{label.get('kind') or label.get('reason')}"] += value
+    return out
+
+
+def _delta(now: Counter, before: Counter) -> tuple[dict, Counter]:
+    return {k: int(v - before.get(k, 0)) for k, v in now.items() if v - before.get(k, 0)}, now
 
 
 def _partition(cluster: Cluster, rotating: RotatingEditor):
@@ -369,6 +392,7 @@ def figures(logs: list[sampler.ReadLog], writes: list[sampler.Write], phases: li
         ws = [w for w in writes if p["start"] <= w.returned < p["end"]]
         ms = [(w.returned - w.started) * 1000 for w in ws]
         per_phase[p["name"]] = {
+            "events": p.get("events", {}),
             "seconds": round(p["end"] - p["start"], 1), "fault_s": round(p["fault_end"] - p["start"], 1),
             "reads": reads_per_phase.get(p["name"], 0),
             "no_version": dict(statuses.get(p["name"], {})),
@@ -383,6 +407,8 @@ def figures(logs: list[sampler.ReadLog], writes: list[sampler.Write], phases: li
     for w in writes:
         by_kind.setdefault(w.kind.split("@")[0], []).append((w.returned - w.started) * 1000)
     return {
+        "bounds": {"edge_lag": EDGE_LAG, "heal_grace": HEAL_GRACE, "stale_after": STALE_AFTER,
+                   "partition_bound": PARTITION_BOUND, "partitioned": PARTITIONED, "restarted_edge": RESTARTED_EDGE},
         "tiers": tiers, "partition": partition, "phases": per_phase,
         "writes": {"count": len(writes), "p50_ms": percentile(write_ms, 50), "p99_ms": percentile(write_ms, 99),
                    "by_kind": {k: {"count": len(v), "p50_ms": percentile(v, 50), "p99_ms": percentile(v, 99)}
@@ -429,9 +455,7 @@ def run_standalone(opts) -> int:
         return 130
     finally:
         cluster.close()
-    from bench.hosts_report import write
-
-    for path in write(result, opts):
+    for path in hosts_report.write(result, opts):
         log(f"wrote {path}")
     return 0
 

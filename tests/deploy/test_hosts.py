@@ -15,12 +15,17 @@ asserted: today its L1 is trusted for up to L1_TTL (30 s) while it cannot hear i
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
 from bench import netns
 from bench.hosts import APPS, Cluster
 from bench.scenarios.hosts import RESTARTED_EDGE, Plan, sample
+from bench.stack import ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -63,3 +68,34 @@ def test_every_fault_across_hosts_loses_nothing_and_heals(cluster):
     assert result["outbox"]["rows"] > 0 and result["outbox"]["lost"] == 0, result["outbox"]
     assert result["final"]["stale"] == [], result["final"]
     assert set(result["writes"]["by_host"]) == set(APPS)
+
+
+CRASHING_RUN = """
+import subprocess, sys, time
+from bench.netns import Network
+net = Network.create(["x", "y"])
+child = subprocess.Popen(net.wrap("x", ["sleep", "120"]), start_new_session=True)
+print(net.slot, child.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_crashed_runs_namespaces_and_processes_are_removed_by_the_next_run():
+    reason = netns.available()
+    if reason:
+        pytest.skip(reason)
+    crashed = subprocess.Popen([sys.executable, "-c", CRASHING_RUN], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        slot, child = (int(x) for x in crashed.stdout.readline().split())
+    finally:
+        os.kill(crashed.pid, signal.SIGKILL)  # no teardown runs
+        crashed.wait(10)
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert f"nsh{slot}-x" in names and os.path.exists(f"/proc/{child}")
+    with netns.Network.create(["z"]) as net:
+        assert {f"namespace nsh{slot}-x", f"namespace nsh{slot}-y", f"link nsh{slot}br"} <= set(net.leftovers)
+        assert not os.path.exists(f"/proc/{child}") or open(f"/proc/{child}/stat").read().split()[2] == "Z"
+        with pytest.raises(ValueError):
+            net.check_url("http://127.0.0.1:6379/")
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert f"nsh{slot}-" not in names and f"nsh{net.slot}-" not in names
