@@ -278,11 +278,14 @@ class Cluster:
     # --- stop --------------------------------------------------------------------------------
 
     def close(self) -> None:
+        """Everything killed at once (the cluster is thrown away: no graceful stop), the
+        namespaces removed."""
         try:
-            self.stack.close()
-            for server in (self.standby, self.primary):
-                if server is not None:
-                    server.stop()
+            for host in HOSTS:
+                self.net.kill_host(host)
+            for proc in self.stack.procs:
+                proc.popen.wait(10)
+            self.stack.procs.clear()
         finally:
             self.net.close()  # whatever still runs in a namespace is killed with it
             if not self.keep_workdir:

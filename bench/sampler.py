@@ -31,6 +31,7 @@ import http.client
 import itertools
 import json
 import math
+import os
 import threading
 import time
 from array import array
@@ -276,13 +277,14 @@ class ReadLog:
 
 def sample_reads(tier: str, base_url: str, article_ids: Sequence[int], *, start_at: float, stop_at: float,
                  offset: int = 0, path: str = DETAIL_PATH, timeout: float = 10.0, max_reads: int | None = None,
-                 error_pause: float = 0.0) -> ReadLog:
+                 error_pause: float = 0.0, stop_file: str | None = None) -> ReadLog:
     """GET `path` round-robin over `article_ids` from `start_at` until `stop_at` (monotonic times,
     see the module docstring), at most `max_reads` times, and return the reads. Meant to run in a
     process of its own (e.g. a spawn-context ProcessPoolExecutor): http.client with keep-alive
     where the server allows it (Varnish does; gunicorn's sync workers close each connection,
     http.client then reconnects), one request at a time. `error_pause`: seconds to wait after a
-    request got no answer (a server restarting refuses connections in microseconds)."""
+    request got no answer (a server restarting refuses connections in microseconds). `stop_file`:
+    stop sooner, once that file exists (looked for every 32 reads)."""
     parts = urlsplit(base_url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
     log = ReadLog(tier, article_ids)
@@ -294,6 +296,8 @@ def sample_reads(tier: str, base_url: str, article_ids: Sequence[int], *, start_
     while True:
         started = time.monotonic()
         if started >= stop_at or (max_reads is not None and len(log) >= max_reads):
+            break
+        if stop_file is not None and len(log) % 32 == 0 and os.path.exists(stop_file):
             break
         try:
             conn.request("GET", paths[index])

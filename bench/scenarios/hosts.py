@@ -164,11 +164,12 @@ def sample(cluster: Cluster, plan: Plan, say=log) -> dict:
     phases: list[dict] = []
     # A reader's count bound: far more than a reader can do in the time (~2,000 reads/s).
     max_reads = int(5_000 * (plan.duration + 60))
+    stop_file = cluster.stack.workdir / "readers-stop"  # the plan's end (faults take their own time)
     with ProcessPoolExecutor(max_workers=sum(per_tier.values()), mp_context=get_context("spawn")) as pool:
         start_at = time.monotonic() + 6.0  # every process started (spawn imports, two cores)
-        stop_at = start_at + plan.duration + 30.0  # the plan's own end stops them sooner
+        stop_at = start_at + plan.duration + 120.0  # a bound: the stop file ends them at the plan's end
         futures = [pool.submit(sampler.sample_reads, tier, url, articles, start_at=start_at, stop_at=stop_at,
-                               offset=i, max_reads=max_reads, error_pause=0.01)
+                               offset=i, max_reads=max_reads, error_pause=0.01, stop_file=str(stop_file))
                    for tier, url in tiers.items() for i in range(per_tier[tier])]
         try:
             time.sleep(max(0.0, start_at - time.monotonic()))
@@ -185,10 +186,10 @@ def sample(cluster: Cluster, plan: Plan, say=log) -> dict:
             phases[-1]["events"], counted = _delta(events(cluster), counted)
         finally:
             stop.set()
-            writer.join(60)
             ended = time.monotonic()
-        # The readers stop at `stop_at`; cut it short: nothing is read after the plan's end.
-        logs = [f.result(timeout=stop_at - time.monotonic() + 120) for f in futures]
+            stop_file.touch()
+            writer.join(60)
+        logs = [f.result(timeout=max(0.0, stop_at - time.monotonic()) + 60) for f in futures]
     if writer.error is not None:
         raise Unavailable(f"the writer failed: {writer.error}")
     say(f"hosts: {sum(len(x) for x in logs):,} reads, {len(writer.writes)} writes; draining the outbox")

@@ -29,7 +29,7 @@ from bench.stack import ROOT
 
 pytestmark = pytest.mark.slow
 
-PLAN = Plan(baseline=2.0, fault=2.0, recovery=3.0, articles=2, readers_per_app=1, readers_per_edge=1,
+PLAN = Plan(baseline=2.0, fault=2.0, recovery=2.5, articles=2, readers_per_app=1, readers_per_edge=1,
             edit_interval=0.2, drain_timeout=40.0)
 
 
