@@ -89,17 +89,21 @@ def lines(result: dict, opts) -> list[str]:
         "phase whose last stale read (any tier) began more than 2 s after the write returned.",
         "",
         "| phase | s (fault) | reads | 5xx not 503 | 503 | no answer | writes | write p50 / p99 ms | stale app | "
-        "stale edge | edits stale > 2 s (without the partitioned host) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "stale edge (> 100 ms) | edge lag p50 / p99 / max ms | purge delivered p50 / p99 ms | "
+        "edits stale > 2 s (without the partitioned host) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, p in phases.items():
         other, s503, none = bad[name]
         where = ", ".join(f"{k.split(':')[0]} {n}" for k, n in p["no_version"].items() if k.endswith(":0"))
+        lag, delivered = p["edge_lag_ms"], outbox.get("delivery_by_phase", {}).get(name, {})
         where_503 = ", ".join(f"{k.split(':')[0]} {n}" for k, n in p["no_version"].items() if k.endswith(":503"))
         s503 = f"{s503} ({where_503})" if where_503 else s503
         out.append(f"| {name} | {p['seconds']:g} ({p['fault_s']:g}) | {_n(p['reads'])} | {other} | {s503} | {none}"
                    f"{f' ({where})' if where else ''} | {p['writes']} | {_ms(p['write_p50_ms'])} / "
-                   f"{_ms(p['write_p99_ms'])} | {p['stale_app']} | {p['stale_edge']} | {p['stale_after_2s']} "
+                   f"{_ms(p['write_p99_ms'])} | {p['stale_app']} | {p['stale_edge']} ({lag['past_edge_lag']}) | "
+                   f"{_ms(lag['p50'])} / {_ms(lag['p99'])} / {_ms(lag['max'])} | "
+                   f"{_ms(delivered.get('p50'))} / {_ms(delivered.get('p99'))} | {p['stale_after_2s']} "
                    f"({p['stale_after_2s_outside_partition']}) |")
     out += ["", "What the app hosts counted in each phase (newsite_cache_invalidations_total by kind but the "
             "routine `tag` and `l1_message`, newsite_cache_redis_errors_total, "

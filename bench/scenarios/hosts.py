@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -193,7 +194,7 @@ def sample(cluster: Cluster, plan: Plan, say=log) -> dict:
     if writer.error is not None:
         raise Unavailable(f"the writer failed: {writer.error}")
     say(f"hosts: {sum(len(x) for x in logs):,} reads, {len(writer.writes)} writes; draining the outbox")
-    outbox = _outbox(editor, outbox_from, plan.drain_timeout)
+    outbox = _outbox(editor, outbox_from, plan.drain_timeout, phases)
     final = _final_check(cluster, editor, articles)
     out = figures(logs, writer.writes, phases, ended, plan)
     out.update(outbox=outbox, final=final, write_failures=[
@@ -206,7 +207,7 @@ def sample(cluster: Cluster, plan: Plan, say=log) -> dict:
 
 def _phase(name: str, hold_s: float, recovery_s: float, begin, end, say) -> dict:
     """One phase: begin() (the fault), held `hold_s` s, end() (the repair), `recovery_s` s."""
-    start = time.monotonic()
+    start, wall = time.monotonic(), time.time()
     begin()
     began = time.monotonic()
     time.sleep(max(0.0, hold_s - (began - start)))
@@ -215,7 +216,8 @@ def _phase(name: str, hold_s: float, recovery_s: float, begin, end, say) -> dict
     time.sleep(recovery_s)
     if name != "baseline":
         say(f"hosts: {name}: fault begun in {began - start:.1f} s, held {repaired - began:.1f} s, recovered")
-    return {"name": name, "start": start, "fault_end": repaired, "end": time.monotonic()}
+    return {"name": name, "start": start, "fault_end": repaired, "end": time.monotonic(),
+            "wall_start": wall, "wall_end": time.time()}
 
 
 def events(cluster: Cluster) -> Counter:
@@ -270,8 +272,9 @@ def _celery(cluster: Cluster, rotating: RotatingEditor):
 _FAULT_ACTIONS = {"partition": _partition, "edge": _edge, "replica": _replica, "celery": _celery}
 
 
-def _outbox(editor: Editor, outbox_from: int, timeout: float) -> dict:
-    """The run's outbox rows by status once none is pending, or after `timeout` s."""
+def _outbox(editor: Editor, outbox_from: int, timeout: float, phases: list[dict]) -> dict:
+    """The run's outbox rows by status once none is pending, or after `timeout` s; created ->
+    delivered per phase (by the rows' created_at, this machine's clock)."""
     deadline = time.monotonic() + timeout
     began = time.monotonic()
     while True:
@@ -280,13 +283,18 @@ def _outbox(editor: Editor, outbox_from: int, timeout: float) -> dict:
         if not counts.get("pending") or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    delivery = [r[0] * 1000 for r in editor.db.execute(
-        "SELECT extract(epoch FROM delivered_at - created_at)::float8 FROM cdn_purgeoutbox "
-        "WHERE id > %s AND delivered_at IS NOT NULL", [outbox_from]).fetchall()]
+    rows = editor.db.execute(
+        "SELECT extract(epoch FROM created_at)::float8, extract(epoch FROM delivered_at - created_at)::float8 "
+        "FROM cdn_purgeoutbox WHERE id > %s AND delivered_at IS NOT NULL", [outbox_from]).fetchall()
+
+    def summary(ms):
+        return {"rows": len(ms), "p50": percentile(ms, 50), "p99": percentile(ms, 99), "max": max(ms, default=None)}
+
+    by_phase = {p["name"]: summary([d * 1000 for created, d in rows if p["wall_start"] <= created < p["wall_end"]])
+                for p in phases}
     return {"rows": sum(counts.values()), "by_status": counts, "waited_s": round(time.monotonic() - began, 1),
             "lost": counts.get("pending", 0) + counts.get("dead", 0),
-            "delivery_ms": {"p50": percentile(delivery, 50), "p99": percentile(delivery, 99),
-                            "max": max(delivery, default=None)}}
+            "delivery_ms": summary([d * 1000 for _, d in rows]), "delivery_by_phase": by_phase}
 
 
 def _final_check(cluster: Cluster, editor: Editor, articles: list[int]) -> dict:
@@ -401,6 +409,8 @@ def figures(logs: list[sampler.ReadLog], writes: list[sampler.Write], phases: li
             "stale_after_2s": sum(1 for w in ws if anywhere.get(w, 0.0) > STALE_AFTER),
             "stale_after_2s_outside_partition": sum(1 for w in ws if outside.get(w, 0.0) > STALE_AFTER),
             "stale_edge": sum(tiers[e]["stale_by_phase"].get(p["name"], 0) for e in EDGES),
+            "edge_lag_ms": _lags([s for e in EDGES for s in results[e].stale_reads
+                                  if p["start"] <= s.read.started < p["end"]]),
             "stale_app": sum(tiers[a]["stale_by_phase"].get(p["name"], 0) for a in APPS),
         }
     write_ms = [(w.returned - w.started) * 1000 for w in writes]
@@ -423,6 +433,12 @@ def figures(logs: list[sampler.ReadLog], writes: list[sampler.Write], phases: li
     }
 
 
+def _lags(stale: list[sampler.StaleRead]) -> dict:
+    ms = [s.lag * 1000 for s in stale]
+    return {"p50": percentile(ms, 50), "p99": percentile(ms, 99), "max": max(ms, default=None),
+            "past_edge_lag": sum(1 for v in ms if v > EDGE_LAG * 1000)}
+
+
 def _stale_record(s: sampler.StaleRead) -> dict:
     r = s.read
     return {"tier": r.tier, "article": r.article_id, "version": r.version, "expected": s.expected,
@@ -443,12 +459,19 @@ def plan_from(opts) -> Plan:
 def run_standalone(opts) -> int:
     """The whole scenario: cluster up, sample, cluster down, bench/results/<date>-hosts.md."""
     plan = plan_from(opts)
+
+    def terminated(signum, frame):  # SIGTERM tears down like ^C (a background job ignores SIGINT)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminated)
     try:
         cluster = Cluster.start(articles=min(opts.articles, opts.hosts_articles), server=opts.server,
                                 replica_delay=opts.hosts_replica_delay, log=log)
     except (Unavailable, NetnsUnavailable) as exc:
         log(f"cannot run: {exc}")
         return 2
+    except KeyboardInterrupt:
+        return 130
     try:
         result = sample(cluster, plan)
     except KeyboardInterrupt:
