@@ -349,7 +349,7 @@ def figures(logs: list[sampler.ReadLog], writes: list[sampler.Write], phases: li
     for tier in (*APPS, *EDGES):
         result = sampler.classify(tier, reads_of(tier, lambda r: not partitioned(r)), writes)
         results[tier] = result
-        by_phase = Counter(_phase_of(phases, s.read.started) for s in result.stale_reads)
+        by_phase = Counter(_phase_of(phases, s.read.started) or "-" for s in result.stale_reads)
         tiers[tier] = {
             "reads": result.reads, "errors": result.errors, "stale": result.stale,
             "stale_by_phase": dict(by_phase),
