@@ -2,7 +2,7 @@
 faults (`make bench BENCH_ARGS="--scenario hosts"`).
 
 The stack is bench/hosts.py's Cluster (namespaces of bench/netns.py, a private PostgreSQL pair
-seeded with --articles, never the run's database). Reader processes of bench/sampler.py read the
+seeded with --hosts-articles, never the run's database). Reader processes of bench/sampler.py read the
 hot articles' details through every app host (--hosts-readers each) and both edges; a writer
 thread (sampler.Writer) edits them through the app hosts in turn, the editorial API and the
 Django admin alternately (coherence.Editor), skipping a host while it is cut off from Redis.
@@ -19,10 +19,11 @@ The accounting is sampler.classify's, per tier: a read is stale when it began af
 its article had returned and shows an older version. The partitioned host's reads from the cut
 to HEAL_GRACE after the heal are counted apart (its L1 cannot hear invalidations: issue 27's
 bound), against the bound too (classify with window=PARTITION_BOUND). Per phase: reads, stale
-reads, answers without a version by status (0: no answer), and the writes' stale windows (the
-lag of the last stale read each caused, over every tier). At the end: every outbox row of the run
-delivered (none pending after `drain_timeout`, none dead), and every tier read again against
-the primary.
+reads and the edge's lags, answers without a version by status (0: no answer), the writes'
+latency and stale windows (the lag of the last stale read each caused, over every tier), the
+app hosts' counters (invalidations by kind, Redis errors, replica fallbacks) and the purges'
+created -> delivered. At the end: every outbox row of the run delivered (none pending after
+`drain_timeout`, none dead), and every tier read again against the primary.
 """
 
 from __future__ import annotations
