@@ -5,6 +5,7 @@ Examples:
   python -m bench --scenario throughput --modes floor,l1l2 --workloads hot --duration 5
   python -m bench --scenario servers                 # gunicorn sync vs gthread vs granian
   python -m bench --scenario coherence               # stale-read sampler, every tier, ~13 min
+  python -m bench --scenario hosts                    # the sampler across namespaced hosts, faults (root)
   python -m bench --smoke --articles 2000 --database-url postgres://127.0.0.1:5432/newsite_bench_smoke
 """
 
@@ -15,6 +16,7 @@ from bench.context import MODES, WORKLOADS
 from bench.run import run
 from bench.scenarios import SCENARIOS as SCENARIO_MODULES
 from bench.scenarios.faults import FAULTS
+from bench.scenarios.hosts import FAULTS as HOST_FAULTS
 
 SCENARIOS = tuple(SCENARIO_MODULES)
 IN_ALL = tuple(name for name, module in SCENARIO_MODULES.items() if getattr(module, "IN_ALL", True))
@@ -82,6 +84,18 @@ def parse(argv):
                    help="seconds between the end of one coherence edit and the next (0.2)")
     p.add_argument("--faults", default=",".join(FAULTS),
                    help=f"rows of the faults scenario, run in this order whatever the list's: {', '.join(FAULTS)} (all)")
+    p.add_argument("--hosts-baseline", type=float, default=300.0,
+                   help="hosts scenario: seconds sampled before the first fault (300)")
+    p.add_argument("--hosts-fault-seconds", type=float, default=10.0, help="hosts scenario: seconds each fault lasts (10)")
+    p.add_argument("--hosts-recovery", type=float, default=10.0, help="hosts scenario: seconds after each repair (10)")
+    p.add_argument("--host-faults", default=",".join(HOST_FAULTS),
+                   help=f"hosts scenario: faults, in this order: {', '.join(HOST_FAULTS)} (all)")
+    p.add_argument("--hosts-readers", type=int, default=3, help="hosts scenario: reader processes per app host (3)")
+    p.add_argument("--hosts-edge-readers", type=int, default=2, help="hosts scenario: reader processes per edge (2)")
+    p.add_argument("--hosts-articles", type=int, default=500,
+                   help="hosts scenario: demo articles seeded in its private PostgreSQL (500; at most --articles)")
+    p.add_argument("--hosts-replica-delay", type=float, default=0.5,
+                   help="hosts scenario: the standby's apply delay in seconds (0.5)")
     p.add_argument("--name", default=None, help="scenario name in the results file name")
     p.add_argument("--smoke", action="store_true", help="2 s per measurement (1 s slices), 1 s warm-up, 5 freshness writes, 5 s of coherence sampling")
     opts = p.parse_args(argv)
@@ -90,8 +104,10 @@ def parse(argv):
     opts.modes = tuple(m.strip() for m in opts.modes.split(","))
     opts.workloads = tuple(w.strip() for w in opts.workloads.split(","))
     opts.faults = tuple(f.strip() for f in opts.faults.split(","))
+    opts.host_faults = tuple(f.strip() for f in opts.host_faults.split(",") if f.strip())
     for name, allowed, given in (("scenario", SCENARIOS, opts.scenarios), ("mode", MODES, opts.modes),
-                                 ("workload", WORKLOADS, opts.workloads), ("fault", FAULTS, opts.faults)):
+                                 ("workload", WORKLOADS, opts.workloads), ("fault", FAULTS, opts.faults),
+                                 ("host fault", HOST_FAULTS, opts.host_faults)):
         bad = [g for g in given if g not in allowed]
         if bad:
             p.error(f"unknown {name}: {', '.join(bad)}")

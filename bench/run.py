@@ -13,6 +13,12 @@ from bench.stats import best_results
 
 def run(opts) -> int:
     """Run opts.scenarios and write the results file. Exit status: 0, 2 (cannot run), 130 (^C)."""
+    standalone = [SCENARIOS[name] for name in opts.scenarios if getattr(SCENARIOS[name], "STANDALONE", False)]
+    if standalone:
+        if len(opts.scenarios) > 1:
+            log(f"cannot run: {', '.join(m.__name__.rsplit('.', 1)[-1] for m in standalone)} runs alone")
+            return 2
+        return standalone[0].run_standalone(opts)
     ctx = None
     try:
         ctx = session.setup(opts)

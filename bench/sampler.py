@@ -31,6 +31,7 @@ import http.client
 import itertools
 import json
 import math
+import os
 import threading
 import time
 from array import array
@@ -108,6 +109,7 @@ class TierResult:
     errors: int = 0  # reads without a version (non-200, bad body, connection error)
     stale_reads: list[StaleRead] = field(default_factory=list)
     write_windows: list[float] = field(default_factory=list)  # per write, see the module docstring
+    window_of: dict[Write, float] = field(default_factory=dict)  # the same, by write (to merge tiers)
 
     @property
     def stale(self) -> int:
@@ -156,6 +158,7 @@ def classify(tier: str, reads: Iterable[Read], writes: Iterable[Write], *, windo
                 worst_per_write[key] = max(worst_per_write.get(key, 0.0), read.started - w.returned)
     all_writes = [w for ws in by_article.values() for w in ws]
     result.write_windows = [worst_per_write.get(id(w), 0.0) for w in all_writes]
+    result.window_of = dict(zip(all_writes, result.write_windows, strict=True))
     return result
 
 
@@ -273,12 +276,15 @@ class ReadLog:
 
 
 def sample_reads(tier: str, base_url: str, article_ids: Sequence[int], *, start_at: float, stop_at: float,
-                 offset: int = 0, path: str = DETAIL_PATH, timeout: float = 10.0) -> ReadLog:
+                 offset: int = 0, path: str = DETAIL_PATH, timeout: float = 10.0, max_reads: int | None = None,
+                 error_pause: float = 0.0, stop_file: str | None = None) -> ReadLog:
     """GET `path` round-robin over `article_ids` from `start_at` until `stop_at` (monotonic times,
-    see the module docstring) and return the reads. Meant to run in a process of its own (e.g. a
-    spawn-context ProcessPoolExecutor): http.client with keep-alive where the server allows it
-    (Varnish does; gunicorn's sync workers close each connection, http.client then reconnects),
-    one request at a time."""
+    see the module docstring), at most `max_reads` times, and return the reads. Meant to run in a
+    process of its own (e.g. a spawn-context ProcessPoolExecutor): http.client with keep-alive
+    where the server allows it (Varnish does; gunicorn's sync workers close each connection,
+    http.client then reconnects), one request at a time. `error_pause`: seconds to wait after a
+    request got no answer (a server restarting refuses connections in microseconds). `stop_file`:
+    stop sooner, once that file exists (looked for every 32 reads)."""
     parts = urlsplit(base_url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
     log = ReadLog(tier, article_ids)
@@ -289,7 +295,9 @@ def sample_reads(tier: str, base_url: str, article_ids: Sequence[int], *, start_
         time.sleep(min(0.01, max(0.0, start_at - time.monotonic())))
     while True:
         started = time.monotonic()
-        if started >= stop_at:
+        if started >= stop_at or (max_reads is not None and len(log) >= max_reads):
+            break
+        if stop_file is not None and len(log) % 32 == 0 and os.path.exists(stop_file):
             break
         try:
             conn.request("GET", paths[index])
@@ -299,6 +307,8 @@ def sample_reads(tier: str, base_url: str, article_ids: Sequence[int], *, start_
             conn.close()
             log.add(index, started, time.monotonic(), None, 0)
             index = (index + 1) % n
+            if error_pause:
+                time.sleep(error_pause)
             continue
         finished = time.monotonic()
         version = None

@@ -61,7 +61,7 @@ def run(ctx: Context) -> None:
         return
     editor = None
     try:
-        editor = _Editor.create(ctx, stack["editor"].base_url)
+        editor = Editor.create(ctx, stack["editor"].base_url)
         articles = [editor.create_article(n) for n in range(opts.coherence_articles)]
         edge_ok = _check_purge_delivery(editor, articles[0], stack["tiers"]["edge"])
         ctx.coherence = _sample(ctx, stack, editor, articles)
@@ -163,12 +163,12 @@ class _FormFields(html.parser.HTMLParser):
             self.fields[self._textarea] += data
 
 
-class _Editor:
+class Editor:
     """Writes through the editor server: PATCH /api/articles/{id}/ with a DRF token, or a POST of
     the admin change form with a logged-in session, alternately (`patch`)."""
 
-    def __init__(self, ctx: Context, base_url: str, user_id: int, username: str, password: str, token: str):
-        self.ctx = ctx
+    def __init__(self, database_url: str, base_url: str, user_id: int, username: str, password: str, token: str):
+        """`base_url` may be changed between edits (the hosts scenario rotates it)."""
         self.base_url = base_url
         self.user_id = user_id
         self.api = requests.Session()
@@ -177,11 +177,11 @@ class _Editor:
         self.forms: dict[int, dict] = {}
         self.created: list[int] = []
         self.calls = 0
-        self.db = psycopg.connect(ctx.opts.database_url, autocommit=True)
+        self.db = psycopg.connect(database_url, autocommit=True)
         self._login(username, password)
 
     @classmethod
-    def create(cls, ctx: Context, base_url: str) -> "_Editor":
+    def create(cls, ctx: Context, base_url: str) -> "Editor":
         """A staff user with the article permissions (not a superuser) and its DRF token."""
         django_setup(ctx)
         from django.contrib.auth import get_user_model
@@ -196,7 +196,7 @@ class _Editor:
                                                               "delete_article")))
         token = Token.objects.create(user=user)
         try:
-            return cls(ctx, base_url, user.pk, username, password, token.key)
+            return cls(ctx.opts.database_url, base_url, user.pk, username, password, token.key)
         except BaseException:
             user.delete()
             raise
@@ -260,6 +260,7 @@ class _Editor:
         return sampler.Edit(int(version), returned, "admin")
 
     def clean_up(self) -> None:
+        """Delete the articles and the user (Django set up in this process: bench/writer.py)."""
         for pk in self.created:
             try:
                 self.api.delete(f"{self.base_url}/api/articles/{pk}/", timeout=HTTP_TIMEOUT)
@@ -271,7 +272,7 @@ class _Editor:
         self.db.close()
 
 
-def _check_purge_delivery(editor: _Editor, article_id: int, edge_url: str) -> str:
+def _check_purge_delivery(editor: Editor, article_id: int, edge_url: str) -> str:
     """One untimed edit before the run: the edge must show it within 10 s (outbox -> Celery ->
     Varnish works), else the edge figures would measure a broken setup. Returns a note."""
     path = f"/api/articles/{article_id}/"
@@ -290,7 +291,7 @@ def _check_purge_delivery(editor: _Editor, article_id: int, edge_url: str) -> st
 # --- Sampling and accounting ------------------------------------------------------------------
 
 
-def _sample(ctx: Context, stack: dict, editor: _Editor, articles: list[int]) -> dict:
+def _sample(ctx: Context, stack: dict, editor: Editor, articles: list[int]) -> dict:
     opts = ctx.opts
     tiers = stack["tiers"]
     per_tier = {"l1l2": opts.coherence_readers * opts.coherence_workers, "l2": opts.coherence_readers,
@@ -322,11 +323,11 @@ def _sample(ctx: Context, stack: dict, editor: _Editor, articles: list[int]) -> 
     tiers_out = {}
     for tier in TIERS:
         tier_logs = [x for x in logs if x.tier == tier]
-        tiers_out[tier] = _tier_figures(tier, tier_logs, writes, opts.coherence_duration)
+        tiers_out[tier] = tier_figures(tier, tier_logs, writes, opts.coherence_duration)
         if tier == "l1l2":
             pids = sorted({pid for x in tier_logs for pid in x.workers() if pid})
             tiers_out[tier]["workers"] = {
-                pid: _tier_figures(f"l1l2 worker {pid}", tier_logs, writes, opts.coherence_duration, pid=pid)
+                pid: tier_figures(f"l1l2 worker {pid}", tier_logs, writes, opts.coherence_duration, pid=pid)
                 for pid in pids}
     kinds = {}
     for w in writes:
@@ -375,7 +376,7 @@ def _replica_figures(stack: dict, duration: float) -> dict:
             "loads": loads, "fence_per_s": fallbacks.get("fence", 0) / duration if duration else None}
 
 
-def _tier_figures(tier: str, logs, writes, duration: float, pid: int | None = None) -> dict:
+def tier_figures(tier: str, logs, writes, duration: float, pid: int | None = None) -> dict:
     def reads():
         for x in logs:
             for r in x.reads():
