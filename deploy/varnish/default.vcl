@@ -12,11 +12,15 @@
 # - Cookies ignored on public routes; /admin/, /api/user/, Authorization and every non-public
 #   path (/api/docs/ with its CSRF token, /api/schema/, ops) never cached.
 # - Surrogate-Key, Cache-Tag and xkey are stripped before the client; X-Cache-Edge: HIT | MISS.
+# - A fetch that a purge overtook is not stored as it came: every PURGE records when it began
+#   (vmod var), and a response whose fetch began before the newest purge is fetched again
+#   (vcl_backend_response): it may have been built before the write that purge is for.
 #
 # The backend port below is the only line tests and deploy/varnish/run-varnishd.sh rewrite.
 vcl 4.1;
 
 import std;
+import var;
 import xkey;
 
 backend default {
@@ -38,6 +42,7 @@ sub vcl_recv {
         unset req.http.X-Edge-Public;
         unset req.http.X-Edge-Fresh;
         unset req.http.X-Edge-Stale;
+        unset req.http.X-Edge-Error-Retry;
         # The freshness canary probes the app's port, never the edge: from a client the header
         # would only make a hot URL uncacheable for a second and show worker pids.
         unset req.http.X-Canary-Probe;
@@ -51,6 +56,13 @@ sub vcl_recv {
     if (req.method == "PURGE") {
         if (client.ip !~ purgers) {
             return (synth(405, "PURGE not allowed from " + client.ip));
+        }
+        # Recorded before anything is removed: a fetch in flight now may bring back what this
+        # purge removes (its response was built before the write it is for), and the xkey index
+        # cannot reach an object still being fetched. vcl_backend_response compares.
+        set req.http.X-Edge-Purged-At = std.real(time=now);
+        if (std.real(var.global_get("edge-purged-at"), 0.0) < std.real(req.http.X-Edge-Purged-At, 0.0)) {
+            var.global_set("edge-purged-at", req.http.X-Edge-Purged-At);
         }
         if (req.http.xkey) {
             set req.http.X-Edge-Gone = xkey.purge(req.http.xkey);
@@ -149,6 +161,19 @@ sub vcl_backend_response {
         return (deliver);
     }
 
+    if (beresp.ttl > 0s && beresp.http.Cache-Control !~ "(private|no-store|no-cache)"
+        && std.real(var.global_get("edge-purged-at"), 0.0) >= std.real(bereq.http.X-Edge-Fetch, 0.0)) {
+        # A purge reached this edge after this fetch began (or in the same millisecond): the
+        # response may be what it purged, built before its write and arriving after it. Fetch
+        # it again: the app invalidated L2 and every L1 before sending the purge, so the new
+        # attempt reads the new version (and a fill that overlapped no purge is stored as is).
+        # Twice overtaken: this answer is served and not kept (the next request fetches).
+        if (bereq.retries < 2) {
+            return (retry);
+        }
+        call vcl_beresp_hitmiss;
+    }
+
     if (beresp.status >= 300 && beresp.status < 400 && beresp.status != 304
         && beresp.http.Cache-Control !~ "max-age=") {
         # A redirect the app did not mark cacheable: Django's HTTPS redirect (SECURE_SSL_REDIRECT)
@@ -208,8 +233,9 @@ sub vcl_backend_error {
     # (granian's SIGHUP) does to the connections it had just accepted. Tried once more (Varnish
     # itself retries only a reused connection). Timeouts (connect 1 s, first byte 30 s) and
     # writes are not retried; a read that fails fast twice gets the error.
-    if ((bereq.method == "GET" || bereq.method == "HEAD") && bereq.retries == 0
+    if ((bereq.method == "GET" || bereq.method == "HEAD") && !bereq.http.X-Edge-Error-Retry
         && std.real(time=now) - std.real(bereq.http.X-Edge-Fetch, 0.0) < 0.5) {
+        set bereq.http.X-Edge-Error-Retry = "1";
         return (retry);
     }
     if (bereq.is_bgfetch || bereq.http.X-Edge-Fresh) {
