@@ -52,6 +52,10 @@ class _OriginHandler(_Quiet):
         with origin.lock:
             origin.requests.append(self.path)
             status, page = origin.lookup(self.path)
+            held = origin.held.pop(self.path, None)
+        if held is not None:  # built now, sent when the test releases it: a slow fetch in flight
+            held.arrived.set()
+            held.released.wait(HOLD_LIMIT)
         body = page["body"].encode()
         self.send_response(status)
         self.send_header("Content-Type", "text/plain")
@@ -67,8 +71,24 @@ class _OriginHandler(_Quiet):
         self.wfile.write(body)
 
 
+HOLD_LIMIT = 15.0  # seconds a held answer waits for its release at most
+
+
+class Held:
+    """One request held by the origin: `arrived` once it came (its answer is built then),
+    answered on release()."""
+
+    def __init__(self):
+        self.arrived = threading.Event()
+        self.released = threading.Event()
+
+    def release(self):
+        self.released.set()
+
+
 class Origin(Server):
-    """Serves pages set with origin.page(path, body, tags); counts requests per path."""
+    """Serves pages set with origin.page(path, body, tags); counts requests per path.
+    origin.hold(path): the next GET of path is built at once and answered only when released."""
 
     PUBLIC = "public, max-age=60, s-maxage=300, stale-while-revalidate=30, stale-if-error=600"
 
@@ -77,7 +97,19 @@ class Origin(Server):
         self.pages = {}
         self.requests = []
         self.failing = False
+        self.held: dict[str, Held] = {}
         super().__init__(_OriginHandler)
+
+    def hold(self, path) -> Held:
+        with self.lock:
+            self.held[path] = Held()
+            return self.held[path]
+
+    def stop(self):
+        with self.lock:
+            for held in self.held.values():
+                held.release()
+        super().stop()
 
     def page(self, path, body, tags=(), cache_control=PUBLIC, headers=None, status=200):
         with self.lock:
