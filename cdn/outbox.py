@@ -32,11 +32,15 @@ DEFAULTS = {
     "BACKOFF_MAX": 600.0,  # cap between attempts
     "MAX_ATTEMPTS": 50,  # then the row is marked dead (still in the admin, can be retried); 0 = never
     "RETAIN_DONE_DAYS": 7,  # delivered rows older than this are pruned
-    # A second purge of what a drain delivered, this many seconds later (0: none). It removes
-    # what an edge stored after the first purge from a fetch that was already in flight (a
-    # response built before the write, delivered after the purge). Best effort: the first
-    # purge is the durable one.
-    "FOLLOW_UP_AFTER": 0.5,
+    # A second purge of what a drain delivered, this many seconds later (0: none). It was the
+    # cover for a fetch already in flight at the purge (a response built before the write,
+    # stored after the purge); deploy/varnish/default.vcl now fetches such a response again,
+    # so it is off. Best effort: the first purge is the durable one.
+    "FOLLOW_UP_AFTER": 0.0,
+    # Seconds a write waits, in all, for the edges that acknowledge (Varnish nodes) to confirm
+    # its purge before it returns (cdn/edge_ack.py); past it, or on any error, the row is left
+    # to the drain, counted. 0: no wait, every purge goes through the drain.
+    "EDGE_ACK_WAIT": 0.15,
     # {tag prefix: seconds}: a purge whose every tag has a prefix here waits up to that long
     # (the shortest of its tags') and is merged with the same purge asked for meanwhile, so a
     # burst of identical asks (likes on a hot article: its counts) costs one purge per window.
@@ -85,7 +89,7 @@ def drain_outbox(ids=None) -> DrainReport:
     after_pk = 0
     while True:
         with transaction.atomic():
-            _relax_commit_durability()
+            relax_commit_durability()
             qs = PurgeOutbox.objects.select_for_update(skip_locked=True).filter(
                 status=PurgeOutbox.Status.PENDING, next_attempt_at__lte=timezone.now(), pk__gt=after_pk
             )
@@ -124,7 +128,7 @@ def _app_tiers_first(rows, report: DrainReport) -> bool:
     return True
 
 
-def _relax_commit_durability() -> None:
+def relax_commit_durability() -> None:
     # Losing a "done" mark in a database crash only means one more (idempotent) delivery, so the
     # drain's commits need not wait for the WAL flush.
     if connection.vendor == "postgresql":
