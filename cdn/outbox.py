@@ -32,11 +32,13 @@ DEFAULTS = {
     "BACKOFF_MAX": 600.0,  # cap between attempts
     "MAX_ATTEMPTS": 50,  # then the row is marked dead (still in the admin, can be retried); 0 = never
     "RETAIN_DONE_DAYS": 7,  # delivered rows older than this are pruned
-    # A second purge of what a drain delivered, this many seconds later (0: none). It was the
-    # cover for a fetch already in flight at the purge (a response built before the write,
-    # stored after the purge); deploy/varnish/default.vcl now fetches such a response again,
-    # so it is off. Best effort: the first purge is the durable one.
-    "FOLLOW_UP_AFTER": 0.0,
+    # A second purge of what a drain delivered, this many seconds later (0: none). It removes
+    # what an edge stored after the first purge from a fetch that was already in flight (a
+    # response built before the write, delivered after the purge): the cover for Fastly and
+    # Cloudflare. deploy/varnish/default.vcl re-fetches such a response itself, so rows the
+    # writer delivered to Varnish (cdn/edge_ack.py) get none. Best effort: the first purge is
+    # the durable one.
+    "FOLLOW_UP_AFTER": 0.5,
     # Seconds a write waits, in all, for the edges that acknowledge (Varnish nodes) to confirm
     # its purge before it returns (cdn/edge_ack.py); past it, or on any error, the row is left
     # to the drain, counted. 0: no wait, every purge goes through the drain.

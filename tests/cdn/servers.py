@@ -8,6 +8,7 @@ import json
 import re
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
@@ -153,6 +154,7 @@ class _ApiHandler(_Quiet):
                     "headers": dict(self.headers),
                     "body": json.loads(raw) if raw else None,
                     "status": status,
+                    "at": time.monotonic(),
                 }
             )
         body = json.dumps({"success": status == 200, "status": "ok" if status == 200 else "error"}).encode()
