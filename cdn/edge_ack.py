@@ -29,7 +29,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_for_futures
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from caching.invalidation import app_tiers_behind
@@ -75,6 +75,16 @@ def purge_before_returning(row_id: int) -> bool:
     if app_tiers_behind():
         _count(acknowledging, "app_tiers_behind")
         return False
+    try:
+        return _purge_row(row_id, acknowledging, wait)
+    except DatabaseError as exc:  # the write committed: its row goes to the drain (and the re-drive)
+        logger.warning("event=cdn_edge_ack_fallback row=%d reason=database error=%s", row_id, json.dumps(str(exc)))
+        _count(acknowledging, "error")
+        return False
+
+
+def _purge_row(row_id: int, acknowledging: dict[str, list[str]], wait: float) -> bool:
+    """Lock the row (SKIP LOCKED: a drain holding it delivers it), purge, record who confirmed."""
     with transaction.atomic():
         relax_commit_durability()
         row = (PurgeOutbox.objects.select_for_update(skip_locked=True)
