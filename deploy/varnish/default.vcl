@@ -60,8 +60,11 @@ sub vcl_recv {
         # Recorded before anything is removed: a fetch in flight now may bring back what this
         # purge removes (its response was built before the write it is for), and the xkey index
         # cannot reach an object still being fetched. vcl_backend_response compares.
-        set req.http.X-Edge-Purged-At = std.real(time=now);
-        if (std.real(var.global_get("edge-purged-at"), 0.0) < std.real(req.http.X-Edge-Purged-At, 0.0)) {
+        # Microseconds since 1,700,000,000 s (2023-11-14): a REAL is written with 3 decimals (a
+        # purge and a fetch of one millisecond would look simultaneous), and VCL integers have
+        # 15 digits at most (enough from that origin until 2055).
+        set req.http.X-Edge-Purged-At = std.integer(real=(std.real(time=now) - 1700000000.0) * 1000000.0);
+        if (std.integer(var.global_get("edge-purged-at"), 0) < std.integer(req.http.X-Edge-Purged-At, 0)) {
             var.global_set("edge-purged-at", req.http.X-Edge-Purged-At);
         }
         if (req.http.xkey) {
@@ -143,8 +146,10 @@ sub vcl_hit {
 sub vcl_backend_fetch {
     # Tell the app this fetch is the edge's: it starts at L2, never at an L1 copy that the
     # invalidation broadcast has not reached yet (a purge may land before it does). Its value,
-    # when this attempt started, is for vcl_backend_error (the app only looks for the header).
-    set bereq.http.X-Edge-Fetch = std.real(time=now);
+    # when this attempt started (microseconds, as vcl_recv's purge record), is for
+    # vcl_backend_error and vcl_backend_response
+    # (the app only looks for the header).
+    set bereq.http.X-Edge-Fetch = std.integer(real=(std.real(time=now) - 1700000000.0) * 1000000.0);
 }
 
 sub vcl_backend_response {
@@ -162,8 +167,8 @@ sub vcl_backend_response {
     }
 
     if (beresp.ttl > 0s && beresp.http.Cache-Control !~ "(private|no-store|no-cache)"
-        && std.real(var.global_get("edge-purged-at"), 0.0) >= std.real(bereq.http.X-Edge-Fetch, 0.0)) {
-        # A purge reached this edge after this fetch began (or in the same millisecond): the
+        && std.integer(var.global_get("edge-purged-at"), 0) >= std.integer(bereq.http.X-Edge-Fetch, 0)) {
+        # A purge reached this edge after this fetch began (or in its microsecond): the
         # response may be what it purged, built before its write and arriving after it. Fetch
         # it again: the app invalidated L2 and every L1 before sending the purge, so the new
         # attempt reads the new version (and a fill that overlapped no purge is stored as is).
@@ -234,7 +239,8 @@ sub vcl_backend_error {
     # itself retries only a reused connection). Timeouts (connect 1 s, first byte 30 s) and
     # writes are not retried; a read that fails fast twice gets the error.
     if ((bereq.method == "GET" || bereq.method == "HEAD") && !bereq.http.X-Edge-Error-Retry
-        && std.real(time=now) - std.real(bereq.http.X-Edge-Fetch, 0.0) < 0.5) {
+        && std.integer(real=(std.real(time=now) - 1700000000.0) * 1000000.0)
+           - std.integer(bereq.http.X-Edge-Fetch, 0) < 500000) {
         set bereq.http.X-Edge-Error-Retry = "1";
         return (retry);
     }
