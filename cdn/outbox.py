@@ -91,7 +91,7 @@ def drain_outbox(ids=None) -> DrainReport:
     after_pk = 0
     while True:
         with transaction.atomic():
-            relax_commit_durability()
+            _relax_commit_durability()
             qs = PurgeOutbox.objects.select_for_update(skip_locked=True).filter(
                 status=PurgeOutbox.Status.PENDING, next_attempt_at__lte=timezone.now(), pk__gt=after_pk
             )
@@ -130,7 +130,7 @@ def _app_tiers_first(rows, report: DrainReport) -> bool:
     return True
 
 
-def relax_commit_durability() -> None:
+def _relax_commit_durability() -> None:
     # Losing a "done" mark in a database crash only means one more (idempotent) delivery, so the
     # drain's commits need not wait for the WAL flush.
     if connection.vendor == "postgresql":

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from caching import conf
 from caching.invalidation import invalidate_app_tiers, joins, open_scope
-from cdn.edge_ack import purge_before_returning
+from cdn.edge_ack import RowContent, purge_before_returning
 from cdn.models import PurgeOutbox
 from cdn.outbox import outbox_setting
 from cdn.tasks import schedule_drain
@@ -40,7 +40,7 @@ class _OpenRow:
 
     pk: int
     scope: tuple | None  # caching.invalidation.open_scope when the row was written
-    drain: object = None  # the on_commit callback that schedules the row's drain
+    drain: object = None  # the on_commit callback that delivers the row (edges, drain)
     due: object = None  # when the row may be sent (later than now: in its coalescing window)
     after_app_tiers: bool = False  # every ask came with its app-tier invalidation registered first
     writes: list[tuple[object, frozenset[str], frozenset[str]]] = field(default_factory=list)
@@ -100,8 +100,9 @@ def enqueue_purge(tags, *, urls=(), using: str | None = None, after_app_tiers: b
             tags=sorted(tags), urls=sorted(urls), next_attempt_at=now + timedelta(seconds=window), created_at=now
         )
     if not connection.in_atomic_block:  # autocommit: on_commit runs now
-        transaction.on_commit(lambda: deliver_committed(row.pk, wait=window, edges_first=after_app_tiers),
-                              using=using)
+        content = RowContent(sorted(tags), sorted(urls), now)  # a new row (twins are joined in transactions only)
+        transaction.on_commit(lambda: deliver_committed(row.pk, wait=window, edges_first=after_app_tiers,
+                                                        content=content), using=using)
         return [row.pk]
     open_row = _OpenRow(pk=row.pk, scope=open_scope(connection), due=row.next_attempt_at,
                         after_app_tiers=after_app_tiers)
@@ -109,7 +110,11 @@ def enqueue_purge(tags, *, urls=(), using: str | None = None, after_app_tiers: b
     def drain():
         drain.closed = True
         wait = (open_row.due - timezone.now()).total_seconds()
-        deliver_committed(open_row.pk, wait=wait, edges_first=open_row.after_app_tiers)
+        # One write (no widening): its tags are the row's; after widenings, only the database
+        # knows which of them survived their savepoints.
+        _, first_tags, first_urls = open_row.writes[0]
+        content = RowContent(sorted(first_tags), sorted(first_urls), now) if len(open_row.writes) == 1 else None
+        deliver_committed(open_row.pk, wait=wait, edges_first=open_row.after_app_tiers, content=content)
 
     drain.closed = False
     open_row.drain = drain
@@ -119,13 +124,14 @@ def enqueue_purge(tags, *, urls=(), using: str | None = None, after_app_tiers: b
     return [row.pk]
 
 
-def deliver_committed(row_id: int, *, wait: float, edges_first: bool) -> None:
+def deliver_committed(row_id: int, *, wait: float, edges_first: bool, content: RowContent | None = None) -> None:
     """A committed row's delivery: due now and `edges_first` -> the acknowledging edges now,
     within the bounded wait (cdn/edge_ack.py), and the drain only for what they left; due in
-    `wait` seconds (a coalescing window) or not `edges_first` -> the drain, as always."""
+    `wait` seconds (a coalescing window) or not `edges_first` -> the drain, as always.
+    `content`: what the row holds, when the caller knows it exactly."""
     if wait > 0:
         schedule_drain([row_id], countdown=wait)
-    elif not (edges_first and purge_before_returning(row_id)):
+    elif not (edges_first and purge_before_returning(row_id, content)):
         schedule_drain([row_id])
 
 
