@@ -28,9 +28,9 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass
 from datetime import datetime
-from concurrent.futures import wait as wait_for_futures
 
 from django.db import DatabaseError, connection
 from django.db.models import F

@@ -11,9 +11,9 @@ import statistics
 import time
 
 import pytest
+from django.db import transaction
 
 from caching import invalidate_tags_on_commit
-from django.db import transaction
 from tests.cdn.servers import FakeApi
 from tests.support import celery_worker, child_env, require_postgresql, wait_until
 
