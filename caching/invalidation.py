@@ -43,6 +43,13 @@ def invalidate_app_tiers(tagset: Iterable[str], *, strict: bool = False, committ
     fetcher.current().invalidate(tags, strict=strict, committed_at=committed_at)
 
 
+def app_tiers_behind() -> bool:
+    """Whether invalidations asked for in this process are still waiting for Redis (queued for
+    replay: L2 may hold what they remove). Then no edge may be purged on their behalf before the
+    CDN drain has re-applied them (an edge re-fetch would find the old value in L2). Costs nothing."""
+    return conf.get().enabled and bool(fetcher.current().pending_tags)
+
+
 def invalidate_tags(tags: Iterable[str] | str) -> frozenset[str]:
     """Invalidate now (unsafe inside a transaction that may roll back or whose readers could
     refill from the old snapshot: prefer invalidate_tags_on_commit). Returns the tag set."""

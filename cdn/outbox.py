@@ -34,9 +34,15 @@ DEFAULTS = {
     "RETAIN_DONE_DAYS": 7,  # delivered rows older than this are pruned
     # A second purge of what a drain delivered, this many seconds later (0: none). It removes
     # what an edge stored after the first purge from a fetch that was already in flight (a
-    # response built before the write, delivered after the purge). Best effort: the first
-    # purge is the durable one.
+    # response built before the write, delivered after the purge): the cover for Fastly and
+    # Cloudflare. deploy/varnish/default.vcl re-fetches such a response itself, so rows the
+    # writer delivered to Varnish (cdn/edge_ack.py) get none. Best effort: the first purge is
+    # the durable one.
     "FOLLOW_UP_AFTER": 0.5,
+    # Seconds a write waits, in all, for the edges that acknowledge (Varnish nodes) to confirm
+    # its purge before it returns (cdn/edge_ack.py); past it, or on any error, the row is left
+    # to the drain, counted. 0: no wait, every purge goes through the drain.
+    "EDGE_ACK_WAIT": 0.15,
     # {tag prefix: seconds}: a purge whose every tag has a prefix here waits up to that long
     # (the shortest of its tags') and is merged with the same purge asked for meanwhile, so a
     # burst of identical asks (likes on a hot article: its counts) costs one purge per window.

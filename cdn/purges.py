@@ -1,11 +1,13 @@
-"""Asking for a CDN purge: one outbox row per transaction, written in it, drained after commit.
+"""Asking for a CDN purge: one outbox row per transaction, written in it, delivered after commit.
 
 A purge row commits or rolls back with the change that caused it (docs/cdn.md). Every purge asked
 for in one transaction goes into one row (a delete cascading to N comments asks N+1 times): one
-INSERT, an UPDATE only when a later ask adds tags, one drain task on commit. The drain is sent to
-Celery by transaction.on_commit; if the broker is unreachable then, the row stays pending and the
-re-drive (cdn.purge_outbox_redrive) delivers it. A row names what to purge, not where: the
-backends configured where it is delivered decide (cdn/outbox.py).
+INSERT, an UPDATE only when a later ask adds tags. On commit, the writer purges the edges that
+acknowledge (Varnish nodes) itself, within a bounded wait (cdn/edge_ack.py), when every ask came
+after its app-tier invalidation; what they did not confirm, and every other backend, goes to the
+drain, sent to Celery; if the broker is unreachable then, the row stays pending and the re-drive
+(cdn.purge_outbox_redrive) delivers it. A row names what to purge, not where: the backends
+configured where it is delivered decide (cdn/outbox.py).
 
 The outbox is also the durable record of the app tiers' invalidations: `reapply_recent` (the
 caching.engine.on_rewound hook) re-applies the recent rows when Redis went back in time.
@@ -22,6 +24,7 @@ from django.utils import timezone
 
 from caching import conf
 from caching.invalidation import invalidate_app_tiers, joins, open_scope
+from cdn.edge_ack import RowContent, purge_before_returning
 from cdn.models import PurgeOutbox
 from cdn.outbox import outbox_setting
 from cdn.tasks import schedule_drain
@@ -37,8 +40,9 @@ class _OpenRow:
 
     pk: int
     scope: tuple | None  # caching.invalidation.open_scope when the row was written
-    drain: object = None  # the on_commit callback that schedules the row's drain
+    drain: object = None  # the on_commit callback that delivers the row (edges, drain)
     due: object = None  # when the row may be sent (later than now: in its coalescing window)
+    after_app_tiers: bool = False  # every ask came with its app-tier invalidation registered first
     writes: list[tuple[object, frozenset[str], frozenset[str]]] = field(default_factory=list)
 
     def alive(self, connection) -> bool:
@@ -58,12 +62,16 @@ def _registered(connection, callback) -> bool:
     return any(entry[1] is callback for entry in connection.run_on_commit)
 
 
-def enqueue_purge(tags, *, urls=(), using: str | None = None) -> list[int]:
+def enqueue_purge(tags, *, urls=(), using: str | None = None, after_app_tiers: bool = False) -> list[int]:
     """Purge `tags` and `urls` from every CDN after the current transaction commits.
 
     Returns [row id] ([] when there is nothing to purge). Outside a transaction: one row now,
-    drained at once. Inside one: the transaction's row, created by its first ask (one INSERT)
+    delivered at once. Inside one: the transaction's row, created by its first ask (one INSERT)
     and widened by later ones (one UPDATE when they add something).
+    `after_app_tiers`: the caller has the tags invalidated in L2 and every L1 before this row's
+    delivery runs (now, or by an on_commit callback registered before this call). Only then may
+    the writer purge the edges itself (cdn/edge_ack.py); otherwise the drain does, after
+    invalidating the app tiers (an edge re-fetch must not find the old value in L2).
     """
     tags = frozenset(str(tag) for tag in tags if tag)
     urls = frozenset(str(url) for url in urls if url)
@@ -78,6 +86,7 @@ def enqueue_purge(tags, *, urls=(), using: str | None = None) -> list[int]:
             if open_row.due is not None and not (widened["urls"] == [] and coalesce_window(known_tags | tags)):
                 open_row.due = widened["next_attempt_at"] = timezone.now()  # no longer a count-only purge: at once
             PurgeOutbox.objects.using(using).filter(pk=open_row.pk).update(**widened)
+            open_row.after_app_tiers = open_row.after_app_tiers and after_app_tiers
             marker = _noop()
             transaction.on_commit(marker, using=using)
             open_row.writes.append((marker, known_tags | tags, known_urls | urls))
@@ -91,14 +100,21 @@ def enqueue_purge(tags, *, urls=(), using: str | None = None) -> list[int]:
             tags=sorted(tags), urls=sorted(urls), next_attempt_at=now + timedelta(seconds=window), created_at=now
         )
     if not connection.in_atomic_block:  # autocommit: on_commit runs now
-        transaction.on_commit(lambda: schedule_drain([row.pk], countdown=window or None), using=using)
+        content = RowContent(sorted(tags), sorted(urls), now)  # a new row (twins are joined in transactions only)
+        transaction.on_commit(lambda: deliver_committed(row.pk, wait=window, edges_first=after_app_tiers,
+                                                        content=content), using=using)
         return [row.pk]
-    open_row = _OpenRow(pk=row.pk, scope=open_scope(connection), due=row.next_attempt_at)
+    open_row = _OpenRow(pk=row.pk, scope=open_scope(connection), due=row.next_attempt_at,
+                        after_app_tiers=after_app_tiers)
 
     def drain():
         drain.closed = True
         wait = (open_row.due - timezone.now()).total_seconds()
-        schedule_drain([open_row.pk], countdown=wait if wait > 0 else None)
+        # One write (no widening): its tags are the row's; after widenings, only the database
+        # knows which of them survived their savepoints.
+        _, first_tags, first_urls = open_row.writes[0]
+        content = RowContent(sorted(first_tags), sorted(first_urls), now) if len(open_row.writes) == 1 else None
+        deliver_committed(open_row.pk, wait=wait, edges_first=open_row.after_app_tiers, content=content)
 
     drain.closed = False
     open_row.drain = drain
@@ -106,6 +122,17 @@ def enqueue_purge(tags, *, urls=(), using: str | None = None) -> list[int]:
     connection._cdn_open_purge = open_row
     transaction.on_commit(drain, using=using)
     return [row.pk]
+
+
+def deliver_committed(row_id: int, *, wait: float, edges_first: bool, content: RowContent | None = None) -> None:
+    """A committed row's delivery: due now and `edges_first` -> the acknowledging edges now,
+    within the bounded wait (cdn/edge_ack.py), and the drain only for what they left; due in
+    `wait` seconds (a coalescing window) or not `edges_first` -> the drain, as always.
+    `content`: what the row holds, when the caller knows it exactly."""
+    if wait > 0:
+        schedule_drain([row_id], countdown=wait)
+    elif not (edges_first and purge_before_returning(row_id, content)):
+        schedule_drain([row_id])
 
 
 def coalesce_window(tags: frozenset[str]) -> float:
@@ -141,8 +168,9 @@ def _noop():
 
 
 def enqueue_purge_hook(tagset) -> None:
-    """caching.invalidation.on_invalidate hook: these tags go into the transaction's row."""
-    enqueue_purge(tagset)
+    """caching.invalidation.on_invalidate hook: these tags go into the transaction's row (their
+    app-tier invalidation was registered before the hooks ran, so it runs first)."""
+    enqueue_purge(tagset, after_app_tiers=True)
 
 
 logger = logging.getLogger("cdn")
@@ -178,7 +206,7 @@ def reapply_recent(engine) -> int:
         for chunk in chunks:
             invalidate_app_tiers(chunk, strict=True)
         for i, chunk in enumerate(chunks):  # autocommit: one row each, its drain sent at once
-            enqueue_purge(chunk, urls=sorted(urls) if i == 0 else ())
+            enqueue_purge(chunk, urls=sorted(urls) if i == 0 else (), after_app_tiers=True)
         logger.warning("event=cdn_rewind_reapplied since=%s tags=%d urls=%d", since.isoformat(), len(tags), len(urls))
         return len(tags)
     finally:

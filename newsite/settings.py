@@ -260,6 +260,9 @@ CDN_OUTBOX = {
     # A hot article's counts (likes, comments) are purged at most once a second: a like loop
     # cannot spend the CDN's purge quota (issue 28.1); the app tiers still change at once.
     "COALESCE": {"article-counts:": env.float("CDN_COUNTS_PURGE_WINDOW", default=1.0)},
+    # A write returns once every Varnish node confirmed its purge, waiting this long at most in
+    # all; then the drain delivers (cdn/edge_ack.py). 0: every purge through the drain.
+    "EDGE_ACK_WAIT": env.float("CDN_EDGE_ACK_WAIT", default=0.15),
     # BATCH_SIZE, BACKOFF_MAX and RETAIN_DONE_DAYS have their defaults in cdn/outbox.py DEFAULTS,
     # documented in docs/cdn.md; set a key here to override it.
 }

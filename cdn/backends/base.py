@@ -102,6 +102,17 @@ class BaseBackend:
     def purge_tag_batch(self, tags: list[str]) -> None:
         raise NotImplementedError(f"{type(self).__name__} must implement purge_tag_batch(tags).")
 
+    def acknowledging_nodes(self) -> list[str]:
+        """The nodes a write may wait for (cdn/edge_ack.py): each answers a purge only once it has
+        removed what the purge names, within milliseconds (local edges). None by default: a
+        remote CDN's API answers before its edge servers have purged, whatever it answers."""
+        return []
+
+    def purge_node(self, node: str, tags: Iterable[str], urls: Iterable[str], *, timeout: float) -> None:
+        """Purge `tags` and `urls` at one of acknowledging_nodes(), each request bounded by
+        `timeout` seconds. Raises PurgeError if the node did not confirm it."""
+        raise NotImplementedError(f"{type(self).__name__} acknowledges no writes (acknowledging_nodes() is empty).")
+
     def purge_url_batch(self, urls: list[str]) -> None:
         raise NotImplementedError(f"{type(self).__name__} must implement purge_url_batch(urls).")
 
@@ -134,13 +145,14 @@ class HTTPBackend(BaseBackend):
             raise ImproperlyConfigured(f"CDN backend {self.alias!r} ({type(self).__name__}) needs {name}.")
         return value
 
-    def send(self, method: str, url: str, **kwargs):
-        """Send one request; return the response if 2xx, else raise PurgeError."""
+    def send(self, method: str, url: str, *, timeout: float | None = None, **kwargs):
+        """Send one request (`timeout`: seconds, default TIMEOUT); return the response if 2xx,
+        else raise PurgeError."""
         import requests
 
         for _ in range(4):
             try:
-                response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+                response = self.session.request(method, url, timeout=timeout or self.timeout, **kwargs)
             except requests.RequestException as exc:
                 raise PurgeError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
             if response.status_code == 429:

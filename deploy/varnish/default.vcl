@@ -12,11 +12,15 @@
 # - Cookies ignored on public routes; /admin/, /api/user/, Authorization and every non-public
 #   path (/api/docs/ with its CSRF token, /api/schema/, ops) never cached.
 # - Surrogate-Key, Cache-Tag and xkey are stripped before the client; X-Cache-Edge: HIT | MISS.
+# - A fetch that a purge overtook is not stored as it came: every PURGE records when it began
+#   (vmod var), and a response whose fetch began before the newest purge is fetched again
+#   (vcl_backend_response): it may have been built before the write that purge is for.
 #
 # The backend port below is the only line tests and deploy/varnish/run-varnishd.sh rewrite.
 vcl 4.1;
 
 import std;
+import var;
 import xkey;
 
 backend default {
@@ -38,6 +42,7 @@ sub vcl_recv {
         unset req.http.X-Edge-Public;
         unset req.http.X-Edge-Fresh;
         unset req.http.X-Edge-Stale;
+        unset req.http.X-Edge-Error-Retry;
         # The freshness canary probes the app's port, never the edge: from a client the header
         # would only make a hot URL uncacheable for a second and show worker pids.
         unset req.http.X-Canary-Probe;
@@ -51,6 +56,16 @@ sub vcl_recv {
     if (req.method == "PURGE") {
         if (client.ip !~ purgers) {
             return (synth(405, "PURGE not allowed from " + client.ip));
+        }
+        # Recorded before anything is removed: a fetch in flight now may bring back what this
+        # purge removes (its response was built before the write it is for), and the xkey index
+        # cannot reach an object still being fetched. vcl_backend_response compares.
+        # Microseconds since 1,700,000,000 s (2023-11-14): a REAL is written with 3 decimals (a
+        # purge and a fetch of one millisecond would look simultaneous), and VCL integers have
+        # 15 digits at most (enough from that origin until 2055).
+        set req.http.X-Edge-Purged-At = std.integer(real=(std.real(time=now) - 1700000000.0) * 1000000.0);
+        if (std.integer(var.global_get("edge-purged-at"), 0) < std.integer(req.http.X-Edge-Purged-At, 0)) {
+            var.global_set("edge-purged-at", req.http.X-Edge-Purged-At);
         }
         if (req.http.xkey) {
             set req.http.X-Edge-Gone = xkey.purge(req.http.xkey);
@@ -131,8 +146,10 @@ sub vcl_hit {
 sub vcl_backend_fetch {
     # Tell the app this fetch is the edge's: it starts at L2, never at an L1 copy that the
     # invalidation broadcast has not reached yet (a purge may land before it does). Its value,
-    # when this attempt started, is for vcl_backend_error (the app only looks for the header).
-    set bereq.http.X-Edge-Fetch = std.real(time=now);
+    # when this attempt started (microseconds, as vcl_recv's purge record), is for
+    # vcl_backend_error and vcl_backend_response
+    # (the app only looks for the header).
+    set bereq.http.X-Edge-Fetch = std.integer(real=(std.real(time=now) - 1700000000.0) * 1000000.0);
 }
 
 sub vcl_backend_response {
@@ -148,6 +165,19 @@ sub vcl_backend_response {
         set beresp.ttl = 0s;
         set beresp.uncacheable = true;
         return (deliver);
+    }
+
+    if (beresp.ttl > 0s && beresp.http.Cache-Control !~ "(private|no-store|no-cache)"
+        && std.integer(var.global_get("edge-purged-at"), 0) >= std.integer(bereq.http.X-Edge-Fetch, 0)) {
+        # A purge reached this edge after this fetch began (or in its microsecond): the
+        # response may be what it purged, built before its write and arriving after it. Fetch
+        # it again: the app invalidated L2 and every L1 before sending the purge, so the new
+        # attempt reads the new version (and a fill that overlapped no purge is stored as is).
+        # Twice overtaken: this answer is served and not kept (the next request fetches).
+        if (bereq.retries < 2) {
+            return (retry);
+        }
+        call vcl_beresp_hitmiss;
     }
 
     if (beresp.status >= 300 && beresp.status < 400 && beresp.status != 304
@@ -209,8 +239,10 @@ sub vcl_backend_error {
     # (granian's SIGHUP) does to the connections it had just accepted. Tried once more (Varnish
     # itself retries only a reused connection). Timeouts (connect 1 s, first byte 30 s) and
     # writes are not retried; a read that fails fast twice gets the error.
-    if ((bereq.method == "GET" || bereq.method == "HEAD") && bereq.retries == 0
-        && std.real(time=now) - std.real(bereq.http.X-Edge-Fetch, 0.0) < 0.5) {
+    if ((bereq.method == "GET" || bereq.method == "HEAD") && !bereq.http.X-Edge-Error-Retry
+        && std.integer(real=(std.real(time=now) - 1700000000.0) * 1000000.0)
+           - std.integer(bereq.http.X-Edge-Fetch, 0) < 500000) {
+        set bereq.http.X-Edge-Error-Retry = "1";
         return (retry);
     }
     if (bereq.is_bgfetch || bereq.http.X-Edge-Fresh) {

@@ -3,9 +3,12 @@
 All bind 127.0.0.1 on free ports and are stopped by the fixtures that start them.
 """
 
+import contextlib
 import json
 import re
+import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import requests
@@ -52,6 +55,10 @@ class _OriginHandler(_Quiet):
         with origin.lock:
             origin.requests.append(self.path)
             status, page = origin.lookup(self.path)
+            held = origin.held.pop(self.path, None)
+        if held is not None:  # built now, sent when the test releases it: a slow fetch in flight
+            held.arrived.set()
+            held.released.wait(HOLD_LIMIT)
         body = page["body"].encode()
         self.send_response(status)
         self.send_header("Content-Type", "text/plain")
@@ -67,8 +74,24 @@ class _OriginHandler(_Quiet):
         self.wfile.write(body)
 
 
+HOLD_LIMIT = 15.0  # seconds a held answer waits for its release at most
+
+
+class Held:
+    """One request held by the origin: `arrived` once it came (its answer is built then),
+    answered on release()."""
+
+    def __init__(self):
+        self.arrived = threading.Event()
+        self.released = threading.Event()
+
+    def release(self):
+        self.released.set()
+
+
 class Origin(Server):
-    """Serves pages set with origin.page(path, body, tags); counts requests per path."""
+    """Serves pages set with origin.page(path, body, tags); counts requests per path.
+    origin.hold(path): the next GET of path is built at once and answered only when released."""
 
     PUBLIC = "public, max-age=60, s-maxage=300, stale-while-revalidate=30, stale-if-error=600"
 
@@ -77,7 +100,19 @@ class Origin(Server):
         self.pages = {}
         self.requests = []
         self.failing = False
+        self.held: dict[str, Held] = {}
         super().__init__(_OriginHandler)
+
+    def hold(self, path) -> Held:
+        with self.lock:
+            self.held[path] = Held()
+            return self.held[path]
+
+    def stop(self):
+        with self.lock:
+            for held in self.held.values():
+                held.release()
+        super().stop()
 
     def page(self, path, body, tags=(), cache_control=PUBLIC, headers=None, status=200):
         with self.lock:
@@ -119,6 +154,7 @@ class _ApiHandler(_Quiet):
                     "headers": dict(self.headers),
                     "body": json.loads(raw) if raw else None,
                     "status": status,
+                    "at": time.monotonic(),
                 }
             )
         body = json.dumps({"success": status == 200, "status": "ok" if status == 200 else "error"}).encode()
@@ -176,3 +212,85 @@ class Varnish(Varnishd):
 
     def get(self, path, **kwargs):
         return requests.get(self.url + path, timeout=10, **kwargs)
+
+
+# --- A TCP relay: the path to one edge's purge port, which the test can break ------------------
+
+
+class Relay:
+    """127.0.0.1:port -> 127.0.0.1:target. down(): the port refuses connections; hang(): it
+    accepts them and never answers; up(): it forwards both ways. close() at the end."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        probe = socket.create_server(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self.mode = "down"
+        self.accepted = 0
+        self._lock = threading.Lock()
+        self._listener = None
+        self._open: list = []
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def up(self):
+        self._listen("up")
+
+    def hang(self):
+        self._listen("hang")
+
+    def down(self):
+        with self._lock:
+            self.mode = "down"
+            listener, self._listener = self._listener, None
+            conns, self._open = self._open, []
+        for sock in ([listener] if listener else []) + conns:
+            self._close(sock)
+
+    close = down
+
+    def _listen(self, mode):
+        self.down()
+        listener = socket.create_server(("127.0.0.1", self.port))
+        with self._lock:
+            self.mode, self._listener = mode, listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener):
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                if self._listener is not listener:
+                    self._close(client)
+                    return
+                self.accepted += 1
+                self._open.append(client)
+                mode = self.mode
+            if mode == "up":
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+                with self._lock:
+                    self._open.append(upstream)
+                for a, b in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            self._close(dst)
+
+    @staticmethod
+    def _close(sock):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            sock.close()

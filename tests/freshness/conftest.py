@@ -426,12 +426,13 @@ def _stack_env(prefix: str, private: PrivateRedis, proxy: RedisProxy, **extra) -
 @contextlib.contextmanager
 def running_stack(workdir: Path, *, edge: bool = True, l2only: bool = True, reader_workers: int = 2,
                   reader_threads: int = 1, lease_wait: float | None = None, beat: bool = False,
-                  worker_env: dict | None = None):
+                  worker_env: dict | None = None, server_env: dict | None = None):
     """Start the stack (see the module docstring); yield a Stack; stop everything.
 
     beat: also run `celery -A newsite beat` (its schedule file in `workdir`) beside the worker,
     both in sessions of their own so a test can kill -9 and restart them (Stack.celery).
-    worker_env: extra environment of the Celery worker (and beat)."""
+    worker_env: extra environment of the Celery worker (and beat).
+    server_env: extra environment of the app servers (and the worker)."""
     require_postgresql()
     if not shutil.which("redis-server"):
         pytest.skip("redis-server not installed")
@@ -448,7 +449,7 @@ def running_stack(workdir: Path, *, edge: bool = True, l2only: bool = True, read
         editor_proxy = RedisProxy(private.port)
         stack.callback(editor_proxy.close)
         editor_port, readers_port, l2_port = free_ports(3)
-        extra = {}
+        extra = dict(server_env or {})
         if lease_wait is not None:
             extra["FRESHNESS_LEASE_WAIT"] = str(lease_wait)
         varnish = None

@@ -184,9 +184,11 @@ def test_a_requests_id_is_on_its_log_lines_its_response_and_its_celery_task(stac
     article = make_article()
     token = Token.objects.create(user=make_editor()).key
     request_id = f"test-{uuid.uuid4().hex}"
-    response = requests.patch(f"{stack.app.url}/api/articles/{article.pk}/", json={"title": "Retitled by the test"},
-                              headers={"Authorization": f"Token {token}", "X-Request-ID": request_id}, timeout=30)
-    assert response.status_code == 200, response.text
+    # A like: its counts purge waits in its coalescing window, then goes through the Celery
+    # drain (an edit's purge is sent to Varnish by the writer itself before it returns, no task).
+    response = requests.post(f"{stack.app.url}/api/articles/{article.pk}/like/",
+                             headers={"Authorization": f"Token {token}", "X-Request-ID": request_id}, timeout=30)
+    assert response.status_code == 201, response.text
     assert response.headers["X-Request-ID"] == request_id
 
     def lines(path: Path) -> list[str]:
@@ -194,8 +196,8 @@ def test_a_requests_id_is_on_its_log_lines_its_response_and_its_celery_task(stac
 
     web = wait_until(lambda: [x for x in lines(stack.app.log) if "event=cache_invalidation_requested" in x], 10)
     assert web, stack.app.log.read_text()[-3000:]
-    assert f"article:{article.pk}" in web[0]
-    # The CDN drain the PATCH enqueued logs in the worker under the same request id.
+    assert f"article-counts:{article.pk}" in web[0]
+    # The CDN drain the like enqueued logs in the worker under the same request id.
     task = wait_until(lambda: [x for x in lines(stack.worker_log) if "event=cdn_purge_delivered" in x], 30)
     assert task, stack.worker_log.read_text()[-3000:]
     assert "backend=varnish" in task[0] and "task_id=" in task[0]
