@@ -53,6 +53,7 @@ class Engine:
                 max_entries=settings.l1_max_entries,
                 max_item_bytes=settings.l1_max_item_bytes,
                 tag_seq_ttl=settings.tag_seq_ttl,
+                trust_seconds=settings.l1_trust_seconds,
             )
             if settings.l1_enabled
             else None
