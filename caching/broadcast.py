@@ -292,7 +292,9 @@ class Subscriber:
                                 self.l1.clear()
                                 self.last_seq = 0
                                 metrics.count_invalidation("l1_flush")
-                                pinged_at, answered_at = None, time.monotonic()
+                                # The first PING at the next turn: the trust this subscription
+                                # gives runs from when it was asked, which may be a while ago.
+                                pinged_at, answered_at = None, -PING_EVERY
                                 backoff = 0.05
                                 self.rewound_to = 0  # a new connection: no message from before a repair arrives on it
                                 self._check_rewound(seed=True)  # OK, or REWOUND until the lost invalidations are re-applied

@@ -318,12 +318,20 @@ class L1:
     def trust_until(self, heard_at: float) -> None:
         """Every invalidation published up to `heard_at` (monotonic) has been applied (or L1
         was emptied after it): L1 may answer until `heard_at` + L1_TRUST_SECONDS. Coming back
-        from a lapse, L1 is emptied first: what it loaded meanwhile was never checked."""
+        from a lapse, L1 is emptied first: what it loaded meanwhile was never checked.
+        Usually no lock (one attribute store, five times a second): a thread filling L1 in a
+        tight loop must not hold the subscriber off and make trust lapse. A lapse racing it
+        only empties L1, which is safe."""
+        deadline = heard_at + self.trust_seconds
+        if not self.distrusted:
+            if deadline > self.trusted_until:
+                self.trusted_until = deadline
+            return
         with self._lock:
             if self.distrusted:
                 self._clear_locked()
                 self.distrusted = False
-            self.trusted_until = max(self.trusted_until, heard_at + self.trust_seconds)
+            self.trusted_until = max(self.trusted_until, deadline)
 
     def revoke_trust(self, *, counted: bool = True) -> None:
         """The subscriber lost its connection (`counted`), or has not subscribed yet: L1 is
