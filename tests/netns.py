@@ -17,6 +17,7 @@ import ipaddress
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -68,6 +69,19 @@ def _free_subnet(taken: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
     raise RuntimeError("no free /30 in 10.0.0.0/8")
 
 
+def _remove_leftovers() -> None:
+    """Namespaces and veths of test processes that died without their teardown (their names
+    hold the pid: nst<pid>, v<pid>r<n>). Processes still inside are left alone."""
+    for line in _ip("netns", "list").stdout.splitlines():
+        match = re.fullmatch(r"nst(\d+)", line.split()[0]) if line.strip() else None
+        if match and not os.path.exists(f"/proc/{match.group(1)}"):
+            _ip("netns", "del", match.group(0), check=False)
+    for entry in json.loads(_ip("-j", "link").stdout or "[]"):
+        match = re.fullmatch(r"v(\d+)r\d+", entry.get("ifname", ""))
+        if match and not os.path.exists(f"/proc/{match.group(1)}"):
+            _ip("link", "del", entry["ifname"], check=False)
+
+
 @dataclass
 class Link:
     """A veth pair: `root_dev` (root_ip) here, `ns_dev` (ns_ip) in the namespace."""
@@ -99,6 +113,7 @@ class Namespace:
 
     @classmethod
     def create(cls) -> Namespace:
+        _remove_leftovers()
         name = f"nst{os.getpid()}"
         _ip("netns", "add", name)
         ns = cls(name)
