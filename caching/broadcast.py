@@ -12,6 +12,16 @@ ignores db indexes) in one grammar, written by caching/lua/common.lua:
 Every process applies each message to its own L1. The subscription runs on a dedicated
 connection named `keys.subscriber_client_name(namespace, pid)`.
 
+Trust. Redis answers a PING on the subscribed connection after every message it published
+before the PING, so the answer to a PING sent at t proves that every invalidation published up
+to t has been applied here: the subscriber then moves L1's trust deadline to t +
+L1_TRUST_SECONDS (L1.trust_until; a confirmed subscription does the same from the moment it was
+asked, L1 having been emptied since). It PINGs every PING_EVERY; a host that stops hearing Redis
+- a partition that drops packets silently keeps the connection open and raises no error -
+stops answering from L1 when the deadline passes, whatever this thread is doing (the hit path
+compares the deadline itself: caching/l1.py), and reconnects once a PING has gone unanswered for
+STUCK_AFTER. A lost connection revokes the trust at once. docs/scaling.md has the bound.
+
 A message that has reached the process but is not applied yet (its bytes unread in the socket,
 or read and being applied: `unapplied()`) makes L1 hits fall through to L2, which the write
 invalidated before it published. So read-your-writes does not depend on this thread being
@@ -61,8 +71,8 @@ logger = logging.getLogger(__name__)
 
 INVALIDATE, ACKNOWLEDGED, CLEAR = "t", "a", "c"
 ACK_TTL_MS = 10_000
-PING_EVERY = 0.5  # seconds between PINGs on the subscribed connection
-STUCK_AFTER = 1.5  # a PING unanswered this long: the connection delivers nothing, L1 goes off
+PING_EVERY = 0.2  # seconds between PINGs on the subscribed connection (each answer renews L1's trust)
+STUCK_AFTER = 1.0  # a PING unanswered this long: the connection delivers nothing, reconnect
 PING_MESSAGE = "newsite-l1-ping"
 
 # The subscriber's state (Subscriber.state):
@@ -138,6 +148,9 @@ class Subscriber:
         self._stop = threading.Event()
         self._wake = threading.Event()  # cuts a reconnect backoff short (stop, Redis back)
         self._thread = threading.Thread(target=self._run, name="caching-l1-subscriber", daemon=True)
+        # L1 answers only once this subscriber has heard Redis (its first subscription).
+        l1.on_lapse = self._lapsed
+        l1.revoke_trust(counted=False)
 
     def start(self) -> None:
         self._thread.start()
@@ -199,11 +212,18 @@ class Subscriber:
             metrics.count_invalidation("l1_flush")
             self._wake.set()
 
+    def _lapsed(self) -> None:
+        """L1's trust ran out or was revoked (called by L1, in whichever thread noticed)."""
+        metrics.count_invalidation("l1_distrusted")
+        logger.warning("L1 not trusted: Redis not heard on %s within L1_TRUST_SECONDS (%.1f s): emptied, "
+                       "short copies only until it answers", self.channel, self.l1.trust_seconds)
+
     def _lost(self, reason: str, state: str, *, clear: bool = False) -> None:
         """The subscription is not to be trusted: empty L1 once per loss (not per failed retry:
-        L1 keeps serving fresh fills while Redis is down), or always with `clear`; the
-        resubscription clears again."""
+        L1 keeps serving fresh fills while Redis is down, each for L1_TRUST_SECONDS), or always
+        with `clear`; the resubscription clears again."""
         self._fd = None  # nothing to poll until resubscribed (a closed descriptor would read as pending)
+        self.l1.revoke_trust()
         if clear:
             self.l1.clear()
         self.state = state
@@ -225,18 +245,16 @@ class Subscriber:
             try:
                 if self.state not in (STUCK, DOWN):  # those hold until the confirmation arrives
                     self.state = CONNECTING
+                subscribing_at = time.monotonic()
                 pubsub = self.l2.subscription_client(self.client_name).pubsub()
                 pubsub.subscribe(self.channel)
                 pinged_at = None  # when the unanswered PING was sent
                 answered_at = time.monotonic()
                 while not self._stop.is_set():
                     now = self.heartbeat = time.monotonic()
-                    if pinged_at is None:
-                        if now - answered_at >= PING_EVERY:
-                            pubsub.ping(PING_MESSAGE)
-                            pinged_at = now
-                    elif now - pinged_at > STUCK_AFTER:
-                        raise _Stuck(f"no answer to a PING for {now - pinged_at:.1f}s")
+                    if pinged_at is None and now - answered_at >= PING_EVERY:
+                        pubsub.ping(PING_MESSAGE)
+                        pinged_at = now
                     since_check = now - self._rewind_checked
                     suspect, self._suspect = self._suspect, 0
                     if suspect >= max(self.rewound_to, 1) and self.state == OK:
@@ -244,7 +262,17 @@ class Subscriber:
                     elif (self.state == REWOUND and since_check >= REWIND_POLL) or (
                             self.state == OK and since_check >= REWIND_CHECK_EVERY):
                         self._check_rewound()
-                    if not self._wait_readable(pubsub, REWIND_POLL if self.state == REWOUND else 0.25):
+                    if self.state == REWOUND:
+                        wait = REWIND_POLL
+                    elif pinged_at is None:
+                        wait = min(0.25, max(0.0, answered_at + PING_EVERY - time.monotonic()))
+                    else:
+                        wait = 0.25
+                    if not self._wait_readable(pubsub, wait):
+                        # Only when nothing is waiting in the socket: a thread that was not
+                        # scheduled for a while reads its answer before judging the connection.
+                        if pinged_at is not None and time.monotonic() - pinged_at > STUCK_AFTER:
+                            raise _Stuck(f"no answer to a PING for {time.monotonic() - pinged_at:.1f}s")
                         continue
                     self._draining = True  # before the first read: see unapplied()
                     try:
@@ -253,6 +281,10 @@ class Subscriber:
                             if kind == "message":
                                 self._apply(message["data"])
                             elif kind == "pong":
+                                # Every message published before Redis read our PING is applied
+                                # (they came first, in order): L1 may answer up to then + trust.
+                                if pinged_at is not None and self.state == OK:
+                                    self.l1.trust_until(pinged_at)
                                 pinged_at, answered_at = None, time.monotonic()
                             elif kind == "subscribe":
                                 # New or re-established subscription: whatever was published
@@ -260,10 +292,16 @@ class Subscriber:
                                 self.l1.clear()
                                 self.last_seq = 0
                                 metrics.count_invalidation("l1_flush")
-                                pinged_at, answered_at = None, time.monotonic()
+                                # The first PING at the next turn: the trust this subscription
+                                # gives runs from when it was asked, which may be a while ago.
+                                pinged_at, answered_at = None, -PING_EVERY
                                 backoff = 0.05
                                 self.rewound_to = 0  # a new connection: no message from before a repair arrives on it
                                 self._check_rewound(seed=True)  # OK, or REWOUND until the lost invalidations are re-applied
+                                if self.state == OK:
+                                    # Everything published before we asked is covered by the
+                                    # clear above; everything after arrives on this connection.
+                                    self.l1.trust_until(subscribing_at)
                     finally:
                         self._draining = False
             except _Stuck as exc:
@@ -380,6 +418,7 @@ class Subscriber:
         if self.state != REWOUND:
             self.state = REWOUND
             self.subscribed.clear()
+            self.l1.revoke_trust()
             self.l1.clear()
             metrics.count_invalidation("l1_flush")
 

@@ -21,7 +21,7 @@ from caching import conf as conf_module
 from caching import keys, lifetime, metrics
 from caching.envelope import Envelope, is_lease
 from caching.fetcher import FetchFace, Filled, current, resolve_tags
-from caching.l1 import HIT_L2, MISS, STALE, Fetched, FillGuard
+from caching.l1 import HIT_L2, MISS, STALE, Fetched
 from caching.l2 import L2Unavailable
 
 logger = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def _fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for
             continue
         superseded = False
         if use_l1:
-            fill_guard = FillGuard(int(reply[1]), guard.epoch) if reply is not None and int(reply[1]) else guard
+            fill_guard = guard._replace(seq=int(reply[1])) if reply is not None and int(reply[1]) else guard
             superseded = face.put_entry(key, entry, metrics.stats_for(keys.key_prefix_of(key)), fill_guard)
         shared = reply is None or int(reply[0]) != Filled.NOT_ADMITTED
         result[key] = Fetched(entry.value, MISS, entry.filled_at, superseded, shared=shared)

@@ -28,6 +28,10 @@ ENGINE_DEFAULTS = {
     # invalidated for up to L1_TTL. Not for production with more than one process.
     "L2_ENABLED": True,
     "L1_TTL": 30.0,
+    # Seconds L1 stays trusted after the subscriber last proved it hears Redis (a PING answered
+    # on the subscribed connection, every 0.2 s): a process cut off from Redis stops answering
+    # from L1 copies older than this (docs/scaling.md, "A host cut off from Redis").
+    "L1_TRUST_SECONDS": 1.0,
     "L1_MAX_ENTRIES": 20_000,
     "L1_MAX_BYTES": 64 * 1024 * 1024,
     "L1_MAX_ITEM_BYTES": 1024 * 1024,
@@ -40,6 +44,8 @@ ENGINE_DEFAULTS = {
     "SOCKET_CONNECT_TIMEOUT": 0.25,
     "CONNECTION_POOL_KWARGS": {},
 }
+
+MIN_TRUST_SECONDS = 0.5
 
 # Options of the fetch face only.
 FETCH_DEFAULTS = {
@@ -84,6 +90,7 @@ class EngineSettings:
     l1_enabled: bool
     l2_enabled: bool
     l1_ttl: float
+    l1_trust_seconds: float
     l1_max_entries: int
     l1_max_bytes: int
     l1_max_item_bytes: int
@@ -117,6 +124,7 @@ class EngineSettings:
                 l1_enabled=bool(opts["L1_ENABLED"]),
                 l2_enabled=bool(opts["L2_ENABLED"]),
                 l1_ttl=float(opts["L1_TTL"]),
+                l1_trust_seconds=float(opts["L1_TRUST_SECONDS"]),
                 l1_max_entries=int(opts["L1_MAX_ENTRIES"]),
                 l1_max_bytes=int(opts["L1_MAX_BYTES"]),
                 l1_max_item_bytes=int(opts["L1_MAX_ITEM_BYTES"]),
@@ -134,6 +142,11 @@ class EngineSettings:
             raise ImproperlyConfigured(
                 f"{owner}: L1_MAX_ENTRIES, L1_MAX_BYTES, L1_MAX_ITEM_BYTES and L1_TTL must be > 0 "
                 "(or L1_ENABLED False)"
+            )
+        if engine.l1_enabled and engine.l1_trust_seconds < MIN_TRUST_SECONDS:
+            raise ImproperlyConfigured(
+                f"{owner}: L1_TRUST_SECONDS must be >= {MIN_TRUST_SECONDS} (the subscriber proves it hears "
+                "Redis every 0.2 s; below that L1 would lapse between two proofs)"
             )
         if engine.breaker_failures < 1 or engine.breaker_reset <= 0 or engine.tag_seq_ttl <= 0:
             raise ImproperlyConfigured(f"{owner}: BREAKER_FAILURES >= 1, BREAKER_RESET and TAG_INVALIDATION_TTL > 0")

@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 FIRST_SUBSCRIBE_WAIT = 0.5
 REWIND_RETRY_MAX = 30.0  # seconds between attempts of a failing re-application, at most
-SUBSCRIBER_STUCK_AFTER = 5.0  # seconds without a turn of the subscriber loop (it turns every second)
+SUBSCRIBER_STUCK_AFTER = 5.0  # seconds without a turn of the subscriber loop (several a second; <= 2 s apart while reconnecting)
 
 
 class Engine:
@@ -53,6 +53,7 @@ class Engine:
                 max_entries=settings.l1_max_entries,
                 max_item_bytes=settings.l1_max_item_bytes,
                 tag_seq_ttl=settings.tag_seq_ttl,
+                trust_seconds=settings.l1_trust_seconds,
             )
             if settings.l1_enabled
             else None
@@ -136,8 +137,8 @@ class Engine:
 
     def l1_fills_allowed(self) -> bool:
         """May the fetch face put values into L1 now? While subscribed, yes; while Redis is
-        unreachable too (fail-open: nobody can invalidate L2 either, and L1_TTL bounds what a
-        write elsewhere leaves behind); never while (re)connecting, stuck or dead: nothing
+        unreachable too (fail-open; L1 is not trusted then, so each copy lives
+        L1_TRUST_SECONDS: caching/l1.py); never while (re)connecting, stuck or dead: nothing
         would remove a stale entry. With L2 disabled, always (L1 is all there is)."""
         sub = self.subscriber
         if sub is None and not self.settings.l2_enabled:

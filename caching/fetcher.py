@@ -194,7 +194,7 @@ class FetchFace:
     def put_envelope(self, key, env: Envelope, stats, guard: FillGuard) -> bool:
         """Backfill L1 with a value read from L2, guarded by the sequence its load started at:
         refused (superseded) if this process knows of a later invalidation of one of its tags."""
-        guard = FillGuard(env.seq, guard.epoch)
+        guard = guard._replace(seq=env.seq)
         return self.put_l1(key, env.value, env.tags, env.soft_expiry, env.filled_at, env.nbytes, stats, guard)
 
     def served_stale(self, env: Envelope, source: str) -> Fetched:
@@ -584,7 +584,7 @@ class FetchFace:
         # sequence fill.lua checked the tags up to (an invalidation after it that reached us
         # meanwhile refuses the put); unchecked (Redis unreachable, our lease lost): with the
         # local mark.
-        guard = FillGuard(seq, load.guard.epoch) if seq else load.guard
+        guard = load.guard._replace(seq=seq) if seq else load.guard
         superseded = self.put_entry(load.key, entry, load.stats, guard)
         return Fetched(value, MISS, entry.filled_at, superseded, shared=stored is not Filled.NOT_ADMITTED)
 

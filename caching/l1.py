@@ -8,7 +8,15 @@ getsizeof) and by entry count (checked on insert), behind one lock. Next to it:
 - the latest invalidation sequence seen per tag, so a fill that started before an invalidation
   that already reached this process is refused (`put` returns False) - the L1 half of the
   stale-set protection (the Redis half is lua/fill.lua);
-- an epoch, bumped by `clear()` (lost subscription): fills that started before are refused too.
+- an epoch, bumped by `clear()` (lost subscription): fills that started before are refused too;
+- a trust deadline (`trusted_until`, monotonic), moved forward by the subscriber each time Redis
+  proves this process has applied every invalidation published up to a moment (a PING answered
+  on the subscribed connection, caching/broadcast.py): that moment + L1_TRUST_SECONDS. Past it
+  the process cannot hear invalidations: the first lookup (or fill) that sees it empties L1 once
+  (`lapses`, newsite_cache_invalidations_total{kind="l1_distrusted"}), and until trust is back
+  L1 keeps only what it loads meanwhile, each copy for L1_TRUST_SECONDS from the start of its
+  load. Trust back: L1 is emptied again and long copies resume. The hit path's cost is one
+  clock read and a compare.
 
 Exact-key invalidation (TieredCache, caching/backends/) is tag invalidation: each of its entries
 carries its own key as its only tag.
@@ -20,6 +28,7 @@ overhead. Values are shared, not copied: callers must treat them as immutable.
 from __future__ import annotations
 
 import enum
+import math
 import threading
 import time
 from typing import NamedTuple
@@ -39,14 +48,18 @@ class Put(enum.Enum):
     STORED = "stored"
     TOO_BIG = "too_big"  # larger than L1_MAX_ITEM_BYTES: not kept, nothing wrong with it
     REFUSED = "refused"  # overtaken by an invalidation or a clear: the value may be superseded
+    LAPSED = "lapsed"  # loaded while L1 is not trusted, and older than L1_TRUST_SECONDS already
 
 
 class FillGuard(NamedTuple):
     """What a fill must not have been overtaken by: the invalidation sequence it started from
-    (L1's latest seen, or Redis's at lease time) and L1's epoch (bumped by every clear)."""
+    (L1's latest seen, or Redis's at lease time) and L1's epoch (bumped by every clear); and
+    when it started (monotonic: a copy loaded while L1 is not trusted lives L1_TRUST_SECONDS
+    from then; 0: unknown, such a copy is not kept)."""
 
     seq: int
     epoch: int
+    started: float = 0.0
 
 
 class Fetched:
@@ -91,6 +104,10 @@ def _nothing_unapplied() -> bool:
     return False
 
 
+def _no_hook() -> None:
+    pass
+
+
 def _ttu(_key, entry, _now):
     return entry.expires
 
@@ -128,7 +145,8 @@ class _Store(TLRUCache):
 
 
 class L1:
-    def __init__(self, *, max_bytes: int, max_entries: int, max_item_bytes: int, tag_seq_ttl: float):
+    def __init__(self, *, max_bytes: int, max_entries: int, max_item_bytes: int, tag_seq_ttl: float,
+                 trust_seconds: float = 1.0):
         self.max_bytes = max_bytes
         self.max_entries = max_entries
         self.max_item_bytes = min(max_item_bytes, max_bytes)
@@ -143,16 +161,27 @@ class L1:
         self.refused_fills = 0
         self.held_back = 0  # hits not served: an invalidation had arrived, not yet applied
         self.unapplied = _nothing_unapplied  # the subscriber's unapplied() (caching/broadcast.py)
+        # Trusted for ever until a subscriber takes charge (revoke_trust): without one (L2
+        # disabled) this process's L1 is all there is.
+        self.trust_seconds = trust_seconds
+        self.trusted_until = math.inf
+        self.distrusted = False  # emptied since trust lapsed: holds only short copies
+        self.lapses = 0
+        self.on_lapse = _no_hook  # called (outside the lock) each time trust lapses (a metric)
 
     # --- hot path ---------------------------------------------------------------------------
 
-    def get(self, key: str) -> L1Entry | None:
-        """The live entry of `key` or None. Cost: one lock, a dict lookup and, on a hit, one
-        poll of the subscriber's socket (~1 + 2 us). While a message has reached this process
-        but is not applied yet (usually a PING's answer, or an invalidation waiting for the
-        GIL), the caller sleeps in 0.1 ms steps (up to APPLY_WAIT) for the subscriber to apply
-        it and reads again; still pending: None, so the caller reads L2, which the writer
-        invalidated before it published."""
+    def get(self, key: str, _now=time.monotonic) -> L1Entry | None:
+        """The live entry of `key` or None. Cost: a clock read and a compare (the trust
+        deadline), one lock, a dict lookup and, on a hit, one poll of the subscriber's socket
+        (~1 + 2 us). Past the trust deadline the first caller empties L1 (lapse()); what is
+        found afterwards was loaded since, and expires L1_TRUST_SECONDS after its load began.
+        While a message has reached this process but is not applied yet (usually a PING's
+        answer, or an invalidation waiting for the GIL), the caller sleeps in 0.1 ms steps (up
+        to APPLY_WAIT) for the subscriber to apply it and reads again; still pending: None, so
+        the caller reads L2, which the writer invalidated before it published."""
+        if _now() > self.trusted_until and not self.distrusted:  # (a local name: the cheapest call)
+            self.lapse()
         with self._lock:
             try:
                 entry = self._store[key]
@@ -174,7 +203,7 @@ class L1:
     def since(self) -> FillGuard:
         """Mark taken before reading L2: pass it to put() to refuse fills overtaken by an
         invalidation (or a clear) that arrived meanwhile."""
-        return FillGuard(self.seen_seq, self.epoch)
+        return FillGuard(self.seen_seq, self.epoch, time.monotonic())
 
     def put(self, key: str, entry: L1Entry, guard: FillGuard) -> bool:
         """Store `entry` unless a tag of it was invalidated after `guard.seq` or L1 was cleared
@@ -182,6 +211,16 @@ class L1:
         invalidation or a clear overtook it: nothing downstream may keep it either)."""
         if entry.nbytes > self.max_item_bytes:
             return Put.TOO_BIG
+        now = time.monotonic()
+        if now > self.trusted_until:
+            if not self.distrusted:
+                self.lapse()  # bumps the epoch: a fill that started while trusted is refused below
+            # Nothing may remove it: it lives L1_TRUST_SECONDS from the start of its load.
+            limit = guard.started + self.trust_seconds
+            if limit <= now:
+                return Put.LAPSED
+            if entry.expires > limit:
+                entry.expires = limit
         since_seq = guard.seq
         with self._lock:
             if guard.epoch != self.epoch:
@@ -264,12 +303,59 @@ class L1:
         somewhere, the sequence going backwards). The per-tag sequences go too: after a Redis
         restart or failover the sequence may restart lower, and later invalidations must apply."""
         with self._lock:
-            self._store.clear()
-            self._index.clear()
-            self._tag_seq.clear()
-            self.seen_seq = 0
-            self.epoch += 1
-            self.clears += 1
+            self._clear_locked()
+
+    def _clear_locked(self) -> None:
+        self._store.clear()
+        self._index.clear()
+        self._tag_seq.clear()
+        self.seen_seq = 0
+        self.epoch += 1
+        self.clears += 1
+
+    # --- trust (the subscriber hears Redis) ---------------------------------------------------
+
+    def trust_until(self, heard_at: float) -> None:
+        """Every invalidation published up to `heard_at` (monotonic) has been applied (or L1
+        was emptied after it): L1 may answer until `heard_at` + L1_TRUST_SECONDS. Coming back
+        from a lapse, L1 is emptied first: what it loaded meanwhile was never checked.
+        Usually no lock (one attribute store, five times a second): a thread filling L1 in a
+        tight loop must not hold the subscriber off and make trust lapse. A lapse racing it
+        only empties L1, which is safe."""
+        deadline = heard_at + self.trust_seconds
+        if not self.distrusted:
+            if deadline > self.trusted_until:
+                self.trusted_until = deadline
+            return
+        with self._lock:
+            if self.distrusted:
+                self._clear_locked()
+                self.distrusted = False
+            self.trusted_until = max(self.trusted_until, deadline)
+
+    def revoke_trust(self, *, counted: bool = True) -> None:
+        """The subscriber lost its connection (`counted`), or has not subscribed yet: L1 is
+        emptied now, unless it already lapsed, and holds only short copies until trust_until()."""
+        with self._lock:
+            self.trusted_until = -math.inf
+        self.lapse(counted=counted)
+
+    def lapse(self, *, counted: bool = True) -> None:
+        """Trust has run out (nothing heard from Redis for L1_TRUST_SECONDS): empty L1 once and
+        refuse the fills that started before; later fills are kept L1_TRUST_SECONDS each."""
+        with self._lock:
+            if self.distrusted or time.monotonic() <= self.trusted_until:
+                return  # another thread did it, or trust came back meanwhile
+            self._clear_locked()
+            self.distrusted = True
+            if not counted:
+                return
+            self.lapses += 1
+        self.on_lapse()
+
+    @property
+    def trusted(self) -> bool:
+        return time.monotonic() <= self.trusted_until
 
     # --- introspection ------------------------------------------------------------------------
 
@@ -295,4 +381,6 @@ class L1:
                 "refused_fills": self.refused_fills,
                 "held_back": self.held_back,
                 "seen_sequence": self.seen_seq,
+                "trusted": time.monotonic() <= self.trusted_until,
+                "trust_lapses": self.lapses,
             }

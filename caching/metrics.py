@@ -31,7 +31,8 @@ CACHE_INVALIDATIONS = Counter(
     "Invalidations by kind: tag (L2, per tag), l1_message (broadcasts applied), l1_flush "
     "(whole L1 cleared), rejected_fill (stale sets refused), failed (Redis unreachable), "
     "ack_timeout (a write stopped waiting for an L1), lease_timeout (busy 503), l1_bad_message, "
-    "subscriber_lost, subscriber_stuck, subscriber_restart.",
+    "subscriber_lost, subscriber_stuck, subscriber_restart, l1_distrusted (L1 emptied and no longer "
+    "trusted: Redis not heard for L1_TRUST_SECONDS, or the subscription lost).",
     ["kind"],
 )
 REDIS_ERRORS = Counter(

@@ -167,9 +167,10 @@ def _terminate(proc: subprocess.Popen, timeout: float) -> None:
 class RedisServer:
     """A redis-server on a fixed free port, so it can be stopped and started again."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, *, bind: str = "127.0.0.1"):
         self.port = free_port()
         self.dir = workdir
+        self.bind = bind  # space-separated addresses; 127.0.0.1 first (the tests' client)
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -178,8 +179,10 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [shutil.which("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir), "--loglevel", "warning"],
+            [shutil.which("redis-server"), "--port", str(self.port), "--bind", self.bind, "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir), "--loglevel", "warning",
+             # no password: answer the other addresses it was told to bind too
+             "--protected-mode", "yes" if self.bind == "127.0.0.1" else "no"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)

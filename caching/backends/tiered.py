@@ -376,7 +376,7 @@ class TieredCache(BaseCache):
             # add() is one key, so "stored" means this value is the one in Redis.
             for key, vkey, payload, value in (batch if not nx or len(batch) == 1 else ()):
                 if state.eligible(key, vkey):
-                    self._put_l1(state, vkey, payload, value, ttl_ms, FillGuard(int(seq), epoch), started)
+                    self._put_l1(state, vkey, payload, value, ttl_ms, FillGuard(int(seq), epoch, started), started)
         return [stored for stored, _ in results]
 
     def _delete(self, state, pairs: list) -> int:
