@@ -16,13 +16,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from . import counters, invalidation, selectors
+from . import counters, images, invalidation, selectors
 from .http import detail_etag, etag_matches
 from .models import Article, Author, Category, Comment, Follow, Like
 
 ARTICLE_EDITABLE_FIELDS = frozenset(
     {"title", "slug", "excerpt", "body", "category", "author", "status", "published_at", "expires_at", "is_breaking",
-     "hero_image_url"}
+     "hero_image_url", "hero_image"}
 )
 
 
@@ -55,7 +55,18 @@ def unique_article_slug(title: str, *, exclude_id: int | None = None) -> str:
 
 # What an edit writes: the editable columns (version and updated_at are added by Article.save),
 # never view_count, which the counters' flush increments in place meanwhile.
-_EDIT_COLUMNS = frozenset(ARTICLE_EDITABLE_FIELDS)
+_EDIT_COLUMNS = frozenset({*ARTICLE_EDITABLE_FIELDS, "hero_renditions"})
+
+
+def _hero_columns(upload) -> dict[str, Any]:
+    """The columns of a new hero image: an uploaded file (a Django File) is checked and stored
+    with its renditions (articles/images.py: a ValidationError if it is not an acceptable image);
+    False, None or "" removes the image. The files are written before the row is locked or saved;
+    a rollback leaves content-addressed files that no row names (never a row naming no file)."""
+    if not upload:
+        return {"hero_image": "", "hero_renditions": []}
+    stored = images.store_upload(upload)
+    return {"hero_image": stored.name, "hero_renditions": stored.renditions}
 
 
 def _save_article(article: Article, *, update_fields=None) -> Article:
@@ -87,6 +98,7 @@ def article_create(
     expires_at=None,
     is_breaking: bool = False,
     hero_image_url: str = "",
+    hero_image=None,
 ) -> Article:
     article = Article(
         author=author,
@@ -100,6 +112,7 @@ def article_create(
         expires_at=expires_at,
         is_breaking=is_breaking,
         hero_image_url=hero_image_url,
+        **_hero_columns(hero_image),
     )
     return _save_article(article)
 
@@ -116,6 +129,8 @@ def article_update(*, article: Article, data: dict[str, Any], if_match: str | No
     form's). One more query with `if_match` (the detail, for its ETag). Returns `article`, set to
     the saved row."""
     _refuse_unknown_fields(data, ARTICLE_EDITABLE_FIELDS)
+    if "hero_image" in data:  # stored before the row is locked: encoding takes a while
+        data = {**{k: v for k, v in data.items() if k != "hero_image"}, **_hero_columns(data["hero_image"])}
     current = Article.objects.select_for_update().get(pk=article.pk)
     if expected_version is not None and current.version != expected_version:
         raise StaleEdit(f"the article changed since version {expected_version} (now {current.version}): reload it")
