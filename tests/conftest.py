@@ -81,6 +81,23 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"  {why}")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def media_root(tmp_path_factory):
+    """Uploaded files (hero images, the demo's pictures) of a test run go to a temp dir, never the
+    checkout's MEDIA_ROOT; child processes (app servers, workers) inherit it through the env."""
+    from django.test.utils import override_settings
+
+    root = str(tmp_path_factory.mktemp("media"))
+    previous = os.environ.get("MEDIA_ROOT")
+    os.environ["MEDIA_ROOT"] = root
+    with override_settings(MEDIA_ROOT=root):
+        yield root
+    if previous is None:
+        os.environ.pop("MEDIA_ROOT", None)
+    else:
+        os.environ["MEDIA_ROOT"] = previous
+
+
 @pytest.fixture(autouse=True)
 def fresh_cache_tiers():
     """Every test starts with an empty L2 (the test Redis db only) and an empty L1."""
