@@ -26,8 +26,7 @@ def cache_control(name: str) -> str:
 
 
 def whitenoise_headers(headers, path: str, url: str) -> None:
-    """WHITENOISE_ADD_HEADERS_FUNCTION: whitenoise marks a file immutable when the manifest says its
-    URL is a hashed name (10 years, its own wording); this states our one policy instead, and
-    leaves the short life (WHITENOISE_MAX_AGE) of every other file as it is."""
-    if "immutable" in headers.get("Cache-Control", ""):
-        headers["Cache-Control"] = FOREVER
+    """WHITENOISE_ADD_HEADERS_FUNCTION: whitenoise marks a file immutable when the manifest names
+    its URL as a hashed copy (10 years, in its own wording); every file gets our one policy
+    instead, in the same words as the media view's."""
+    headers["Cache-Control"] = FOREVER if "immutable" in headers.get("Cache-Control", "") else SHORT

@@ -319,7 +319,7 @@ USE_I18N = True
 USE_TZ = True
 # Static files (docs/http.md, "Static files and images"): `collectstatic` writes content-hashed
 # copies (name.<12 hex>.css, gzip beside them) and a manifest; whitenoise serves them immutable
-# for a year, anything unhashed for WHITENOISE_MAX_AGE. Before any collectstatic
+# for a year, anything unhashed for a minute (newsite/file_cache.py). Before any collectstatic
 # (make run, tests) the storage answers the plain names (newsite/files.py).
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
@@ -337,7 +337,6 @@ STORAGES = {
 # minute (newsite/file_cache.py).
 from newsite import file_cache as _file_cache  # noqa: E402
 
-WHITENOISE_MAX_AGE = 60
 WHITENOISE_ADD_HEADERS_FUNCTION = _file_cache.whitenoise_headers
 
 # Logs: one logfmt line per event through structlog (newsite/ops/logs.py), stdlib records of
