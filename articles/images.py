@@ -183,6 +183,12 @@ def hero_image_data(renditions: list[dict] | None) -> dict | None:
     return {"src": largest["url"], "width": largest["width"], "height": largest["height"], "renditions": items}
 
 
+def page_url(url: str) -> str:
+    """`url` as a page links it: root-relative when it is on SITE_URL, so the browser fetches it
+    from the origin that served the page (the edge in front, whatever its host or port)."""
+    return url[len(settings.SITE_URL):] if url.startswith(settings.SITE_URL + "/") else url
+
+
 def srcset(hero: dict, media_type: str) -> str:
-    """`url 400w, url 800w, ...` of one format's renditions."""
-    return ", ".join(f"{r['url']} {r['width']}w" for r in hero["renditions"] if r["type"] == media_type)
+    """`url 400w, url 800w, ...` of one format's renditions, as the page links them."""
+    return ", ".join(f"{page_url(r['url'])} {r['width']}w" for r in hero["renditions"] if r["type"] == media_type)

@@ -116,14 +116,14 @@ def _category_feeds(category: dict) -> tuple[str, str, str]:
 
 def hero_image(article: dict) -> dict:
     """What the page draws at the top: an uploaded image's renditions as `srcset`s (WebP, JPEG
-    fallback) for `sizes`, its src and box from the middle JPEG; else the stored URL or the local
-    placeholder in the 16:9 box. `absolute`, `og_width`, `og_height`: the image OpenGraph and
+    fallback) for `sizes`, its src and box from the middle JPEG, linked root-relative; else the
+    stored URL or the local placeholder in the 16:9 box. `absolute`, `og_width`, `og_height`: the image OpenGraph and
     JSON-LD name (the largest JPEG: every preview service reads JPEG)."""
     uploaded = article.get("hero_image")
     if uploaded:
         jpegs = sorted((r for r in uploaded["renditions"] if r["type"] == "image/jpeg"), key=lambda r: r["width"])
         middle = jpegs[len(jpegs) // 2]
-        return {"src": middle["url"], "width": middle["width"], "height": middle["height"],
+        return {"src": images.page_url(middle["url"]), "width": middle["width"], "height": middle["height"],
                 "webp_srcset": images.srcset(uploaded, "image/webp"), "jpeg_srcset": images.srcset(uploaded, "image/jpeg"),
                 "sizes": images.SIZES, "absolute": uploaded["src"], "og_width": uploaded["width"],
                 "og_height": uploaded["height"]}
