@@ -117,8 +117,8 @@ def _category_feeds(category: dict) -> tuple[str, str, str]:
 def hero_image(article: dict) -> dict:
     """What the page draws at the top: an uploaded image's renditions as `srcset`s (WebP, JPEG
     fallback) for `sizes`, its src and box from the middle JPEG, linked root-relative; else the
-    stored URL or the local placeholder in the 16:9 box. `absolute`, `og_width`, `og_height`: the image OpenGraph and
-    JSON-LD name (the largest JPEG: every preview service reads JPEG)."""
+    stored URL or the local placeholder in the 16:9 box. `absolute`, `og_width`, `og_height`:
+    the image OpenGraph and JSON-LD name (the largest JPEG: every preview service reads JPEG)."""
     uploaded = article.get("hero_image")
     if uploaded:
         jpegs = sorted((r for r in uploaded["renditions"] if r["type"] == "image/jpeg"), key=lambda r: r["width"])

@@ -82,20 +82,24 @@ def pytest_terminal_summary(terminalreporter):
 
 
 @pytest.fixture(scope="session", autouse=True)
-def media_root(tmp_path_factory):
-    """Uploaded files (hero images, the demo's pictures) of a test run go to a temp dir, never the
-    checkout's MEDIA_ROOT; child processes (app servers, workers) inherit it through the env."""
+def file_roots(tmp_path_factory):
+    """Files of a test run live in temp dirs, never the checkout's: uploads (hero images, the
+    demo's pictures) in a MEDIA_ROOT of the run's own, and an empty STATIC_ROOT, so that what a
+    `make up` collected in this checkout (a manifest: hashed names) does not change what pages
+    name; tests/cdn/test_edge_files.py collects its own. Child processes (app servers, workers)
+    inherit both through the env."""
     from django.test.utils import override_settings
 
-    root = str(tmp_path_factory.mktemp("media"))
-    previous = os.environ.get("MEDIA_ROOT")
-    os.environ["MEDIA_ROOT"] = root
-    with override_settings(MEDIA_ROOT=root):
-        yield root
-    if previous is None:
-        os.environ.pop("MEDIA_ROOT", None)
-    else:
-        os.environ["MEDIA_ROOT"] = previous
+    roots = {"MEDIA_ROOT": str(tmp_path_factory.mktemp("media")), "STATIC_ROOT": str(tmp_path_factory.mktemp("static"))}
+    previous = {name: os.environ.get(name) for name in roots}
+    os.environ.update(roots)
+    with override_settings(**roots):
+        yield roots
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(autouse=True)
