@@ -84,22 +84,21 @@ def pytest_terminal_summary(terminalreporter):
 @pytest.fixture(scope="session", autouse=True)
 def file_roots(tmp_path_factory):
     """Files of a test run live in temp dirs, never the checkout's: uploads (hero images, the
-    demo's pictures) in a MEDIA_ROOT of the run's own, and an empty STATIC_ROOT, so that what a
-    `make up` collected in this checkout (a manifest: hashed names) does not change what pages
-    name; tests/cdn/test_edge_files.py collects its own. Child processes (app servers, workers)
-    inherit both through the env."""
+    demo's pictures) in a MEDIA_ROOT of the run's own, which child processes (app servers,
+    workers, a `make up`) inherit through the env; and, in this process, an empty STATIC_ROOT, so
+    that what a `make up` collected in this checkout (a manifest: hashed names) does not change
+    what the pages of in-process tests name (tests/cdn/test_edge_files.py collects its own)."""
     from django.test.utils import override_settings
 
-    roots = {"MEDIA_ROOT": str(tmp_path_factory.mktemp("media")), "STATIC_ROOT": str(tmp_path_factory.mktemp("static"))}
-    previous = {name: os.environ.get(name) for name in roots}
-    os.environ.update(roots)
-    with override_settings(**roots):
-        yield roots
-    for name, value in previous.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    media = str(tmp_path_factory.mktemp("media"))
+    previous = os.environ.get("MEDIA_ROOT")
+    os.environ["MEDIA_ROOT"] = media
+    with override_settings(MEDIA_ROOT=media, STATIC_ROOT=str(tmp_path_factory.mktemp("static"))):
+        yield media
+    if previous is None:
+        os.environ.pop("MEDIA_ROOT", None)
+    else:
+        os.environ["MEDIA_ROOT"] = previous
 
 
 @pytest.fixture(autouse=True)
