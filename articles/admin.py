@@ -3,12 +3,19 @@ invalidation behave exactly as they do for the API."""
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from simple_history.admin import SimpleHistoryAdmin
 
 from caching import invalidate_tags_on_commit
 
-from . import images, invalidation, services
+from . import images, invalidation, pages, preview, services
 from .models import Article, Author, Category, Comment, Visibility
 from .permissions import can_purge_cache
 
@@ -92,16 +99,27 @@ class ArticleAdminForm(forms.ModelForm):
         return cleaned
 
 
+class CorrectionForm(forms.Form):
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 4, "cols": 80}), max_length=services.CORRECTION_MAX_LENGTH,
+                           help_text="What was wrong and what is right now. Shown under the article, dated, for good.")
+
+
 @admin.register(Article)
-class ArticleAdmin(admin.ModelAdmin):
+class ArticleAdmin(SimpleHistoryAdmin):
+    """Editors' desk: scheduling (state column and filter), previews (a share link, or the form's
+    unsaved changes), revisions (History: who, when, the field diff; "revert" per revision: an
+    ordinary edit), corrections, "View on site"."""
+
     form = ArticleAdminForm
+    change_form_template = "admin/articles/article/change_form.html"
+    history_list_display = ["revert"]
     list_display = ("title", "state", "published_at", "expires_at", "category", "author", "is_breaking", "version",
                     "view_count")
     list_filter = (VisibilityFilter, "status", "is_breaking", "category", "published_at")
     search_fields = ("title", "slug", "excerpt")
     prepopulated_fields = {"slug": ("title",)}
     autocomplete_fields = ("author", "category")
-    readonly_fields = ("version", "view_count", "created_at", "updated_at")
+    readonly_fields = ("version", "view_count", "created_at", "updated_at", "corrections_list")
     date_hierarchy = "published_at"
     list_select_related = ("author", "category")
     list_per_page = 50
@@ -113,17 +131,118 @@ class ArticleAdmin(admin.ModelAdmin):
         """Live / Scheduled / Expired / Draft now (times show in the site's TIME_ZONE)."""
         return obj.visibility().label
 
+    @admin.display(description="corrections")
+    def corrections_list(self, obj: Article) -> str:
+        if not obj.corrections:
+            return "none"
+        return format_html_join("", "<p>{}: {}</p>", ((c["published_at"][:16].replace("T", " "), c["note"])
+                                                      for c in obj.corrections))
+
+    @admin.display(description="revert")
+    def revert(self, record) -> str:
+        url = reverse("admin:articles_article_revert", args=(record.id, record.history_id))
+        return format_html('<a href="{}">Revert to this revision…</a>', url)
+
     def save_model(self, request, obj, form, change):
         data = {name: form.cleaned_data[name] for name in form.changed_data if name in services.ARTICLE_EDITABLE_FIELDS}
         if change:
             try:
-                services.article_update(article=obj, data=data, expected_version=form.cleaned_data.get("loaded_version"))
+                services.article_update(article=obj, data=data, expected_version=form.cleaned_data.get("loaded_version"),
+                                        by=request.user)
             except services.StaleEdit as exc:  # saved by someone else between the form's check and this
                 self.message_user(request, f"Not saved: {exc}", messages.ERROR)
         else:
             fields = {name: form.cleaned_data[name] for name in services.ARTICLE_EDITABLE_FIELDS if name in form.cleaned_data}
-            created = services.article_create(**fields)
+            created = services.article_create(**fields, by=request.user)
             obj.pk, obj.version = created.pk, created.version
+
+    # --- the editor's desk: previews, corrections, reverts (issue 33) ----------------------------
+
+    def get_urls(self):
+        own = [
+            path("preview/", self.admin_site.admin_view(self.preview_changes), name="articles_article_preview_add"),
+            path("<int:object_id>/preview/", self.admin_site.admin_view(self.preview_changes),
+                 name="articles_article_preview"),
+            path("<int:object_id>/share-preview/", self.admin_site.admin_view(self.share_preview),
+                 name="articles_article_share_preview"),
+            path("<int:object_id>/correction/", self.admin_site.admin_view(self.add_correction),
+                 name="articles_article_correction"),
+            path("<int:object_id>/revert/<int:history_id>/", self.admin_site.admin_view(self.revert_view),
+                 name="articles_article_revert"),
+        ]
+        return own + super().get_urls()
+
+    def _article_for_change(self, request, object_id) -> Article:
+        article = get_object_or_404(Article, pk=object_id)
+        if not self.has_change_permission(request, article):
+            raise PermissionDenied
+        return article
+
+    def preview_changes(self, request, object_id=None):
+        """The change form's "Preview changes" (POSTed there, rendered here, saved nowhere): the
+        article page as these fields would make it. Personal and never cached (articles/preview.py)."""
+        if request.method != "POST":
+            return redirect(reverse("admin:articles_article_change", args=(object_id,)) if object_id
+                            else reverse("admin:articles_article_add"))
+        if object_id is None:
+            if not self.has_add_permission(request):
+                raise PermissionDenied
+            article = Article()
+        else:
+            article = self._article_for_change(request, object_id)
+        form = self.get_form(request, article if object_id else None)(request.POST, request.FILES, instance=article)
+        if not form.is_valid():
+            errors = "; ".join(f"{field}: {' '.join(e)}" for field, e in form.errors.items())
+            return preview.personal(HttpResponse(f"Cannot preview: {errors}", status=400, content_type="text/plain"))
+        unsaved = form.save(commit=False)
+        if not unsaved.slug:
+            unsaved.slug = "preview"
+        return preview.personal(pages.render_article(request, preview.detail(unsaved), preview=True))
+
+    def share_preview(self, request, object_id):
+        """A fresh share link of the saved article (works for PREVIEW_LINK_SECONDS, until it is live)."""
+        article = self._article_for_change(request, object_id)
+        if article.visibility() is Visibility.LIVE:
+            self.message_user(request, "This article is live: share its public page.", messages.INFO)
+            return redirect(article.get_absolute_url())
+        return redirect(preview.links(article)["url"])
+
+    def add_correction(self, request, object_id):
+        article = self._article_for_change(request, object_id)
+        if request.method == "POST":
+            form = CorrectionForm(request.POST)
+            if form.is_valid():
+                try:
+                    services.correction_add(article=article, note=form.cleaned_data["note"], by=request.user)
+                except services.ServiceError as exc:
+                    form.add_error("note", str(exc))
+                else:
+                    self.message_user(request, "Correction published.", messages.SUCCESS)
+                    return redirect(reverse("admin:articles_article_change", args=(article.pk,)))
+        else:
+            form = CorrectionForm()
+        context = {**self.admin_site.each_context(request), "title": f"Publish a correction: {article}",
+                   "form": form, "article": article, "opts": self.opts}
+        return TemplateResponse(request, "admin/articles/article/correction.html", context)
+
+    def revert_view(self, request, object_id, history_id):
+        """GET: what reverting to the revision would change; POST: revert (an ordinary edit)."""
+        article = self._article_for_change(request, object_id)
+        revision = get_object_or_404(article.history, history_id=history_id)
+        if request.method == "POST":
+            try:
+                services.article_revert(article=article, revision_id=history_id, by=request.user)
+            except services.ServiceError as exc:
+                self.message_user(request, f"Not reverted: {exc}", messages.ERROR)
+            else:
+                self.message_user(request, f"Reverted to revision {history_id} (now version {article.version}).",
+                                  messages.SUCCESS)
+            return redirect(reverse("admin:articles_article_history", args=(article.pk,)))
+        current = article.history.order_by("-history_date", "-history_id").first()
+        delta = current.diff_against(revision, included_fields=sorted(services.ARTICLE_EDITABLE_FIELDS))
+        context = {**self.admin_site.each_context(request), "title": f"Revert “{article}” to revision {history_id}?",
+                   "article": article, "revision": revision, "changes": delta.changes, "opts": self.opts}
+        return TemplateResponse(request, "admin/articles/article/revert.html", context)
 
     def delete_model(self, request, obj):
         services.article_delete(article=obj)
@@ -138,7 +257,7 @@ class ArticleAdmin(admin.ModelAdmin):
         count, refused = 0, []
         for article in articles:
             try:
-                service(article=article)
+                service(article=article, by=request.user)
             except services.ServiceError as exc:
                 refused.append(f"{article}: {exc}")
                 continue

@@ -22,17 +22,19 @@ from caching.params import ParamError, parse_params
 from newsite.throttle import BudgetThrottle, client_address
 
 from . import invalidation as contract
-from . import selectors, services
+from . import preview, selectors, services
 from .http import detail_etag, json_not_found, json_response, personal
 from .models import Article
 from .params import PAGE_PARAMS, SEARCH_PARAMS
-from .permissions import ArticleEditorial, SameSiteOnly
+from .permissions import ArticleChange, ArticleEditorial, SameSiteOnly
 from .schema import openapi_parameters
 from .serializers import (
     ArticleWriteSerializer,
     CommentWriteSerializer,
+    CorrectionWriteSerializer,
     FollowSerializer,
     ProfileWriteSerializer,
+    RevertSerializer,
 )
 
 
@@ -148,7 +150,7 @@ class ArticleListView(PublicReadEditorialWriteView):
         author = data.pop("author", None) or getattr(request.user, "author", None)
         if author is None:
             raise ValidationError({"author_id": ["required: this user has no author profile"]})
-        article = _service_call(services.article_create, author=author, **data)
+        article = _service_call(services.article_create, author=author, by=request.user, **data)
         return Response(_editorial_view(article), status=status.HTTP_201_CREATED)
 
 
@@ -160,7 +162,9 @@ def article_detail_response(data: dict):
 
 @cache_public_json(kind="article", negative_tags=contract.missing_article_tags)
 class ArticleDetailView(PublicReadEditorialWriteView):
-    """GET: a published article (public). PATCH/DELETE: editorial."""
+    """GET: a published article (public). PATCH/DELETE: editorial, conditional on If-Match."""
+
+    conditional_writes = True  # the schema documents If-Match and its 412 (articles/schema.py)
 
 
     @extend_schema(responses=OpenApiTypes.OBJECT, summary="Article detail")
@@ -173,7 +177,7 @@ class ArticleDetailView(PublicReadEditorialWriteView):
         serializer = ArticleWriteSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         article = _service_call(services.article_update, article=article, data=dict(serializer.validated_data),
-                                if_match=request.headers.get("If-Match"))
+                                if_match=request.headers.get("If-Match"), by=request.user)
         return Response(_editorial_view(article))
 
     @extend_schema(request=None, responses={204: None}, summary="Delete an article")
@@ -181,6 +185,66 @@ class ArticleDetailView(PublicReadEditorialWriteView):
         article = get_object_or_404(Article, pk=article_id)
         _service_call(services.article_delete, article=article, if_match=request.headers.get("If-Match"))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class EditorialAPIView(JSONAPIView):
+    """Editorial actions on one article: articles.change_article (session or token)."""
+
+    permission_classes = (ArticleChange,)
+
+
+class CorrectionCreateView(EditorialAPIView):
+    @extend_schema(request=CorrectionWriteSerializer, responses={201: OpenApiTypes.OBJECT}, summary="Publish a correction")
+    def post(self, request, article_id: int):
+        article = get_object_or_404(Article, pk=article_id)
+        serializer = CorrectionWriteSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        article = _service_call(services.correction_add, article=article, note=serializer.validated_data["note"],
+                                by=request.user)
+        return Response({**_editorial_view(article), "corrections": article.corrections}, status=status.HTTP_201_CREATED)
+
+
+class RevisionsView(EditorialAPIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Revisions of an article, newest first")
+    def get(self, request, article_id: int):
+        article = get_object_or_404(Article, pk=article_id)
+        return Response({"results": selectors.article_revisions(article=article)})
+
+
+class RevertView(EditorialAPIView):
+    @extend_schema(request=RevertSerializer, responses=OpenApiTypes.OBJECT, summary="Revert to a revision")
+    def post(self, request, article_id: int):
+        article = get_object_or_404(Article, pk=article_id)
+        serializer = RevertSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        revision_id = serializer.validated_data["revision_id"]
+        if not article.history.filter(history_id=revision_id).exists():
+            raise NotFound("no such revision of this article")
+        article = _service_call(services.article_revert, article=article, revision_id=revision_id, by=request.user)
+        return Response(_editorial_view(article))
+
+
+class PreviewLinkView(EditorialAPIView):
+    @extend_schema(request=None, responses={201: OpenApiTypes.OBJECT}, summary="A share link to preview the article")
+    def post(self, request, article_id: int):
+        article = get_object_or_404(Article, pk=article_id)
+        return Response(preview.links(article), status=status.HTTP_201_CREATED)
+
+
+class PreviewView(JSONAPIView):
+    """GET: the JSON an article will have, for whoever holds the signed link (no account); a 404
+    once it expired or the article is live. Never cached anywhere (articles/preview.py)."""
+
+    authentication_classes = ()
+    permission_classes = (permissions.AllowAny,)
+
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Preview by share link")
+    def get(self, request, token: str):
+        try:
+            article = preview.article_of(token)
+        except preview.LinkEnded as exc:
+            return preview.personal(Response({"error": "not_found", "detail": str(exc)}, status=status.HTTP_404_NOT_FOUND))
+        return preview.personal(Response(preview.detail(article)))
 
 
 @cache_public_json(kind="trending")

@@ -16,13 +16,14 @@ One client, one view (issue 28): a client's read of an article counts once per
 VIEW_DEDUPE_SECONDS (count_view.lua sets a per-(article, client) key with SET NX EX in the same
 script as the increments; the POST is also charged to the client's "views" budget,
 newsite/throttle.py). While Redis is unavailable, reads are counted in the process (deduped in
-a bounded TTL cache) and written in one statement at most every LOCAL_FLUSH_SECONDS: an outage
-costs PostgreSQL at most one UPDATE per process and second, whatever the POST rate (before: one
-UPDATE of the same row per POST). A process that exits loses what it had not written yet.
+a bounded TTL cache) and written in one statement at most every LOCAL_FLUSH_SECONDS (LocalViews):
+an outage costs PostgreSQL at most one UPDATE per process and second, whatever the POST rate
+(before: one UPDATE of the same row per POST). A process killed before its write loses them.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -32,7 +33,8 @@ from collections import Counter
 import redis
 from cachetools import TTLCache
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import Error as DjangoDatabaseError
+from django.db import connection, transaction
 
 from caching import engine, keys
 from caching.l2 import L2Timeout, L2Unavailable
@@ -89,13 +91,17 @@ def record_view(*, article_id: int, client: str = "") -> bool:
 
 class LocalViews:
     """Reads counted in this process while Redis is unavailable, written to PostgreSQL in one
-    statement at most every LOCAL_FLUSH_SECONDS (by the request that finds it due)."""
+    statement at most every LOCAL_FLUSH_SECONDS: by the request that finds it due, or by a timer
+    started with the first pending read (so an idle process writes them too), and at exit. A
+    write the database refuses keeps the counts for the next. Dedupe is this process's meanwhile
+    (a client may count once per worker during an outage)."""
 
     def __init__(self):
         self.lock = threading.Lock()
         self.pending: Counter = Counter()
         self.seen: TTLCache | None = None
         self.flushed_at = time.monotonic()
+        self.timer: threading.Timer | None = None
 
     def add(self, article_id: int, client: str, window: int) -> bool:
         with self.lock:
@@ -107,13 +113,25 @@ class LocalViews:
                 self.seen[(article_id, client)] = True
             self.pending[article_id] += 1
             due = time.monotonic() - self.flushed_at >= LOCAL_FLUSH_SECONDS
+            if not due and self.timer is None:
+                self.timer = threading.Timer(LOCAL_FLUSH_SECONDS, self._flush_from_timer)
+                self.timer.daemon = True
+                self.timer.start()
         if due:
             self.flush()
         return True
 
+    def _flush_from_timer(self) -> None:
+        with self.lock:
+            self.timer = None
+        try:
+            self.flush()
+        finally:
+            connection.close()  # this thread's own connection
+
     def flush(self) -> int:
-        """Write what is pending in one statement; returns the reads written (0 if none or if
-        the database refused: those are dropped, logged)."""
+        """Write what is pending in one statement; returns the reads written (0 if none, or if
+        the database refused: then they stay pending for the next flush)."""
         with self.lock:
             counts, self.pending = dict(self.pending), Counter()
             self.flushed_at = time.monotonic()
@@ -121,13 +139,16 @@ class LocalViews:
             return 0
         try:
             _bulk_increment(counts)
-        except DatabaseError as exc:
-            logger.warning("views: %d reads counted during a Redis outage are lost: %s", sum(counts.values()), exc)
+        except DjangoDatabaseError as exc:
+            with self.lock:
+                self.pending.update(counts)
+            logger.warning("views: %d reads counted during a Redis outage not written yet: %s", sum(counts.values()), exc)
             return 0
         return sum(counts.values())
 
 
 local_views = LocalViews()
+atexit.register(local_views.flush)
 
 
 def move_aside() -> str | None:

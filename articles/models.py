@@ -10,6 +10,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from simple_history.models import HistoricalRecords
 
 
 # C0 controls but tab, newline and carriage return, and DEL: not allowed in XML 1.0 (the feeds and
@@ -96,11 +97,18 @@ class Article(models.Model):
     hero_renditions = models.JSONField(default=list, blank=True, editable=False)
     view_count = models.PositiveBigIntegerField(default=0)
     version = models.PositiveIntegerField(default=0, editable=False)
+    # Corrections published on the article, oldest first: [{"note": ..., "published_at": ISO}]
+    # (services.correction_add; shown on the page, in the JSON and JSON-LD).
+    corrections = models.JSONField(default=list, blank=True, editable=False)
     # Maintained by a PostgreSQL trigger (migration 0002); NULL on SQLite, where search falls
     # back to icontains.
     search_vector = SearchVectorField(null=True, editable=False)
 
     objects = ArticleQuerySet.as_manager()
+    # Every save is a revision (django-simple-history: who, when, what changed; the admin's
+    # History page shows each change's field diff). Not the trigger-made search vector, nor the
+    # read counter (flushed by a plain UPDATE: no revision).
+    history = HistoricalRecords(excluded_fields=["search_vector", "view_count"])
 
     class Meta:
         ordering = ["-published_at", "-id"]
@@ -149,6 +157,10 @@ class Article(models.Model):
 
     def __str__(self):
         return self.title
+
+    def get_absolute_url(self) -> str:
+        """The public page ("View on site" in the admin; a 404 until it is live)."""
+        return f"/articles/{self.slug}/"
 
     def save(self, *args, **kwargs):
         # Every save is a new version: caches compare versions, and ETags derive from them.

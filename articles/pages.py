@@ -14,7 +14,7 @@ import json
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.http import Http404, HttpResponseBadRequest
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 from django.templatetags.static import static
 from django.urls import reverse
@@ -25,7 +25,7 @@ from django.views.decorators.http import require_safe
 from caching.http import cache_public, request_params, set_cache_tags
 from caching.params import ParamError
 
-from . import images, selectors
+from . import images, preview, selectors
 from . import invalidation as contract
 from .http import page_not_found
 from .params import MAX_PAGE, PAGE_PARAMS
@@ -74,7 +74,10 @@ def dated(item: dict) -> dict:
     only when the article was saved EDITED_AFTER past its publication)."""
     published, updated = _when(item.get("published_at")), _when(item.get("updated_at"))
     edited = published is not None and updated is not None and updated - published > EDITED_AFTER
-    return {**item, "published": published, "updated": updated if edited else None}
+    out = {**item, "published": published, "updated": updated if edited else None}
+    if item.get("corrections"):
+        out["corrections"] = [{**c, "published": _when(c["published_at"])} for c in item["corrections"]]
+    return out
 
 
 def _paged_url(path: str, page: int | None) -> str | None:
@@ -148,6 +151,9 @@ def news_article_json_ld(article: dict, *, canonical: str, image: str) -> str:
         "mainEntityOfPage": canonical,
         "url": canonical,
     }
+    if article.get("corrections"):
+        data["correction"] = [{"@type": "CorrectionComment", "text": c["note"], "datePublished": c["published_at"]}
+                              for c in article["corrections"]]
     return mark_safe(json.dumps(data, ensure_ascii=False).translate(_SCRIPT_ESCAPES))  # noqa: S308 (escaped)
 
 
@@ -175,12 +181,18 @@ def article_page(request, slug: str):
     article = selectors.article_detail_by_slug(slug=slug)
     if article is None:
         raise Http404("no such article")
+    response = render_article(request, article)
+    return set_cache_tags(response, contract.article_page_tags(article), last_modified=article["updated_at"])
+
+
+def render_article(request, article: dict, *, preview: bool = False) -> HttpResponse:
+    """The article page of a public detail (the public view, and previews: articles/preview.py)."""
     canonical = absolute_url(reverse("article", kwargs={"slug": article["slug"]}))
     image = hero_image(article)
     category = article["category"]
     context = {
         "article": dated(article),
-        "comments": selectors.article_comments(article_id=article["id"]),
+        "comments": selectors.article_comments(article_id=article["id"]) if article.get("id") else [],
         "categories": selectors.category_list()["results"],
         "site_name": settings.SITE_NAME,
         "canonical": canonical,
@@ -188,9 +200,19 @@ def article_page(request, slug: str):
         "hero": image,
         "json_ld": news_article_json_ld(article, canonical=canonical, image=image["absolute"]),
         "alternates": _alternates([_site_feeds(), _category_feeds(category)]),
+        "preview": preview,
     }
-    response = render(request, "articles/article.html", context)
-    return set_cache_tags(response, contract.article_page_tags(article), last_modified=article["updated_at"])
+    return render(request, "articles/article.html", context)
+
+
+@require_safe
+def preview_page(request, token: str):
+    """A share link's page (articles/preview.py): the article as it will be, never cached."""
+    try:
+        article = preview.article_of(token)
+    except preview.LinkEnded as exc:
+        return preview.personal(HttpResponse(f"{exc}.", status=404, content_type="text/plain"))
+    return preview.personal(render_article(request, preview.detail(article), preview=True))
 
 
 @cache_public_page(kind="category_feed", params=PAGE_PARAMS, negative_tags=contract.missing_category_tags)

@@ -46,6 +46,7 @@ ERROR_DESCRIPTIONS = {
     401: "No valid credentials (session or `Authorization: Token ...`)",
     403: "Authenticated without the permission this needs",
     404: "Not found",
+    412: "If-Match does not name the article's current ETag (it changed since you read it)",
     415: "The body is not `application/json`",
     429: "Over the client's budget (uncached reads, counted views): retry after Retry-After seconds",
     503: "The database is unavailable or the page is being rebuilt (Retry-After)",
@@ -111,6 +112,12 @@ class AutoSchema(SpectacularAutoSchema):
 
     def get_override_parameters(self):
         parameters = super().get_override_parameters()
+        if self._conditional():
+            parameters = [*parameters, OpenApiParameter(
+                "If-Match", str, location=OpenApiParameter.HEADER, required=False,
+                description="the ETag the article had when you read it (its public detail's, or an "
+                            "editorial answer's `etag`); `*` matches any: a stale one is a 412",
+            )]
         policy = policy_of(self.view)
         if policy is None or self.method != "GET":
             return parameters
@@ -147,6 +154,10 @@ class AutoSchema(SpectacularAutoSchema):
             body["required"] = True  # no field is required, but one of them is
         return body
 
+    def _conditional(self) -> bool:
+        """A write that takes If-Match (a view with `conditional_writes`: PATCH and DELETE)."""
+        return getattr(self.view, "conditional_writes", False) and self.method in ("PATCH", "DELETE")
+
     def _error_statuses(self) -> list[int]:
         statuses = []
         has_query = any(p.get("in") == "query" for p in self._get_parameters())
@@ -163,6 +174,8 @@ class AutoSchema(SpectacularAutoSchema):
             statuses.append(404)
         if has_body:
             statuses.append(415)
+        if self._conditional():
+            statuses.append(412)
         if self.method == "GET" and policy_of(self.view) is not None:
             statuses += [429, 503]  # a miss over the client's budget; the database down
         elif self.view.get_throttles():

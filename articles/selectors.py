@@ -218,8 +218,36 @@ def _detail(article: Article) -> dict:
         author={**data["author"], "bio": article.author.bio},
         comment_count=article.comment_count,
         like_count=article.like_count,
+        corrections=list(article.corrections or ()),
     )
     return data
+
+
+def detail_of(article: Article) -> dict:
+    """The public detail of an article object as it stands (saved or not: articles/preview.py),
+    with `comment_count` and `like_count` set on it by the caller. No query."""
+    return _detail(article)
+
+
+def article_revisions(*, article: Article, limit: int = 100) -> list[dict]:
+    """The article's newest `limit` revisions, newest first, each with who, when, why and which
+    fields it changed from the revision before. One query (django-simple-history's table)."""
+    rows = list(article.history.select_related("history_user").order_by("-history_date", "-history_id")[: limit + 1])
+    out = []
+    for newer, older in zip(rows, [*rows[1:], None]):
+        if len(out) == limit:
+            break
+        changed = sorted(newer.diff_against(older, foreign_keys_are_objs=False).changed_fields) if older else []
+        out.append({
+            "id": newer.history_id,
+            "version": newer.version,
+            "date": _iso(newer.history_date),
+            "user": newer.history_user.get_username() if newer.history_user else None,
+            "reason": newer.history_change_reason or "",
+            "type": {"+": "created", "~": "changed", "-": "deleted"}[newer.history_type],
+            "changed_fields": changed,
+        })
+    return out
 
 
 def article_comments(*, article_id: int, limit: int = 20) -> list[dict]:
@@ -336,14 +364,19 @@ def author_feed(*, author_id: int, page: int) -> dict | None:
 
 @contextmanager
 def _time_limit(alias: str, milliseconds: int):
-    """PostgreSQL cancels a statement of the block that runs longer (SET LOCAL statement_timeout,
-    in a transaction or savepoint of its own: it ends with the block, even when cancelled)."""
+    """PostgreSQL cancels a statement of the block that runs longer (statement_timeout set local
+    to a transaction or savepoint of the block's own; when that is a savepoint of an outer
+    transaction, the previous value is set back after the block: releasing a savepoint would
+    keep it; a cancelled block's savepoint rollback undoes it)."""
     if connections[alias].vendor != "postgresql":
         yield
         return
     with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
-        cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{int(milliseconds)}ms"])
+        cursor.execute("SELECT current_setting('statement_timeout'), "
+                       "set_config('statement_timeout', %s, true)", [f"{int(milliseconds)}ms"])
+        previous = cursor.fetchone()[0]
         yield
+        cursor.execute("SELECT set_config('statement_timeout', %s, true)", [previous])
 
 
 def search(*, q: str, page: int) -> dict:

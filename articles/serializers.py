@@ -78,6 +78,15 @@ class CommentWriteSerializer(StrictSerializer):
     body = serializers.CharField(min_length=1, max_length=5000, trim_whitespace=True)
 
 
+class CorrectionWriteSerializer(StrictSerializer):
+    note = serializers.CharField(min_length=1, max_length=2000, trim_whitespace=True,
+                                 validators=[no_control_characters])
+
+
+class RevertSerializer(StrictSerializer):
+    revision_id = serializers.IntegerField(min_value=1, max_value=2**31 - 1)
+
+
 class FollowSerializer(StrictSerializer):
     exactly_one_of = ("author_id", "category_id")
     author_id = serializers.PrimaryKeyRelatedField(

@@ -12,13 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
 from . import counters, images, invalidation, selectors
 from .http import detail_etag, etag_matches
-from .models import Article, Author, Category, Comment, Follow, Like
+from .models import Article, Author, Category, Comment, Follow, Like, no_control_characters
 
 ARTICLE_EDITABLE_FIELDS = frozenset(
     {"title", "slug", "excerpt", "body", "category", "author", "status", "published_at", "expires_at", "is_breaking",
@@ -61,17 +62,23 @@ _EDIT_COLUMNS = frozenset({*ARTICLE_EDITABLE_FIELDS, "hero_renditions"})
 def _hero_columns(upload) -> dict[str, Any]:
     """The columns of a new hero image: an uploaded file (a Django File) is checked and stored
     with its renditions (articles/images.py: a ValidationError if it is not an acceptable image);
-    False, None or "" removes the image. The files are written before the row is locked or saved;
-    a rollback leaves content-addressed files that no row names (never a row naming no file)."""
+    False, None or "" removes the image; an images.StoredHero (a revision's) is set as it is. The
+    files are written before the row is locked or saved; a rollback leaves content-addressed files
+    that no row names (never a row naming no file)."""
     if not upload:
         return {"hero_image": "", "hero_renditions": []}
-    stored = images.store_upload(upload)
+    stored = upload if isinstance(upload, images.StoredHero) else images.store_upload(upload)
     return {"hero_image": stored.name, "hero_renditions": stored.renditions}
 
 
-def _save_article(article: Article, *, update_fields=None) -> Article:
-    """Publication rules, then save (version + 1); a taken slug or a take-down time not after
-    the go-live is a ServiceError. A published article with a future published_at is scheduled."""
+def _save_article(article: Article, *, update_fields=None, by=None, reason: str | None = None) -> Article:
+    """Publication rules, then save (version + 1, and a revision by `by` with `reason`: django-
+    simple-history); a taken slug or a take-down time not after the go-live is a ServiceError. A
+    published article with a future published_at is scheduled."""
+    if by is not None and getattr(by, "is_authenticated", False):
+        article._history_user = by
+    if reason:
+        article._change_reason = reason
     if article.status == Article.Status.PUBLISHED and article.published_at is None:
         article.published_at = timezone.now()
     if article.expires_at is not None and article.published_at is not None and article.expires_at <= article.published_at:
@@ -99,7 +106,9 @@ def article_create(
     is_breaking: bool = False,
     hero_image_url: str = "",
     hero_image=None,
+    by=None,
 ) -> Article:
+    """A new article (its first revision, by `by`)."""
     article = Article(
         author=author,
         category=category,
@@ -114,20 +123,20 @@ def article_create(
         hero_image_url=hero_image_url,
         **_hero_columns(hero_image),
     )
-    return _save_article(article)
+    return _save_article(article, by=by)
 
 
 @transaction.atomic
 def article_update(*, article: Article, data: dict[str, Any], if_match: str | None = None,
-                   expected_version: int | None = None) -> Article:
+                   expected_version: int | None = None, by=None, reason: str | None = None) -> Article:
     """Apply `data` (a subset of ARTICLE_EDITABLE_FIELDS) to the article's row as committed,
     locked (SELECT ... FOR UPDATE: concurrent edits apply one after the other, each on the
     latest row, and only `data`'s fields and the version are written), and save: version + 1.
 
     `if_match`: an If-Match header: StaleEdit unless it names the current public detail's ETag
     (or `*`). `expected_version`: StaleEdit unless the row is still at that version (the admin
-    form's). One more query with `if_match` (the detail, for its ETag). Returns `article`, set to
-    the saved row."""
+    form's). One more query with `if_match` (the detail, for its ETag). The revision it makes is
+    by `by` (a user) with `reason`. Returns `article`, set to the saved row."""
     _refuse_unknown_fields(data, ARTICLE_EDITABLE_FIELDS)
     if "hero_image" in data:  # stored before the row is locked: encoding takes a while
         data = {**{k: v for k, v in data.items() if k != "hero_image"}, **_hero_columns(data["hero_image"])}
@@ -140,28 +149,76 @@ def article_update(*, article: Article, data: dict[str, Any], if_match: str | No
             raise StaleEdit(f"If-Match does not name the article's current ETag ({etag}): reload it")
     for field, value in data.items():
         setattr(current, field, value)
-    _save_article(current, update_fields=_EDIT_COLUMNS)
+    _save_article(current, update_fields=_EDIT_COLUMNS, by=by, reason=reason)
     for column in Article._meta.concrete_fields:  # the caller's object shows what was saved
         setattr(article, column.attname, getattr(current, column.attname))
     return article
 
 
-def article_publish(*, article: Article) -> Article:
-    return article_update(article=article, data={"status": Article.Status.PUBLISHED})
+@transaction.atomic
+def article_revert(*, article: Article, revision_id: int, by=None) -> Article:
+    """Back to an earlier revision's editable fields: an ordinary edit (under the row's lock,
+    version + 1, a new revision saying what it reverted to, invalidation and purge as any edit).
+    ServiceError when the revision is not the article's, or names an author or category that no
+    longer exists, or a slug another article took since."""
+    try:
+        revision = article.history.get(history_id=revision_id)
+    except Article.history.model.DoesNotExist as exc:
+        raise ServiceError(f"no revision {revision_id} of this article") from exc
+    old = revision.instance
+    try:
+        data = {name: getattr(old, name) for name in ARTICLE_EDITABLE_FIELDS}
+    except (Author.DoesNotExist, Category.DoesNotExist) as exc:
+        raise ServiceError(f"revision {revision_id} names an author or category that no longer exists") from exc
+    # The revision's picture as it was stored (its files are never deleted): nothing re-encoded.
+    data["hero_image"] = old.hero_image and images.StoredHero(name=old.hero_image.name, renditions=old.hero_renditions)
+    when = timezone.localtime(revision.history_date).strftime("%Y-%m-%d %H:%M")
+    return article_update(article=article, data=data, by=by,
+                          reason=f"Reverted to revision {revision_id} (version {old.version}, {when})")
 
 
-def article_publish_now(*, article: Article) -> Article:
+CORRECTION_MAX_LENGTH = 2000
+
+
+@transaction.atomic
+def correction_add(*, article: Article, note: str, by=None) -> Article:
+    """Publish a correction on the article: appended to its corrections (what the page, the JSON
+    and the JSON-LD show) and saved as an edit: version + 1, updated_at now (the feeds show the
+    item updated, JSON-LD's dateModified), a revision with the note as its reason, and the
+    invalidation of any edit. Returns `article`, set to the saved row."""
+    note = (note or "").strip()
+    if not note:
+        raise ServiceError("a correction needs a note")
+    if len(note) > CORRECTION_MAX_LENGTH:
+        raise ServiceError(f"a correction note has at most {CORRECTION_MAX_LENGTH} characters")
+    try:
+        no_control_characters(note)
+    except ValidationError as exc:
+        raise ServiceError("control characters are not allowed in a correction") from exc
+    current = Article.objects.select_for_update().get(pk=article.pk)
+    current.corrections = [*current.corrections, {"note": note, "published_at": timezone.now().isoformat()}]
+    _save_article(current, update_fields={"corrections"}, by=by, reason=f"Correction: {note[:80]}")
+    for column in Article._meta.concrete_fields:
+        setattr(article, column.attname, getattr(current, column.attname))
+    return article
+
+
+def article_publish(*, article: Article, by=None) -> Article:
+    return article_update(article=article, data={"status": Article.Status.PUBLISHED}, by=by)
+
+
+def article_publish_now(*, article: Article, by=None) -> Article:
     """Published from now on: a draft or a scheduled article goes live at once (published_at now,
     a take-down time already past is cleared)."""
     now = timezone.now()
     data = {"status": Article.Status.PUBLISHED, "published_at": now}
     if article.expires_at is not None and article.expires_at <= now:
         data["expires_at"] = None
-    return article_update(article=article, data=data)
+    return article_update(article=article, data=data, by=by)
 
 
-def article_unpublish(*, article: Article) -> Article:
-    return article_update(article=article, data={"status": Article.Status.DRAFT})
+def article_unpublish(*, article: Article, by=None) -> Article:
+    return article_update(article=article, data={"status": Article.Status.DRAFT}, by=by)
 
 
 @transaction.atomic

@@ -10,6 +10,11 @@ urlpatterns = [
     path("api/articles/<int:article_id>/views/", api.ArticleViewsView.as_view(), name="api-article-views"),
     path("api/articles/<int:article_id>/comments/", api.CommentCreateView.as_view(), name="api-article-comments"),
     path("api/articles/<int:article_id>/like/", api.LikeView.as_view(), name="api-article-like"),
+    path("api/articles/<int:article_id>/corrections/", api.CorrectionCreateView.as_view(), name="api-article-corrections"),
+    path("api/articles/<int:article_id>/revisions/", api.RevisionsView.as_view(), name="api-article-revisions"),
+    path("api/articles/<int:article_id>/revert/", api.RevertView.as_view(), name="api-article-revert"),
+    path("api/articles/<int:article_id>/preview-link/", api.PreviewLinkView.as_view(), name="api-article-preview-link"),
+    path("api/preview/<str:token>/", api.PreviewView.as_view(), name="api-preview"),
     path("api/breaking-news/", api.BreakingNewsView.as_view(), name="api-breaking"),
     path("api/categories/", api.CategoryListView.as_view(), name="api-categories"),
     path("api/categories/<slug:slug>/articles/", api.CategoryArticlesView.as_view(), name="api-category-articles"),
@@ -23,6 +28,7 @@ urlpatterns = [
     # HTML
     path("", pages.home_page, name="home"),
     path("articles/<slug:slug>/", pages.article_page, name="article"),
+    path("preview/<str:token>/", pages.preview_page, name="preview"),
     path("category/<slug:slug>/", pages.category_page, name="category"),
     # Feeds, sitemaps, robots.txt (articles/feeds.py, articles/sitemaps.py)
     path("feed/", feeds.home_rss, name="feed-home"),

@@ -53,6 +53,13 @@ L1_TAG_OVERHEAD = 120
 MIN_LIFETIME = 0.001  # s: a value whose moment has come is stored for a millisecond (Redis PX >= 1)
 
 
+class CallersOwnRefusal(Exception):  # noqa: N818 (it names the situation)
+    """Raised by a loader to refuse the caller it runs for, not the key (a per-client budget:
+    newsite.throttle.OverBudget). Single-flight followers in the process do not share it: each
+    then loads for itself, outside the single-flight. List it in LOADER_ERRORS too for a stale
+    value to answer it."""
+
+
 class LeaseTimeout(Exception):  # noqa: N818 (it names the situation, as TimeoutError does)
     """A cold key's loader is running in another process for longer than LEASE_WAIT and there
     is no stale value to serve. Callers answer fast (HTTP: 503 with Retry-After) instead of
@@ -219,7 +226,14 @@ class FetchFace:
                 # Another thread of this process is loading the key: a lease this read took
                 # would keep that leader (polling for the holder) waiting on us.
                 self.release_ahead(ahead)
-            return future.result()
+            try:
+                return future.result()
+            except CallersOwnRefusal:
+                pass  # the leader's loader refused its own caller (a per-client budget): not ours
+            # Load for ourselves, outside the single-flight (its next leader may be refused too);
+            # across processes the key's lease still makes it one load.
+            return self._fetch(Load(key, keys.value_key(self.namespace, key), loader, kind, tags, stats, self.guard()),
+                               None)
         try:
             load = Load(key, keys.value_key(self.namespace, key), loader, kind, tags, stats,
                         ahead.guard if ahead is not None else self.guard())

@@ -6,8 +6,9 @@ with Retry-After, fast").
   when the database is unreachable and no tier holds an entry to serve, the answer is a 503.
 - A public miss is also charged to the client's "public_miss" budget (newsite/throttle.py)
   before the view runs: over it, the tiers answer with a stale entry when they hold one, else
-  the client gets a 429 with Retry-After (a single-flight follower refused with its leader gets
-  its own attempt). Hits cost no budget.
+  the client gets a 429 with Retry-After. The refusal is the client's own (caching's
+  CallersOwnRefusal): a single-flight follower of a refused leader loads for itself. Hits cost no
+  budget.
 - Every other view (personal, editorial, the admin) runs behind the same breaker: while it is
   open, or its half-open probe finds the server unreachable, the answer is a 503 at once (not
   after the pool's DB_POOL_TIMEOUT wait); a database error in the view is a 503, not a 500.
@@ -302,19 +303,9 @@ class ResponseCacheMiddleware(PublicResponseCacheMiddleware):
 
     def respond(self, request, *args):
         try:
-            return self._respond_guarded(request, *args)
-        except throttle.OverBudget as exc:
-            if exc.client == throttle.client_address(request):
-                return _too_many(exc)
-        # A single-flight follower got its leader's refusal: its own attempt, once.
-        try:
-            return self._respond_guarded(request, *args)
-        except throttle.OverBudget as exc:
-            return _too_many(exc)
-
-    def _respond_guarded(self, request, *args):
-        try:
             return super().respond(request, *args)
+        except throttle.OverBudget as exc:  # no stale entry to serve
+            return _too_many(exc)
         except DB_UNAVAILABLE as exc:  # no stale entry to serve (the tiers served one if they had it)
             # A public read refused during an outage is not news: the breaker logged the outage
             # (event=breaker_open / breaker_closed) and the access log has the 503. At 400 such

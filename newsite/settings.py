@@ -22,7 +22,7 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "newsite.ops.admin_site.NewsiteAdminConfig",  # django.contrib.admin, its index linking the Cache page
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -40,7 +40,12 @@ INSTALLED_APPS = [
     "cdn",
     "newsite.ops",
     "django_structlog",  # request ids on every log line, carried into Celery tasks (newsite/ops/logs.py)
+    "simple_history",  # article revisions (articles.models.Article.history; admin History page)
 ]
+# A revision is reverted through articles.services.article_revert (an ordinary edit: version + 1,
+# invalidation and purge), from the admin's "Revert to this revision" page; simple-history's own
+# revert form (which saves the old instance as it is) stays off.
+SIMPLE_HISTORY_REVERT_DISABLED = True
 
 MIDDLEWARE = [
     # First: times the whole request by endpoint (newsite/ops/middleware.py, docs/observability.md).
@@ -263,9 +268,12 @@ CELERY_BEAT_SCHEDULE["cdn-outbox-prune"] = {"task": "cdn.purge_outbox_prune", "s
 
 # --- DRF / OpenAPI ---------------------------------------------------------------------------
 # --- Per-client budgets (newsite/throttle.py, issue 28) ------------------------------------------
-# The proxies of ours in front of the app, each appending to X-Forwarded-For: the client is the
-# address that many hops from its right (Varnish alone: 1; nginx then Varnish: 2). 0: REMOTE_ADDR.
-CLIENT_IP_PROXY_COUNT = env.int("CLIENT_IP_PROXY_COUNT", default=0)
+# Our proxies (networks): Varnish, nginx, a load balancer. A request's client is the rightmost
+# address of X-Forwarded-For + REMOTE_ADDR that is not in them (newsite/throttle.py). Default:
+# loopback and the private ranges, where a deployment's own hosts live.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[
+    "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "fe80::/10",
+])
 # "N/S": N per S-second window and client. public_miss: public reads that no tier held (the
 # view runs: database work); views: POST /api/articles/{id}/views/. "off" disables one.
 THROTTLE = {

@@ -1,16 +1,24 @@
 """Per-client budgets (SPEC section 5: "anonymous uncached reads and counters are rate-limited per
 client (429 + Retry-After)").
 
-- `client_address(request)`: who the client is. REMOTE_ADDR, unless CLIENT_IP_PROXY_COUNT
-  proxies of ours stand in front (Varnish: 1; nginx then Varnish: 2): then the address that
-  many hops from the right of X-Forwarded-For, the one the outermost proxy of ours appended.
-  Anything a client writes further left is ignored, so no header can pick its identity.
+- `client_address(request)`: who the client is. The addresses the request passed through are
+  X-Forwarded-For's entries then REMOTE_ADDR; walking them from the right, the first one that is
+  not one of our proxies (TRUSTED_PROXIES, networks: Varnish, nginx, a load balancer) is the
+  client. A peer that is not ours is the client whatever it writes in X-Forwarded-For, and what
+  a client writes left of the entry our outermost proxy appended is never reached, so no header
+  picks an identity; the hop count does not need configuring. A request that only ever passed
+  our own hosts (a warmer, a probe) is charged to its leftmost address. An IPv6 client is its
+  /64 (one host owns a whole /64: a key per address would give it a budget per request), an
+  IPv4-mapped IPv6 address is the IPv4 one.
 - `spend(name, client)`: one unit of the budget `name` (settings THROTTLE, "N/S": N units per
   S-second window, per client). None when allowed; else the seconds until the window ends (the
   Retry-After). One Redis round trip on the cache engine's Redis, behind its breaker: a fixed
   window counter, INCR + EXPIRE NX + PTTL pipelined. Redis down or the breaker open: allowed
   and counted (result="unchecked"): the budgets are a fairness rule, and what they protect is
   guarded anyway (the database breaker, one load per key cluster-wide).
+- A request is charged once per budget, however many loads it causes (a replica re-read, an
+  early refresh): `charge` marks it. Early (XFetch) refreshes and the refresh of a soft-expired
+  entry run the view, so they are charged to the request that triggers them.
 - THROTTLE_EXEMPT: networks (CIDR) never charged (the operator's own monitoring, warmers, the
   test suite's loopback). The project's own in-process requests (warm_cache's Django client)
   carry the WSGI environ key INTERNAL, which no HTTP header can set: never charged either.
@@ -38,7 +46,7 @@ from django.http import JsonResponse
 from prometheus_client import Counter
 from rest_framework.throttling import BaseThrottle
 
-from caching import engine, keys
+from caching import CallersOwnRefusal, engine, keys
 from caching.l2 import L2Unavailable
 
 logger = logging.getLogger("newsite.throttle")
@@ -54,6 +62,7 @@ THROTTLED = Counter(
 PUBLIC_MISS = "public_miss"
 VIEWS = "views"
 INTERNAL = "newsite.throttle.internal"  # a WSGI environ key: HTTP headers arrive as HTTP_*
+CHARGED = "newsite.throttle.charged"  # + ".<budget>": what charge() answered for this request
 
 
 @dataclass(frozen=True)
@@ -75,38 +84,69 @@ def budget(name: str) -> Budget | None:
 
 @lru_cache(maxsize=None)
 def _exempt() -> tuple:
-    return tuple(ipaddress.ip_network(net, strict=False) for net in getattr(settings, "THROTTLE_EXEMPT", ()))
+    return networks(getattr(settings, "THROTTLE_EXEMPT", ()))
+
+
+@lru_cache(maxsize=None)
+def _trusted() -> tuple:
+    return networks(getattr(settings, "TRUSTED_PROXIES", ()))
+
+
+def networks(specs) -> tuple:
+    """ip_network of each CIDR in `specs` (ValueError on a bad one: newsite/ops/checks.py)."""
+    return tuple(ipaddress.ip_network(net.strip(), strict=False) for net in specs if str(net).strip())
 
 
 @receiver(setting_changed)
 def _forget_settings(*, setting: str, **kwargs) -> None:
-    if setting in ("THROTTLE", "THROTTLE_EXEMPT"):
+    if setting in ("THROTTLE", "THROTTLE_EXEMPT", "TRUSTED_PROXIES"):
         budget.cache_clear()
         _exempt.cache_clear()
+        _trusted.cache_clear()
+
+
+def _address(text: str):
+    try:
+        address = ipaddress.ip_address(text.strip().strip("[]"))
+    except ValueError:
+        return None
+    if address.version == 6 and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 def client_address(request) -> str:
-    """The client's address (see the module docstring); "" when none can be told."""
+    """The client of the request (see the module docstring): an IPv4 address, an IPv6 /64, or
+    what an untrusted hop wrote if it is no address at all ("" when there is nothing)."""
     meta = request.META
-    hops = int(getattr(settings, "CLIENT_IP_PROXY_COUNT", 0))
-    if hops > 0:
-        forwarded = [part.strip() for part in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
-        if len(forwarded) >= hops:
-            return forwarded[-hops]
-        if forwarded:  # fewer hops than configured: the leftmost is the best there is
-            return forwarded[0]
-    return meta.get("REMOTE_ADDR", "")
+    hops = [part for part in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    hops.append(meta.get("REMOTE_ADDR", ""))
+    trusted = _trusted()
+    client = None
+    for text in reversed(hops):
+        client = text.strip()
+        address = _address(client)
+        if address is None or not any(address in net for net in trusted):
+            break
+    if client is None:
+        return ""
+    address = _address(client)
+    if address is None:
+        return client
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 def exempt(client: str) -> bool:
-    networks = _exempt()
-    if not networks or not client:
+    nets = _exempt()
+    if not nets or not client:
         return False
     try:
-        address = ipaddress.ip_address(client)
+        address = ipaddress.ip_network(client, strict=False)
     except ValueError:
         return False
-    return any(address in network for network in networks)
+    return any(address.subnet_of(net) for net in nets if net.version == address.version)
 
 
 def spend(name: str, client: str) -> int | None:
@@ -151,11 +191,16 @@ class BudgetThrottle(BaseThrottle):
 
 
 def charge(request, name: str) -> tuple[str, int | None]:
-    """The request's client and spend(name, client) (None: allowed; internal requests are free)."""
-    if request.META.get(INTERNAL):
+    """The request's client and spend(name, client) (None: allowed; internal requests are free),
+    once per request and budget: a second load of the same request gets the first answer."""
+    meta = request.META
+    if meta.get(INTERNAL):
         return "", None
-    client = client_address(request)
-    return client, spend(name, client)
+    mark = f"{CHARGED}.{name}"
+    if mark not in meta:
+        client = client_address(request)
+        meta[mark] = (client, spend(name, client))
+    return meta[mark]
 
 
 def too_many_requests(retry_after: int, detail: str) -> JsonResponse:
@@ -166,9 +211,10 @@ def too_many_requests(retry_after: int, detail: str) -> JsonResponse:
     return response
 
 
-class OverBudget(Exception):  # noqa: N818 (it names the situation)
+class OverBudget(CallersOwnRefusal):
     """A public miss refused by the client's budget. One of the tiers' LOADER_ERRORS: a stale
-    entry answers it when there is one; else the client gets a 429 (newsite.middleware)."""
+    entry answers it when there is one; else the client gets a 429 (newsite.middleware). A
+    refusal of the caller, not of the key: single-flight followers load for themselves."""
 
     def __init__(self, client: str, retry_after: int):
         super().__init__(f"{client}: over its uncached-read budget for {retry_after} s")

@@ -8,6 +8,7 @@ articles.purge_cache (Article.Meta.permissions). Superusers have them all.
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from rest_framework import permissions
 
 PURGE_CACHE = "articles.purge_cache"
@@ -29,6 +30,16 @@ class ArticleEditorial(permissions.BasePermission):
         perm = ARTICLE_WRITE.get(request.method)
         user = request.user
         return bool(perm and user and user.is_authenticated and user.has_perm(perm))
+
+
+class ArticleChange(permissions.BasePermission):
+    """articles.change_article, whatever the method: corrections, reverts, preview links."""
+
+    message = "This needs the articles.change_article permission."
+
+    def has_permission(self, request, view):
+        user = request.user
+        return bool(user and user.is_authenticated and user.has_perm(ARTICLE_WRITE["PATCH"]))
 
 
 def can_purge_cache(user) -> bool:
@@ -56,6 +67,6 @@ class SameSiteOnly(permissions.BasePermission):
         parts = urlsplit(origin)
         try:
             host = request.get_host()
-        except Exception:  # DisallowedHost: Django answers it anyway; refuse here
+        except DisallowedHost:
             return False
         return parts.scheme == request.scheme and parts.netloc == host

@@ -36,9 +36,6 @@ export SECRET_KEY
 export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$RUN/prometheus}"
 # The freshness canary (Celery beat) reads the app's port (WEB_BIND) and this edge.
 export NEWSITE_EDGE_URL="${NEWSITE_EDGE_URL:-http://127.0.0.1:$EDGE_PORT}"
-# Varnish is the proxy in front: the client of a per-client budget (newsite/throttle.py) is the
-# address it appends to X-Forwarded-For (a request straight to the app port: its peer).
-export CLIENT_IP_PROXY_COUNT="${CLIENT_IP_PROXY_COUNT:-1}"
 
 deploy/scripts/ensure-services.sh
 

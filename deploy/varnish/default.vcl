@@ -145,8 +145,9 @@ sub vcl_backend_response {
     if (bereq.uncacheable) {
         return (deliver);
     }
-    if (beresp.status >= 500) {
-        # A background refresh or a forced-fresh fetch that fails keeps the stale copy.
+    if (beresp.status >= 500 || beresp.status == 429) {
+        # A background refresh or a forced-fresh fetch that fails keeps the stale copy (a 429: the
+        # client that triggered it was over its budget of uncached reads, newsite/throttle.py).
         if (bereq.is_bgfetch || bereq.http.X-Edge-Fresh) {
             return (abandon);
         }

@@ -27,3 +27,28 @@ def check_replica_lag(app_configs=None, **kwargs):
         hint="Lower DATABASE_REPLICA_MAX_LAG or raise TAG_INVALIDATION_TTL (docs/scaling.md).",
         id="ops.E001",
     )]
+
+
+@checks.register()
+def check_client_budgets(app_configs=None, **kwargs):
+    """ops.E002: the per-client budgets' settings parse (newsite/throttle.py): THROTTLE values are
+    "N/S" with N >= 1 and S >= 1 (or "off"), THROTTLE_EXEMPT and TRUSTED_PROXIES are networks.
+    Parsed at request time otherwise: a bad value would make every miss and view POST a 500."""
+    from newsite import throttle
+
+    errors = []
+    for name, spec in getattr(settings, "THROTTLE", {}).items():
+        text = str(spec or "").strip().lower()
+        if text in ("", "off", "0"):
+            continue
+        limit, _, window = text.partition("/")
+        if not (limit.isdigit() and window.isdigit() and int(limit) >= 1 and int(window) >= 1):
+            errors.append(checks.Error(f"THROTTLE[{name!r}] = {spec!r} is not \"N/S\" (N per S seconds) or \"off\"",
+                                       hint="e.g. THROTTLE_PUBLIC_MISS=120/60", id="ops.E002"))
+    for setting in ("THROTTLE_EXEMPT", "TRUSTED_PROXIES"):
+        try:
+            throttle.networks(getattr(settings, setting, ()))
+        except ValueError as exc:
+            errors.append(checks.Error(f"{setting}: {exc}", hint="a comma-separated list of networks (CIDR)",
+                                       id="ops.E002"))
+    return errors

@@ -258,3 +258,14 @@ def test_changing_the_image_invalidates_the_article_and_leaves_old_files_in_plac
     illustrated.refresh_from_db()
     assert illustrated.hero_image == "" and illustrated.hero_renditions == []
     assert "<picture>" not in reader.get(page).content.decode()
+
+
+def test_a_revert_brings_back_the_revision_s_picture_without_encoding_it_again(illustrated):
+    first = list(illustrated.hero_renditions)
+    revision = illustrated.history.order_by("-history_date").first().history_id  # the upload's revision
+    services.article_update(article=Article.objects.get(pk=illustrated.pk),
+                            data={"hero_image": upload(picture(colour=(250, 10, 10)), "other.jpg")})
+    stamps = {r["name"]: default_storage.get_modified_time(r["name"]) for r in first}
+    reverted = services.article_revert(article=Article.objects.get(pk=illustrated.pk), revision_id=revision)
+    assert reverted.hero_renditions == first and reverted.hero_image.name == illustrated.hero_image.name
+    assert {r["name"]: default_storage.get_modified_time(r["name"]) for r in first} == stamps

@@ -201,8 +201,11 @@ def test_an_uncapped_value_keeps_its_kind_ttl():
 def test_fire_due_changes_fires_each_moment_once_and_what_was_missed_later():
     start = timezone.now()
     ScheduleCursor.objects.create(name=schedule.CURSOR, fired_through=start)
-    soon = make_article(ago=-timedelta(milliseconds=300))
-    Article.objects.filter(pk=soon.pk).update(updated_at=start)  # saved before its go-live
+    soon = make_article(ago=-timedelta(seconds=30))
+    # Its moment relative to `start`, not to when the factory ran (a user's password hashing on a
+    # loaded machine took longer than the 700 ms this test leaves).
+    Article.objects.filter(pk=soon.pk).update(published_at=start + timedelta(milliseconds=300),
+                                              updated_at=start)  # saved before its go-live
     ending = make_article(ago=timedelta(hours=1))
     Article.objects.filter(pk=ending.pk).update(expires_at=start + timedelta(milliseconds=200), updated_at=start)
     nothing = schedule.fire_due_changes(now=start)

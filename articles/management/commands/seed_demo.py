@@ -329,12 +329,12 @@ class Seeder:
                     article.id, title, slug, pool.excerpt(rng, category.slug), pool.body(rng, category.slug),
                     author.pk, category.pk, "published" if published_at else "draft", published_at,
                     created_at, updated_at, article.is_breaking, "",
-                    *hero_columns[rng.randrange(10**6) % len(hero_columns)], views, 1,
+                    *hero_columns[rng.randrange(10**6) % len(hero_columns)], views, 1, "[]",
                 )
 
         columns = ["id", "title", "slug", "excerpt", "body", "author_id", "category_id", "status",
                    "published_at", "created_at", "updated_at", "is_breaking", "hero_image_url",
-                   "hero_image", "hero_renditions", "view_count", "version"]
+                   "hero_image", "hero_renditions", "view_count", "version", "corrections"]
         self.writer.write(Article, columns, rows(), total=n, desc="articles")
         return plan
 

@@ -1,0 +1,313 @@
+"""The editor's desk (issue 33): previews that never leak, revisions with revert, corrections,
+and the admin's links to it all."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import xml.etree.ElementTree as ET
+from datetime import timedelta
+
+import pytest
+from django.db import connections
+from django.test import Client
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from articles import services
+from articles.models import Article
+from caching import engine
+from tests.articles.reader_process import start_reader, stop_reader
+from tests.articles.test_api_editorial import grant
+from tests.factories import make_article, make_author, make_user
+
+ATOM = "{http://www.w3.org/2005/Atom}"
+
+
+@pytest.fixture
+def editor():
+    user = make_user(username="desk-editor", staff=True)
+    grant(user, "add_article", "change_article", "delete_article")
+    make_author(name="Desk Editor", user=user)
+    return user
+
+
+@pytest.fixture
+def api(editor):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=editor).key}")
+    return client
+
+
+@pytest.fixture
+def admin_desk(editor):
+    client = Client()
+    client.force_login(editor)
+    return client
+
+
+def _scheduled(**kwargs) -> Article:
+    return make_article(title="Embargoed until tomorrow", ago=-timedelta(days=1), **kwargs)
+
+
+def _l2_keys(fragment: str) -> list[str]:
+    client = engine.default().l2.client
+    return [k.decode() for k in client.scan_iter(match=f"*{fragment}*", count=1000)]
+
+
+def _l1_keys(fragment: str) -> list[str]:
+    store = engine.default().l1._store  # the TLRUCache of this process's L1
+    return [k for k in list(store.keys()) if fragment in str(k)]
+
+
+# --- previews ------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_share_link_shows_a_scheduled_story_to_anyone_and_no_tier_keeps_it(api):
+    article = _scheduled()
+    link = api.post(f"/api/articles/{article.id}/preview-link/")
+    assert link.status_code == 201, link.content
+    urls = link.json()
+    assert urls["url"].startswith("/preview/") and urls["api_url"].startswith("/api/preview/")
+    stranger = Client()  # no account
+    for _ in range(2):
+        page = stranger.get(urls["url"])
+        assert page.status_code == 200
+        assert b"Embargoed until tomorrow" in page.content and b'name="robots" content="noindex' in page.content
+        assert page["Cache-Control"] == "private, no-store" and page["X-Robots-Tag"].startswith("noindex")
+        assert "Surrogate-Key" not in page and "ETag" not in page and "X-Cache" not in page
+        data = stranger.get(urls["api_url"])
+        assert data.status_code == 200 and data.json()["title"] == "Embargoed until tomorrow"
+        assert data["Cache-Control"] == "private, no-store"
+    token = urls["url"].split("/")[2]
+    assert not _l2_keys("preview") and not _l2_keys(token[:20])
+    assert not _l1_keys("preview")
+    stranger.get(f"/api/articles/{make_article().id}/")  # the check sees L1 keys: a public one is there
+    assert _l1_keys("article")
+    # The public URLs of the scheduled story stay 404 meanwhile.
+    assert stranger.get(f"/articles/{article.slug}/").status_code == 404
+    assert stranger.get(f"/api/articles/{article.id}/").status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_share_link_ends_at_publication_and_at_expiry(api, settings):
+    article = _scheduled()
+    url = api.post(f"/api/articles/{article.id}/preview-link/").json()["url"]
+    assert Client().get(url).status_code == 200
+    services.article_publish_now(article=article)
+    ended = Client().get(url)
+    assert ended.status_code == 404 and ended["Cache-Control"] == "private, no-store"
+    assert Client().get(f"/articles/{article.slug}/").status_code == 200
+
+    draft = make_article(title="A draft", published=False)
+    settings.PREVIEW_LINK_SECONDS = 1
+    url = api.post(f"/api/articles/{draft.id}/preview-link/").json()["api_url"]
+    assert Client().get(url).status_code == 200
+    time.sleep(2.1)
+    expired = Client().get(url)
+    assert expired.status_code == 404 and expired.json()["error"] == "not_found"
+    assert Client().get("/preview/not-a-token/").status_code == 404
+    tampered = url.replace("/api/preview/", "/api/preview/x")
+    assert Client().get(tampered).status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_preview_links_need_the_change_permission():
+    article = _scheduled()
+    reader = make_user(username="just-a-reader")
+    client = APIClient()
+    client.force_authenticate(reader)
+    assert client.post(f"/api/articles/{article.id}/preview-link/").status_code == 403
+    assert APIClient().post(f"/api/articles/{article.id}/preview-link/").status_code in (401, 403)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_admin_previews_unsaved_changes_without_saving_them(admin_desk):
+    article = _scheduled()
+    form = admin_desk.get(f"/admin/articles/article/{article.id}/change/")
+    assert form.status_code == 200
+    assert b"Preview changes" in form.content and b"Share preview" in form.content
+    assert b"View on site" in form.content
+    fields = {
+        "title": "A headline not saved yet", "slug": article.slug, "excerpt": article.excerpt, "body": article.body,
+        "author": article.author_id, "category": article.category_id, "status": article.status,
+        "published_at_0": timezone.localtime(article.published_at).strftime("%Y-%m-%d"),
+        "published_at_1": timezone.localtime(article.published_at).strftime("%H:%M:%S"),
+        "expires_at_0": "", "expires_at_1": "", "hero_image_url": "", "loaded_version": article.version,
+    }
+    shown = admin_desk.post(f"/admin/articles/article/{article.id}/preview/", fields)
+    assert shown.status_code == 200, shown.content[:500]
+    assert "no-store" in shown["Cache-Control"] and "private" in shown["Cache-Control"]
+    assert b"A headline not saved yet" in shown.content, shown.content.decode()[:3000]
+    article.refresh_from_db()
+    assert article.title == "Embargoed until tomorrow"
+    share = admin_desk.get(f"/admin/articles/article/{article.id}/share-preview/")
+    assert share.status_code == 302 and share["Location"].startswith("/preview/")
+
+
+# --- revisions -----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_save_is_a_revision_with_who_and_what_changed(api, admin_desk, editor):
+    created = api.post("/api/articles/", {"title": "First title", "category_id": make_article().category_id,
+                                          "status": "published", "body": "Body."}, format="json")
+    assert created.status_code == 201, created.content
+    article_id = created.json()["id"]
+    assert api.patch(f"/api/articles/{article_id}/", {"title": "Second title"}, format="json").status_code == 200
+    revisions = api.get(f"/api/articles/{article_id}/revisions/").json()["results"]
+    assert [r["type"] for r in revisions] == ["changed", "created"]
+    assert revisions[0]["user"] == editor.username and revisions[0]["changed_fields"] == ["title"]
+    assert revisions[0]["version"] == revisions[1]["version"] + 1
+    history = admin_desk.get(f"/admin/articles/article/{article_id}/history/")
+    assert history.status_code == 200
+    assert b"First title" in history.content and b"Second title" in history.content  # the field diff
+    assert b"Revert to this revision" in history.content
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_revert_is_an_edit_every_process_sees_once_it_returns(api, admin_desk):
+    """Two reader processes (their own L1) and two reader threads race a revert through the admin:
+    no read that started after the revert returned shows the title it replaced."""
+    article = make_article(title="Original headline")
+    first = article.history.order_by("history_id").first().history_id
+    services.article_update(article=article, data={"title": "Wrong headline"})
+    path = f"/api/articles/{article.id}/"
+    readers = [start_reader(), start_reader()]
+    results: list[tuple[float, str]] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def race(get):
+        try:
+            while not stop.is_set():
+                started = time.monotonic()
+                reply = get(path)
+                title = json.loads(reply["body"])["title"] if reply["status"] == 200 else f"status {reply['status']}"
+                with lock:
+                    results.append((started, title))
+        finally:
+            connections.close_all()
+
+    def local_get(p):
+        response = Client().get(p)
+        return {"status": response.status_code, "body": response.content.decode()}
+
+    getters = [get for _, get in readers] + [local_get, local_get]
+    try:
+        for get in getters[:2]:
+            assert json.loads(get(path)["body"])["title"] == "Wrong headline"  # in their L1
+        threads = [threading.Thread(target=race, args=(get,)) for get in getters]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        confirm = admin_desk.get(f"/admin/articles/article/{article.id}/revert/{first}/")
+        assert confirm.status_code == 200 and b"Original headline" in confirm.content
+        reverted = admin_desk.post(f"/admin/articles/article/{article.id}/revert/{first}/")
+        returned = time.monotonic()
+        assert reverted.status_code == 302
+        time.sleep(0.5)
+        stop.set()
+        for t in threads:
+            t.join(30)
+    finally:
+        stop.set()
+        for proc, _ in readers:
+            stop_reader(proc)
+    after = [title for started, title in results if started > returned]
+    assert after, "no read started after the revert"
+    assert set(after) == {"Original headline"}, [t for t in after if t != "Original headline"][:5]
+    article.refresh_from_db()
+    latest = article.history.order_by("-history_id").first()
+    assert article.title == "Original headline" and latest.history_change_reason.startswith(f"Reverted to revision {first}")
+    assert latest.version == article.version and article.version == 3
+
+
+# --- corrections ---------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_correction_shows_on_the_page_in_json_ld_and_json_and_the_feed_shows_the_item_updated(api):
+    article = make_article(title="Council votes on the budget", ago=timedelta(days=2))
+    page_before = Client().get(f"/articles/{article.slug}/")  # cached in the tiers
+    assert page_before.status_code == 200 and b"Correction" not in page_before.content
+    Client().get("/feed/atom/")
+    note = "An earlier version said the vote was on Tuesday; it was on Wednesday."
+    response = api.post(f"/api/articles/{article.id}/corrections/", {"note": note}, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["corrections"][0]["note"] == note
+    page = Client().get(f"/articles/{article.slug}/")
+    assert page.status_code == 200 and note.encode() in page.content
+    ld = json.loads(re.search(rb'<script type="application/ld\+json">(.*?)</script>', page.content, re.S).group(1))
+    assert ld["correction"][0]["text"] == note and ld["correction"][0]["@type"] == "CorrectionComment"
+    article.refresh_from_db()
+    assert ld["dateModified"] == article.updated_at.isoformat().replace("+00:00", "Z") or \
+        ld["dateModified"].startswith(article.updated_at.strftime("%Y-%m-%dT%H:%M"))
+    detail = Client().get(f"/api/articles/{article.id}/").json()
+    assert detail["corrections"][0]["note"] == note
+    feed = ET.fromstring(Client().get("/feed/atom/").content)
+    entry = next(e for e in feed.findall(f"{ATOM}entry") if e.findtext(f"{ATOM}title") == article.title)
+    assert entry.findtext(f"{ATOM}updated")[:16] == article.updated_at.strftime("%Y-%m-%dT%H:%M")
+    assert api.post(f"/api/articles/{article.id}/corrections/", {"note": "bad\x0bnote"}, format="json").status_code == 400
+    assert api.post(f"/api/articles/{article.id}/corrections/", {"note": "  "}, format="json").status_code == 400
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_admin_publishes_a_correction(admin_desk):
+    article = make_article(title="A story to correct")
+    form = admin_desk.get(f"/admin/articles/article/{article.id}/correction/")
+    assert form.status_code == 200
+    done = admin_desk.post(f"/admin/articles/article/{article.id}/correction/", {"note": "The mayor's name is Ana."})
+    assert done.status_code == 302
+    article.refresh_from_db()
+    assert [c["note"] for c in article.corrections] == ["The mayor's name is Ana."]
+    assert article.history.order_by("-history_id").first().history_change_reason.startswith("Correction:")
+
+
+# --- admin polish --------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_admin_index_links_the_cache_page(admin_desk):
+    index = admin_desk.get("/admin/")
+    assert index.status_code == 200 and b'href="/admin/cache/"' in index.content
+
+
+def test_the_hit_ratio_chart_leaves_room_for_its_labels():
+    from newsite.ops.admin_views import LABEL_W, PLOT_W, hit_ratio_svg
+
+    summary = {"tiers": {"l1": {"hit": 1_234_567, "miss": 1, "hit_ratio": 0.999}, "l2": {}}, "prefixes": {}}
+    svg = str(hit_ratio_svg(summary, title="t"))
+    width = int(re.search(r'width="(\d+)"', svg).group(1))
+    label = "99.9% of 1234568"
+    assert label in svg
+    # 11 px sans-serif: at most ~7 px a character; the label starts 6 px right of the plot.
+    assert LABEL_W + PLOT_W + 6 + 7 * len(label) <= width
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_edge_never_keeps_a_preview(live_server):
+    """Through varnishd with the shipped VCL: every request of a share link reaches the app (never
+    an edge HIT), with its private, no-store headers."""
+    from articles import preview
+    from tests.cdn.servers import Varnish
+
+    article = _scheduled()
+    links = preview.links(article)
+    varnish = Varnish(int(live_server.url.rsplit(":", 1)[1])).start()
+    try:
+        for path in (links["url"], links["api_url"]):
+            for _ in range(3):
+                response = varnish.get(path)
+                assert response.status_code == 200
+                assert response.headers.get("X-Cache-Edge") != "HIT", path
+                assert response.headers["Cache-Control"].startswith("private, no-store")
+        assert varnish.get(f"/articles/{article.slug}/").status_code == 404
+    finally:
+        varnish.close()
