@@ -108,10 +108,6 @@ sub vcl_recv {
         # Public routes are identical for every reader: cookies are ignored there.
         unset req.http.Cookie;
     }
-    if (req.http.Cookie) {
-        # Anywhere else a cookie may matter: never serve it from or store it in the cache.
-        return (pass);
-    }
 
     if (req.http.X-Edge-Fresh) {
         # Restarted from vcl_hit: the copy is past stale-while-revalidate; fetch a fresh one.
