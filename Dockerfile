@@ -20,10 +20,10 @@ RUN python -m venv .venv && .venv/bin/pip install -r requirements.txt
 
 COPY . .
 # Static files are part of the image (whitenoise serves them; nginx may too, from a volume).
-# .run/prometheus: PROMETHEUS_MULTIPROC_DIR; the compose `metrics` volume mounted there starts
-# as a copy of it, owned by newsite.
+# .run/prometheus: PROMETHEUS_MULTIPROC_DIR, .run/media: MEDIA_ROOT; the compose `metrics` and
+# `media` volumes mounted there start as copies of them, owned by newsite.
 RUN DJANGO_SETTINGS_MODULE=newsite.settings python manage.py collectstatic --no-input -v 0 \
-    && mkdir -p /app/.run/prometheus && chown -R newsite:newsite /app/.run
+    && mkdir -p /app/.run/prometheus /app/.run/media && chown -R newsite:newsite /app/.run
 
 USER newsite
 EXPOSE 8000 8080

@@ -17,7 +17,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from caching import invalidate_tags_on_commit
 
-from . import invalidation, pages, preview, services
+from . import images, invalidation, pages, preview, services
 from .models import Article, Author, Category, Comment, Visibility
 from .permissions import can_purge_cache
 
@@ -69,12 +69,19 @@ class ArticleAdminForm(forms.ModelForm):
     class Meta:
         model = Article
         fields = ("title", "slug", "excerpt", "body", "author", "category", "status", "published_at", "expires_at",
-                  "is_breaking", "hero_image_url")
+                  "is_breaking", "hero_image_url", "hero_image")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             self.fields["loaded_version"].initial = self.instance.version
+
+    def clean_hero_image(self):
+        """A new upload must be an acceptable picture (articles/images.py says why not)."""
+        upload = self.cleaned_data.get("hero_image")
+        if upload and "hero_image" in self.changed_data:
+            images.check_upload(upload)
+        return upload
 
     def clean(self):
         cleaned = super().clean()

@@ -208,3 +208,57 @@ def author_bio(rng: random.Random, name: str, category_name: str, slug: str) -> 
         name=name, c=category_name.lower(), t=rng.choice(_TOPICS[slug]), p=rng.choice(PLACES),
         y=rng.randint(2009, 2025),
     )
+
+
+# --- Demo hero pictures: drawn here, offline (Pillow), a few dozen shared by every article ------
+
+DEMO_PICTURES = 36
+PICTURE_SIZE = (1280, 720)  # 16:9, wider than the largest rendition (articles/images.py)
+PICTURES_VERSION = "1"  # bump when hero_picture draws differently
+_SKIES = [((255, 183, 94), (255, 94, 98)), ((120, 200, 255), (220, 240, 255)), ((40, 48, 110), (230, 120, 90)),
+          ((20, 30, 60), (90, 110, 170)), ((250, 220, 160), (250, 150, 120)), ((170, 220, 210), (240, 250, 240))]
+_LANDS = [(34, 85, 60), (60, 70, 90), (110, 80, 60), (40, 60, 100), (90, 110, 50), (70, 50, 80)]
+
+
+def hero_picture(index: int):
+    """Demo picture number `index` (0 <= index < DEMO_PICTURES) as a PIL image: a sky, a sun and
+    layers of hills or a skyline. Deterministic (the same index, the same pixels); ~30 ms."""
+    from PIL import Image, ImageDraw  # the seeder's only use of Pillow
+
+    rng = random.Random(f"hero-{index}")
+    width, height = PICTURE_SIZE
+    top, bottom = _SKIES[index % len(_SKIES)]
+    sky = Image.linear_gradient("L").resize((width, height))
+    image = Image.composite(Image.new("RGB", (width, height), bottom), Image.new("RGB", (width, height), top), sky)
+    draw = ImageDraw.Draw(image)
+    sun_x, sun_y, radius = rng.randint(200, width - 200), rng.randint(120, height // 2), rng.randint(50, 120)
+    draw.ellipse((sun_x - radius, sun_y - radius, sun_x + radius, sun_y + radius), fill=(255, 244, 214))
+    land = _LANDS[(index // len(_SKIES)) % len(_LANDS)]
+    layers = 3 + index % 2
+    for layer in range(layers):
+        haze = 0.6 * (layers - 1 - layer) / layers  # far layers fade into the sky
+        colour = tuple(int(c * (1 - haze) + b * haze) for c, b in zip(land, bottom, strict=True))
+        base = int(height * (0.5 + 0.12 * layer))
+        if index % 3 == 2 and layer == layers - 1:  # a city skyline in front
+            x = 0
+            while x < width:
+                w, h = rng.randint(40, 120), rng.randint(60, 240)
+                draw.rectangle((x, base - h, x + w, height), fill=colour)
+                x += w + rng.randint(0, 12)
+            continue
+        points, x = [(0, height)], 0
+        while x <= width:
+            points.append((x, base - rng.randint(0, int(height * 0.16))))
+            x += rng.randint(60, 180)
+        points += [(width, base), (width, height)]
+        draw.polygon(points, fill=colour)
+    return image
+
+
+def hero_picture_jpeg(index: int) -> bytes:
+    """hero_picture(index) as JPEG bytes (what an editor would upload)."""
+    import io
+
+    out = io.BytesIO()
+    hero_picture(index).save(out, "JPEG", quality=88)
+    return out.getvalue()

@@ -26,8 +26,8 @@ from caching.http import cache_public, request_params, set_cache_tags
 from caching.params import ParamError
 from newsite import throttle
 
+from . import images, preview, selectors
 from . import invalidation as contract
-from . import preview, selectors
 from .http import page_not_found
 from .params import MAX_PAGE, PAGE_PARAMS
 
@@ -119,9 +119,21 @@ def _category_feeds(category: dict) -> tuple[str, str, str]:
 
 
 def hero_image(article: dict) -> dict:
-    """The hero image's src (as stored, or the local placeholder), absolute URL and box."""
+    """What the page draws at the top: an uploaded image's renditions as `srcset`s (WebP, JPEG
+    fallback) for `sizes`, its src and box from the middle JPEG, linked root-relative; else the
+    stored URL or the local placeholder in the 16:9 box. `absolute`, `og_width`, `og_height`:
+    the image OpenGraph and JSON-LD name (the largest JPEG: every preview service reads JPEG)."""
+    uploaded = article.get("hero_image")
+    if uploaded:
+        jpegs = sorted((r for r in uploaded["renditions"] if r["type"] == "image/jpeg"), key=lambda r: r["width"])
+        middle = jpegs[len(jpegs) // 2]
+        return {"src": images.page_url(middle["url"]), "width": middle["width"], "height": middle["height"],
+                "webp_srcset": images.srcset(uploaded, "image/webp"), "jpeg_srcset": images.srcset(uploaded, "image/jpeg"),
+                "sizes": images.SIZES, "absolute": uploaded["src"], "og_width": uploaded["width"],
+                "og_height": uploaded["height"]}
     src = article.get("hero_image_url") or static(HERO_PLACEHOLDER)
-    return {"src": src, "absolute": absolute_url(src), "width": HERO_WIDTH, "height": HERO_HEIGHT}
+    return {"src": src, "absolute": absolute_url(src), "width": HERO_WIDTH, "height": HERO_HEIGHT,
+            "og_width": HERO_WIDTH, "og_height": HERO_HEIGHT}
 
 
 def news_article_json_ld(article: dict, *, canonical: str, image: str) -> str:

@@ -30,6 +30,7 @@ from django.utils import timezone
 from caching import get_or_load, keys, tags
 from caching.lifetime import valid_until
 
+from . import images
 from .models import Article, Author, Category, Comment, Follow, Like, Visibility
 from .params import SEARCH_MAX_PAGE
 from .schedule import BREAKING_WINDOW, NEWS_SITEMAP_WINDOW, TRENDING_WINDOW, next_change
@@ -51,6 +52,7 @@ _SUMMARY_FIELDS = (
     "updated_at",
     "is_breaking",
     "hero_image_url",
+    "hero_renditions",
     "version",
     "author__id",
     "author__name",
@@ -85,6 +87,13 @@ def _visible_or_until(article: Article | None, now: datetime) -> Article | None:
     return article
 
 
+def _hero_image_url(article: Article) -> str:
+    """The uploaded image's largest JPEG rendition, else the stored URL (API clients since
+    before uploads read this field; the renditions are the detail's `hero_image`)."""
+    hero = images.hero_image_data(article.hero_renditions)
+    return hero["src"] if hero else article.hero_image_url
+
+
 def _summary(article: Article) -> dict:
     return {
         "id": article.id,
@@ -95,7 +104,7 @@ def _summary(article: Article) -> dict:
         "published_at": _iso(article.published_at),
         "updated_at": _iso(article.updated_at),
         "is_breaking": article.is_breaking,
-        "hero_image_url": article.hero_image_url,
+        "hero_image_url": _hero_image_url(article),
         "version": article.version,
         "author": {"id": article.author.id, "name": article.author.name, "avatar_url": article.author.avatar_url},
         "category": {"id": article.category.id, "name": article.category.name, "slug": article.category.slug},
@@ -205,6 +214,7 @@ def _detail(article: Article) -> dict:
     data = _summary(article)
     data.update(
         body=article.body,
+        hero_image=images.hero_image_data(article.hero_renditions),
         author={**data["author"], "bio": article.author.bio},
         comment_count=article.comment_count,
         like_count=article.like_count,

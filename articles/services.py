@@ -18,13 +18,13 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
 
-from . import counters, invalidation, selectors
+from . import counters, images, invalidation, selectors
 from .http import detail_etag, etag_matches
 from .models import Article, Author, Category, Comment, Follow, Like, Visibility, no_control_characters
 
 ARTICLE_EDITABLE_FIELDS = frozenset(
     {"title", "slug", "excerpt", "body", "category", "author", "status", "published_at", "expires_at", "is_breaking",
-     "hero_image_url"}
+     "hero_image_url", "hero_image"}
 )
 
 
@@ -57,7 +57,19 @@ def unique_article_slug(title: str, *, exclude_id: int | None = None) -> str:
 
 # What an edit writes: the editable columns (version and updated_at are added by Article.save),
 # never view_count, which the counters' flush increments in place meanwhile.
-_EDIT_COLUMNS = frozenset(ARTICLE_EDITABLE_FIELDS)
+_EDIT_COLUMNS = frozenset({*ARTICLE_EDITABLE_FIELDS, "hero_renditions"})
+
+
+def _hero_columns(upload) -> dict[str, Any]:
+    """The columns of a new hero image: an uploaded file (a Django File) is checked and stored
+    with its renditions (articles/images.py: a ValidationError if it is not an acceptable image);
+    False, None or "" removes the image; an images.StoredHero (a revision's) is set as it is. The
+    files are written before the row is locked or saved; a rollback leaves content-addressed files
+    that no row names (never a row naming no file)."""
+    if not upload:
+        return {"hero_image": "", "hero_renditions": []}
+    stored = upload if isinstance(upload, images.StoredHero) else images.store_upload(upload)
+    return {"hero_image": stored.name, "hero_renditions": stored.renditions}
 
 
 def _save_article(article: Article, *, update_fields=None, by=None, reason: str | None = None) -> Article:
@@ -94,6 +106,7 @@ def article_create(
     expires_at=None,
     is_breaking: bool = False,
     hero_image_url: str = "",
+    hero_image=None,
     by=None,
 ) -> Article:
     """A new article (its first revision, by `by`)."""
@@ -109,6 +122,7 @@ def article_create(
         expires_at=expires_at,
         is_breaking=is_breaking,
         hero_image_url=hero_image_url,
+        **_hero_columns(hero_image),
     )
     return _save_article(article, by=by)
 
@@ -125,6 +139,8 @@ def article_update(*, article: Article, data: dict[str, Any], if_match: str | No
     form's). One more query with `if_match` (the detail, for its ETag). The revision it makes is
     by `by` (a user) with `reason`. Returns `article`, set to the saved row."""
     _refuse_unknown_fields(data, ARTICLE_EDITABLE_FIELDS)
+    if "hero_image" in data:  # stored before the row is locked: encoding takes a while
+        data = {**{k: v for k, v in data.items() if k != "hero_image"}, **_hero_columns(data["hero_image"])}
     current = Article.objects.select_for_update().get(pk=article.pk)
     if expected_version is not None and current.version != expected_version:
         raise StaleEdit(f"the article changed since version {expected_version} (now {current.version}): reload it")
@@ -175,6 +191,8 @@ def article_revert(*, article: Article, revision_id: int, by=None, if_match: str
         data = {name: getattr(old, name) for name in ARTICLE_EDITABLE_FIELDS}
     except (Author.DoesNotExist, Category.DoesNotExist) as exc:
         raise ServiceError(f"revision {revision_id} names an author or category that no longer exists") from exc
+    # The revision's picture as it was stored (its files are never deleted): nothing re-encoded.
+    data["hero_image"] = old.hero_image and images.StoredHero(name=old.hero_image.name, renditions=old.hero_renditions)
     when = timezone.localtime(revision.history_date).strftime("%Y-%m-%d %H:%M")
     return article_update(article=article, data=data, by=by, if_match=if_match, expected_version=expected_version,
                           reason=f"Reverted to revision {revision_id} (version {old.version}, {when})")

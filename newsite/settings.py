@@ -330,8 +330,27 @@ SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 SITE_NAME = env("SITE_NAME", default="newsite")
 USE_I18N = True
 USE_TZ = True
+# Static files (docs/http.md, "Static files and images"): `collectstatic` writes content-hashed
+# copies (name.<12 hex>.css, gzip beside them) and a manifest; whitenoise serves them immutable
+# for a year, anything unhashed for a minute (newsite/file_cache.py). Before any collectstatic
+# (make run, tests) the storage answers the plain names (newsite/files.py).
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
+# Uploaded images (hero images and their renditions, articles/images.py): FileSystemStorage under
+# MEDIA_ROOT (made on the first save), served at MEDIA_URL by newsite/files.py. An S3-compatible
+# bucket is the "default" storage of django-storages instead (README, "Images").
+MEDIA_URL = env("MEDIA_URL", default="/media/")
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / ".run" / "media")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "newsite.files.ManifestStaticStorage"},
+}
+# A file whose name carries its content's hash never changes: a year, immutable, in the browser
+# and at the edge (a deploy or a new image changes the name; nothing is purged). Anything else: a
+# minute (newsite/file_cache.py).
+from newsite import file_cache as _file_cache  # noqa: E402
+
+WHITENOISE_ADD_HEADERS_FUNCTION = _file_cache.whitenoise_headers
 
 # Logs: one logfmt line per event through structlog (newsite/ops/logs.py), stdlib records of
 # Django, Celery and our modules included, each with the request_id (and task_id) in context.

@@ -1,8 +1,10 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from django.utils.cache import patch_cache_control
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from newsite.files import media_file
 from newsite.middleware import database_free
 from newsite.ops import admin_views as ops_admin_views
 from newsite.ops import canary as ops_canary
@@ -34,6 +36,9 @@ urlpatterns = [
     path("api/docs/", not_shared(SpectacularSwaggerView.as_view(url_name="schema")), name="api-docs"),
     path("", include("articles.urls")),
 ]
+if settings.MEDIA_URL.startswith("/"):
+    # Uploaded images on the site's own origin (with a bucket's absolute MEDIA_URL, the bucket).
+    urlpatterns.append(path(settings.MEDIA_URL.strip("/") + "/<path:name>", media_file, name="media-file"))
 
 handler400 = "articles.errors.handler400"
 handler403 = "articles.errors.handler403"

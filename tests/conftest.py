@@ -81,6 +81,26 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"  {why}")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def file_roots(tmp_path_factory):
+    """Files of a test run live in temp dirs, never the checkout's: uploads (hero images, the
+    demo's pictures) in a MEDIA_ROOT of the run's own, which child processes (app servers,
+    workers, a `make up`) inherit through the env; and, in this process, an empty STATIC_ROOT, so
+    that what a `make up` collected in this checkout (a manifest: hashed names) does not change
+    what the pages of in-process tests name (tests/cdn/test_edge_files.py collects its own)."""
+    from django.test.utils import override_settings
+
+    media = str(tmp_path_factory.mktemp("media"))
+    previous = os.environ.get("MEDIA_ROOT")
+    os.environ["MEDIA_ROOT"] = media
+    with override_settings(MEDIA_ROOT=media, STATIC_ROOT=str(tmp_path_factory.mktemp("static"))):
+        yield media
+    if previous is None:
+        os.environ.pop("MEDIA_ROOT", None)
+    else:
+        os.environ["MEDIA_ROOT"] = previous
+
+
 @pytest.fixture(autouse=True)
 def fresh_cache_tiers():
     """Every test starts with an empty L2 (the test Redis db only) and an empty L1."""

@@ -9,6 +9,9 @@
 #   views' @cache_public policies by `manage.py edge_vcl --write`; a test checks it matches).
 #   Their query strings keep only the route's own parameters, sorted, like the app's keys: junk
 #   parameters (cache busters, utm_*) never create an object. Every other path is passed.
+# - /static/ and /media/ (content-hashed files: Cache-Control immutable, a year) are kept as the
+#   app sends them, whatever the query string or cookies; a deploy or a new image changes names,
+#   never purges.
 # - Cookies ignored on public routes; /admin/, /api/user/, Authorization and every non-public
 #   path (/api/docs/ with its CSRF token, /api/schema/, ops) never cached.
 # - Surrogate-Key, Cache-Tag and xkey are stripped before the client; X-Cache-Edge: HIT | MISS.
@@ -96,9 +99,12 @@ sub vcl_recv {
         return (pass);
     }
 
-    if (req.url ~ "^/static/") {
-        # Static files (whitenoise, content-hashed names) ignore query strings.
+    if (req.url ~ "^/(static|media)/") {
+        # Files: static (whitenoise) and uploaded images (newsite/files.py). Their content-hashed
+        # names are kept a year (immutable), the others their short max-age; identical for every
+        # reader, so query strings and cookies play no part (a signed-in editor hits too).
         set req.url = regsub(req.url, "\?.*$", "");
+        unset req.http.Cookie;
     } else {
         # Query strings, like the app's cache keys: only the route's own parameters (the
         # generated block below, from the views' @cache_public(params=...)), sorted.
@@ -116,10 +122,6 @@ sub vcl_recv {
         set req.url = std.querysort(req.url);
         # Public routes are identical for every reader: cookies are ignored there.
         unset req.http.Cookie;
-    }
-    if (req.http.Cookie) {
-        # Anywhere else a cookie may matter: never serve it from or store it in the cache.
-        return (pass);
     }
 
     if (req.http.X-Edge-Fresh) {

@@ -17,15 +17,18 @@ moment must meet their tags in the same way.
 
 from __future__ import annotations
 
+import io
 import re
 import time
 from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from django.utils import timezone
+from PIL import Image
 
 from articles import schedule, services
 from articles.models import Article, Author, Category, Comment, ScheduleCursor
@@ -148,6 +151,13 @@ def _rename_user(user, username):
     user.save()
 
 
+def _new_hero_image(article):
+    """An editor uploads a picture (issue 32): the page, the detail and every list show new URLs."""
+    picture = io.BytesIO()
+    Image.new("RGB", (640, 360), (12, 140, 90)).save(picture, "PNG")
+    _edit(article, hero_image=SimpleUploadedFile("hero.png", picture.getvalue(), content_type="image/png"))
+
+
 def _rename(obj, name):
     obj = type(obj).objects.get(pk=obj.pk)
     obj.name = name
@@ -158,6 +168,7 @@ def _rename(obj, name):
 WRITES = [
     ("published article: body edited", lambda w: _edit(w.a, body="A new body.")),
     ("published article: title edited", lambda w: _edit(w.a, title="Contract story, revised")),
+    ("published article: hero image uploaded", lambda w: _new_hero_image(w.a)),
     ("published article: slug edited", lambda w: _edit(w.a, slug=MOVED_ARTICLE_SLUG)),
     ("published article: moved to another category", lambda w: _edit(w.a, category=w.c2)),
     ("published article: given to another author", lambda w: _edit(w.a, author=w.au2)),

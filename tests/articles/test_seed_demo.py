@@ -6,6 +6,7 @@ from io import StringIO
 import pytest
 from django.contrib.auth import authenticate, get_user_model
 from django.contrib.postgres.search import SearchQuery
+from django.core.files.storage import default_storage
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
@@ -65,7 +66,14 @@ def test_seed_shape_counts_and_ranges():
     assert set(Article.objects.values_list("version", flat=True)) == {1}
     assert len(set(Article.objects.values_list("slug", flat=True))) == N
     assert not Article.objects.filter(excerpt="").exists()
-    assert not Article.objects.filter(hero_image_url="").exists()
+    # Hero images drawn locally, a few shared by all (issue 32: nothing from another site).
+    assert set(Article.objects.values_list("hero_image_url", flat=True)) == {""}
+    heroes = set(Article.objects.values_list("hero_image", flat=True))
+    assert 3 <= len(heroes) <= 36 and "" not in heroes
+    for renditions in Article.objects.values_list("hero_renditions", flat=True).distinct()[:3]:
+        assert {(r["width"], r["type"]) for r in renditions} == {
+            (w, t) for w in (400, 800, 1200) for t in ("image/webp", "image/jpeg")}
+        assert all(default_storage.exists(r["name"]) for r in renditions)
     body_lengths = [len(b) for b in Article.objects.values_list("body", flat=True)]
     assert 800 <= sum(body_lengths) / N <= 2500
     assert all("\n\n" in b for b in Article.objects.values_list("body", flat=True)[:5])

@@ -127,13 +127,17 @@ def test_cookies_ignored_on_public_paths_but_private_paths_never_cached(origin, 
     authorized = varnish.get("/api/articles/1/", headers={"Authorization": "Token abc"})
     assert authorized.headers["X-Cache-Edge"] == "MISS"  # passed to the app, not served from cache
 
-    # A private answer on a public path is never stored; a cookie elsewhere bypasses the cache.
+    # A private answer on a public path is never stored; files (/static/, /media/) are the same
+    # for every reader: kept, whatever cookies come with the request (issue 32).
     origin.page("/api/articles/2/", "private", cache_control="private, no-store")
     origin.page("/static/app.css", "css", cache_control="public, max-age=600")
+    origin.page("/media/heroes/x/400w.0123456789ab.webp", "img", cache_control="public, max-age=31536000, immutable")
     for _ in range(2):
         varnish.get("/api/articles/2/")
         varnish.get("/static/app.css", cookies={"sessionid": "abc"})
-    assert origin.hits("/api/articles/2/") == 2 and origin.hits("/static/app.css") == 2
+        varnish.get("/media/heroes/x/400w.0123456789ab.webp", cookies={"sessionid": "abc"})
+    assert origin.hits("/api/articles/2/") == 2 and origin.hits("/static/app.css") == 1
+    assert origin.hits("/media/heroes/x/400w.0123456789ab.webp") == 1
 
 
 def test_stale_if_error_and_fresh_fetch_after_the_revalidate_window(origin, varnish):

@@ -3,12 +3,17 @@
 Deterministic for a seed: titles, slugs, authors, categories, counts and dates (as offsets from
 an anchor, the current hour) all come from one `random.Random(seed)`.
 
+Hero images are drawn locally (articles/demo_data.hero_picture: no network), a few dozen shared
+by all the articles, stored with their renditions once per MEDIA_ROOT (articles/images.py; a
+later seed finds them and draws nothing).
+
 Bulk all the way: users, authors and categories go through `bulk_create`; articles, comments,
 likes and follows are written as raw rows (PostgreSQL: psycopg 3 COPY, which fires the
 search_vector trigger; elsewhere: executemany). Raw rows send no model signals, so nothing is
 purged or enqueued per row; flush your caches after seeding a database that was already served.
 """
 
+import json
 import math
 import random
 import sys
@@ -19,6 +24,8 @@ from itertools import islice
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.core.management.base import BaseCommand, CommandError
 from django.core.management.color import no_style
 from django.db import connection, transaction
@@ -26,7 +33,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 from tqdm import tqdm
 
-from articles import demo_data
+from articles import demo_data, images
 from articles.models import Article, Author, Category, Comment, Follow, Like
 
 # With --demo-accounts (`make run` only): password = username, demo-editor a superuser. Without
@@ -151,7 +158,7 @@ class Seeder:
         reader_hash = self._demo_users()
         authors = self._authors(categories)
         reader_ids = self._readers(reader_hash)
-        plan = self._articles(categories, authors)
+        plan = self._articles(categories, authors, self._pictures())
         counts = {
             "categories": len(categories),
             "authors": len(authors),
@@ -248,7 +255,14 @@ class Seeder:
                 bar.update(len(batch))
         return [u.pk for u in created]
 
-    def _articles(self, categories, authors) -> list["PlannedArticle"]:
+    def _pictures(self) -> list[images.StoredHero]:
+        """The demo hero images (one per ~50 articles, 3 to DEMO_PICTURES), drawn and stored on
+        the first seed of this MEDIA_ROOT, found again by later ones."""
+        count = min(demo_data.DEMO_PICTURES, max(3, self.n // 50))
+        return [demo_picture(index) for index in tqdm(range(count), desc="pictures", unit=" images", file=sys.stderr,
+                                                      disable=not self.progress)]
+
+    def _articles(self, categories, authors, pictures) -> list["PlannedArticle"]:
         """Plans every article (ids, dates, popularity), then writes them in id order."""
         rng, n, anchor = self.rng, self.n, self.anchor
         n_recent = min(n, 40, max(5, n // 1200))  # published within the last 5 hours
@@ -285,6 +299,7 @@ class Seeder:
         all_weights = [w for _, _, w in authors]
         pool = demo_data.SentencePool(rng)
         slugs: set[str] = set()
+        hero_columns = [(picture.name, json.dumps(picture.renditions)) for picture in pictures]
 
         def rows() -> Iterator[tuple]:
             for article in plan:
@@ -313,13 +328,13 @@ class Seeder:
                 yield (
                     article.id, title, slug, pool.excerpt(rng, category.slug), pool.body(rng, category.slug),
                     author.pk, category.pk, "published" if published_at else "draft", published_at,
-                    created_at, updated_at, article.is_breaking,
-                    f"https://picsum.photos/seed/ns{rng.randrange(10**6)}/1200/675", views, 1, "[]",
+                    created_at, updated_at, article.is_breaking, "",
+                    *hero_columns[rng.randrange(10**6) % len(hero_columns)], views, 1, "[]",
                 )
 
         columns = ["id", "title", "slug", "excerpt", "body", "author_id", "category_id", "status",
                    "published_at", "created_at", "updated_at", "is_breaking", "hero_image_url",
-                   "view_count", "version", "corrections"]
+                   "hero_image", "hero_renditions", "view_count", "version", "corrections"]
         self.writer.write(Article, columns, rows(), total=n, desc="articles")
         return plan
 
@@ -397,6 +412,20 @@ class PlannedArticle:
         self.is_breaking = False
         self.id = 0
         self.weight = 0.0
+
+
+def demo_picture(index: int) -> images.StoredHero:
+    """Demo picture `index` stored with its renditions (articles/images.py), or found: a small
+    JSON file per picture remembers what storing it gave, so a re-seed draws and encodes nothing."""
+    record = f"{images.FOLDER}/demo/picture-{demo_data.PICTURES_VERSION}-{images.RECIPE}-{index}.json"
+    if default_storage.exists(record):
+        with default_storage.open(record) as stored:
+            return images.StoredHero(**json.load(stored))
+    content = demo_data.hero_picture_jpeg(index)
+    width, height = demo_data.PICTURE_SIZE
+    hero = images.store_hero(images.CheckedUpload(content=content, format="JPEG", width=width, height=height))
+    default_storage.save(record, ContentFile(json.dumps({"name": hero.name, "renditions": hero.renditions})))
+    return hero
 
 
 def _next_id(model) -> int:
