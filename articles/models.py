@@ -91,10 +91,10 @@ class Article(models.Model):
     hero_image_url = models.URLField(blank=True)
     # Uploaded in the admin (articles/images.py): the original's content-addressed storage name,
     # and the renditions made of it ([{"name", "width", "height", "type"}], set with it).
-    hero_image = models.ImageField(max_length=255, blank=True, help_text=(
+    hero_image = models.ImageField(max_length=255, blank=True, db_default="", help_text=(
         "A JPEG, PNG or WebP picture, at least 640x360 pixels, at most 10 MB; shown 16:9 at the top of the "
         "article, in sizes made once for phones and desktops (WebP with a JPEG fallback)."))
-    hero_renditions = models.JSONField(default=list, blank=True, editable=False)
+    hero_renditions = models.JSONField(default=list, db_default=[], blank=True, editable=False)
     view_count = models.PositiveBigIntegerField(default=0)
     version = models.PositiveIntegerField(default=0, editable=False)
     # Corrections published on the article, oldest first: [{"note": ..., "published_at": ISO}]

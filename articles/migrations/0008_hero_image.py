@@ -13,6 +13,7 @@ class Migration(migrations.Migration):
             name="hero_image",
             field=models.ImageField(
                 blank=True,
+                db_default="",
                 help_text=(
                     "A JPEG, PNG or WebP picture, at least 640x360 pixels, at most 10 MB; shown 16:9 at the top of "
                     "the article, in sizes made once for phones and desktops (WebP with a JPEG fallback)."
@@ -24,6 +25,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="article",
             name="hero_renditions",
-            field=models.JSONField(blank=True, default=list, editable=False),
+            field=models.JSONField(blank=True, db_default=[], default=list, editable=False),
         ),
     ]
