@@ -21,8 +21,13 @@ assigned to one of its namespaces; the harness calls it before it sends anything
 
 Faults: `blackhole(host, address)` adds a blackhole route to `address` inside the host's
 namespace (its packets to that address are dropped at the source: no firewall is needed, and
-there is none on this machine), `heal(host, address)` removes it; `link_down(host)` /
-`link_up(host)` drop and restore the host's only link.
+there is none on this machine; a local sender's connect() fails at once with EINVAL),
+`heal(host, address)` removes it; `link_down(host)` / `link_up(host)` drop and restore the host's
+only link. `cut(a, b)` partitions two hosts silently, both ways, and nothing else: each one's
+neighbour entry for the other is pinned to DROP_MAC, a MAC no port of the bridge has, so their
+frames to each other are flooded by the bridge and dropped by every namespace as not its own
+(no RST, no ICMP, no error: sends succeed, connect() times out); `mend(a, b)` removes the two
+entries (the kernel resolves the addresses again).
 
 Root is required (ip netns); `available()` says why not when it is not.
 """
@@ -47,6 +52,7 @@ SUPERNET = ipaddress.ip_network("10.213.0.0/16")  # slot n uses 10.213.n.0/24
 LOCK_DIR = Path("/run/newsite-netns")
 FIRST_HOST = 10  # host i gets .FIRST_HOST + i; .1 is the bridge (the harness)
 COMMAND_TIMEOUT = 15.0
+DROP_MAC = "02:6e:73:68:00:00"  # locally administered ("nsh"); cut() checks no port of the bridge has it
 
 
 class NetnsUnavailable(Exception):
@@ -156,6 +162,7 @@ class Network:
     lock_fd: int
     leftovers: list[str] = field(default_factory=list)  # what a crashed earlier run had left
     blackholes: set[tuple[str, str]] = field(default_factory=set)
+    cuts: set[frozenset[str]] = field(default_factory=set)
     closed: bool = False
 
     @property
@@ -256,6 +263,35 @@ class Network:
     def heal(self, host: str, address: str) -> None:
         _ip("-n", self.namespace(host), "route", "del", "blackhole", f"{address}/32", check=False)
         self.blackholes.discard((host, address))
+
+    def cut(self, a: str, b: str) -> None:
+        """Packets between hosts `a` and `b` are dropped from now on, both ways and silently (a
+        partition neither side is told of: established connections hear nothing, new ones time
+        out); their traffic with every other host and the harness is untouched. Costs 2 + hosts
+        `ip` commands (the MAC check)."""
+        if a == b or a not in self.hosts or b not in self.hosts:
+            raise ValueError(f"cut needs two different hosts of this harness, not {a!r} and {b!r}")
+        if DROP_MAC in self._macs():
+            raise RuntimeError(f"{DROP_MAC} is the MAC of a port of {self.bridge}: frames to it would arrive")
+        self.cuts.add(frozenset((a, b)))
+        for host, peer in ((a, b), (b, a)):
+            _ip("-n", self.namespace(host), "neigh", "replace", self.address(peer), "lladdr", DROP_MAC,
+                "dev", "eth0", "nud", "permanent")
+
+    def mend(self, a: str, b: str) -> None:
+        """Undo cut(a, b): both pinned entries are removed, the kernel resolves the addresses again."""
+        for host, peer in ((a, b), (b, a)):
+            _ip("-n", self.namespace(host), "neigh", "del", self.address(peer), "dev", "eth0", check=False)
+        self.cuts.discard(frozenset((a, b)))
+
+    def _macs(self) -> set[str]:
+        """The MAC of every port of the bridge: the bridge, the root sides and the hosts' eth0."""
+        prefix = f"{PREFIX}{self.slot}"
+        links = [link for link in json.loads(_ip("-j", "link", "show").stdout or "[]")
+                 if link.get("ifname", "").startswith(prefix)]
+        for host in self.hosts:
+            links += json.loads(_ip("-n", self.namespace(host), "-j", "link", "show", "eth0").stdout or "[]")
+        return {link.get("address", "") for link in links}
 
     def link_down(self, host: str) -> None:
         _ip("-n", self.namespace(host), "link", "set", "eth0", "down")
