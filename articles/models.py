@@ -12,7 +12,6 @@ from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
-
 # C0 controls but tab, newline and carriage return, and DEL: not allowed in XML 1.0 (the feeds and
 # sitemaps), never meant in a headline (issue 28.6: a \x0b in a title made /feed/ a 500).
 CONTROL_CHARACTERS = "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
@@ -167,10 +166,6 @@ class Article(models.Model):
     def __str__(self):
         return self.title
 
-    def get_absolute_url(self) -> str:
-        """The public page ("View on site" in the admin; a 404 until it is live)."""
-        return f"/articles/{self.slug}/"
-
     def save(self, *args, **kwargs):
         # Every save is a new version: caches compare versions, and ETags derive from them.
         self.version = (self.version or 0) + 1
@@ -178,6 +173,10 @@ class Article(models.Model):
         if update_fields is not None:
             kwargs["update_fields"] = {*update_fields, "version", "updated_at"}
         super().save(*args, **kwargs)
+
+    def get_absolute_url(self) -> str:
+        """The public page ("View on site" in the admin; a 404 until it is live)."""
+        return f"/articles/{self.slug}/"
 
     @property
     def is_published(self) -> bool:

@@ -234,7 +234,7 @@ def article_revisions(*, article: Article, limit: int = 100) -> list[dict]:
     fields it changed from the revision before. One query (django-simple-history's table)."""
     rows = list(article.history.select_related("history_user").order_by("-history_date", "-history_id")[: limit + 1])
     out = []
-    for newer, older in zip(rows, [*rows[1:], None]):
+    for newer, older in zip(rows, [*rows[1:], None], strict=True):
         if len(out) == limit:
             break
         changed = sorted(newer.diff_against(older, foreign_keys_are_objs=False).changed_fields) if older else []

@@ -37,7 +37,7 @@ import ipaddress
 import logging
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 from django.conf import settings
 from django.core.signals import setting_changed
@@ -72,7 +72,7 @@ class Budget:
     window: int  # seconds
 
 
-@lru_cache(maxsize=None)
+@cache
 def budget(name: str) -> Budget | None:
     """The budget `name` from settings THROTTLE ("N/S"), or None when off ("", "off", 0)."""
     spec = str(getattr(settings, "THROTTLE", {}).get(name, "") or "").strip().lower()
@@ -82,12 +82,12 @@ def budget(name: str) -> Budget | None:
     return Budget(name, int(limit), int(window or 1))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _exempt() -> tuple:
     return networks(getattr(settings, "THROTTLE_EXEMPT", ()))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _trusted() -> tuple:
     return networks(getattr(settings, "TRUSTED_PROXIES", ()))
 

@@ -1,9 +1,35 @@
 """Fixtures of the articles tests."""
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.test import Client
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
+from tests.factories import make_author, make_user
 from tests.wsgi_client import front_client
+
+
+def grant(user, *codenames):
+    """Editors hold the articles model permissions (articles/permissions), not just is_staff."""
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="articles", codename__in=codenames))
+
+
+@pytest.fixture
+def editor():
+    """A staff user with the add, change and delete article permissions and an author profile."""
+    user = make_user(username="editor", staff=True)
+    grant(user, "add_article", "change_article", "delete_article")
+    make_author(name="Ed Itor", user=user)
+    return user
+
+
+@pytest.fixture
+def token_client(editor):
+    """The editor's API client, by DRF token."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=editor).key}")
+    return client
 
 
 @pytest.fixture(params=["django", "front"])

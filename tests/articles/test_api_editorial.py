@@ -1,36 +1,17 @@
 """Editorial API: staff by session or DRF token; everyone else 401/403."""
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from articles.models import Article
+from tests.articles.conftest import grant
 from tests.factories import make_article, make_author, make_category, make_user
 
 pytestmark = pytest.mark.django_db
 
-
-def grant(user, *codenames):
-    """Editors hold the articles model permissions (articles/permissions), not just is_staff."""
-    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="articles", codename__in=codenames))
-
-
-@pytest.fixture
-def editor():
-    user = make_user(username="editor", staff=True)
-    grant(user, "add_article", "change_article", "delete_article")
-    make_author(name="Ed Itor", user=user)
-    return user
-
-
-@pytest.fixture
-def token_client(editor):
-    token = Token.objects.create(user=editor)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    return client
+# The fixtures editor and token_client (and grant): tests/articles/conftest.py.
 
 
 def test_create_publish_edit_delete_with_token(token_client):

@@ -9,7 +9,6 @@ traffic is ever sent.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections import Counter
@@ -24,7 +23,7 @@ from articles.models import Article
 from newsite import throttle
 from tests.articles.reader_process import start_reader, stop_reader
 from tests.factories import make_article
-from tests.support import wait_until
+from tests.support import free_port, wait_until
 
 HOSTILE, OTHER = "198.51.100.7", "198.51.100.8"
 
@@ -123,10 +122,6 @@ def test_cross_site_view_posts_are_refused(budgets, settings):
     assert _pending(article.id) == len(allowed)
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
@@ -137,7 +132,7 @@ def test_redis_down_view_posts_cost_one_update_per_second_not_one_per_post():
     UPDATEs of the same row, one per POST). Nothing is lost: a timer writes what is pending even
     when no POST follows; a repeated client within the window is not counted twice."""
     article = make_article()
-    proc, request = start_reader(REDIS_URL=f"redis://127.0.0.1:{_closed_port()}/0", THROTTLE_EXEMPT="")
+    proc, request = start_reader(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", THROTTLE_EXEMPT="")
     try:
         started = time.monotonic()
         replies = [request(f"/api/articles/{article.id}/views/", "POST", f"192.0.2.{n % 250 + 1}")

@@ -14,32 +14,22 @@ import pytest
 from django.db import connection, connections
 from django.test import Client
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from articles import services
 from articles.models import Article
 from caching import engine
+from tests.articles.conftest import grant
 from tests.articles.reader_process import start_reader, stop_reader
-from tests.articles.test_api_editorial import grant
-from tests.factories import make_article, make_author, make_user
+from tests.factories import make_article, make_user
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 
 
 @pytest.fixture
-def editor():
-    user = make_user(username="desk-editor", staff=True)
-    grant(user, "add_article", "change_article", "delete_article")
-    make_author(name="Desk Editor", user=user)
-    return user
-
-
-@pytest.fixture
-def api(editor):
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=editor).key}")
-    return client
+def api(token_client):
+    """The editor's API client (tests/articles/conftest.py)."""
+    return token_client
 
 
 @pytest.fixture

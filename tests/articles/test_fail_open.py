@@ -3,19 +3,13 @@ still served, the rest a fast 503 with Retry-After. Checked in a second process 
 database points at a closed port."""
 
 import json
-import socket
 
 import pytest
 from django.test import Client
 
 from tests.articles.reader_process import start_reader, stop_reader
 from tests.factories import make_article
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support import free_port  # a port nothing listens on
 
 
 @pytest.mark.slow
@@ -24,7 +18,7 @@ def test_database_down_serves_cached_entries_and_503s_the_rest():
     article = make_article(title="Cached before the outage")
     other = make_article(title="Never cached")
     Client().get(f"/api/articles/{article.id}/")  # into L2
-    proc, get = start_reader(DATABASE_URL=f"postgres://127.0.0.1:{closed_port()}/nothing")
+    proc, get = start_reader(DATABASE_URL=f"postgres://127.0.0.1:{free_port()}/nothing")
     try:
         cached = get(f"/api/articles/{article.id}/")
         assert cached["status"] == 200 and cached["x_cache"] == "HIT-L2"
@@ -46,7 +40,7 @@ def test_database_down_serves_cached_entries_and_503s_the_rest():
 @pytest.mark.django_db(transaction=True)
 def test_redis_down_serves_from_the_database_and_l1():
     article = make_article(title="Served without Redis")
-    proc, get = start_reader(REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0")
+    proc, get = start_reader(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
     try:
         responses = [get(f"/api/articles/{article.id}/") for _ in range(10)]
         assert [r["status"] for r in responses] == [200] * 10

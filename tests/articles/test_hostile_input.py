@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from articles.models import Article, Category
 from newsite.ops.canary import PROBE_HEADER, SERVED_BY_HEADER
-from tests.articles.test_api_editorial import grant
+from tests.articles.conftest import grant
 from tests.factories import make_article, make_author, make_category, make_user
 
 pytestmark = pytest.mark.django_db

@@ -22,7 +22,7 @@ from rest_framework.test import APIClient
 from articles import schedule, selectors, services
 from articles.models import Article, ScheduleCursor, Visibility
 from caching import fetcher, keys, lifetime
-from tests.articles.test_api_editorial import grant
+from tests.articles.conftest import grant
 from tests.factories import make_article, make_author, make_category, make_user
 from tests.support import row_locked
 

@@ -4,7 +4,6 @@ configuration, the L1 race rules it relies on, metrics and the async twins."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 
 import pytest
@@ -18,6 +17,7 @@ from caching.backends import CacheUnavailable, TieredCache
 from caching.backends.tiered import _Entry
 from caching.l1 import L1, FillGuard, Put
 from tests.cache_backend.conftest import NAMESPACE, REDIS_URL, tiered_params
+from tests.support import free_port  # a port nothing listens on
 
 
 @pytest.fixture
@@ -116,15 +116,11 @@ def test_ints_are_stored_raw_for_native_incr(raw):
             cache.incr("flag")
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _down(**options):
     params = tiered_params(BREAKER_FAILURES=2, BREAKER_RESET=60, METRICS_LABEL="tc_down", **options)
-    params["LOCATION"] = f"redis://127.0.0.1:{_closed_port()}/0"
+    params["LOCATION"] = f"redis://127.0.0.1:{free_port()}/0"
     params["OPTIONS"]["NAMESPACE"] = f"{NAMESPACE}:down{len(options)}"
     return override_settings(CACHES={"default": params})
 
