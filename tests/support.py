@@ -165,27 +165,29 @@ def _terminate(proc: subprocess.Popen, timeout: float) -> None:
 
 
 class RedisServer:
-    """A redis-server on a fixed free port, so it can be stopped and started again."""
+    """A redis-server on a fixed free port, so it can be stopped and started again. It binds
+    `host` (127.0.0.1 unless told: then protected mode is off, there is no password) and is
+    started as `wrap(command)` (e.g. inside a network namespace, bench/netns.Network.wrap)."""
 
-    def __init__(self, workdir: Path, *, bind: str = "127.0.0.1"):
+    def __init__(self, workdir: Path, *, host: str = "127.0.0.1", wrap=lambda command: command):
         self.port = free_port()
         self.dir = workdir
-        self.bind = bind  # space-separated addresses; 127.0.0.1 first (the tests' client)
+        self.host = host
+        self.wrap = wrap
         self.proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [shutil.which("redis-server"), "--port", str(self.port), "--bind", self.bind, "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir), "--loglevel", "warning",
-             # no password: answer the other addresses it was told to bind too
-             "--protected-mode", "yes" if self.bind == "127.0.0.1" else "no"],
+            self.wrap([shutil.which("redis-server"), "--port", str(self.port), "--bind", self.host, "--save", "",
+                       "--appendonly", "no", "--dir", str(self.dir), "--loglevel", "warning",
+                       "--protected-mode", "yes" if self.host == "127.0.0.1" else "no"]),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        client = self.client(socket_connect_timeout=0.2)
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -203,8 +205,8 @@ class RedisServer:
             self.proc.wait(10)
         self.proc = None
 
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port)
+    def client(self, **kwargs) -> redis.Redis:
+        return redis.Redis(host=self.host, port=self.port, **kwargs)
 
 
 @pytest.fixture

@@ -2,11 +2,13 @@
 its L1 within L1_TRUST_SECONDS, keeps answering (from the database behind the breakers), and
 trusts L1 again once it hears Redis.
 
-A real network stack (tests/netns.py): the partitioned host is a gunicorn in a network namespace
-of its own, reaching a private redis-server over one veth link ("redis") and reached by this
-test over another ("client"); PostgreSQL through its Unix socket. The writer is a gunicorn in the
-root namespace on the same Redis and database. The partition takes the redis link's root side
-down: the host's subscriber connection stays open and hears nothing (no RST, no ICMP).
+Real network stacks (bench/netns.py): the partitioned host is a gunicorn in a network namespace
+of its own ("app"), a private redis-server is in another ("redis"), both on the harness's bridge;
+this test reads the host over the bridge, the host reaches PostgreSQL through its Unix socket. The
+writer is a gunicorn in the root namespace on the same Redis (over the bridge) and database. The
+partition is Network.cut("app", "redis"): what either sends the other is dropped, both ways, with
+no error on either side (no RST, no ICMP): the host's subscriber connection stays open and hears
+nothing, new connections time out; the writer's and this test's traffic goes on.
 
 Readers (threads) race the writes through the whole run. The bound checked: a read sent more
 than L1_TRUST_SECONDS after a write returned never shows an older version (whatever answered
@@ -14,6 +16,7 @@ it: L1, L2 or the database); 503s are allowed, no other 5xx."""
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import threading
@@ -25,7 +28,7 @@ import requests
 from django.db import connection
 from rest_framework.authtoken.models import Token
 
-from tests import netns
+from bench import netns
 from tests.factories import make_article, make_editor
 from tests.support import Gunicorn, RedisServer, app_env, free_port, require_postgresql, wait_until
 
@@ -39,17 +42,18 @@ MAX_READS = 50_000  # per reader: a bound on the loop besides its stop event
 
 
 class NamespacedGunicorn(Gunicorn):
-    """Gunicorn inside `ns`, bound to `host` (an address of one of the namespace's links)."""
+    """Gunicorn inside the namespace of `net`'s host `node`, bound to that host's address."""
 
-    def __init__(self, *, ns: netns.Namespace, host: str, **kwargs):
-        self.ns = ns
-        self.host = host
+    def __init__(self, *, net: netns.Network, node: str, **kwargs):
+        self.net = net
+        self.node = node
+        self.host = net.address(node)
         super().__init__(**kwargs)
 
     def command(self, port: int, workers: int) -> list[str]:
         args = super().command(port, workers)
         args[args.index("--bind") + 1] = f"{self.host}:{port}"
-        return self.ns.command(args)
+        return self.net.wrap(self.node, args)
 
     @property
     def url(self) -> str:
@@ -66,18 +70,19 @@ class Read:
 
 @pytest.fixture
 def partition_stack(tmp_path):
-    """(host in its namespace, the redis link, writer in the root namespace)."""
+    """(host in its namespace "app", the Network (Redis is its host "redis"), writer in the root
+    namespace)."""
     require_postgresql()
     why = netns.available()
     if why:
         pytest.skip(f"no network namespace here ({why})")
     if not shutil.which("redis-server"):
         pytest.skip("redis-server binary not installed")
-    ns = netns.Namespace.create()
+    net = netns.Network.create(["app", "redis"])
     redis_server = host = writer = None
     try:
-        redis_link, client_link = ns.link(), ns.link()
-        redis_server = RedisServer(tmp_path, bind=f"127.0.0.1 {redis_link.root_ip}")
+        redis_server = RedisServer(tmp_path, host=net.address("redis"), wrap=functools.partial(net.wrap, "redis"))
+        net.check_url(redis_server.url)  # before start() pings it
         redis_server.start()
         with connection.cursor() as cursor:
             cursor.execute("SHOW unix_socket_directories")
@@ -86,30 +91,28 @@ def partition_stack(tmp_path):
         user = f"{db['USER']}@" if db.get("USER") else ""
         shared = {"CACHE_KEY_PREFIX": "newsite-partition", "CELERY_TASK_ALWAYS_EAGER": "true",
                   "DB_POOL_MIN": "1", "DB_POOL_MAX": "4", "CACHE_L1_TRUST_SECONDS": str(TRUST)}
+        broker_url = redis_server.url.removesuffix("/0") + "/1"
         host = NamespacedGunicorn(
-            ns=ns, host=client_link.ns_ip, port=free_port(), workdir=tmp_path, threads=READERS,
-            env=app_env(**shared,
-                        REDIS_URL=f"redis://{redis_link.root_ip}:{redis_server.port}/0",
-                        CELERY_BROKER_URL=f"redis://{redis_link.root_ip}:{redis_server.port}/1",
+            net=net, node="app", port=free_port(), workdir=tmp_path, threads=READERS,
+            env=app_env(**shared, REDIS_URL=redis_server.url, CELERY_BROKER_URL=broker_url,
                         DATABASE_URL=f"postgres://{user}/{db['NAME']}?host={socket_dir}",
-                        ALLOWED_HOSTS=client_link.ns_ip),
+                        ALLOWED_HOSTS=net.address("app")),
             ready_path="/api/categories/",
         )
+        net.check_url(host.url)  # before wait_ready() and the readers send anything
         writer = Gunicorn(port=free_port(), workdir=tmp_path,
-                          env=app_env(**shared, REDIS_URL=redis_server.url,
-                                      CELERY_BROKER_URL=redis_server.url.removesuffix("/0") + "/1"),
+                          env=app_env(**shared, REDIS_URL=redis_server.url, CELERY_BROKER_URL=broker_url),
                           ready_path="/api/categories/")
-        assert client_link.owns(host.host) and redis_link.owns(redis_link.root_ip)
         host.wait_ready()
         writer.wait_ready()
-        yield host, redis_link, writer
+        yield host, net, writer
     finally:
         for server in (host, writer):
             if server is not None:
                 server.stop()
         if redis_server is not None:
             redis_server.stop()
-        ns.destroy()
+        net.close()
 
 
 class Readers:
@@ -157,7 +160,7 @@ def metric(url: str, name: str, labels: str) -> float:
 
 
 def test_a_partitioned_host_stops_trusting_l1_within_the_bound_and_recovers(partition_stack):
-    host, redis_link, writer = partition_stack
+    host, net, writer = partition_stack
     article = make_article(title="v1")
     token = Token.objects.create(user=make_editor(username="partition-editor")).key
     path = f"/api/articles/{article.id}/"
@@ -185,7 +188,7 @@ def test_a_partitioned_host_stops_trusting_l1_within_the_bound_and_recovers(part
     with Readers(host.url + path) as readers:
         time.sleep(0.5)
         partitioned_at = time.monotonic()
-        redis_link.cut()
+        net.cut("app", "redis")
         try:
             written["v2"] = write("v2")
             time.sleep(PARTITION_SECONDS / 2)
@@ -193,7 +196,7 @@ def test_a_partitioned_host_stops_trusting_l1_within_the_bound_and_recovers(part
             time.sleep(PARTITION_SECONDS / 2)
         finally:
             healed_at = time.monotonic()
-            redis_link.heal()
+            net.mend("app", "redis")
         loads_during = health()["loads"] - loads_before
         # Back: the host hears Redis again and trusts its L1 again (a bounded wait).
         trusted_again = wait_until(trusts_l1, 15, 0.05)
