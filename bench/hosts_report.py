@@ -80,7 +80,7 @@ def lines(result: dict, opts) -> list[str]:
         f"({outbox['by_status']}) |",
         f"| write latency p50/p99 | reported | {_ms(writes['p50_ms'])} / {_ms(writes['p99_ms'])} ms "
         "(" + ", ".join(f"{k} {_ms(v['p50_ms'])} / {_ms(v['p99_ms'])} ms" for k, v in writes["by_kind"].items())
-        + "); the edge acknowledgement not in this build |",
+        + "); a write returns once every Varnish node acknowledged its purge (cdn/edge_ack.py) |",
         "",
         "## Per phase",
         "",
@@ -126,8 +126,8 @@ def lines(result: dict, opts) -> list[str]:
                 f"Reads of {part['host']} from {part['from_s']:g} s to {part['to_s']:g} s of the run: {_n(part['reads'])}, "
                 f"X-Cache {part['x_cache']}; {_n(part['stale'])} showed a version older than a write returned before "
                 f"they began, {_n(part['older_than_bound'])} one returned more than {part['bound_s']:g} s before. "
-                "On main a host that cannot hear invalidations keeps serving its L1 (up to L1_TTL, 30 s): the "
-                "figure is what branch issue27-partition is to bring to 0.", ""]
+                "A host that has not heard Redis for L1_TRUST_SECONDS stops answering from L1 (docs/scaling.md, "
+                "\"A host cut off from Redis\"); a stale read within the bound is allowed.", ""]
         for s in part["worst"][:5]:
             out.append(f"- article {s['article']}: saw v{s['version']}, expected >= v{s['expected']}, "
                        f"{s['lag_ms']:,.0f} ms after the write (X-Cache {s['x_cache']}, worker {s['worker']})")
