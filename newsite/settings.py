@@ -290,6 +290,8 @@ THROTTLE = {
 THROTTLE_EXEMPT = [net for net in env.list("THROTTLE_EXEMPT", default=[]) if net]
 # A client's read of an article counts once in this many seconds (0: every POST counts).
 VIEW_DEDUPE_SECONDS = env.int("VIEW_DEDUPE_SECONDS", default=600)
+# How long a preview share link works (articles/preview.py), unless the article's status changes.
+PREVIEW_LINK_SECONDS = env.int("PREVIEW_LINK_SECONDS", default=3 * 24 * 3600)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
