@@ -46,6 +46,7 @@ KEY_PREFIX = "newsite-hosts"
 # Every address of the harness is in 10.213.0.0/16 (bench/netns.py): exempt from the per-client
 # limits of uncached reads, like the load balancer of a real deployment would be.
 THROTTLE_EXEMPT = "10.0.0.0/8,127.0.0.0/8,::1"
+BROADCAST_WAIT = "0.5"  # seconds (CACHE_BROADCAST_WAIT): see Cluster's app host environment
 # Inherited variables that would point a host at something else than the cluster's own services.
 DROPPED_ENV = ("DATABASE_REPLICA_URLS", "REDIS_SENTINELS", "VARNISH_PURGE_URL", "FASTLY_SERVICE_ID",
                "CLOUDFLARE_ZONE_ID", "PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
@@ -189,6 +190,11 @@ class Cluster:
             "DATABASE_REPLICA_URLS": self.standby.url(DATABASE) + "?application_name=newsite-hosts-reads",
             "REDIS_URL": f"{redis_url}/0", "CELERY_BROKER_URL": f"{redis_url}/1",
             "CACHE_KEY_PREFIX": KEY_PREFIX, "DEBUG": "false", "LOG_LEVEL": "WARNING",
+            # Nine namespaced services and the readers share two cores (load ~15-25): a healthy
+            # host's apply can take longer than the 50 ms default, and while a host is cut off
+            # every write waits the whole bound (its subscribers still count in Redis). A write
+            # whose wait runs out returns before a slow host applied it (docs/scaling.md).
+            "CACHE_BROADCAST_WAIT": BROADCAST_WAIT,
             "CELERY_TASK_ALWAYS_EAGER": "false",
             "VARNISH_PURGE_URL": ",".join(f"http://{self.address(e)}:{EDGE_PORT}/" for e in EDGES),
             "ALLOWED_HOSTS": ",".join(["localhost", "127.0.0.1", *self.net.hosts.values()]),

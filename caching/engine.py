@@ -125,7 +125,8 @@ class Engine:
 
     def subscriber_state(self) -> str:
         """"off" (no L1, or L2 disabled), "dead" (thread gone), "stuck" (its loop or its connection stopped
-        answering), "down" (Redis unreachable), "connecting" or "ok"."""
+        answering, or Redis has not been heard for L1_TRUST_SECONDS while it claims to be
+        subscribed: L1 is not trusted), "down" (Redis unreachable), "connecting" or "ok"."""
         sub = self.subscriber
         if self.l1 is None or not self.settings.l2_enabled:
             return "off"
@@ -133,6 +134,8 @@ class Engine:
             return "dead"
         if time.monotonic() - sub.heartbeat > SUBSCRIBER_STUCK_AFTER:
             return "stuck"
+        if sub.state == OK and time.monotonic() > self.l1.trusted_until:
+            return "stuck"  # connected, yet nothing heard within the trust bound (a held connection)
         return sub.state
 
     def l1_fills_allowed(self) -> bool:
@@ -152,7 +155,8 @@ class Engine:
             "l1": self.l1.snapshot() if self.l1 is not None else None,
             "subscription": {
                 "state": self.subscriber_state(),
-                "subscribed": self.subscribed(),
+                "subscribed": self.subscribed() and time.monotonic() <= self.l1.trusted_until
+                if self.l1 is not None else self.subscribed(),
                 "messages": sub.messages if sub else 0,
                 "bad_messages": sub.bad_messages if sub else 0,
                 "drops": sub.drops if sub else 0,

@@ -151,6 +151,8 @@ NEWSITE_CACHE = {
     "L1_TTL": env.int("CACHE_L1_TTL", default=30),
     # A process that has not heard Redis for this long stops answering from L1 (docs/scaling.md).
     "L1_TRUST_SECONDS": env.float("CACHE_L1_TRUST_SECONDS", default=1.0),
+    # How long a write waits for every process's L1 to acknowledge its invalidation (caching/conf.py).
+    "BROADCAST_WAIT": env.float("CACHE_BROADCAST_WAIT", default=0.05),
     "L1_MAX_ENTRIES": env.int("CACHE_L1_MAX_ENTRIES", default=20_000),
     "L1_MAX_BYTES": env.int("CACHE_L1_MAX_BYTES", default=64 * 1024 * 1024),
     "TTL_JITTER": 0.1,

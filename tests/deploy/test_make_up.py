@@ -45,6 +45,16 @@ print("TOKEN=" + Token.objects.create(user=user).key)
 """
 
 
+def edge_acks(metrics_text: str) -> float:
+    """newsite_cdn_edge_acks_total{result="acked"}: writes whose purge every Varnish node confirmed."""
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(metrics_text)
+        for s in family.samples
+        if s.name == "newsite_cdn_edge_acks_total" and s.labels.get("result") == "acked"
+    )
+
+
 def purges_ok(metrics_text: str) -> float:
     """newsite_cdn_purges_total{result="ok"}, summed over backends (0 when there is none yet)."""
     return sum(
@@ -186,7 +196,9 @@ def test_make_up_from_a_clean_clone_serves_counts_purges_and_make_down_stops_it(
         second = requests.get(detail_url, timeout=10)
         assert second.headers["X-Cache-Edge"] == "HIT", second.headers
 
-        # A PATCH through the editorial API: the worker delivers the purge, /metrics counts it.
+        # A PATCH through the editorial API: the writer purges Varnish itself and waits for its
+        # acknowledgement (cdn/edge_ack.py); then a like, whose counts purge goes through the
+        # outbox drain: the worker delivers it, /metrics counts it.
         staff = subprocess.run([".venv/bin/python", "manage.py", "shell", "-c", MAKE_STAFF], cwd=clone, env=env,
                                capture_output=True, text=True, timeout=120, check=True)
         token = re.search(r"TOKEN=(\w+)", staff.stdout).group(1)
@@ -198,6 +210,11 @@ def test_make_up_from_a_clean_clone_serves_counts_purges_and_make_down_stops_it(
                                headers={"Authorization": f"Token {token}", "Content-Type": "application/json"},
                                timeout=10)
         assert patch.status_code == 200, patch.text
+        assert requests.get(detail_url, timeout=10).json()["title"] == new_title, "the writer purged the edge"
+        assert edge_acks(requests.get(app + "/metrics", timeout=10).text) >= 1, "the write waited for the edge"
+        like = requests.post(f"{app}/api/articles/{article['id']}/like/", headers={"Authorization": f"Token {token}"},
+                             timeout=10)
+        assert like.status_code in (200, 201), like.text
         assert wait_until(lambda: purges_ok(requests.get(app + "/metrics", timeout=10).text) > before, 60,
                           interval=0.2), "the app's /metrics never showed the worker's purge"
         assert pending_purges(env["DATABASE_URL"]) == 0

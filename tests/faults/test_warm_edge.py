@@ -60,10 +60,17 @@ def test_warm_through_the_edge_with_an_editor_racing_it(stack, token):
     def edge_answers():
         return {a.pk: requests.get(f"{stack.edge.url}/api/articles/{a.pk}/", timeout=HTTP_TIMEOUT) for a in articles}
 
-    # Every article not edited was stored by the warm: its first read is an edge hit.
+    # Every article not edited was stored by the warm: its first read is an edge hit - but for a
+    # fetch overtaken by purges (of any tag: the editor's) three times, which the edge serves
+    # without storing (docs/cdn.md, "in-flight fetches"): a few; the next read stores those.
     first = edge_answers()
     misses = [pk for pk, r in first.items() if pk not in titles or r.headers.get("X-Cache-Edge") != "HIT"]
-    assert set(misses) <= {a.pk for a in edited}, misses
+    not_edited = set(misses) - {a.pk for a in edited}
+    assert len(not_edited) <= ARTICLES // 10, misses
+    for pk in not_edited:
+        requests.get(f"{stack.edge.url}/api/articles/{pk}/", timeout=HTTP_TIMEOUT)  # stored now (no purges)
+        again = requests.get(f"{stack.edge.url}/api/articles/{pk}/", timeout=HTTP_TIMEOUT)
+        assert again.headers.get("X-Cache-Edge") == "HIT", (pk, dict(again.headers))
     # The edge shows PostgreSQL's title for every article once the purges are delivered (the
     # outbox's second purge removes what a fetch in flight across a purge stored).
     assert wait_until(lambda: {pk: title_of(r) for pk, r in edge_answers().items()} == titles, 20, interval=0.5), \
