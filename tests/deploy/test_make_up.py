@@ -45,24 +45,24 @@ print("TOKEN=" + Token.objects.create(user=user).key)
 """
 
 
-def edge_acks(metrics_text: str) -> float:
-    """newsite_cdn_edge_acks_total{result="acked"}: writes whose purge every Varnish node confirmed."""
+def metric_sum(metrics_text: str, name: str, result: str) -> float:
+    """`name`{result=`result`} summed over its other labels (0 when there is none yet)."""
     return sum(
         s.value
         for family in text_string_to_metric_families(metrics_text)
         for s in family.samples
-        if s.name == "newsite_cdn_edge_acks_total" and s.labels.get("result") == "acked"
+        if s.name == name and s.labels.get("result") == result
     )
+
+
+def edge_acks(metrics_text: str) -> float:
+    """Writes whose purge every Varnish node confirmed."""
+    return metric_sum(metrics_text, "newsite_cdn_edge_acks_total", "acked")
 
 
 def purges_ok(metrics_text: str) -> float:
-    """newsite_cdn_purges_total{result="ok"}, summed over backends (0 when there is none yet)."""
-    return sum(
-        s.value
-        for family in text_string_to_metric_families(metrics_text)
-        for s in family.samples
-        if s.name == "newsite_cdn_purges_total" and s.labels.get("result") == "ok"
-    )
+    """CDN purges delivered, summed over backends."""
+    return metric_sum(metrics_text, "newsite_cdn_purges_total", "ok")
 
 
 def purges_by_pid(metrics_dir: Path) -> dict[int, float]:
