@@ -38,7 +38,7 @@ from django.test import Client
 
 import caching
 from caching import conf, engine, keys
-from caching.http import entry_from_response, policy_of
+from caching.http import TAGS, entry_from_response, policy_of
 from caching.l2 import L2Unavailable
 from newsite import throttle
 
@@ -238,7 +238,7 @@ def _warm_batch(chunk: list[int], refresh_within: float) -> dict:
 
     def tags_for(key, entry):
         if entry is not None:
-            return entry.tags
+            return entry[TAGS]
         return policy.negative_tags({"article_id": int(key.rpartition("=")[2])})
 
     fetched = caching.fetch_many({detail_key(i): i for i in chunk}, _load_details, kind=policy.kind,

@@ -77,7 +77,8 @@ NEGATIVE_KIND = "negative"
 # 4: a value key may hold a lease ("~<token>"), which older code would try to unpickle.
 # 5: details and pages carry article-counts:{id} (a like invalidates only that); entries filled
 #    before it would not be reached by a like.
-ENVELOPE_VERSION = "5"
+# 6: a response entry is an exact tuple (caching.http.response_entry), no longer a dataclass.
+ENVELOPE_VERSION = "6"
 
 
 @dataclass(frozen=True)

@@ -36,10 +36,11 @@ from django.db.models.query import QuerySet
 from caching import conf as conf_module
 from caching import engine as engine_module
 from caching import envelope, fence, keys, lifetime, metrics
+from caching import l1 as l1_module
 from caching.broadcast import DOWN
 from caching.conf import NEGATIVE_KIND
 from caching.envelope import LEASE_MARK, Envelope, is_lease
-from caching.l1 import HIT_L2, MISS, STALE, Fetched, FillGuard, L1Entry, Put
+from caching.l1 import FILLED_AT, HIT_L1, HIT_L2, MISS, PREFIX, STALE, VALUE, Fetched, FillGuard, Put
 from caching.l2 import L2Unavailable
 from caching.metrics import PrefixStats
 
@@ -48,8 +49,6 @@ logger = logging.getLogger(__name__)
 _get_conf = conf_module.get
 _PENDING_MAX = 10_000
 INVALIDATE_CHUNK = 1000  # members of one tag bucket deleted per Redis call (bounded script time)
-L1_ENTRY_OVERHEAD = 320
-L1_TAG_OVERHEAD = 120
 MIN_LIFETIME = 0.001  # s: a value whose moment has come is stored for a millisecond (Redis PX >= 1)
 
 
@@ -187,8 +186,8 @@ class FetchFace:
         ttl = min(conf.l1_ttl * (1.0 - random.random() * conf.jitter), soft_expiry - time.time())
         if ttl <= 0:
             return False
-        nbytes = nbytes + L1_ENTRY_OVERHEAD + L1_TAG_OVERHEAD * len(tags) + len(key)
-        entry = L1Entry(value, filled_at, tags, nbytes, time.monotonic() + ttl, stats)
+        nbytes = nbytes + l1_module.ENTRY_OVERHEAD + l1_module.TAG_OVERHEAD * len(tags) + len(key)
+        entry = l1_module.entry(value, filled_at, tags, nbytes, time.monotonic() + ttl, stats.prefix)
         return l1.put(key, entry, guard) is Put.REFUSED
 
     def put_envelope(self, key, env: Envelope, stats, guard: FillGuard) -> bool:
@@ -769,8 +768,8 @@ def fetch(key: str, loader, *, kind: str, tags=(), bypass_l1: bool = False, ahea
     if l1 is not None and not bypass_l1:
         entry = l1.get(key)
         if entry is not None:
-            entry.stats.hit_l1()
-            return entry
+            metrics.stats_for(entry[PREFIX]).hit_l1()
+            return Fetched(entry[VALUE], HIT_L1, entry[FILLED_AT])
     return face.fetch_slow(key, loader, kind, tags)
 
 

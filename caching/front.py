@@ -47,9 +47,9 @@ from django.core.handlers.wsgi import get_path_info
 from django.http import QueryDict
 from django.urls import Resolver404, get_resolver
 
-from caching import conf, fetcher, keys
-from caching.http import ResponseEntry, age_header, not_modified, policy_of
-from caching.l1 import HIT_L1, HIT_L2
+from caching import conf, fetcher, keys, metrics
+from caching.http import ResponseEntry, age_header, is_response_entry, not_modified, policy_of
+from caching.l1 import FILLED_AT, HIT_L1, HIT_L2, PREFIX, VALUE
 from caching.middleware import AHEAD, EDGE_FETCH_HEADER, SAFE
 from caching.params import ParamError
 
@@ -181,11 +181,11 @@ class ResponseFront:
         l1 = face.l1
         entry = l1.get(key) if l1 is not None else None
         if entry is not None:
-            value = entry.value
-            if not isinstance(value, ResponseEntry):
+            value = entry[VALUE]
+            if value is None:
                 return None  # a cached 404: its body is the project's view of the request
-            entry.stats.hit_l1()
-            return self._answer(environ, route, value, entry.filled_at, HIT_L1, started, False)
+            metrics.stats_for(entry[PREFIX]).hit_l1()
+            return self._answer(environ, route, value, entry[FILLED_AT], HIT_L1, started, False)
         ahead = face.read_ahead(key)
         if ahead is None:
             return None  # another thread of this process is fetching it: Django's fetch joins it
@@ -194,7 +194,7 @@ class ResponseFront:
         except Exception:  # noqa: BLE001 (an envelope that does not decode: Django's path fails the same way, logged and answered)
             logger.exception("WSGI front: L2 entry of %s not readable here", key)
             env = None
-        if env is None or not isinstance(env.value, ResponseEntry):
+        if env is None or not is_response_entry(env.value):
             environ[AHEAD] = ahead  # Django's fetch goes on from this read
             return None
         fetched = face.hit_ahead(ahead, env)
@@ -206,18 +206,19 @@ class ResponseFront:
                 superseded: bool) -> FrontHit:
         """The answer of an entry, as serve_entry and the middleware make it (superseded: the
         tiers refused it meanwhile: this request may have it, no shared cache may keep it)."""
-        if value.etag and not_modified(environ, value.etag, value.last_modified):
+        status, body, content_type, etag, last_modified, _, _, header_store = value
+        if etag and not_modified(environ, etag, last_modified):
             status, headers = 304, []
         else:
-            status, headers = value.status, [("Content-Type", value.content_type)]
+            headers = [("Content-Type", content_type)]
         if superseded:
             headers.extend(("Cache-Control", "no-store") if name == "cache-control" else pair
-                           for name, pair in value.header_store)
+                           for name, pair in header_store)
         else:
-            headers.extend(pair for _, pair in value.header_store)
+            headers.extend(pair for _, pair in header_store)
         headers.append(age_header(filled_at))
         headers.append(("X-Cache", source))
-        return FrontHit(environ, route, status, headers, value.body, started, source)
+        return FrontHit(environ, route, status, headers, body, started, source)
 
     @staticmethod
     def _key(route: Route, query) -> str | None:

@@ -37,21 +37,27 @@ def cache_control_for(kind: str) -> str:
     return conf.get().kind(kind).cache_control
 
 
-@dataclass(frozen=True, slots=True)
-class ResponseEntry:
-    """A ready-to-send public response, as stored in L1 and L2."""
+# A ready-to-send public response as the tiers keep it (L1 as it is, L2 pickled): an exact tuple
+# of numbers, strings, bytes and tuples of those, which the garbage collector stops tracking at
+# its first look - an L1 full of responses then costs a full collection nothing (caching/l1.py,
+# issue 29). A dataclass or NamedTuple instance would stay tracked (CPython untracks only exact
+# tuples and dicts): build one with response_entry(), read it by unpacking or with these indexes.
+ResponseEntry = tuple
+STATUS, BODY, CONTENT_TYPE, ETAG, LAST_MODIFIED, CACHE_CONTROL, TAGS, HEADER_STORE = range(8)
 
-    status: int
-    body: bytes
-    content_type: str
-    etag: str  # quoted strong validator
-    last_modified: int | None  # epoch seconds
-    cache_control: str
-    tags: tuple[str, ...]
-    # The static headers, already validated and encoded at fill time, in the shape of Django's
-    # ResponseHeaders store ({lowercased name: (name, value)}): a hit copies them in one update
-    # instead of ~8 validating __setitem__ calls (9 us -> 1 us per response, measured).
-    header_store: tuple = ()
+
+def response_entry(*, status: int, body: bytes, content_type: str, etag: str, last_modified: int | None,
+                   cache_control: str, tags: tuple, header_store: tuple = ()) -> ResponseEntry:
+    """etag: the quoted strong validator ("" for a 404); last_modified: epoch seconds or None;
+    header_store: the static headers, already validated and encoded at fill time, in the shape
+    of Django's ResponseHeaders store ({lowercased name: (name, value)} items): a hit copies
+    them in one update instead of ~8 validating __setitem__ calls (9 us -> 1 us per response)."""
+    return (status, body, content_type, etag, last_modified, cache_control, tags, header_store)
+
+
+def is_response_entry(value) -> bool:
+    """What a response key holds: an entry, or None (a cached negative)."""
+    return type(value) is tuple
 
 
 class Uncacheable(Exception):  # noqa: N818 (a control-flow signal carrying the response)
@@ -191,7 +197,7 @@ def entry_from_response(response: HttpResponse, policy: ResponsePolicy) -> Respo
     last_modified = max(getattr(response, "cache_last_modified", None) or 0, int(time.time()))
     cache_control = _cache_control(policy.kind)
     tags = tuple(getattr(response, "cache_tags", ()))
-    return ResponseEntry(
+    return response_entry(
         status=response.status_code,
         body=body,
         content_type=response.get("Content-Type", "application/json"),
@@ -219,7 +225,7 @@ def not_found_entry(request: HttpRequest, policy: ResponsePolicy, kwargs: dict) 
     body = response.content
     cache_control = _cache_control(conf.NEGATIVE_KIND)
     tags = tuple(policy.negative_tags(kwargs))
-    return ResponseEntry(
+    return response_entry(
         status=404,
         body=body,
         content_type=response.get("Content-Type", "application/json"),
@@ -265,12 +271,13 @@ def age_header(filled_at: float) -> tuple[str, str]:
 def serve_entry(request, entry: ResponseEntry, *, source: str, filled_at: float) -> HttpResponse:
     """The response of an entry (a 304 when the request's validators match). The WSGI front
     (caching/front.py) builds the same status and headers without an HttpResponse."""
-    if entry.etag and not_modified(request.META, entry.etag, entry.last_modified):
+    status, body, content_type, etag, last_modified, _, _, header_store = entry
+    if etag and not_modified(request.META, etag, last_modified):
         response = HttpResponseNotModified()
     else:
-        response = HttpResponse(entry.body, status=entry.status, content_type=entry.content_type)
+        response = HttpResponse(body, status=status, content_type=content_type)
     store = response.headers._store  # CaseInsensitiveMapping's dict; values validated at fill
-    store.update(entry.header_store)
+    store.update(header_store)
     store["age"] = age_header(filled_at)
     store["x-cache"] = ("X-Cache", source)  # one of four ASCII constants
     return response

@@ -1,13 +1,13 @@
-"""L1: the per-process tier, on cachetools.
+"""L1: the per-process tier.
 
-A `TLRUCache` (least recently used, per-entry expiry) bounded by bytes (cachetools' maxsize with
-getsizeof) and by entry count (checked on insert), behind one lock. Next to it:
+An LRU of entries on a C `OrderedDict` (least recently used first), each entry with its own
+expiry, bounded by bytes and by entry count (checked on insert), behind one lock. Next to it:
 
 - a tag index (tag -> keys) so a broadcast invalidation removes exactly the tagged entries,
   O(tagged entries), and is kept in step on eviction and expiry;
 - the latest invalidation sequence seen per tag, so a fill that started before an invalidation
-  that already reached this process is refused (`put` returns False) - the L1 half of the
-  stale-set protection (the Redis half is lua/fill.lua);
+  that already reached this process is refused (`put` returns Put.REFUSED) - the L1 half of
+  the stale-set protection (the Redis half is lua/fill.lua);
 - an epoch, bumped by `clear()` (lost subscription): fills that started before are refused too;
 - a trust deadline (`trusted_until`, monotonic), moved forward by the subscriber each time Redis
   proves this process has applied every invalidation published up to a moment (a PING answered
@@ -18,11 +18,28 @@ getsizeof) and by entry count (checked on insert), behind one lock. Next to it:
   load. Trust back: L1 is emptied again and long copies resume. The hit path's cost is one
   clock read and a compare.
 
+Out of the garbage collector's sight (issue 29). A full collection holds the GIL while it
+scans every tracked object of the process, and an L1 of 20,000 entries on cachetools' TLRU
+was 100,000 of them (the entry, its heap item, the value, two tag-index sets): 30-40 ms per
+full collection, the Zipf p99. Here nothing an entry adds is tracked once the collector has
+looked at it: an entry is an exact tuple (`entry()`; fields VALUE ... RAW) of numbers,
+strings, bytes and tuples of those, which CPython untracks at its first young collection; the
+tag index maps a tag to a plain dict {key: None} (never tracked); the per-tag sequences are
+(seq, deadline) tuples; the LRU and the index are one tracked object each. The value is the
+caller's: a response (caching.http.response_entry, an exact tuple too) or a TieredCache raw
+value costs the collector nothing, an arbitrary object what it costs anyway. The metrics of an
+entry are named by its key prefix (a string), not held.
+
+Expiry is checked on lookup (an expired entry is a miss and goes), and each insert drops up to
+two expired entries from the least recently used end; what expired unread otherwise waits for
+the LRU bound.
+
 Exact-key invalidation (TieredCache, caching/backends/) is tag invalidation: each of its entries
 carries its own key as its only tag.
 
 Byte accounting is an estimate: the pickled size of the value plus a fixed per-entry and per-tag
-overhead. Values are shared, not copied: callers must treat them as immutable.
+overhead (ENTRY_OVERHEAD, TAG_OVERHEAD: measured with tracemalloc, bench/l1_memory.py). Values
+are shared, not copied: callers must treat them as immutable.
 """
 
 from __future__ import annotations
@@ -31,15 +48,24 @@ import enum
 import math
 import threading
 import time
+from collections import OrderedDict
 from typing import NamedTuple
 
-from cachetools import Cache, TLRUCache, TTLCache
-
-ENTRY_OVERHEAD = 320  # the entry object, key string, LRU/heap bookkeeping (measured, rounded up)
-TAG_OVERHEAD = 120  # one tag-index reference
+ENTRY_OVERHEAD = 320  # the entry tuple, its LRU and dict slots, the key string (measured, rounded up)
+TAG_OVERHEAD = 120  # one tag-index slot
 TAG_SEQ_MAX = 100_000
 
 HIT_L1, HIT_L2, MISS, STALE = "HIT-L1", "HIT-L2", "MISS", "STALE"
+
+# The fields of an entry (an exact tuple: see the module docstring).
+VALUE, FILLED_AT, TAGS, NBYTES, EXPIRES, PREFIX, RAW = range(7)
+
+
+def entry(value, filled_at: float, tags: tuple, nbytes: int, expires: float, prefix: str, raw=None) -> tuple:
+    """An L1 entry: `value`, when it was filled (epoch s), its tags, its estimated size, its
+    monotonic expiry, the key prefix its metrics count under, and (TieredCache) the stored
+    bytes."""
+    return (value, filled_at, tags, nbytes, expires, prefix, raw)
 
 
 class Put(enum.Enum):
@@ -84,19 +110,6 @@ class Fetched:
         return f"Fetched(source={self.source!r}, filled_at={self.filled_at:.3f}, value={self.value!r:.60})"
 
 
-class L1Entry(Fetched):
-    """An L1 entry is itself the Fetched returned on an L1 hit (no allocation on the hot path)."""
-
-    __slots__ = ("tags", "nbytes", "expires", "stats")
-
-    def __init__(self, value, filled_at: float, tags: tuple, nbytes: int, expires: float, stats):
-        super().__init__(value, HIT_L1, filled_at)
-        self.tags = tags
-        self.nbytes = nbytes
-        self.expires = expires  # time.monotonic() deadline
-        self.stats = stats
-
-
 APPLY_WAIT = 0.01  # seconds an L1 hit waits for the subscriber to apply a pending message
 
 
@@ -108,42 +121,6 @@ def _no_hook() -> None:
     pass
 
 
-def _ttu(_key, entry, _now):
-    return entry.expires
-
-
-def _sizeof(entry) -> int:
-    return entry.nbytes
-
-
-class _Store(TLRUCache):
-    """TLRUCache that also bounds the entry count and reports removals to the tag index."""
-
-    def __init__(self, owner: L1, max_bytes: int, max_entries: int):
-        super().__init__(maxsize=max_bytes, ttu=_ttu, timer=time.monotonic, getsizeof=_sizeof)
-        self._owner = owner
-        self._max_entries = max_entries
-
-    def __setitem__(self, key, value):
-        while Cache.__len__(self) >= self._max_entries:
-            self.popitem()
-        super().__setitem__(key, value)
-
-    def __delitem__(self, key):
-        entry = Cache.__getitem__(self, key)
-        self._owner._unindex(key, entry)
-        try:
-            super().__delitem__(key)
-        except KeyError:  # cachetools raises after removing an already-expired item
-            pass
-
-    def expire(self, time=None):
-        expired = super().expire(time)
-        for key, entry in expired:
-            self._owner._unindex(key, entry)
-        return expired
-
-
 class L1:
     def __init__(self, *, max_bytes: int, max_entries: int, max_item_bytes: int, tag_seq_ttl: float,
                  trust_seconds: float = 1.0):
@@ -151,9 +128,11 @@ class L1:
         self.max_entries = max_entries
         self.max_item_bytes = min(max_item_bytes, max_bytes)
         self._lock = threading.Lock()
-        self._store = _Store(self, max_bytes, max_entries)
-        self._index: dict[str, set[str]] = {}
-        self._tag_seq = TTLCache(maxsize=TAG_SEQ_MAX, ttl=tag_seq_ttl)
+        self._entries: OrderedDict[str, tuple] = OrderedDict()  # least recently used first
+        self._bytes = 0
+        self._index: dict[str, dict[str, None]] = {}  # tag -> {key: None} (a dict: never tracked)
+        self._tag_seq: OrderedDict[str, tuple[int, float]] = OrderedDict()  # tag -> (seq, deadline), oldest first
+        self._tag_seq_ttl = tag_seq_ttl
         self.seen_seq = 0
         self.epoch = 0
         self.clears = 0
@@ -171,30 +150,36 @@ class L1:
 
     # --- hot path ---------------------------------------------------------------------------
 
-    def get(self, key: str, _now=time.monotonic) -> L1Entry | None:
-        """The live entry of `key` or None. Cost: a clock read and a compare (the trust
-        deadline), one lock, a dict lookup and, on a hit, one poll of the subscriber's socket
+    def get(self, key: str, _now=time.monotonic) -> tuple | None:
+        """The live entry of `key` (a tuple: entry[VALUE], entry[FILLED_AT], ...) or None.
+        Cost: a clock read and two compares (the trust deadline, the entry's expiry), one lock,
+        a dict lookup and the LRU move, and on a hit one poll of the subscriber's socket
         (~1 + 2 us). Past the trust deadline the first caller empties L1 (lapse()); what is
         found afterwards was loaded since, and expires L1_TRUST_SECONDS after its load began.
         While a message has reached this process but is not applied yet (usually a PING's
         answer, or an invalidation waiting for the GIL), the caller sleeps in 0.1 ms steps (up
         to APPLY_WAIT) for the subscriber to apply it and reads again; still pending: None, so
         the caller reads L2, which the writer invalidated before it published."""
-        if _now() > self.trusted_until and not self.distrusted:  # (a local name: the cheapest call)
+        now = _now()  # (a local name: the cheapest call)
+        if now > self.trusted_until and not self.distrusted:
             self.lapse()
         with self._lock:
-            try:
-                entry = self._store[key]
-            except KeyError:
+            found = self._entries.get(key)
+            if found is None:
                 return None
+            if found[EXPIRES] <= now:
+                self._remove(key, found)
+                return None
+            self._entries.move_to_end(key)
         if not self.unapplied():
-            return entry
+            return found
         deadline = time.monotonic() + APPLY_WAIT
         while time.monotonic() < deadline:
             time.sleep(0.0001)  # releases the GIL: the subscriber thread applies what it has
             if not self.unapplied():
                 with self._lock:
-                    return self._store.get(key)  # what the applied message left
+                    found = self._entries.get(key)  # what the applied message left
+                    return found if found is not None and found[EXPIRES] > time.monotonic() else None
         self.held_back += 1
         return None
 
@@ -205,11 +190,13 @@ class L1:
         invalidation (or a clear) that arrived meanwhile."""
         return FillGuard(self.seen_seq, self.epoch, time.monotonic())
 
-    def put(self, key: str, entry: L1Entry, guard: FillGuard) -> bool:
-        """Store `entry` unless a tag of it was invalidated after `guard.seq` or L1 was cleared
-        since `guard.epoch`. Returns Put.REFUSED when the value may be superseded (an
-        invalidation or a clear overtook it: nothing downstream may keep it either)."""
-        if entry.nbytes > self.max_item_bytes:
+    def put(self, key: str, new: tuple, guard: FillGuard) -> Put:
+        """Store the entry `new` (entry()) unless a tag of it was invalidated after `guard.seq`
+        or L1 was cleared since `guard.epoch`. Returns Put.STORED, or why not: Put.REFUSED when
+        the value may be superseded (an invalidation or a clear overtook it: nothing downstream
+        may keep it either), Put.TOO_BIG, Put.LAPSED."""
+        nbytes = new[NBYTES]
+        if nbytes > self.max_item_bytes:
             return Put.TOO_BIG
         now = time.monotonic()
         if now > self.trusted_until:
@@ -219,44 +206,72 @@ class L1:
             limit = guard.started + self.trust_seconds
             if limit <= now:
                 return Put.LAPSED
-            if entry.expires > limit:
-                entry.expires = limit
+            if new[EXPIRES] > limit:
+                new = (*new[:EXPIRES], limit, *new[EXPIRES + 1:])
         since_seq = guard.seq
+        tags = new[TAGS]
         with self._lock:
             if guard.epoch != self.epoch:
                 self.refused_fills += 1
                 return Put.REFUSED
-            tag_seq = self._tag_seq
-            for tag in entry.tags:
-                if tag_seq.get(tag, 0) > since_seq:
+            for tag in tags:
+                if self._seq_of(tag, now) > since_seq:
                     self.refused_fills += 1
                     return Put.REFUSED
-            store = self._store
-            if key in store:
-                del store[key]
-            store[key] = entry
+            entries = self._entries
+            old = entries.pop(key, None)
+            if old is not None:
+                self._bytes -= old[NBYTES]
+                self._unindex(key, old)
+            entries[key] = new
+            self._bytes += nbytes
             index = self._index
-            for tag in entry.tags:
+            for tag in tags:
                 keys = index.get(tag)
                 if keys is None:
-                    index[tag] = {key}
+                    index[tag] = {key: None}
                 else:
-                    keys.add(key)
+                    keys[key] = None
+            self._evict(now)
             return Put.STORED
+
+    def _evict(self, now: float) -> None:
+        """Under the lock, after an insert: the least recently used entries go while L1 is over
+        either bound, and up to two expired ones from that end (expiry is otherwise lazy)."""
+        entries = self._entries
+        while len(entries) > self.max_entries or self._bytes > self.max_bytes:
+            key, gone = entries.popitem(last=False)
+            self._bytes -= gone[NBYTES]
+            self._unindex(key, gone)
+        for _ in range(2):
+            key = next(iter(entries), None)
+            if key is None or entries[key][EXPIRES] > now:
+                break
+            self._remove(key, entries[key])
+
+    def _remove(self, key: str, gone: tuple) -> None:
+        del self._entries[key]
+        self._bytes -= gone[NBYTES]
+        self._unindex(key, gone)
+
+    def _seq_of(self, tag: str, now: float) -> int:
+        """The sequence of `tag`'s latest invalidation seen here, 0 when none within TAG_SEQ_TTL."""
+        recorded = self._tag_seq.get(tag)
+        return recorded[0] if recorded is not None and recorded[1] > now else 0
 
     def overtaken(self, tags, seq: int) -> bool:
         """Was one of `tags` invalidated after sequence `seq`, as far as this process knows?
         (A value loaded at `seq` and served without entering L1, e.g. stale, is superseded then.)"""
-        tag_seq = self._tag_seq
+        now = time.monotonic()
         with self._lock:
-            return any(tag_seq.get(tag, 0) > seq for tag in tags)
+            return any(self._seq_of(tag, now) > seq for tag in tags)
 
-    def _unindex(self, key: str, entry: L1Entry) -> None:
+    def _unindex(self, key: str, gone: tuple) -> None:
         index = self._index
-        for tag in entry.tags:
+        for tag in gone[TAGS]:
             keys = index.get(tag)
             if keys is not None:
-                keys.discard(key)
+                keys.pop(key, None)
                 if not keys:
                     del index[tag]
 
@@ -272,31 +287,42 @@ class L1:
         invalidation first, and its echo must not drop what was filled after it. The writer's
         own call (echo False) always drops. Returns how many entries went."""
         removed = 0
+        now = time.monotonic()
         with self._lock:
             tag_seq = self._tag_seq
             if seq is not None and seq > self.seen_seq:
                 self.seen_seq = seq
-            store = self._store
+            entries = self._entries
             index = self._index
             for tag in tags:
                 if seq is not None:
-                    recorded = tag_seq.get(tag, 0)
-                    if recorded >= seq:
+                    if self._seq_of(tag, now) >= seq:
                         if echo:
                             continue
                     else:
-                        tag_seq[tag] = seq
+                        tag_seq.pop(tag, None)
+                        tag_seq[tag] = (seq, now + self._tag_seq_ttl)
                 keys = index.get(tag)
                 if not keys:
                     continue
                 for key in list(keys):
-                    try:
-                        del store[key]
+                    gone = entries.get(key)
+                    if gone is not None:
+                        self._remove(key, gone)
                         removed += 1
-                    except KeyError:
-                        pass
+            if seq is not None:
+                self._prune_tag_seq(now)
             self.removed_by_tag += removed
         return removed
+
+    def _prune_tag_seq(self, now: float) -> None:
+        """Forget sequences older than TAG_SEQ_TTL (oldest first), and beyond TAG_SEQ_MAX."""
+        tag_seq = self._tag_seq
+        while tag_seq:
+            tag = next(iter(tag_seq))
+            if tag_seq[tag][1] > now and len(tag_seq) <= TAG_SEQ_MAX:
+                break
+            del tag_seq[tag]
 
     def clear(self) -> None:
         """Drop everything and refuse fills that started before (lost subscription, a clear()
@@ -306,7 +332,8 @@ class L1:
             self._clear_locked()
 
     def _clear_locked(self) -> None:
-        self._store.clear()
+        self._entries.clear()
+        self._bytes = 0
         self._index.clear()
         self._tag_seq.clear()
         self.seen_seq = 0
@@ -361,18 +388,23 @@ class L1:
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._store)
+            return len(self._entries)
+
+    def keys(self) -> list[str]:
+        """The keys held now, least recently used first (expired ones not yet dropped included)."""
+        with self._lock:
+            return list(self._entries)
 
     @property
     def nbytes(self) -> int:
         with self._lock:
-            return self._store.currsize
+            return self._bytes
 
     def snapshot(self) -> dict:
         with self._lock:
             return {
-                "entries": len(self._store),
-                "bytes": self._store.currsize,
+                "entries": len(self._entries),
+                "bytes": self._bytes,
                 "max_entries": self.max_entries,
                 "max_bytes": self.max_bytes,
                 "tags_indexed": len(self._index),

@@ -20,6 +20,8 @@ from django.http.response import ResponseHeaders
 import caching
 from caching import conf, keys, lifetime
 from caching.http import (
+    CACHE_CONTROL,
+    TAGS,
     ResponsePolicy,
     Uncacheable,
     entry_from_response,
@@ -123,7 +125,7 @@ class PublicResponseCacheMiddleware:
             raise Uncacheable(_no_store(response))
 
         def tags_of(entry):
-            return entry.tags if entry is not None else tuple(policy.negative_tags(view_kwargs))
+            return entry[TAGS] if entry is not None else tuple(policy.negative_tags(view_kwargs))
 
         try:
             fetched = caching.fetch(key, load, kind=policy.kind, tags=tags_of,
@@ -144,7 +146,7 @@ class PublicResponseCacheMiddleware:
             if fetched.value is None:
                 response["Cache-Control"] = conf.get().kind(conf.NEGATIVE_KIND).unshared_cache_control
             else:  # the entry's own max-age: capped when it is true until a known moment only
-                response["Cache-Control"] = unshared_cache_control(fetched.value.cache_control)
+                response["Cache-Control"] = unshared_cache_control(fetched.value[CACHE_CONTROL])
         if fetched.superseded:
             # The tiers refused this value (a write overtook its load): it may answer this
             # request, which began before the write, but no shared cache may keep it.

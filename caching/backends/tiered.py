@@ -32,8 +32,9 @@ from django.utils.module_loading import import_string
 
 from caching import engine as engine_module
 from caching import keys, metrics
+from caching import l1 as l1_module
 from caching.conf import EngineSettings
-from caching.l1 import ENTRY_OVERHEAD, FillGuard, L1Entry
+from caching.l1 import ENTRY_OVERHEAD, RAW, VALUE, FillGuard
 from caching.l2 import L2Unavailable
 
 logger = logging.getLogger(__name__)
@@ -66,17 +67,6 @@ def loads(raw: bytes):
     if raw[0] == _PICKLE_MARK:
         return pickle.loads(raw)
     return int(raw)
-
-
-class _Entry(L1Entry):
-    """An L1 entry of the backend: the stored bytes, plus the value itself if immutable. Its
-    only tag is its own key (exact-key invalidation is tag invalidation, caching/l1.py)."""
-
-    __slots__ = ("raw",)
-
-    def __init__(self, value, raw: bytes, vkey: str, nbytes: int, expires: float, stats):
-        super().__init__(value, 0.0, (vkey,), nbytes, expires, stats)
-        self.raw = raw
 
 
 @dataclass(frozen=True)
@@ -253,8 +243,10 @@ class TieredCache(BaseCache):
             return  # -2: gone
         if type(value) not in _IMMUTABLE:
             value = _RAW
-        entry = _Entry(value, raw, vkey, len(raw) + ENTRY_OVERHEAD + 2 * len(vkey), started + ttl, state.stats)
-        state.l1.put(vkey, entry, since)
+        # Its only tag is its own key (exact-key invalidation is tag invalidation, caching/l1.py);
+        # the stored bytes ride along (RAW) when the value must be unpickled on each hit.
+        state.l1.put(vkey, l1_module.entry(value, 0.0, (vkey,), len(raw) + ENTRY_OVERHEAD + 2 * len(vkey), started + ttl,
+                                           state.stats.prefix, raw), since)
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -265,8 +257,8 @@ class TieredCache(BaseCache):
             entry = state.l1.get(vkey)
             if entry is not None:
                 state.stats.hit_l1()
-                value = entry.value
-                return loads(entry.raw) if value is _RAW else value
+                value = entry[VALUE]
+                return loads(entry[RAW]) if value is _RAW else value
             state.stats.miss_l1()
             since = state.l1.since()
             started = time.monotonic()
@@ -304,8 +296,8 @@ class TieredCache(BaseCache):
                 entry = l1.get(vkey)
                 if entry is not None:
                     state.stats.hit_l1()
-                    value = entry.value
-                    found[key] = loads(entry.raw) if value is _RAW else value
+                    value = entry[VALUE]
+                    found[key] = loads(entry[RAW]) if value is _RAW else value
                     continue
                 state.stats.miss_l1()
                 eligible.append((key, vkey))

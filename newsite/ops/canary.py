@@ -46,7 +46,7 @@ from django.views.decorators.http import require_safe
 import caching
 from caching import fetcher, keys, tags
 from caching.envelope import Envelope, is_lease
-from caching.http import cache_public, set_cache_tags
+from caching.http import BODY, cache_public, set_cache_tags
 from caching.l2 import L2Unavailable
 from newsite.ops.metrics import CANARY_AGE, CANARY_SECONDS
 from newsite.ops.models import FreshnessCanary
@@ -153,7 +153,7 @@ def read_l2() -> tuple[bool, int | None]:
     entry = Envelope(raw).value
     if entry is None:  # a cached 404 (before the first write)
         return False, None
-    return True, _body_value(entry.body)
+    return True, _body_value(entry[BODY])
 
 
 def _until(deadline: float, attempt: Callable[[], bool], pause: float = 0.005) -> bool:

@@ -49,8 +49,7 @@ def _l2_keys(fragment: str) -> list[str]:
 
 
 def _l1_keys(fragment: str) -> list[str]:
-    store = engine.default().l1._store  # the TLRUCache of this process's L1
-    return [k for k in list(store.keys()) if fragment in str(k)]
+    return [k for k in engine.default().l1.keys() if fragment in str(k)]
 
 
 # --- previews ------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 
 from articles import services, warm
 from articles.models import Article, Comment, Like
-from caching import engine, fetcher, keys
+from caching import engine, fetcher, http, keys
 from caching.envelope import Envelope
 from tests.factories import make_article, make_author, make_category, make_user
 from tests.support import REPO, app_env, require_postgresql
@@ -48,9 +48,9 @@ def _stored(article_id: int):
 def _without_last_modified(entry) -> dict:
     """The entry's fields but Last-Modified, which is the fill's second (max(updated_at, now))."""
     return {
-        "status": entry.status, "body": entry.body, "content_type": entry.content_type, "etag": entry.etag,
-        "cache_control": entry.cache_control, "tags": entry.tags,
-        "headers": tuple(item for item in entry.header_store if item[0] != "last-modified"),
+        "status": entry[http.STATUS], "body": entry[http.BODY], "content_type": entry[http.CONTENT_TYPE],
+        "etag": entry[http.ETAG], "cache_control": entry[http.CACHE_CONTROL], "tags": entry[http.TAGS],
+        "headers": tuple(item for item in entry[http.HEADER_STORE] if item[0] != "last-modified"),
     }
 
 
@@ -80,8 +80,8 @@ def test_a_warmed_entry_is_the_entry_the_view_stores():
     assert report["by_source"] == {"MISS": 1} and report["refused"] == 0
     by_warm = _stored(article.id)
     assert _without_last_modified(by_warm) == _without_last_modified(by_view)
-    assert abs(by_warm.last_modified - by_view.last_modified) <= 5
-    assert orjson.loads(by_warm.body)["comment_count"] == 1 and orjson.loads(by_warm.body)["like_count"] == 1
+    assert abs(by_warm[http.LAST_MODIFIED] - by_view[http.LAST_MODIFIED]) <= 5
+    assert orjson.loads(by_warm[http.BODY])["comment_count"] == 1 and orjson.loads(by_warm[http.BODY])["like_count"] == 1
 
     served = client.get(f"/api/articles/{article.id}/")
     assert served["X-Cache"] == "HIT-L2" and served.content == viewed.content
@@ -104,7 +104,7 @@ def test_one_query_per_batch_and_none_for_what_is_already_fresh():
         again = warm.warm_articles(batch_size=3)
     assert len(queries) == 1 + 1  # the ids, then only the batch holding the edited article
     assert again["by_source"] == {"HIT-L2": 6, "MISS": 1}
-    assert orjson.loads(_stored(articles[0].id).body)["title"] == "Edited"
+    assert orjson.loads(_stored(articles[0].id)[http.BODY])["title"] == "Edited"
 
     # Refresh-ahead (the periodic run): entries whose soft expiry is within the horizon reload.
     assert warm.warm_articles(batch_size=3, refresh_within=60)["by_source"] == {"HIT-L2": 7}
@@ -192,7 +192,7 @@ def test_warm_cache_all_racing_an_editor_stores_no_old_version(app_tiers_only):
     client = Client()
     for article_id in ids:
         entry = _stored(article_id)
-        if entry is not None and orjson.loads(entry.body)["version"] != current[article_id]:
+        if entry is not None and orjson.loads(entry[http.BODY])["version"] != current[article_id]:
             stale_l2.append(article_id)
         if orjson.loads(client.get(f"/api/articles/{article_id}/").content)["version"] != current[article_id]:
             stale_read.append(article_id)
@@ -237,7 +237,7 @@ def _sample_l2(done, ids, returned, stale, reads):
             raw = redis.get(names[article_id])
             reads.append(1)
             if raw is not None:
-                version = orjson.loads(Envelope(raw).value.body)["version"]
+                version = orjson.loads(Envelope(raw).value[http.BODY])["version"]
                 if version < floor:
                     stale.append((article_id, version, floor))
 
@@ -274,5 +274,5 @@ def test_bulk_fills_racing_editors_on_a_few_articles_store_no_old_version(app_ti
     client = Client()
     for article_id in ids:
         entry = _stored(article_id)
-        assert entry is None or orjson.loads(entry.body)["version"] == current[article_id], article_id
+        assert entry is None or orjson.loads(entry[http.BODY])["version"] == current[article_id], article_id
         assert orjson.loads(client.get(f"/api/articles/{article_id}/").content)["version"] == current[article_id]

@@ -13,9 +13,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from caching import keys
+from caching import l1 as l1_module
 from caching.backends import CacheUnavailable, TieredCache
-from caching.backends.tiered import _Entry
-from caching.l1 import L1, FillGuard, Put
+from caching.l1 import EXPIRES, L1, VALUE, FillGuard, Put
 from tests.cache_backend.conftest import NAMESPACE, REDIS_URL, tiered_params
 from tests.support import free_port  # a port nothing listens on
 
@@ -66,7 +66,7 @@ def test_l1_entry_never_outlives_the_redis_ttl():
         cache = caches["default"]
         cache.set("brief", "v", timeout=20)
         entry = cache.state.l1.get(vkey_of(cache, "brief"))
-        assert entry is not None and entry.expires - time.monotonic() <= 20
+        assert entry is not None and entry[EXPIRES] - time.monotonic() <= 20
         # The set's own broadcast echo must be in before the clear: clear() forgets the per-key
         # sequences, so a late echo would drop the refilled copy (an extra miss, never a stale
         # read; CI once saw it).
@@ -78,7 +78,7 @@ def test_l1_entry_never_outlives_the_redis_ttl():
         cache.state.l1.clear()
         assert cache.get("brief") == "v"  # refilled from Redis with the remaining PTTL
         refilled = cache.state.l1.get(vkey_of(cache, "brief"))
-        assert refilled is not None and refilled.expires - time.monotonic() <= 20
+        assert refilled is not None and refilled[EXPIRES] - time.monotonic() <= 20
 
 
 def test_clear_removes_only_the_namespace(raw):
@@ -171,7 +171,7 @@ def test_l1_refuses_a_fill_overtaken_by_a_key_invalidation_and_ignores_its_own_e
     l1 = L1(max_bytes=1 << 20, max_entries=100, max_item_bytes=1 << 16, tag_seq_ttl=60)
 
     def entry(value):
-        return _Entry(value, b"x", "k", 400, time.monotonic() + 30, None)
+        return l1_module.entry(value, 0.0, ("k",), 400, time.monotonic() + 30, "tc", b"x")
 
     since = l1.since()  # a reader takes its mark, then reads Redis ...
     l1.invalidate(since.seq + 5, ["k"], echo=True)  # ... a write elsewhere is announced meanwhile
@@ -180,7 +180,7 @@ def test_l1_refuses_a_fill_overtaken_by_a_key_invalidation_and_ignores_its_own_e
     l1.invalidate(since.seq + 9, ["k"])  # our own write, applied locally first
     assert l1.put("k", entry("new"), FillGuard(since.seq + 9, l1.epoch)) is Put.STORED
     assert l1.invalidate(since.seq + 9, ["k"], echo=True) == 0  # the broadcast echo
-    assert l1.get("k").value == "new"
+    assert l1.get("k")[VALUE] == "new"
     assert l1.invalidate(since.seq + 10, ["k"], echo=True) == 1  # a later write elsewhere
     assert l1.get("k") is None
 

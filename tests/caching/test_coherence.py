@@ -7,13 +7,13 @@ import pytest
 
 import caching
 from caching import engine, fetcher, keys, metrics
-from caching.l1 import L1Entry, Put
+from caching.l1 import Put, entry
 
 from .conftest import cache_settings
 
 
 def _entry(tags):
-    return L1Entry("old", 0.0, tuple(tags), 100, time.monotonic() + 30, metrics.stats_for("article"))
+    return entry("old", 0.0, tuple(tags), 100, time.monotonic() + 30, metrics.stats_for("article").prefix)
 
 
 def test_l1_refuses_a_fill_overtaken_by_an_invalidation_or_a_clear():

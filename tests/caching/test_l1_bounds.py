@@ -5,7 +5,7 @@ import time
 import pytest
 
 from caching import engine, fetcher, metrics
-from caching.l1 import L1Entry, Put
+from caching.l1 import Put, entry
 
 from .conftest import cache_settings
 
@@ -28,12 +28,12 @@ def test_million_keys_keep_l1_under_its_byte_bound():
             value = values[i % 300]
             # The size estimate FetchFace.put_l1 computes: envelope bytes + fixed overheads + key.
             nbytes = len(value) + 40 + 320 + 120 + len(key)
-            if l1.put(key, L1Entry(value, 0.0, (tag_names[i % 5000],), nbytes, expires, stats), since) in (
+            if l1.put(key, entry(value, 0.0, (tag_names[i % 5000],), nbytes, expires, stats.prefix), since) in (
                     Put.REFUSED, Put.LAPSED):
                 # L1 was emptied meanwhile (this loop can hold the subscriber off long enough for
                 # L1's trust to lapse: caching/l1.py): go on from a new mark.
                 since = l1.since()
-                l1.put(key, L1Entry(value, 0.0, (tag_names[i % 5000],), nbytes, expires, stats), since)
+                l1.put(key, entry(value, 0.0, (tag_names[i % 5000],), nbytes, expires, stats.prefix), since)
             if i % 50_000 == 0:
                 peak = max(peak, l1.nbytes)
                 assert l1.nbytes <= MAX_BYTES

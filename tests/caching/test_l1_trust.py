@@ -7,7 +7,8 @@ from __future__ import annotations
 import threading
 import time
 
-from caching.l1 import L1, L1Entry, Put
+from caching import l1 as l1_module
+from caching.l1 import EXPIRES, L1, VALUE, Put
 
 TRUST = 1.0
 
@@ -16,8 +17,8 @@ def make_l1() -> L1:
     return L1(max_bytes=1 << 20, max_entries=100, max_item_bytes=1 << 16, tag_seq_ttl=600, trust_seconds=TRUST)
 
 
-def entry(value, ttl: float = 30.0) -> L1Entry:
-    return L1Entry(value, time.time(), ("t",), 100, time.monotonic() + ttl, None)
+def entry(value, ttl: float = 30.0) -> tuple:
+    return l1_module.entry(value, time.time(), ("t",), 100, time.monotonic() + ttl, "t")
 
 
 def test_a_lapse_empties_l1_once_and_refuses_fills_that_started_before():
@@ -27,7 +28,7 @@ def test_a_lapse_empties_l1_once_and_refuses_fills_that_started_before():
     l1.trust_until(time.monotonic())
     assert l1.put("a", entry("v1"), l1.since()) is Put.STORED
     started_while_trusted = l1.since()
-    assert l1.get("a").value == "v1"
+    assert l1.get("a")[VALUE] == "v1"
 
     l1.revoke_trust()  # what a lost connection does; a deadline passing does the same at the next lookup
 
@@ -43,7 +44,7 @@ def test_while_not_trusted_a_copy_lives_trust_seconds_from_the_start_of_its_load
     guard = l1.since()
     assert l1.put("a", entry("v2", ttl=30.0), guard) is Put.STORED
     kept = l1.get("a")
-    assert kept.value == "v2" and kept.expires <= guard.started + TRUST
+    assert kept[VALUE] == "v2" and kept[EXPIRES] <= guard.started + TRUST
     old = guard._replace(started=time.monotonic() - TRUST - 0.01)
     assert l1.put("b", entry("v2"), old) is Put.LAPSED and l1.get("b") is None
     assert l1.put("c", entry("v2"), guard._replace(started=0.0)) is Put.LAPSED  # unknown start: not kept
@@ -60,7 +61,7 @@ def test_trust_back_empties_what_was_loaded_meanwhile_and_keeps_long_copies_agai
     assert l1.get("a") is None
     assert l1.put("a", entry("v3"), during) is Put.REFUSED  # loaded before trust came back
     fresh = entry("v3", ttl=30.0)
-    assert l1.put("a", fresh, l1.since()) is Put.STORED and l1.get("a").expires == fresh.expires
+    assert l1.put("a", fresh, l1.since()) is Put.STORED and l1.get("a")[EXPIRES] == fresh[EXPIRES]
     assert l1.snapshot()["trusted"] is True
 
 
@@ -81,7 +82,7 @@ def test_lookups_racing_a_lapse_never_see_an_entry_from_before_it():
             after = revoked.is_set()
             found = l1.get("a")
             if after and found is not None:
-                late_hits.append(found.value)
+                late_hits.append(found[VALUE])
 
     threads = [threading.Thread(target=reader) for _ in range(8)]
     for thread in threads:
