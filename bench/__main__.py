@@ -96,6 +96,8 @@ def parse(argv):
                    help="hosts scenario: demo articles seeded in its private PostgreSQL (500; at most --articles)")
     p.add_argument("--hosts-replica-delay", type=float, default=0.5,
                    help="hosts scenario: the standby's apply delay in seconds (0.5)")
+    p.add_argument("--l1-sizes", default="1000,10000,20000,50000",
+                   help="l1sizes scenario: CACHE_L1_MAX_ENTRIES of each L1+L2 server (1000,10000,20000,50000)")
     p.add_argument("--name", default=None, help="scenario name in the results file name")
     p.add_argument("--smoke", action="store_true", help="2 s per measurement (1 s slices), 1 s warm-up, 5 freshness writes, 5 s of coherence sampling")
     opts = p.parse_args(argv)
@@ -105,6 +107,10 @@ def parse(argv):
     opts.workloads = tuple(w.strip() for w in opts.workloads.split(","))
     opts.faults = tuple(f.strip() for f in opts.faults.split(","))
     opts.host_faults = tuple(f.strip() for f in opts.host_faults.split(",") if f.strip())
+    try:
+        opts.l1_sizes = tuple(int(s) for s in opts.l1_sizes.split(",") if s.strip())
+    except ValueError:
+        p.error("--l1-sizes: a comma list of entry counts")
     for name, allowed, given in (("scenario", SCENARIOS, opts.scenarios), ("mode", MODES, opts.modes),
                                  ("workload", WORKLOADS, opts.workloads), ("fault", FAULTS, opts.faults),
                                  ("host fault", HOST_FAULTS, opts.host_faults)):

@@ -289,6 +289,75 @@ def servers_section(results) -> list[str]:
     return out + [""]
 
 
+def l1sizes_section(results) -> list[str]:
+    rows = _by(results, "l1sizes")
+    if not rows:
+        return []
+    names = list(dict.fromkeys(r.mode for r in rows))
+    sized = [n for n in names if n.startswith("L1+L2")]
+    first = _find(results, "l1sizes", "zipf", sized[0]) if sized else None
+    out = ["## L1 size curve (issue 29)", "",
+           "One server per L1 size (CACHE_L1_MAX_ENTRIES) and an L2-only server, alternating in slices on the Zipf "
+           "workload; x smallest = the median of the per-cycle ratios to the smallest L1 (req/s; CPU: its CPU per "
+           "request over this one's). p99 / smallest: this size's p99 over the smallest's. RSS: each worker's VmRSS "
+           "after the run; L1 entries and bytes: one worker's /health/cache/.", "",
+           "| server | req/s | x smallest (req/s) | app CPU ms/req | x smallest (CPU) | p50 ms | p95 ms | p99 ms | "
+           "p99 / smallest | hit ratio per tier | worker RSS MiB | L1 entries | L1 MiB (estimate) |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|"]
+    for name in names:
+        r = _find(results, "l1sizes", "zipf", name)
+        if not _ok(r):
+            out.append(f"| {name} | – | – | – | – | – | – | – | – | {r.status if r else 'n/a'} | – | – | – |")
+            continue
+        memory = r.extra.get("memory", {})
+        rss = " / ".join(f"{kib / 1024:.0f}" for kib in memory.get("rss_kib", [])) or "–"
+        l1_bytes = memory.get("l1_bytes")
+        p99_ratio = f"{r.p99_ms / first.p99_ms:.2f}x" if _ok(first) and first.p99_ms else "–"
+        out.append(f"| {name} | {_fmt(r.req_s, 0)} | {_fmt_ratio(ratio_of(r, first))} | {_fmt(r.cpu_ms.get('app'), 3)} | "
+                   f"{_fmt_ratio(ratio_of(r, first, 'cpu'))} | {_fmt(r.p50_ms, 2)} | {_fmt(r.p95_ms, 2)} | "
+                   f"{_fmt(r.p99_ms, 2)} | {p99_ratio} | {r.hit or '–'} | {rss} | {_int(memory.get('entries'))} | "
+                   f"{_fmt(l1_bytes / 2**20 if l1_bytes else None, 1)} |")
+    return out + [""]
+
+
+def l1sizes_chart(results, path: Path, title: str) -> bool:
+    """p50 / p99 and app CPU per request against the L1 size (the L2-only server as a line)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in _by(results, "l1sizes") if _ok(r)]
+    sized = [(int(r.extra.get("l1_max_entries", 0)), r) for r in rows if r.extra.get("l1_max_entries")]
+    if not sized:
+        return False
+    sized.sort(key=lambda pair: pair[0])
+    l2 = next((r for r in rows if not r.extra.get("l1_max_entries")), None)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    xs = [n for n, _ in sized]
+    for key, style in (("p50_ms", "o-"), ("p95_ms", "s-"), ("p99_ms", "^-")):
+        axes[0].plot(xs, [getattr(r, key) for _, r in sized], style, label=f"L1+L2 {key[:3]}")
+        if l2 is not None:
+            axes[0].axhline(getattr(l2, key), linestyle="--", linewidth=0.8, color=axes[0].lines[-1].get_color(),
+                            label=f"L2 only {key[:3]}")
+    axes[1].plot(xs, [r.cpu_ms.get("app", 0) for _, r in sized], "o-", label="L1+L2")
+    if l2 is not None:
+        axes[1].axhline(l2.cpu_ms.get("app", 0), linestyle="--", color="grey", label="L2 only")
+    for ax, ylabel in ((axes[0], "latency ms (lower is better)"), (axes[1], "app CPU ms per request")):
+        ax.set_xscale("log")
+        ax.set_xticks(xs)
+        ax.set_xticklabels([f"{n // 1000}k" if n % 1000 == 0 else str(n) for n in xs])
+        ax.set_xlabel("L1 max entries per worker")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def _warm_cell(p: dict) -> str:
     warm = p.get("warm")
     if not warm:
@@ -803,6 +872,7 @@ def write(ctx, results) -> list[Path]:
     if ctx.fresh:
         lines += fresh_section(ctx)
     lines += servers_section(results)
+    lines += l1sizes_section(results)
     lines += warmstart_section(ctx)
     lines += coherence_section(ctx)
     lines += faults_section(ctx)
@@ -822,6 +892,8 @@ def write(ctx, results) -> list[Path]:
         kinds = list(dict.fromkeys(r.mode for r in _by(results, "servers")))
         workloads = list(dict.fromkeys(r.workload for r in _by(results, "servers")))
         drew = chart(results, "servers", workloads, kinds, png_path, f"newsite bench {stem}: servers")
+    elif _by(results, "l1sizes"):
+        drew = l1sizes_chart(results, png_path, f"newsite bench {stem}: Zipf, cost by L1 size ({opts.server} x{opts.workers})")
     if not drew:
         lines = [ln for ln in lines if not ln.startswith("![chart]")]
     md_path.write_text("\n".join(lines))

@@ -7,7 +7,18 @@ None when it starts servers of its own. A module with `IN_ALL = False` runs only
 the run's stack: named alone, bench/run.py calls its `run_standalone(opts)` instead.
 """
 
-from bench.scenarios import coherence, coldkey, faults, freshness, hosts, junk, servers, throughput, warmstart
+from bench.scenarios import (
+    coherence,
+    coldkey,
+    faults,
+    freshness,
+    hosts,
+    junk,
+    l1sizes,
+    servers,
+    throughput,
+    warmstart,
+)
 
 SCENARIOS = {
     "throughput": throughput,
@@ -19,4 +30,5 @@ SCENARIOS = {
     "faults": faults,
     "junk": junk,
     "hosts": hosts,
+    "l1sizes": l1sizes,
 }
