@@ -77,7 +77,8 @@ NEGATIVE_KIND = "negative"
 # 4: a value key may hold a lease ("~<token>"), which older code would try to unpickle.
 # 5: details and pages carry article-counts:{id} (a like invalidates only that); entries filled
 #    before it would not be reached by a like.
-# 6: a response entry is an exact tuple (caching.http.response_entry), no longer a dataclass.
+# 6: a response entry is an exact tuple (caching.http.response_entry), no longer a dataclass, and
+#    its header store (name, value) pairs, no longer Django's (lowercased name, pair) items.
 ENVELOPE_VERSION = "6"
 
 

@@ -212,10 +212,10 @@ class ResponseFront:
         else:
             headers = [("Content-Type", content_type)]
         if superseded:
-            headers.extend(("Cache-Control", "no-store") if name == "cache-control" else pair
-                           for name, pair in header_store)
+            headers.extend(("Cache-Control", "no-store") if pair[0] == "Cache-Control" else pair
+                           for pair in header_store)
         else:
-            headers.extend(pair for _, pair in header_store)
+            headers.extend(header_store)
         headers.append(age_header(filled_at))
         headers.append(("X-Cache", source))
         return FrontHit(environ, route, status, headers, body, started, source)

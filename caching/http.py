@@ -49,9 +49,10 @@ STATUS, BODY, CONTENT_TYPE, ETAG, LAST_MODIFIED, CACHE_CONTROL, TAGS, HEADER_STO
 def response_entry(*, status: int, body: bytes, content_type: str, etag: str, last_modified: int | None,
                    cache_control: str, tags: tuple, header_store: tuple = ()) -> ResponseEntry:
     """etag: the quoted strong validator ("" for a 404); last_modified: epoch seconds or None;
-    header_store: the static headers, already validated and encoded at fill time, in the shape
-    of Django's ResponseHeaders store ({lowercased name: (name, value)} items): a hit copies
-    them in one update instead of ~8 validating __setitem__ calls (9 us -> 1 us per response)."""
+    header_store: the static headers as (name, value) pairs, validated and encoded at fill time:
+    a hit copies them instead of ~8 validating __setitem__ calls (9 us -> 1 us per response).
+    Pairs, not Django's {lowercased name: (name, value)} items: one level of tuples less, which
+    the collector untracks one collection sooner (caching/l1.py)."""
     return (status, body, content_type, etag, last_modified, cache_control, tags, header_store)
 
 
@@ -172,7 +173,9 @@ def _static_headers(*, cache_control: str, etag: str, last_modified: int | None,
         probe["Last-Modified"] = http_date(last_modified)
     _tag_headers(probe, tags)
     probe["Vary"] = "Accept-Encoding"
-    return tuple(probe.headers._store.items())
+    # (name, value) pairs, validated and encoded by Django: the WSGI front extends its header
+    # list with them as they are, serve_entry() keys them as Django's header store does.
+    return tuple(probe.headers._store.values())
 
 
 def _cache_control(kind: str) -> str:
@@ -277,7 +280,7 @@ def serve_entry(request, entry: ResponseEntry, *, source: str, filled_at: float)
     else:
         response = HttpResponse(body, status=status, content_type=content_type)
     store = response.headers._store  # CaseInsensitiveMapping's dict; values validated at fill
-    store.update(header_store)
+    store.update((pair[0].lower(), pair) for pair in header_store)
     store["age"] = age_header(filled_at)
     store["x-cache"] = ("X-Cache", source)  # one of four ASCII constants
     return response

@@ -50,7 +50,7 @@ def _without_last_modified(entry) -> dict:
     return {
         "status": entry[http.STATUS], "body": entry[http.BODY], "content_type": entry[http.CONTENT_TYPE],
         "etag": entry[http.ETAG], "cache_control": entry[http.CACHE_CONTROL], "tags": entry[http.TAGS],
-        "headers": tuple(item for item in entry[http.HEADER_STORE] if item[0] != "last-modified"),
+        "headers": tuple(item for item in entry[http.HEADER_STORE] if item[0] != "Last-Modified"),
     }
 
 
