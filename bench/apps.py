@@ -1,4 +1,5 @@
-"""Installed only by bench.settings: counts SQL statements per process for the harness."""
+"""Installed only by bench.settings: counts SQL statements and times garbage collections per
+process for the harness."""
 
 from django.apps import AppConfig
 
@@ -14,3 +15,4 @@ class BenchConfig(AppConfig):
         from bench import counters
 
         connection_created.connect(counters.install_query_counter, dispatch_uid="bench-query-counter")
+        counters.install_gc_probe()

@@ -8,12 +8,40 @@ The query counter is an execute wrapper added once per DatabaseWrapper (one per 
 cost is one integer increment per SQL statement.
 """
 
-from prometheus_client import Counter
+import gc
+import time
+
+from prometheus_client import Counter, Histogram
 
 DB_QUERIES = Counter("bench_db_queries", "SQL statements executed by this process")
 # Requests answered, counted server-side: wrk's count misses the requests still queued when it
 # stops, so per-request ratios divide by this one.
 REQUESTS = Counter("bench_requests", "HTTP requests answered by this process")
+
+
+# Every garbage collection of the process, by generation: how long it held the GIL (issue 29:
+# where the L1+L2 tail goes). Two callbacks per collection, the same in every mode.
+GC_PAUSE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5)
+GC_PAUSES = Histogram("bench_gc_pause_seconds", "Garbage collections of this process, by generation",
+                      ["generation"], buckets=GC_PAUSE_BUCKETS)
+_gc_started = [0.0]
+_gc_children = {}
+
+
+def _gc_callback(phase, info):
+    if phase == "start":
+        _gc_started[0] = time.perf_counter()
+        return
+    generation = info["generation"]
+    child = _gc_children.get(generation)
+    if child is None:
+        child = _gc_children[generation] = GC_PAUSES.labels(str(generation))
+    child.observe(time.perf_counter() - _gc_started[0])
+
+
+def install_gc_probe() -> None:
+    if _gc_callback not in gc.callbacks:
+        gc.callbacks.append(_gc_callback)
 
 
 def _count_query(execute, sql, params, many, context):

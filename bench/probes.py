@@ -37,6 +37,33 @@ def prom_samples(metrics_dir: Path) -> Counter:
     return out
 
 
+def gc_pauses(metrics_dir: Path) -> dict:
+    """bench_gc_pause_seconds of a server (all its workers, the whole run): {generation: {"count",
+    "seconds", "over_10ms", "over_50ms", "max_le"}} (max_le: the smallest bucket bound holding
+    every pause, inf when one exceeded the last)."""
+    out: dict = {}
+    buckets: dict = {}
+    for (name, labels), value in prom_samples(metrics_dir).items():
+        labels = dict(labels)
+        gen = labels.get("generation")
+        if gen is None or not name.startswith("bench_gc_pause_seconds"):
+            continue
+        row = out.setdefault(gen, {"count": 0, "seconds": 0.0})
+        if name.endswith("_count"):
+            row["count"] = int(value)
+        elif name.endswith("_sum"):
+            row["seconds"] = value
+        elif name.endswith("_bucket"):
+            buckets.setdefault(gen, {})[float(labels["le"])] = value
+    for gen, row in out.items():
+        cumulative = sorted(buckets.get(gen, {}).items())
+        below = dict(cumulative)
+        row["over_10ms"] = int(row["count"] - below.get(0.01, row["count"]))
+        row["over_50ms"] = int(row["count"] - below.get(0.05, row["count"]))
+        row["max_le"] = next((le for le, n in cumulative if n >= row["count"]), float("inf"))
+    return out
+
+
 def db_queries(samples: Counter) -> float:
     return sum(v for (name, _), v in samples.items() if name == "bench_db_queries_total")
 

@@ -317,6 +317,29 @@ def l1sizes_section(results) -> list[str]:
                    f"{_fmt_ratio(ratio_of(r, first, 'cpu'))} | {_fmt(r.p50_ms, 2)} | {_fmt(r.p95_ms, 2)} | "
                    f"{_fmt(r.p99_ms, 2)} | {p99_ratio} | {r.hit or '–'} | {rss} | {_int(memory.get('entries'))} | "
                    f"{_fmt(l1_bytes / 2**20 if l1_bytes else None, 1)} |")
+    out.append("")
+    return out + gc_section({r.mode: r.extra.get("gc", {}) for r in rows if _ok(r)})
+
+
+def gc_section(by_server: dict) -> list[str]:
+    """bench_gc_pause_seconds per server (every worker, the whole run: warm-ups included)."""
+    if not any(by_server.values()):
+        return []
+    out = ["### Garbage collections (every worker of each server, the whole run)", "",
+           "From a gc.callbacks probe in each worker (bench/counters.py): a full collection (generation 2) holds "
+           "the GIL, so every thread of that worker waits it out.", "",
+           "| server | gen 0 count | gen 1 count | gen 2 count | gen 2 total ms | gen 2 > 10 ms | gen 2 > 50 ms | "
+           "longest gen 2 <= ms | all pauses ms |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, gens in by_server.items():
+        full = gens.get("2", {})
+        total = sum(g.get("seconds", 0.0) for g in gens.values())
+        longest = full.get("max_le")
+        out.append(f"| {name} | {gens.get('0', {}).get('count', 0):,} | {gens.get('1', {}).get('count', 0):,} | "
+                   f"{full.get('count', 0):,} | {full.get('seconds', 0.0) * 1000:,.1f} | {full.get('over_10ms', 0):,} | "
+                   f"{full.get('over_50ms', 0):,} | "
+                   f"{'–' if longest is None else ('> 500' if longest == float('inf') else f'{longest * 1000:g}')} | "
+                   f"{total * 1000:,.1f} |")
     return out + [""]
 
 
@@ -868,6 +891,7 @@ def write(ctx, results) -> list[Path]:
                   CPU_NOTE, ""]
         lines += throughput_tables(results, opts.workloads, opts.modes)
         lines += prewarm_note(throughput_rows)
+        lines += gc_section({MODE_LABELS.get(mode, mode): gens for mode, gens in data.get("gc", {}).items()})
     lines += coldkey_section(ctx)
     if ctx.fresh:
         lines += fresh_section(ctx)

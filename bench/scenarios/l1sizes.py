@@ -8,6 +8,7 @@ from pathlib import Path
 
 import requests
 
+from bench import probes
 from bench.context import Context, Result, log
 from bench.measure import Entry, run_rounds
 from bench.stack import AppServer, Unavailable
@@ -70,6 +71,7 @@ def run(ctx: Context) -> None:
             if res.status == "ok" and isinstance(server, AppServer):
                 res.extra["memory"] = _memory(server)
                 res.extra["l1_max_entries"] = sizes.get(res.mode)
+                res.extra["gc"] = probes.gc_pauses(server.metrics_dir)
             ctx.results.append(res)
             log(f"l1sizes {res.mode:18} " + (f"{res.req_s:8.0f} req/s app CPU {res.cpu_ms.get('app', float('nan')):.3f} "
                                               f"ms/req p50 {res.p50_ms:.2f} p99 {res.p99_ms:.1f} ms {res.hit} "
