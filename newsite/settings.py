@@ -62,7 +62,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last: serves public GET/HEAD from the tiers after URL resolution (caching/middleware.py),
-    # with the database breaker and 503s of newsite/middleware.py.
+    # with the 503s of newsite/middleware.py (the database breaker: newsite/db_breaker.py).
     "newsite.middleware.ResponseCacheMiddleware",
 ]
 

@@ -22,7 +22,7 @@ from django.db import Error as DatabaseError
 
 from caching import metrics as cache_metrics
 from caching import stats as cache_stats
-from newsite.middleware import database_breaker_snapshot, database_known_down
+from newsite.db_breaker import database_breaker_snapshot, database_known_down
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def outbox_backlog() -> dict:
 
 
 def breakers(snapshot_breakers: dict) -> dict:
-    """The L2 breaker (caching.stats) plus the database breaker of newsite.middleware."""
+    """The L2 breaker (caching.stats) plus the database breaker of newsite.db_breaker."""
     return {**snapshot_breakers, "db": database_breaker_snapshot()}
 
 

@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from caching import metrics as cache_metrics
-from newsite.middleware import database_free, database_known_down
+from newsite.db_breaker import database_free, database_known_down
 from newsite.ops import cachestats, canary, probes
 
 
