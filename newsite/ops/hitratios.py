@@ -20,6 +20,7 @@ import time
 from collections import deque
 
 from caching import metrics as cache_metrics
+from caching.metrics import hit_ratio
 
 SAMPLE_EVERY = 10.0
 KEEP_SECONDS = 900.0
@@ -68,31 +69,24 @@ def maybe_sample() -> None:
         sample()
 
 
-def _ratio(part: int, total: int) -> float | None:
-    return round(part / total, 4) if total else None
+def _tiers(l1h: int, l1m: int, l2h: int, l2m: int, l2s: int) -> dict:
+    return {
+        "l1": {"hit": l1h, "miss": l1m, "hit_ratio": hit_ratio(l1h, l1h + l1m)},
+        "l2": {"hit": l2h, "stale": l2s, "miss": l2m, "hit_ratio": hit_ratio(l2h + l2s, l2h + l2s + l2m)},
+    }
 
 
 def summarise(per_prefix: dict[str, tuple]) -> dict:
     """Hit ratio per tier and per prefix from (l1_hit, l1_miss, l2_hit, l2_miss, l2_stale)."""
     prefixes = {}
     sums = [0, 0, 0, 0, 0]
-    for name, (l1h, l1m, l2h, l2m, l2s) in sorted(per_prefix.items()):
-        if not (l1h or l1m or l2h or l2m or l2s):
+    for name, counts in sorted(per_prefix.items()):
+        if not any(counts):
             continue
-        for i, v in enumerate((l1h, l1m, l2h, l2m, l2s)):
+        for i, v in enumerate(counts):
             sums[i] += v
-        prefixes[name] = {
-            "l1": {"hit": l1h, "miss": l1m, "hit_ratio": _ratio(l1h, l1h + l1m)},
-            "l2": {"hit": l2h, "stale": l2s, "miss": l2m, "hit_ratio": _ratio(l2h + l2s, l2h + l2s + l2m)},
-        }
-    l1h, l1m, l2h, l2m, l2s = sums
-    return {
-        "tiers": {
-            "l1": {"hit": l1h, "miss": l1m, "hit_ratio": _ratio(l1h, l1h + l1m)},
-            "l2": {"hit": l2h, "stale": l2s, "miss": l2m, "hit_ratio": _ratio(l2h + l2s, l2h + l2s + l2m)},
-        },
-        "prefixes": prefixes,
-    }
+        prefixes[name] = _tiers(*counts)
+    return {"tiers": _tiers(*sums), "prefixes": prefixes}
 
 
 def window(seconds: float, now: float | None = None) -> dict:
