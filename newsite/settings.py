@@ -166,7 +166,7 @@ NEWSITE_CACHE = {
     # entry answers it when the tiers have one, else a 429.
     "LOADER_ERRORS": ["django.db.Error", "newsite.throttle.OverBudget"],
     # Everything else (L1_MAX_ITEM_BYTES, leases, XFetch, stale grace, tag bookkeeping, the Redis
-    # breaker, LOADER_ERRORS) has its default in caching/conf.py DEFAULTS, documented in
+    # breaker) has its default in caching/conf.py ENGINE_DEFAULTS / FETCH_DEFAULTS, documented in
     # docs/caching.md; set a key here to override it.
 }
 
