@@ -1,9 +1,14 @@
-"""A circuit breaker in front of a tier (Redis, or the database for public reads). Only named exceptions count as failures.
+"""A circuit breaker in front of a tier (Redis, or the database for public reads).
 
-closed -> (BREAKER_FAILURES consecutive connection/timeout errors) -> open: calls skip the tier
-without touching the network for BREAKER_RESET seconds -> half-open: exactly one caller probes;
-success closes, failure re-opens. Cost when closed: one attribute read before and one after the
-call.
+The caller decides what is a failure and reports it: caching/l2.py every Redis error except the
+caller's own (DataError, LockError, WatchError) - connection loss and timeouts, but also what a
+reachable Redis refuses (OOM, READONLY, NOPERM, a script error); a project's database breaker
+only a lost or refused connection.
+
+closed -> (`failures` consecutive failures; BREAKER_FAILURES for L2) -> open: calls skip the tier
+without touching the network for `reset_after` seconds (BREAKER_RESET for L2) -> half-open:
+exactly one caller probes; success closes, failure re-opens. Cost when closed: one attribute
+read before and one after the call.
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""Every cache key string is built here (Zulip's `<thing>_cache_key()` habit).
+"""Cache key strings, one function per key (Zulip's `<thing>_cache_key()` habit): the library's
+own Redis keys and, for now, the site's (articles, views, trending, throttle, warm_cache).
+
+Not every key string is built here: TieredCache (Django's cache API) takes its keys from its
+callers through Django's make_key and only namespaces them here (value_key, index_key), and
+invalidate.lua names the tag-index buckets it renames aside by appending "<sequence>:<n>" to
+invalidated_set_prefix().
 
 Two layers:
 

@@ -63,7 +63,7 @@ SCRIPT_TEXT = {
 
 
 class L2Unavailable(Exception):
-    """Redis cannot be used right now (breaker open, or a connection/timeout error)."""
+    """Redis cannot be used right now (L2 disabled, breaker open, or a Redis error: see call())."""
 
 
 class L2Timeout(L2Unavailable):

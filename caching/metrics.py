@@ -134,18 +134,19 @@ class PrefixStats:
         l1_total = self.l1_hit + self.l1_miss
         l2_total = self.l2_hit + self.l2_miss + self.l2_stale
         return {
-            "l1": {"hit": self.l1_hit, "miss": self.l1_miss, "hit_ratio": _ratio(self.l1_hit, l1_total)},
+            "l1": {"hit": self.l1_hit, "miss": self.l1_miss, "hit_ratio": hit_ratio(self.l1_hit, l1_total)},
             "l2": {
                 "hit": self.l2_hit,
                 "miss": self.l2_miss,
                 "stale": self.l2_stale,
-                "hit_ratio": _ratio(self.l2_hit + self.l2_stale, l2_total),
+                "hit_ratio": hit_ratio(self.l2_hit + self.l2_stale, l2_total),
             },
             "loads": self.loads,
         }
 
 
-def _ratio(part: int, total: int) -> float | None:
+def hit_ratio(part: int, total: int) -> float | None:
+    """part / total rounded to 4 places; None when there was no lookup (total 0)."""
     return round(part / total, 4) if total else None
 
 

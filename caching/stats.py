@@ -8,10 +8,6 @@ import os
 from caching import conf, fetcher, metrics
 
 
-def _ratio(part: int, total: int) -> float | None:
-    return round(part / total, 4) if total else None
-
-
 def snapshot() -> dict:
     """JSON-ready dict: hit ratio per tier and per key prefix, L1 size and bytes, breaker state,
     subscription state. Cheap (no Redis call)."""
@@ -30,8 +26,8 @@ def snapshot() -> dict:
         "enabled": cfg.enabled,
         "l1_enabled": cfg.l1_enabled,
         "tiers": {
-            "l1": {"hit": l1_hit, "miss": l1_miss, "hit_ratio": _ratio(l1_hit, l1_hit + l1_miss)},
-            "l2": {"hit": l2_hit, "lookups": l2_total, "hit_ratio": _ratio(l2_hit, l2_total)},
+            "l1": {"hit": l1_hit, "miss": l1_miss, "hit_ratio": metrics.hit_ratio(l1_hit, l1_hit + l1_miss)},
+            "l2": {"hit": l2_hit, "lookups": l2_total, "hit_ratio": metrics.hit_ratio(l2_hit, l2_total)},
             "loads": sum(s.loads for s in prefixes.values()),
         },
         "prefixes": {name: s.as_dict() for name, s in sorted(prefixes.items())},

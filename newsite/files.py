@@ -23,7 +23,7 @@ from django.views.static import was_modified_since
 from whitenoise.storage import CompressedManifestStaticFilesStorage
 
 from newsite import file_cache
-from newsite.middleware import database_free
+from newsite.db_breaker import database_free
 
 
 class ManifestStaticStorage(CompressedManifestStaticFilesStorage):

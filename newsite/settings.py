@@ -62,7 +62,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last: serves public GET/HEAD from the tiers after URL resolution (caching/middleware.py),
-    # with the database breaker and 503s of newsite/middleware.py.
+    # with the 503s of newsite/middleware.py (the database breaker: newsite/db_breaker.py).
     "newsite.middleware.ResponseCacheMiddleware",
 ]
 
@@ -166,7 +166,7 @@ NEWSITE_CACHE = {
     # entry answers it when the tiers have one, else a 429.
     "LOADER_ERRORS": ["django.db.Error", "newsite.throttle.OverBudget"],
     # Everything else (L1_MAX_ITEM_BYTES, leases, XFetch, stale grace, tag bookkeeping, the Redis
-    # breaker, LOADER_ERRORS) has its default in caching/conf.py DEFAULTS, documented in
+    # breaker) has its default in caching/conf.py ENGINE_DEFAULTS / FETCH_DEFAULTS, documented in
     # docs/caching.md; set a key here to override it.
 }
 

@@ -4,8 +4,8 @@ from django.urls import include, path
 from django.utils.cache import patch_cache_control
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from newsite.db_breaker import database_free
 from newsite.files import media_file
-from newsite.middleware import database_free
 from newsite.ops import admin_views as ops_admin_views
 from newsite.ops import canary as ops_canary
 from newsite.ops import views as ops_views

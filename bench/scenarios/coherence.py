@@ -41,7 +41,6 @@ SHARED_SERVERS = None  # starts its own stack (above)
 IN_ALL = False  # minutes long: run it by name (--scenario coherence)
 
 TIERS = ("l1l2", "l2", "edge")
-TIER_LABELS = {"l1l2": "L1+L2 (every worker)", "l2": "L2 only", "edge": "edge (Varnish)"}
 HTTP_TIMEOUT = 30
 STALE_LISTED = 20  # stale reads listed per tier in the results
 

@@ -164,11 +164,6 @@ def _celery(ctx, env: dict) -> Service:
     return service
 
 
-def _restart_celery(ctx, service: Service) -> Service:
-    service.kill()
-    return _celery(ctx, service.env)
-
-
 def _worker_pids(app: Service) -> list[int]:
     """The web server's workers: the master (granian's or gunicorn's) is the spawned process."""
     master = app.proc.popen.pid

@@ -162,10 +162,6 @@ def state_for(settings: EngineSettings, face: FaceOptions) -> FaceState:
     return state
 
 
-def all_states() -> list[FaceState]:
-    return list(_states.values())
-
-
 def _forget() -> None:
     global _states, _states_lock
     _states = {}

@@ -3,8 +3,9 @@ server-side SVG chart, the outbox backlog, recent invalidations (the latest purg
 cluster-wide) and a form to purge tags through caching.invalidate_tags_on_commit - the same
 path as every write: CDN outbox rows in the transaction, L2 and every L1 after commit.
 
-The numbers come from newsite.ops.cachestats: all processes since start when prometheus-client
-runs in multiprocess mode (gunicorn), else this process; plus this process's last 5 minutes.
+The numbers come from newsite.ops.hitratios and newsite.ops.cachestats: all processes since
+start when prometheus-client runs in multiprocess mode (gunicorn), else this process; plus this
+process's last 5 minutes.
 Template: newsite/ops/templates/ops/admin_cache.html.
 """
 
@@ -23,7 +24,7 @@ from django.utils.safestring import mark_safe
 
 import caching
 from articles.permissions import can_purge_cache
-from newsite.ops import cachestats
+from newsite.ops import cachestats, hitratios
 from newsite.ops.logs import log_event
 
 TAG_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
@@ -229,9 +230,9 @@ def _cache_page(request):
             return redirect(request.path)
     else:
         form = PurgeTagsForm()
-    cluster = cachestats.cluster_since_start()
-    recent = cachestats.window(300)
-    since_start = cluster if cluster is not None else cachestats.process_since_start()
+    cluster = hitratios.cluster_since_start()
+    recent = hitratios.window(300)
+    since_start = cluster if cluster is not None else hitratios.process_since_start()
     scope = "all processes" if cluster is not None else "this process"
     report = cachestats.report()
     context = {

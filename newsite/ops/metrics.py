@@ -4,9 +4,14 @@ newsite_http_request_duration_seconds{endpoint,method,status}: whole-request lat
 newsite.ops.middleware.RequestLatencyMiddleware (first in MIDDLEWARE). `endpoint` is the URL
 name (namespace:name) or the route, never the raw path, so the label set stays bounded.
 newsite_http_responses_total{endpoint,x_cache}: responses by which app tier served them.
+
+metrics_registry(): what /metrics exposes - every process's prometheus-client files when
+PROMETHEUS_MULTIPROC_DIR is set, else this process's registry.
 """
 
-from prometheus_client import Counter, Gauge, Histogram
+import os
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 
 REQUEST_LATENCY = Histogram(
     "newsite_http_request_duration_seconds",
@@ -38,16 +43,21 @@ CANARY_AGE = Gauge(
 )
 
 
+def metrics_registry():
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=path)
+        return registry
+    return REGISTRY
+
+
 def reap_dead_processes() -> int:
     """Drop the live gauges (multiprocess mode "live*") of the processes of PROMETHEUS_MULTIPROC_DIR
     that are gone, as gunicorn's child_exit hook does for its workers (deploy/gunicorn.conf.py):
     granian has no such hook, so every new worker does it when it imports the app (newsite/wsgi.py).
     Counters and histograms of dead processes stay: /metrics keeps summing what they counted.
     Returns the number of processes reaped."""
-    import os
-
-    from prometheus_client import multiprocess
-
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not path or not os.path.isdir(path):
         return 0
@@ -64,8 +74,6 @@ def reap_dead_processes() -> int:
 
 def pid_alive(pid: int) -> bool:
     """Whether process `pid` exists (of any user). Also deploy/gunicorn.conf.py's on_starting."""
-    import os
-
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

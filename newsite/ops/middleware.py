@@ -7,7 +7,7 @@ gets `X-Served-By: <pid>` on its response: which worker's L1 answered, and `Cach
 no-store` (issue 28.9: a request header outside the key must not change what a shared cache
 keeps for everyone). Every ~10 s it also
 records a sample of this process's cache counters for the
-windowed hit ratios of /health/cache/ (newsite.ops.cachestats).
+windowed hit ratios of /health/cache/ (newsite.ops.hitratios).
 
 `front_twin` does the same for the L1 and L2 hits the WSGI front answers (caching/front.py,
 newsite/front.py): one recording function, so both paths count alike.
@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import time
 
-from newsite.ops import cachestats
+from newsite.ops import hitratios
 from newsite.ops.canary import PROBE_META, SERVED_BY_HEADER
 from newsite.ops.metrics import REQUEST_LATENCY, RESPONSES
 
@@ -74,7 +74,7 @@ def record(endpoint: str, method: str, status_code: int, x_cache: str, elapsed: 
                                 f"{status_code // 100}xx", x_cache)
     latency.observe(elapsed)
     responses.inc()
-    cachestats.maybe_sample()
+    hitratios.maybe_sample()
 
 
 def front_twin(hit) -> None:

@@ -12,27 +12,18 @@ from django.db import Error as DatabaseError
 from django.http import HttpResponse, JsonResponse
 from django.utils.cache import add_never_cache_headers, patch_cache_control
 from django.views.decorators.http import require_safe
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from caching import metrics as cache_metrics
-from newsite.middleware import database_free, database_known_down
+from newsite.db_breaker import database_free, database_known_down
 from newsite.ops import cachestats, canary, probes
+from newsite.ops.metrics import metrics_registry
 
 
 def _no_store(response: HttpResponse) -> HttpResponse:
     add_never_cache_headers(response)  # no-cache, no-store, must-revalidate, private, max-age=0
     patch_cache_control(response, no_store=True)
     return response
-
-
-def metrics_registry():
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if path:
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=path)
-        return registry
-    return REGISTRY
 
 
 @database_free

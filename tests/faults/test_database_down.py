@@ -76,7 +76,7 @@ def test_postgresql_down_cached_urls_answer_the_rest_get_503(private_pg, tmp_pat
             assert requests.get(app.url + "/metrics", timeout=HTTP_TIMEOUT).status_code == 200
             assert requests.get(app.url + "/health/cache/", timeout=HTTP_TIMEOUT).json()["outbox"]["error"]
             # The breaker's half-open probes found the server down by a bare connect, not by
-            # waiting DB_POOL_TIMEOUT in the pool's getconn (newsite.middleware.database_reachable).
+            # waiting DB_POOL_TIMEOUT in the pool's getconn (newsite.db_breaker.database_reachable).
             assert wait_until(lambda: "database unreachable (breaker probe)" in app.log.read_text(errors="replace"),
                               30), app.log.read_text(errors="replace")[-3000:]
             private_pg.start(*FAST)
@@ -92,7 +92,7 @@ def test_postgresql_down_cached_urls_answer_the_rest_get_503(private_pg, tmp_pat
             f"{app.url}/api/articles/{ids['uncached']}/", json={"title": "Edited after"},
             headers={"Authorization": f"Token {ids['token']}"}, timeout=HTTP_TIMEOUT).status_code == 200, 30)
         # The server is back: no request after it failed on a connection pooled before the
-        # outage (a lost connection discards the pool: newsite.middleware.discard_connection_pool).
+        # outage (a lost connection discards the pool: newsite.db_breaker.discard_connection_pool).
         after = app.log.read_text(errors="replace")[restarted_at:]
         failed = [line for line in after.splitlines() if "database unavailable for" in line
                   and "database circuit breaker open" not in line and "couldn't get a connection" not in line]

@@ -14,7 +14,7 @@ import pytest
 from django.db import OperationalError, connections
 from psycopg_pool import PoolClosed
 
-from newsite.middleware import database_breaker, database_lost, probe_database
+from newsite.db_breaker import database_breaker, database_lost, probe_database
 from newsite.wsgi import FreezeAfterWarmup
 
 pytestmark = pytest.mark.django_db

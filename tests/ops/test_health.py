@@ -14,7 +14,7 @@ import caching
 import caching.engine
 import caching.fetcher
 from cdn.models import PurgeOutbox
-from newsite.ops import cachestats
+from newsite.ops import hitratios
 
 pytestmark = pytest.mark.django_db
 
@@ -67,7 +67,7 @@ def test_health_cache_reports_tiers_prefixes_and_backlog(client):
 
     for _ in range(3):
         caching.fetch("opstest:1", load, kind="article", tags=["opstest"])  # miss, then L1 hits
-    cachestats.sample()
+    hitratios.sample()
     # A backlog of known size: two pending purge rows (one of them a minute old) and a dead one.
     minute_ago = timezone.now() - timedelta(seconds=60)
     PurgeOutbox.objects.create(tags=["opstest"], created_at=minute_ago)
@@ -92,15 +92,15 @@ def test_windows_count_only_what_happened_inside_them(monkeypatch):
     def load():
         return 1
 
-    monkeypatch.setattr(cachestats, "_samples", deque(maxlen=100))
+    monkeypatch.setattr(hitratios, "_samples", deque(maxlen=100))
     caching.fetch("opswin:1", load, kind="article")  # before the window: one miss
     now = time.monotonic()
-    cachestats.sample(now=now - 120)  # pretend these counters were sampled two minutes ago
+    hitratios.sample(now=now - 120)  # pretend these counters were sampled two minutes ago
     caching.fetch("opswin:1", load, kind="article")
     caching.fetch("opswin:1", load, kind="article")  # inside the window: two L1 hits
 
-    last_minute = cachestats.window(60, now=now)
+    last_minute = hitratios.window(60, now=now)
     assert last_minute["prefixes"]["opswin"]["l1"] == {"hit": 2, "miss": 0, "hit_ratio": 1.0}
     assert last_minute["seconds"] == 120.0  # the newest sample at least a minute old
-    last_15 = cachestats.window(900, now=now)
+    last_15 = hitratios.window(900, now=now)
     assert last_15["seconds"] == 120.0  # not sampled that far back: says how long it covers
