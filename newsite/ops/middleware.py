@@ -35,7 +35,8 @@ def endpoint_of(request) -> str:
 
 
 def endpoint_of_match(match) -> str:
-    """endpoint_of() of a ResolverMatch (or None)."""
+    """endpoint_of() of a ResolverMatch (or None), or of what carries its url_name, view_name
+    and route (the WSGI front's caching.front.Route)."""
     if match is None:
         return "unmatched"
     if match.url_name:
@@ -81,7 +82,7 @@ def front_twin(hit) -> None:
     """This middleware's part of a response of the WSGI front (a caching.front.FrontHit; it
     runs last, as this middleware is first): the same metrics, X-Served-By for the canary."""
     environ = hit.environ
-    record(endpoint_of_match(hit.route.match), environ["REQUEST_METHOD"], hit.status_code, hit.source,
+    record(endpoint_of_match(hit.route), environ["REQUEST_METHOD"], hit.status_code, hit.source,
            time.perf_counter() - hit.started)
     if PROBE_META in environ:
         hit.headers[:] = [pair for pair in hit.headers if pair[0].lower() != "cache-control"]
