@@ -101,6 +101,14 @@ def _fmt_ratio(ratio, spread=True):
     return f"{median:.2f}x"
 
 
+def _worst_p99(r) -> float | None:
+    """The highest p99 of the row's slices (the p99 column is their median: a rare pause, e.g. a
+    full garbage collection, shows here)."""
+    slices = r.extra.get("slices") or []
+    values = [s["p99_ms"] for s in slices if isinstance(s, dict) and "p99_ms" in s]
+    return max(values) if values else None
+
+
 def throughput_tables(results, workloads, modes) -> list[str]:
     out = []
     for wl in workloads:
@@ -120,6 +128,9 @@ def throughput_tables(results, workloads, modes) -> list[str]:
                 out.append(f"| {label} | {r.status} |" + "  |" * 15)
                 continue
             notes = []
+            worst = _worst_p99(r)
+            if worst is not None:
+                notes.append(f"worst slice p99 {worst:.1f} ms")
             if r.extra.get("bytes_per_resp"):
                 notes.append(f"{r.extra['bytes_per_resp']:,.0f} B/resp")
             if r.redis_top:
@@ -302,12 +313,12 @@ def l1sizes_section(results) -> list[str]:
            "request over this one's). p99 / smallest: this size's p99 over the smallest's. RSS: each worker's VmRSS "
            "after the run; L1 entries and bytes: one worker's /health/cache/.", "",
            "| server | req/s | x smallest (req/s) | app CPU ms/req | x smallest (CPU) | p50 ms | p95 ms | p99 ms | "
-           "p99 / smallest | hit ratio per tier | worker RSS MiB | L1 entries | L1 MiB (estimate) |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|"]
+           "worst slice p99 ms | p99 / smallest | hit ratio per tier | worker RSS MiB | L1 entries | L1 MiB (estimate) |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|"]
     for name in names:
         r = _find(results, "l1sizes", "zipf", name)
         if not _ok(r):
-            out.append(f"| {name} | – | – | – | – | – | – | – | – | {r.status if r else 'n/a'} | – | – | – |")
+            out.append(f"| {name} | – | – | – | – | – | – | – | – | – | {r.status if r else 'n/a'} | – | – | – |")
             continue
         memory = r.extra.get("memory", {})
         rss = " / ".join(f"{kib / 1024:.0f}" for kib in memory.get("rss_kib", [])) or "–"
@@ -315,7 +326,8 @@ def l1sizes_section(results) -> list[str]:
         p99_ratio = f"{r.p99_ms / first.p99_ms:.2f}x" if _ok(first) and first.p99_ms else "–"
         out.append(f"| {name} | {_fmt(r.req_s, 0)} | {_fmt_ratio(ratio_of(r, first))} | {_fmt(r.cpu_ms.get('app'), 3)} | "
                    f"{_fmt_ratio(ratio_of(r, first, 'cpu'))} | {_fmt(r.p50_ms, 2)} | {_fmt(r.p95_ms, 2)} | "
-                   f"{_fmt(r.p99_ms, 2)} | {p99_ratio} | {r.hit or '–'} | {rss} | {_int(memory.get('entries'))} | "
+                   f"{_fmt(r.p99_ms, 2)} | {_fmt(_worst_p99(r), 1)} | {p99_ratio} | {r.hit or '–'} | {rss} | "
+                   f"{_int(memory.get('entries'))} | "
                    f"{_fmt(l1_bytes / 2**20 if l1_bytes else None, 1)} |")
     out.append("")
     return out + gc_section({r.mode: r.extra.get("gc", {}) for r in rows if _ok(r)})
