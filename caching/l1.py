@@ -21,9 +21,11 @@ expiry, bounded by bytes and by entry count (checked on insert), behind one lock
 Out of the garbage collector's sight (issue 29). A full collection holds the GIL while it
 scans every tracked object of the process, and an L1 of 20,000 entries on cachetools' TLRU
 was 100,000 of them (the entry, its heap item, the value, two tag-index sets): 30-40 ms per
-full collection, the Zipf p99. Here nothing an entry adds is tracked once the collector has
-looked at it: an entry is an exact tuple (`entry()`; fields VALUE ... RAW) of numbers,
-strings, bytes and tuples of those, which CPython untracks at its first young collection; the
+full collection, the Zipf p99. Here nothing an entry adds stays tracked once collections
+have looked at it: an entry is an exact tuple (`entry()`; fields VALUE ... RAW) of numbers,
+strings, bytes and tuples of those, which CPython untracks one level of nesting per
+collection (the innermost tuples at the first young collection, the entry by the next full
+one: until then a full collection scans two objects per recent entry); the
 tag index maps a tag to a plain dict {key: None} (never tracked); the per-tag sequences are
 (seq, deadline) tuples; the LRU and the index are one tracked object each. The value is the
 caller's: a response (caching.http.response_entry, an exact tuple too) or a TieredCache raw
