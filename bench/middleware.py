@@ -5,15 +5,14 @@ per-request ratios need the number of requests the server answered. One header a
 one counter increment per response, identical in every mode including the floor.
 """
 
-import os
-
 from bench.counters import REQUESTS
+from newsite.prometheus import process_id
 
 
 def worker_header(get_response):
     def middleware(request):
         response = get_response(request)
-        response["X-Bench-Worker"] = str(os.getpid())
+        response["X-Bench-Worker"] = str(process_id())
         REQUESTS.inc()
         return response
 
@@ -22,7 +21,7 @@ def worker_header(get_response):
 
 def _front_twin(hit):
     """The same for a response of the WSGI front (newsite/front.py), which runs no middleware."""
-    hit.headers.append(("X-Bench-Worker", str(os.getpid())))
+    hit.headers.append(("X-Bench-Worker", str(process_id())))
     REQUESTS.inc()
 
 

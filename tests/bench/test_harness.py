@@ -118,7 +118,7 @@ def test_every_scenario_is_a_module_the_cli_accepts():
     from bench.scenarios import SCENARIOS as MODULES
 
     assert SCENARIOS == ("throughput", "coldkey", "freshness", "servers", "warmstart", "coherence", "faults", "junk",
-                         "hosts")
+                         "hosts", "l1sizes")
     assert IN_ALL == ("throughput", "coldkey", "freshness", "servers", "warmstart")  # the others: by name
     for name, module in MODULES.items():
         assert callable(module.run)
