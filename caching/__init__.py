@@ -2,7 +2,7 @@
 
 Public API (stable): fetch, LeaseTimeout, CallersOwnRefusal, get_or_load, fetch_many, invalidate_tags,
 invalidate_tags_on_commit, on_invalidate, Fetched and the source names HIT_L1/HIT_L2/MISS/STALE.
-The Django cache backend: caching.backends.TieredCache. Tags: caching.tags; keys: caching.keys;
+The Django cache backend: caching.backends.TieredCache. Key scheme: caching.keys;
 metrics: caching.metrics; stats: caching.stats.snapshot(); the engine under both:
 caching.engine.
 """

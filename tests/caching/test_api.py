@@ -1,7 +1,8 @@
 """The public API in its everyday use: negative caching, bulk fetch, the decorator, switches."""
 
 import caching
-from caching import keys, tags
+from caching import keys
+from tests.caching import names
 
 from .conftest import cache_settings
 
@@ -64,12 +65,12 @@ def test_tags_from_the_loaded_value_and_invalidation_by_tag():
 
         return caching.get_or_load(
             keys.article_key(article_id), load, kind="article",
-            tags=lambda value: [tags.article_tag(value["id"]), tags.author_tag(value["author"])],
+            tags=lambda value: [names.article_tag(value["id"]), names.author_tag(value["author"])],
         )
 
     assert article(5) == article(5) == {"id": 5, "author": 9}
     assert calls == [5]
-    caching.invalidate_tags([tags.author_tag(9)])
+    caching.invalidate_tags([names.author_tag(9)])
     assert article(5)["id"] == 5 and calls == [5, 5]
 
 

@@ -11,7 +11,8 @@ import time
 import pytest
 
 import caching
-from caching import keys, tags
+from caching import keys
+from tests.caching import names
 
 from .conftest import cache_settings
 
@@ -39,7 +40,7 @@ def _worker(key, calls, entered, all_entered, loaded, barrier, results):
             entered.value += 1
             if entered.value == CALLERS:
                 all_entered.set()
-        fetched = caching.fetch(key, loader, kind="article", tags=[tags.article_tag(1)])
+        fetched = caching.fetch(key, loader, kind="article", tags=[names.article_tag(1)])
         seen.append((fetched.value["loaded_by"], fetched.source, after_the_load))
 
     threads = [threading.Thread(target=call) for _ in range(THREADS)]
@@ -88,7 +89,7 @@ def _slow_holder(key, in_load, may_return, results):
         may_return.wait(30)
         return "a"
 
-    fetched = caching.fetch(key, loader, kind="article", tags=[tags.article_tag(2)])
+    fetched = caching.fetch(key, loader, kind="article", tags=[names.article_tag(2)])
     results.put((fetched.value, fetched.source, fetched.superseded))
 
 
@@ -106,7 +107,7 @@ def test_an_expired_lease_is_taken_over_and_the_late_fill_not_stored():
         holder.start()
         try:
             assert in_load.wait(30)
-            fetched = caching.fetch(key, lambda: "b", kind="article", tags=[tags.article_tag(2)])
+            fetched = caching.fetch(key, lambda: "b", kind="article", tags=[names.article_tag(2)])
             assert (fetched.value, fetched.source) == ("b", caching.MISS)  # took the expired lease over
         finally:
             may_return.set()
@@ -127,8 +128,8 @@ def test_a_load_longer_than_its_lease_is_still_stored_when_nobody_took_the_key()
         return "slow"
 
     with cache_settings(L1_ENABLED=False, LEASE_TTL=0.2):
-        assert caching.fetch(key, slow, kind="article", tags=[tags.article_tag(4)]).source == caching.MISS
-        again = caching.fetch(key, lambda: "reloaded", kind="article", tags=[tags.article_tag(4)])
+        assert caching.fetch(key, slow, kind="article", tags=[names.article_tag(4)]).source == caching.MISS
+        again = caching.fetch(key, lambda: "reloaded", kind="article", tags=[names.article_tag(4)])
         assert (again.value, again.source) == ("slow", caching.HIT_L2)
 
 
