@@ -36,9 +36,10 @@ from django.conf import settings
 from django.db import Error as DjangoDatabaseError
 from django.db import connection, transaction
 
-from caching import engine, keys
+from caching import engine
 from caching.l2 import L2Timeout, L2Unavailable
 
+from . import keys
 from .models import Article, ViewCountFlush
 
 logger = logging.getLogger("newsite.counters")

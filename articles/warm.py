@@ -37,12 +37,13 @@ from django.conf import settings
 from django.test import Client
 
 import caching
-from caching import conf, engine, keys
+from caching import conf, engine
 from caching.http import entry_from_response, policy_of
+from caching.keys import response_key
 from caching.l2 import L2Unavailable
 from newsite import throttle
 
-from . import api, selectors
+from . import api, keys, selectors
 from .models import Article, Category
 
 logger = logging.getLogger("newsite.tasks")
@@ -189,7 +190,7 @@ def warm_edge(edge_url: str, paths: list[str], *, concurrency: int | None = None
 
 def detail_key(article_id: int) -> str:
     """The response middleware's key of /api/articles/<id>/ (route name, URL kwargs, no params)."""
-    return keys.response_key(DETAIL_ROUTE, {"article_id": article_id}, {})
+    return response_key(DETAIL_ROUTE, {"article_id": article_id}, {})
 
 
 def _load_details(missing: dict) -> dict:

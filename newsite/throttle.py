@@ -46,7 +46,8 @@ from django.http import JsonResponse
 from prometheus_client import Counter
 from rest_framework.throttling import BaseThrottle
 
-from caching import CallersOwnRefusal, engine, keys
+from caching import CallersOwnRefusal, engine
+from caching.keys import app_key, client_part
 from caching.l2 import L2Unavailable
 
 logger = logging.getLogger("newsite.throttle")
@@ -63,6 +64,11 @@ PUBLIC_MISS = "public_miss"
 VIEWS = "views"
 INTERNAL = "newsite.throttle.internal"  # a WSGI environ key: HTTP headers arrive as HTTP_*
 CHARGED = "newsite.throttle.charged"  # + ".<budget>": what charge() answered for this request
+
+
+def throttle_key(budget: str, client: str) -> str:
+    """A client's fixed-window counter of one budget."""
+    return app_key("throttle", budget, client_part(client))
 
 
 @dataclass(frozen=True)
@@ -155,7 +161,7 @@ def spend(name: str, client: str) -> int | None:
     if spec is None or exempt(client):
         return None
     l2 = engine.default().l2
-    key = keys.throttle_key(name, client)
+    key = throttle_key(name, client)
 
     def run():
         pipe = l2.client.pipeline(transaction=False)

@@ -10,3 +10,7 @@ def article_tag(article_id: int) -> str:
 
 def author_tag(author_id: int) -> str:
     return f"author:{int(author_id)}"
+
+
+def article_key(article_id: int) -> str:
+    return f"article:{int(article_id)}"

@@ -13,7 +13,7 @@ import caching
 from caching import engine, keys
 from tests.caching import names
 
-KEY = keys.article_key(3)
+KEY = names.article_key(3)
 TAG = names.article_tag(3)
 
 

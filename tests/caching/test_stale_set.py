@@ -62,7 +62,7 @@ def test_naive_cache_aside_keeps_the_old_version():
 @pytest.mark.django_db(transaction=True)
 def test_fill_that_started_before_an_invalidation_is_rejected():
     group = Group.objects.create(name="v1")
-    key = keys.article_key(group.pk)
+    key = names.article_key(group.pk)
     tag = names.article_tag(group.pk)
 
     def ours(loader):
@@ -84,7 +84,7 @@ def test_bulk_fill_that_started_before_an_invalidation_is_rejected():
     sequence read before the batch's load; a key of the batch whose tag moved on is refused,
     the others are stored."""
     group, other = Group.objects.create(name="v1"), Group.objects.create(name="other")
-    key, other_key = keys.article_key(group.pk), keys.article_key(other.pk)
+    key, other_key = names.article_key(group.pk), names.article_key(other.pk)
     tag = names.article_tag(group.pk)
 
     def bulk(loader):
@@ -125,7 +125,7 @@ def test_refresh_of_a_stale_entry_that_started_before_an_invalidation_is_rejecte
     """The same race on the other lease: a soft-expired entry is refreshed under the lease key
     (acquire.lua) while a writer commits and invalidates. The refresh is not stored."""
     group = Group.objects.create(name="v1")
-    key = keys.article_key(group.pk)
+    key = names.article_key(group.pk)
     tag = names.article_tag(group.pk)
     settings.NEWSITE_CACHE_KINDS = {**settings.NEWSITE_CACHE_KINDS, "tiny": {"ttl": 1, "swr": 60, "sie": 60}}
     settings.NEWSITE_CACHE = {**settings.NEWSITE_CACHE, "L1_ENABLED": False, "TTL_JITTER": 0}
