@@ -44,7 +44,7 @@ def _pending(article_id: int) -> int:
     from articles import keys
     from caching import engine
 
-    raw = engine.default().l2.client.hget(keys.views_pending_key(), str(article_id))
+    raw = engine.redis_client().hget(keys.views_pending_key(), str(article_id))
     return int(raw or 0)
 
 
