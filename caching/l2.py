@@ -4,7 +4,7 @@ The client is built lazily, on first use (never at import; redis-py's pool notic
 itself): django-redis's connection of CACHES[alias] for the fetch face, or a pool of its own from
 a redis:// URL (TieredCache's LOCATION). Every call goes through `call()`: when the breaker is
 open it raises `L2Unavailable` without touching the network. A Redis error counts as a breaker
-failure, is counted in `newsite_cache_redis_errors_total{tier, kind}` and becomes
+failure, is counted in `*_cache_redis_errors_total{tier, kind}` and becomes
 `L2Unavailable` (`L2Timeout` for a timeout, after which the command may or may not have run):
 connection loss and timeouts, but also what a reachable Redis refuses - OOM under `maxmemory`
 with `noeviction`, READONLY during a failover, NOPERM, a script error. The request is then
