@@ -1,4 +1,4 @@
-"""newsite's tiered cache: L1 per process, L2 in Redis, leases, tags. See docs/caching.md.
+"""A tiered cache for Django: L1 per process, L2 in Redis, leases, tags. See docs/caching.md.
 
 Public API (stable): fetch, LeaseTimeout, CallersOwnRefusal, get_or_load, fetch_many, invalidate_tags,
 invalidate_tags_on_commit, on_invalidate, Fetched and the source names HIT_L1/HIT_L2/MISS/STALE,
