@@ -29,6 +29,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
 
 import redis
 from cachetools import TTLCache
@@ -36,9 +37,10 @@ from django.conf import settings
 from django.db import Error as DjangoDatabaseError
 from django.db import connection, transaction
 
-from caching import engine, keys
-from caching.l2 import L2Timeout, L2Unavailable
+from caching import L2Timeout, L2Unavailable
+from caching.app_data import Lock, Script, command, pipeline
 
+from . import keys
 from .models import Article, ViewCountFlush
 
 logger = logging.getLogger("newsite.counters")
@@ -50,9 +52,11 @@ FLUSH_LOCK_SECONDS = 60
 LOCAL_FLUSH_SECONDS = 1.0  # Redis unavailable: one UPDATE per process at most this often
 LOCAL_SEEN_MAX = 100_000  # (article, client) pairs a process remembers while Redis is unavailable
 
-def _l2():
-    """The cache engine's Redis client and breaker (caching/l2.py)."""
-    return engine.default().l2
+# The write-behind's scripts (articles/lua/), run on the cache's Redis through its breaker.
+_LUA = Path(__file__).resolve().parent / "lua"
+COUNT_VIEW = Script.from_file(_LUA / "count_view.lua")
+MOVE_ASIDE = Script.from_file(_LUA / "move_aside.lua")
+DROP_IF_CURRENT = Script.from_file(_LUA / "drop_if_current.lua")
 
 
 def _epoch(now: float) -> int:
@@ -72,8 +76,7 @@ def record_view(*, article_id: int, client: str = "") -> bool:
     weight = 2.0 ** ((now - epoch * EPOCH_SECONDS) / HALF_LIFE)  # 1 .. 2^(EPOCH/HALF_LIFE)
     window = dedupe_seconds() if client else 0
     try:
-        counted = _l2().script(
-            "count_view",
+        counted = COUNT_VIEW(
             [keys.views_seen_key(article_id, client), keys.views_pending_key(), keys.trending_scores_key(epoch)],
             [article_id, weight, window, int(3 * EPOCH_SECONDS)],
         )
@@ -153,20 +156,17 @@ atexit.register(local_views.flush)
 
 def move_aside() -> str | None:
     """Step 1 of a flush: the batch to apply (a fresh one, or the one a crashed flush left)."""
-    batch = _l2().script(
-        "move_aside", [keys.views_pending_key(), keys.views_processing_key(), keys.views_batch_id_key()],
-        [uuid.uuid4().hex],
+    batch = MOVE_ASIDE(
+        [keys.views_pending_key(), keys.views_processing_key(), keys.views_batch_id_key()], [uuid.uuid4().hex],
     )
     return batch.decode() if isinstance(batch, bytes) else batch
 
 
 def apply_batch(batch_id: str) -> int:
     """Step 2: write the moved-aside counts to PostgreSQL once. Returns the reads applied."""
-    l2 = _l2()
-    pipe = l2.client.pipeline(transaction=True)
-    pipe.get(keys.views_batch_id_key())
-    pipe.hgetall(keys.views_processing_key())
-    current, raw = l2.call(pipe.execute)
+    current, raw = pipeline(
+        lambda pipe: pipe.get(keys.views_batch_id_key()).hgetall(keys.views_processing_key()), transaction=True
+    )
     if current is None or current.decode() != batch_id:
         return 0  # another flush applied and dropped this batch meanwhile
     counts = {int(k): int(v) for k, v in raw.items() if int(v) > 0}
@@ -199,15 +199,14 @@ def _bulk_increment(counts: dict[int, int]) -> None:
 
 def drop_batch(batch_id: str) -> None:
     """Step 3: forget the moved-aside hash (PostgreSQL has it), unless it is another batch."""
-    _l2().script("drop_if_current", [keys.views_processing_key(), keys.views_batch_id_key()], [batch_id])
+    DROP_IF_CURRENT([keys.views_processing_key(), keys.views_batch_id_key()], [batch_id])
 
 
 def flush_view_counts() -> int:
     """Move aside, apply, drop, under a Redis lock (beat, retries and acks_late can overlap
     flushes). Returns how many reads were written to PostgreSQL (0 if another flush runs)."""
-    l2 = _l2()
-    lock = l2.client.lock(keys.views_flush_lock_key(), timeout=FLUSH_LOCK_SECONDS, blocking=False)
-    if not l2.call(lock.acquire):
+    lock = Lock(keys.views_flush_lock_key(), timeout=FLUSH_LOCK_SECONDS)
+    if not lock.acquire():
         return 0
     try:
         batch_id = move_aside()
@@ -216,9 +215,7 @@ def flush_view_counts() -> int:
         applied = apply_batch(batch_id)
         drop_batch(batch_id)
     finally:
-        try:
-            l2.call(lock.release)
-        except redis.exceptions.LockError:
+        if not lock.release():
             logger.warning("views: the flush outlived its %d s lock", FLUSH_LOCK_SECONDS)
     maintain_trending()
     ViewCountFlush.objects.filter(created_at__lt=_days_ago(2)).delete()
@@ -233,8 +230,7 @@ def _days_ago(days: int):
 
 def maintain_trending() -> None:
     """Keep the current sorted set bounded (the previous one only shrinks in weight)."""
-    l2 = _l2()
-    l2.call(l2.client.zremrangebyrank, keys.trending_scores_key(_epoch(time.time())), 0, -(TRENDING_KEEP + 1))
+    command("zremrangebyrank", keys.trending_scores_key(_epoch(time.time())), 0, -(TRENDING_KEEP + 1))
 
 
 def trending_ids(*, limit: int) -> list[int]:
@@ -245,9 +241,8 @@ def trending_ids(*, limit: int) -> list[int]:
     epoch = _epoch(time.time())
     previous_weight = 2.0 ** (-EPOCH_SECONDS / HALF_LIFE)
     try:
-        l2 = _l2()
-        rows = l2.call(
-            l2.client.zunion,
+        rows = command(
+            "zunion",
             {keys.trending_scores_key(epoch): 1.0, keys.trending_scores_key(epoch - 1): previous_weight},
             withscores=True,
         )

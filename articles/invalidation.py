@@ -35,8 +35,8 @@ changes of membership or order. Every invalidation runs after the transaction co
 from __future__ import annotations
 
 from caching import invalidate_tags_on_commit
-from caching import tags as T
 
+from . import tags as T
 from .models import Article, Comment
 
 # --- read side: the tags of each public response ----------------------------------------------

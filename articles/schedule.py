@@ -30,9 +30,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from caching import invalidate_tags_on_commit
-from caching import tags as T
 
 from . import invalidation
+from . import tags as T
 from .models import Article, ScheduleCursor
 
 # The product's windows (selectors.py reads them from here).

@@ -27,10 +27,10 @@ from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from caching import get_or_load, keys, tags
+from caching import get_or_load
 from caching.lifetime import valid_until
 
-from . import images
+from . import images, keys, tags
 from .models import Article, Author, Category, Comment, Follow, Like, Visibility
 from .params import SEARCH_MAX_PAGE
 from .schedule import BREAKING_WINDOW, NEWS_SITEMAP_WINDOW, TRENDING_WINDOW, next_change

@@ -32,17 +32,17 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
-import redis
 from django.conf import settings
 from django.test import Client
 
 import caching
-from caching import conf, engine, keys
+from caching import L2Unavailable, conf
+from caching.app_data import Lock, command
 from caching.http import TAGS, entry_from_response, policy_of
-from caching.l2 import L2Unavailable
+from caching.keys import response_key
 from newsite import throttle
 
-from . import api, selectors
+from . import api, keys, selectors
 from .models import Article, Category
 
 logger = logging.getLogger("newsite.tasks")
@@ -93,10 +93,9 @@ def warm_cache(*, progress: Callable[[Iterable[str]], Iterable[str]] = lambda pa
     (warm_edge; its report under "edge")."""
     if edge_url is None:
         edge_url = getattr(settings, "WARM_CACHE_EDGE_URL", "")
-    l2 = engine.default().l2
-    lock = l2.client.lock(keys.warm_cache_lock_key(), timeout=WARM_LOCK_SECONDS, blocking=False)
+    lock = Lock(keys.warm_cache_lock_key(), timeout=WARM_LOCK_SECONDS)
     try:
-        acquired = l2.call(lock.acquire)
+        acquired = lock.acquire()
     except L2Unavailable as exc:
         logger.warning("warm_cache: Redis unreachable (%s), running without the lock", exc)
         return _warm(progress, all_articles=False, refresh_within=0.0, batches=batches, edge_url=edge_url)
@@ -107,9 +106,12 @@ def warm_cache(*, progress: Callable[[Iterable[str]], Iterable[str]] = lambda pa
                      edge_url=edge_url)
     finally:
         try:
-            l2.call(lock.release)
-        except (L2Unavailable, redis.exceptions.LockError) as exc:
+            released = lock.release()
+        except L2Unavailable as exc:
             logger.warning("warm_cache: lock not released (%s); it expires in %d s", exc, WARM_LOCK_SECONDS)
+        else:
+            if not released:
+                logger.warning("warm_cache: the run outlived its %d s lock", WARM_LOCK_SECONDS)
 
 
 def _warm(progress, *, all_articles: bool, refresh_within: float, batches, edge_url: str) -> dict:
@@ -189,7 +191,7 @@ def warm_edge(edge_url: str, paths: list[str], *, concurrency: int | None = None
 
 def detail_key(article_id: int) -> str:
     """The response middleware's key of /api/articles/<id>/ (route name, URL kwargs, no params)."""
-    return keys.response_key(DETAIL_ROUTE, {"article_id": article_id}, {})
+    return response_key(DETAIL_ROUTE, {"article_id": article_id}, {})
 
 
 def _load_details(missing: dict) -> dict:
@@ -252,9 +254,8 @@ def _warm_batch(chunk: list[int], refresh_within: float) -> dict:
 
 
 def _record(report: dict) -> None:
-    l2 = engine.default().l2
     try:
-        l2.call(l2.client.set, keys.warm_cache_status_key(), json.dumps(report))
+        command("set", keys.warm_cache_status_key(), json.dumps(report))
     except L2Unavailable:
         pass  # the report is also returned and logged by the caller
 
@@ -262,7 +263,7 @@ def _record(report: dict) -> None:
 def last_run() -> dict | None:
     """The report of the last warm_cache run, or None (never run, or Redis unreachable)."""
     try:
-        raw = engine.default().l2.get(keys.warm_cache_status_key())
+        raw = command("get", keys.warm_cache_status_key())
     except L2Unavailable:
         return None
     return json.loads(raw) if raw else None

@@ -35,7 +35,7 @@ def main() -> None:
     from caching import engine, fetch, fetcher, keys
 
     value = {"id": 1, "title": "A headline", "body": "x" * 2000, "tags": list(range(20))}
-    key = keys.article_key(987654321)
+    key = "article:987654321"
 
     def loader():
         return value

@@ -141,7 +141,7 @@ def run_warm_cache(ctx: Context, args: list[str]) -> dict:
 
 
 def _last_report(ctx: Context) -> dict | None:
-    raw = ctx.redis_client.get(f"{ctx.opts.key_prefix}:warm_cache:last")  # caching.keys.warm_cache_status_key
+    raw = ctx.redis_client.get(f"{ctx.opts.key_prefix}:warm_cache:last")  # articles.keys.warm_cache_status_key
     try:
         return json.loads(raw) if raw else None
     except (TypeError, ValueError):

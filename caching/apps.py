@@ -1,11 +1,11 @@
 from django.apps import AppConfig
 from django.core.signals import setting_changed
 
-_WATCHED = {"NEWSITE_CACHE", "NEWSITE_CACHE_KINDS", "CACHES"}
+from caching import conf
 
 
 def _settings_changed(*, setting, **kwargs):
-    if setting in _WATCHED:
+    if setting in ("CACHES", "TIERED_CACHE_SETTING", conf.settings_name(), conf.kinds_name()):
         from caching import engine
 
         engine.reset()

@@ -73,7 +73,7 @@ INVALIDATE, ACKNOWLEDGED, CLEAR = "t", "a", "c"
 ACK_TTL_MS = 10_000
 PING_EVERY = 0.2  # seconds between PINGs on the subscribed connection (each answer renews L1's trust)
 STUCK_AFTER = 1.0  # a PING unanswered this long: the connection delivers nothing, reconnect
-PING_MESSAGE = "newsite-l1-ping"
+PING_MESSAGE = "tiered-cache-l1-ping"
 
 # The subscriber's state (Subscriber.state):
 OK = "ok"  # subscribed and answering: L1 is coherent

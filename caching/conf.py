@@ -3,9 +3,18 @@
 - `EngineSettings`: what one per-process engine (caching/engine.py) needs — its namespace, where
   Redis is, the L1 bounds, the breaker. Both faces build it with `EngineSettings.from_options`
   from the same option names and the same `ENGINE_DEFAULTS`: the fetch face from
-  settings.NEWSITE_CACHE, `TieredCache` from its CACHES OPTIONS.
+  settings.TIERED_CACHE, `TieredCache` from its CACHES OPTIONS.
 - `Conf`: the fetch face's own policy (kinds and TTLs, jitter, leases, XFetch, tag bookkeeping,
   which loader errors allow stale-if-error), plus its `EngineSettings`.
+
+The defaults are declared here, once: a project's settings name only what it changes.
+
+The library's names in a project's settings (both optional):
+- `TIERED_CACHE_SETTING`: the name of the fetch face's settings dict (default "TIERED_CACHE"); its
+  kinds are in "<that name>_KINDS". A project keeps a name of its own with it.
+- `TIERED_CACHE_METRICS_NAMESPACE`: the first word of every metric name (default "tiered":
+  tiered_cache_requests_total, ..., tiered_breaker_open); read once, when caching.metrics is
+  imported.
 
 Read once from settings and re-read when a test overrides them (caching/apps.py). `get()` is on
 the hot path: it returns a module global, no dict lookups into settings.
@@ -20,7 +29,27 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-# Options of every engine (NEWSITE_CACHE and TieredCache OPTIONS use the same names).
+DEFAULT_SETTINGS_NAME = "TIERED_CACHE"
+DEFAULT_METRICS_NAMESPACE = "tiered"
+DEFAULT_KEY_PREFIX = "tiered"  # the fetch face's, when CACHES["default"] has no KEY_PREFIX
+
+
+def settings_name() -> str:
+    """The name of the fetch face's settings dict (TIERED_CACHE_SETTING, default "TIERED_CACHE")."""
+    return str(getattr(settings, "TIERED_CACHE_SETTING", DEFAULT_SETTINGS_NAME))
+
+
+def kinds_name() -> str:
+    """The name of the settings dict of kinds: "<settings_name()>_KINDS"."""
+    return f"{settings_name()}_KINDS"
+
+
+def metrics_namespace() -> str:
+    """The first word of the library's metric names (TIERED_CACHE_METRICS_NAMESPACE, default "tiered")."""
+    return str(getattr(settings, "TIERED_CACHE_METRICS_NAMESPACE", DEFAULT_METRICS_NAMESPACE))
+
+
+# Options of every engine (the fetch face's settings dict and TieredCache OPTIONS use the same names).
 ENGINE_DEFAULTS = {
     "L1_ENABLED": True,
     # False: no Redis at all - each process's L1 and the loader (the "L2 disabled" baseline of
@@ -54,7 +83,7 @@ FETCH_DEFAULTS = {
     "LEASE_TTL": 10.0,
     "LEASE_WAIT": 3.0,
     # How long a write waits for every live L1 to acknowledge its invalidation (read-your-writes
-    # across processes); a timeout is counted (newsite_cache_invalidations_total{kind="ack_timeout"}).
+    # across processes); a timeout is counted (*_cache_invalidations_total{kind="ack_timeout"}).
     "BROADCAST_WAIT": 0.05,
     # Seconds per doorkeeper bitmap of "second_hit" kinds (a key is admitted to L2 on its second
     # fill within one to two periods) and the bitmap's size in bits (2**23 = 1 MB).
@@ -105,7 +134,7 @@ class EngineSettings:
     @classmethod
     def from_options(cls, options: dict, *, namespace: str, location: str | None = None,
                      cache_alias: str = "default", metrics_label: str = "l2",
-                     face_options: frozenset = frozenset(), owner: str = "NEWSITE_CACHE") -> EngineSettings:
+                     face_options: frozenset = frozenset(), owner: str = DEFAULT_SETTINGS_NAME) -> EngineSettings:
         """Validate `options` (ENGINE_DEFAULTS names, plus the face's own `face_options`, which
         are ignored here). ImproperlyConfigured names `owner` and the bad option."""
         unknown = set(options) - set(ENGINE_DEFAULTS) - set(face_options)
@@ -157,7 +186,7 @@ class EngineSettings:
 
 @dataclass(frozen=True)
 class Kind:
-    """One kind of cached value (settings.NEWSITE_CACHE_KINDS), resolved: app-tier TTL, the
+    """One kind of cached value (settings.TIERED_CACHE_KINDS), resolved: app-tier TTL, the
     grace an entry stays in L2 past its soft expiry (to be served stale), and the HTTP freshness
     of public responses of this kind."""
 
@@ -240,7 +269,7 @@ class Conf:
         try:
             return self.kinds[name]
         except KeyError:
-            raise KeyError(f"unknown cache kind {name!r}: add it to settings.NEWSITE_CACHE_KINDS") from None
+            raise KeyError(f"unknown cache kind {name!r}: add it to settings.{kinds_name()}") from None
 
     def jittered(self, ttl: float) -> float:
         """A TTL spread by +-jitter so keys filled together do not expire together."""
@@ -255,12 +284,13 @@ ADMISSIONS = ("always", "second_hit")
 
 def _kinds(grace_max: float) -> dict[str, Kind]:
     kinds = {}
-    for name, spec in getattr(settings, "NEWSITE_CACHE_KINDS", {}).items():
+    owner = kinds_name()
+    for name, spec in getattr(settings, owner, {}).items():
         unknown = set(spec) - _KIND_FIELDS
         if unknown or "ttl" not in spec:
-            raise ImproperlyConfigured(f"NEWSITE_CACHE_KINDS[{name!r}]: needs 'ttl'; unknown keys {sorted(unknown)}")
+            raise ImproperlyConfigured(f"{owner}[{name!r}]: needs 'ttl'; unknown keys {sorted(unknown)}")
         if spec.get("admission", "always") not in ADMISSIONS:
-            raise ImproperlyConfigured(f"NEWSITE_CACHE_KINDS[{name!r}]: admission is one of {ADMISSIONS}")
+            raise ImproperlyConfigured(f"{owner}[{name!r}]: admission is one of {ADMISSIONS}")
         grace = min(float(max(spec.get("swr", 0), spec.get("sie", 0))), grace_max)
         kinds[name] = Kind(
             name=name, ttl=float(spec["ttl"]), grace=grace,
@@ -276,11 +306,12 @@ def _kinds(grace_max: float) -> dict[str, Kind]:
 
 
 def _build() -> Conf:
-    options = dict(getattr(settings, "NEWSITE_CACHE", {}))
+    owner = settings_name()
+    options = dict(getattr(settings, owner, {}))
     face = {**FETCH_DEFAULTS, **{k: v for k, v in options.items() if k in FETCH_DEFAULTS}}
-    key_prefix = str(getattr(settings, "CACHES", {}).get("default", {}).get("KEY_PREFIX", "") or "newsite")
+    key_prefix = str(getattr(settings, "CACHES", {}).get("default", {}).get("KEY_PREFIX", "") or DEFAULT_KEY_PREFIX)
     engine = EngineSettings.from_options(
-        options, namespace=f"{key_prefix}:nc{ENVELOPE_VERSION}", face_options=frozenset(FETCH_DEFAULTS),
+        options, namespace=f"{key_prefix}:nc{ENVELOPE_VERSION}", face_options=frozenset(FETCH_DEFAULTS), owner=owner,
     )
     kinds = _kinds(float(face["STALE_GRACE_MAX"]))
     fence = face["REPLICA_FENCE"]
@@ -289,7 +320,7 @@ def _build() -> Conf:
     if isinstance(fence, type):
         fence = fence()
     if face["REPLICA_BEHIND"] not in ("reread", "no_store"):
-        raise ImproperlyConfigured("NEWSITE_CACHE['REPLICA_BEHIND']: 'reread' or 'no_store'")
+        raise ImproperlyConfigured(f"{owner}['REPLICA_BEHIND']: 'reread' or 'no_store'")
     jitter = float(face["TTL_JITTER"])
     max_hard = max((k.ttl * (1 + jitter) + k.grace for k in kinds.values()), default=3600.0)
     return Conf(

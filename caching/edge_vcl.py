@@ -66,11 +66,11 @@ def public_routes(urlconf: str | None = None) -> list[PublicRoute]:
 
 
 def render_block(urlconf: str | None = None) -> str:
-    """The generated VCL: `sub newsite_public_route`, which sets req.http.X-Edge-Public to the
+    """The generated VCL: `sub tiered_cache_public_route`, which sets req.http.X-Edge-Public to the
     route's name on a public route and drops every query parameter the route does not declare."""
     lines = [
         BEGIN,
-        "sub newsite_public_route {",
+        "sub tiered_cache_public_route {",
         "    unset req.http.X-Edge-Public;",
     ]
     for index, route in enumerate(_routes := public_routes(urlconf)):

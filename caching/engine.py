@@ -5,7 +5,7 @@ breaker, with the Lua scripts), the subscriber that keeps L1 coherent, and the n
 live in. Two thin faces use it, each owning only its value format:
 
 - the fetch face (caching/fetcher.py, bulk.py; the response middleware): envelopes with soft
-  expiry, tags, leases — `default()` is its engine, configured by settings.NEWSITE_CACHE;
+  expiry, tags, leases — `default()` is its engine, configured by settings.TIERED_CACHE (caching/conf.py);
 - the key-value face (caching/backends/tiered.py, Django's cache API) — one engine per CACHES
   entry, configured by its LOCATION and OPTIONS.
 
@@ -195,7 +195,7 @@ def engine_for(settings: EngineSettings) -> Engine:
 
 
 def default() -> Engine:
-    """The fetch face's engine (settings.NEWSITE_CACHE, Redis of CACHES["default"])."""
+    """The fetch face's engine (settings.TIERED_CACHE, Redis of CACHES["default"])."""
     global _default
     engine = _default
     if engine is None:

@@ -2,9 +2,9 @@
 
 A fill read from a replica that has not replayed the newest invalidation of one of its tags would
 put the old version back into every tier. The library compares opaque integers, the project says
-what they are (for PostgreSQL: WAL positions, newsite/db_routers.py):
+what they are (for PostgreSQL: WAL positions, read by a class of the project's own):
 
-- the write position: `NEWSITE_CACHE["REPLICA_FENCE"]`, an object whose `write_position()`
+- the write position: `TIERED_CACHE["REPLICA_FENCE"]`, an object whose `write_position()`
   returns, after a write committed, a position >= that write's (PostgreSQL:
   pg_current_wal_insert_lsn() on the primary), or None when it cannot tell (UNKNOWN_POSITION is
   then recorded: no replica read passes the fence for those tags until their marks expire).

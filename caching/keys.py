@@ -1,16 +1,19 @@
-"""Cache key strings, one function per key (Zulip's `<thing>_cache_key()` habit): the library's
-own Redis keys and, for now, the site's (articles, views, trending, throttle, warm_cache).
+"""The key scheme: how keys are shaped, prefixed and hashed. The library builds its own keys
+here; an app builds its keys with these helpers in a module of its own (articles/keys.py).
 
 Not every key string is built here: TieredCache (Django's cache API) takes its keys from its
 callers through Django's make_key and only namespaces them here (value_key, index_key), and
 invalidate.lua names the tag-index buckets it renames aside by appending "<sequence>:<n>" to
 invalidated_set_prefix().
 
-Two layers:
+Three layers:
 
 - *logical* keys, what callers pass to `fetch()`: "<prefix>:<parts>". The part before the first
   colon is the key prefix used as the `prefix` label of the metrics, so keep it a fixed word.
-  User input (search queries, slugs) is hashed so keys stay short and safe.
+  User input (search queries, slugs) is hashed so keys stay short and safe (`client_part`,
+  `response_key`).
+- *app* keys (`app_key`): an app's own Redis data beside the cache (counters, locks, reports),
+  under the CACHES KEY_PREFIX.
 - *physical* Redis keys, built from an engine's namespace (caching/conf.py) and a logical key: the
   raw client does not apply Django's prefix, so the namespace carries the CACHES KEY_PREFIX and
   test runs and sites sharing one Redis never collide. Pub/sub ignores db indexes, so the channel
@@ -35,21 +38,18 @@ def key_prefix_of(key: str) -> str:
     return head
 
 
-# --- Logical keys for data sets (selectors) ----------------------------------------------------
+def app_key(*parts) -> str:
+    """A key of an app's own Redis data (counters, locks, reports; caching.app_data):
+    "<KEY_PREFIX>:<part>:<part>...", so test runs and sites sharing one Redis never collide."""
+    return ":".join((conf.get().key_prefix, *map(str, parts)))
 
 
-def article_key(article_id: int) -> str:
-    """An article's data set (the library's own tests and benchmarks use it)."""
-    return f"article:{int(article_id)}"
+def client_part(client: str) -> str:
+    """A client address as a key part: an address as it is, anything else (a header's junk) hashed."""
+    return client if _PLAIN_CLIENT.fullmatch(client) else _digest(client)
 
 
-def user_profile_key(user_id: int) -> str:
-    return f"user_profile:{int(user_id)}"
-
-
-def article_published_key(article_id: int) -> str:
-    """Whether an article id is published (the view counter's 404 check, no query on a hit)."""
-    return f"article_published:{int(article_id)}"
+_PLAIN_CLIENT = re.compile(r"[0-9A-Fa-f.:]{1,45}")
 
 
 # --- Response keys (HTTP response caching, caching/http.py) -------------------------------------
@@ -167,59 +167,3 @@ def ack_key(namespace: str, seq: int) -> str:
 def subscriber_client_name(namespace: str, pid: int) -> str:
     """CLIENT SETNAME of a process's subscription connection (ops and tests find it by name)."""
     return f"{namespace}-l1sub-{pid}"
-
-
-# --- Counters and background work (articles/counters.py, articles/warm.py) --------------------
-
-
-def views_pending_key() -> str:
-    """Hash article_id -> reads not yet written to PostgreSQL (write-behind)."""
-    return f"{conf.get().key_prefix}:views:pending"
-
-
-def views_processing_key() -> str:
-    """The pending hash moved aside by a flush in progress (kept until PostgreSQL has it)."""
-    return f"{conf.get().key_prefix}:views:processing"
-
-
-def views_batch_id_key() -> str:
-    """The id of the batch in views_processing_key (recorded in PostgreSQL with the counts)."""
-    return f"{conf.get().key_prefix}:views:batch"
-
-
-def views_flush_lock_key() -> str:
-    """Lock held by the view-count flush in progress (flushes never overlap)."""
-    return f"{conf.get().key_prefix}:views:flush-lock"
-
-
-def views_seen_key(article_id: int, client: str) -> str:
-    """Set while a client's read of an article is counted (the dedupe window of a view)."""
-    return f"{conf.get().key_prefix}:views:seen:{int(article_id)}:{_client_part(client)}"
-
-
-def throttle_key(budget: str, client: str) -> str:
-    """A client's fixed-window counter of one budget (newsite/throttle.py)."""
-    return f"{conf.get().key_prefix}:throttle:{budget}:{_client_part(client)}"
-
-
-def _client_part(client: str) -> str:
-    """A client address as a key part: an address as it is, anything else (a header's junk) hashed."""
-    return client if _PLAIN_CLIENT.fullmatch(client) else _digest(client)
-
-
-_PLAIN_CLIENT = re.compile(r"[0-9A-Fa-f.:]{1,45}")
-
-
-def trending_scores_key(epoch: int) -> str:
-    """Sorted set article_id -> time-decayed read score of one decay epoch (a day)."""
-    return f"{conf.get().key_prefix}:trending:scores:{int(epoch)}"
-
-
-def warm_cache_lock_key() -> str:
-    """Lock held by the warm_cache run in progress (two deploys at once warm once)."""
-    return f"{conf.get().key_prefix}:warm_cache:lock"
-
-
-def warm_cache_status_key() -> str:
-    """JSON of the last warm_cache run (for /health/cache/)."""
-    return f"{conf.get().key_prefix}:warm_cache:last"

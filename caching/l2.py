@@ -4,7 +4,7 @@ The client is built lazily, on first use (never at import; redis-py's pool notic
 itself): django-redis's connection of CACHES[alias] for the fetch face, or a pool of its own from
 a redis:// URL (TieredCache's LOCATION). Every call goes through `call()`: when the breaker is
 open it raises `L2Unavailable` without touching the network. A Redis error counts as a breaker
-failure, is counted in `newsite_cache_redis_errors_total{tier, kind}` and becomes
+failure, is counted in `*_cache_redis_errors_total{tier, kind}` and becomes
 `L2Unavailable` (`L2Timeout` for a timeout, after which the command may or may not have run):
 connection loss and timeouts, but also what a reachable Redis refuses - OOM under `maxmemory`
 with `noeviction`, READONLY during a failover, NOPERM, a script error. The request is then
@@ -12,7 +12,8 @@ served from L1 and the loader. Errors of the caller's own making (redis-py's Dat
 LockError of a lock it holds) propagate unchanged.
 
 The Lua scripts of caching/lua/ are registered here, each with common.lua prepended; `script()`
-runs one with a plain EVALSHA, `execute()` many (and MGETs) in one pipelined round trip.
+runs one with a plain EVALSHA, `execute()` many (and MGETs) in one pipelined round trip. An app's
+own scripts (caching.app_data.Script) are registered on their first `run_script()`.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class L2:
         self.breaker = CircuitBreaker(tier, failures=settings.breaker_failures, reset_after=settings.breaker_reset)
         self._client = None
         self._scripts: dict = {}
+        self._app_scripts: dict = {}  # caching.app_data.Script -> redis-py Script, on first use
         self._lock = threading.Lock()
         self._error_counters: dict = {}
 
@@ -177,6 +179,14 @@ class L2:
         """One EVALSHA of caching/lua/<name>.lua (redis-py reloads a script Redis lost)."""
         client = self.client
         return self.call(self._scripts[name], keys=keys, args=args, client=client)
+
+    def run_script(self, script, keys: list, args: list):
+        """One EVALSHA of an app's own script (caching.app_data.Script), registered on first use."""
+        client = self.client
+        registered = self._app_scripts.get(script)
+        if registered is None:
+            registered = self._app_scripts[script] = client.register_script(script.source)
+        return self.call(registered, keys=keys, args=args, client=client)
 
     def execute(self, calls: list) -> list:
         """Run [(script name or "mget", keys, args)] in one round trip and return the replies.

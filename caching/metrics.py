@@ -14,20 +14,24 @@ import threading
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from caching import conf
+
+# "<namespace>_cache_requests_total", ..., "<namespace>_breaker_open" (settings.TIERED_CACHE_METRICS_NAMESPACE).
+NAMESPACE = conf.metrics_namespace()
 CACHE_REQUESTS = Counter(
-    "newsite_cache_requests_total",
+    f"{NAMESPACE}_cache_requests_total",
     "Cache lookups by tier (l1, l2), logical key prefix and result (hit, miss, stale).",
     ["tier", "prefix", "result"],
 )
-CACHE_LOADS = Counter("newsite_cache_loads_total", "Loader (source) calls by key prefix.", ["prefix"])
+CACHE_LOADS = Counter(f"{NAMESPACE}_cache_loads_total", "Loader (source) calls by key prefix.", ["prefix"])
 CACHE_LOAD_SECONDS = Histogram(
-    "newsite_cache_load_seconds",
+    f"{NAMESPACE}_cache_load_seconds",
     "Duration of loader calls by key prefix.",
     ["prefix"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 CACHE_INVALIDATIONS = Counter(
-    "newsite_cache_invalidations_total",
+    f"{NAMESPACE}_cache_invalidations_total",
     "Invalidations by kind: tag (L2, per tag), l1_message (broadcasts applied), l1_flush "
     "(whole L1 cleared), rejected_fill (stale sets refused), failed (Redis unreachable), "
     "ack_timeout (a write stopped waiting for an L1), lease_timeout (busy 503), l1_bad_message, "
@@ -36,26 +40,26 @@ CACHE_INVALIDATIONS = Counter(
     ["kind"],
 )
 REDIS_ERRORS = Counter(
-    "newsite_cache_redis_errors_total",
+    f"{NAMESPACE}_cache_redis_errors_total",
     "Redis calls that failed, by tier and kind (connection, timeout, oom, readonly, noperm, script, other);"
     " each was answered from L1 and the loader instead.",
     ["tier", "kind"],
 )
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 INVALIDATION_LAG = Histogram(
-    "newsite_cache_invalidation_lag_seconds",
+    f"{NAMESPACE}_cache_invalidation_lag_seconds",
     "From a write's commit to its invalidation applied, by stage: l2 (the writer's invalidate.lua"
     " returned), l1 (each process's subscriber applied it), cdn (each CDN backend acknowledged the purge).",
     ["stage"],
     buckets=LAG_BUCKETS,
 )
 STALE_SERVED_AGE = Histogram(
-    "newsite_cache_stale_served_age_seconds",
+    f"{NAMESPACE}_cache_stale_served_age_seconds",
     "Age (now - fill time) of the values served stale (stale-while-revalidate, stale-if-error).",
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 86400),
 )
 REPLICA_FALLBACKS = Counter(
-    "newsite_cache_replica_fallbacks_total",
+    f"{NAMESPACE}_cache_replica_fallbacks_total",
     "Loads or requests that read the primary instead of a replica, by reason: fence (a fill the"
     " replica's replay position could not vouch for: re-read, or with REPLICA_BEHIND=no_store"
     " answered uncached without a primary read), behind (the replica is far behind),"
@@ -64,7 +68,7 @@ REPLICA_FALLBACKS = Counter(
     ["reason"],
 )
 BREAKER_OPEN = Gauge(
-    "newsite_breaker_open", "1 while the circuit breaker of a tier is open.", ["tier"], multiprocess_mode="livemax"
+    f"{NAMESPACE}_breaker_open", "1 while the circuit breaker of a tier is open.", ["tier"], multiprocess_mode="livemax"
 )
 
 _MAX_PREFIXES = 200

@@ -7,9 +7,9 @@ key build, one tier lookup (L1: a dict get; L2: one Redis command) and the heade
 The view's own query parameters are parsed here once, for every method, and kept on the request
 (`caching.http.request_params`), so the view answers the same with the cache on, off or skipped.
 
-Two hooks for a project that guards the source its views read (newsite.middleware does, for the
-database): `run_view` (how a miss runs the view) and `respond` (the whole fetch-and-serve step,
-to turn a source outage into a response). By default the view's exceptions propagate.
+Two hooks for a project that guards the source its views read (e.g. a database breaker):
+`run_view` (how a miss runs the view) and `respond` (the whole fetch-and-serve step, to turn a
+source outage into a response). By default the view's exceptions propagate.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ SAFE = frozenset({"GET", "HEAD"})
 EDGE_FETCH_HEADER = "HTTP_X_EDGE_FETCH"
 # The environ key of the WSGI front's L2 read of the request's key (caching/front.py), handed to
 # caching.fetch(ahead=): a WSGI key no HTTP header can set (those are HTTP_*).
-AHEAD = "newsite.cache.read_ahead"
+AHEAD = "caching.read_ahead"
 BUSY_RETRY_AFTER_SECONDS = 1
 
 

@@ -121,6 +121,10 @@ CACHES = {
 }
 
 # --- The tiered cache (caching/) -------------------------------------------------------------
+# The library's names for this project: its settings are NEWSITE_CACHE and NEWSITE_CACHE_KINDS,
+# its metrics newsite_cache_* and newsite_breaker_open (SPEC section 7, the dashboards).
+TIERED_CACHE_SETTING = "NEWSITE_CACHE"
+TIERED_CACHE_METRICS_NAMESPACE = "newsite"
 # One table per kind of cached data: L2 TTL (seconds) and the HTTP Cache-Control policy
 # (max_age for browsers, s_maxage for the edge, stale-while-revalidate, stale-if-error).
 NEWSITE_CACHE_KINDS = {
@@ -147,28 +151,28 @@ NEWSITE_CACHE_KINDS = {
     "canary": {"ttl": 300, "max_age": 0, "s_maxage": 300, "swr": 0, "sie": 0},
     # "negative" (cached 404s) has its default in caching/conf.py; add a row here to override it.
 }
-NEWSITE_CACHE = {
-    "L1_TTL": env.int("CACHE_L1_TTL", default=30),
+# Everything not set here keeps its default, declared once in caching/conf.py (ENGINE_DEFAULTS,
+# FETCH_DEFAULTS) and documented in docs/caching.md. The environment overrides the options below
+# (README's configuration table); an unset variable leaves the library's default.
+_CACHE_FROM_ENV = {
+    "L1_TTL": ("CACHE_L1_TTL", env.int),
     # A process that has not heard Redis for this long stops answering from L1 (docs/scaling.md).
-    "L1_TRUST_SECONDS": env.float("CACHE_L1_TRUST_SECONDS", default=1.0),
-    # How long a write waits for every process's L1 to acknowledge its invalidation (caching/conf.py).
-    "BROADCAST_WAIT": env.float("CACHE_BROADCAST_WAIT", default=0.05),
-    "L1_MAX_ENTRIES": env.int("CACHE_L1_MAX_ENTRIES", default=20_000),
-    "L1_MAX_BYTES": env.int("CACHE_L1_MAX_BYTES", default=64 * 1024 * 1024),
-    "TTL_JITTER": 0.1,
+    "L1_TRUST_SECONDS": ("CACHE_L1_TRUST_SECONDS", env.float),
+    # How long a write waits for every process's L1 to acknowledge its invalidation.
+    "BROADCAST_WAIT": ("CACHE_BROADCAST_WAIT", env.float),
+    "L1_MAX_ENTRIES": ("CACHE_L1_MAX_ENTRIES", env.int),
+    "L1_MAX_BYTES": ("CACHE_L1_MAX_BYTES", env.int),
     # Switches for the benchmark modes: ENABLED=False -> every call goes straight to the loader;
     # L1_ENABLED=False -> L2 only; L2_ENABLED=False -> L1 only, no Redis (the faults scenario's
     # "L2 disabled" baseline; no L1 broadcast, so not for production).
-    "ENABLED": env.bool("CACHE_ENABLED", default=True),
-    "L1_ENABLED": env.bool("CACHE_L1_ENABLED", default=True),
-    "L2_ENABLED": env.bool("CACHE_L2_ENABLED", default=True),
-    # A public miss over the client's budget (newsite/throttle.py) is a loader error: a stale
-    # entry answers it when the tiers have one, else a 429.
-    "LOADER_ERRORS": ["django.db.Error", "newsite.throttle.OverBudget"],
-    # Everything else (L1_MAX_ITEM_BYTES, leases, XFetch, stale grace, tag bookkeeping, the Redis
-    # breaker) has its default in caching/conf.py ENGINE_DEFAULTS / FETCH_DEFAULTS, documented in
-    # docs/caching.md; set a key here to override it.
+    "ENABLED": ("CACHE_ENABLED", env.bool),
+    "L1_ENABLED": ("CACHE_L1_ENABLED", env.bool),
+    "L2_ENABLED": ("CACHE_L2_ENABLED", env.bool),
 }
+NEWSITE_CACHE = {option: cast(name) for option, (name, cast) in _CACHE_FROM_ENV.items() if name in env}
+# A public miss over the client's budget (newsite/throttle.py) is a loader error: a stale entry
+# answers it when the tiers have one, else a 429.
+NEWSITE_CACHE["LOADER_ERRORS"] = ["django.db.Error", "newsite.throttle.OverBudget"]
 
 # --- Celery ----------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/1")

@@ -46,8 +46,9 @@ from django.http import JsonResponse
 from prometheus_client import Counter
 from rest_framework.throttling import BaseThrottle
 
-from caching import CallersOwnRefusal, engine, keys
-from caching.l2 import L2Unavailable
+from caching import CallersOwnRefusal, L2Unavailable
+from caching.app_data import pipeline
+from caching.keys import app_key, client_part
 
 logger = logging.getLogger("newsite.throttle")
 
@@ -63,6 +64,11 @@ PUBLIC_MISS = "public_miss"
 VIEWS = "views"
 INTERNAL = "newsite.throttle.internal"  # a WSGI environ key: HTTP headers arrive as HTTP_*
 CHARGED = "newsite.throttle.charged"  # + ".<budget>": what charge() answered for this request
+
+
+def throttle_key(budget: str, client: str) -> str:
+    """A client's fixed-window counter of one budget."""
+    return app_key("throttle", budget, client_part(client))
 
 
 @dataclass(frozen=True)
@@ -154,18 +160,9 @@ def spend(name: str, client: str) -> int | None:
     spec = budget(name)
     if spec is None or exempt(client):
         return None
-    l2 = engine.default().l2
-    key = keys.throttle_key(name, client)
-
-    def run():
-        pipe = l2.client.pipeline(transaction=False)
-        pipe.incr(key)
-        pipe.expire(key, spec.window, nx=True)
-        pipe.pttl(key)
-        return pipe.execute()
-
+    key = throttle_key(name, client)
     try:
-        used, _, left_ms = l2.call(run)
+        used, _, left_ms = pipeline(lambda pipe: pipe.incr(key).expire(key, spec.window, nx=True).pttl(key))
     except L2Unavailable:
         THROTTLED.labels(name, "unchecked").inc()
         return None

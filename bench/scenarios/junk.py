@@ -39,6 +39,7 @@ from bench.stack import AppServer, Unavailable, pinned
 SHARED_SERVERS = None  # starts its own server and Varnish
 IN_ALL = False  # minutes long: run it by name (--scenario junk)
 LUA = Path(__file__).resolve().parent.parent / "lua" / "junk.lua"
+ARTICLES_LUA = Path(__file__).resolve().parent.parent.parent / "articles" / "lua"
 REQUESTS, SMOKE_REQUESTS = 100_000, 5_000
 EDGE_SHARE = 0.8  # the rest goes straight to the app server
 LOAD_SECONDS, SMOKE_LOAD_SECONDS = float(os.environ.get("BENCH_JUNK_SECONDS", "240")), 60.0
@@ -191,9 +192,11 @@ def _census(client, limit: int = 300_000) -> tuple[dict, set]:
 
 
 def _script_shas() -> dict:
+    """{sha1: name} of the cache library's scripts and of the view counters' (articles/lua/)."""
     from caching.l2 import SCRIPT_TEXT
 
-    return {hashlib.sha1(text.encode()).hexdigest(): name for name, text in SCRIPT_TEXT.items()}
+    texts = {**SCRIPT_TEXT, **{path.stem: path.read_text() for path in ARTICLES_LUA.glob("*.lua")}}
+    return {hashlib.sha1(text.encode()).hexdigest(): name for name, text in texts.items()}
 
 
 def _command_name(entry: dict, shas: dict) -> str:

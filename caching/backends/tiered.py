@@ -1,4 +1,4 @@
-"""`TieredCache`: Django's BaseCache API on newsite's tiers (L1 per process + L2 in Redis).
+"""`TieredCache`: Django's BaseCache API on the library's tiers (L1 per process + L2 in Redis).
 
     CACHES = {"default": {
         "BACKEND": "caching.backends.TieredCache",

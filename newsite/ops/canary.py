@@ -44,16 +44,16 @@ from django.utils import timezone
 from django.views.decorators.http import require_safe
 
 import caching
-from caching import fetcher, keys, tags
-from caching.envelope import Envelope, is_lease
+from caching import L2Unavailable
+from caching.app_data import peek
 from caching.http import BODY, cache_public, set_cache_tags
-from caching.l2 import L2Unavailable
+from caching.keys import response_key
 from newsite.ops.metrics import CANARY_AGE, CANARY_SECONDS
 from newsite.ops.models import FreshnessCanary
 
 logger = logging.getLogger("newsite.ops")
 
-CANARY_TAG = tags.canary_tag()  # a tag of its own: invalidating it touches nothing else
+CANARY_TAG = "canary"  # a tag of its own: invalidating it touches nothing else
 CANARY_KIND = "canary"  # settings.NEWSITE_CACHE_KINDS: TTL longer than MAX_AGE (a lost purge shows)
 URL_NAME = "health-canary"
 PATH = "/health/canary/"
@@ -146,11 +146,10 @@ def _body_value(body: bytes) -> int | None:
 def read_l2() -> tuple[bool, int | None]:
     """(fresh?, value) of the canary response in L2, read raw (nothing is filled): an absent
     entry is fresh (the next read loads the new value). Raises L2Unavailable."""
-    face = fetcher.current()
-    raw = face.l2.get(keys.value_key(face.namespace, keys.response_key(URL_NAME, {}, {})))
-    if raw is None or is_lease(raw):  # absent (a lease: being loaded)
+    stored = peek(response_key(URL_NAME, {}, {}))
+    if stored is None:  # absent, or being loaded
         return True, None
-    entry = Envelope(raw).value
+    entry = stored.value
     if entry is None:  # a cached 404 (before the first write)
         return False, None
     return True, _body_value(entry[BODY])

@@ -9,9 +9,9 @@ from django.db import connections
 from django.db.models import Sum
 from django.test import Client
 
-from articles import counters, warm
+from articles import counters, keys, warm
 from articles.models import Article, ViewCountFlush
-from caching import engine, keys
+from caching import engine
 from tests.factories import make_article, make_author, make_category
 
 pytestmark = pytest.mark.django_db

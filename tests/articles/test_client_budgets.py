@@ -41,9 +41,10 @@ def _post_view(article_id: int, address: str, **headers):
 
 
 def _pending(article_id: int) -> int:
-    from caching import engine, keys
+    from articles import keys
+    from caching import engine
 
-    raw = engine.default().l2.client.hget(keys.views_pending_key(), str(article_id))
+    raw = engine.redis_client().hget(keys.views_pending_key(), str(article_id))
     return int(raw or 0)
 
 

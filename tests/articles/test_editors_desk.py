@@ -44,7 +44,7 @@ def _scheduled(**kwargs) -> Article:
 
 
 def _l2_keys(fragment: str) -> list[str]:
-    client = engine.default().l2.client
+    client = engine.redis_client()
     return [k.decode() for k in client.scan_iter(match=f"*{fragment}*", count=1000)]
 
 

@@ -17,8 +17,8 @@ from django.test import Client
 from PIL import Image
 
 from articles import images, services
+from articles import tags as T
 from articles.models import Article
-from caching import tags as T
 from caching.invalidation import on_invalidate
 from newsite import file_cache
 from tests.factories import make_article, make_user

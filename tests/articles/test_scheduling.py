@@ -21,7 +21,7 @@ from rest_framework.test import APIClient
 
 from articles import schedule, selectors, services
 from articles.models import Article, ScheduleCursor, Visibility
-from caching import fetcher, keys, lifetime
+from caching import engine, fetcher, keys, lifetime
 from tests.articles.conftest import grant
 from tests.factories import make_article, make_author, make_category, make_user
 from tests.support import row_locked
@@ -50,8 +50,7 @@ def directives(cache_control: str) -> dict[str, int]:
 
 
 def l2_ttl_ms(path_key: str) -> int:
-    face = fetcher.current()
-    return face.l2.client.pttl(keys.value_key(face.namespace, path_key))
+    return engine.redis_client().pttl(keys.value_key(fetcher.current().namespace, path_key))
 
 
 # --- the domain ------------------------------------------------------------------------------

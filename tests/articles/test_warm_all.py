@@ -19,7 +19,7 @@ from django.test.utils import CaptureQueriesContext
 from articles import services, warm
 from articles.models import Article, Comment, Like
 from caching import engine, fetcher, http, keys
-from caching.envelope import Envelope
+from caching.app_data import peek
 from tests.factories import make_article, make_author, make_category, make_user
 from tests.support import REPO, app_env, require_postgresql
 
@@ -41,8 +41,8 @@ def app_tiers_only():
 
 def _stored(article_id: int):
     """The ResponseEntry L2 holds for /api/articles/<id>/ (None: nothing stored)."""
-    raw = engine.redis_client().get(keys.value_key(fetcher.current().namespace, warm.detail_key(article_id)))
-    return Envelope(raw).value if raw is not None else None
+    stored = peek(warm.detail_key(article_id))
+    return stored.value if stored is not None else None
 
 
 def _without_last_modified(entry) -> dict:
@@ -229,15 +229,13 @@ def _edit_until(done, ids, returned, errors, seed, edits):
 def _sample_l2(done, ids, returned, stale, reads):
     """Read L2 directly, over and over: an entry older than an edit that had returned before
     the read began is a stale set."""
-    redis = engine.redis_client()
-    names = {i: keys.value_key(fetcher.current().namespace, warm.detail_key(i)) for i in ids}
     while not done.is_set():
         for article_id in ids:
             floor = returned.get(article_id, 0)
-            raw = redis.get(names[article_id])
+            stored = peek(warm.detail_key(article_id))
             reads.append(1)
-            if raw is not None:
-                version = orjson.loads(Envelope(raw).value[http.BODY])["version"]
+            if stored is not None:
+                version = orjson.loads(stored.value[http.BODY])["version"]
                 if version < floor:
                     stale.append((article_id, version, floor))
 

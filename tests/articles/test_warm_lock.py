@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from articles import warm
-from caching import engine, keys
+from articles import keys, warm
+from caching import engine
 from tests.factories import make_article, make_author, make_category
 from tests.support import REPO, app_env, require_postgresql
 

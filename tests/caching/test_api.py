@@ -1,7 +1,7 @@
 """The public API in its everyday use: negative caching, bulk fetch, the decorator, switches."""
 
 import caching
-from caching import keys, tags
+from tests.caching import names
 
 from .conftest import cache_settings
 
@@ -23,14 +23,14 @@ def _values(fetched: dict) -> dict:
 
 
 def test_bulk_fetch_one_loader_call_for_the_misses_and_backfill():
-    caching.fetch(keys.article_key(1), lambda: "one", kind="article")
+    caching.fetch(names.article_key(1), lambda: "one", kind="article")
     calls = []
 
     def bulk_loader(missing):
         calls.append(sorted(missing))
         return {key: f"loaded-{arg}" for key, arg in missing.items() if arg != 3}
 
-    wanted = {keys.article_key(i): i for i in (1, 2, 3)}
+    wanted = {names.article_key(i): i for i in (1, 2, 3)}
     fetched = caching.fetch_many(wanted, bulk_loader, kind="article", tags_for=lambda key, value: [key])
     assert _values(fetched) == {"article:1": "one", "article:2": "loaded-2", "article:3": None}
     assert fetched["article:1"].source == caching.HIT_L1 and fetched["article:2"].source == caching.MISS
@@ -44,14 +44,14 @@ def test_bulk_fetch_one_loader_call_for_the_misses_and_backfill():
 
 
 def test_bulk_fetch_without_l1_reads_l2_and_leaves_l1_alone():
-    wanted = {keys.article_key(i): i for i in (11, 12)}
+    wanted = {names.article_key(i): i for i in (11, 12)}
     fetched = caching.fetch_many(wanted, lambda m: {k: f"v{a}" for k, a in m.items()}, kind="article",
                                  tags_for=lambda key, value: [key], use_l1=False)
     assert all(f.source == caching.MISS and not f.superseded for f in fetched.values())
     again = caching.fetch_many(wanted, lambda m: {}, kind="article", use_l1=False)
     assert [f.source for f in again.values()] == [caching.HIT_L2, caching.HIT_L2]
     # L1 was never filled: a single fetch answers from L2.
-    assert caching.fetch(keys.article_key(11), lambda: "never", kind="article").source == caching.HIT_L2
+    assert caching.fetch(names.article_key(11), lambda: "never", kind="article").source == caching.HIT_L2
 
 
 def test_tags_from_the_loaded_value_and_invalidation_by_tag():
@@ -63,13 +63,13 @@ def test_tags_from_the_loaded_value_and_invalidation_by_tag():
             return {"id": article_id, "author": 9}
 
         return caching.get_or_load(
-            keys.article_key(article_id), load, kind="article",
-            tags=lambda value: [tags.article_tag(value["id"]), tags.author_tag(value["author"])],
+            names.article_key(article_id), load, kind="article",
+            tags=lambda value: [names.article_tag(value["id"]), names.author_tag(value["author"])],
         )
 
     assert article(5) == article(5) == {"id": 5, "author": 9}
     assert calls == [5]
-    caching.invalidate_tags([tags.author_tag(9)])
+    caching.invalidate_tags([names.author_tag(9)])
     assert article(5)["id"] == 5 and calls == [5, 5]
 
 

@@ -8,6 +8,7 @@ from prometheus_client import REGISTRY
 
 import caching
 from caching import fetcher, keys
+from tests.caching import names
 
 from .conftest import cache_settings
 
@@ -22,14 +23,14 @@ def test_redis_down_fails_open_behind_the_breaker(use_private_redis):
     with cache_settings(BREAKER_FAILURES=3, BREAKER_RESET=0.5):
         breaker = fetcher.current().l2.breaker
         for i in range(5):
-            assert caching.fetch(keys.article_key(i), lambda i=i: i, kind="article").value == i
-        assert caching.fetch(keys.article_key(0), lambda: "unused", kind="article").source == caching.HIT_L1
+            assert caching.fetch(names.article_key(i), lambda i=i: i, kind="article").value == i
+        assert caching.fetch(names.article_key(0), lambda: "unused", kind="article").source == caching.HIT_L1
         assert breaker.state == "closed" and _breaker_gauge() == 0
 
         server.stop()
         started = time.monotonic()
         for i in range(5, 105):
-            fetched = caching.fetch(keys.article_key(i), lambda i=i: i, kind="article")
+            fetched = caching.fetch(names.article_key(i), lambda i=i: i, kind="article")
             assert (fetched.value, fetched.source) == (i, caching.MISS)
         reset_periods = int((time.monotonic() - started) / 0.5)
         assert breaker.state == "open" and _breaker_gauge() == 1
@@ -40,10 +41,10 @@ def test_redis_down_fails_open_behind_the_breaker(use_private_redis):
         # The lost subscription cleared L1, which keeps serving fresh fills meanwhile; an
         # invalidation fails open too (local L1 now, L2 replayed when Redis is back).
         tagged = {"kind": "article", "tags": ["article:0"]}
-        assert caching.fetch(keys.article_key(0), lambda: "again", **tagged).value == "again"
-        assert caching.fetch(keys.article_key(0), lambda: "unused", **tagged).source == caching.HIT_L1
+        assert caching.fetch(names.article_key(0), lambda: "again", **tagged).value == "again"
+        assert caching.fetch(names.article_key(0), lambda: "unused", **tagged).source == caching.HIT_L1
         caching.invalidate_tags(["article:0"])
-        assert caching.fetch(keys.article_key(0), lambda: "reloaded", **tagged).value == "reloaded"
+        assert caching.fetch(names.article_key(0), lambda: "reloaded", **tagged).value == "reloaded"
         assert fetcher.current().pending_tags == {"article:0"}
 
         server.start()
@@ -52,16 +53,16 @@ def test_redis_down_fails_open_behind_the_breaker(use_private_redis):
         while breaker.state != "closed":  # L1 misses (new keys) probe Redis once per reset period
             assert time.monotonic() < deadline, "breaker never closed"
             probe += 1
-            assert caching.fetch(keys.article_key(probe), lambda: "x", kind="article").value == "x"
+            assert caching.fetch(names.article_key(probe), lambda: "x", kind="article").value == "x"
             time.sleep(0.1)
         assert _breaker_gauge() == 0
         # The next L2 read replays the queued invalidations (the breaker may have been closed by
         # the subscriber's own calls, before any read).
-        assert caching.fetch(keys.article_key(998), lambda: "z", kind="article").value == "z"
+        assert caching.fetch(names.article_key(998), lambda: "z", kind="article").value == "z"
         assert fetcher.current().pending_tags == set()  # replayed
-        fetched = caching.fetch(keys.article_key(999), lambda: "y", kind="article")
+        fetched = caching.fetch(names.article_key(999), lambda: "y", kind="article")
         assert fetched.value == "y"
-        assert server.client().exists(keys.value_key(fetcher.current().namespace, keys.article_key(999)))  # L2 in use again
+        assert server.client().exists(keys.value_key(fetcher.current().namespace, names.article_key(999)))  # L2 in use again
 
 
 @pytest.mark.slow
@@ -75,14 +76,14 @@ def test_a_long_redis_outage_keeps_l1_filling(use_private_redis):
 
     server = use_private_redis
     with cache_settings(BREAKER_FAILURES=3, BREAKER_RESET=0.5):
-        caching.fetch(keys.article_key(1), lambda: "warm", kind="article")
+        caching.fetch(names.article_key(1), lambda: "warm", kind="article")
         assert engine.default().subscriber.wait_subscribed(5)
         server.stop()
         time.sleep(engine.SUBSCRIBER_STUCK_AFTER + 2.5)  # past the threshold, several reconnect attempts
         loads = []
 
         def read(n):
-            return caching.fetch(keys.article_key(500 + n % 4), lambda: loads.append(n) or f"v{n % 4}",
+            return caching.fetch(names.article_key(500 + n % 4), lambda: loads.append(n) or f"v{n % 4}",
                                  kind="article").source
 
         with ThreadPoolExecutor(max_workers=4) as pool:

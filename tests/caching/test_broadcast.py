@@ -10,10 +10,11 @@ import time
 import pytest
 
 import caching
-from caching import engine, keys, tags
+from caching import engine, keys
+from tests.caching import names
 
-KEY = keys.article_key(3)
-TAG = tags.article_tag(3)
+KEY = names.article_key(3)
+TAG = names.article_tag(3)
 
 
 def _process_b(conn):

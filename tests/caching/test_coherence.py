@@ -8,6 +8,7 @@ import pytest
 import caching
 from caching import engine, fetcher, keys, metrics
 from caching.l1 import Put, entry
+from tests.caching import names
 
 from .conftest import cache_settings
 
@@ -33,19 +34,19 @@ def test_invalidation_removes_l2_entries_and_metadata_expires():
     redis = engine.redis_client()
     ns = fetcher.current().namespace
     with_tags = dict(kind="article", tags=["article:1", "articles"])
-    caching.fetch(keys.article_key(1), lambda: "a", **with_tags)
-    caching.fetch(keys.article_key(2), lambda: ["a"], kind="homepage_feed", tags=["articles"])
+    caching.fetch(names.article_key(1), lambda: "a", **with_tags)
+    caching.fetch(names.article_key(2), lambda: ["a"], kind="homepage_feed", tags=["articles"])
     caching.invalidate_tags(["articles"])
-    assert redis.get(keys.value_key(ns, keys.article_key(1))) is None
-    assert redis.get(keys.value_key(ns, keys.article_key(2))) is None
-    caching.fetch(keys.article_key(1), lambda: "b", **with_tags)
+    assert redis.get(keys.value_key(ns, names.article_key(1))) is None
+    assert redis.get(keys.value_key(ns, names.article_key(2))) is None
+    caching.fetch(names.article_key(1), lambda: "b", **with_tags)
 
     checked = set()
     for name in redis.scan_iter(match=ns + ":*"):  # a test may scan; request paths never do
         if name.decode() != keys.sequence_key(ns):
             assert redis.ttl(name) > 0, name
             checked.add(name.decode())
-    assert keys.value_key(ns, keys.article_key(1)) in checked, f"the scan saw the refilled entry: {checked}"
+    assert keys.value_key(ns, names.article_key(1)) in checked, f"the scan saw the refilled entry: {checked}"
     assert len(checked) > 1, "and its metadata (tags)"
 
 
@@ -54,7 +55,7 @@ def test_l1_refuses_an_l2_value_loaded_before_an_invalidation_it_knows():
     chunks) is served as superseded and never enters L1: it carries the sequence its load began at."""
     redis = engine.redis_client()
     ns = fetcher.current().namespace
-    key = keys.article_key(41)
+    key = names.article_key(41)
     assert caching.fetch(key, lambda: "old", kind="article", tags=["article:41"]).source == caching.MISS
     old_envelope = redis.get(keys.value_key(ns, key))
     caching.invalidate_tags(["article:41"])
@@ -71,7 +72,7 @@ def test_a_read_right_after_our_own_invalidation_is_stored(l1):
     is known to precede the lease: the refill is stored, not refused as superseded."""
     with cache_settings(L1_ENABLED=l1):
         for i in range(30):
-            key = keys.article_key(100 + i)
+            key = names.article_key(100 + i)
             caching.invalidate_tags([f"article:{100 + i}"])
             fetched = caching.fetch(key, lambda i=i: f"v{i}", kind="article", tags=[f"article:{100 + i}"])
             assert (fetched.source, fetched.superseded) == (caching.MISS, False), i

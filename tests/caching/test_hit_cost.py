@@ -10,6 +10,7 @@ from django.test import override_settings
 
 import caching
 from caching import engine, keys
+from tests.caching import names
 
 from .conftest import cache_settings
 
@@ -65,7 +66,7 @@ def test_l2_hit_is_exactly_one_command(use_private_redis):
     """The hit's one command is SET value-key lease NX GET: on a present key it writes nothing
     and answers the value, as GET would (it takes the lease only when the key is absent)."""
     client = use_private_redis.client()
-    key = keys.article_key(7)
+    key = names.article_key(7)
     with cache_settings(L1_ENABLED=False):
         assert caching.fetch(key, lambda: {"title": "t"}, kind="article", tags=["article:7"]).source == "MISS"
         before = _commands(client)
@@ -85,10 +86,10 @@ def test_cold_miss_is_two_round_trips(use_private_redis, admission):
     kinds = {**settings.NEWSITE_CACHE_KINDS,
              "article": {**settings.NEWSITE_CACHE_KINDS["article"], "admission": admission}}
     with cache_settings(L1_ENABLED=False), override_settings(NEWSITE_CACHE_KINDS=kinds):
-        caching.fetch(keys.article_key(1), lambda: "warm", kind="article")  # scripts loaded, seq exists
+        caching.fetch(names.article_key(1), lambda: "warm", kind="article")  # scripts loaded, seq exists
         caching.invalidate_tags(["author:3"])
         for n in (0, 1) if admission == "second_hit" else (0,):  # the doorkeeper admits the 2nd fill
-            key = keys.article_key(70 + n if admission == "always" else 70)
+            key = names.article_key(70 + n if admission == "always" else 70)
             engine.redis_client().delete(keys.value_key(engine.default().namespace, key))
             with Monitor(use_private_redis) as monitor:
                 fetched = caching.fetch(key, lambda n=n: {"title": f"t{n}"}, kind="article",
@@ -107,25 +108,25 @@ def test_negative_and_failed_loads_are_two_round_trips(use_private_redis):
         raise RuntimeError("boom")
 
     with cache_settings(L1_ENABLED=False):
-        caching.fetch(keys.article_key(1), lambda: None, kind="article")  # Redis has the scripts now
+        caching.fetch(names.article_key(1), lambda: None, kind="article")  # Redis has the scripts now
         with pytest.raises(RuntimeError):
-            caching.fetch(keys.article_key(2), broken, kind="article")
+            caching.fetch(names.article_key(2), broken, kind="article")
         with Monitor(use_private_redis) as monitor:
-            assert caching.fetch(keys.article_key(404), lambda: None, kind="article").value is None
+            assert caching.fetch(names.article_key(404), lambda: None, kind="article").value is None
         assert [c.split()[0] for c in monitor.sent] == ["SET", "EVALSHA"], monitor.sent
 
         with Monitor(use_private_redis) as monitor, pytest.raises(RuntimeError):
-            caching.fetch(keys.article_key(500), broken, kind="article")
+            caching.fetch(names.article_key(500), broken, kind="article")
         assert [c.split()[0] for c in monitor.sent] == ["SET", "EVALSHA"], monitor.sent
         client = use_private_redis.client()
         ns = engine.default().namespace
-        assert not client.exists(keys.value_key(ns, keys.article_key(404)), keys.value_key(ns, keys.article_key(500)))
+        assert not client.exists(keys.value_key(ns, names.article_key(404)), keys.value_key(ns, names.article_key(500)))
 
 
 @pytest.mark.slow
 def test_l1_hit_is_zero_redis_commands(use_private_redis):
     client = use_private_redis.client()
-    key = keys.article_key(8)
+    key = names.article_key(8)
     caching.fetch(key, lambda: "v", kind="article")  # starts the subscriber
     assert engine.default().subscriber.wait_subscribed(5)
     caching.fetch(key, lambda: "v", kind="article")  # L1 was cleared on subscribe: refill

@@ -6,7 +6,8 @@ import threading
 import pytest
 
 import caching
-from caching import engine, fetcher, keys
+from caching import engine, fetcher
+from tests.caching import names
 
 from .conftest import cache_settings
 from .test_hit_cost import _commands, _delta
@@ -15,7 +16,7 @@ from .test_hit_cost import _commands, _delta
 @pytest.mark.slow
 def test_l2_disabled_serves_from_l1_and_the_loader_without_any_redis_command(use_private_redis):
     client = use_private_redis.client()
-    key = keys.article_key(31)
+    key = names.article_key(31)
     calls = []
     version = {"n": 1}
     gate = threading.Event()

@@ -7,8 +7,9 @@ from django.test import Client
 from prometheus_client import REGISTRY
 
 import caching
-from caching import fetcher, keys
+from caching import fetcher
 from tests import support
+from tests.caching import names
 
 from .conftest import cache_settings
 
@@ -35,12 +36,12 @@ def _fill_until_oom(client) -> None:
 def test_oom_is_served_from_the_loader_and_counted(use_private_redis):
     client = use_private_redis.client()
     with cache_settings(BREAKER_FAILURES=1000):
-        assert caching.fetch(keys.article_key(1), lambda: "warm", kind="article").source == caching.MISS
+        assert caching.fetch(names.article_key(1), lambda: "warm", kind="article").source == caching.MISS
         _fill_until_oom(client)
         before = _errors("oom")
         fetcher.clear_local()
         for i in range(5):
-            fetched = caching.fetch(keys.article_key(100 + i), lambda i=i: f"v{i}", kind="article", tags=["t"])
+            fetched = caching.fetch(names.article_key(100 + i), lambda i=i: f"v{i}", kind="article", tags=["t"])
             assert (fetched.value, fetched.source) == (f"v{i}", caching.MISS)
         caching.invalidate_tags(["t"])  # refused too: queued, no exception
         assert _errors("oom") > before
@@ -55,13 +56,13 @@ def test_oom_is_served_from_the_loader_and_counted(use_private_redis):
 def test_readonly_replica_is_served_from_the_loader_and_counted(use_private_redis):
     client = use_private_redis.client()
     with cache_settings(BREAKER_FAILURES=1000):
-        caching.fetch(keys.article_key(2), lambda: "warm", kind="article")
+        caching.fetch(names.article_key(2), lambda: "warm", kind="article")
         # A replica of a master that does not answer: reads work, every write says READONLY.
         client.replicaof("127.0.0.1", support.free_port())
         try:
             before = _errors("readonly")
             fetcher.clear_local()
-            fetched = caching.fetch(keys.article_key(200), lambda: "fresh", kind="article", tags=["t"])
+            fetched = caching.fetch(names.article_key(200), lambda: "fresh", kind="article", tags=["t"])
             assert (fetched.value, fetched.source) == ("fresh", caching.MISS)
             assert _errors("readonly") > before
             response = Client().get("/api/articles/?page=9")

@@ -11,7 +11,7 @@ import time
 import pytest
 
 import caching
-from caching import keys, tags
+from tests.caching import names
 
 from .conftest import cache_settings
 
@@ -39,7 +39,7 @@ def _worker(key, calls, entered, all_entered, loaded, barrier, results):
             entered.value += 1
             if entered.value == CALLERS:
                 all_entered.set()
-        fetched = caching.fetch(key, loader, kind="article", tags=[tags.article_tag(1)])
+        fetched = caching.fetch(key, loader, kind="article", tags=[names.article_tag(1)])
         seen.append((fetched.value["loaded_by"], fetched.source, after_the_load))
 
     threads = [threading.Thread(target=call) for _ in range(THREADS)]
@@ -57,7 +57,7 @@ def test_cold_key_loads_once_across_processes():
     all_entered, loaded = ctx.Event(), ctx.Event()
     barrier = ctx.Barrier(CALLERS, timeout=30)
     results = ctx.Queue()
-    key = keys.article_key(1)
+    key = names.article_key(1)
     # The waiters in the other processes must not give up on the lease however slowly the
     # callers arrive: the outcome may not depend on the machine's speed.
     with cache_settings(LEASE_WAIT=60.0, LEASE_TTL=60.0):
@@ -88,7 +88,7 @@ def _slow_holder(key, in_load, may_return, results):
         may_return.wait(30)
         return "a"
 
-    fetched = caching.fetch(key, loader, kind="article", tags=[tags.article_tag(2)])
+    fetched = caching.fetch(key, loader, kind="article", tags=[names.article_tag(2)])
     results.put((fetched.value, fetched.source, fetched.superseded))
 
 
@@ -99,14 +99,14 @@ def test_an_expired_lease_is_taken_over_and_the_late_fill_not_stored():
     lease is gone, so when its load began is unknown): A answers its own value, L2 keeps B's."""
     ctx = multiprocessing.get_context("fork")
     in_load, may_return, results = ctx.Event(), ctx.Event(), ctx.Queue()
-    key = keys.article_key(2)
+    key = names.article_key(2)
     with cache_settings(L1_ENABLED=False, LEASE_TTL=0.3, LEASE_WAIT=10.0):
-        caching.fetch(keys.article_key(3), lambda: "warm", kind="article")  # scripts loaded before the fork
+        caching.fetch(names.article_key(3), lambda: "warm", kind="article")  # scripts loaded before the fork
         holder = ctx.Process(target=_slow_holder, args=(key, in_load, may_return, results))
         holder.start()
         try:
             assert in_load.wait(30)
-            fetched = caching.fetch(key, lambda: "b", kind="article", tags=[tags.article_tag(2)])
+            fetched = caching.fetch(key, lambda: "b", kind="article", tags=[names.article_tag(2)])
             assert (fetched.value, fetched.source) == ("b", caching.MISS)  # took the expired lease over
         finally:
             may_return.set()
@@ -120,15 +120,15 @@ def test_an_expired_lease_is_taken_over_and_the_late_fill_not_stored():
 def test_a_load_longer_than_its_lease_is_still_stored_when_nobody_took_the_key():
     """The value-key lease expired during a slow load and no other process leased the key:
     the fill is checked against what the process had seen before its read, and stored."""
-    key = keys.article_key(4)
+    key = names.article_key(4)
 
     def slow():
         time.sleep(0.5)  # past LEASE_TTL: the lease is gone when the fill arrives
         return "slow"
 
     with cache_settings(L1_ENABLED=False, LEASE_TTL=0.2):
-        assert caching.fetch(key, slow, kind="article", tags=[tags.article_tag(4)]).source == caching.MISS
-        again = caching.fetch(key, lambda: "reloaded", kind="article", tags=[tags.article_tag(4)])
+        assert caching.fetch(key, slow, kind="article", tags=[names.article_tag(4)]).source == caching.MISS
+        again = caching.fetch(key, lambda: "reloaded", kind="article", tags=[names.article_tag(4)])
         assert (again.value, again.source) == ("slow", caching.HIT_L2)
 
 
@@ -139,7 +139,7 @@ def test_a_read_ahead_that_joins_a_load_in_flight_gives_its_lease_back():
     (and every process polling the key) waits LEASE_WAIT and answers busy."""
     from caching import fetcher
 
-    key = keys.article_key(5)
+    key = names.article_key(5)
     with cache_settings(LEASE_WAIT=5.0, LEASE_TTL=30.0):
         face = fetcher.current()
         ahead = face.read_ahead(key)  # the key is absent: this read holds its lease now

@@ -9,6 +9,7 @@ from django.test.utils import override_settings
 
 import caching
 from caching import engine, fetcher, keys
+from tests.caching import names
 
 from .conftest import cache_settings
 
@@ -25,7 +26,7 @@ def short_kind():
 
 
 def test_loader_error_serves_stale_and_keeps_the_entry(short_kind):
-    key = keys.article_key(5)
+    key = names.article_key(5)
     assert caching.fetch(key, lambda: "old", kind=short_kind).source == caching.MISS
     time.sleep(1.1)  # past the soft expiry, inside the stale window
 
@@ -44,5 +45,5 @@ def test_loader_error_serves_stale_and_keeps_the_entry(short_kind):
 
 def test_loader_error_without_stale_entry_propagates(short_kind):
     with pytest.raises(OperationalError):
-        caching.fetch(keys.article_key(6), _db_down, kind=short_kind)
-    assert caching.fetch(keys.article_key(6), lambda: "ok", kind=short_kind).value == "ok"
+        caching.fetch(names.article_key(6), _db_down, kind=short_kind)
+    assert caching.fetch(names.article_key(6), lambda: "ok", kind=short_kind).value == "ok"

@@ -10,7 +10,8 @@ from django.core.cache import cache
 from django.db import connection, transaction
 
 import caching
-from caching import engine, fetcher, keys, tags
+from caching import engine, fetcher, keys
+from tests.caching import names
 
 
 def _race(get, invalidate_on_commit, group):
@@ -61,8 +62,8 @@ def test_naive_cache_aside_keeps_the_old_version():
 @pytest.mark.django_db(transaction=True)
 def test_fill_that_started_before_an_invalidation_is_rejected():
     group = Group.objects.create(name="v1")
-    key = keys.article_key(group.pk)
-    tag = tags.article_tag(group.pk)
+    key = names.article_key(group.pk)
+    tag = names.article_tag(group.pk)
 
     def ours(loader):
         # Tags known only after the load, as for list endpoints.
@@ -83,14 +84,14 @@ def test_bulk_fill_that_started_before_an_invalidation_is_rejected():
     sequence read before the batch's load; a key of the batch whose tag moved on is refused,
     the others are stored."""
     group, other = Group.objects.create(name="v1"), Group.objects.create(name="other")
-    key, other_key = keys.article_key(group.pk), keys.article_key(other.pk)
-    tag = tags.article_tag(group.pk)
+    key, other_key = names.article_key(group.pk), names.article_key(other.pk)
+    tag = names.article_tag(group.pk)
 
     def bulk(loader):
         fetched = caching.fetch_many(
             {key: group.pk, other_key: other.pk},
             lambda missing: {key: loader(), other_key: "other"},
-            kind="article", tags_for=lambda k, value: [tags.article_tag(int(k.split(":")[1]))],
+            kind="article", tags_for=lambda k, value: [names.article_tag(int(k.split(":")[1]))],
         )
         return fetched
 
@@ -124,8 +125,8 @@ def test_refresh_of_a_stale_entry_that_started_before_an_invalidation_is_rejecte
     """The same race on the other lease: a soft-expired entry is refreshed under the lease key
     (acquire.lua) while a writer commits and invalidates. The refresh is not stored."""
     group = Group.objects.create(name="v1")
-    key = keys.article_key(group.pk)
-    tag = tags.article_tag(group.pk)
+    key = names.article_key(group.pk)
+    tag = names.article_tag(group.pk)
     settings.NEWSITE_CACHE_KINDS = {**settings.NEWSITE_CACHE_KINDS, "tiny": {"ttl": 1, "swr": 60, "sie": 60}}
     settings.NEWSITE_CACHE = {**settings.NEWSITE_CACHE, "L1_ENABLED": False, "TTL_JITTER": 0}
     assert caching.fetch(key, lambda: "v0", kind="tiny", tags=[tag]).source == caching.MISS

@@ -3,7 +3,7 @@ split, never resent unchanged (issue 15.2). With a real varnishd and a backlog o
 
 import pytest
 
-from caching import tags as T
+from articles import tags as T
 from cdn.backends.base import chunked
 from cdn.models import PurgeOutbox
 from cdn.outbox import drain_outbox

@@ -6,8 +6,8 @@ flight (a write, a purge) without sleeping. Tagged like the article detail: arti
 from django.db import connection
 from django.http import JsonResponse
 
+from articles import tags
 from articles.models import Article
-from caching import tags
 from caching.http import cache_public, set_cache_tags
 
 GATE_CLASS = 7114  # first key of the two-int advisory lock; the second is the URL's gate number

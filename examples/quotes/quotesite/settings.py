@@ -51,10 +51,10 @@ CACHES = {
 }
 
 # The kinds of value caching.fetch() stores: app-tier TTL and the HTTP Cache-Control of public
-# responses of that kind. (The library reads these names today; issue 30 gives them neutral ones.)
-NEWSITE_CACHE_KINDS = {
+# responses of that kind.
+TIERED_CACHE_KINDS = {
     "quote": {"ttl": 300, "max_age": 30, "s_maxage": 300, "swr": 30, "sie": 3600},
     "quote_list": {"ttl": 60, "max_age": 10, "s_maxage": 60},
 }
 # The fetch face's options (L1 bounds, leases, breaker, ...); the defaults suit a small site.
-NEWSITE_CACHE = {}
+TIERED_CACHE = {}

@@ -1,5 +1,7 @@
-"""Every tag string is built here (SPEC section 4). Tags name what a cached value depends on;
-the same strings go to L2 tag indexes, L1 broadcasts and the CDN (Surrogate-Key / Cache-Tag)."""
+"""The articles app's tags (SPEC section 4), built here and nowhere else: the views tag their
+responses with them and the write side (articles/invalidation.py) invalidates them. Tags name
+what a cached value depends on; the same strings go to L2 tag indexes, L1 broadcasts and the CDN
+(Surrogate-Key / Cache-Tag). The cache library (caching/) knows none of them."""
 
 from __future__ import annotations
 
@@ -74,11 +76,6 @@ def news_sitemap_tag() -> str:
     """The Google News sitemap and the index that counts its pages: an article leaving its 48 h
     window changes them and nothing else."""
     return "news-sitemap"
-
-
-def canary_tag() -> str:
-    """The freshness canary (newsite/ops/canary.py): invalidating it touches nothing else."""
-    return "canary"
 
 
 def user_tag(user_id: int) -> str:
