@@ -53,8 +53,8 @@ MIN_LIFETIME = 0.001  # s: a value whose moment has come is stored for a millise
 
 
 class CallersOwnRefusal(Exception):  # noqa: N818 (it names the situation)
-    """Raised by a loader to refuse the caller it runs for, not the key (a per-client budget:
-    newsite.throttle.OverBudget). Single-flight followers in the process do not share it: each
+    """Raised by a loader to refuse the caller it runs for, not the key (e.g. a project's
+    per-client budget). Single-flight followers in the process do not share it: each
     then loads for itself, outside the single-flight. List it in LOADER_ERRORS too for a stale
     value to answer it."""
 
@@ -621,7 +621,7 @@ class FetchFace:
         `replay`: invalidations queued while Redis was unreachable; with a fence, the floor is
         raised to the position read now (their writes committed before it).
         `committed_at` (epoch s): when the write committed; the broadcast carries it so every
-        process observes its commit -> L1 lag (newsite_cache_invalidation_lag_seconds)."""
+        process observes its commit -> L1 lag (<namespace>_cache_invalidation_lag_seconds)."""
         if not self.l2.enabled:  # L2_ENABLED False: this process's L1 is all there is
             if self.l1 is not None:
                 self.l1.invalidate(None, tags)

@@ -25,10 +25,10 @@ Everything else - a bad or foreign parameter, any other method, a gate closed, L
 Cost of a hit: one dict lookup for the route, the parameter parse (none without a query
 string), one key build, one L1 lookup (a lock and a dict get), a header list and the twins; an
 L2 hit adds the Redis round trip and the envelope's decoding.
-The library knows no middleware: the project says what its stack adds (newsite/front.py).
+The library knows no middleware: the project says what its stack adds (its own twins and gates).
 
 The L1 lookup is the one of `caching.fetch()` (fetcher.py): the face's L1 and the same
-counter (newsite_cache_requests_total{tier="l1",result="hit"}). There is no other rule: the
+counter (<namespace>_cache_requests_total{tier="l1",result="hit"}). There is no other rule: the
 subscriber clears L1 whenever the broadcast is lost, stuck or back, and refuses fills until it
 is subscribed again, so what L1 holds is what fetch() would serve. An L1 miss is not counted
 here: Django's path counts it (fetch_slow), or hit_ahead when the front answers from L2.

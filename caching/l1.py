@@ -13,7 +13,7 @@ expiry, bounded by bytes and by entry count (checked on insert), behind one lock
   proves this process has applied every invalidation published up to a moment (a PING answered
   on the subscribed connection, caching/broadcast.py): that moment + L1_TRUST_SECONDS. Past it
   the process cannot hear invalidations: the first lookup (or fill) that sees it empties L1 once
-  (`lapses`, newsite_cache_invalidations_total{kind="l1_distrusted"}), and until trust is back
+  (`lapses`, <namespace>_cache_invalidations_total{kind="l1_distrusted"}), and until trust is back
   L1 keeps only what it loads meanwhile, each copy for L1_TRUST_SECONDS from the start of its
   load. Trust back: L1 is emptied again and long copies resume. The hit path's cost is one
   clock read and a compare.
