@@ -121,24 +121,33 @@ class L2:
 
     def call(self, fn, *args, **kwargs):
         """fn(*args, **kwargs) through the breaker."""
-        if not self.enabled:
-            raise L2Unavailable("L2 disabled (L2_ENABLED False)")
-        breaker = self.breaker
-        if not breaker.allow():
-            raise L2Unavailable("circuit breaker open")
+        self.admit()
         try:
             result = fn(*args, **kwargs)
         except _CALLER_ERRORS:
             raise
         except redis.exceptions.RedisError as exc:
-            kind = error_kind(exc)
-            breaker.failure(exc)
-            self._errors(kind).inc()
-            if kind != "connection":
-                logger.warning("redis error (%s) on %s: %s", kind, self.breaker.tier, exc)
-            raise (L2Timeout if kind == "timeout" else L2Unavailable)(f"{kind}: {exc}") from exc
-        breaker.success()
+            raise self.failed(exc) from exc
+        self.breaker.success()
         return result
+
+    def admit(self) -> None:
+        """call()'s first step (the async face's too, caching/aio.py): L2Unavailable when L2 is
+        disabled or the breaker is open."""
+        if not self.enabled:
+            raise L2Unavailable("L2 disabled (L2_ENABLED False)")
+        if not self.breaker.allow():
+            raise L2Unavailable("circuit breaker open")
+
+    def failed(self, exc: redis.exceptions.RedisError) -> L2Unavailable:
+        """A Redis error of a call: counted (breaker, metric, log) and returned as the
+        L2Unavailable (L2Timeout) to raise."""
+        kind = error_kind(exc)
+        self.breaker.failure(exc)
+        self._errors(kind).inc()
+        if kind != "connection":
+            logger.warning("redis error (%s) on %s: %s", kind, self.breaker.tier, exc)
+        return (L2Timeout if kind == "timeout" else L2Unavailable)(f"{kind}: {exc}")
 
     def _errors(self, kind: str):
         child = self._error_counters.get(kind)
