@@ -26,16 +26,21 @@ _CONNECTION_CLASSES = {
     redis.connection.SSLConnection: aconnection.SSLConnection,
     redis.connection.UnixDomainSocketConnection: aconnection.UnixDomainSocketConnection,
 }
-# Sync-only connection settings: the sync Retry object cannot drive an async connection (the
-# asyncio client's own default retry applies), the others have no asyncio counterpart.
-_SYNC_ONLY = ("retry", "redis_connect_func", "cache", "cache_config", "maint_notifications_config",
-              "event_dispatcher")
+# The connection settings an asyncio connection takes as they are (an allow-list: a sync pool
+# also holds sync-only objects - its parser class, retry, maintenance-notification handlers).
+_PORTABLE = frozenset({
+    "host", "port", "db", "username", "password", "credential_provider", "path", "socket_timeout",
+    "socket_connect_timeout", "socket_keepalive", "socket_keepalive_options", "health_check_interval",
+    "client_name", "lib_name", "lib_version", "encoding", "encoding_errors", "decode_responses",
+    "retry_on_timeout", "protocol", "ssl_keyfile", "ssl_certfile", "ssl_cert_reqs", "ssl_ca_certs",
+    "ssl_ca_data", "ssl_check_hostname", "ssl_min_version", "ssl_ciphers",
+})
 
 
 def async_client(client: redis.Redis) -> aredis.Redis:
     """A redis.asyncio client on the server, database and credentials of `client`'s pool."""
     pool = client.connection_pool
-    kwargs = {k: v for k, v in pool.connection_kwargs.items() if k not in _SYNC_ONLY}
+    kwargs = {k: v for k, v in pool.connection_kwargs.items() if k in _PORTABLE}
     connection_class = _CONNECTION_CLASSES.get(pool.connection_class, aconnection.Connection)
     max_connections = getattr(pool, "max_connections", None) or 2**31
     return aredis.Redis.from_pool(aconnection.ConnectionPool(  # its aclose() closes the pool
