@@ -18,7 +18,16 @@ import redis
 import redis.asyncio as aredis
 from redis.asyncio import connection as aconnection
 
-from caching.l2 import _CALLER_ERRORS, L2, SCRIPT_TEXT, L2Unavailable, error_kind
+from caching.l2 import (
+    _CALLER_ERRORS,
+    L2,
+    SCRIPT_TEXT,
+    L2Unavailable,
+    error_kind,
+    first_error_raised,
+    queue_calls,
+    scripts_lost,
+)
 
 # redis-py's sync connection classes and their asyncio twins (same keyword arguments).
 _CONNECTION_CLASSES = {
@@ -83,21 +92,13 @@ class AsyncL2:
     async def _pipelined(self, calls: list) -> list:
         client = self.client
         for _ in range(2):
-            pipe = client.pipeline(transaction=False)
-            for name, keys_, args in calls:
-                if name == "mget":
-                    pipe.mget(keys_)
-                else:
-                    pipe.evalsha(self._scripts[name].sha, len(keys_), *keys_, *args)
+            pipe = queue_calls(client.pipeline(transaction=False), calls, self._scripts)
             replies = await pipe.execute(raise_on_error=False)
-            if not any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+            if not scripts_lost(replies):
                 break
             for script in self._scripts.values():  # Redis restarted or flushed its scripts
                 await client.script_load(script.script)
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        return replies
+        return first_error_raised(replies)
 
     async def get_or_lease(self, key: str, lease: str, ttl_ms: int) -> bytes | None:
         """L2.get_or_lease: SET key lease NX GET PX ttl (a plain GET when Redis refuses writes)."""

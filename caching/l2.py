@@ -200,18 +200,33 @@ class L2:
     def _pipelined(self, calls: list) -> list:
         client = self.client
         for _ in range(2):
-            pipe = client.pipeline(transaction=False)
-            for name, keys_, args in calls:
-                if name == "mget":
-                    pipe.mget(keys_)
-                else:
-                    pipe.evalsha(self._scripts[name].sha, len(keys_), *keys_, *args)
-            replies = pipe.execute(raise_on_error=False)
-            if not any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+            replies = queue_calls(client.pipeline(transaction=False), calls, self._scripts).execute(raise_on_error=False)
+            if not scripts_lost(replies):
                 break
             for script in self._scripts.values():  # Redis restarted or flushed its scripts
                 client.script_load(script.script)
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        return replies
+        return first_error_raised(replies)
+
+
+# execute()'s pieces, shared with the asyncio half (caching/aio.py).
+
+def queue_calls(pipe, calls: list, scripts: dict):
+    """Queue [(script name or "mget", keys, args)] on `pipe` as EVALSHAs and MGETs; returns it."""
+    for name, keys_, args in calls:
+        if name == "mget":
+            pipe.mget(keys_)
+        else:
+            pipe.evalsha(scripts[name].sha, len(keys_), *keys_, *args)
+    return pipe
+
+
+def scripts_lost(replies: list) -> bool:
+    return any(isinstance(r, redis.exceptions.NoScriptError) for r in replies)
+
+
+def first_error_raised(replies: list) -> list:
+    """`replies`, or the first error reply raised."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies

@@ -4,30 +4,12 @@ one breaker with FAIL_OPEN as in the sync half."""
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from django.core.cache import caches
 
-from caching import aio
 from caching.backends import CacheUnavailable
+from tests.aio_support import arun, completes_without_suspending
 from tests.cache_backend.test_backend import _down, use
-
-
-def arun(coro):
-    async def main():
-        try:
-            return await coro
-        finally:
-            await aio.aclose()
-
-    return asyncio.run(main())
-
-
-def completes_without_suspending(coro):
-    with pytest.raises(StopIteration) as stop:
-        coro.send(None)
-    return stop.value.value
 
 
 def test_an_l1_hit_awaits_nothing_and_both_halves_share_l1():

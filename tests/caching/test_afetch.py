@@ -12,29 +12,12 @@ import threading
 import pytest
 
 import caching
-from caching import aio, async_fetch, fetcher
+from caching import async_fetch, fetcher
+from tests.aio_support import arun, completes_without_suspending
 
 from .conftest import cache_settings
 
 KIND = "article"
-
-
-def arun(coro):
-    """asyncio.run(coro), closing the loop's async Redis clients before the loop ends."""
-    async def main():
-        try:
-            return await coro
-        finally:
-            await aio.aclose()
-
-    return asyncio.run(main())
-
-
-def completes_without_suspending(coro):
-    """The coroutine's result if it finished on its first step (it awaited nothing)."""
-    with pytest.raises(StopIteration) as stop:
-        coro.send(None)
-    return stop.value.value
 
 
 def test_an_l1_hit_awaits_nothing():
