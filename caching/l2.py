@@ -123,24 +123,33 @@ class L2:
 
     def call(self, fn, *args, **kwargs):
         """fn(*args, **kwargs) through the breaker."""
-        if not self.enabled:
-            raise L2Unavailable("L2 disabled (L2_ENABLED False)")
-        breaker = self.breaker
-        if not breaker.allow():
-            raise L2Unavailable("circuit breaker open")
+        self.admit()
         try:
             result = fn(*args, **kwargs)
         except _CALLER_ERRORS:
             raise
         except redis.exceptions.RedisError as exc:
-            kind = error_kind(exc)
-            breaker.failure(exc)
-            self._errors(kind).inc()
-            if kind != "connection":
-                logger.warning("redis error (%s) on %s: %s", kind, self.breaker.tier, exc)
-            raise (L2Timeout if kind == "timeout" else L2Unavailable)(f"{kind}: {exc}") from exc
-        breaker.success()
+            raise self.failed(exc) from exc
+        self.breaker.success()
         return result
+
+    def admit(self) -> None:
+        """call()'s first step (the async face's too, caching/aio.py): L2Unavailable when L2 is
+        disabled or the breaker is open."""
+        if not self.enabled:
+            raise L2Unavailable("L2 disabled (L2_ENABLED False)")
+        if not self.breaker.allow():
+            raise L2Unavailable("circuit breaker open")
+
+    def failed(self, exc: redis.exceptions.RedisError) -> L2Unavailable:
+        """A Redis error of a call: counted (breaker, metric, log) and returned as the
+        L2Unavailable (L2Timeout) to raise."""
+        kind = error_kind(exc)
+        self.breaker.failure(exc)
+        self._errors(kind).inc()
+        if kind != "connection":
+            logger.warning("redis error (%s) on %s: %s", kind, self.breaker.tier, exc)
+        return (L2Timeout if kind == "timeout" else L2Unavailable)(f"{kind}: {exc}")
 
     def _errors(self, kind: str):
         child = self._error_counters.get(kind)
@@ -201,18 +210,33 @@ class L2:
     def _pipelined(self, calls: list) -> list:
         client = self.client
         for _ in range(2):
-            pipe = client.pipeline(transaction=False)
-            for name, keys_, args in calls:
-                if name == "mget":
-                    pipe.mget(keys_)
-                else:
-                    pipe.evalsha(self._scripts[name].sha, len(keys_), *keys_, *args)
-            replies = pipe.execute(raise_on_error=False)
-            if not any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+            replies = queue_calls(client.pipeline(transaction=False), calls, self._scripts).execute(raise_on_error=False)
+            if not scripts_lost(replies):
                 break
             for script in self._scripts.values():  # Redis restarted or flushed its scripts
                 client.script_load(script.script)
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        return replies
+        return first_error_raised(replies)
+
+
+# execute()'s pieces, shared with the asyncio half (caching/aio.py).
+
+def queue_calls(pipe, calls: list, scripts: dict):
+    """Queue [(script name or "mget", keys, args)] on `pipe` as EVALSHAs and MGETs; returns it."""
+    for name, keys_, args in calls:
+        if name == "mget":
+            pipe.mget(keys_)
+        else:
+            pipe.evalsha(scripts[name].sha, len(keys_), *keys_, *args)
+    return pipe
+
+
+def scripts_lost(replies: list) -> bool:
+    return any(isinstance(r, redis.exceptions.NoScriptError) for r in replies)
+
+
+def first_error_raised(replies: list) -> list:
+    """`replies`, or the first error reply raised."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies

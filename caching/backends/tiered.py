@@ -33,6 +33,7 @@ from django.utils.module_loading import import_string
 from caching import engine as engine_module
 from caching import keys, metrics
 from caching import l1 as l1_module
+from caching.backends.tiered_async import AsyncMethods
 from caching.conf import EngineSettings
 from caching.l1 import ENTRY_OVERHEAD, RAW, VALUE, FillGuard
 from caching.l2 import L2Unavailable
@@ -111,6 +112,19 @@ def build_settings(location, params: dict) -> tuple[EngineSettings, FaceOptions]
     return engine, face
 
 
+@dataclass(slots=True)
+class WritePlan:
+    """set.lua calls about to run (TieredCache._write_plan), with what their answer needs."""
+
+    batches: list  # of [(key, vkey, payload, value)]
+    announces: list  # the L1-eligible vkeys of each batch
+    calls: list
+    ttl_ms: int
+    nx: bool
+    epoch: int  # L1's, before the calls
+    started: float  # monotonic, before the calls
+
+
 class FaceState:
     """This process's TieredCache state over one engine (shared by every instance and thread)."""
 
@@ -171,8 +185,11 @@ def _forget() -> None:
 engine_module.on_reset.append(_forget)
 
 
-class TieredCache(BaseCache):
-    """A Django cache backend: L1 per process (coherent through pub/sub) over Redis."""
+class TieredCache(AsyncMethods, BaseCache):
+    """A Django cache backend: L1 per process (coherent through pub/sub) over Redis. The async
+    methods (aget, aset, ...) are native (caching/backends/tiered_async.py)."""
+
+    _dumps = staticmethod(dumps)  # for the async methods (tiered_async.py)
 
     def __init__(self, server, params):
         super().__init__(params)
@@ -262,27 +279,48 @@ class TieredCache(BaseCache):
                 raw, pttl = state.l2.script("get", [vkey], [])
             except L2Unavailable as exc:
                 return self._unavailable(state, exc, default)
-            if raw is None:
-                state.stats.miss_l2()
-                return default
-            state.stats.hit_l2()
-            value = loads(raw)
-            self._put_l1(state, vkey, raw, value, pttl, since, started)
-            return value
+            return self._got(state, vkey, raw, default, pttl, since, started)
         try:
             raw = state.l2.call(state.l2.client.get, vkey)
         except L2Unavailable as exc:
             return self._unavailable(state, exc, default)
+        return self._got(state, vkey, raw, default)
+
+    def _got(self, state, vkey, raw, default, pttl=None, since=None, started=0.0):
+        """get()'s answer from what Redis answered (`pttl` given: an L1-eligible key, kept in
+        L1 under `since`)."""
         if raw is None:
             state.stats.miss_l2()
             return default
         state.stats.hit_l2()
-        return loads(raw)
+        value = loads(raw)
+        if pttl is not None:
+            self._put_l1(state, vkey, raw, value, pttl, since, started)
+        return value
+
+    def _from_l1(self, entry):
+        """The value of an L1 entry (unpickled from the stored bytes when it is mutable)."""
+        value = entry[VALUE]
+        return loads(entry[RAW]) if value is _RAW else value
 
     def get_many(self, keys, version=None):
         """L1 first, then one round trip for the rest (a get script for L1-eligible keys and an
         MGET for the others, pipelined). Returns {key: value} of the keys found."""
         state = self.state
+        found, eligible, plain = self._many_from_l1(state, keys, version)
+        if not eligible and not plain:
+            return found
+        since = state.l1.since() if state.l1 is not None else FillGuard(0, 0)
+        started = time.monotonic()
+        try:
+            replies = state.l2.execute(self._many_calls(eligible, plain))
+        except L2Unavailable as exc:
+            return self._unavailable(state, exc, found)
+        return self._many_done(state, found, eligible, plain, replies, since, started)
+
+    def _many_from_l1(self, state, keys, version) -> tuple[dict, list, list]:
+        """get_many's first step: ({key: value} found in L1, [(key, vkey)] to read with the get
+        script, [(key, vkey)] to MGET)."""
         found = {}
         eligible, plain = [], []
         l1 = state.l1
@@ -299,19 +337,19 @@ class TieredCache(BaseCache):
                 eligible.append((key, vkey))
             else:
                 plain.append((key, vkey))
-        if not eligible and not plain:
-            return found
-        since = l1.since() if l1 is not None else FillGuard(0, 0)
-        started = time.monotonic()
+        return found, eligible, plain
+
+    @staticmethod
+    def _many_calls(eligible: list, plain: list) -> list:
         calls = []
         if eligible:
             calls.append(("get", [v for _, v in eligible], []))
         if plain:
             calls.append(("mget", [v for _, v in plain], []))
-        try:
-            replies = state.l2.execute(calls)
-        except L2Unavailable as exc:
-            return self._unavailable(state, exc, found)
+        return calls
+
+    def _many_done(self, state, found, eligible, plain, replies, since, started) -> dict:
+        """get_many's answer: `found` completed with Redis's `replies` (L1 backfilled)."""
         if eligible:
             flat = replies.pop(0)
             for i, (key, vkey) in enumerate(eligible):
@@ -346,6 +384,11 @@ class TieredCache(BaseCache):
     def _write(self, state, items: list, ttl_ms: int, nx: bool) -> list:
         """Run set.lua over `items` [(key, vkey, payload, value)] in batches (one pipelined round
         trip). Returns the stored count of each batch; fills our own L1 (write-through)."""
+        plan = self._write_plan(state, items, ttl_ms, nx)
+        return self._written(state, plan, state.l2.execute(plan.calls))
+
+    def _write_plan(self, state, items: list, ttl_ms: int, nx: bool) -> WritePlan:
+        """The set.lua calls of _write (taken before they run: L1's epoch, the clock)."""
         batches = [items[i:i + _BATCH] for i in range(0, len(items), _BATCH)]
         epoch = state.l1.epoch if state.l1 is not None else 0
         started = time.monotonic()
@@ -356,8 +399,12 @@ class TieredCache(BaseCache):
             calls.append(("set", [state.index_key, state.seq_key, *[vkey for _, vkey, _, _ in batch]],
                           [*state.announce_args(announced), ttl_ms, "1" if nx else "0",
                            *[payload for _, _, payload, _ in batch]]))
-        results = state.l2.execute(calls)
-        for batch, announced, (stored, seq) in zip(batches, announces, results, strict=True):
+        return WritePlan(batches, announces, calls, ttl_ms, nx, epoch, started)
+
+    def _written(self, state, plan: WritePlan, results: list) -> list:
+        """_write's answer from set.lua's `results`: our L1 updated (write-through)."""
+        ttl_ms, nx, epoch, started = plan.ttl_ms, plan.nx, plan.epoch, plan.started
+        for batch, announced, (stored, seq) in zip(plan.batches, plan.announces, results, strict=True):
             if not announced or not stored:
                 continue
             self._applied_locally(state, seq, announced)
@@ -369,11 +416,19 @@ class TieredCache(BaseCache):
 
     def _delete(self, state, pairs: list) -> int:
         """delete.lua over [(key, vkey)] in batches. Returns how many keys existed."""
+        announces, calls = self._delete_plan(state, pairs)
+        return self._deleted(state, announces, state.l2.execute(calls))
+
+    @staticmethod
+    def _delete_plan(state, pairs: list) -> tuple[list, list]:
+        """The delete.lua calls of _delete: ([announced vkeys per batch], calls)."""
         batches = [pairs[i:i + _BATCH] for i in range(0, len(pairs), _BATCH)]
         announces = [[vkey for key, vkey in batch if state.eligible(key, vkey)] for batch in batches]
         calls = [("delete", [state.index_key, state.seq_key, *[v for _, v in batch]], state.announce_args(announced))
                  for batch, announced in zip(batches, announces, strict=True)]
-        results = state.l2.execute(calls)
+        return announces, calls
+
+    def _deleted(self, state, announces: list, results: list) -> int:
         for announced, (_, seq) in zip(announces, results, strict=True):
             self._applied_locally(state, seq, announced)
         return sum(deleted for deleted, _ in results)
@@ -464,6 +519,9 @@ class TieredCache(BaseCache):
         reply = state.l2.script(
             "incr", [state.index_key, state.seq_key, vkey], [*state.announce_args(announced), int(delta)]
         )
+        return self._incremented(state, key, announced, reply)
+
+    def _incremented(self, state, key, announced: list, reply) -> int:
         if reply[0] == 0:
             raise ValueError(f"Key '{key}' not found.")
         if reply[0] == 2:
