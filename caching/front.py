@@ -131,16 +131,19 @@ class ResponseFront:
 
     # --- recognising a request ---------------------------------------------------------------
 
-    def route(self, path_info: str) -> Route | None:
-        """The public route of a path, or None (not resolvable, not a public view)."""
+    def route(self, raw_path: str) -> Route | None:
+        """The public route of a path, or None (not resolvable, not a public view). `raw_path`
+        is the environ's PATH_INFO as the server gives it (PEP 3333: bytes as latin-1): the
+        cache is keyed by it, and Django's decoding (get_path_info) runs only on a miss. For an
+        ASCII path both are the same string."""
         routes = self._routes
         try:
-            return routes[path_info]
+            return routes[raw_path]
         except KeyError:
             pass
         route = None
         try:
-            match = get_resolver().resolve(path_info)
+            match = get_resolver().resolve(get_path_info({"PATH_INFO": raw_path}) or "/")
         except Resolver404:
             match = None
         if match is not None:
@@ -152,13 +155,13 @@ class ResponseFront:
                 route = Route(policy, match.url_name, match.kwargs, names, match.view_name, match.route)
         if len(routes) >= ROUTE_CACHE_MAX:
             routes.clear()  # bounded: hostile paths cost a resolve each, never memory
-        routes[path_info] = route
+        routes[raw_path] = route
         return route
 
     def _hit(self, environ, started: float) -> FrontHit | None:
         if environ.get("REQUEST_METHOD") not in SAFE or EDGE_FETCH_HEADER in environ:
             return None
-        route = self.route(get_path_info(environ) or "/")
+        route = self.route(environ.get("PATH_INFO") or "/")
         if route is None:
             return None
         for gate in self.gates:
