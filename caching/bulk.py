@@ -62,7 +62,7 @@ def _fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for
             missing.append(key)
     if not missing:
         return result
-    guard = face.guard()
+    guard = face.fill_guard()
     raws, start_seq = _read(face, missing)
     now = time.time()
     to_load = {}

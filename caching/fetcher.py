@@ -39,6 +39,7 @@ from caching import envelope, fence, keys, lifetime, metrics
 from caching import l1 as l1_module
 from caching.broadcast import DOWN
 from caching.conf import NEGATIVE_KIND
+from caching.early_read import EarlyRead
 from caching.envelope import LEASE_MARK, Envelope, is_lease
 from caching.l1 import FILLED_AT, HIT_L1, HIT_L2, MISS, PREFIX, STALE, VALUE, Fetched, FillGuard, Put
 from caching.l2 import L2Unavailable
@@ -102,26 +103,6 @@ class Load:
 
 
 @dataclass(slots=True)
-class Read:
-    """A fetch's leasing L2 read done ahead of the fetch (FetchFace.read_ahead, by the WSGI
-    front): the caller serves it (hit_ahead) or hands it to fetch(..., ahead=) which goes on
-    from it as if it had read it itself; one it used neither way is given back (release_ahead:
-    the lease it may hold). `raw`: what SET NX GET answered (None: the key was absent and the
-    lease is ours)."""
-
-    key: str
-    vkey: str
-    lease: str
-    lease_ms: int
-    raw: bytes | None
-    guard: FillGuard  # taken before the read, as fetch_slow takes it
-    used: bool = False
-    unavailable: bool = False  # L2 did not answer: the fetch loads without it (no second try)
-    env: Envelope | None = None  # raw decoded (fresh_in), with its XFetch draw:
-    early: bool = False  # the fetch does not draw again
-
-
-@dataclass(slots=True)
 class Loaded:
     """One run of a loader: its value, what it cost (s), the moment the value stops being true
     (caching.lifetime; None: no limit) and the lowest replica replay position it read
@@ -164,8 +145,8 @@ class FetchFace:
         self.l1 = engine.l1
         self.l2 = engine.l2
         self.namespace = engine.namespace
-        self._inflight: dict[str, Future] = {}
-        self._inflight_lock = threading.Lock()
+        self.inflight: dict[str, Future] = {}
+        self.inflight_lock = threading.Lock()
         self.pending_tags: set[str] = set()
         # Without L1: the highest sequence seen from Redis (fills, our invalidations), the mark
         # of a fill (any invalidation up to it came before the read that follows).
@@ -173,7 +154,9 @@ class FetchFace:
 
     # --- L1 ---------------------------------------------------------------------------------
 
-    def guard(self) -> FillGuard:
+    def fill_guard(self) -> FillGuard:
+        """What a fill must not have been overtaken by since now (L1's mark; without L1, the
+        highest sequence seen from Redis)."""
         return self.l1.since() if self.l1 is not None else FillGuard(self.seen_seq, 0)
 
     def put_l1(self, key, value, tags, soft_expiry, filled_at, nbytes, stats, guard: FillGuard) -> bool:
@@ -211,32 +194,32 @@ class FetchFace:
 
     # --- single-flight ----------------------------------------------------------------------
 
-    def fetch_slow(self, key, loader, kind, tags, ahead: Read | None = None) -> Fetched:
+    def fetch_slow(self, key, loader, kind, tags, early_read: EarlyRead | None = None) -> Fetched:
         stats = metrics.stats_for(keys.key_prefix_of(key))
         if self.l1 is not None:
             stats.miss_l1()
-        with self._inflight_lock:
-            future = self._inflight.get(key)
+        with self.inflight_lock:
+            future = self.inflight.get(key)
             leader = future is None
             if leader:
-                future = self._inflight[key] = Future()
+                future = self.inflight[key] = Future()
         if not leader:
-            if ahead is not None:
+            if early_read is not None:
                 # Another thread of this process is loading the key: a lease this read took
                 # would keep that leader (polling for the holder) waiting on us.
-                self.release_ahead(ahead)
+                early_read.give_back()
             try:
                 return future.result()
             except CallersOwnRefusal:
                 pass  # the leader's loader refused its own caller (a per-client budget): not ours
             # Load for ourselves, outside the single-flight (its next leader may be refused too);
             # across processes the key's lease still makes it one load.
-            return self._fetch(Load(key, keys.value_key(self.namespace, key), loader, kind, tags, stats, self.guard()),
+            return self._fetch(Load(key, keys.value_key(self.namespace, key), loader, kind, tags, stats, self.fill_guard()),
                                None)
         try:
             load = Load(key, keys.value_key(self.namespace, key), loader, kind, tags, stats,
-                        ahead.guard if ahead is not None else self.guard())
-            result = self._fetch(load, ahead)
+                        early_read.guard if early_read is not None else self.fill_guard())
+            result = self._fetch(load, early_read)
         except BaseException as exc:
             future.set_exception(exc)
             # The followers hold the future; this frame's reference would make a cycle (the
@@ -249,12 +232,12 @@ class FetchFace:
             future.set_result(result)
             return result
         finally:
-            with self._inflight_lock:
-                self._inflight.pop(key, None)
+            with self.inflight_lock:
+                self.inflight.pop(key, None)
 
     # --- L2 + leases ------------------------------------------------------------------------
 
-    def _read(self, vkey: str) -> tuple[str, int, bytes | None]:
+    def read_l2(self, vkey: str) -> tuple[str, int, bytes | None]:
         """The fetch's L2 read: SET NX GET with a new lease (lease, its ms, what it answered);
         then what an answer from Redis tells this process (its subscription can come back, its
         queued invalidations can be sent). Raises L2Unavailable."""
@@ -268,15 +251,15 @@ class FetchFace:
             self.retry_pending_invalidations()
         return lease, lease_ms, raw
 
-    def _fetch(self, load: Load, ahead: Read | None = None) -> Fetched:
-        if ahead is not None:
-            ahead.used = True
-            if ahead.unavailable:
+    def _fetch(self, load: Load, early_read: EarlyRead | None = None) -> Fetched:
+        if early_read is not None:
+            early_read.used = True
+            if early_read.unavailable:
                 return self._load_without_l2(load, stale=None)
-            lease, lease_ms, raw = ahead.lease, ahead.lease_ms, ahead.raw
+            lease, lease_ms, raw = early_read.lease, early_read.lease_ms, early_read.raw
         else:
             try:
-                lease, lease_ms, raw = self._read(load.vkey)
+                lease, lease_ms, raw = self.read_l2(load.vkey)
             except L2Unavailable:
                 return self._load_without_l2(load, stale=None)
         if raw is None:  # absent: the value key now holds our lease
@@ -285,75 +268,19 @@ class FetchFace:
         if is_lease(raw):  # absent, another process is loading it
             load.stats.miss_l2()
             return self._wait_for_holder(load, lease, lease_ms)
-        decoded = ahead is not None and ahead.env is not None
-        env = ahead.env if decoded else Envelope(raw)
+        decoded = early_read is not None and early_read.env is not None
+        env = early_read.env if decoded else Envelope(raw)
         now = time.time()
         early = False
         if now < env.soft_expiry:
-            if not (ahead.early if decoded else self._xfetch(env, now)):
+            if not (early_read.early_refresh if decoded else self.xfetch(env, now)):
                 load.stats.hit_l2()
                 superseded = self.put_envelope(load.key, env, load.stats, load.guard)
                 return Fetched(env.value, HIT_L2, env.filled_at, superseded)
             early = True
         return self._refresh(load, env, early)
 
-    # --- a read ahead (the WSGI front) -------------------------------------------------------
-
-    def read_ahead(self, key: str) -> Read | None:
-        """fetch()'s L2 read of `key`, done before the caller knows it will fetch (the WSGI
-        front, on an L1 miss). None while another thread of this process is fetching the key
-        (the caller's fetch joins it, reading nothing). L2 unreachable: a Read marked
-        `unavailable` (the fetch then loads without L2 instead of trying again)."""
-        if key in self._inflight:
-            return None
-        guard = self.guard()
-        vkey = keys.value_key(self.namespace, key)
-        try:
-            lease, lease_ms, raw = self._read(vkey)
-        except L2Unavailable:
-            return Read(key, vkey, "", 0, None, guard, unavailable=True)
-        return Read(key, vkey, lease, lease_ms, raw, guard)
-
-    def fresh_in(self, ahead: Read) -> Envelope | None:
-        """The envelope `ahead` read if fetch would answer it as a plain HIT-L2: present, not a
-        lease, before its soft expiry, not picked for an early refresh (XFetch: the draw is kept
-        in `ahead`, the fetch does not draw again), and no later invalidation of its tags known
-        here. None otherwise (fetch decides)."""
-        raw = ahead.raw
-        if ahead.unavailable or raw is None or is_lease(raw):
-            return None
-        env = ahead.env = Envelope(raw)
-        now = time.time()
-        if now >= env.soft_expiry:
-            return None
-        ahead.early = self._xfetch(env, now)
-        if ahead.early:
-            return None
-        if self.l1 is not None and self.l1.overtaken(env.tags, env.seq):
-            return None
-        return env
-
-    def hit_ahead(self, ahead: Read, env: Envelope) -> Fetched:
-        """Answer `ahead` (fresh_in's `env`) as fetch would: counted (L1 miss, L2 hit), L1
-        backfilled under the guard taken before the read."""
-        ahead.used = True
-        stats = metrics.stats_for(keys.key_prefix_of(ahead.key))
-        if self.l1 is not None:
-            stats.miss_l1()
-        stats.hit_l2()
-        superseded = self.put_envelope(ahead.key, env, stats, ahead.guard)
-        return Fetched(env.value, HIT_L2, env.filled_at, superseded)
-
-    def release_ahead(self, ahead: Read) -> None:
-        """A read ahead that neither answered nor reached fetch: give back the lease it took."""
-        if not ahead.used and ahead.raw is None and not ahead.unavailable:
-            ahead.used = True
-            try:
-                self.l2.script("release", [ahead.vkey], [ahead.lease])
-            except L2Unavailable:
-                pass  # the lease expires by itself after LEASE_TTL
-
-    def _xfetch(self, env: Envelope, now: float) -> bool:
+    def xfetch(self, env: Envelope, now: float) -> bool:
         """XFetch (Vattani et al.): refresh early with a probability that grows as the soft
         expiry nears, scaled by how long the value took to compute."""
         beta = self.conf.xfetch_beta
@@ -744,7 +671,8 @@ def _forget() -> None:
 engine_module.on_reset.append(_forget)
 
 
-def fetch(key: str, loader, *, kind: str, tags=(), bypass_l1: bool = False, ahead: Read | None = None) -> Fetched:
+def fetch(key: str, loader, *, kind: str, tags=(), bypass_l1: bool = False,
+          early_read: EarlyRead | None = None) -> Fetched:
     """Return the cached value of `key` as a Fetched(value, source, filled_at, superseded),
     calling `loader()` at most once across all processes when it is cold or expired.
 
@@ -752,8 +680,8 @@ def fetch(key: str, loader, *, kind: str, tags=(), bypass_l1: bool = False, ahea
     A loader returning None is cached (kind "negative" TTL), distinct from a miss.
     `bypass_l1`: start at L2 (an edge re-fetch after a purge must not get an L1 copy that the
     broadcast has not reached yet); L1 is still backfilled.
-    `ahead`: FetchFace.read_ahead's read of this key (the WSGI front's, after its L1 miss): the
-    fetch goes on from it instead of reading L1 and L2 again; ignored for another key.
+    `early_read`: the WSGI front's L2 read of this key, after its L1 miss (caching/early_read.py):
+    the fetch continues from it instead of reading L1 and L2 again; ignored for another key.
     Raises LeaseTimeout when another process has been loading the key for LEASE_WAIT and
     there is no stale value. Cost: L1 hit ~1-2 us and no Redis; L2 hit one command (SET NX GET);
     cold miss that command (it takes the lease), the loader, one fill script.
@@ -762,8 +690,8 @@ def fetch(key: str, loader, *, kind: str, tags=(), bypass_l1: bool = False, ahea
         with lifetime.measure():  # nothing is stored, but a response's headers are still capped
             return Fetched(loader(), MISS, time.time())
     face = _face or current()
-    if ahead is not None and ahead.key == key and not ahead.used:
-        return face.fetch_slow(key, loader, kind, tags, ahead)
+    if early_read is not None and early_read.key == key and not early_read.used:
+        return face.fetch_slow(key, loader, kind, tags, early_read)
     l1 = face.l1
     if l1 is not None and not bypass_l1:
         entry = l1.get(key)
