@@ -41,6 +41,7 @@ from caching.broadcast import DOWN
 from caching.conf import NEGATIVE_KIND
 from caching.early_read import EarlyRead
 from caching.envelope import LEASE_MARK, Envelope, is_lease
+from caching.invalidator import AppTierInvalidator
 from caching.l1 import FILLED_AT, HIT_L1, HIT_L2, MISS, PREFIX, STALE, VALUE, Fetched, FillGuard, Put
 from caching.l2 import L2Unavailable
 from caching.metrics import PrefixStats
@@ -48,8 +49,6 @@ from caching.metrics import PrefixStats
 logger = logging.getLogger(__name__)
 
 _get_conf = conf_module.get
-_PENDING_MAX = 10_000
-INVALIDATE_CHUNK = 1000  # members of one tag bucket deleted per Redis call (bounded script time)
 MIN_LIFETIME = 0.001  # s: a value whose moment has come is stored for a millisecond (Redis PX >= 1)
 
 
@@ -146,8 +145,8 @@ class FetchFace:
         self.l2 = engine.l2
         self.namespace = engine.namespace
         self.inflight: dict[str, Future] = {}
-        self.inflight_lock = threading.Lock()
-        self.pending_tags: set[str] = set()
+        self._inflight_lock = threading.Lock()
+        self.invalidator = AppTierInvalidator(self)  # the invalidations asked for in this process
         # Without L1: the highest sequence seen from Redis (fills, our invalidations), the mark
         # of a fill (any invalidation up to it came before the read that follows).
         self.seen_seq = 0
@@ -198,7 +197,7 @@ class FetchFace:
         stats = metrics.stats_for(keys.key_prefix_of(key))
         if self.l1 is not None:
             stats.miss_l1()
-        with self.inflight_lock:
+        with self._inflight_lock:
             future = self.inflight.get(key)
             leader = future is None
             if leader:
@@ -232,7 +231,7 @@ class FetchFace:
             future.set_result(result)
             return result
         finally:
-            with self.inflight_lock:
+            with self._inflight_lock:
                 self.inflight.pop(key, None)
 
     # --- L2 + leases ------------------------------------------------------------------------
@@ -247,8 +246,8 @@ class FetchFace:
         sub = self.engine.subscriber
         if sub is not None and sub.state == DOWN:
             sub.redis_is_back()
-        if self.pending_tags:
-            self.retry_pending_invalidations()
+        if self.invalidator.pending_tags:
+            self.invalidator.replay_pending()
         return lease, lease_ms, raw
 
     def _fetch(self, load: Load, early_read: EarlyRead | None = None) -> Fetched:
@@ -539,111 +538,6 @@ class FetchFace:
         except L2Unavailable:
             pass  # the lease expires by itself after LEASE_TTL
 
-    # --- invalidation -------------------------------------------------------------------------
-
-    def invalidate(self, tags: list[str], *, strict: bool = False, committed_at: float | None = None,
-                   replay: bool = False) -> None:
-        """L2 (invalidate.lua) and every process's L1 (its broadcast), ours applied at once.
-        Redis unreachable: queued for replay, or with `strict` L2Unavailable is raised.
-        `replay`: invalidations queued while Redis was unreachable; with a fence, the floor is
-        raised to the position read now (their writes committed before it).
-        `committed_at` (epoch s): when the write committed; the broadcast carries it so every
-        process observes its commit -> L1 lag (newsite_cache_invalidation_lag_seconds)."""
-        if not self.l2.enabled:  # L2_ENABLED False: this process's L1 is all there is
-            if self.l1 is not None:
-                self.l1.invalidate(None, tags)
-            return
-        conf = self.conf
-        ns = self.namespace
-        width = conf.tag_bucket_seconds
-        now = time.time()
-        first, last = int(now // width), int((now + conf.max_hard_ttl) // width) + 1
-        tag_keys = [keys.tag_invalidated_key(ns, t) for t in tags]
-        position = log_step = raise_floor = ""
-        if conf.fence is not None:
-            # After the write committed: a position >= the write's, recorded with each tag's mark
-            # so fills read from a replica below it are not stored (caching/fence.py).
-            written = conf.fence.write_position()
-            if written is None:  # the database did not say: no replica read vouches for these tags
-                written = fence.UNKNOWN_POSITION
-            else:  # an unknown one is not logged: it would become a floor no replica passes
-                log_step = fence.log_step(conf.tag_invalidation_ttl)
-            fence.writes.saw(written)
-            position = str(written)
-            raise_floor = "1" if replay and log_step else ""  # never to an unknown position
-            tag_keys += [keys.tag_position_key(ns, t) for t in tags]
-            tag_keys += [keys.write_position_key(ns), keys.write_floor_key(ns), keys.write_log_key(ns)]
-        bucket_keys = [keys.tag_bucket_key(ns, t, b) for t in tags for b in range(first, last + 1)]
-        sub = self.engine.subscriber
-        received_before = sub.received_high if sub is not None else 0  # published before our script ran
-        try:
-            seq, _deleted, receivers, aside = self.l2.script(
-                "invalidate",
-                [self.engine.sequence_key, *tag_keys, *bucket_keys],
-                [len(tags), conf.tag_invalidation_ttl, self.engine.channel,
-                 "\n".join(tags), INVALIDATE_CHUNK, keys.invalidated_set_prefix(ns),
-                 f"@{int(committed_at * 1000)}" if committed_at else "", position,
-                 log_step, fence.log_length(conf.tag_invalidation_ttl), raise_floor],
-            )
-            for name in aside:  # large buckets: delete their values in bounded chunks
-                while int(self.l2.script("drain_set", [name], [INVALIDATE_CHUNK // 2])):
-                    pass
-        except L2Unavailable as exc:
-            if self.l1 is not None:
-                self.l1.invalidate(None, tags)
-            if strict:
-                raise
-            # L2 keeps its entries until Redis is back: remember the tags and replay them on
-            # the next successful Redis call. Our own L1 is cleaned now.
-            if len(self.pending_tags) < _PENDING_MAX:
-                self.pending_tags.update(tags)
-            else:
-                logger.error("pending invalidation backlog full: L2 may serve stale data until TTL")
-            logger.error("invalidation of %d tags could not reach Redis (%s): queued for replay", len(tags), exc)
-            metrics.count_invalidation("failed", len(tags))
-            return
-        metrics.count_invalidation("tag", len(tags))
-        if committed_at:
-            metrics.INVALIDATION_LAG.labels("l2").observe(max(0.0, time.time() - committed_at))
-        self.seen_seq = max(self.seen_seq, int(seq))
-        if self.l1 is not None:
-            self.l1.invalidate(int(seq), tags)  # ours now; the broadcast echo is then a no-op
-        if sub is not None:
-            sub.wrote(int(seq), received_before)  # a number already received: Redis went back in time
-        self._wait_for_acks(int(seq), int(receivers))
-
-    def _wait_for_acks(self, seq: int, receivers: int) -> None:
-        """Return once every subscriber that received invalidation `seq` has applied it to its
-        L1 (each pushes to keys.ack_key), or after BROADCAST_WAIT: then a process may still
-        serve the old value from L1 for the time its subscriber lags, and it is counted. Cost:
-        one BLPOP per receiving process, each answered as soon as that process acknowledges."""
-        wait = self.conf.broadcast_wait
-        if receivers <= 0 or wait <= 0:
-            return
-        key = keys.ack_key(self.namespace, seq)
-        client = self.l2.client
-        deadline = time.monotonic() + wait
-        acked = 0
-        try:
-            while acked < receivers:
-                left = deadline - time.monotonic()
-                if left <= 0 or self.l2.call(client.blpop, [key], timeout=max(left, 0.001)) is None:
-                    break
-                acked += 1
-        except L2Unavailable:
-            pass
-        if acked < receivers:
-            metrics.count_invalidation("ack_timeout")
-            logger.warning("invalidation %d: %d of %d L1s acknowledged within %.0f ms",
-                           seq, acked, receivers, wait * 1000)
-
-    def retry_pending_invalidations(self) -> None:
-        tags, self.pending_tags = sorted(self.pending_tags), set()
-        if tags:
-            logger.warning("replaying %d invalidations queued while Redis was unreachable", len(tags))
-            self.invalidate(tags, replay=True)
-
-
 # --- this process's face ------------------------------------------------------------------------
 
 _face: FetchFace | None = None
@@ -711,4 +605,4 @@ def clear_local() -> None:
     engine_module.clear_local()
     face = _face
     if face is not None:
-        face.pending_tags.clear()
+        face.invalidator.pending_tags.clear()

@@ -44,14 +44,14 @@ def invalidate_app_tiers(tagset: Iterable[str], *, strict: bool = False, committ
     tags = sorted(_tagset(tagset))
     if not tags or not conf.get().enabled:
         return
-    fetcher.current().invalidate(tags, strict=strict, committed_at=committed_at)
+    fetcher.current().invalidator.invalidate(tags, strict=strict, committed_at=committed_at)
 
 
 def app_tiers_behind() -> bool:
     """Whether invalidations asked for in this process are still waiting for Redis (queued for
     replay: L2 may hold what they remove). Then no edge may be purged on their behalf before the
     CDN drain has re-applied them (an edge re-fetch would find the old value in L2). Costs nothing."""
-    return conf.get().enabled and bool(fetcher.current().pending_tags)
+    return conf.get().enabled and bool(fetcher.current().invalidator.pending_tags)
 
 
 def invalidate_tags(tags: Iterable[str] | str) -> frozenset[str]:
