@@ -91,7 +91,7 @@ class EarlyRead:
         if l1 is not None:
             stats.miss_l1()
         stats.hit_l2()
-        superseded = face.put_envelope(self.key, env, stats, self.guard)
+        superseded = face.fills.put_envelope(self.key, env, stats, self.guard)
         return Fetched(env.value, HIT_L2, env.filled_at, superseded)
 
     def store(self, environ: dict) -> None:

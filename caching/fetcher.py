@@ -14,12 +14,14 @@ fetch(key, loader, kind=..., tags=...):
   Redis unreachable/breaker open -> loader, L1 only.
 
 The face owns the envelope format (caching/envelope.py) and the tag bookkeeping; L1, L2 and
-the subscriber are the engine's (caching/engine.py). Bulk reads: caching/bulk.py.
+the subscriber are the engine's (caching/engine.py). Its parts, one module each: what a load
+becomes (its entry, fill.lua, its L1 copy: caching/fill.py, `face.fills`), the WSGI front's L2
+read done early (caching/early_read.py), the invalidations of this process
+(caching/invalidator.py, `face.invalidator`). Bulk reads: caching/bulk.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -31,25 +33,21 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import IntEnum
 
-from django.db.models.query import QuerySet
-
 from caching import conf as conf_module
 from caching import engine as engine_module
-from caching import envelope, fence, keys, lifetime, metrics
-from caching import l1 as l1_module
+from caching import fence, keys, lifetime, metrics
 from caching.broadcast import DOWN
-from caching.conf import NEGATIVE_KIND
 from caching.early_read import EarlyRead
 from caching.envelope import LEASE_MARK, Envelope, is_lease
+from caching.fill import Filled, Fills, resolve_tags
 from caching.invalidator import AppTierInvalidator
-from caching.l1 import FILLED_AT, HIT_L1, HIT_L2, MISS, PREFIX, STALE, VALUE, Fetched, FillGuard, Put
+from caching.l1 import FILLED_AT, HIT_L1, HIT_L2, MISS, PREFIX, STALE, VALUE, Fetched, FillGuard
 from caching.l2 import L2Unavailable
 from caching.metrics import PrefixStats
 
 logger = logging.getLogger(__name__)
 
 _get_conf = conf_module.get
-MIN_LIFETIME = 0.001  # s: a value whose moment has come is stored for a millisecond (Redis PX >= 1)
 
 
 class CallersOwnRefusal(Exception):  # noqa: N818 (it names the situation)
@@ -78,16 +76,6 @@ class Acquired(IntEnum):
     FILLED = 2  # somebody filled the key since we looked: use it
 
 
-class Filled(IntEnum):
-    """fill.lua's answer."""
-
-    SKIPPED = -1  # another process holds the lease
-    REFUSED = 0  # a tag was invalidated after the load started: the value may be superseded
-    STORED = 1
-    NOT_ADMITTED = 2  # first sight of a "second_hit" key: L1 only
-    BEHIND = 3  # read from a replica that had not replayed a write a tag was invalidated after
-
-
 @dataclass(slots=True)
 class Load:
     """One key being fetched past L1: what to load and what the fill must not be overtaken by."""
@@ -99,39 +87,6 @@ class Load:
     tags: object  # iterable of tags, or callable(value) -> tags
     stats: PrefixStats
     guard: FillGuard
-
-
-@dataclass(slots=True)
-class Loaded:
-    """One run of a loader: its value, what it cost (s), the moment the value stops being true
-    (caching.lifetime; None: no limit) and the lowest replica replay position it read
-    (caching.fence; None: the primary only)."""
-
-    value: object
-    cost: float
-    until: float | None
-    read_at: int | None = None
-
-
-@dataclass(slots=True)
-class Entry:
-    """A loaded value ready for the tiers."""
-
-    value: object
-    tags: tuple
-    head: bytes  # the envelope without its sequence and body (caching/envelope.py)
-    body: bytes
-    filled_at: float
-    soft_expiry: float
-    hard_ttl: float
-    admission: str = "always"
-
-
-def resolve_tags(tags, value) -> tuple:
-    """`tags` is an iterable of strings or a callable(value) returning one."""
-    if callable(tags):
-        tags = tags(value)
-    return tuple(dict.fromkeys(tags)) if tags else ()
 
 
 class FetchFace:
@@ -146,6 +101,7 @@ class FetchFace:
         self.namespace = engine.namespace
         self.inflight: dict[str, Future] = {}
         self._inflight_lock = threading.Lock()
+        self.fills = Fills(engine, conf)  # what a load becomes: its entry, fill.lua, its L1 copy
         self.invalidator = AppTierInvalidator(self)  # the invalidations asked for in this process
         # Without L1: the highest sequence seen from Redis (fills, our invalidations), the mark
         # of a fill (any invalidation up to it came before the read that follows).
@@ -157,39 +113,6 @@ class FetchFace:
         """What a fill must not have been overtaken by since now (L1's mark; without L1, the
         highest sequence seen from Redis)."""
         return self.l1.since() if self.l1 is not None else FillGuard(self.seen_seq, 0)
-
-    def put_l1(self, key, value, tags, soft_expiry, filled_at, nbytes, stats, guard: FillGuard) -> bool:
-        """Backfill L1. Returns True if L1 refused the value as superseded (an invalidation
-        of one of its tags, or a clear, overtook it since `guard` was taken)."""
-        l1 = self.l1
-        if l1 is None or not self.engine.l1_fills_allowed():
-            return False
-        conf = self.conf
-        ttl = min(conf.l1_ttl * (1.0 - random.random() * conf.jitter), soft_expiry - time.time())
-        if ttl <= 0:
-            return False
-        nbytes = nbytes + l1_module.ENTRY_OVERHEAD + l1_module.TAG_OVERHEAD * len(tags) + len(key)
-        entry = l1_module.entry(value, filled_at, tags, nbytes, time.monotonic() + ttl, stats.prefix)
-        return l1.put(key, entry, guard) is Put.REFUSED
-
-    def put_envelope(self, key, env: Envelope, stats, guard: FillGuard) -> bool:
-        """Backfill L1 with a value read from L2, guarded by the sequence its load started at:
-        refused (superseded) if this process knows of a later invalidation of one of its tags."""
-        guard = guard._replace(seq=env.seq)
-        return self.put_l1(key, env.value, env.tags, env.soft_expiry, env.filled_at, env.nbytes, stats, guard)
-
-    def served_stale(self, env: Envelope, source: str) -> Fetched:
-        """An L2 value served as it is (stale while another process refreshes, or an early
-        refresh that did not win the lease), superseded if this process knows of a later
-        invalidation of one of its tags."""
-        superseded = self.l1.overtaken(env.tags, env.seq) if self.l1 is not None else False
-        return Fetched(env.value, source, env.filled_at, superseded)
-
-    def put_entry(self, key, entry: Entry, stats, guard: FillGuard) -> bool:
-        return self.put_l1(
-            key, entry.value, entry.tags, entry.soft_expiry, entry.filled_at, len(entry.head) + 17 + len(entry.body),
-            stats, guard
-        )
 
     # --- single-flight ----------------------------------------------------------------------
 
@@ -274,7 +197,7 @@ class FetchFace:
         if now < env.soft_expiry:
             if not (early_read.early_refresh if decoded else self.xfetch(env, now)):
                 load.stats.hit_l2()
-                superseded = self.put_envelope(load.key, env, load.stats, load.guard)
+                superseded = self.fills.put_envelope(load.key, env, load.stats, load.guard)
                 return Fetched(env.value, HIT_L2, env.filled_at, superseded)
             early = True
         return self._refresh(load, env, early)
@@ -306,7 +229,7 @@ class FetchFace:
             if not is_lease(raw):
                 env = Envelope(raw)
                 load.stats.hit_l2()
-                superseded = self.put_envelope(load.key, env, load.stats, load.guard)
+                superseded = self.fills.put_envelope(load.key, env, load.stats, load.guard)
                 return Fetched(env.value, HIT_L2, env.filled_at, superseded)
         # The holder is alive (a dead one's lease expires after LEASE_TTL and the loop above
         # takes it over) but slow: the database is struggling. Every waiter loading now would
@@ -331,124 +254,15 @@ class FetchFace:
         if status is Acquired.FILLED:
             env = Envelope(payload)
             load.stats.hit_l2()
-            superseded = self.put_envelope(load.key, env, load.stats, load.guard)
+            superseded = self.fills.put_envelope(load.key, env, load.stats, load.guard)
             return Fetched(env.value, HIT_L2, env.filled_at, superseded)
         if status is Acquired.LEASED:
             return self._load_and_fill(load, token, int(payload), stale)
         if early:  # another process refreshes: serve what we have
             load.stats.hit_l2()
-            return self.served_stale(stale, HIT_L2)
+            return self.fills.served_stale(stale, HIT_L2)
         load.stats.stale_l2(time.time() - stale.filled_at)
-        return self.served_stale(stale, STALE)
-
-    def run_loader(self, loader, stats) -> Loaded:
-        started = time.perf_counter()
-        with lifetime.measure() as measured:
-            value = loader()
-        cost = time.perf_counter() - started
-        stats.loaded(cost)
-        return Loaded(value, cost, measured.until)
-
-    def entry_for(self, value, kind, tags: tuple, cost, until: float | None = None) -> Entry:
-        """The entry of a loaded value: soft expiry after the kind's jittered TTL, hard expiry
-        after its grace, both capped at `until` (caching.lifetime: nothing outlives the moment
-        its value stops being true, not even as a stale copy)."""
-        if isinstance(value, QuerySet):
-            raise TypeError("refusing to cache a QuerySet (lazy, re-queries on use): cache list(qs) or values")
-        conf = self.conf
-        spec = conf.kind(NEGATIVE_KIND if value is None else kind)
-        ttl = conf.jittered(spec.ttl)
-        hard_ttl = ttl + spec.grace
-        filled_at = time.time()
-        if until is not None:
-            left = max(until - filled_at, MIN_LIFETIME)
-            ttl, hard_ttl = min(ttl, left), min(hard_ttl, left)
-        soft_expiry = filled_at + ttl
-        head = envelope.head(soft_expiry, filled_at, cost)
-        return Entry(value, tags, head, envelope.body(value, tags), filled_at, soft_expiry, hard_ttl,
-                     spec.admission)
-
-    def fill_call(self, key: str, entry: Entry, *, lease: str, start: int, seen: int = 0) -> tuple:
-        """fill.lua's (keys, args) for `entry`: value, lease, tag-invalidated keys, tag buckets.
-        `lease`: "~<token>" (in the value key; `start` = its ttl in ms, `seen` = the highest
-        sequence this process had seen before the read, for a lease that expired meanwhile),
-        "<token>" (the lease key; `start` = the sequence the load started at) or "" (none;
-        `start` likewise)."""
-        ns = self.namespace
-        width = self.conf.tag_bucket_seconds
-        bucket = int((entry.filled_at + entry.hard_ttl) // width)
-        tag_keys = [keys.tag_invalidated_key(ns, t) for t in entry.tags]
-        bucket_keys = [keys.tag_bucket_key(ns, t, bucket) for t in entry.tags]
-        fill_keys = [keys.value_key(ns, key), keys.lease_key(ns, key), self.engine.sequence_key,
-                     *tag_keys, *bucket_keys]
-        args = [lease, start, entry.head, entry.body, int(entry.hard_ttl * 1000), len(tag_keys),
-                (bucket + 1) * width + 60]
-        if entry.admission == "second_hit":
-            conf = self.conf
-            period = int(entry.filled_at // conf.doorkeeper_period)
-            fill_keys += [keys.doorkeeper_key(ns, period), keys.doorkeeper_key(ns, period - 1)]
-            digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
-            bits = conf.doorkeeper_bits
-            expires_at = (period + 2) * conf.doorkeeper_period  # read as "previous" for one period
-            args += [expires_at, int.from_bytes(digest[:4]) % bits, int.from_bytes(digest[4:]) % bits, (bits + 7) // 8]
-        else:
-            args += ["", "", "", ""]
-        args.append(seen)
-        return fill_keys, args
-
-    def run_fenced_loader(self, loader, stats, *, primary: bool = False) -> Loaded:
-        """run_loader with the lowest replica replay position the load read (`read_at`; None: it
-        read the primary only, or no REPLICA_FENCE is configured). `primary`: every read of the
-        load goes to the primary (caching/fence.py). A load that read a replica and failed with
-        one of LOADER_ERRORS runs again on the primary when the fence says the replica caused
-        it (`REPLICA_FENCE.retry_on_primary(exc)`: a recovery conflict, a lost replica); any
-        other error is raised (a statement timeout is not run twice)."""
-        if self.conf.fence is None:
-            return self.run_loader(loader, stats)
-        if primary:
-            with fence.primary_reads():
-                return self.run_loader(loader, stats)
-        failed = False
-        with fence.load_scope() as reads:
-            try:
-                loaded = self.run_loader(loader, stats)
-            except self.conf.loader_errors as exc:
-                if reads.lowest is None or not fence.retry_on_primary(self.conf.fence, exc):
-                    raise  # it read no replica, or the error is the query's own
-                failed = True  # not kept: no reference cycle through this frame (fetch_slow)
-        if failed:
-            # A replica's error (a query cancelled by a recovery conflict, a lost connection):
-            # the same load from the primary, so no request fails for a replica.
-            fence.count_fallback("error")
-            with fence.primary_reads():
-                return self.run_loader(loader, stats)
-        loaded.read_at = reads.lowest
-        return loaded
-
-    def fenced(self, fill_keys: list, fill_args: list, entry: Entry, read_at: int) -> str:
-        """Add the fence to a fill_call (keys, args), in place, of a load that read replicas up to
-        `read_at` (caching/fence.py): fill.lua then also compares the tags' write positions.
-        Returns the token fill.lua claims an absent floor with (seed_floor)."""
-        ns = self.namespace
-        token = os.urandom(8).hex()
-        fill_keys += [keys.tag_position_key(ns, t) for t in entry.tags]
-        fill_keys += [keys.write_position_key(ns), keys.write_floor_key(ns), keys.write_log_key(ns)]
-        fill_args += [read_at, token, fence.FLOOR_CLAIM_MS, self.conf.tag_invalidation_ttl]
-        return token
-
-    def seed_floor(self, token: str) -> None:
-        """fill.lua found the fence's floor absent and claimed it with `token`: seed it with the
-        primary's write position read now, after the claim (>= the position of every write
-        whose tag marks Redis lost with the floor). The primary did not say, or Redis is gone:
-        nothing (the claim expires and a later fill claims it again)."""
-        position = self.conf.fence.write_position()
-        if position is None or position >= fence.UNKNOWN_POSITION:
-            return
-        try:
-            if int(self.l2.script("seed_floor", [keys.write_floor_key(self.namespace)], [token, position])):
-                logger.warning("fence floor was absent (Redis lost its keys): seeded at %d", position)
-        except L2Unavailable:
-            pass
+        return self.fills.served_stale(stale, STALE)
 
     def _load_and_fill(self, load: Load, lease: str, start: int, stale: Envelope | None,
                        primary: bool = False) -> Fetched:
@@ -459,24 +273,24 @@ class FetchFace:
         invalidated after (Filled.BEHIND) is loaded again from the primary under the same lease
         (REPLICA_BEHIND "reread": one more load and fill.lua call) or answered uncached."""
         try:
-            loaded = self.run_fenced_loader(load.loader, load.stats, primary=primary)
+            loaded = self.fills.run_fenced_loader(load.loader, load.stats, primary=primary)
         except self.conf.loader_errors as exc:
             self._release(load, lease)
             if stale is None:
                 raise
             if time.time() < stale.soft_expiry:  # an early (XFetch) refresh failed: still fresh
                 load.stats.hit_l2()
-                return self.served_stale(stale, HIT_L2)
+                return self.fills.served_stale(stale, HIT_L2)
             logger.warning("loader for %s failed (%s): serving the stale value", load.key, exc)
             load.stats.stale_l2(time.time() - stale.filled_at)
-            return self.served_stale(stale, STALE)
+            return self.fills.served_stale(stale, STALE)
         except BaseException:
             self._release(load, lease)
             raise
         value, read_at = loaded.value, loaded.read_at
-        entry = self.entry_for(value, load.kind, resolve_tags(load.tags, value), loaded.cost, loaded.until)
-        fill_keys, fill_args = self.fill_call(load.key, entry, lease=lease, start=start, seen=load.guard.seq)
-        claim = self.fenced(fill_keys, fill_args, entry, read_at) if read_at is not None else ""
+        entry = self.fills.entry_for(value, load.kind, resolve_tags(load.tags, value), loaded.cost, loaded.until)
+        fill_keys, fill_args = self.fills.fill_call(load.key, entry, lease=lease, start=start, seen=load.guard.seq)
+        claim = self.fills.fenced(fill_keys, fill_args, entry, read_at) if read_at is not None else ""
         try:
             status, seq, newest, claimed = self.l2.script("fill", fill_keys, fill_args)
             stored, seq = Filled(int(status)), int(seq)
@@ -487,7 +301,7 @@ class FetchFace:
         except L2Unavailable:
             stored, seq, claimed = None, 0, 0
         if int(claimed):
-            self.seed_floor(claim)
+            self.fills.seed_floor(claim)
         if stored is Filled.BEHIND:
             # The replica had not replayed a write one of the value's tags was invalidated
             # after: the value may be the old version. Stored nowhere; read the primary instead.
@@ -510,7 +324,7 @@ class FetchFace:
         # meanwhile refuses the put); unchecked (Redis unreachable, our lease lost): with the
         # local mark.
         guard = load.guard._replace(seq=seq) if seq else load.guard
-        superseded = self.put_entry(load.key, entry, load.stats, guard)
+        superseded = self.fills.put_entry(load.key, entry, load.stats, guard)
         return Fetched(value, MISS, entry.filled_at, superseded, shared=stored is not Filled.NOT_ADMITTED)
 
     def _load_without_l2(self, load: Load, stale: Envelope | None) -> Fetched:
@@ -519,15 +333,15 @@ class FetchFace:
         if self.conf.fence is not None:
             fence.count_fallback("no_l2")
         try:
-            loaded = self.run_fenced_loader(load.loader, load.stats, primary=True)
+            loaded = self.fills.run_fenced_loader(load.loader, load.stats, primary=True)
         except self.conf.loader_errors as exc:
             if stale is None:
                 raise
             logger.warning("loader for %s failed (%s): serving the stale value", load.key, exc)
             load.stats.stale_l2(time.time() - stale.filled_at)
-            return self.served_stale(stale, STALE)
-        entry = self.entry_for(loaded.value, load.kind, resolve_tags(load.tags, loaded.value), loaded.cost, loaded.until)
-        superseded = self.put_entry(load.key, entry, load.stats, load.guard)
+            return self.fills.served_stale(stale, STALE)
+        entry = self.fills.entry_for(loaded.value, load.kind, resolve_tags(load.tags, loaded.value), loaded.cost, loaded.until)
+        superseded = self.fills.put_entry(load.key, entry, load.stats, load.guard)
         return Fetched(loaded.value, MISS, entry.filled_at, superseded)
 
     def _release(self, load: Load, lease: str) -> None:
