@@ -76,16 +76,13 @@ class Fills:
     """The fills of one engine under one configuration (the fetch face's: FetchFace.fills)."""
 
     def __init__(self, engine, conf):
-        self.engine = engine
+        self.engine = engine  # its l1, l2 and namespace
         self.conf = conf
-        self.l1 = engine.l1
-        self.l2 = engine.l2
-        self.namespace = engine.namespace
 
     def put_l1(self, key, value, tags, soft_expiry, filled_at, nbytes, stats, guard: FillGuard) -> bool:
         """Backfill L1. Returns True if L1 refused the value as superseded (an invalidation
         of one of its tags, or a clear, overtook it since `guard` was taken)."""
-        l1 = self.l1
+        l1 = self.engine.l1
         if l1 is None or not self.engine.l1_fills_allowed():
             return False
         conf = self.conf
@@ -106,7 +103,8 @@ class Fills:
         """An L2 value served as it is (stale while another process refreshes, or an early
         refresh that did not win the lease), superseded if this process knows of a later
         invalidation of one of its tags."""
-        superseded = self.l1.overtaken(env.tags, env.seq) if self.l1 is not None else False
+        l1 = self.engine.l1
+        superseded = l1.overtaken(env.tags, env.seq) if l1 is not None else False
         return Fetched(env.value, source, env.filled_at, superseded)
 
     def put_entry(self, key, entry: Entry, stats, guard: FillGuard) -> bool:
@@ -148,7 +146,7 @@ class Fills:
         sequence this process had seen before the read, for a lease that expired meanwhile),
         "<token>" (the lease key; `start` = the sequence the load started at) or "" (none;
         `start` likewise)."""
-        ns = self.namespace
+        ns = self.engine.namespace
         width = self.conf.tag_bucket_seconds
         bucket = int((entry.filled_at + entry.hard_ttl) // width)
         tag_keys = [keys.tag_invalidated_key(ns, t) for t in entry.tags]
@@ -203,7 +201,7 @@ class Fills:
         """Add the fence to a fill_call (keys, args), in place, of a load that read replicas up to
         `read_at` (caching/fence.py): fill.lua then also compares the tags' write positions.
         Returns the token fill.lua claims an absent floor with (seed_floor)."""
-        ns = self.namespace
+        ns = self.engine.namespace
         token = os.urandom(8).hex()
         fill_keys += [keys.tag_position_key(ns, t) for t in entry.tags]
         fill_keys += [keys.write_position_key(ns), keys.write_floor_key(ns), keys.write_log_key(ns)]
@@ -219,7 +217,8 @@ class Fills:
         if position is None or position >= fence.UNKNOWN_POSITION:
             return
         try:
-            if int(self.l2.script("seed_floor", [keys.write_floor_key(self.namespace)], [token, position])):
+            engine = self.engine
+            if int(engine.l2.script("seed_floor", [keys.write_floor_key(engine.namespace)], [token, position])):
                 logger.warning("fence floor was absent (Redis lost its keys): seeded at %d", position)
         except L2Unavailable:
             pass
