@@ -90,8 +90,9 @@ class Load:
 
 
 class FetchFace:
-    """The fetch face's per-process state over the default engine: in-flight loads and the
-    invalidations still to replay to Redis."""
+    """The fetch face's per-process state over the default engine: the loads in flight (the
+    single-flight), its fills (`fills`) and its invalidator (`invalidator`: the invalidations
+    still to replay to Redis included)."""
 
     def __init__(self, engine, conf):
         self.engine = engine
@@ -106,8 +107,6 @@ class FetchFace:
         # Without L1: the highest sequence seen from Redis (fills, our invalidations), the mark
         # of a fill (any invalidation up to it came before the read that follows).
         self.seen_seq = 0
-
-    # --- L1 ---------------------------------------------------------------------------------
 
     def fill_guard(self) -> FillGuard:
         """What a fill must not have been overtaken by since now (L1's mark; without L1, the

@@ -45,7 +45,7 @@ class _OpenRow:
 
     pk: int
     due: object = None  # when the row may be sent (later than now: in its coalescing window)
-    after_app_tiers: bool = False  # every ask came with its app-tier invalidation registered first
+    after_app_tiers: bool = False  # every ask's tags are invalidated in the app tiers before the delivery
     writes: list[tuple[object, frozenset[str], frozenset[str]]] = field(default_factory=list)
 
     def alive(self, connection) -> bool:
