@@ -122,7 +122,7 @@ def _load(face: FetchFace, key, loader, kind, tags, stats) -> Load:
     """A Load whose loader the sync face can call in its thread."""
     if iscoroutinefunction(loader):
         loader = async_to_sync(loader)
-    return Load(key, keys.value_key(face.namespace, key), loader, kind, tags, stats, face.guard())
+    return Load(key, keys.value_key(face.namespace, key), loader, kind, tags, stats, face.fill_guard())
 
 
 async def _in_thread(fn, *args) -> Fetched:
@@ -130,21 +130,21 @@ async def _in_thread(fn, *args) -> Fetched:
 
 
 async def _read(face: FetchFace, half: aio.AsyncL2, vkey: str) -> tuple[str, int, bytes | None]:
-    """FetchFace._read on redis.asyncio: SET NX GET with a new lease (lease, its ms, the answer)."""
+    """FetchFace.read_l2 on redis.asyncio: SET NX GET with a new lease (lease, its ms, the answer)."""
     lease = LEASE_MARK + os.urandom(8).hex()
     lease_ms = int(face.conf.lease_ttl * 1000)
     raw = await half.get_or_lease(vkey, lease, lease_ms)
     sub = face.engine.subscriber
     if sub is not None and sub.state == DOWN:
         sub.redis_is_back()
-    if face.pending_tags:
-        await _in_thread(face.retry_pending_invalidations)
+    if face.invalidator.pending_tags:
+        await _in_thread(face.invalidator.replay_pending)
     return lease, lease_ms, raw
 
 
 def _hit_l2(face: FetchFace, load: Load, env: Envelope) -> Fetched:
     load.stats.hit_l2()
-    superseded = face.put_envelope(load.key, env, load.stats, load.guard)
+    superseded = face.fills.put_envelope(load.key, env, load.stats, load.guard)
     return Fetched(env.value, HIT_L2, env.filled_at, superseded)
 
 
@@ -164,7 +164,7 @@ async def _fetch(face: FetchFace, load: Load) -> Fetched:
     env = Envelope(raw)
     now = time.time()
     fresh = now < env.soft_expiry
-    if fresh and not face._xfetch(env, now):
+    if fresh and not face.xfetch(env, now):
         return _hit_l2(face, load, env)
     return await _in_thread(face._refresh, load, env, fresh)
 

@@ -20,7 +20,8 @@ import redis
 from caching import conf as conf_module
 from caching import keys, lifetime, metrics
 from caching.envelope import Envelope, is_lease
-from caching.fetcher import FetchFace, Filled, current, resolve_tags
+from caching.fetcher import FetchFace, current
+from caching.fill import Filled, resolve_tags
 from caching.l1 import FILLED_AT, HIT_L1, HIT_L2, MISS, PREFIX, STALE, VALUE, Fetched
 from caching.l2 import L2Unavailable
 
@@ -62,7 +63,7 @@ def _fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for
             missing.append(key)
     if not missing:
         return result
-    guard = face.guard()
+    guard = face.fill_guard()
     raws, start_seq = _read(face, missing)
     now = time.time()
     to_load = {}
@@ -73,7 +74,7 @@ def _fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for
             env = Envelope(raw)
             if now + refresh_within < env.soft_expiry:
                 stats.hit_l2()
-                superseded = face.put_envelope(key, env, stats, guard) if use_l1 else False
+                superseded = face.fills.put_envelope(key, env, stats, guard) if use_l1 else False
                 result[key] = Fetched(env.value, HIT_L2, env.filled_at, superseded)
                 continue
             stale[key] = env
@@ -86,7 +87,7 @@ def _fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for
     try:
         # Bulk loads read the primary (a replica's read is not fenced here: its users are the
         # warm-up, which runs in tasks and commands, reading the primary anyway).
-        run = face.run_fenced_loader(lambda: bulk_loader(to_load), stats, primary=True)
+        run = face.fills.run_fenced_loader(lambda: bulk_loader(to_load), stats, primary=True)
     except face.conf.loader_errors as exc:
         if len(stale) < len(to_load):
             raise
@@ -94,19 +95,19 @@ def _fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for
         for key, env in stale.items():
             stats_for = metrics.stats_for(keys.key_prefix_of(key))
             stats_for.stale_l2(time.time() - env.filled_at)
-            result[key] = face.served_stale(env, STALE)
+            result[key] = face.fills.served_stale(env, STALE)
         return result
     cost = run.cost / len(to_load)
     entries = {}
     for key in to_load:
         value = run.value.get(key)
         tags = resolve_tags(lambda v, k=key: tags_for(k, v), value) if tags_for else ()
-        entries[key] = face.entry_for(value, kind, tags, cost, run.until)  # a batch shares its loader's cap
+        entries[key] = face.fills.entry_for(value, kind, tags, cost, run.until)  # a batch shares its loader's cap
     stored = dict.fromkeys(entries)
     to_fill = list(entries)
     if start_seq is not None and to_fill:
         # One pipeline of fill.lua calls, each checked against the sequence read before the load.
-        calls = [("fill", *face.fill_call(key, entries[key], lease="", start=start_seq)) for key in to_fill]
+        calls = [("fill", *face.fills.fill_call(key, entries[key], lease="", start=start_seq)) for key in to_fill]
         try:
             stored.update(zip(to_fill, face.l2.execute(calls), strict=True))
         except (L2Unavailable, redis.RedisError) as exc:
@@ -121,7 +122,7 @@ def _fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for
         superseded = False
         if use_l1:
             fill_guard = guard._replace(seq=int(reply[1])) if reply is not None and int(reply[1]) else guard
-            superseded = face.put_entry(key, entry, metrics.stats_for(keys.key_prefix_of(key)), fill_guard)
+            superseded = face.fills.put_entry(key, entry, metrics.stats_for(keys.key_prefix_of(key)), fill_guard)
         shared = reply is None or int(reply[0]) != Filled.NOT_ADMITTED
         result[key] = Fetched(entry.value, MISS, entry.filled_at, superseded, shared=shared)
     return {key: result[key] for key in keys_to_args}

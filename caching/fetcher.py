@@ -14,12 +14,14 @@ fetch(key, loader, kind=..., tags=...):
   Redis unreachable/breaker open -> loader, L1 only.
 
 The face owns the envelope format (caching/envelope.py) and the tag bookkeeping; L1, L2 and
-the subscriber are the engine's (caching/engine.py). Bulk reads: caching/bulk.py.
+the subscriber are the engine's (caching/engine.py). Its parts, one module each: what a load
+becomes (its entry, fill.lua, its L1 copy: caching/fill.py, `face.fills`), the WSGI front's L2
+read done early (caching/early_read.py), the invalidations of this process
+(caching/invalidator.py, `face.invalidator`). Bulk reads: caching/bulk.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -31,25 +33,21 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import IntEnum
 
-from django.db.models.query import QuerySet
-
 from caching import conf as conf_module
 from caching import engine as engine_module
-from caching import envelope, fence, keys, lifetime, metrics
-from caching import l1 as l1_module
+from caching import fence, keys, lifetime, metrics
 from caching.broadcast import DOWN
-from caching.conf import NEGATIVE_KIND
+from caching.early_read import EarlyRead
 from caching.envelope import LEASE_MARK, Envelope, is_lease
-from caching.l1 import FILLED_AT, HIT_L1, HIT_L2, MISS, PREFIX, STALE, VALUE, Fetched, FillGuard, Put
+from caching.fill import Filled, Fills, resolve_tags
+from caching.invalidator import AppTierInvalidator
+from caching.l1 import FILLED_AT, HIT_L1, HIT_L2, MISS, PREFIX, STALE, VALUE, Fetched, FillGuard
 from caching.l2 import L2Unavailable
 from caching.metrics import PrefixStats
 
 logger = logging.getLogger(__name__)
 
 _get_conf = conf_module.get
-_PENDING_MAX = 10_000
-INVALIDATE_CHUNK = 1000  # members of one tag bucket deleted per Redis call (bounded script time)
-MIN_LIFETIME = 0.001  # s: a value whose moment has come is stored for a millisecond (Redis PX >= 1)
 
 
 class CallersOwnRefusal(Exception):  # noqa: N818 (it names the situation)
@@ -78,16 +76,6 @@ class Acquired(IntEnum):
     FILLED = 2  # somebody filled the key since we looked: use it
 
 
-class Filled(IntEnum):
-    """fill.lua's answer."""
-
-    SKIPPED = -1  # another process holds the lease
-    REFUSED = 0  # a tag was invalidated after the load started: the value may be superseded
-    STORED = 1
-    NOT_ADMITTED = 2  # first sight of a "second_hit" key: L1 only
-    BEHIND = 3  # read from a replica that had not replayed a write a tag was invalidated after
-
-
 @dataclass(slots=True)
 class Load:
     """One key being fetched past L1: what to load and what the fill must not be overtaken by."""
@@ -101,62 +89,10 @@ class Load:
     guard: FillGuard
 
 
-@dataclass(slots=True)
-class Read:
-    """A fetch's leasing L2 read done ahead of the fetch (FetchFace.read_ahead, by the WSGI
-    front): the caller serves it (hit_ahead) or hands it to fetch(..., ahead=) which goes on
-    from it as if it had read it itself; one it used neither way is given back (release_ahead:
-    the lease it may hold). `raw`: what SET NX GET answered (None: the key was absent and the
-    lease is ours)."""
-
-    key: str
-    vkey: str
-    lease: str
-    lease_ms: int
-    raw: bytes | None
-    guard: FillGuard  # taken before the read, as fetch_slow takes it
-    used: bool = False
-    unavailable: bool = False  # L2 did not answer: the fetch loads without it (no second try)
-    env: Envelope | None = None  # raw decoded (fresh_in), with its XFetch draw:
-    early: bool = False  # the fetch does not draw again
-
-
-@dataclass(slots=True)
-class Loaded:
-    """One run of a loader: its value, what it cost (s), the moment the value stops being true
-    (caching.lifetime; None: no limit) and the lowest replica replay position it read
-    (caching.fence; None: the primary only)."""
-
-    value: object
-    cost: float
-    until: float | None
-    read_at: int | None = None
-
-
-@dataclass(slots=True)
-class Entry:
-    """A loaded value ready for the tiers."""
-
-    value: object
-    tags: tuple
-    head: bytes  # the envelope without its sequence and body (caching/envelope.py)
-    body: bytes
-    filled_at: float
-    soft_expiry: float
-    hard_ttl: float
-    admission: str = "always"
-
-
-def resolve_tags(tags, value) -> tuple:
-    """`tags` is an iterable of strings or a callable(value) returning one."""
-    if callable(tags):
-        tags = tags(value)
-    return tuple(dict.fromkeys(tags)) if tags else ()
-
-
 class FetchFace:
-    """The fetch face's per-process state over the default engine: in-flight loads and the
-    invalidations still to replay to Redis."""
+    """The fetch face's per-process state over the default engine: the loads in flight (the
+    single-flight), its fills (`fills`) and its invalidator (`invalidator`: the invalidations
+    still to replay to Redis included)."""
 
     def __init__(self, engine, conf):
         self.engine = engine
@@ -164,79 +100,47 @@ class FetchFace:
         self.l1 = engine.l1
         self.l2 = engine.l2
         self.namespace = engine.namespace
-        self._inflight: dict[str, Future] = {}
+        self.inflight: dict[str, Future] = {}
         self._inflight_lock = threading.Lock()
-        self.pending_tags: set[str] = set()
+        self.fills = Fills(engine, conf)  # what a load becomes: its entry, fill.lua, its L1 copy
+        self.invalidator = AppTierInvalidator(self)  # the invalidations asked for in this process
         # Without L1: the highest sequence seen from Redis (fills, our invalidations), the mark
         # of a fill (any invalidation up to it came before the read that follows).
         self.seen_seq = 0
 
-    # --- L1 ---------------------------------------------------------------------------------
-
-    def guard(self) -> FillGuard:
+    def fill_guard(self) -> FillGuard:
+        """What a fill must not have been overtaken by since now (L1's mark; without L1, the
+        highest sequence seen from Redis)."""
         return self.l1.since() if self.l1 is not None else FillGuard(self.seen_seq, 0)
-
-    def put_l1(self, key, value, tags, soft_expiry, filled_at, nbytes, stats, guard: FillGuard) -> bool:
-        """Backfill L1. Returns True if L1 refused the value as superseded (an invalidation
-        of one of its tags, or a clear, overtook it since `guard` was taken)."""
-        l1 = self.l1
-        if l1 is None or not self.engine.l1_fills_allowed():
-            return False
-        conf = self.conf
-        ttl = min(conf.l1_ttl * (1.0 - random.random() * conf.jitter), soft_expiry - time.time())
-        if ttl <= 0:
-            return False
-        nbytes = nbytes + l1_module.ENTRY_OVERHEAD + l1_module.TAG_OVERHEAD * len(tags) + len(key)
-        entry = l1_module.entry(value, filled_at, tags, nbytes, time.monotonic() + ttl, stats.prefix)
-        return l1.put(key, entry, guard) is Put.REFUSED
-
-    def put_envelope(self, key, env: Envelope, stats, guard: FillGuard) -> bool:
-        """Backfill L1 with a value read from L2, guarded by the sequence its load started at:
-        refused (superseded) if this process knows of a later invalidation of one of its tags."""
-        guard = guard._replace(seq=env.seq)
-        return self.put_l1(key, env.value, env.tags, env.soft_expiry, env.filled_at, env.nbytes, stats, guard)
-
-    def served_stale(self, env: Envelope, source: str) -> Fetched:
-        """An L2 value served as it is (stale while another process refreshes, or an early
-        refresh that did not win the lease), superseded if this process knows of a later
-        invalidation of one of its tags."""
-        superseded = self.l1.overtaken(env.tags, env.seq) if self.l1 is not None else False
-        return Fetched(env.value, source, env.filled_at, superseded)
-
-    def put_entry(self, key, entry: Entry, stats, guard: FillGuard) -> bool:
-        return self.put_l1(
-            key, entry.value, entry.tags, entry.soft_expiry, entry.filled_at, len(entry.head) + 17 + len(entry.body),
-            stats, guard
-        )
 
     # --- single-flight ----------------------------------------------------------------------
 
-    def fetch_slow(self, key, loader, kind, tags, ahead: Read | None = None) -> Fetched:
+    def fetch_slow(self, key, loader, kind, tags, early_read: EarlyRead | None = None) -> Fetched:
         stats = metrics.stats_for(keys.key_prefix_of(key))
         if self.l1 is not None:
             stats.miss_l1()
         with self._inflight_lock:
-            future = self._inflight.get(key)
+            future = self.inflight.get(key)
             leader = future is None
             if leader:
-                future = self._inflight[key] = Future()
+                future = self.inflight[key] = Future()
         if not leader:
-            if ahead is not None:
+            if early_read is not None:
                 # Another thread of this process is loading the key: a lease this read took
                 # would keep that leader (polling for the holder) waiting on us.
-                self.release_ahead(ahead)
+                early_read.give_back()
             try:
                 return future.result()
             except CallersOwnRefusal:
                 pass  # the leader's loader refused its own caller (a per-client budget): not ours
             # Load for ourselves, outside the single-flight (its next leader may be refused too);
             # across processes the key's lease still makes it one load.
-            return self._fetch(Load(key, keys.value_key(self.namespace, key), loader, kind, tags, stats, self.guard()),
+            return self._fetch(Load(key, keys.value_key(self.namespace, key), loader, kind, tags, stats, self.fill_guard()),
                                None)
         try:
             load = Load(key, keys.value_key(self.namespace, key), loader, kind, tags, stats,
-                        ahead.guard if ahead is not None else self.guard())
-            result = self._fetch(load, ahead)
+                        early_read.guard if early_read is not None else self.fill_guard())
+            result = self._fetch(load, early_read)
         except BaseException as exc:
             future.set_exception(exc)
             # The followers hold the future; this frame's reference would make a cycle (the
@@ -250,11 +154,11 @@ class FetchFace:
             return result
         finally:
             with self._inflight_lock:
-                self._inflight.pop(key, None)
+                self.inflight.pop(key, None)
 
     # --- L2 + leases ------------------------------------------------------------------------
 
-    def _read(self, vkey: str) -> tuple[str, int, bytes | None]:
+    def read_l2(self, vkey: str) -> tuple[str, int, bytes | None]:
         """The fetch's L2 read: SET NX GET with a new lease (lease, its ms, what it answered);
         then what an answer from Redis tells this process (its subscription can come back, its
         queued invalidations can be sent). Raises L2Unavailable."""
@@ -264,19 +168,19 @@ class FetchFace:
         sub = self.engine.subscriber
         if sub is not None and sub.state == DOWN:
             sub.redis_is_back()
-        if self.pending_tags:
-            self.retry_pending_invalidations()
+        if self.invalidator.pending_tags:
+            self.invalidator.replay_pending()
         return lease, lease_ms, raw
 
-    def _fetch(self, load: Load, ahead: Read | None = None) -> Fetched:
-        if ahead is not None:
-            ahead.used = True
-            if ahead.unavailable:
+    def _fetch(self, load: Load, early_read: EarlyRead | None = None) -> Fetched:
+        if early_read is not None:
+            early_read.used = True
+            if early_read.unavailable:
                 return self._load_without_l2(load, stale=None)
-            lease, lease_ms, raw = ahead.lease, ahead.lease_ms, ahead.raw
+            lease, lease_ms, raw = early_read.lease, early_read.lease_ms, early_read.raw
         else:
             try:
-                lease, lease_ms, raw = self._read(load.vkey)
+                lease, lease_ms, raw = self.read_l2(load.vkey)
             except L2Unavailable:
                 return self._load_without_l2(load, stale=None)
         if raw is None:  # absent: the value key now holds our lease
@@ -285,75 +189,19 @@ class FetchFace:
         if is_lease(raw):  # absent, another process is loading it
             load.stats.miss_l2()
             return self._wait_for_holder(load, lease, lease_ms)
-        decoded = ahead is not None and ahead.env is not None
-        env = ahead.env if decoded else Envelope(raw)
+        decoded = early_read is not None and early_read.env is not None
+        env = early_read.env if decoded else Envelope(raw)
         now = time.time()
         early = False
         if now < env.soft_expiry:
-            if not (ahead.early if decoded else self._xfetch(env, now)):
+            if not (early_read.early_refresh if decoded else self.xfetch(env, now)):
                 load.stats.hit_l2()
-                superseded = self.put_envelope(load.key, env, load.stats, load.guard)
+                superseded = self.fills.put_envelope(load.key, env, load.stats, load.guard)
                 return Fetched(env.value, HIT_L2, env.filled_at, superseded)
             early = True
         return self._refresh(load, env, early)
 
-    # --- a read ahead (the WSGI front) -------------------------------------------------------
-
-    def read_ahead(self, key: str) -> Read | None:
-        """fetch()'s L2 read of `key`, done before the caller knows it will fetch (the WSGI
-        front, on an L1 miss). None while another thread of this process is fetching the key
-        (the caller's fetch joins it, reading nothing). L2 unreachable: a Read marked
-        `unavailable` (the fetch then loads without L2 instead of trying again)."""
-        if key in self._inflight:
-            return None
-        guard = self.guard()
-        vkey = keys.value_key(self.namespace, key)
-        try:
-            lease, lease_ms, raw = self._read(vkey)
-        except L2Unavailable:
-            return Read(key, vkey, "", 0, None, guard, unavailable=True)
-        return Read(key, vkey, lease, lease_ms, raw, guard)
-
-    def fresh_in(self, ahead: Read) -> Envelope | None:
-        """The envelope `ahead` read if fetch would answer it as a plain HIT-L2: present, not a
-        lease, before its soft expiry, not picked for an early refresh (XFetch: the draw is kept
-        in `ahead`, the fetch does not draw again), and no later invalidation of its tags known
-        here. None otherwise (fetch decides)."""
-        raw = ahead.raw
-        if ahead.unavailable or raw is None or is_lease(raw):
-            return None
-        env = ahead.env = Envelope(raw)
-        now = time.time()
-        if now >= env.soft_expiry:
-            return None
-        ahead.early = self._xfetch(env, now)
-        if ahead.early:
-            return None
-        if self.l1 is not None and self.l1.overtaken(env.tags, env.seq):
-            return None
-        return env
-
-    def hit_ahead(self, ahead: Read, env: Envelope) -> Fetched:
-        """Answer `ahead` (fresh_in's `env`) as fetch would: counted (L1 miss, L2 hit), L1
-        backfilled under the guard taken before the read."""
-        ahead.used = True
-        stats = metrics.stats_for(keys.key_prefix_of(ahead.key))
-        if self.l1 is not None:
-            stats.miss_l1()
-        stats.hit_l2()
-        superseded = self.put_envelope(ahead.key, env, stats, ahead.guard)
-        return Fetched(env.value, HIT_L2, env.filled_at, superseded)
-
-    def release_ahead(self, ahead: Read) -> None:
-        """A read ahead that neither answered nor reached fetch: give back the lease it took."""
-        if not ahead.used and ahead.raw is None and not ahead.unavailable:
-            ahead.used = True
-            try:
-                self.l2.script("release", [ahead.vkey], [ahead.lease])
-            except L2Unavailable:
-                pass  # the lease expires by itself after LEASE_TTL
-
-    def _xfetch(self, env: Envelope, now: float) -> bool:
+    def xfetch(self, env: Envelope, now: float) -> bool:
         """XFetch (Vattani et al.): refresh early with a probability that grows as the soft
         expiry nears, scaled by how long the value took to compute."""
         beta = self.conf.xfetch_beta
@@ -380,7 +228,7 @@ class FetchFace:
             if not is_lease(raw):
                 env = Envelope(raw)
                 load.stats.hit_l2()
-                superseded = self.put_envelope(load.key, env, load.stats, load.guard)
+                superseded = self.fills.put_envelope(load.key, env, load.stats, load.guard)
                 return Fetched(env.value, HIT_L2, env.filled_at, superseded)
         # The holder is alive (a dead one's lease expires after LEASE_TTL and the loop above
         # takes it over) but slow: the database is struggling. Every waiter loading now would
@@ -405,124 +253,15 @@ class FetchFace:
         if status is Acquired.FILLED:
             env = Envelope(payload)
             load.stats.hit_l2()
-            superseded = self.put_envelope(load.key, env, load.stats, load.guard)
+            superseded = self.fills.put_envelope(load.key, env, load.stats, load.guard)
             return Fetched(env.value, HIT_L2, env.filled_at, superseded)
         if status is Acquired.LEASED:
             return self._load_and_fill(load, token, int(payload), stale)
         if early:  # another process refreshes: serve what we have
             load.stats.hit_l2()
-            return self.served_stale(stale, HIT_L2)
+            return self.fills.served_stale(stale, HIT_L2)
         load.stats.stale_l2(time.time() - stale.filled_at)
-        return self.served_stale(stale, STALE)
-
-    def run_loader(self, loader, stats) -> Loaded:
-        started = time.perf_counter()
-        with lifetime.measure() as measured:
-            value = loader()
-        cost = time.perf_counter() - started
-        stats.loaded(cost)
-        return Loaded(value, cost, measured.until)
-
-    def entry_for(self, value, kind, tags: tuple, cost, until: float | None = None) -> Entry:
-        """The entry of a loaded value: soft expiry after the kind's jittered TTL, hard expiry
-        after its grace, both capped at `until` (caching.lifetime: nothing outlives the moment
-        its value stops being true, not even as a stale copy)."""
-        if isinstance(value, QuerySet):
-            raise TypeError("refusing to cache a QuerySet (lazy, re-queries on use): cache list(qs) or values")
-        conf = self.conf
-        spec = conf.kind(NEGATIVE_KIND if value is None else kind)
-        ttl = conf.jittered(spec.ttl)
-        hard_ttl = ttl + spec.grace
-        filled_at = time.time()
-        if until is not None:
-            left = max(until - filled_at, MIN_LIFETIME)
-            ttl, hard_ttl = min(ttl, left), min(hard_ttl, left)
-        soft_expiry = filled_at + ttl
-        head = envelope.head(soft_expiry, filled_at, cost)
-        return Entry(value, tags, head, envelope.body(value, tags), filled_at, soft_expiry, hard_ttl,
-                     spec.admission)
-
-    def fill_call(self, key: str, entry: Entry, *, lease: str, start: int, seen: int = 0) -> tuple:
-        """fill.lua's (keys, args) for `entry`: value, lease, tag-invalidated keys, tag buckets.
-        `lease`: "~<token>" (in the value key; `start` = its ttl in ms, `seen` = the highest
-        sequence this process had seen before the read, for a lease that expired meanwhile),
-        "<token>" (the lease key; `start` = the sequence the load started at) or "" (none;
-        `start` likewise)."""
-        ns = self.namespace
-        width = self.conf.tag_bucket_seconds
-        bucket = int((entry.filled_at + entry.hard_ttl) // width)
-        tag_keys = [keys.tag_invalidated_key(ns, t) for t in entry.tags]
-        bucket_keys = [keys.tag_bucket_key(ns, t, bucket) for t in entry.tags]
-        fill_keys = [keys.value_key(ns, key), keys.lease_key(ns, key), self.engine.sequence_key,
-                     *tag_keys, *bucket_keys]
-        args = [lease, start, entry.head, entry.body, int(entry.hard_ttl * 1000), len(tag_keys),
-                (bucket + 1) * width + 60]
-        if entry.admission == "second_hit":
-            conf = self.conf
-            period = int(entry.filled_at // conf.doorkeeper_period)
-            fill_keys += [keys.doorkeeper_key(ns, period), keys.doorkeeper_key(ns, period - 1)]
-            digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
-            bits = conf.doorkeeper_bits
-            expires_at = (period + 2) * conf.doorkeeper_period  # read as "previous" for one period
-            args += [expires_at, int.from_bytes(digest[:4]) % bits, int.from_bytes(digest[4:]) % bits, (bits + 7) // 8]
-        else:
-            args += ["", "", "", ""]
-        args.append(seen)
-        return fill_keys, args
-
-    def run_fenced_loader(self, loader, stats, *, primary: bool = False) -> Loaded:
-        """run_loader with the lowest replica replay position the load read (`read_at`; None: it
-        read the primary only, or no REPLICA_FENCE is configured). `primary`: every read of the
-        load goes to the primary (caching/fence.py). A load that read a replica and failed with
-        one of LOADER_ERRORS runs again on the primary when the fence says the replica caused
-        it (`REPLICA_FENCE.retry_on_primary(exc)`: a recovery conflict, a lost replica); any
-        other error is raised (a statement timeout is not run twice)."""
-        if self.conf.fence is None:
-            return self.run_loader(loader, stats)
-        if primary:
-            with fence.primary_reads():
-                return self.run_loader(loader, stats)
-        failed = False
-        with fence.load_scope() as reads:
-            try:
-                loaded = self.run_loader(loader, stats)
-            except self.conf.loader_errors as exc:
-                if reads.lowest is None or not fence.retry_on_primary(self.conf.fence, exc):
-                    raise  # it read no replica, or the error is the query's own
-                failed = True  # not kept: no reference cycle through this frame (fetch_slow)
-        if failed:
-            # A replica's error (a query cancelled by a recovery conflict, a lost connection):
-            # the same load from the primary, so no request fails for a replica.
-            fence.count_fallback("error")
-            with fence.primary_reads():
-                return self.run_loader(loader, stats)
-        loaded.read_at = reads.lowest
-        return loaded
-
-    def fenced(self, fill_keys: list, fill_args: list, entry: Entry, read_at: int) -> str:
-        """Add the fence to a fill_call (keys, args), in place, of a load that read replicas up to
-        `read_at` (caching/fence.py): fill.lua then also compares the tags' write positions.
-        Returns the token fill.lua claims an absent floor with (seed_floor)."""
-        ns = self.namespace
-        token = os.urandom(8).hex()
-        fill_keys += [keys.tag_position_key(ns, t) for t in entry.tags]
-        fill_keys += [keys.write_position_key(ns), keys.write_floor_key(ns), keys.write_log_key(ns)]
-        fill_args += [read_at, token, fence.FLOOR_CLAIM_MS, self.conf.tag_invalidation_ttl]
-        return token
-
-    def seed_floor(self, token: str) -> None:
-        """fill.lua found the fence's floor absent and claimed it with `token`: seed it with the
-        primary's write position read now, after the claim (>= the position of every write
-        whose tag marks Redis lost with the floor). The primary did not say, or Redis is gone:
-        nothing (the claim expires and a later fill claims it again)."""
-        position = self.conf.fence.write_position()
-        if position is None or position >= fence.UNKNOWN_POSITION:
-            return
-        try:
-            if int(self.l2.script("seed_floor", [keys.write_floor_key(self.namespace)], [token, position])):
-                logger.warning("fence floor was absent (Redis lost its keys): seeded at %d", position)
-        except L2Unavailable:
-            pass
+        return self.fills.served_stale(stale, STALE)
 
     def _load_and_fill(self, load: Load, lease: str, start: int, stale: Envelope | None,
                        primary: bool = False) -> Fetched:
@@ -533,24 +272,24 @@ class FetchFace:
         invalidated after (Filled.BEHIND) is loaded again from the primary under the same lease
         (REPLICA_BEHIND "reread": one more load and fill.lua call) or answered uncached."""
         try:
-            loaded = self.run_fenced_loader(load.loader, load.stats, primary=primary)
+            loaded = self.fills.run_fenced_loader(load.loader, load.stats, primary=primary)
         except self.conf.loader_errors as exc:
             self._release(load, lease)
             if stale is None:
                 raise
             if time.time() < stale.soft_expiry:  # an early (XFetch) refresh failed: still fresh
                 load.stats.hit_l2()
-                return self.served_stale(stale, HIT_L2)
+                return self.fills.served_stale(stale, HIT_L2)
             logger.warning("loader for %s failed (%s): serving the stale value", load.key, exc)
             load.stats.stale_l2(time.time() - stale.filled_at)
-            return self.served_stale(stale, STALE)
+            return self.fills.served_stale(stale, STALE)
         except BaseException:
             self._release(load, lease)
             raise
         value, read_at = loaded.value, loaded.read_at
-        entry = self.entry_for(value, load.kind, resolve_tags(load.tags, value), loaded.cost, loaded.until)
-        fill_keys, fill_args = self.fill_call(load.key, entry, lease=lease, start=start, seen=load.guard.seq)
-        claim = self.fenced(fill_keys, fill_args, entry, read_at) if read_at is not None else ""
+        entry = self.fills.entry_for(value, load.kind, resolve_tags(load.tags, value), loaded.cost, loaded.until)
+        fill_keys, fill_args = self.fills.fill_call(load.key, entry, lease=lease, start=start, seen=load.guard.seq)
+        claim = self.fills.fenced(fill_keys, fill_args, entry, read_at) if read_at is not None else ""
         try:
             status, seq, newest, claimed = self.l2.script("fill", fill_keys, fill_args)
             stored, seq = Filled(int(status)), int(seq)
@@ -561,7 +300,7 @@ class FetchFace:
         except L2Unavailable:
             stored, seq, claimed = None, 0, 0
         if int(claimed):
-            self.seed_floor(claim)
+            self.fills.seed_floor(claim)
         if stored is Filled.BEHIND:
             # The replica had not replayed a write one of the value's tags was invalidated
             # after: the value may be the old version. Stored nowhere; read the primary instead.
@@ -584,7 +323,7 @@ class FetchFace:
         # meanwhile refuses the put); unchecked (Redis unreachable, our lease lost): with the
         # local mark.
         guard = load.guard._replace(seq=seq) if seq else load.guard
-        superseded = self.put_entry(load.key, entry, load.stats, guard)
+        superseded = self.fills.put_entry(load.key, entry, load.stats, guard)
         return Fetched(value, MISS, entry.filled_at, superseded, shared=stored is not Filled.NOT_ADMITTED)
 
     def _load_without_l2(self, load: Load, stale: Envelope | None) -> Fetched:
@@ -593,15 +332,15 @@ class FetchFace:
         if self.conf.fence is not None:
             fence.count_fallback("no_l2")
         try:
-            loaded = self.run_fenced_loader(load.loader, load.stats, primary=True)
+            loaded = self.fills.run_fenced_loader(load.loader, load.stats, primary=True)
         except self.conf.loader_errors as exc:
             if stale is None:
                 raise
             logger.warning("loader for %s failed (%s): serving the stale value", load.key, exc)
             load.stats.stale_l2(time.time() - stale.filled_at)
-            return self.served_stale(stale, STALE)
-        entry = self.entry_for(loaded.value, load.kind, resolve_tags(load.tags, loaded.value), loaded.cost, loaded.until)
-        superseded = self.put_entry(load.key, entry, load.stats, load.guard)
+            return self.fills.served_stale(stale, STALE)
+        entry = self.fills.entry_for(loaded.value, load.kind, resolve_tags(load.tags, loaded.value), loaded.cost, loaded.until)
+        superseded = self.fills.put_entry(load.key, entry, load.stats, load.guard)
         return Fetched(loaded.value, MISS, entry.filled_at, superseded)
 
     def _release(self, load: Load, lease: str) -> None:
@@ -611,111 +350,6 @@ class FetchFace:
             self.l2.script("release", [key], [lease])
         except L2Unavailable:
             pass  # the lease expires by itself after LEASE_TTL
-
-    # --- invalidation -------------------------------------------------------------------------
-
-    def invalidate(self, tags: list[str], *, strict: bool = False, committed_at: float | None = None,
-                   replay: bool = False) -> None:
-        """L2 (invalidate.lua) and every process's L1 (its broadcast), ours applied at once.
-        Redis unreachable: queued for replay, or with `strict` L2Unavailable is raised.
-        `replay`: invalidations queued while Redis was unreachable; with a fence, the floor is
-        raised to the position read now (their writes committed before it).
-        `committed_at` (epoch s): when the write committed; the broadcast carries it so every
-        process observes its commit -> L1 lag (<namespace>_cache_invalidation_lag_seconds)."""
-        if not self.l2.enabled:  # L2_ENABLED False: this process's L1 is all there is
-            if self.l1 is not None:
-                self.l1.invalidate(None, tags)
-            return
-        conf = self.conf
-        ns = self.namespace
-        width = conf.tag_bucket_seconds
-        now = time.time()
-        first, last = int(now // width), int((now + conf.max_hard_ttl) // width) + 1
-        tag_keys = [keys.tag_invalidated_key(ns, t) for t in tags]
-        position = log_step = raise_floor = ""
-        if conf.fence is not None:
-            # After the write committed: a position >= the write's, recorded with each tag's mark
-            # so fills read from a replica below it are not stored (caching/fence.py).
-            written = conf.fence.write_position()
-            if written is None:  # the database did not say: no replica read vouches for these tags
-                written = fence.UNKNOWN_POSITION
-            else:  # an unknown one is not logged: it would become a floor no replica passes
-                log_step = fence.log_step(conf.tag_invalidation_ttl)
-            fence.writes.saw(written)
-            position = str(written)
-            raise_floor = "1" if replay and log_step else ""  # never to an unknown position
-            tag_keys += [keys.tag_position_key(ns, t) for t in tags]
-            tag_keys += [keys.write_position_key(ns), keys.write_floor_key(ns), keys.write_log_key(ns)]
-        bucket_keys = [keys.tag_bucket_key(ns, t, b) for t in tags for b in range(first, last + 1)]
-        sub = self.engine.subscriber
-        received_before = sub.received_high if sub is not None else 0  # published before our script ran
-        try:
-            seq, _deleted, receivers, aside = self.l2.script(
-                "invalidate",
-                [self.engine.sequence_key, *tag_keys, *bucket_keys],
-                [len(tags), conf.tag_invalidation_ttl, self.engine.channel,
-                 "\n".join(tags), INVALIDATE_CHUNK, keys.invalidated_set_prefix(ns),
-                 f"@{int(committed_at * 1000)}" if committed_at else "", position,
-                 log_step, fence.log_length(conf.tag_invalidation_ttl), raise_floor],
-            )
-            for name in aside:  # large buckets: delete their values in bounded chunks
-                while int(self.l2.script("drain_set", [name], [INVALIDATE_CHUNK // 2])):
-                    pass
-        except L2Unavailable as exc:
-            if self.l1 is not None:
-                self.l1.invalidate(None, tags)
-            if strict:
-                raise
-            # L2 keeps its entries until Redis is back: remember the tags and replay them on
-            # the next successful Redis call. Our own L1 is cleaned now.
-            if len(self.pending_tags) < _PENDING_MAX:
-                self.pending_tags.update(tags)
-            else:
-                logger.error("pending invalidation backlog full: L2 may serve stale data until TTL")
-            logger.error("invalidation of %d tags could not reach Redis (%s): queued for replay", len(tags), exc)
-            metrics.count_invalidation("failed", len(tags))
-            return
-        metrics.count_invalidation("tag", len(tags))
-        if committed_at:
-            metrics.INVALIDATION_LAG.labels("l2").observe(max(0.0, time.time() - committed_at))
-        self.seen_seq = max(self.seen_seq, int(seq))
-        if self.l1 is not None:
-            self.l1.invalidate(int(seq), tags)  # ours now; the broadcast echo is then a no-op
-        if sub is not None:
-            sub.wrote(int(seq), received_before)  # a number already received: Redis went back in time
-        self._wait_for_acks(int(seq), int(receivers))
-
-    def _wait_for_acks(self, seq: int, receivers: int) -> None:
-        """Return once every subscriber that received invalidation `seq` has applied it to its
-        L1 (each pushes to keys.ack_key), or after BROADCAST_WAIT: then a process may still
-        serve the old value from L1 for the time its subscriber lags, and it is counted. Cost:
-        one BLPOP per receiving process, each answered as soon as that process acknowledges."""
-        wait = self.conf.broadcast_wait
-        if receivers <= 0 or wait <= 0:
-            return
-        key = keys.ack_key(self.namespace, seq)
-        client = self.l2.client
-        deadline = time.monotonic() + wait
-        acked = 0
-        try:
-            while acked < receivers:
-                left = deadline - time.monotonic()
-                if left <= 0 or self.l2.call(client.blpop, [key], timeout=max(left, 0.001)) is None:
-                    break
-                acked += 1
-        except L2Unavailable:
-            pass
-        if acked < receivers:
-            metrics.count_invalidation("ack_timeout")
-            logger.warning("invalidation %d: %d of %d L1s acknowledged within %.0f ms",
-                           seq, acked, receivers, wait * 1000)
-
-    def retry_pending_invalidations(self) -> None:
-        tags, self.pending_tags = sorted(self.pending_tags), set()
-        if tags:
-            logger.warning("replaying %d invalidations queued while Redis was unreachable", len(tags))
-            self.invalidate(tags, replay=True)
-
 
 # --- this process's face ------------------------------------------------------------------------
 
@@ -744,7 +378,8 @@ def _forget() -> None:
 engine_module.on_reset.append(_forget)
 
 
-def fetch(key: str, loader, *, kind: str, tags=(), bypass_l1: bool = False, ahead: Read | None = None) -> Fetched:
+def fetch(key: str, loader, *, kind: str, tags=(), bypass_l1: bool = False,
+          early_read: EarlyRead | None = None) -> Fetched:
     """Return the cached value of `key` as a Fetched(value, source, filled_at, superseded),
     calling `loader()` at most once across all processes when it is cold or expired.
 
@@ -752,8 +387,8 @@ def fetch(key: str, loader, *, kind: str, tags=(), bypass_l1: bool = False, ahea
     A loader returning None is cached (kind "negative" TTL), distinct from a miss.
     `bypass_l1`: start at L2 (an edge re-fetch after a purge must not get an L1 copy that the
     broadcast has not reached yet); L1 is still backfilled.
-    `ahead`: FetchFace.read_ahead's read of this key (the WSGI front's, after its L1 miss): the
-    fetch goes on from it instead of reading L1 and L2 again; ignored for another key.
+    `early_read`: the WSGI front's L2 read of this key, after its L1 miss (caching/early_read.py):
+    the fetch continues from it instead of reading L1 and L2 again; ignored for another key.
     Raises LeaseTimeout when another process has been loading the key for LEASE_WAIT and
     there is no stale value. Cost: L1 hit ~1-2 us and no Redis; L2 hit one command (SET NX GET);
     cold miss that command (it takes the lease), the loader, one fill script.
@@ -762,8 +397,8 @@ def fetch(key: str, loader, *, kind: str, tags=(), bypass_l1: bool = False, ahea
         with lifetime.measure():  # nothing is stored, but a response's headers are still capped
             return Fetched(loader(), MISS, time.time())
     face = _face or current()
-    if ahead is not None and ahead.key == key and not ahead.used:
-        return face.fetch_slow(key, loader, kind, tags, ahead)
+    if early_read is not None and early_read.key == key and not early_read.used:
+        return face.fetch_slow(key, loader, kind, tags, early_read)
     l1 = face.l1
     if l1 is not None and not bypass_l1:
         entry = l1.get(key)
@@ -783,4 +418,4 @@ def clear_local() -> None:
     engine_module.clear_local()
     face = _face
     if face is not None:
-        face.pending_tags.clear()
+        face.invalidator.pending_tags.clear()

@@ -11,14 +11,15 @@ headers, Age, X-Cache: HIT-L1, a 304 when the validators match (`caching.http.no
 then the headers the project's middleware would have added (its `twins`). No HttpRequest, no
 HttpResponse, no middleware call.
 
-On an L1 miss it makes the fetch's own L2 read (`FetchFace.read_ahead`: the same SET NX GET
-that takes the lease of a cold key) and answers a plain L2 hit of a 200 entry the same way
-(X-Cache: HIT-L2, L1 backfilled and counted as fetch() does: `fresh_in` / `hit_ahead`).
+On an L1 miss it makes the fetch's own L2 read early (`caching.early_read.EarlyRead`: the same
+SET NX GET that takes the lease of a cold key) and answers a plain L2 hit of a 200 entry the
+same way (X-Cache: HIT-L2, L1 backfilled and counted as fetch() does: `EarlyRead.fresh_hit`).
 Anything else that read found - absent (the lease is now ours), another's lease, soft-expired,
 picked for an early refresh, a cached 404, overtaken by an invalidation - goes to Django with
-the read in the environ (AHEAD), and the middleware's fetch goes on from it: a miss still
-costs 2 Redis round trips, not 3. A read Django did not use (a middleware answered first, a
-single-flight follower) is given back after Django's answer (`release_ahead`: the lease).
+the read stored in the environ (`EarlyRead.store`), and the middleware's fetch continues from
+it: a miss still costs 2 Redis round trips, not 3. A read Django did not use (a middleware
+answered first, a single-flight follower) is given back after Django's answer
+(`EarlyRead.give_back`: the lease).
 Everything else - a bad or foreign parameter, any other method, a gate closed, L2 unreachable
 - goes to the wrapped application unchanged.
 
@@ -31,12 +32,11 @@ The L1 lookup is the one of `caching.fetch()` (fetcher.py): the face's L1 and th
 counter (<namespace>_cache_requests_total{tier="l1",result="hit"}). There is no other rule: the
 subscriber clears L1 whenever the broadcast is lost, stuck or back, and refuses fills until it
 is subscribed again, so what L1 holds is what fetch() would serve. An L1 miss is not counted
-here: Django's path counts it (fetch_slow), or hit_ahead when the front answers from L2.
+here: Django's path counts it (fetch_slow), or `fresh_hit` when the front answers from L2.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -48,12 +48,11 @@ from django.http import QueryDict
 from django.urls import Resolver404, get_resolver
 
 from caching import conf, fetcher, keys, metrics
+from caching.early_read import EarlyRead
 from caching.http import ResponseEntry, age_header, is_response_entry, not_modified, policy_of
 from caching.l1 import FILLED_AT, HIT_L1, HIT_L2, PREFIX, VALUE
-from caching.middleware import AHEAD, EDGE_FETCH_HEADER, SAFE
+from caching.middleware import EDGE_FETCH_HEADER, SAFE
 from caching.params import ParamError
-
-logger = logging.getLogger(__name__)
 
 ROUTE_CACHE_MAX = 10_000  # paths remembered (resolved or not); the table is emptied when full
 _EMPTY_QUERY = QueryDict("")
@@ -117,9 +116,9 @@ class ResponseFront:
             try:
                 return self.app(environ, start_response)
             finally:
-                ahead = environ.get(AHEAD)
-                if ahead is not None:
-                    fetcher.current().release_ahead(ahead)  # nothing when the fetch went on from it
+                early_read = EarlyRead.stored(environ)
+                if early_read is not None:
+                    early_read.give_back()  # nothing when the fetch continued from it
         self.served += 1
         for twin in self.twins:
             twin(hit)
@@ -198,20 +197,15 @@ class ResponseFront:
                 return None  # a cached 404: its body is the project's view of the request
             metrics.stats_for(entry[PREFIX]).hit_l1()
             return self._answer(environ, route, value, entry[FILLED_AT], HIT_L1, started, False)
-        ahead = face.read_ahead(key)
-        if ahead is None:
+        early_read = EarlyRead.start(face, key)
+        if early_read is None:
             return None  # another thread of this process is fetching it: Django's fetch joins it
-        try:
-            env = face.fresh_in(ahead)
-        except Exception:  # noqa: BLE001 (an envelope that does not decode: Django's path fails the same way, logged and answered)
-            logger.exception("WSGI front: L2 entry of %s not readable here", key)
-            env = None
-        if env is None or not is_response_entry(env.value):
-            environ[AHEAD] = ahead  # Django's fetch goes on from this read
+        fetched = early_read.fresh_hit(is_response_entry)
+        if fetched is None:
+            early_read.store(environ)  # Django's fetch continues from this read
             return None
-        fetched = face.hit_ahead(ahead, env)
         self.served_l2 += 1
-        return self._answer(environ, route, env.value, fetched.filled_at, HIT_L2, started, fetched.superseded)
+        return self._answer(environ, route, fetched.value, fetched.filled_at, HIT_L2, started, fetched.superseded)
 
     @staticmethod
     def _answer(environ, route: Route, value: ResponseEntry, filled_at: float, source: str, started: float,

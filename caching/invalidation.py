@@ -8,6 +8,10 @@ invalidates nothing) - the variant services should use.
 `on_invalidate` is the registration point for other tiers (the CDN outbox): each callable gets
 the frozenset of tags, synchronously, inside the caller's transaction, so outbox rows commit or
 roll back with the change. Both functions call the hooks.
+
+One transaction, one accumulator (`TransactionInvalidation`, one on_commit callback): the tags of
+every ask in it, applied to the app tiers at commit, and the state other tiers keep for the same
+transaction (the CDN outbox's row), delivered after the app tiers (`after_app_tiers`).
 """
 
 from __future__ import annotations
@@ -40,14 +44,14 @@ def invalidate_app_tiers(tagset: Iterable[str], *, strict: bool = False, committ
     tags = sorted(_tagset(tagset))
     if not tags or not conf.get().enabled:
         return
-    fetcher.current().invalidate(tags, strict=strict, committed_at=committed_at)
+    fetcher.current().invalidator.invalidate(tags, strict=strict, committed_at=committed_at)
 
 
 def app_tiers_behind() -> bool:
     """Whether invalidations asked for in this process are still waiting for Redis (queued for
     replay: L2 may hold what they remove). Then no edge may be purged on their behalf before the
     CDN drain has re-applied them (an edge re-fetch would find the old value in L2). Costs nothing."""
-    return conf.get().enabled and bool(fetcher.current().pending_tags)
+    return conf.get().enabled and bool(fetcher.current().invalidator.pending_tags)
 
 
 def invalidate_tags(tags: Iterable[str] | str) -> frozenset[str]:
@@ -81,6 +85,12 @@ def open_scope(connection) -> tuple | None:
     return transaction_scope(connection)
 
 
+def registered(connection, callback) -> bool:
+    """Whether `callback` is still to run on commit (no rollback of the savepoint it was
+    registered in dropped it). Cost: a scan of the connection's on_commit list."""
+    return any(entry[1] is callback for entry in connection.run_on_commit)
+
+
 def joins(connection, scope: tuple | None, callback) -> bool:
     """Whether work registered in `scope` (open_scope then) with on_commit `callback` can take
     more of the current transaction's work: the callback is still to run (no rollback of its
@@ -89,39 +99,62 @@ def joins(connection, scope: tuple | None, callback) -> bool:
     if scope is None or not connection.in_atomic_block or getattr(callback, "closed", False):
         return False
     current = transaction_scope(connection)
-    if current != scope and (scope or _in_test_case_block(connection)):
+    if current != scope and (scope or open_scope(connection) is None):
         return False
-    return any(entry[1] is callback for entry in connection.run_on_commit)
+    return registered(connection, callback)
 
 
-def _in_test_case_block(connection) -> bool:
-    return open_scope(connection) is None
+class TransactionInvalidation:
+    """The one accumulator of a transaction's invalidations on one connection: every tag asked
+    for in it, and what the other tiers keep for it (`state`: the CDN outbox's open row).
+    Registered with Django's on_commit once, by the transaction's first ask; at commit it
+    invalidates the app tiers (every tag, one invalidate.lua, one broadcast), then runs the
+    callbacks added with `after_app_tiers` (the outbox's delivery), so no purge is sent while L2
+    or an L1 holds the old value."""
 
-
-class _PendingAppTiers:
-    """The app-tier invalidation of the transaction in progress on one connection: every tag
-    asked for in it, applied in one call (one invalidate.lua, one broadcast) after commit."""
-
-    def __init__(self, scope: tuple):
+    def __init__(self, scope: tuple | None):
         self.scope = scope
         self.tags: set[str] = set()
+        self.state: dict[str, object] = {}
         self.closed = False
+        self.asking = False  # its ask's hooks are running: they join it whatever its scope
+        self._after_app_tiers: list[Callable[[], None]] = []
+
+    def after_app_tiers(self, callback: Callable[[], None]) -> None:
+        """Run `callback` at this transaction's commit, after its app-tier invalidation."""
+        self._after_app_tiers.append(callback)
 
     def __call__(self):
         self.closed = True
         invalidate_app_tiers(self.tags, committed_at=time.time())
+        for callback in self._after_app_tiers:
+            callback()
+
+
+def transaction_invalidation(using: str | None = None) -> TransactionInvalidation:
+    """The invalidation of the transaction in progress on `using` (inside an atomic block): the
+    one an earlier ask opened when this one can join it (its on_commit callback is still to run,
+    see `joins`), else a new one, registered on_commit now."""
+    connection = transaction.get_connection(using)
+    current = getattr(connection, "_caching_transaction_invalidation", None)
+    if current is not None and (current.asking or joins(connection, current.scope, current)):
+        return current
+    current = TransactionInvalidation(open_scope(connection))
+    connection._caching_transaction_invalidation = current
+    transaction.on_commit(current, using=using)
+    return current
 
 
 def invalidate_tags_on_commit(tags: Iterable[str] | str, *, using: str | None = None) -> frozenset[str]:
     """Hooks now (inside the transaction: the outbox rows commit or roll back with the change),
-    app tiers after commit. The app tiers' on_commit callback is registered before the hooks
-    run, so it runs before anything the hooks schedule on commit (the CDN drain): L2 is
-    invalidated and every live L1 has applied the broadcast before a purge is sent.
+    app tiers after commit, before anything the hooks ask to run after them (the CDN outbox's
+    delivery, `TransactionInvalidation.after_app_tiers`): L2 is invalidated and every live L1
+    has applied the broadcast before a purge is sent.
 
-    Every call inside one transaction joins one app-tier invalidation, run once after commit
-    (a delete cascading to N rows asks N+1 times; the CDN hook coalesces its rows the same
-    way). A tag asked for in a savepoint that rolls back may still be invalidated: more, never
-    less. Returns this call's tag set."""
+    Every call inside one transaction joins its one TransactionInvalidation, run once after
+    commit (a delete cascading to N rows asks N+1 times; the CDN hook keeps its row in it). A
+    tag asked for in a savepoint that rolls back may still be invalidated: more, never less.
+    Returns this call's tag set."""
     tagset = _tagset(tags)
     if not tagset:
         return tagset
@@ -130,11 +163,11 @@ def invalidate_tags_on_commit(tags: Iterable[str] | str, *, using: str | None = 
         invalidate_app_tiers(tagset, committed_at=time.time())
         _run_hooks(tagset)
         return tagset
-    pending = getattr(connection, "_caching_pending_invalidation", None)
-    if pending is None or not joins(connection, pending.scope, pending):
-        pending = _PendingAppTiers(open_scope(connection))
-        connection._caching_pending_invalidation = pending
-        transaction.on_commit(pending, using=using)
+    pending = transaction_invalidation(using)
     pending.tags |= tagset
-    _run_hooks(tagset)
+    pending.asking, was_asking = True, pending.asking
+    try:
+        _run_hooks(tagset)
+    finally:
+        pending.asking = was_asking
     return tagset

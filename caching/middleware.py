@@ -19,6 +19,7 @@ from django.http.response import ResponseHeaders
 
 import caching
 from caching import conf, keys, lifetime
+from caching.early_read import EarlyRead
 from caching.http import (
     CACHE_CONTROL,
     TAGS,
@@ -37,9 +38,6 @@ SAFE = frozenset({"GET", "HEAD"})
 # Set by the edge (deploy/varnish/default.vcl) on its fetches: they start at L2, because a
 # purge may have arrived before this process's L1 heard of the invalidation.
 EDGE_FETCH_HEADER = "HTTP_X_EDGE_FETCH"
-# The environ key of the WSGI front's L2 read of the request's key (caching/front.py), handed to
-# caching.fetch(ahead=): a WSGI key no HTTP header can set (those are HTTP_*).
-AHEAD = "caching.read_ahead"
 BUSY_RETRY_AFTER_SECONDS = 1
 
 
@@ -130,7 +128,7 @@ class PublicResponseCacheMiddleware:
         try:
             fetched = caching.fetch(key, load, kind=policy.kind, tags=tags_of,
                                     bypass_l1=EDGE_FETCH_HEADER in request.META,
-                                    ahead=request.META.get(AHEAD))  # the WSGI front's L2 read
+                                    early_read=EarlyRead.stored(request.META))  # the WSGI front's L2 read
         except Uncacheable as exc:
             # Single-flight followers receive the leader's exception: each gets its own copy.
             return _own_copy(exc.response)

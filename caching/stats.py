@@ -34,5 +34,5 @@ def snapshot() -> dict:
         "l1": engine_snapshot["l1"],
         "subscription": engine_snapshot["subscription"],
         "breaker": {"l2": engine_snapshot["breaker"]},
-        "pending_invalidations": len(face.pending_tags),
+        "pending_invalidations": len(face.invalidator.pending_tags),
     }

@@ -23,7 +23,7 @@ from django.db import connections, transaction
 from django.utils import timezone
 
 from caching import conf
-from caching.invalidation import invalidate_app_tiers, joins, open_scope
+from caching.invalidation import invalidate_app_tiers, registered, transaction_invalidation, transaction_scope
 from cdn.edge_ack import RowContent, purge_before_returning
 from cdn.models import PurgeOutbox
 from cdn.outbox import outbox_setting
@@ -32,34 +32,37 @@ from cdn.tasks import schedule_drain
 
 @dataclass(eq=False)
 class _OpenRow:
-    """The row of the transaction in progress on one connection, and what it holds.
+    """The row of the transaction in progress on one connection, and what it holds. It is kept
+    in the transaction's caching.invalidation.TransactionInvalidation (the one accumulator of
+    the transaction): asks join the row while they join that.
 
-    Each write of the row registers an on_commit marker: a savepoint rollback drops the markers
-    of the writes it undid (Django removes their callbacks), so `known()` is what the row holds.
+    Each write of the row is marked by an on_commit callback registered in its savepoint: the
+    TransactionInvalidation itself for the write that created the row in its scope, the row's
+    own delivery for a row created in a savepoint inside it, a no-op marker for each widening. A
+    savepoint rollback drops the markers of the writes it undid (Django removes their
+    callbacks), so `alive()` says whether the row still exists and `known()` what it holds.
     """
 
     pk: int
-    scope: tuple | None  # caching.invalidation.open_scope when the row was written
-    drain: object = None  # the on_commit callback that delivers the row (edges, drain)
     due: object = None  # when the row may be sent (later than now: in its coalescing window)
-    after_app_tiers: bool = False  # every ask came with its app-tier invalidation registered first
+    after_app_tiers: bool = False  # every ask's tags are invalidated in the app tiers before the delivery
     writes: list[tuple[object, frozenset[str], frozenset[str]]] = field(default_factory=list)
 
     def alive(self, connection) -> bool:
-        return joins(connection, self.scope, self.drain)
+        created = self.writes[0][0]
+        return not getattr(created, "closed", False) and registered(connection, created)
 
     def known(self, connection) -> tuple[set[str], set[str]]:
         tags: set[str] = set()
         urls: set[str] = set()
         for marker, marker_tags, marker_urls in self.writes:
-            if _registered(connection, marker):
+            if registered(connection, marker):
                 tags |= marker_tags
                 urls |= marker_urls
         return tags, urls
 
 
-def _registered(connection, callback) -> bool:
-    return any(entry[1] is callback for entry in connection.run_on_commit)
+OPEN_ROW = "cdn.purge_row"  # the key of the open row in TransactionInvalidation.state
 
 
 def enqueue_purge(tags, *, urls=(), using: str | None = None, after_app_tiers: bool = False) -> list[int]:
@@ -67,18 +70,20 @@ def enqueue_purge(tags, *, urls=(), using: str | None = None, after_app_tiers: b
 
     Returns [row id] ([] when there is nothing to purge). Outside a transaction: one row now,
     delivered at once. Inside one: the transaction's row, created by its first ask (one INSERT)
-    and widened by later ones (one UPDATE when they add something).
+    and widened by later ones (one UPDATE when they add something), delivered at commit after
+    the transaction's app-tier invalidation (caching.invalidation.TransactionInvalidation).
     `after_app_tiers`: the caller has the tags invalidated in L2 and every L1 before this row's
-    delivery runs (now, or by an on_commit callback registered before this call). Only then may
-    the writer purge the edges itself (cdn/edge_ack.py); otherwise the drain does, after
-    invalidating the app tiers (an edge re-fetch must not find the old value in L2).
+    delivery runs (now, or at the transaction's commit). Only then may the writer purge the
+    edges itself (cdn/edge_ack.py); otherwise the drain does, after invalidating the app tiers
+    (an edge re-fetch must not find the old value in L2).
     """
     tags = frozenset(str(tag) for tag in tags if tag)
     urls = frozenset(str(url) for url in urls if url)
     if not tags and not urls:
         return []
     connection = transaction.get_connection(using)
-    open_row: _OpenRow | None = getattr(connection, "_cdn_open_purge", None)
+    pending = transaction_invalidation(using) if connection.in_atomic_block else None
+    open_row: _OpenRow | None = pending.state.get(OPEN_ROW) if pending is not None else None
     if open_row is not None and open_row.alive(connection):
         known_tags, known_urls = open_row.known(connection)
         if not (tags <= known_tags and urls <= known_urls):
@@ -87,25 +92,24 @@ def enqueue_purge(tags, *, urls=(), using: str | None = None, after_app_tiers: b
                 open_row.due = widened["next_attempt_at"] = timezone.now()  # no longer a count-only purge: at once
             PurgeOutbox.objects.using(using).filter(pk=open_row.pk).update(**widened)
             open_row.after_app_tiers = open_row.after_app_tiers and after_app_tiers
-            marker = _noop()
+            marker = _widening_marker()
             transaction.on_commit(marker, using=using)
             open_row.writes.append((marker, known_tags | tags, known_urls | urls))
         return [open_row.pk]
 
     now = timezone.now()
     window = coalesce_window(tags) if not urls else 0.0
-    row = _pending_twin(connection, using, tags, now) if window else None
+    row = _waiting_row_with_these_tags(connection, using, tags, now) if window else None
     if row is None:
         row = PurgeOutbox.objects.using(using).create(
             tags=sorted(tags), urls=sorted(urls), next_attempt_at=now + timedelta(seconds=window), created_at=now
         )
-    if not connection.in_atomic_block:  # autocommit: on_commit runs now
-        content = RowContent(sorted(tags), sorted(urls), now)  # a new row (twins are joined in transactions only)
+    if pending is None:  # autocommit: on_commit runs now
+        content = RowContent(sorted(tags), sorted(urls), now)  # a new row (waiting rows are joined in transactions only)
         transaction.on_commit(lambda: deliver_committed(row.pk, wait=window, edges_first=after_app_tiers,
                                                         content=content), using=using)
         return [row.pk]
-    open_row = _OpenRow(pk=row.pk, scope=open_scope(connection), due=row.next_attempt_at,
-                        after_app_tiers=after_app_tiers)
+    open_row = _OpenRow(pk=row.pk, due=row.next_attempt_at, after_app_tiers=after_app_tiers)
 
     def drain():
         drain.closed = True
@@ -117,10 +121,18 @@ def enqueue_purge(tags, *, urls=(), using: str | None = None, after_app_tiers: b
         deliver_committed(open_row.pk, wait=wait, edges_first=open_row.after_app_tiers, content=content)
 
     drain.closed = False
-    open_row.drain = drain
-    open_row.writes.append((drain, tags, urls))
-    connection._cdn_open_purge = open_row
-    transaction.on_commit(drain, using=using)
+    if pending.scope is None or pending.scope == transaction_scope(connection):
+        # Written where the transaction's invalidation was registered: they commit or roll back
+        # together, and it delivers the row after the app tiers.
+        open_row.writes.append((pending, tags, urls))
+        pending.after_app_tiers(drain)
+    else:
+        # Written in a savepoint inside it: delivered by a callback of that savepoint (dropped if
+        # it rolls back, with the row), registered after the transaction's, so it runs after
+        # the app tiers too.
+        open_row.writes.append((drain, tags, urls))
+        transaction.on_commit(drain, using=using)
+    pending.state[OPEN_ROW] = open_row
     return [row.pk]
 
 
@@ -145,7 +157,7 @@ def coalesce_window(tags: frozenset[str]) -> float:
     return min(found) if found and None not in found else 0.0
 
 
-def _pending_twin(connection, using, tags: frozenset[str], now) -> PurgeOutbox | None:
+def _waiting_row_with_these_tags(connection, using, tags: frozenset[str], now) -> PurgeOutbox | None:
     """A committed row waiting in its coalescing window with exactly these tags, locked for this
     transaction (FOR UPDATE SKIP LOCKED: a row a drain or another writer holds is left alone):
     this transaction's purge is that row's. Held until the commit, so no drain sends it before
@@ -160,7 +172,9 @@ def _pending_twin(connection, using, tags: frozenset[str], now) -> PurgeOutbox |
     )
 
 
-def _noop():
+def _widening_marker():
+    """An on_commit callback that does nothing: it marks a write of the open row (_OpenRow)."""
+
     def marker():
         pass
 
@@ -168,8 +182,8 @@ def _noop():
 
 
 def enqueue_purge_hook(tagset) -> None:
-    """caching.invalidation.on_invalidate hook: these tags go into the transaction's row (their
-    app-tier invalidation was registered before the hooks ran, so it runs first)."""
+    """caching.invalidation.on_invalidate hook: these tags go into the transaction's row,
+    delivered at commit after their app-tier invalidation."""
     enqueue_purge(tagset, after_app_tiers=True)
 
 

@@ -211,13 +211,13 @@ def test_a_miss_through_the_front_costs_two_round_trips_and_leaves_no_lease(worl
     # A read the application behind does not use (here an application that answers without
     # fetching; in Django, a middleware answering first or a single-flight follower) gives its
     # lease back: the key is not left leased for LEASE_TTL.
+    from caching.early_read import EarlyRead
     from caching.front import ResponseFront
-    from caching.middleware import AHEAD
 
     handed = []
 
     def ignores_it(environ, start_response):
-        handed.append(environ.get(AHEAD))
+        handed.append(EarlyRead.stored(environ))
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"not fetched"]
 

@@ -14,7 +14,7 @@ import pytest
 from django.test import Client
 
 import caching
-from caching import engine, fetcher, keys
+from caching import engine, fetcher, invalidator, keys
 
 from .conftest import cache_settings
 
@@ -67,7 +67,7 @@ def test_a_huge_tag_bucket_is_deleted_in_bounded_chunks(use_private_redis):
     client = use_private_redis.client()
     with cache_settings(L1_ENABLED=False):
         ns = fetcher.current().namespace
-        n = 2 * fetcher.INVALIDATE_CHUNK + 500
+        n = 2 * invalidator.INVALIDATE_CHUNK + 500
         for i in range(n):
             caching.fetch(f"bulk:{i}", lambda i=i: i, kind="article", tags=["huge"])
         buckets = [k for k in client.scan_iter(match=f"{ns}:tk:huge:*")]
@@ -75,7 +75,7 @@ def test_a_huge_tag_bucket_is_deleted_in_bounded_chunks(use_private_redis):
         before = _evalsha_calls(client)
         caching.invalidate_tags(["huge"])
         # One invalidate.lua (the bucket renamed aside, O(1)) + ceil(n / (chunk/2)) + 1 drains.
-        assert _evalsha_calls(client) - before >= 1 + n // (fetcher.INVALIDATE_CHUNK // 2)
+        assert _evalsha_calls(client) - before >= 1 + n // (invalidator.INVALIDATE_CHUNK // 2)
         assert not any(client.exists(keys.value_key(ns, f"bulk:{i}")) for i in range(0, n, 97))
         assert client.exists(keys.value_key(ns, f"bulk:{n - 1}")) == 0
         assert list(client.scan_iter(match=f"{ns}:tk:huge:*")) == []

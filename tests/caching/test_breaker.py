@@ -45,7 +45,7 @@ def test_redis_down_fails_open_behind_the_breaker(use_private_redis):
         assert caching.fetch(names.article_key(0), lambda: "unused", **tagged).source == caching.HIT_L1
         caching.invalidate_tags(["article:0"])
         assert caching.fetch(names.article_key(0), lambda: "reloaded", **tagged).value == "reloaded"
-        assert fetcher.current().pending_tags == {"article:0"}
+        assert fetcher.current().invalidator.pending_tags == {"article:0"}
 
         server.start()
         deadline = time.monotonic() + 10
@@ -59,7 +59,7 @@ def test_redis_down_fails_open_behind_the_breaker(use_private_redis):
         # The next L2 read replays the queued invalidations (the breaker may have been closed by
         # the subscriber's own calls, before any read).
         assert caching.fetch(names.article_key(998), lambda: "z", kind="article").value == "z"
-        assert fetcher.current().pending_tags == set()  # replayed
+        assert fetcher.current().invalidator.pending_tags == set()  # replayed
         fetched = caching.fetch(names.article_key(999), lambda: "y", kind="article")
         assert fetched.value == "y"
         assert server.client().exists(keys.value_key(fetcher.current().namespace, names.article_key(999)))  # L2 in use again

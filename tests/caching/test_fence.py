@@ -310,7 +310,7 @@ def test_replaying_queued_invalidations_raises_the_floor_for_every_tag(db):
     with fenced(db):
         face = fetcher.current()
         db.write("v2")  # its invalidation could not reach Redis (here: another process's)
-        face.pending_tags.add("article:2")  # this process's own queued one
+        face.invalidator.pending_tags.add("article:2")  # this process's own queued one
         fetched = fetch(db)  # the replay comes first; the replica (at 100) is below it
         assert fetched.value == "v2"
         assert db.loads == ["replica", "primary"]
@@ -340,6 +340,6 @@ def test_a_replay_whose_position_is_unknown_leaves_the_floor_as_it_was(db):
         face = fetcher.current()
         floor = engine.redis_client().get(keys.write_floor_key(face.namespace))
         db.write_position = lambda: None  # the primary did not answer
-        face.pending_tags.add("article:2")
-        face.retry_pending_invalidations()
+        face.invalidator.pending_tags.add("article:2")
+        face.invalidator.replay_pending()
         assert engine.redis_client().get(keys.write_floor_key(face.namespace)) == floor

@@ -26,7 +26,7 @@ def test_million_keys_keep_l1_under_its_byte_bound():
         for i in range(1_000_000):
             key = f"bounds:{i}"
             value = values[i % 300]
-            # The size estimate FetchFace.put_l1 computes: envelope bytes + fixed overheads + key.
+            # The size estimate Fills.put_l1 computes: envelope bytes + fixed overheads + key.
             nbytes = len(value) + 40 + 320 + 120 + len(key)
             if l1.put(key, entry(value, 0.0, (tag_names[i % 5000],), nbytes, expires, stats.prefix), since) in (
                     Put.REFUSED, Put.LAPSED):
@@ -51,5 +51,5 @@ def test_entry_count_bound():
         stats = metrics.stats_for("bounds")
         since = proc.l1.since()
         for i in range(1000):
-            proc.put_l1(f"bounds:{i}", i, (), time.time() + 600, 0.0, 10, stats, since)
+            proc.fills.put_l1(f"bounds:{i}", i, (), time.time() + 600, 0.0, 10, stats, since)
         assert len(proc.l1) == 100

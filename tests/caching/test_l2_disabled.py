@@ -45,6 +45,6 @@ def test_l2_disabled_serves_from_l1_and_the_loader_without_any_redis_command(use
         fetched = caching.fetch(key, loader, kind="article", tags=["article:31"])
         assert (fetched.source, fetched.value["title"]) == (caching.MISS, "v2")
         assert engine.default().subscriber is None and engine.default().subscriber_state() == "off"
-        assert fetcher.current().pending_tags == set()  # nothing queued for a Redis that is not used
+        assert fetcher.current().invalidator.pending_tags == set()  # nothing queued for a Redis that is not used
         assert _delta(before, _commands(client)) == {}
         assert not client.keys("*")

@@ -133,16 +133,17 @@ def test_a_load_longer_than_its_lease_is_still_stored_when_nobody_took_the_key()
 
 
 def test_a_read_ahead_that_joins_a_load_in_flight_gives_its_lease_back():
-    """The WSGI front's L2 read (read_ahead) took a cold key's lease; meanwhile another thread
+    """The WSGI front's early L2 read (EarlyRead) took a cold key's lease; meanwhile another thread
     of the process became the key's leader and waits for that lease's holder. The request with
     the read ahead joins the leader as a follower: it must give its lease back, or the leader
     (and every process polling the key) waits LEASE_WAIT and answers busy."""
     from caching import fetcher
+    from caching.early_read import EarlyRead
 
     key = names.article_key(5)
     with cache_settings(LEASE_WAIT=5.0, LEASE_TTL=30.0):
         face = fetcher.current()
-        ahead = face.read_ahead(key)  # the key is absent: this read holds its lease now
+        ahead = EarlyRead.start(face, key)  # the key is absent: this read holds its lease now
         assert ahead is not None and ahead.raw is None and not ahead.unavailable
         leader_result, leader_started = [], threading.Event()
 
@@ -158,12 +159,12 @@ def test_a_read_ahead_that_joins_a_load_in_flight_gives_its_lease_back():
         assert leader_started.wait(5)
         # The leader is registered in flight before it reads (and then polls for our lease).
         for _ in range(500):
-            if key in face._inflight:
+            if key in face.inflight:
                 break
             time.sleep(0.002)
-        assert key in face._inflight
-        assert face.read_ahead(key) is None  # a second read ahead now joins the flight instead
-        follower = caching.fetch(key, lambda: "mine", kind="article", ahead=ahead)
+        assert key in face.inflight
+        assert EarlyRead.start(face, key) is None  # a second read ahead now joins the flight instead
+        follower = caching.fetch(key, lambda: "mine", kind="article", early_read=ahead)
         thread.join(10)
     assert not isinstance(leader_result[0], caching.LeaseTimeout), "the leader waited on the follower's lease"
     assert leader_result[0].value == follower.value == "loaded"

@@ -79,14 +79,38 @@ def test_invalidations_of_one_transaction_join_and_a_rolled_back_savepoint_is_no
         callbacks = [func for _sids, func, _robust in transaction.get_connection().run_on_commit]
     [row] = PurgeOutbox.objects.all()
     assert row.tags == ["article:1", "article:2", "comment:1", "feed:home"]
-    # On commit: the app tiers (first, every tag, once), then the row's drain (once); the rest
-    # are no-op markers of the row's widening writes.
-    assert type(callbacks[0]).__name__ == "_PendingAppTiers"
+    # On commit: the transaction's one accumulator runs the app tiers (first, every tag, once),
+    # then the row's drain (once); the rest are no-op markers of the row's widening writes.
+    assert type(callbacks[0]).__name__ == "TransactionInvalidation"
     assert sorted(callbacks[0].tags) == ["article:1", "article:2", "comment:1", "feed:home"]
-    assert [getattr(cb, "__name__", "") for cb in callbacks].count("drain") == 1
-    assert getattr(callbacks[1], "__name__", "") == "drain"
-    assert sum(type(cb).__name__ == "_PendingAppTiers" for cb in callbacks) == 1
+    after_app_tiers = [getattr(cb, "__name__", "") for cb in callbacks[0]._after_app_tiers]
+    assert (after_app_tiers + [getattr(cb, "__name__", "") for cb in callbacks]).count("drain") == 1
+    assert after_app_tiers[0] == "drain"
+    assert sum(type(cb).__name__ == "TransactionInvalidation" for cb in callbacks) == 1
 
     with transaction.atomic():
         invalidate_tags_on_commit(["article:3"])  # the next transaction has a row of its own
     assert PurgeOutbox.objects.count() == 2
+
+
+def test_a_row_written_in_a_savepoint_that_rolls_back_is_not_delivered(monkeypatch):
+    # The transaction's accumulator was opened without a row (no CDN hook here): a row first
+    # written in a savepoint inside it is delivered by that savepoint's own callback, so a
+    # rollback of the savepoint takes the row and its delivery; the next ask writes a new row.
+    from caching import invalidation
+    from cdn import purges
+
+    delivered = []
+    monkeypatch.setattr(invalidation, "on_invalidate", [])
+    monkeypatch.setattr(purges, "deliver_committed", lambda row_id, **kwargs: delivered.append(row_id))
+    with transaction.atomic():
+        invalidate_tags_on_commit(["article:1"])
+        try:
+            with transaction.atomic():
+                purges.enqueue_purge(["article:2"])
+                raise RuntimeError
+        except RuntimeError:
+            pass
+        [kept] = purges.enqueue_purge(["article:3"])
+    assert delivered == [kept]
+    assert list(PurgeOutbox.objects.values_list("tags", flat=True)) == [["article:3"]]
