@@ -79,6 +79,9 @@ MIN_TRUST_SECONDS = 0.5
 # Options of the fetch face only.
 FETCH_DEFAULTS = {
     "ENABLED": True,
+    # Where the fetch face's L2 lives: a redis://, rediss:// or unix:// URL (a pool of its own), or
+    # None: the connection of CACHES["default"], which must then be a django-redis cache.
+    "LOCATION": None,
     "TTL_JITTER": 0.1,
     "LEASE_TTL": 10.0,
     "LEASE_WAIT": 3.0,
@@ -310,8 +313,12 @@ def _build() -> Conf:
     options = dict(getattr(settings, owner, {}))
     face = {**FETCH_DEFAULTS, **{k: v for k, v in options.items() if k in FETCH_DEFAULTS}}
     key_prefix = str(getattr(settings, "CACHES", {}).get("default", {}).get("KEY_PREFIX", "") or DEFAULT_KEY_PREFIX)
+    location = face["LOCATION"]
+    if location is not None and not (isinstance(location, str) and location.startswith(("redis://", "rediss://", "unix://"))):
+        raise ImproperlyConfigured(f"{owner}['LOCATION']: a redis://, rediss:// or unix:// URL, or None, not {location!r}")
     engine = EngineSettings.from_options(
-        options, namespace=f"{key_prefix}:nc{ENVELOPE_VERSION}", face_options=frozenset(FETCH_DEFAULTS), owner=owner,
+        options, namespace=f"{key_prefix}:nc{ENVELOPE_VERSION}", location=location,
+        face_options=frozenset(FETCH_DEFAULTS), owner=owner,
     )
     kinds = _kinds(float(face["STALE_GRACE_MAX"]))
     fence = face["REPLICA_FENCE"]

@@ -23,7 +23,6 @@ import threading
 from pathlib import Path
 
 import redis
-from django_redis import get_redis_connection
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -99,6 +98,9 @@ class L2:
     def _connect(self) -> redis.Redis:
         settings = self.settings
         if settings.location is None:
+            # django-redis only for this: a project that gives LOCATION needs no django-redis.
+            from django_redis import get_redis_connection
+
             return get_redis_connection(settings.cache_alias)
         pool = redis.ConnectionPool.from_url(settings.location, **dict(settings.pool_kwargs))
         return redis.Redis(connection_pool=pool)

@@ -34,10 +34,10 @@ REDIS_URL = os.environ.get("QUOTES_REDIS_URL", "redis://127.0.0.1:6379/0")
 KEY_PREFIX = os.environ.get("QUOTES_KEY_PREFIX", "quotes")
 
 CACHES = {
-    # caching.fetch() and the response middleware keep their L2 in this Redis, through
-    # django-redis's client of the "default" alias (it must be a django-redis cache).
+    # Django's own Redis cache: the library does not need the default cache to be anything in
+    # particular (caching.fetch() has its LOCATION below; its namespace starts with KEY_PREFIX).
     "default": {
-        "BACKEND": "django_redis.cache.RedisCache",
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": KEY_PREFIX,
     },
@@ -57,4 +57,5 @@ TIERED_CACHE_KINDS = {
     "quote_list": {"ttl": 60, "max_age": 10, "s_maxage": 60},
 }
 # The fetch face's options (L1 bounds, leases, breaker, ...); the defaults suit a small site.
-TIERED_CACHE = {}
+# LOCATION: the Redis of caching.fetch() and the response middleware (a pool of their own).
+TIERED_CACHE = {"LOCATION": REDIS_URL}
