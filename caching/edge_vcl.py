@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.conf import settings
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from caching.http import policy_of
@@ -96,5 +97,7 @@ def render_vcl(source: str, urlconf: str | None = None) -> str:
     return _GENERATED.sub(lambda _: block, source, count=1)
 
 
-def default_vcl_path() -> Path:
-    return Path(__file__).resolve().parent.parent / "deploy" / "varnish" / "default.vcl"
+def default_vcl_path() -> Path | None:
+    """The project's VCL (settings.TIERED_CACHE_VCL_PATH), or None: the library knows no layout."""
+    path = getattr(settings, "TIERED_CACHE_VCL_PATH", None)
+    return Path(path) if path else None

@@ -151,6 +151,9 @@ NEWSITE_CACHE_KINDS = {
     "canary": {"ttl": 300, "max_age": 0, "s_maxage": 300, "swr": 0, "sie": 0},
     # "negative" (cached 404s) has its default in caching/conf.py; add a row here to override it.
 }
+# The edge's VCL, whose generated block `manage.py edge_vcl --check/--write` keeps in step with
+# the public views (caching/edge_vcl.py).
+TIERED_CACHE_VCL_PATH = BASE_DIR / "deploy" / "varnish" / "default.vcl"
 # Everything not set here keeps its default, declared once in caching/conf.py (ENGINE_DEFAULTS,
 # FETCH_DEFAULTS) and documented in docs/caching.md. The environment overrides the options below
 # (README's configuration table); an unset variable leaves the library's default.
