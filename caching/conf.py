@@ -106,6 +106,9 @@ FETCH_DEFAULTS = {
 
 NEGATIVE_KIND = "negative"
 # Bump when the fetch face's stored envelope changes: old entries are then simply never read.
+# The namespace carries it, so during a rolling deploy the old and the new processes use separate
+# namespaces: a write made by a process not restarted yet (a Celery worker too) does not reach
+# what the new ones filled until every process runs the new version - restart them together.
 # 4: a value key may hold a lease ("~<token>"), which older code would try to unpickle.
 # 5: details and pages carry article-counts:{id} (a like invalidates only that); entries filled
 #    before it would not be reached by a like.

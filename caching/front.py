@@ -103,7 +103,6 @@ class ResponseFront:
         self.gates = tuple(gates)
         self.twins = tuple(twins)
         self._routes: dict[str, Route | None] = {}
-        self._param_names: dict[object, frozenset] = {}  # policy -> its parameter names
         self.served = 0  # plain ints for /health/cache/ (races may lose a count)
         self.served_l2 = 0
         self.passed = 0
@@ -148,10 +147,7 @@ class ResponseFront:
         if match is not None:
             policy = policy_of(match.func)
             if policy is not None and not match.args:
-                names = self._param_names.get(policy)
-                if names is None:
-                    names = self._param_names[policy] = frozenset(p.name for p in policy.params)
-                route = Route(policy, match.url_name, match.kwargs, names, match.view_name, match.route)
+                route = Route(policy, match.url_name, match.kwargs, policy.param_names, match.view_name, match.route)
         if len(routes) >= ROUTE_CACHE_MAX:
             routes.clear()  # bounded: hostile paths cost a resolve each, never memory
         routes[raw_path] = route

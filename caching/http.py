@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified
 from django.utils.http import http_date, parse_etags, parse_http_date_safe
@@ -38,9 +39,9 @@ def cache_control_for(kind: str) -> str:
 
 
 # A ready-to-send public response as the tiers keep it (L1 as it is, L2 pickled): an exact tuple
-# of numbers, strings, bytes and tuples of those, which the garbage collector stops tracking at
-# its first look - an L1 full of responses then costs a full collection nothing (caching/l1.py,
-# issue 29). A dataclass or NamedTuple instance would stay tracked (CPython untracks only exact
+# of numbers, strings, bytes and tuples of those, which the garbage collector stops tracking once
+# its collections have looked at it (a level of nesting each) - an L1 full of responses then
+# costs a full collection nothing (caching/l1.py, issue 29). A dataclass or NamedTuple instance would stay tracked (CPython untracks only exact
 # tuples and dicts): build one with response_entry(), read it by unpacking or with these indexes.
 ResponseEntry = tuple
 STATUS, BODY, CONTENT_TYPE, ETAG, LAST_MODIFIED, CACHE_CONTROL, TAGS, HEADER_STORE = range(8)
@@ -95,6 +96,11 @@ class ResponsePolicy:
     params: tuple = ()
     negative_tags: Callable[[dict], Iterable[str]] = _no_tags
     not_found: Callable[[HttpRequest], HttpResponse] = plain_not_found
+
+    @cached_property
+    def param_names(self) -> frozenset:
+        """The names of the view's own parameters (computed once; the policy need not be hashable)."""
+        return frozenset(p.name for p in self.params)
 
     def parse_params(self, query) -> dict:
         """The view's own parameters read from a QueryDict; raises ParamError."""

@@ -24,8 +24,9 @@ was 100,000 of them (the entry, its heap item, the value, two tag-index sets): 3
 full collection, the Zipf p99. Here nothing an entry adds stays tracked once collections
 have looked at it: an entry is an exact tuple (`entry()`; fields VALUE ... RAW) of numbers,
 strings, bytes and tuples of those, which CPython untracks one level of nesting per
-collection (the innermost tuples at the first young collection, the entry by the next full
-one: until then a full collection scans two objects per recent entry); the
+collection (the innermost at the first young collection; the value and the entry, once in the
+oldest generation, over the next two or three full ones: until then a full collection scans
+about two objects per recent entry); the
 tag index maps a tag to a plain dict {key: None} (never tracked); the per-tag sequences are
 (seq, deadline) tuples; the LRU and the index are one tracked object each. The value is the
 caller's: a response (caching.http.response_entry, an exact tuple too) or a TieredCache raw

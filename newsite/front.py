@@ -8,7 +8,7 @@ entry of settings.MIDDLEWARE is looked up below; one the front does not know tur
 | middleware | on a cached public GET/HEAD | the front |
 |---|---|---|
 | newsite RequestLatencyMiddleware | latency + responses metrics, X-Served-By for the canary | `newsite.ops.middleware.front_twin` (the same `record()`) |
-| django-structlog RequestMiddleware | X-Request-ID (the client's when sane, else a uuid4); request_started/finished log lines | `logs.front_request_id`; off when those lines are enabled (REQUEST_LOG_LEVEL=INFO) |
+| django-structlog RequestMiddleware | X-Request-ID (the client's when sane, else a uuid4); request_started/finished log lines | `logs.front_request_id` (else a uuid4-shaped id: logs.fresh_request_id); off when those lines are enabled (REQUEST_LOG_LEVEL=INFO) |
 | SecurityMiddleware | X-Content-Type-Options, Referrer-Policy, Cross-Origin-Opener-Policy, HSTS when secure; SSL redirect | the headers Django's own process_response adds to a probe response (secure and not); plain HTTP with SECURE_SSL_REDIRECT goes to Django |
 | WhiteNoiseMiddleware | serves files under STATIC_URL | those paths go to Django |
 | SessionMiddleware, CsrfViewMiddleware, MessageMiddleware, ReadYourWritesMiddleware | nothing, unless the request carries their cookie (an invalid one is answered with a Set-Cookie) | a request with the session, CSRF, messages or replica-pin cookie goes to Django |

@@ -1,6 +1,10 @@
 """The public API in its everyday use: negative caching, bulk fetch, the decorator, switches."""
 
+import pytest
+
 import caching
+from caching.http import ResponsePolicy
+from caching.params import IntParam
 from tests.caching import names
 
 from .conftest import cache_settings
@@ -80,3 +84,13 @@ def test_disabled_cache_calls_the_loader_every_time():
             fetched = caching.fetch("article:1", lambda: calls.append(1) or "v", kind="article")
             assert fetched.source == caching.MISS
     assert len(calls) == 3
+
+
+def test_a_policy_whose_params_cannot_be_hashed_still_names_them():
+    """The WSGI front reads a policy's parameter names off the policy (computed once), never by
+    hashing it: params given as a list (an unhashable policy) worked before issue 29 and still do."""
+    policy = ResponsePolicy(kind="article", params=[IntParam("page", default=1, minimum=1, maximum=50)])
+    with pytest.raises(TypeError):
+        hash(policy)
+    assert policy.param_names == frozenset({"page"})
+    assert policy.param_names is policy.param_names
