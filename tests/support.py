@@ -20,7 +20,6 @@ from urllib.parse import quote
 
 import pytest
 import redis
-import requests
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -261,6 +260,8 @@ class _AppServer:
             return []
 
     def wait_ready(self, timeout: float = 40.0) -> None:
+        import requests  # here: tests/library runs tests/caching with this module where requests is not installed
+
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -7,14 +7,29 @@ import pytest
 from django.conf import settings
 from django.test.utils import override_settings
 
+from caching import conf
 from tests import support
 
 private_redis = support.private_redis  # the fixture: a started redis-server of the test's own
 
 
 def cache_settings(**overrides):
-    """override_settings for NEWSITE_CACHE keys (caching re-reads its config on the signal)."""
-    return override_settings(NEWSITE_CACHE={**settings.NEWSITE_CACHE, **overrides})
+    """override_settings for keys of the library's settings dict - whatever the project names it
+    (caching.conf.settings_name(): NEWSITE_CACHE in newsite, TIERED_CACHE by default); caching
+    re-reads its config on the signal."""
+    name = conf.settings_name()
+    return override_settings(**{name: {**getattr(settings, name, {}), **overrides}})
+
+
+def cache_kinds(**kinds):
+    """override_settings adding or replacing kinds in the project's kinds dict (conf.kinds_name())."""
+    name = conf.kinds_name()
+    return override_settings(**{name: {**getattr(settings, name, {}), **kinds}})
+
+
+def metric(name: str) -> str:
+    """A library metric's full name under the project's prefix (TIERED_CACHE_METRICS_NAMESPACE)."""
+    return f"{conf.metrics_namespace()}_{name}"
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ import caching
 from caching import fetcher, keys
 from tests.caching import names
 
-from .conftest import cache_settings
+from .conftest import cache_settings, metric
 
 
 def _breaker_gauge() -> float:
-    return REGISTRY.get_sample_value("newsite_breaker_open", {"tier": "l2"})
+    return REGISTRY.get_sample_value(metric("breaker_open"), {"tier": "l2"})
 
 
 @pytest.mark.slow

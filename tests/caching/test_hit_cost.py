@@ -6,13 +6,12 @@ import threading
 
 import pytest
 from django.conf import settings
-from django.test import override_settings
 
 import caching
-from caching import engine, keys
+from caching import conf, engine, keys
 from tests.caching import names
 
-from .conftest import cache_settings
+from .conftest import cache_kinds, cache_settings
 
 IGNORED = {"cmdstat_info", "cmdstat_ping"}  # our own INFO calls; the subscriber's health check
 HANDSHAKE = ("INFO", "PING", "HELLO", "CLIENT")
@@ -83,9 +82,8 @@ def test_l2_hit_is_exactly_one_command(use_private_redis):
 def test_cold_miss_is_two_round_trips(use_private_redis, admission):
     """A cold key: the read that finds it absent takes the lease (SET NX GET), and one fill.lua
     call checks the tags, stores the value, indexes it and releases the lease. Then it hits."""
-    kinds = {**settings.NEWSITE_CACHE_KINDS,
-             "article": {**settings.NEWSITE_CACHE_KINDS["article"], "admission": admission}}
-    with cache_settings(L1_ENABLED=False), override_settings(NEWSITE_CACHE_KINDS=kinds):
+    article = {**getattr(settings, conf.kinds_name())["article"], "admission": admission}
+    with cache_settings(L1_ENABLED=False), cache_kinds(article=article):
         caching.fetch(names.article_key(1), lambda: "warm", kind="article")  # scripts loaded, seq exists
         caching.invalidate_tags(["author:3"])
         for n in (0, 1) if admission == "second_hit" else (0,):  # the doorkeeper admits the 2nd fill

@@ -10,6 +10,8 @@ from caching import engine
 from caching.broadcast import ACKNOWLEDGED, CLEAR, INVALIDATE, Message, parse
 from tests.support import wait_until
 
+from .conftest import metric
+
 
 def test_parse_every_kind():
     assert parse(b"t17\narticle:1\nfeed:home") == Message(INVALIDATE, 17, ("article:1", "feed:home"))
@@ -25,7 +27,7 @@ def test_anything_else_is_refused(junk):
 
 
 def _lag_count(stage: str) -> float:
-    return REGISTRY.get_sample_value("newsite_cache_invalidation_lag_seconds_count", {"stage": stage}) or 0.0
+    return REGISTRY.get_sample_value(metric("cache_invalidation_lag_seconds_count"), {"stage": stage}) or 0.0
 
 
 @pytest.mark.django_db(transaction=True)

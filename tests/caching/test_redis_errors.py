@@ -1,6 +1,6 @@
 """Issue 16.2: a Redis that answers but refuses (OOM under maxmemory + noeviction, READONLY
 during a failover) must not turn into HTTP 500s: the request is served from L1 and the loader,
-and the breaker and newsite_cache_redis_errors_total count it. A private redis-server."""
+and the breaker and <prefix>_cache_redis_errors_total count it. A private redis-server."""
 
 import pytest
 from django.test import Client
@@ -11,11 +11,11 @@ from caching import fetcher
 from tests import support
 from tests.caching import names
 
-from .conftest import cache_settings
+from .conftest import cache_settings, metric
 
 
 def _errors(kind: str) -> float:
-    return REGISTRY.get_sample_value("newsite_cache_redis_errors_total", {"tier": "l2", "kind": kind}) or 0.0
+    return REGISTRY.get_sample_value(metric("cache_redis_errors_total"), {"tier": "l2", "kind": kind}) or 0.0
 
 
 def _fill_until_oom(client) -> None:

@@ -3,15 +3,13 @@
 import time
 
 import pytest
-from django.conf import settings
 from django.db import OperationalError
-from django.test.utils import override_settings
 
 import caching
 from caching import engine, fetcher, keys
 from tests.caching import names
 
-from .conftest import cache_settings
+from .conftest import cache_kinds, cache_settings
 
 
 def _db_down():
@@ -20,8 +18,7 @@ def _db_down():
 
 @pytest.fixture
 def short_kind():
-    kinds = {**settings.NEWSITE_CACHE_KINDS, "tiny": {"ttl": 1, "swr": 30, "sie": 60}}
-    with override_settings(NEWSITE_CACHE_KINDS=kinds), cache_settings(L1_ENABLED=False, TTL_JITTER=0):
+    with cache_kinds(tiny={"ttl": 1, "swr": 30, "sie": 60}), cache_settings(L1_ENABLED=False, TTL_JITTER=0):
         yield "tiny"
 
 

@@ -10,7 +10,7 @@ from django.core.cache import cache
 from django.db import connection, transaction
 
 import caching
-from caching import engine, fetcher, keys
+from caching import conf, engine, fetcher, keys
 from tests.caching import names
 
 
@@ -127,8 +127,9 @@ def test_refresh_of_a_stale_entry_that_started_before_an_invalidation_is_rejecte
     group = Group.objects.create(name="v1")
     key = names.article_key(group.pk)
     tag = names.article_tag(group.pk)
-    settings.NEWSITE_CACHE_KINDS = {**settings.NEWSITE_CACHE_KINDS, "tiny": {"ttl": 1, "swr": 60, "sie": 60}}
-    settings.NEWSITE_CACHE = {**settings.NEWSITE_CACHE, "L1_ENABLED": False, "TTL_JITTER": 0}
+    kinds, options = conf.kinds_name(), conf.settings_name()  # the project's names for them
+    setattr(settings, kinds, {**getattr(settings, kinds), "tiny": {"ttl": 1, "swr": 60, "sie": 60}})
+    setattr(settings, options, {**getattr(settings, options, {}), "L1_ENABLED": False, "TTL_JITTER": 0})
     assert caching.fetch(key, lambda: "v0", kind="tiny", tags=[tag]).source == caching.MISS
     time.sleep(1.1)  # soft-expired, inside its stale window
 

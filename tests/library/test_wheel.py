@@ -1,6 +1,7 @@
 """The cache library ships: caching/ builds as its own wheel (django-tiered-cache, caching/pyproject.toml),
 which installs in a fresh venv with nothing of newsite, and there passes the example project's
-tests (examples/quotes) and Django's own cache suite against TieredCache, on the real Redis.
+tests (examples/quotes), the library's own tests (tests/caching, under a minimal settings module)
+and Django's own cache suite against TieredCache, on the real Redis.
 
 One venv per module (~15 s: the wheel, then pip from the machine's index at the project's pinned
 versions). Everything runs from temporary directories, in a Redis db of its own (12 by default,
@@ -29,6 +30,23 @@ ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = ROOT / "caching"
 EXAMPLE = ROOT / "examples" / "quotes"
 STANDALONE = Path(__file__).resolve().parent / "standalone"
+TESTS = ROOT / "tests"
+# What tests/caching imports besides itself, the wheel and its dependencies (no newsite).
+CACHING_TEST_HELPERS = ("__init__.py", "support.py", "aio_support.py")
+# The tests of tests/caching that need the project itself, left out of the run on the wheel.
+# Each drives newsite's URLs (django.test.Client on /api/... and /articles/...): the library's
+# response middleware and cache_public views are the site's, not the library's.
+PROJECT_ONLY = {
+    # 404s of newsite's article pages and API: the negative kind's L1/L2/edge admission via HTTP.
+    "tests/caching/test_bounded_state.py::test_random_slugs_and_ids_leave_no_redis_state",
+    "tests/caching/test_bounded_state.py::test_a_404_asked_again_is_shared_through_l2_and_the_edge",
+    # newsite's /api/search/ view: search_results admitted on their second fill via HTTP.
+    "tests/caching/test_bounded_state.py::test_unique_search_queries_cost_two_fixed_bitmaps",
+    # fetch() on an OOM / READONLY Redis runs standalone; the same test then asserts newsite's
+    # /api/articles/?page=9 answers 200/404, never 500, through the site's middleware.
+    "tests/caching/test_redis_errors.py::test_oom_is_served_from_the_loader_and_counted",
+    "tests/caching/test_redis_errors.py::test_readonly_replica_is_served_from_the_loader_and_counted",
+}
 # The library's metadata files: beside the package in the repository, not inside it in the wheel.
 METADATA_FILES = {"pyproject.toml", "README.md", "CHANGELOG.md"}
 DEPENDENCIES = {"django", "redis", "django-redis", "prometheus-client"}
@@ -152,6 +170,34 @@ def test_the_example_project_passes_its_tests_on_the_wheel(venv, tmp_path):
         env={"QUOTES_REDIS_URL": library_redis_url(), "QUOTES_KEY_PREFIX": f"quotes-{uuid.uuid4().hex[:12]}"},
     )
     assert re.search(r"^\d+ passed in ", done.stdout, re.M), done.stdout[-2000:]
+
+
+def test_the_librarys_own_tests_pass_on_the_wheel(venv, tmp_path):
+    """tests/caching (with the helper modules it imports) copied out of the checkout and run in the
+    venv under tests/library/standalone/settings_caching.py: SQLite, the library's default setting
+    and metric names, a key prefix of this run. All pass but PROJECT_ONLY, deselected: none skips."""
+    work = tmp_path / "caching-tests"
+    (work / "tests").mkdir(parents=True)
+    for name in CACHING_TEST_HELPERS:
+        run(["cp", TESTS / name, work / "tests" / name], cwd=tmp_path)
+    run(["cp", "-r", TESTS / "caching", work / "tests" / "caching"], cwd=tmp_path)
+    run(["rm", "-rf", work / "tests" / "caching" / "__pycache__"], cwd=tmp_path)
+    run(["cp", STANDALONE / "settings_caching.py", work / "settings_caching.py"], cwd=tmp_path)
+    run(["cp", STANDALONE / "conftest_caching.py", work / "conftest.py"], cwd=tmp_path)
+    deselect = [arg for node in sorted(PROJECT_ONLY) for arg in ("--deselect", node)]
+    done = subprocess.run(
+        [str(venv.python), "-m", "pytest", "-rfEs", "-p", "no:cacheprovider", "--ds", "settings_caching",
+         *deselect, "tests/caching"],
+        cwd=work, capture_output=True, text=True, timeout=600,
+        env={**venv.env, "CACHING_REDIS_URL": library_redis_url(), "CACHING_KEY_PREFIX": f"caching-{uuid.uuid4().hex[:12]}"},
+    )
+    summary = re.search(r"^=*\s*(\d+) passed, (\d+) deselected(?:, \d+ warnings?)? in ([\d.]+)s", done.stdout, re.M)
+    counts = f"inner run: {summary[0].strip(' =') if summary else 'no summary'} (rc {done.returncode})"
+    assert done.returncode == 0 and summary, f"{counts}\n{done.stdout[-6000:]}\n{done.stderr[-2000:]}"
+    assert int(summary[2]) == len(PROJECT_ONLY), f"{counts}: deselected other than PROJECT_ONLY"
+    assert int(summary[1]) >= 70, f"{counts}: too few of tests/caching ran"
+    origin = re.search(r"^caching from: (.+)$", done.stdout, re.M)
+    assert origin and Path(origin[1]).is_relative_to(venv.root / "venv"), f"{counts}: caching from {origin}"
 
 
 def test_djangos_cache_suite_passes_on_tiered_cache_from_the_wheel(venv, tmp_path):
