@@ -1,7 +1,9 @@
 """Coherence across sync and async processes: one process writes a key 300 times (aset, or set),
 two processes read it with get() and two with aget() (8 tasks each) while it writes; every read
-that started after a write returned sees that write or a later one - from L1 as much as from
-Redis (the readers' L1 hits are counted, so the test shows L1 was in play).
+that started more than mixed_worker.GRACE (0.5 s) after a write returned sees that write or a
+later one - from L1 as much as from Redis (the readers' L1 hits are counted, so the test shows L1
+was in play). TieredCache's writes do not wait for the other processes' L1s (README): the
+bound is the broadcast's, milliseconds, with CI's load as the margin.
 
 Workers: tests/cache_backend/mixed_worker.py, separate Python processes configured like
 another project."""
@@ -57,7 +59,7 @@ def test_no_reader_sees_a_write_older_than_the_last_returned_one(writer):
                 proc.wait(5)
 
     for report in reports[:-1]:
-        assert report["stale"] == [], f"{report['role']} read older than the last returned write (returned, read)"
+        assert report["stale"] == [], f"{report['role']} read older than a write that returned > GRACE before (returned, read)"
         assert report["reads"] > 50, report
     by_role = {role: sum(r["l1_hits"] for r in reports if r["role"] == role) for role in ("read-sync", "read-async")}
     assert all(hits > 0 for hits in by_role.values()), f"L1 never answered a reader: {by_role}"
