@@ -40,7 +40,7 @@ from caching import fetcher as fetcher_module
 from caching.broadcast import DOWN
 from caching.envelope import LEASE_MARK, Envelope, is_lease
 from caching.fetcher import CallersOwnRefusal, FetchFace, LeaseTimeout, Load
-from caching.l1 import FILLED_AT, HIT_L1, HIT_L2, MISS, PREFIX, VALUE, Fetched
+from caching.l1 import HIT_L2, MISS, Fetched
 from caching.l2 import L2Unavailable
 
 logger = logging.getLogger(__name__)
@@ -66,10 +66,9 @@ async def afetch(key: str, loader, *, kind: str, tags=(), bypass_l1: bool = Fals
         face = await sync_to_async(fetcher_module.current, thread_sensitive=False)()
     l1 = face.l1
     if l1 is not None and not bypass_l1:
-        entry = l1.get(key)
-        if entry is not None:
-            metrics.stats_for(entry[PREFIX]).hit_l1()
-            return Fetched(entry[VALUE], HIT_L1, entry[FILLED_AT])
+        hit = fetcher_module.l1_hit(l1, key)
+        if hit is not None:
+            return hit
     return await _single_flight(face, key, loader, kind, tags)
 
 

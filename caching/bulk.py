@@ -20,9 +20,9 @@ import redis
 from caching import conf as conf_module
 from caching import keys, lifetime, metrics
 from caching.envelope import Envelope, is_lease
-from caching.fetcher import FetchFace, current
+from caching.fetcher import FetchFace, current, l1_hit
 from caching.fill import Filled, resolve_tags
-from caching.l1 import FILLED_AT, HIT_L1, HIT_L2, MISS, PREFIX, STALE, VALUE, Fetched
+from caching.l1 import HIT_L2, MISS, STALE, Fetched
 from caching.l2 import L2Unavailable
 
 logger = logging.getLogger(__name__)
@@ -53,10 +53,9 @@ def _fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for
     missing = []
     l1 = face.l1 if use_l1 else None
     for key in keys_to_args:
-        entry = l1.get(key) if l1 is not None else None
-        if entry is not None:
-            metrics.stats_for(entry[PREFIX]).hit_l1()
-            result[key] = Fetched(entry[VALUE], HIT_L1, entry[FILLED_AT])
+        hit = l1_hit(l1, key) if l1 is not None else None
+        if hit is not None:
+            result[key] = hit
         else:
             if l1 is not None:
                 metrics.stats_for(keys.key_prefix_of(key)).miss_l1()
