@@ -47,6 +47,12 @@ DEFAULTS = {
     # (the shortest of its tags') and is merged with the same purge asked for meanwhile, so a
     # burst of identical asks (likes on a hot article: its counts) costs one purge per window.
     "COALESCE": {},
+    # The re-drive (Celery beat, CDN_OUTBOX_REDRIVE_SECONDS apart: 1 s) takes the pending, due
+    # rows created at least this long ago: the writer's own hand-off (edge acknowledgement, the
+    # drain task) has had its chance by then. A row whose writer could reach neither Redis nor
+    # the broker - its host cut off as it committed - thus has its app tiers invalidated and its
+    # purge sent by the Celery host within about REDRIVE_AFTER + the beat's period of the commit.
+    "REDRIVE_AFTER": 1.0,
 }
 
 
@@ -72,9 +78,10 @@ def backoff_seconds(attempts: int) -> float:
     return delay * random.uniform(0.9, 1.1)
 
 
-def drain_outbox(ids=None) -> DrainReport:
-    """Deliver pending, due rows (only `ids` if given) to every configured backend that has not
-    confirmed them yet, merged, in batches of BATCH_SIZE rows.
+def drain_outbox(ids=None, *, created_before=None) -> DrainReport:
+    """Deliver pending, due rows (only `ids` if given; only rows created before `created_before`
+    if given) to every configured backend that has not confirmed them yet, merged, in batches of
+    BATCH_SIZE rows.
 
     The configured backends of this process decide where a row goes (a row names no backend):
     a row is done once every one of them has confirmed it (`delivered_to`). Each batch is one
@@ -97,6 +104,8 @@ def drain_outbox(ids=None) -> DrainReport:
             )
             if ids is not None:
                 qs = qs.filter(pk__in=list(ids))
+            if created_before is not None:
+                qs = qs.filter(created_at__lt=created_before)
             rows = list(qs.order_by("pk")[:batch_size])
             if not rows:
                 break

@@ -1,10 +1,12 @@
 """Celery tasks of the purge outbox, and sending the drain to the broker (the logic is in cdn.outbox)."""
 
 import logging
+from datetime import timedelta
 
 import kombu.exceptions
 import redis.exceptions
 from celery import shared_task
+from django.utils import timezone
 
 from cdn import outbox
 
@@ -38,13 +40,21 @@ def purge_outbox_drain(self, ids=None):
         and report.retry_in <= SELF_RETRY_MAX_DELAY
     ):
         schedule_drain(report.failed, countdown=report.retry_in)
-    follow_up = outbox.outbox_setting("FOLLOW_UP_AFTER")
-    if report.delivered and follow_up and not self.request.is_eager:
-        try:
-            purge_outbox_follow_up.apply_async(args=(report.delivered,), countdown=follow_up, retry=False)
-        except BROKER_ERRORS as exc:  # best effort: the first purge was delivered
-            logger.warning("cdn outbox: follow-up purge of %s not scheduled (%s)", report.delivered, exc)
+    if not self.request.is_eager:
+        _schedule_follow_up(report.delivered)
     return {"delivered": len(report.delivered), "failed": len(report.failed), "dead": len(report.dead)}
+
+
+def _schedule_follow_up(delivered: list[int]) -> None:
+    """purge_outbox_follow_up(delivered), FOLLOW_UP_AFTER from now (best effort: the first purge
+    was delivered)."""
+    follow_up = outbox.outbox_setting("FOLLOW_UP_AFTER")
+    if not delivered or not follow_up:
+        return
+    try:
+        purge_outbox_follow_up.apply_async(args=(delivered,), countdown=follow_up, retry=False)
+    except BROKER_ERRORS as exc:
+        logger.warning("cdn outbox: follow-up purge of %s not scheduled (%s)", delivered, exc)
 
 
 @shared_task(name="cdn.purge_outbox_follow_up", ignore_result=True)
@@ -53,10 +63,16 @@ def purge_outbox_follow_up(ids):
     return outbox.purge_again(ids)
 
 
-@shared_task(name="cdn.purge_outbox_redrive", ignore_result=True)
-def purge_outbox_redrive():
-    """Beat: deliver whatever is pending and due (broker was down, worker died, CDN failed)."""
-    report = outbox.drain_outbox(None)
+@shared_task(bind=True, name="cdn.purge_outbox_redrive", ignore_result=True)
+def purge_outbox_redrive(self):
+    """Beat (every CDN_OUTBOX_REDRIVE_SECONDS, 1 s): deliver whatever is pending, due and at
+    least REDRIVE_AFTER old - left by a writer cut off from Redis and the broker as it committed,
+    a broker outage, a killed worker, a CDN error. Its app tiers first (cdn.outbox), then the
+    purge, then the follow-up purge as a drain would."""
+    created_before = timezone.now() - timedelta(seconds=outbox.outbox_setting("REDRIVE_AFTER"))
+    report = outbox.drain_outbox(None, created_before=created_before)
+    if not (self.request.is_eager or self.request.called_directly):
+        _schedule_follow_up(report.delivered)
     if report.delivered or report.failed or report.dead:
         logger.info(
             "cdn outbox re-drive: %d delivered, %d failed, %d dead",

@@ -277,7 +277,14 @@ CDN_OUTBOX = {
     # BATCH_SIZE, BACKOFF_MAX and RETAIN_DONE_DAYS have their defaults in cdn/outbox.py DEFAULTS,
     # documented in docs/cdn.md; set a key here to override it.
 }
-CELERY_BEAT_SCHEDULE["cdn-outbox-redrive"] = {"task": "cdn.purge_outbox_redrive", "schedule": 30.0}
+# Every second (one indexed SELECT when nothing waits): a write whose host lost Redis and the
+# broker as it committed reaches the other hosts' tiers and the edge within ~2 s (issue 27,
+# docs/scaling.md). A re-drive not started within its period is dropped (the next one runs).
+CDN_OUTBOX_REDRIVE_SECONDS = env.float("CDN_OUTBOX_REDRIVE_SECONDS", default=1.0)
+CELERY_BEAT_SCHEDULE["cdn-outbox-redrive"] = {
+    "task": "cdn.purge_outbox_redrive", "schedule": CDN_OUTBOX_REDRIVE_SECONDS,
+    "options": {"expires": CDN_OUTBOX_REDRIVE_SECONDS},
+}
 CELERY_BEAT_SCHEDULE["cdn-outbox-prune"] = {"task": "cdn.purge_outbox_prune", "schedule": 3600.0}
 
 # --- DRF / OpenAPI ---------------------------------------------------------------------------

@@ -97,6 +97,19 @@ def test_drain_by_ids_leaves_other_rows(two_dummies):
     assert PurgeOutbox.objects.filter(status="pending").count() == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_redrive_takes_rows_once_the_writers_own_hand_off_had_its_chance(two_dummies, settings):
+    """The beat's re-drive (every second) leaves a row younger than REDRIVE_AFTER to the
+    writer's edge acknowledgement and drain task, and delivers it once older: a writer cut off
+    from Redis and the broker as it committed is covered within about REDRIVE_AFTER + 1 s."""
+    settings.CDN_OUTBOX = {**settings.CDN_OUTBOX, "REDRIVE_AFTER": 60.0}
+    [row_id] = enqueue_purge(["article:1"])
+    assert purge_outbox_redrive() == {"delivered": 0, "failed": 0, "dead": 0}  # still the writer's
+    PurgeOutbox.objects.filter(pk=row_id).update(created_at=timezone.now() - timedelta(seconds=61))
+    assert purge_outbox_redrive() == {"delivered": 1, "failed": 0, "dead": 0}
+    assert PurgeOutbox.objects.get(pk=row_id).status == "done"
+
+
 @pytest.mark.django_db
 def test_failed_delivery_records_the_error_and_backs_off(settings):
     settings.CDN_BACKENDS = {

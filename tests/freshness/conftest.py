@@ -118,7 +118,9 @@ class RedisProxy:
       connection) containing `marker` is held before it reaches Redis until released;
       `commands_held` counts those held so far;
     - `hold_replies(marker)` / `release_replies()`: the reply to a command containing `marker`
-      is held (the command itself runs at once) until released; `replies_held` counts them.
+      is held (the command itself runs at once) until released; `replies_held` counts them;
+    - `cut()` / `heal()`: everything either way is dropped (a partition: the client's commands
+      never reach Redis, nothing comes back, its timeouts close the connections), until healed.
     """
 
     def __init__(self, upstream_port: int):
@@ -130,6 +132,7 @@ class RedisProxy:
         self._closed = False
         self.lag = 0.0
         self.frozen = False
+        self.blackholed = False
         self.command_marker: bytes | None = None
         self.reply_marker: bytes | None = None
         self.commands_held = 0
@@ -156,6 +159,12 @@ class RedisProxy:
         with self._cond:
             self.frozen = False
             self._cond.notify_all()
+
+    def cut(self) -> None:
+        self.blackholed = True
+
+    def heal(self) -> None:
+        self.blackholed = False
 
     def hold_commands(self, marker: bytes) -> None:
         with self._cond:
@@ -236,6 +245,8 @@ class RedisProxy:
                     marker = self.reply_marker
                     if marker is not None and marker in data and not conn.subscriber:
                         conn.hold_next_reply = marker
+                if self.blackholed:
+                    continue
                 conn.upstream.sendall(data)
         except OSError:
             pass
@@ -257,6 +268,8 @@ class RedisProxy:
                         self._cond.wait_for(lambda m=held_for: self.reply_marker != m or self._closed)
                 if conn.subscriber:
                     self._wait_subscriber_turn(time.monotonic() + self.lag)
+                if self.blackholed:
+                    continue
                 conn.client.sendall(data)
                 if conn.subscriber:
                     with self._cond:
@@ -426,13 +439,15 @@ def _stack_env(prefix: str, private: PrivateRedis, proxy: RedisProxy, **extra) -
 @contextlib.contextmanager
 def running_stack(workdir: Path, *, edge: bool = True, l2only: bool = True, reader_workers: int = 2,
                   reader_threads: int = 1, lease_wait: float | None = None, beat: bool = False,
-                  worker_env: dict | None = None, server_env: dict | None = None):
+                  worker_env: dict | None = None, server_env: dict | None = None,
+                  editor_env: dict | None = None):
     """Start the stack (see the module docstring); yield a Stack; stop everything.
 
     beat: also run `celery -A newsite beat` (its schedule file in `workdir`) beside the worker,
     both in sessions of their own so a test can kill -9 and restart them (Stack.celery).
     worker_env: extra environment of the Celery worker (and beat).
-    server_env: extra environment of the app servers (and the worker)."""
+    server_env: extra environment of the app servers (and the worker).
+    editor_env: extra environment of the editor host only."""
     require_postgresql()
     if not shutil.which("redis-server"):
         pytest.skip("redis-server not installed")
@@ -460,7 +475,8 @@ def running_stack(workdir: Path, *, edge: bool = True, l2only: bool = True, read
             stack.callback(varnish.close)
             extra["VARNISH_PURGE_URL"] = varnish.url + "/"
         env = _stack_env(prefix, private, proxy, **extra)
-        editor = Gunicorn(port=editor_port, workdir=workdir, env={**env, "REDIS_URL": editor_proxy.url}, workers=1)
+        editor = Gunicorn(port=editor_port, workdir=workdir, env={**env, "REDIS_URL": editor_proxy.url, **(editor_env or {})},
+                          workers=1)
         stack.callback(editor.stop)
         readers = Gunicorn(port=readers_port, workdir=workdir, env=env, workers=reader_workers, threads=reader_threads)
         stack.callback(readers.stop)
