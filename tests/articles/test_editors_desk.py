@@ -17,6 +17,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from articles import services
+from articles import tags as T
 from articles.models import Article
 from caching import engine
 from tests.articles.conftest import grant
@@ -216,6 +217,57 @@ def test_revert_is_an_edit_every_process_sees_once_it_returns(api, admin_desk):
     latest = article.history.order_by("-history_id").first()
     assert article.title == "Original headline" and latest.history_change_reason.startswith(f"Reverted to revision {first}")
     assert latest.version == article.version and article.version == 3
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_revert_is_fresh_at_the_edge_for_readers_racing_it(edge, admin_desk):
+    """Readers race a revert through varnishd (the page, the JSON detail, the home feed): the
+    edge held the replaced title, and no read through it that started after the revert returned
+    shows it; the revert's purge was delivered to the edge (its outbox row is sent)."""
+    from cdn.models import PurgeOutbox
+
+    article = make_article(title="Original headline")
+    first = article.history.order_by("history_id").first().history_id
+    services.article_update(article=article, data={"title": "Wrong headline"})
+    paths = [f"/articles/{article.slug}/", f"/api/articles/{article.id}/", "/api/articles/"]
+    for path in paths:
+        assert "Wrong headline" in edge.get(path).text
+        assert edge.get(path).headers["X-Cache-Edge"] == "HIT", path  # the edge holds the old title
+    results: list[tuple[float, str, str]] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def race(path):
+        while not stop.is_set():
+            started = time.monotonic()
+            response = edge.get(path)
+            seen = "old" if "Wrong headline" in response.text else "new" if "Original headline" in response.text else \
+                f"status {response.status_code}"
+            with lock:
+                results.append((started, path, seen))
+
+    threads = [threading.Thread(target=race, args=(path,)) for path in paths for _ in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        confirm = admin_desk.get(f"/admin/articles/article/{article.id}/revert/{first}/")
+        shown = re.search(rb'name="version" value="(\d+)"', confirm.content).group(1).decode()
+        started_at = timezone.now()
+        assert admin_desk.post(f"/admin/articles/article/{article.id}/revert/{first}/", {"version": shown}).status_code == 302
+        returned = time.monotonic()
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    after = [(path, seen) for started, path, seen in results if started > returned]
+    assert {path for path, _ in after} == set(paths), "every path read after the revert returned"
+    assert {seen for _, seen in after} == {"new"}, [r for r in after if r[1] != "new"][:5]
+    assert any(seen == "old" for started, _, seen in results if started < returned), "readers saw the old title first"
+    purges = list(PurgeOutbox.objects.filter(created_at__gte=started_at, tags__contains=[T.article_tag(article.id)]))
+    assert purges and {p.status for p in purges} == {PurgeOutbox.Status.DONE}
 
 
 # --- corrections ---------------------------------------------------------------------------------
