@@ -106,6 +106,60 @@ def test_a_share_link_ends_at_publication_and_at_expiry(api, settings):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_preview_is_what_the_public_will_get(api):
+    """The share link's JSON is the public detail the story has once live (same fields, same
+    values but its counters' moment), and its page is the public page's with the banner and the
+    robots tag: same headline, byline, picture markup and JSON-LD. A draft's byline shows no
+    publication time (none yet)."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from articles import demo_data
+
+    article = services.article_update(article=_scheduled(), data={"hero_image": SimpleUploadedFile(
+        "embargo.jpg", demo_data.hero_picture_jpeg(1), content_type="image/jpeg")})
+    urls = api.post(f"/api/articles/{article.id}/preview-link/").json()
+    before = Client().get(urls["api_url"]).json()
+    page_before = Client().get(urls["url"]).content.decode()
+    services.article_publish_now(article=article)
+    after = Client().get(f"/api/articles/{article.id}/").json()
+    assert set(before) == set(after)
+    moving = {"published_at", "updated_at", "version"}  # publishing now moves them
+    assert {k: v for k, v in before.items() if k not in moving} == {k: v for k, v in after.items() if k not in moving}
+    page_after = Client().get(f"/articles/{article.slug}/").content.decode()
+
+    def shown(html: str) -> list[str]:
+        return [re.search(pattern, html, re.S).group(0) for pattern in (r"<h1>.*?</h1>", r"<figure.*?</figure>",
+                                                                         r'<p class="lede">.*?</p>')]
+
+    assert shown(page_before) == shown(page_after) and "<picture>" in page_after
+    assert 'class="preview-banner"' in page_before and 'class="preview-banner"' not in page_after
+    draft = make_article(title="Not dated yet", published=False)
+    page = Client().get(api.post(f"/api/articles/{draft.id}/preview-link/").json()["url"]).content.decode()
+    byline = re.search(r'<p class="meta">By .*?</p>', page).group(0)
+    assert "<time" not in byline and not byline.endswith(" · </p>"), byline
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("staff", "superuser", "linked"), [(True, True, True), (True, False, True), (False, False, False)],
+                         ids=["superuser", "staff-without-permissions", "not-staff"])
+def test_the_cache_page_is_linked_for_exactly_who_may_open_it(staff, superuser, linked):
+    """The Cache page is an admin view (staff; purging needs articles.purge_cache on top): the
+    index and the side navigation link it for those users and nobody else."""
+    user = make_user(username="someone", staff=staff)
+    user.is_superuser = superuser
+    user.save()
+    client = Client()
+    client.force_login(user)
+    page = client.get("/admin/cache/")
+    assert (page.status_code == 200) is linked
+    index = client.get("/admin/")
+    assert (index.status_code == 200 and b'href="/admin/cache/"' in index.content) is linked
+    if linked:
+        may_purge = b'value="Purge from every tier"' in page.content
+        assert may_purge is superuser  # the purge form only with articles.purge_cache
+
+
+@pytest.mark.django_db(transaction=True)
 def test_preview_links_need_the_change_permission():
     article = _scheduled()
     reader = make_user(username="just-a-reader")
