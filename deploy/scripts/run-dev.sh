@@ -22,5 +22,13 @@ fi
 $PY manage.py migrate --no-input -v 0
 # Demo log-ins with known passwords (demo-editor: superuser): this local dev server only.
 $PY manage.py seed_demo --articles "${SEED_ARTICLES:-2000}" --if-empty --demo-accounts
+# Static files: with DEBUG on (the default here) Django names them plainly and serves them from the
+# apps' folders as they are edited (short-lived). With DEBUG off the pages name the content-hashed
+# copies (immutable for a year) that only collectstatic writes, as make up, the Dockerfile and the
+# systemd unit do (docs/http.md, "Static files and images").
+case "${DEBUG,,}" in
+  true|on|ok|y|yes|1) ;;
+  *) $PY manage.py collectstatic --no-input -v 0 ;;
+esac
 echo "newsite: serving http://127.0.0.1:8000  (admin: /admin/, login demo-editor / demo-editor)"
 exec $PY manage.py runserver 127.0.0.1:8000

@@ -37,3 +37,22 @@ def make_client(request):
     """Every test runs twice: through Django's stack (its test Client), and through the WSGI
     front of newsite/wsgi.py (L1 hits answered before the middleware, the rest by Django)."""
     return Client if request.param == "django" else front_client
+
+
+@pytest.fixture
+def edge(live_server, settings):
+    """varnishd with deploy/varnish/default.vcl in front of the live server, the site's one CDN
+    backend; the outbox drain runs inline on commit (eager Celery, as `make run` does), so a
+    write's purge has reached it when the write returns."""
+    from newsite.celery import app as celery_app
+    from tests.cdn.servers import Varnish
+
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    varnish = Varnish(int(live_server.url.rsplit(":", 1)[1])).start()
+    settings.CDN_BACKENDS = {"varnish": {"BACKEND": "cdn.backends.varnish.VarnishBackend", "LOCATION": varnish.url}}
+    try:
+        yield varnish
+    finally:
+        varnish.close()
+        celery_app.conf.task_always_eager = previous

@@ -73,9 +73,11 @@ def test_state_column_filter_and_publish_now(admin_client_):
     live = make_article(title="Live one")
     scheduled = make_article(title="Scheduled one", ago=-timedelta(hours=2))
     expired = make_article(title="Expired one", ago=timedelta(hours=3), expires_at=timezone.now() - timedelta(hours=1))
+    draft = make_article(title="Draft one", published=False)
     page = admin_client_.get("/admin/articles/article/").content.decode()
-    assert "Scheduled" in page and "Expired" in page and "Live" in page
-    for state, shown, hidden in (("scheduled", scheduled, live), ("live", live, scheduled), ("expired", expired, live)):
+    assert "Scheduled" in page and "Expired" in page and "Live" in page and "Draft" in page
+    for state, shown, hidden in (("scheduled", scheduled, live), ("live", live, scheduled), ("expired", expired, live),
+                                 ("draft", draft, scheduled)):
         listed = admin_client_.get(f"/admin/articles/article/?state={state}").content.decode()
         assert shown.title in listed and hidden.title not in listed, state
     admin_client_.post("/admin/articles/article/", {"action": "publish_now", "_selected_action": [scheduled.pk, expired.pk]})

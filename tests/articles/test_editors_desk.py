@@ -17,6 +17,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from articles import services
+from articles import tags as T
 from articles.models import Article
 from caching import engine
 from tests.articles.conftest import grant
@@ -102,6 +103,60 @@ def test_a_share_link_ends_at_publication_and_at_expiry(api, settings):
     assert Client().get("/preview/not-a-token/").status_code == 404
     tampered = url.replace("/api/preview/", "/api/preview/x")
     assert Client().get(tampered).status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_preview_is_what_the_public_will_get(api):
+    """The share link's JSON is the public detail the story has once live (same fields, same
+    values but its counters' moment), and its page is the public page's with the banner and the
+    robots tag: same headline, byline, picture markup and JSON-LD. A draft's byline shows no
+    publication time (none yet)."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from articles import demo_data
+
+    article = services.article_update(article=_scheduled(), data={"hero_image": SimpleUploadedFile(
+        "embargo.jpg", demo_data.hero_picture_jpeg(1), content_type="image/jpeg")})
+    urls = api.post(f"/api/articles/{article.id}/preview-link/").json()
+    before = Client().get(urls["api_url"]).json()
+    page_before = Client().get(urls["url"]).content.decode()
+    services.article_publish_now(article=article)
+    after = Client().get(f"/api/articles/{article.id}/").json()
+    assert set(before) == set(after)
+    moving = {"published_at", "updated_at", "version"}  # publishing now moves them
+    assert {k: v for k, v in before.items() if k not in moving} == {k: v for k, v in after.items() if k not in moving}
+    page_after = Client().get(f"/articles/{article.slug}/").content.decode()
+
+    def shown(html: str) -> list[str]:
+        return [re.search(pattern, html, re.S).group(0) for pattern in (r"<h1>.*?</h1>", r"<figure.*?</figure>",
+                                                                         r'<p class="lede">.*?</p>')]
+
+    assert shown(page_before) == shown(page_after) and "<picture>" in page_after
+    assert 'class="preview-banner"' in page_before and 'class="preview-banner"' not in page_after
+    draft = make_article(title="Not dated yet", published=False)
+    page = Client().get(api.post(f"/api/articles/{draft.id}/preview-link/").json()["url"]).content.decode()
+    byline = re.search(r'<p class="meta">By .*?</p>', page).group(0)
+    assert "<time" not in byline and not byline.endswith(" · </p>"), byline
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("staff", "superuser", "linked"), [(True, True, True), (True, False, True), (False, False, False)],
+                         ids=["superuser", "staff-without-permissions", "not-staff"])
+def test_the_cache_page_is_linked_for_exactly_who_may_open_it(staff, superuser, linked):
+    """The Cache page is an admin view (staff; purging needs articles.purge_cache on top): the
+    index and the side navigation link it for those users and nobody else."""
+    user = make_user(username="someone", staff=staff)
+    user.is_superuser = superuser
+    user.save()
+    client = Client()
+    client.force_login(user)
+    page = client.get("/admin/cache/")
+    assert (page.status_code == 200) is linked
+    index = client.get("/admin/")
+    assert (index.status_code == 200 and b'href="/admin/cache/"' in index.content) is linked
+    if linked:
+        may_purge = b'value="Purge from every tier"' in page.content
+        assert may_purge is superuser  # the purge form only with articles.purge_cache
 
 
 @pytest.mark.django_db(transaction=True)
@@ -216,6 +271,57 @@ def test_revert_is_an_edit_every_process_sees_once_it_returns(api, admin_desk):
     latest = article.history.order_by("-history_id").first()
     assert article.title == "Original headline" and latest.history_change_reason.startswith(f"Reverted to revision {first}")
     assert latest.version == article.version and article.version == 3
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_revert_is_fresh_at_the_edge_for_readers_racing_it(edge, admin_desk):
+    """Readers race a revert through varnishd (the page, the JSON detail, the home feed): the
+    edge held the replaced title, and no read through it that started after the revert returned
+    shows it; the revert's purge was delivered to the edge (its outbox row is sent)."""
+    from cdn.models import PurgeOutbox
+
+    article = make_article(title="Original headline")
+    first = article.history.order_by("history_id").first().history_id
+    services.article_update(article=article, data={"title": "Wrong headline"})
+    paths = [f"/articles/{article.slug}/", f"/api/articles/{article.id}/", "/api/articles/"]
+    for path in paths:
+        assert "Wrong headline" in edge.get(path).text
+        assert edge.get(path).headers["X-Cache-Edge"] == "HIT", path  # the edge holds the old title
+    results: list[tuple[float, str, str]] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def race(path):
+        while not stop.is_set():
+            started = time.monotonic()
+            response = edge.get(path)
+            seen = "old" if "Wrong headline" in response.text else "new" if "Original headline" in response.text else \
+                f"status {response.status_code}"
+            with lock:
+                results.append((started, path, seen))
+
+    threads = [threading.Thread(target=race, args=(path,)) for path in paths for _ in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        confirm = admin_desk.get(f"/admin/articles/article/{article.id}/revert/{first}/")
+        shown = re.search(rb'name="version" value="(\d+)"', confirm.content).group(1).decode()
+        started_at = timezone.now()
+        assert admin_desk.post(f"/admin/articles/article/{article.id}/revert/{first}/", {"version": shown}).status_code == 302
+        returned = time.monotonic()
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    after = [(path, seen) for started, path, seen in results if started > returned]
+    assert {path for path, _ in after} == set(paths), "every path read after the revert returned"
+    assert {seen for _, seen in after} == {"new"}, [r for r in after if r[1] != "new"][:5]
+    assert any(seen == "old" for started, _, seen in results if started < returned), "readers saw the old title first"
+    purges = list(PurgeOutbox.objects.filter(created_at__gte=started_at, tags__contains=[T.article_tag(article.id)]))
+    assert purges and {p.status for p in purges} == {PurgeOutbox.Status.DONE}
 
 
 # --- corrections ---------------------------------------------------------------------------------

@@ -11,8 +11,6 @@ import pytest
 
 from articles import services
 from articles.models import Article
-from newsite.celery import app as celery_app
-from tests.cdn.servers import Varnish
 from tests.factories import make_article, make_author, make_category
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -22,16 +20,10 @@ SITE = "http://testsite.example"
 
 
 @pytest.fixture
-def edge(live_server, settings):
-    previous = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True  # the drain runs inline on commit
+def edge(edge, settings):
+    """tests/articles/conftest.py's edge, the site's public origin SITE."""
     settings.SITE_URL = SITE
-    port = int(live_server.url.rsplit(":", 1)[1])
-    varnish = Varnish(port).start()
-    settings.CDN_BACKENDS = {"varnish": {"BACKEND": "cdn.backends.varnish.VarnishBackend", "LOCATION": varnish.url}}
-    yield varnish
-    varnish.close()
-    celery_app.conf.task_always_eager = previous
+    return edge
 
 
 def rss_titles(response) -> list[str]:

@@ -269,3 +269,18 @@ def test_a_revert_brings_back_the_revision_s_picture_without_encoding_it_again(i
     reverted = services.article_revert(article=Article.objects.get(pk=illustrated.pk), revision_id=revision)
     assert reverted.hero_renditions == first and reverted.hero_image.name == illustrated.hero_image.name
     assert {r["name"]: default_storage.get_modified_time(r["name"]) for r in first} == stamps
+
+
+def test_an_image_below_the_fold_loads_lazily_in_its_box(illustrated):
+    """articles/_picture.html: the hero (above the fold) is included with loading="eager"; any
+    other image drawn with it (below the fold) is lazy, in the same reserved box and srcset."""
+    from django.template.loader import render_to_string
+
+    from articles import pages
+
+    image = pages.hero_image(Client().get(f"/api/articles/{illustrated.pk}/").json())
+    below = render_to_string("articles/_picture.html", {"image": image})
+    img = re.search(r"<img [^>]*>", below).group(0)
+    assert 'loading="lazy"' in img and "fetchpriority" not in img
+    assert 'width="800" height="450"' in img and f'sizes="{images.SIZES}"' in img
+    assert '<source type="image/webp"' in below
