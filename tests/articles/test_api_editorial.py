@@ -141,6 +141,26 @@ def test_an_edit_never_writes_back_a_stale_view_count(token_client):
     assert Article.objects.get(pk=article.pk).view_count == 41
 
 
+def test_a_publish_or_a_counter_flush_never_writes_back_a_stale_edit():
+    """Issue 28.4: the admin's bulk publish and the views' flush used to write every column of
+    the instance they had loaded; now a publish applies its own fields to the locked row and
+    the flush increments view_count in place: neither undoes an edit made meanwhile."""
+    from articles import counters, services
+
+    article = make_article(title="Loaded", published=False)
+    stale = Article.objects.get(pk=article.pk)  # what the admin action's queryset loaded
+    services.article_update(article=Article.objects.get(pk=article.pk), data={"title": "Edited meanwhile"})
+    services.article_publish(article=stale)
+    saved = Article.objects.get(pk=article.pk)
+    assert (saved.title, saved.status) == ("Edited meanwhile", Article.Status.PUBLISHED)
+    services.article_register_view(article_id=article.pk, client="198.51.100.7")
+    services.article_update(article=Article.objects.get(pk=article.pk), data={"excerpt": "Edited before the flush"})
+    counters.flush_view_counts()
+    flushed = Article.objects.get(pk=article.pk)
+    assert (flushed.excerpt, flushed.version, flushed.view_count) == ("Edited before the flush", saved.version + 1,
+                                                                       saved.view_count + 1)
+
+
 class Likers:
     """`readers` readers toggling their like of an article through the API (POST, DELETE, ...),
     each in its own thread on its own connection, until stop()."""
