@@ -23,7 +23,7 @@ from newsite.throttle import PUBLIC_MISS, BudgetThrottle, charge, client_address
 
 from . import invalidation as contract
 from . import preview, selectors, services
-from .http import detail_etag, json_not_found, json_response, personal
+from .http import editorial_etag, json_not_found, json_response, personal
 from .models import Article
 from .params import PAGE_PARAMS, SEARCH_PARAMS
 from .permissions import ArticleChange, ArticleEditorial, SameSiteOnly
@@ -446,8 +446,9 @@ def _editorial_view(article: Article) -> dict:
         "expires_at": article.expires_at,
         "updated_at": article.updated_at,
         "version": article.version,
-        # The public detail's ETag for this state: what an If-Match of the next edit names.
-        "etag": detail_etag(selectors.article_detail_any_state(article_id=article.id)),
+        # The editorial state's ETag (its version): what an If-Match of the next edit names; a
+        # reader's like or comment meanwhile does not make it stale (issue 28.4).
+        "etag": editorial_etag(article.version),
         "author_id": article.author_id,
         "category_id": article.category_id,
         "is_breaking": article.is_breaking,

@@ -52,6 +52,14 @@ def detail_etag(data: dict) -> str:
     return strong_etag(json_bytes(data))
 
 
+def editorial_etag(version: int) -> str:
+    """The validator of an article's editorial state: its version, which every save of the
+    article increments and nothing else does (a like, a comment, a view, a rename of its author
+    or category changes the detail's ETag, not this). What the editorial answers carry as
+    "etag" and an If-Match may name instead of the detail's ETag (issue 28.4)."""
+    return f'"v{version}"'
+
+
 def etag_matches(if_match: str, etag: str) -> bool:
     """RFC 9110 If-Match: a strong comparison against one of the listed ETags, or `*`."""
     candidates = parse_etags(if_match)

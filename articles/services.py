@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from . import counters, images, invalidation, selectors
-from .http import detail_etag, etag_matches
+from .http import detail_etag, editorial_etag, etag_matches
 from .models import Article, Author, Category, Comment, Follow, Like, Visibility, no_control_characters
 
 ARTICLE_EDITABLE_FIELDS = frozenset(
@@ -134,9 +134,10 @@ def article_update(*, article: Article, data: dict[str, Any], if_match: str | No
     locked (SELECT ... FOR UPDATE: concurrent edits apply one after the other, each on the
     latest row, and only `data`'s fields and the version are written), and save: version + 1.
 
-    `if_match`: an If-Match header: StaleEdit unless it names the current public detail's ETag
-    (or `*`). `expected_version`: StaleEdit unless the row is still at that version (the admin
-    form's). One more query with `if_match` (the detail, for its ETag). The revision it makes is
+    `if_match`: an If-Match header: StaleEdit unless it names the article's editorial ETag at its
+    current version, the current public detail's ETag, or `*` (_refuse_stale_if_match).
+    `expected_version`: StaleEdit unless the row is still at that version (the admin form's). One
+    more query with an If-Match naming the detail's ETag (the detail, for its ETag). The revision it makes is
     by `by` (a user) with `reason`. Returns `article`, set to the saved row."""
     _refuse_unknown_fields(data, ARTICLE_EDITABLE_FIELDS)
     if "hero_image" in data:  # stored before the row is locked: encoding takes a while
@@ -145,9 +146,7 @@ def article_update(*, article: Article, data: dict[str, Any], if_match: str | No
     if expected_version is not None and current.version != expected_version:
         raise StaleEdit(f"the article changed since version {expected_version} (now {current.version}): reload it")
     if if_match is not None:
-        etag = detail_etag(selectors.article_detail_any_state(article_id=current.pk))
-        if not etag_matches(if_match, etag):
-            raise StaleEdit(f"If-Match does not name the article's current ETag ({etag}): reload it")
+        _refuse_stale_if_match(current, if_match)
     _ensure_baseline(current)
     if "status" in data and data["status"] != current.status:
         current.preview_epoch += 1  # share links made before a change of status stop working
@@ -157,6 +156,20 @@ def article_update(*, article: Article, data: dict[str, Any], if_match: str | No
     for column in Article._meta.concrete_fields:  # the caller's object shows what was saved
         setattr(article, column.attname, getattr(current, column.attname))
     return article
+
+
+def _refuse_stale_if_match(current: Article, if_match: str) -> None:
+    """StaleEdit unless `if_match` (an If-Match header, checked against the locked row `current`)
+    names the article's editorial ETag at its current version (articles.http.editorial_etag: a
+    reader's like or comment since does not make it stale), its current public detail's ETag (the
+    SPEC's validator; it also changes with the counts and the author's and category's names), or
+    `*`. The detail's ETag costs one query, only when the editorial one did not match."""
+    if etag_matches(if_match, editorial_etag(current.version)):
+        return
+    etag = detail_etag(selectors.article_detail_any_state(article_id=current.pk))
+    if not etag_matches(if_match, etag):
+        raise StaleEdit(f"If-Match names neither the article's version ({editorial_etag(current.version)}) nor its"
+                        f" current ETag ({etag}): it changed since you read it, reload it")
 
 
 def _ensure_baseline(current: Article) -> None:
@@ -248,13 +261,11 @@ def article_unpublish(*, article: Article, by=None) -> Article:
 @transaction.atomic
 def article_delete(*, article: Article, if_match: str | None = None, by=None) -> None:
     """Delete the article (its last revision says by whom); with `if_match` (an If-Match header)
-    only if it names the current public detail's ETag (StaleEdit otherwise), checked under the
-    row's lock."""
+    only if it names the article's current version or public detail's ETag (StaleEdit otherwise:
+    _refuse_stale_if_match), checked under the row's lock."""
     current = Article.objects.select_for_update().get(pk=article.pk)  # DoesNotExist: deleted meanwhile
     if if_match is not None:
-        etag = detail_etag(selectors.article_detail_any_state(article_id=current.pk))
-        if not etag_matches(if_match, etag):
-            raise StaleEdit(f"If-Match does not name the article's current ETag ({etag}): reload it")
+        _refuse_stale_if_match(current, if_match)
     _ensure_baseline(current)
     if by is not None and getattr(by, "is_authenticated", False):
         current._history_user = by

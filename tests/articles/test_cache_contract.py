@@ -216,7 +216,9 @@ WRITES = [
 
 
 # Writes any reader can make: they may touch only what shows what they changed.
-READER_ACTIONS = {"comment created", "comment deleted", "like created", "like deleted"}
+# (A username change is the admin's: it touches the JSON detail too, which shows no names.)
+READER_ACTIONS = {"comment created", "comment deleted", "like created", "like deleted", "follow created",
+                  "profile edited"}
 
 
 def answer(client, path) -> tuple[int, bytes, frozenset[str]]:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from xml.etree import ElementTree
+
 import pytest
 from django.core.exceptions import ValidationError
 from django.test import Client
@@ -69,6 +71,20 @@ def test_a_control_character_already_stored_does_not_break_the_feeds():
         response = client.get(path)
         assert response.status_code == 200, path
         assert b"Verticaltab" in response.content and b"\x0b" not in response.content, path
+
+
+def test_a_control_character_already_stored_keeps_the_sitemaps_valid_xml():
+    """Issue 28.6: the news sitemap printed a stored title's control character (invalid XML 1.0,
+    refused by every parser); the sitemaps drop it and stay parseable."""
+    article = make_article(title="Sitemap\x0bstory")
+    Article.objects.filter(pk=article.pk).update(title="Sitemap\x0bstory\x1f")  # past the model's validation
+    client = Client()
+    for path in ("/sitemap-news.xml", "/sitemap-articles.xml", "/sitemap.xml"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        ElementTree.fromstring(response.content)  # a ParseError on invalid XML
+        assert b"\x0b" not in response.content and b"\x1f" not in response.content, path
+    assert b"Sitemapstory" in client.get("/sitemap-news.xml").content
 
 
 @pytest.mark.django_db

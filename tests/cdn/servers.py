@@ -54,6 +54,7 @@ class _OriginHandler(_Quiet):
         origin = self.server.owner
         with origin.lock:
             origin.requests.append(self.path)
+            origin.headers_seen.append((self.path, dict(self.headers)))
             status, page = origin.lookup(self.path)
             held = origin.held.pop(self.path, None)
         if held is not None:  # built now, sent when the test releases it: a slow fetch in flight
@@ -99,6 +100,7 @@ class Origin(Server):
         self.lock = threading.Lock()
         self.pages = {}
         self.requests = []
+        self.headers_seen: list[tuple[str, dict]] = []  # (path, request headers) of each request
         self.failing = False
         self.held: dict[str, Held] = {}
         super().__init__(_OriginHandler)

@@ -169,6 +169,18 @@ def test_ops_endpoints_are_not_served_through_the_edge(origin, varnish):
     assert varnish.get("/health/canary/").text == "42"
 
 
+def test_a_clients_canary_probe_header_never_reaches_the_origin(origin, varnish):
+    """Issue 28.9: X-Canary-Probe (newsite/ops/canary.py) changes what the app answers (it adds
+    X-Served-By, no-store); the canary sends it to the app's port, never through the edge, so the
+    edge drops it from clients: their requests reach the origin as anyone's."""
+    origin.page("/api/breaking-news/", "breaking")
+    response = varnish.get("/api/breaking-news/", headers={"X-Canary-Probe": "1", "X-Other": "kept"})
+    assert response.status_code == 200 and response.text == "breaking"
+    [(_, headers)] = [seen for seen in origin.headers_seen if seen[0] == "/api/breaking-news/"]
+    names = {name.lower() for name in headers}
+    assert "x-canary-probe" not in names and "x-other" in names, headers
+
+
 def test_a_redirect_without_cache_control_is_never_stored(origin, varnish):
     """Issue 28.11: Django's HTTPS redirect (SECURE_SSL_REDIRECT, for a request that reached the
     edge without X-Forwarded-Proto) has no Cache-Control; Varnish's default would keep it 120 s
