@@ -29,6 +29,7 @@ MODE_LABELS = {
     "cache_page": "cache_page (django-redis)",
     "l2": "newsite L2 only",
     "l1l2": "newsite L1+L2",
+    "l1l2-asgi": "newsite L1+L2, ASGI (newsite.asgi)",
     "varnish": "Varnish -> L1+L2",
 }
 
