@@ -178,6 +178,11 @@ def test_asgi_interface_serves_a_page_a_json_detail_and_a_304(tmp_path):
             not_modified = requests.get(server.url + path, headers={"If-None-Match": again.headers["ETag"]}, timeout=10)
             assert not_modified.status_code == 304 and not_modified.content == b"", path
             assert not_modified.headers["X-Cache"] == "HIT-L1" and not_modified.headers["ETag"] == again.headers["ETag"]
+            with requests.Session() as session:  # HEAD: the headers, no body (the connection stays usable)
+                head = session.head(server.url + path, timeout=10)
+                assert head.status_code == 200 and head.content == b"", path
+                assert head.headers["Content-Length"] == again.headers["Content-Length"], path
+                assert session.get(server.url + path, timeout=10).content == again.content, path
         assert requests.get(server.url + f"/api/articles/{article.pk}/", timeout=10).json()["title"] == "Served over ASGI"
         health = requests.get(server.url + "/health/cache/", timeout=10).json()
         front = health["wsgi_front"]  # the name predates ASGI: this process's front
