@@ -9,7 +9,9 @@ import redis
 from bench.stack import Stack
 
 # bare: a WSGI constant answering the hot article's L1 hit bytes (bench/bare_wsgi.py); hot workload only.
-MODES = ("floor", "bare", "nocache", "cache_page", "l2", "l1l2", "varnish")
+MODES = ("floor", "bare", "nocache", "cache_page", "l2", "l1l2", "l1l2-asgi", "varnish")
+# Modes served by newsite.asgi under granian's ASGI interface (settings of the mode before "-asgi").
+ASGI_SUFFIX = "-asgi"
 WORKLOADS = ("hot", "zipf", "feed")
 
 

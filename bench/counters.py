@@ -26,17 +26,38 @@ GC_PAUSES = Histogram("bench_gc_pause_seconds", "Garbage collections of this pro
                       ["generation"], buckets=GC_PAUSE_BUCKETS)
 _gc_started = [0.0]
 _gc_children = {}
+# Pauses measured, not yet in the histogram: the callback only appends (list.append is atomic),
+# count_request() moves them. Observing inside the callback deadlocked a worker (2026-12-07):
+# a collection that starts while prometheus-client holds its multiprocess value lock (creating
+# a metric child) re-entered that non-reentrant lock from the same thread, and the worker
+# never answered again (the bench saw "GET ... failed" for a whole mode).
+_gc_pending: list = []
 
 
 def _gc_callback(phase, info):
     if phase == "start":
         _gc_started[0] = time.perf_counter()
         return
-    generation = info["generation"]
-    child = _gc_children.get(generation)
-    if child is None:
-        child = _gc_children[generation] = GC_PAUSES.labels(str(generation))
-    child.observe(time.perf_counter() - _gc_started[0])
+    _gc_pending.append((info["generation"], time.perf_counter() - _gc_started[0]))
+
+
+def _flush_gc_pauses() -> None:
+    while _gc_pending:
+        try:
+            generation, seconds = _gc_pending.pop()
+        except IndexError:  # another thread took the last one
+            return
+        child = _gc_children.get(generation)
+        if child is None:
+            child = _gc_children[generation] = GC_PAUSES.labels(str(generation))
+        child.observe(seconds)
+
+
+def count_request() -> None:
+    """One request answered (REQUESTS), and the collections measured since into GC_PAUSES."""
+    REQUESTS.inc()
+    if _gc_pending:
+        _flush_gc_pauses()
 
 
 def install_gc_probe() -> None:

@@ -28,8 +28,8 @@ from bench.stats import percentile
 # (drain): polled every DRAIN_POLL s until no connection to the target is unfinished and it
 # answered nothing more over one poll, at most DRAIN_LIMIT s.
 DRAIN_POLL, DRAIN_LIMIT = 0.1, 3.0
-CACHED_MODES = ("cache_page", "l2", "l1l2", "varnish")
-PREWARMED_MODES = ("l2", "l1l2", "varnish")  # --zipf-prewarm: what warm_cache --all fills
+CACHED_MODES = ("cache_page", "l2", "l1l2", "l1l2-asgi", "varnish")
+PREWARMED_MODES = ("l2", "l1l2", "l1l2-asgi", "varnish")  # --zipf-prewarm: what warm_cache --all fills
 
 
 @dataclass(frozen=True)
@@ -70,12 +70,13 @@ def target(ctx: Context, mode: str):
 
 def availability(base_url: str, prefix: str, workload: Workload, mode: str, require_cache: bool = True) -> str | None:
     path = prefix + workload.probe_path()
-    reply = webget.try_get(base_url, path)
+    # 30 s, not try_get's 5: on a shared machine at load 30 a 5 s probe dropped whole rounds (2026-12-07).
+    reply = webget.try_get(base_url, path, timeout=30.0)
     if reply is None:
         return f"n/a: GET {path} failed"
     if reply.status != 200:
         return f"n/a: GET {workload.probe_path()} -> {reply.status}"
-    if require_cache and mode in ("l2", "l1l2") and "x-cache" not in reply.headers:
+    if require_cache and mode in ("l2", "l1l2", "l1l2-asgi") and "x-cache" not in reply.headers:
         return "n/a: newsite cache not active (no X-Cache header)"
     return None
 

@@ -5,7 +5,7 @@ per-request ratios need the number of requests the server answered. One header a
 one counter increment per response, identical in every mode including the floor.
 """
 
-from bench.counters import REQUESTS
+from bench.counters import count_request
 from newsite.prometheus import process_id
 
 
@@ -13,7 +13,7 @@ def worker_header(get_response):
     def middleware(request):
         response = get_response(request)
         response["X-Bench-Worker"] = str(process_id())
-        REQUESTS.inc()
+        count_request()
         return response
 
     return middleware
@@ -22,7 +22,7 @@ def worker_header(get_response):
 def _front_twin(hit):
     """The same for a response of the WSGI front (newsite/front.py), which runs no middleware."""
     hit.headers.append(("X-Bench-Worker", str(process_id())))
-    REQUESTS.inc()
+    count_request()
 
 
 worker_header.wsgi_front_twin = _front_twin

@@ -29,6 +29,7 @@ MODE_LABELS = {
     "cache_page": "cache_page (django-redis)",
     "l2": "newsite L2 only",
     "l1l2": "newsite L1+L2",
+    "l1l2-asgi": "newsite L1+L2, ASGI (newsite.asgi)",
     "varnish": "Varnish -> L1+L2",
 }
 
@@ -195,6 +196,8 @@ def targets(results, ctx) -> list[str]:
     both("L2 hit (hot article, L2 only) >= 0.85x floor", "hot", "l2", "floor", 0.85)
     both("issue 17.4: L1 hit (WSGI front) >= 1.5x floor", "hot", "l1l2", "floor", 1.5)
     both("issue 17.4: L1 hit (WSGI front) >= 0.95x a bare WSGI constant", "hot", "l1l2", "bare", 0.95)
+    for workload in ("hot", "zipf", "feed"):  # issue 31: WEB_INTERFACE=asgi only if it is at least as good
+        both(f"issue 31: {workload}, ASGI (l1l2-asgi) >= 1.0x WSGI (l1l2)", workload, "l1l2-asgi", "l1l2", 1.0)
     l2r = _find(results, "throughput", "hot", "l2")
     if _ok(l2r):
         # Per hit: what the requests sent, not the processes' background commands (the

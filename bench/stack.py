@@ -168,11 +168,19 @@ class Stack:
     # --- app servers -------------------------------------------------------------------------
     def start_app(self, mode: str, env: dict, kind: str = "gunicorn-sync", workers: int = 2,
                   threads: int = 4, app: str = "newsite.wsgi:application") -> AppServer:
+        """`mode` ending in "-asgi": newsite.asgi under granian's ASGI interface, with the
+        settings of the mode before it (l1l2-asgi: l1l2's)."""
+        interface = "wsgi"
+        bench_mode = mode
+        if mode.endswith("-asgi"):
+            interface, bench_mode, app = "asgi", mode.removesuffix("-asgi"), "newsite.asgi:application"
+            if kind != "granian":
+                raise Unavailable(f"{mode}: ASGI needs --server granian, not {kind}")
         port = free_port()
         metrics_dir = self.workdir / f"metrics-{mode}-{kind}-{port}"
         metrics_dir.mkdir()
         self.metric_dirs.append(metrics_dir)
-        env = {**env, "BENCH_MODE": mode, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        env = {**env, "BENCH_MODE": bench_mode, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
                "prometheus_multiproc_dir": str(metrics_dir)}
         bind = f"127.0.0.1:{port}"
         if kind.startswith("gunicorn"):
@@ -186,9 +194,11 @@ class Stack:
         elif kind == "granian":
             if not (VENV_BIN / "granian").exists():
                 raise Unavailable("granian not installed")
-            cmd = [str(VENV_BIN / "granian"), "--interface", "wsgi", "--host", "127.0.0.1",
-                   "--port", str(port), "--workers", str(workers), "--blocking-threads",
-                   str(threads), "--no-ws", "--log-level", "warning", app]
+            cmd = [str(VENV_BIN / "granian"), "--interface", interface, "--host", "127.0.0.1",
+                   "--port", str(port), "--workers", str(workers), "--no-ws", "--log-level", "warning"]
+            if interface == "wsgi":  # ASGI: one event loop thread per worker (run-web.sh does the same)
+                cmd += ["--blocking-threads", str(threads)]
+            cmd.append(app)
         else:
             raise ValueError(f"unknown server kind {kind}")
         proc = self.spawn(f"app-{mode}-{kind}", cmd, env=env, core=0)

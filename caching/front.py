@@ -1,4 +1,6 @@
-"""The WSGI front: L1 and L2 hits of public views answered before Django's request machinery.
+"""The front: L1 and L2 hits of public views answered before Django's request machinery, under
+WSGI (`ResponseFront`) or ASGI (`AsgiResponseFront`, at the end: the same decision - recognise,
+from_l1, from_l2, finish - with its own L2 read and its own sends).
 
 `ResponseFront(app, gates=..., twins=...)` wraps a Django WSGI application. For a request it
 recognises - GET or HEAD, no X-Edge-Fetch, a path that resolves (Django's resolver, cached per
@@ -42,21 +44,29 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.client import responses
 
+from asgiref.sync import sync_to_async
 from django.core.exceptions import SuspiciousOperation
 from django.core.handlers.wsgi import get_path_info
 from django.http import QueryDict
 from django.urls import Resolver404, get_resolver
 
-from caching import conf, fetcher, keys, metrics
+from caching import aio, conf, fetcher, keys, metrics
+from caching.broadcast import DOWN
 from caching.early_read import EarlyRead
 from caching.http import ResponseEntry, age_header, is_response_entry, not_modified, policy_of
 from caching.l1 import FILLED_AT, HIT_L1, HIT_L2, PREFIX, VALUE
+from caching.l2 import L2Unavailable
 from caching.middleware import EDGE_FETCH_HEADER, SAFE
 from caching.params import ParamError
 
 ROUTE_CACHE_MAX = 10_000  # paths remembered (resolved or not); the table is emptied when full
 _EMPTY_QUERY = QueryDict("")
 _NOT_MODIFIED = "304 Not Modified"
+L1_MISS = object()  # ResponseFront.from_l1: not in L1 (read L2)
+
+
+def _status_line(status_code: int) -> str:
+    return f"{status_code} {responses.get(status_code, 'Unknown Status Code')}"
 
 
 @dataclass(slots=True)
@@ -108,6 +118,7 @@ class ResponseFront:
         self.passed = 0
 
     def __call__(self, environ, start_response):
+        """The WSGI adapter."""
         started = time.perf_counter()
         hit = self._hit(environ, started)
         if hit is None:
@@ -118,14 +129,16 @@ class ResponseFront:
                 early_read = EarlyRead.stored(environ)
                 if early_read is not None:
                     early_read.give_back()  # nothing when the fetch continued from it
+        status_code, headers = self.finish(hit)
+        start_response(_NOT_MODIFIED if status_code == 304 else _status_line(status_code), headers)
+        return [b""] if status_code == 304 else [hit.body]
+
+    def finish(self, hit: FrontHit) -> tuple[int, list]:
+        """A hit's status code and headers, once the project's twins added theirs (both adapters)."""
         self.served += 1
         for twin in self.twins:
             twin(hit)
-        if hit.status_code == 304:
-            start_response(_NOT_MODIFIED, hit.headers)
-            return [b""]
-        start_response(f"{hit.status_code} {responses.get(hit.status_code, 'Unknown Status Code')}", hit.headers)
-        return [hit.body]
+        return hit.status_code, hit.headers
 
     # --- recognising a request ---------------------------------------------------------------
 
@@ -153,7 +166,11 @@ class ResponseFront:
         routes[raw_path] = route
         return route
 
-    def _hit(self, environ, started: float) -> FrontHit | None:
+    def recognise(self, environ) -> tuple[Route, str] | None:
+        """(route, key) of a request the front may answer from the tiers, or None (Django
+        answers): the method, the route, the gates, the query string, the cache switch. Shared
+        by the WSGI and ASGI adapters (`environ`: a WSGI environ, or the ASGI front's twin of
+        one, scope_environ below)."""
         if environ.get("REQUEST_METHOD") not in SAFE or EDGE_FETCH_HEADER in environ:
             return None
         route = self.route(environ.get("PATH_INFO") or "/")
@@ -184,24 +201,45 @@ class ResponseFront:
             return None  # a bad value (or a required parameter missing): the view answers 400
         if not conf.get().enabled:
             return None
-        face = fetcher.current()
+        return route, key
+
+    def from_l1(self, face, environ, route: Route, key: str, started: float) -> FrontHit | None | object:
+        """The answer of `key`'s L1 entry; None when Django must answer (a cached 404);
+        L1_MISS when L1 does not hold it (the adapter reads L2, each its own way)."""
         l1 = face.l1
         entry = l1.get(key) if l1 is not None else None
-        if entry is not None:
-            value = entry[VALUE]
-            if value is None:
-                return None  # a cached 404: its body is the project's view of the request
-            metrics.stats_for(entry[PREFIX]).hit_l1()
-            return self._answer(environ, route, value, entry[FILLED_AT], HIT_L1, started, False)
-        early_read = EarlyRead.start(face, key)
-        if early_read is None:
-            return None  # another thread of this process is fetching it: Django's fetch joins it
+        if entry is None:
+            return L1_MISS
+        value = entry[VALUE]
+        if value is None:
+            return None  # a cached 404: its body is the project's view of the request
+        metrics.stats_for(entry[PREFIX]).hit_l1()
+        return self._answer(environ, route, value, entry[FILLED_AT], HIT_L1, started, False)
+
+    def from_l2(self, early_read: EarlyRead, environ, route: Route, started: float) -> FrontHit | None:
+        """The answer of a plain L2 hit found by `early_read` (counted, L1 backfilled), or None."""
         fetched = early_read.fresh_hit(is_response_entry)
         if fetched is None:
-            early_read.store(environ)  # Django's fetch continues from this read
             return None
         self.served_l2 += 1
         return self._answer(environ, route, fetched.value, fetched.filled_at, HIT_L2, started, fetched.superseded)
+
+    def _hit(self, environ, started: float) -> FrontHit | None:
+        found = self.recognise(environ)
+        if found is None:
+            return None
+        route, key = found
+        face = fetcher.current()
+        hit = self.from_l1(face, environ, route, key, started)
+        if hit is not L1_MISS:
+            return hit
+        early_read = EarlyRead.start(face, key)
+        if early_read is None:
+            return None  # another thread of this process is fetching it: Django's fetch joins it
+        hit = self.from_l2(early_read, environ, route, started)
+        if hit is None:
+            early_read.store(environ)  # Django's fetch continues from this read
+        return hit
 
     @staticmethod
     def _answer(environ, route: Route, value: ResponseEntry, filled_at: float, source: str, started: float,
@@ -235,3 +273,100 @@ class ResponseFront:
         return {"enabled": True, "served": self.served, "served_from_l2": self.served_l2, "passed_to_django": self.passed,
                 "routes_cached": len(self._routes), "twins": len(self.twins), "gates": len(self.gates)}
 
+
+def scope_environ(scope) -> dict:
+    """The WSGI-shaped dict the front's decision reads, from an ASGI HTTP scope: the META
+    Django's ASGIRequest builds (method, path, query string, server, client, HTTP_* headers,
+    joined with "," when repeated, names with "_" dropped), with PATH_INFO and QUERY_STRING in
+    PEP 3333's form (bytes as latin-1), so that the route cache, get_path_info and the query
+    parse see what a WSGI server would give them."""
+    path = scope["path"]
+    root = scope.get("root_path") or ""
+    if root and path.startswith(root):
+        path = path[len(root):]
+    environ = {
+        "REQUEST_METHOD": scope["method"].upper(),
+        "PATH_INFO": path.encode("utf-8").decode("iso-8859-1") if not path.isascii() else path,
+        "QUERY_STRING": scope.get("query_string", b"").decode("iso-8859-1"),
+        "SCRIPT_NAME": root,
+        "wsgi.url_scheme": scope.get("scheme") or "http",
+    }
+    server = scope.get("server")
+    if server:
+        environ["SERVER_NAME"], environ["SERVER_PORT"] = server[0], str(server[1])
+    else:
+        environ["SERVER_NAME"], environ["SERVER_PORT"] = "unknown", "0"
+    client = scope.get("client")
+    if client:
+        environ["REMOTE_ADDR"] = client[0]
+    for raw_name, raw_value in scope.get("headers", ()):
+        name = raw_name.decode("latin-1")
+        if "_" in name:
+            continue  # as Django: no spoofing through "_" vs "-"
+        if name == "content-length":
+            meta = "CONTENT_LENGTH"
+        elif name == "content-type":
+            meta = "CONTENT_TYPE"
+        else:
+            meta = "HTTP_" + name.upper().replace("-", "_")
+        value = raw_value.decode("latin-1")
+        environ[meta] = environ[meta] + "," + value if meta in environ else value
+    return environ
+
+
+def _subscriber_down(face) -> bool:
+    sub = face.engine.subscriber
+    return sub is not None and sub.state == DOWN
+
+
+class AsgiResponseFront(ResponseFront):
+    """The ASGI adapter of the same front, around a Django ASGI application.
+
+    The decision is ResponseFront's (recognise, from_l1, from_l2, finish): the same keys,
+    headers, twins, gates and counters. An L1 hit is answered in the caller's task: nothing is
+    awaited but the two sends, no thread. On an L1 miss the L2 read is one GET on redis.asyncio
+    (caching/aio.py, the engine's breaker): a plain fresh hit is answered as the WSGI front
+    does (HIT-L2, L1 backfilled); anything else goes to Django, whose middleware fetches
+    (caching.afetch). Unlike the WSGI front this read takes no lease and is not handed on
+    (afetch has no early-read parameter): an ASGI miss costs one Redis round trip more
+    (3, not 2). Scopes other than HTTP go to the wrapped application (lifespan, websocket)."""
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        environ = scope_environ(scope)
+        hit = await self._ahit(environ, started)
+        if hit is None:
+            self.passed += 1
+            return await self.app(scope, receive, send)
+        status_code, headers = self.finish(hit)
+        await send({"type": "http.response.start", "status": status_code,
+                    "headers": [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]})
+        await send({"type": "http.response.body", "body": b"" if status_code == 304 else hit.body})
+
+    async def _ahit(self, environ, started: float) -> FrontHit | None:
+        found = self.recognise(environ)
+        if found is None:
+            return None
+        route, key = found
+        face = fetcher._face
+        if face is None:  # the process's first request: building the engine waits for its subscription
+            face = await sync_to_async(fetcher.current, thread_sensitive=False)()
+        hit = self.from_l1(face, environ, route, key, started)
+        if hit is not L1_MISS:
+            return hit
+        if key in face.inflight or face.invalidator.pending_tags or _subscriber_down(face):
+            # A thread of this process is fetching it (Django's fetch joins it), or what a read
+            # from Redis must set going first (queued invalidations, the subscription's return):
+            # Django's fetch does both.
+            return None
+        guard = face.fill_guard()
+        vkey = keys.value_key(face.namespace, key)
+        half = aio.l2_for(face.l2)
+        try:
+            raw = await half.call(half.client.get, vkey)
+        except L2Unavailable:
+            return None
+        # A read without a lease: nothing to give back, never stored for Django's fetch.
+        return self.from_l2(EarlyRead(face, key, vkey, "", 0, raw, guard, used=True), environ, route, started)

@@ -1,4 +1,5 @@
-"""newsite's WSGI front (caching/front.py) around the Django application (newsite/wsgi.py).
+"""newsite's front (caching/front.py) around the Django application: WSGI (newsite/wsgi.py,
+`wrap`) or ASGI (newsite/asgi.py, `wrap_asgi`), one decision, the same gates and twins.
 
 The front answers L1 and L2 hits of public views without running MIDDLEWARE, so it must add what each
 middleware adds to such a response, and step aside whenever one would do something else. Each
@@ -26,6 +27,7 @@ Switch: settings.CACHE_WSGI_FRONT (env CACHE_WSGI_FRONT, default on).
 
 from __future__ import annotations
 
+import gc
 import logging
 from urllib.parse import urlsplit
 
@@ -39,7 +41,7 @@ from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.utils.module_loading import import_string
 
-from caching.front import FrontHit, ResponseFront
+from caching.front import AsgiResponseFront, FrontHit, ResponseFront
 from newsite.db_routers import PIN_COOKIE
 from newsite.ops import logs
 from newsite.ops.middleware import front_twin as latency_twin
@@ -210,14 +212,15 @@ def build(middleware: list[str]) -> tuple[list, list]:
     return gates, twins
 
 
-_status: dict = {"enabled": False, "reason": "newsite.wsgi not loaded in this process"}
+_status: dict = {"enabled": False, "reason": "neither newsite.wsgi nor newsite.asgi loaded in this process"}
 _installed: ResponseFront | None = None
 
 
-def wrap(app, *, install: bool = False):
-    """`app` behind the WSGI front, or `app` itself (with `front_off_reason`) when the switch
-    is off or the middleware cannot be reproduced. `install`: this is the process's application
-    (newsite/wsgi.py): status() reports it."""
+def wrap(app, *, install: bool = False, front_class: type[ResponseFront] = ResponseFront):
+    """`app` behind the front, or `app` itself (with `front_off_reason`) when the switch is off
+    or the middleware cannot be reproduced. `install`: this is the process's application
+    (newsite/wsgi.py, newsite/asgi.py): status() reports it. `front_class`: ResponseFront
+    around a WSGI application, AsgiResponseFront around an ASGI one (`wrap_asgi`)."""
     global _installed, _status
     front = None
     if not getattr(settings, "CACHE_WSGI_FRONT", True):
@@ -226,14 +229,54 @@ def wrap(app, *, install: bool = False):
         try:
             gates, twins = build(list(settings.MIDDLEWARE))
         except FrontUnsupported as exc:
-            logger.warning("WSGI front off: %s", exc)
+            logger.warning("front off: %s", exc)
             app.front_off_reason = str(exc)
         else:
-            front = ResponseFront(app, gates=gates, twins=twins)
+            front = front_class(app, gates=gates, twins=twins)
     if install:
         _installed = front
         _status = {"enabled": False, "reason": app.front_off_reason} if front is None else {}
     return front or app
+
+
+def wrap_asgi(app, *, install: bool = False):
+    """`wrap` for Django's ASGI application (get_asgi_application())."""
+    return wrap(app, install=install, front_class=AsgiResponseFront)
+
+
+class FreezeAfterWarmup:
+    """`app`, and at this process's `after`-th request one more gc.freeze(): what the first
+    requests built lazily (URL resolver and route caches, serializers, metric children,
+    translations) is as long-lived as the import's objects, and left in the collector's sight
+    it made every full collection scan ~20,000 objects (9 ms of CPU here, 20-50 ms of wall
+    time with the GIL held on a busy core: the slowest 503s of a database outage, issue 15;
+    ~1 ms after). Once: what the freeze catches in flight (a few requests' reference cycles)
+    is never collected, and freezing again would leak that each time. GC_FREEZE_AFTER_REQUESTS
+    0: no second freeze. A WSGI application; AsgiFreezeAfterWarmup for an ASGI one."""
+
+    def __init__(self, app, after: int):
+        self.app = app
+        self.left = after
+
+    def tick(self) -> None:
+        if self.left > 0:
+            self.left -= 1  # racy across threads: at worst two freezes at once, which is harmless
+            if self.left == 0:
+                gc.freeze()
+
+    def __call__(self, environ, start_response):
+        self.tick()
+        return self.app(environ, start_response)
+
+    def __getattr__(self, name):  # front_off_reason, snapshot(): the wrapped application's
+        return getattr(self.app, name)
+
+
+class AsgiFreezeAfterWarmup(FreezeAfterWarmup):
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            self.tick()
+        return await self.app(scope, receive, send)
 
 
 def status() -> dict:

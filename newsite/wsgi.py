@@ -15,7 +15,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "newsite.settings")
 
 application = get_wsgi_application()
 
-from newsite.front import wrap  # noqa: E402 (after django.setup(), which get_wsgi_application ran)
+from newsite.front import FreezeAfterWarmup, wrap  # noqa: E402 (after django.setup(), which get_wsgi_application ran)
 from newsite.ops.metrics import reap_dead_processes  # noqa: E402
 
 application = wrap(application, install=True)
@@ -27,31 +27,6 @@ reap_dead_processes()
 # it also keeps those pages shared with the master. (A gc.callbacks probe under Zipf load saw
 # full collections of 50-430 ms in the bench's processes; docs/bench.md.)
 gc.freeze()
-
-
-class FreezeAfterWarmup:
-    """`app`, and at this process's `after`-th request one more gc.freeze(): what the first
-    requests built lazily (URL resolver and route caches, serializers, metric children,
-    translations) is as long-lived as the import's objects, and left in the collector's sight
-    it made every full collection scan ~20,000 objects (9 ms of CPU here, 20-50 ms of wall
-    time with the GIL held on a busy core: the slowest 503s of a database outage, issue 15;
-    ~1 ms after). Once: what the freeze catches in flight (a few requests' reference cycles)
-    is never collected, and freezing again would leak that each time. GC_FREEZE_AFTER_REQUESTS
-    0: no second freeze."""
-
-    def __init__(self, app, after: int):
-        self.app = app
-        self.left = after
-
-    def __call__(self, environ, start_response):
-        if self.left > 0:
-            self.left -= 1  # racy across threads: at worst two freezes at once, which is harmless
-            if self.left == 0:
-                gc.freeze()
-        return self.app(environ, start_response)
-
-    def __getattr__(self, name):  # front_off_reason, snapshot(): the wrapped application's
-        return getattr(self.app, name)
 
 
 if settings.GC_FREEZE_AFTER_REQUESTS > 0:

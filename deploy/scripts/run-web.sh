@@ -5,9 +5,13 @@
 # the Dockerfile all start it, so every one runs the same server with the same settings.
 #
 #   WEB_SERVER    granian (default) | gunicorn
+#   WEB_INTERFACE wsgi (default) | asgi: granian's interface - newsite.wsgi:application or
+#                 newsite.asgi:application (the same front under ASGI, Django's ASGIHandler behind
+#                 it; docs/bench.md "ASGI vs WSGI" for why wsgi is the default). gunicorn: wsgi only
 #   WEB_BIND      host:port (default 127.0.0.1:8000; GUNICORN_BIND is read too)
 #   WEB_WORKERS   worker processes (default: the CPU count; GUNICORN_WORKERS is read too)
-#   WEB_THREADS   threads per worker running the app (default 4; GUNICORN_THREADS is read too)
+#   WEB_THREADS   threads per worker running the app (default 4; GUNICORN_THREADS is read too;
+#                 asgi: unused - the event loop answers, Django's sync code runs in asgiref's threads)
 #   WEB_PIDFILE   where granian writes its pid (make up: .run/web.pid)
 #   WEB_LOG_LEVEL granian's log level (default warning)
 #
@@ -27,15 +31,26 @@ mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 BIN=.venv/bin
 [ -x "$BIN/granian" ] || BIN="$(dirname "$(command -v granian || command -v gunicorn)")"
 
+INTERFACE="${WEB_INTERFACE:-wsgi}"
+case "$INTERFACE" in
+  wsgi|asgi) ;;
+  *) echo "run-web: WEB_INTERFACE must be wsgi or asgi, not ${INTERFACE}" >&2; exit 2 ;;
+esac
+
 case "${WEB_SERVER:-granian}" in
   granian)
-    args=(--interface wsgi --host "${BIND%:*}" --port "${BIND##*:}" --workers "$WORKERS"
-          --blocking-threads "$THREADS" --respawn-failed-workers --workers-kill-timeout 20 --no-ws
-          --log-level "${WEB_LOG_LEVEL:-warning}")
+    args=(--interface "$INTERFACE" --host "${BIND%:*}" --port "${BIND##*:}" --workers "$WORKERS"
+          --respawn-failed-workers --workers-kill-timeout 20 --no-ws --log-level "${WEB_LOG_LEVEL:-warning}")
+    # granian runs an ASGI app on one event loop thread per worker (--blocking-threads is WSGI's).
+    if [ "$INTERFACE" = wsgi ]; then args+=(--blocking-threads "$THREADS"); fi
     if [ -n "${WEB_PIDFILE:-}" ]; then args+=(--pid-file "$WEB_PIDFILE"); fi
-    exec "$BIN/granian" "${args[@]}" "$@" newsite.wsgi:application
+    exec "$BIN/granian" "${args[@]}" "$@" "newsite.${INTERFACE}:application"
     ;;
   gunicorn)
+    if [ "$INTERFACE" != wsgi ]; then
+      echo "run-web: WEB_INTERFACE=asgi needs WEB_SERVER=granian" >&2
+      exit 2
+    fi
     export GUNICORN_BIND="$BIND" GUNICORN_WORKERS="${WEB_WORKERS:-${GUNICORN_WORKERS:-$(( $(nproc) * 2 + 1 ))}}"
     export GUNICORN_THREADS="${WEB_THREADS:-${GUNICORN_THREADS:-1}}"
     pid=(); if [ -n "${WEB_PIDFILE:-}" ]; then pid=(--pid "$WEB_PIDFILE"); fi

@@ -8,7 +8,8 @@
 # Ports, for a second stack beside another (the clean-clone test runs one):
 #   NEWSITE_HTTP_PORT (the web server, 8000), NEWSITE_EDGE_PORT (Varnish, 8080),
 #   NEWSITE_VARNISH_ADMIN_PORT (varnishadm -T, 6082).
-# WEB_SERVER=gunicorn runs gunicorn instead (deploy/gunicorn.conf.py); WEB_WORKERS, WEB_THREADS.
+# WEB_SERVER=gunicorn runs gunicorn instead (deploy/gunicorn.conf.py); WEB_WORKERS, WEB_THREADS;
+# WEB_INTERFACE=asgi runs granian on newsite.asgi:application (default wsgi; run-web.sh).
 # The web server, the Celery worker and beat share PROMETHEUS_MULTIPROC_DIR (.run/prometheus), so the
 # app's /metrics also shows what the worker counts (CDN purges).
 set -euo pipefail

@@ -32,11 +32,17 @@ def token_client(editor):
     return client
 
 
-@pytest.fixture(params=["django", "front"])
+@pytest.fixture(params=["django", "front", "front-asgi"])
 def make_client(request):
-    """Every test runs twice: through Django's stack (its test Client), and through the WSGI
-    front of newsite/wsgi.py (L1 hits answered before the middleware, the rest by Django)."""
-    return Client if request.param == "django" else front_client
+    """Every test runs three times: through Django's stack (its test Client), through the WSGI
+    front of newsite/wsgi.py (L1 hits answered before the middleware, the rest by Django), and
+    through the ASGI front of newsite/asgi.py (the rest by Django's ASGI handler, the response
+    middleware on its async path)."""
+    if request.param == "django":
+        return Client
+    if request.param == "front":
+        return front_client
+    return lambda: front_client("asgi")
 
 
 @pytest.fixture

@@ -195,3 +195,21 @@ def test_bench_modules_import_each_other_one_way():
         return None
 
     assert [c for name in graph if (c := cycle_from(name, name, set()))] == []
+
+
+def test_gc_pauses_are_observed_after_the_collection_not_inside_its_callback():
+    """The gc callback only appends: observing there re-entered prometheus-client's
+    non-reentrant value lock when a collection started while it was held (a deadlocked worker)."""
+    from prometheus_client import REGISTRY
+
+    from bench import counters
+
+    def observed():
+        return REGISTRY.get_sample_value("bench_gc_pause_seconds_count", {"generation": "2"}) or 0
+
+    before = observed()
+    counters._gc_callback("start", {"generation": 2})
+    counters._gc_callback("stop", {"generation": 2})
+    assert observed() == before and counters._gc_pending
+    counters.count_request()
+    assert observed() >= before + 1 and not counters._gc_pending

@@ -152,3 +152,40 @@ def test_granian_serves_counts_reloads_and_respawns(web):
         web.log.read_text(errors="replace")[-3000:]
     assert wait_until(lambda: not (web.metrics_dir / f"gauge_livemax_{victim}.db").exists(), 30)
     assert requests.get(web.url + "/metrics", timeout=10).status_code == 200
+
+
+def test_asgi_interface_serves_a_page_a_json_detail_and_a_304(tmp_path):
+    """WEB_INTERFACE=asgi: run-web.sh starts granian on newsite.asgi; the ASGI front answers the
+    cached hits with the same headers (X-Cache, ETag, Age, X-Request-ID) and the 304, Django's
+    ASGI handler the misses; /health/cache/ reports the front on."""
+    server = WebServer(port=free_port(), workdir=tmp_path, workers=1,
+                       env=app_env(WEB_PIDFILE=str(tmp_path / "web.pid"), WEB_INTERFACE="asgi"))
+    try:
+        server.wait_ready(60)
+        cmdline = Path(f"/proc/{server.proc.pid}/cmdline").read_text(errors="replace").split("\0")
+        assert "newsite.asgi:application" in cmdline and "asgi" in cmdline, cmdline
+        article = make_article(title="Served over ASGI")
+        for path, content_type in ((f"/api/articles/{article.pk}/", "application/json"),
+                                   (f"/articles/{article.slug}/", "text/html")):
+            first = requests.get(server.url + path, timeout=10)
+            assert first.status_code == 200 and first.headers["Content-Type"].startswith(content_type), path
+            assert first.headers["X-Cache"] in {"MISS", "HIT-L2"}, path
+            again = requests.get(server.url + path, timeout=10)
+            assert again.status_code == 200 and again.headers["X-Cache"] == "HIT-L1", path
+            assert again.content == first.content and again.headers["ETag"] == first.headers["ETag"], path
+            for name in ("Age", "X-Request-ID", "Cache-Control", "X-Content-Type-Options", "Content-Length"):
+                assert name in again.headers, (path, name)
+            not_modified = requests.get(server.url + path, headers={"If-None-Match": again.headers["ETag"]}, timeout=10)
+            assert not_modified.status_code == 304 and not_modified.content == b"", path
+            assert not_modified.headers["X-Cache"] == "HIT-L1" and not_modified.headers["ETag"] == again.headers["ETag"]
+            with requests.Session() as session:  # HEAD: the headers, no body (the connection stays usable)
+                head = session.head(server.url + path, timeout=10)
+                assert head.status_code == 200 and head.content == b"", path
+                assert head.headers["Content-Length"] == again.headers["Content-Length"], path
+                assert session.get(server.url + path, timeout=10).content == again.content, path
+        assert requests.get(server.url + f"/api/articles/{article.pk}/", timeout=10).json()["title"] == "Served over ASGI"
+        health = requests.get(server.url + "/health/cache/", timeout=10).json()
+        front = health["wsgi_front"]  # the name predates ASGI: this process's front
+        assert front.get("enabled") is True and front.get("served", 0) >= 4, health
+    finally:
+        server.stop()
