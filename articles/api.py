@@ -243,16 +243,20 @@ class PreviewView(JSONAPIView):
 
     throttle_classes = ()  # charged after the token is checked (a bad one costs nothing)
 
+    def finalize_response(self, request, response, *args, **kwargs):
+        # Every answer, the refusals (404, 429, 405) too, is personal (articles/preview.py).
+        return preview.personal(super().finalize_response(request, response, *args, **kwargs))
+
     @extend_schema(responses={200: OpenApiTypes.OBJECT, 429: OpenApiTypes.OBJECT}, summary="Preview by share link")
     def get(self, request, token: str):
         try:
             article = preview.article_of(token)
         except preview.LinkEnded as exc:
-            return preview.personal(Response({"error": "not_found", "detail": str(exc)}, status=status.HTTP_404_NOT_FOUND))
+            return Response({"error": "not_found", "detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
         _, retry_after = charge(request, PUBLIC_MISS)  # uncached database work: the client's budget
         if retry_after is not None:
             raise Throttled(wait=retry_after)
-        return preview.personal(Response(preview.detail(article)))
+        return Response(preview.detail(article))
 
 
 @cache_public_json(kind="trending")

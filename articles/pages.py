@@ -214,8 +214,9 @@ def preview_page(request, token: str):
     except preview.LinkEnded as exc:
         return preview.personal(HttpResponse(f"{exc}.", status=404, content_type="text/plain"))
     _, retry_after = throttle.charge(request, throttle.PUBLIC_MISS)  # uncached work: the client's budget
-    if retry_after is not None:
-        return throttle.too_many_requests(retry_after, "Too many uncached reads from this client; try again later.")
+    if retry_after is not None:  # a preview's refusal is personal too
+        return preview.personal(
+            throttle.too_many_requests(retry_after, "Too many uncached reads from this client; try again later."))
     return preview.personal(render_article(request, preview.detail(article), preview=True))
 
 

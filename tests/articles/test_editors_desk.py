@@ -517,5 +517,11 @@ def test_preview_views_spend_the_clients_budget(api, settings):
     article = _scheduled()
     urls = api.post(f"/api/articles/{article.id}/preview-link/").json()
     reader = Client(REMOTE_ADDR="198.51.100.99")
-    codes = [reader.get(urls["api_url"]).status_code for _ in range(3)] + [reader.get(urls["url"]).status_code]
-    assert codes == [200, 200, 429, 429]
+    answers = [reader.get(urls["api_url"]) for _ in range(3)] + [reader.get(urls["url"])]
+    assert [a.status_code for a in answers] == [200, 200, 429, 429]
+    for answer in answers:  # a refusal is a preview answer too: personal, never kept, not indexed
+        assert answer["Cache-Control"] == "private, no-store", (answer.status_code, answer["Cache-Control"])
+        assert answer["X-Robots-Tag"].startswith("noindex")
+        assert "Surrogate-Key" not in answer and "ETag" not in answer
+    assert answers[2]["Retry-After"] and answers[3]["Retry-After"]
+    assert answers[2].json()["error"] == "throttled" and answers[3].json()["error"] == "throttled"
