@@ -22,7 +22,7 @@ from caching.params import ParamError, parse_params
 from newsite.throttle import PUBLIC_MISS, BudgetThrottle, charge, client_address
 
 from . import invalidation as contract
-from . import preview, selectors, services
+from . import pages, preview, selectors, services
 from .http import detail_etag, json_not_found, json_response, personal
 from .models import Article
 from .params import PAGE_PARAMS, SEARCH_PARAMS
@@ -232,6 +232,37 @@ class PreviewLinkView(EditorialAPIView):
     def post(self, request, article_id: int):
         article = get_object_or_404(Article, pk=article_id)
         return Response(preview.links(article), status=status.HTTP_201_CREATED)
+
+
+class ArticlePreviewView(EditorialAPIView):
+    """POST a change (PATCH's body, fields and validation; a 400 where PATCH's would be): the
+    public detail JSON the article would have with it, saved nowhere (no version, revision,
+    invalidation or purge), for a draft, a scheduled or a live article. Personal and never cached
+    (articles/preview.py); the admin form's "Preview changes" takes the same path."""
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        return preview.personal(super().finalize_response(request, response, *args, **kwargs))
+
+    def changed(self, request, article_id: int) -> dict:
+        article = get_object_or_404(Article.objects.select_related("author", "category"), pk=article_id)
+        serializer = ArticleWriteSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        changed = _service_call(services.article_with_change, article=article, data=dict(serializer.validated_data))
+        return preview.detail(changed)
+
+    @extend_schema(request=ArticleWriteSerializer, responses=OpenApiTypes.OBJECT,
+                   summary="Preview a change: the public detail with it, saved nowhere")
+    def post(self, request, article_id: int):
+        return Response(self.changed(request, article_id))
+
+
+class ArticlePreviewPageView(ArticlePreviewView):
+    """As ArticlePreviewView, answering the public page (HTML) the article would have."""
+
+    @extend_schema(request=ArticleWriteSerializer, responses={(200, "text/html"): OpenApiTypes.STR},
+                   summary="Preview a change: the public page with it, saved nowhere")
+    def post(self, request, article_id: int):
+        return pages.render_article(request._request, self.changed(request, article_id), preview=True)
 
 
 class PreviewView(JSONAPIView):
