@@ -250,7 +250,7 @@ class ArticlePreviewView(EditorialAPIView):
         changed = _service_call(services.article_with_change, article=article, data=dict(serializer.validated_data))
         return preview.detail(changed)
 
-    @extend_schema(request=ArticleWriteSerializer, responses=OpenApiTypes.OBJECT,
+    @extend_schema(request=ArticleWriteSerializer(partial=True), responses=OpenApiTypes.OBJECT,
                    summary="Preview a change: the public detail with it, saved nowhere")
     def post(self, request, article_id: int):
         return Response(self.changed(request, article_id))
@@ -259,7 +259,7 @@ class ArticlePreviewView(EditorialAPIView):
 class ArticlePreviewPageView(ArticlePreviewView):
     """As ArticlePreviewView, answering the public page (HTML) the article would have."""
 
-    @extend_schema(request=ArticleWriteSerializer, responses={(200, "text/html"): OpenApiTypes.STR},
+    @extend_schema(request=ArticleWriteSerializer(partial=True), responses={(200, "text/html"): OpenApiTypes.STR},
                    summary="Preview a change: the public page with it, saved nowhere")
     def post(self, request, article_id: int):
         return pages.render_article(request._request, self.changed(request, article_id), preview=True)
