@@ -81,7 +81,7 @@ def _save_article(article: Article, *, update_fields=None, by=None, reason: str 
         article._history_user = by
     if reason:
         article._change_reason = reason
-    _publication_rules(article)
+    _save_rules(article)
     try:
         with transaction.atomic():
             article.save(update_fields=update_fields)
@@ -90,9 +90,12 @@ def _save_article(article: Article, *, update_fields=None, by=None, reason: str 
     return article
 
 
-def _publication_rules(article: Article) -> None:
-    """What a save settles first (the article as given): published without a time goes live now;
-    a take-down time not after the go-live is a ServiceError."""
+def _save_rules(article: Article) -> None:
+    """What a save settles first (the article as given): a blank slug is made from the title (as
+    article_create does; a blank one would be a page with no URL); published without a time goes
+    live now; a take-down time not after the go-live is a ServiceError. One query for a blank slug."""
+    if not article.slug:
+        article.slug = unique_article_slug(article.title, exclude_id=article.pk)
     if article.status == Article.Status.PUBLISHED and article.published_at is None:
         article.published_at = timezone.now()
     if article.expires_at is not None and article.published_at is not None and article.expires_at <= article.published_at:
@@ -181,7 +184,7 @@ def article_with_change(*, article: Article, data: dict[str, Any]) -> Article:
     changed = copy.copy(article)
     for field, value in data.items():
         setattr(changed, field, value)
-    _publication_rules(changed)
+    _save_rules(changed)
     if "slug" in data and Article.objects.filter(slug=changed.slug).exclude(pk=article.pk).exists():
         raise _slug_taken(changed.slug)
     changed.version = (article.version or 0) + 1  # as Article.save

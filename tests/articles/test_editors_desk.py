@@ -543,9 +543,11 @@ def _without_moments(html: str) -> str:
 def _tiers_snapshot() -> tuple[dict, set]:
     """Every L2 key of the run's prefix with its value (strings; the type of the others), and the
     L1 keys of this process."""
+    from django.conf import settings
+
     client = engine.redis_client()
     l2 = {}
-    for key in client.scan_iter(match="*", count=1000):
+    for key in client.scan_iter(match=f"{settings.CACHES['default']['KEY_PREFIX']}:*", count=1000):
         kind = client.type(key)
         l2[key] = client.get(key) if kind == b"string" else kind
     return l2, set(engine.default().l1.keys())
@@ -568,6 +570,7 @@ def test_the_api_previews_a_change_as_the_public_detail_and_page_show_it_once_pa
               "is_breaking": True}
     version, revisions, outbox = article.version, article.history.count(), PurgeOutbox.objects.count()
     before = _tiers_snapshot()
+    assert before[0] and before[1], "the public detail and page are in L2 and L1"
 
     previewed = api.post(f"/api/articles/{article.id}/preview/", change, format="json")
     page = api.post(f"/api/articles/{article.id}/preview/page/", change, format="json")
@@ -665,3 +668,23 @@ def test_the_edge_never_keeps_a_previewed_change(edge, editor):
     for path in paths:
         shown = edge.get(path)
         assert "Saved title" in shown.text and "idea" not in shown.text and shown.headers["X-Cache-Edge"] == "HIT"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_blank_slug_is_made_from_the_title_by_patch_and_its_preview():
+    """A PATCH with "slug": "" saved an article with no URL (its page's links failed to build: the
+    preview page answered a 500); now a blank slug is made from the title, as on creation, and the
+    preview shows the slug the PATCH then saves."""
+    editor = make_user(username="slug-editor", staff=True)
+    grant(editor, "change_article")
+    api = APIClient()
+    api.force_authenticate(editor)
+    article = make_article(title="Storm over the coast")
+    previewed = api.post(f"/api/articles/{article.id}/preview/", {"slug": ""}, format="json")
+    page = api.post(f"/api/articles/{article.id}/preview/page/", {"slug": ""}, format="json")
+    assert previewed.status_code == page.status_code == 200, page.content[:300]
+    assert previewed.json()["slug"] == "storm-over-the-coast"
+    assert 'href="http://' in page.content.decode() and "/articles/storm-over-the-coast/" in page.content.decode()
+    patched = api.patch(f"/api/articles/{article.id}/", {"slug": ""}, format="json")
+    assert patched.status_code == 200 and patched.json()["slug"] == "storm-over-the-coast"
+    assert Client().get("/articles/storm-over-the-coast/").status_code == 200
