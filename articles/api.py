@@ -22,7 +22,7 @@ from caching.params import ParamError, parse_params
 from newsite.throttle import PUBLIC_MISS, BudgetThrottle, charge, client_address
 
 from . import invalidation as contract
-from . import preview, selectors, services
+from . import pages, preview, selectors, services
 from .http import editorial_etag, json_not_found, json_response, personal
 from .models import Article
 from .params import PAGE_PARAMS, SEARCH_PARAMS
@@ -234,6 +234,37 @@ class PreviewLinkView(EditorialAPIView):
         return Response(preview.links(article), status=status.HTTP_201_CREATED)
 
 
+class ArticlePreviewView(EditorialAPIView):
+    """POST a change (PATCH's body, fields and validation; a 400 where PATCH's would be): the
+    public detail JSON the article would have with it, saved nowhere (no version, revision,
+    invalidation or purge), for a draft, a scheduled or a live article. Personal and never cached
+    (articles/preview.py); the admin form's "Preview changes" takes the same path."""
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        return preview.personal(super().finalize_response(request, response, *args, **kwargs))
+
+    def changed(self, request, article_id: int) -> dict:
+        article = get_object_or_404(Article.objects.select_related("author", "category"), pk=article_id)
+        serializer = ArticleWriteSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        changed = _service_call(services.article_with_change, article=article, data=dict(serializer.validated_data))
+        return preview.detail(changed)
+
+    @extend_schema(request=ArticleWriteSerializer(partial=True), responses=OpenApiTypes.OBJECT,
+                   summary="Preview a change: the public detail with it, saved nowhere")
+    def post(self, request, article_id: int):
+        return Response(self.changed(request, article_id))
+
+
+class ArticlePreviewPageView(ArticlePreviewView):
+    """As ArticlePreviewView, answering the public page (HTML) the article would have."""
+
+    @extend_schema(request=ArticleWriteSerializer(partial=True), responses={(200, "text/html"): OpenApiTypes.STR},
+                   summary="Preview a change: the public page with it, saved nowhere")
+    def post(self, request, article_id: int):
+        return pages.render_article(request._request, self.changed(request, article_id), preview=True)
+
+
 class PreviewView(JSONAPIView):
     """GET: the JSON an article will have, for whoever holds the signed link (no account); a 404
     once it expired or the article is live. Never cached anywhere (articles/preview.py)."""
@@ -243,16 +274,20 @@ class PreviewView(JSONAPIView):
 
     throttle_classes = ()  # charged after the token is checked (a bad one costs nothing)
 
+    def finalize_response(self, request, response, *args, **kwargs):
+        # Every answer, the refusals (404, 429, 405) too, is personal (articles/preview.py).
+        return preview.personal(super().finalize_response(request, response, *args, **kwargs))
+
     @extend_schema(responses={200: OpenApiTypes.OBJECT, 429: OpenApiTypes.OBJECT}, summary="Preview by share link")
     def get(self, request, token: str):
         try:
             article = preview.article_of(token)
         except preview.LinkEnded as exc:
-            return preview.personal(Response({"error": "not_found", "detail": str(exc)}, status=status.HTTP_404_NOT_FOUND))
+            return Response({"error": "not_found", "detail": str(exc)}, status=status.HTTP_404_NOT_FOUND)
         _, retry_after = charge(request, PUBLIC_MISS)  # uncached database work: the client's budget
         if retry_after is not None:
             raise Throttled(wait=retry_after)
-        return preview.personal(Response(preview.detail(article)))
+        return Response(preview.detail(article))
 
 
 @cache_public_json(kind="trending")

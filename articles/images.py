@@ -183,6 +183,15 @@ def hero_image_data(renditions: list[dict] | None) -> dict | None:
     return {"src": largest["url"], "width": largest["width"], "height": largest["height"], "renditions": items}
 
 
+def thumbnail_data(renditions: list[dict] | None) -> dict | None:
+    """A list item's `thumbnail`: hero_image_data of the smallest width's renditions alone (the
+    400 px WebP and JPEG; `src` the JPEG), or None for an article without an uploaded image."""
+    if not renditions:
+        return None
+    smallest = min(r["width"] for r in renditions)
+    return hero_image_data([r for r in renditions if r["width"] == smallest])
+
+
 def page_url(url: str) -> str:
     """`url` as a page links it: root-relative when it is on SITE_URL, so the browser fetches it
     from the origin that served the page (the edge in front, whatever its host or port)."""

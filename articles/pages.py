@@ -35,6 +35,10 @@ from .params import MAX_PAGE, PAGE_PARAMS
 # shift), CSS scales it to the column. The placeholder stands in for an article without one.
 HERO_WIDTH, HERO_HEIGHT = 1200, 675
 HERO_PLACEHOLDER = "articles/hero-placeholder.jpg"
+# A list item's thumbnail is drawn this wide (CSS px; its 400 px rendition serves up to 3x
+# screens), the first EAGER_THUMBNAILS of a list eagerly (above the fold at 390 and 1280 px), the
+# rest lazily (articles/templates/articles/_summary.html).
+THUMBNAIL_WIDTH = 128
 DESCRIPTION_LENGTH = 160
 # An article saved this long after its publication shows "updated" (publishing itself saves).
 EDITED_AFTER = timedelta(minutes=5)
@@ -87,10 +91,23 @@ def _paged_url(path: str, page: int | None) -> str | None:
     return path if page == 1 else f"{path}?page={page}"
 
 
+def thumbnail(item: dict) -> dict | None:
+    """What a list draws beside an item (articles/templates/articles/_picture.html): its
+    `thumbnail` renditions (WebP, JPEG fallback) in a THUMBNAIL_WIDTH box of the picture's own
+    ratio; None for an article without an uploaded picture."""
+    thumb = item.get("thumbnail")
+    if not thumb:
+        return None
+    return {"src": images.page_url(thumb["src"]), "width": THUMBNAIL_WIDTH,
+            "height": round(THUMBNAIL_WIDTH * thumb["height"] / thumb["width"]),
+            "webp_srcset": images.srcset(thumb, "image/webp"), "jpeg_srcset": images.srcset(thumb, "image/jpeg"),
+            "sizes": f"{THUMBNAIL_WIDTH}px"}
+
+
 def _list_context(feed: dict, path: str, feeds: list[tuple[str, str, str]]) -> dict:
     """What a paged list shows besides its items: canonical, prev/next and the feeds to discover."""
     return {
-        "feed": {**feed, "results": [dated(i) for i in feed["results"]]},
+        "feed": {**feed, "results": [{**dated(i), "thumb": thumbnail(i)} for i in feed["results"]]},
         "canonical": absolute_url(_paged_url(path, feed["page"])),
         "prev_url": _paged_url(path, feed["previous"]),
         "next_url": _paged_url(path, feed["next"]),
@@ -214,8 +231,9 @@ def preview_page(request, token: str):
     except preview.LinkEnded as exc:
         return preview.personal(HttpResponse(f"{exc}.", status=404, content_type="text/plain"))
     _, retry_after = throttle.charge(request, throttle.PUBLIC_MISS)  # uncached work: the client's budget
-    if retry_after is not None:
-        return throttle.too_many_requests(retry_after, "Too many uncached reads from this client; try again later.")
+    if retry_after is not None:  # a preview's refusal is personal too
+        return preview.personal(
+            throttle.too_many_requests(retry_after, "Too many uncached reads from this client; try again later."))
     return preview.personal(render_article(request, preview.detail(article), preview=True))
 
 

@@ -10,7 +10,10 @@ with (issue 33).
   An ended link is a 404, as for a token that is not ours. No account is needed to open one; a
   view is charged to the client's budget of uncached reads (newsite/throttle.py).
 - An unsaved change is previewed from the admin's change form ("Preview changes": the form's
-  fields posted to the admin, rendered without saving; never a link).
+  fields posted to the admin, rendered without saving; never a link), or by an editorial client:
+  POST /api/articles/{id}/preview/ (JSON) or .../preview/page/ (HTML) with a PATCH body
+  (services.article_with_change: the change on a copy, under the save's rules). Both render
+  through `detail` below and pages.render_article.
 - A preview is personal: `Cache-Control: private, no-store`, `X-Robots-Tag: noindex` and a robots
   meta tag; it never goes through the tiers (the views are not `cache_public`, so no L1, L2 or
   edge entry), and the edge passes its paths (only the public routes are cached there).

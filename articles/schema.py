@@ -87,9 +87,16 @@ def _constrain_text(prop: dict | None, field) -> None:
 
     from .models import no_control_characters
 
-    if prop is None or not isinstance(field, serializers.CharField) or prop.get("type") != "string":
+    if prop is None or not isinstance(field, serializers.CharField):
         return
     no_controls = no_control_characters in field.validators
+    if no_controls and field.allow_blank and "oneOf" in prop:
+        # drf-spectacular writes a blank-allowed field as oneOf [the validator's regex, empty],
+        # and the regex as matching (it is an inverse match): a body the API refuses. One string.
+        del prop["oneOf"]
+        prop["type"] = "string"
+    if prop.get("type") != "string":
+        return
     if no_controls:
         prop.pop("pattern", None)  # drf-spectacular's copy of the validator's regex, which refuses it
     if "pattern" in prop or "format" in prop or "enum" in prop:

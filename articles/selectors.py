@@ -105,6 +105,7 @@ def _summary(article: Article) -> dict:
         "updated_at": _iso(article.updated_at),
         "is_breaking": article.is_breaking,
         "hero_image_url": _hero_image_url(article),
+        "thumbnail": images.thumbnail_data(article.hero_renditions),
         "version": article.version,
         "author": {"id": article.author.id, "name": article.author.name, "avatar_url": article.author.avatar_url},
         "category": {"id": article.category.id, "name": article.category.name, "slug": article.category.slug},

@@ -9,6 +9,7 @@ no receiver, so it invalidates the user's tag and writes the new profile through
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -80,16 +81,29 @@ def _save_article(article: Article, *, update_fields=None, by=None, reason: str 
         article._history_user = by
     if reason:
         article._change_reason = reason
-    if article.status == Article.Status.PUBLISHED and article.published_at is None:
-        article.published_at = timezone.now()
-    if article.expires_at is not None and article.published_at is not None and article.expires_at <= article.published_at:
-        raise ServiceError("expires_at must be after published_at (an article cannot be taken down before it goes live)")
+    _save_rules(article)
     try:
         with transaction.atomic():
             article.save(update_fields=update_fields)
     except IntegrityError as exc:
-        raise ServiceError(f"an article with slug {article.slug!r} already exists") from exc
+        raise _slug_taken(article.slug) from exc
     return article
+
+
+def _save_rules(article: Article) -> None:
+    """What a save settles first (the article as given): a blank slug is made from the title (as
+    article_create does; a blank one would be a page with no URL); published without a time goes
+    live now; a take-down time not after the go-live is a ServiceError. One query for a blank slug."""
+    if not article.slug:
+        article.slug = unique_article_slug(article.title, exclude_id=article.pk)
+    if article.status == Article.Status.PUBLISHED and article.published_at is None:
+        article.published_at = timezone.now()
+    if article.expires_at is not None and article.published_at is not None and article.expires_at <= article.published_at:
+        raise ServiceError("expires_at must be after published_at (an article cannot be taken down before it goes live)")
+
+
+def _slug_taken(slug: str) -> ServiceError:
+    return ServiceError(f"an article with slug {slug!r} already exists")
 
 
 @transaction.atomic
@@ -170,6 +184,25 @@ def _refuse_stale_if_match(current: Article, if_match: str) -> None:
     if not etag_matches(if_match, etag):
         raise StaleEdit(f"If-Match names neither the article's version ({editorial_etag(current.version)}) nor its"
                         f" current ETag ({etag}): it changed since you read it, reload it")
+
+
+def article_with_change(*, article: Article, data: dict[str, Any]) -> Article:
+    """The article as article_update(article=article, data=data) would save it, saved nowhere (a
+    preview of an unsaved change: articles/preview.py): a copy of `article` with `data` applied
+    under the save's rules, its version one up and updated now; a ServiceError for what the save
+    would refuse (a field not editable, a take-down before the go-live, a slug another article
+    has). A new picture is not previewed here (it would be stored first: the admin's form
+    previews one). Writes nothing; one query when `data` names a slug."""
+    _refuse_unknown_fields(data, ARTICLE_EDITABLE_FIELDS - {"hero_image"})
+    changed = copy.copy(article)
+    for field, value in data.items():
+        setattr(changed, field, value)
+    _save_rules(changed)
+    if "slug" in data and Article.objects.filter(slug=changed.slug).exclude(pk=article.pk).exists():
+        raise _slug_taken(changed.slug)
+    changed.version = (article.version or 0) + 1  # as Article.save
+    changed.updated_at = timezone.now()  # auto_now
+    return changed
 
 
 def _ensure_baseline(current: Article) -> None:

@@ -517,5 +517,174 @@ def test_preview_views_spend_the_clients_budget(api, settings):
     article = _scheduled()
     urls = api.post(f"/api/articles/{article.id}/preview-link/").json()
     reader = Client(REMOTE_ADDR="198.51.100.99")
-    codes = [reader.get(urls["api_url"]).status_code for _ in range(3)] + [reader.get(urls["url"]).status_code]
-    assert codes == [200, 200, 429, 429]
+    answers = [reader.get(urls["api_url"]) for _ in range(3)] + [reader.get(urls["url"])]
+    assert [a.status_code for a in answers] == [200, 200, 429, 429]
+    for answer in answers:  # a refusal is a preview answer too: personal, never kept, not indexed
+        assert answer["Cache-Control"] == "private, no-store", (answer.status_code, answer["Cache-Control"])
+        assert answer["X-Robots-Tag"].startswith("noindex")
+        assert "Surrogate-Key" not in answer and "ETag" not in answer
+    assert answers[2]["Retry-After"] and answers[3]["Retry-After"]
+    assert answers[2].json()["error"] == "throttled" and answers[3].json()["error"] == "throttled"
+
+
+# --- the API's preview of an unsaved change --------------------------------------------------------
+
+
+def _without_moments(html: str) -> str:
+    """A page without what a save moves (updated_at) and what only a preview carries (the banner,
+    the robots tag)."""
+    html = html.replace('<meta name="robots" content="noindex, nofollow">', "")
+    html = re.sub(r'<p class="preview-banner".*?</p>', "", html, flags=re.S)
+    html = re.sub(r"<time[^>]*>.*?</time>", "<time>", html, flags=re.S)
+    html = re.sub(r'(article:modified_time" content=")[^"]*"', r'\1"', html)
+    return re.sub(r'("dateModified": )"[^"]*"', r'\1""', html)
+
+
+def _tiers_snapshot() -> tuple[dict, set]:
+    """Every L2 key of the run's prefix with its value (strings; the type of the others), and the
+    L1 keys of this process."""
+    from django.conf import settings
+
+    client = engine.redis_client()
+    l2 = {}
+    for key in client.scan_iter(match=f"{settings.CACHES['default']['KEY_PREFIX']}:*", count=1000):
+        kind = client.type(key)
+        l2[key] = client.get(key) if kind == b"string" else kind
+    return l2, set(engine.default().l1.keys())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_api_previews_a_change_as_the_public_detail_and_page_show_it_once_patched(api):
+    """POST /api/articles/{id}/preview/ (and .../preview/page/) with a PATCH body: the JSON and the
+    page are what the public detail and page show after a real PATCH with that change (but the
+    update time), for a live article; and nothing is stored: no version, no revision, no outbox
+    row, no L1 or L2 entry, no invalidation (the cached public detail still answers from a tier)."""
+    from cdn.models import PurgeOutbox
+
+    article = make_article(title="As published", ago=timedelta(days=2))
+    reader = Client()
+    services.comment_create(article=article, user=make_user(username="commenter"), body="First!")
+    assert reader.get(f"/api/articles/{article.id}/").json()["title"] == "As published"
+    assert reader.get(f"/articles/{article.slug}/").status_code == 200
+    change = {"title": "A better headline", "excerpt": "A sharper lede", "body": "New body.\n\nTwo paragraphs.",
+              "is_breaking": True}
+    version, revisions, outbox = article.version, article.history.count(), PurgeOutbox.objects.count()
+    before = _tiers_snapshot()
+    assert before[0] and before[1], "the public detail and page are in L2 and L1"
+
+    previewed = api.post(f"/api/articles/{article.id}/preview/", change, format="json")
+    page = api.post(f"/api/articles/{article.id}/preview/page/", change, format="json")
+    for answer in (previewed, page):
+        assert answer.status_code == 200, answer.content[:500]
+        assert answer["Cache-Control"] == "private, no-store" and answer["X-Robots-Tag"].startswith("noindex")
+        assert not {"Surrogate-Key", "Cache-Tag", "ETag", "Last-Modified", "X-Cache"} & set(answer.headers)
+    assert page["Content-Type"].startswith("text/html") and 'class="preview-banner"' in page.content.decode()
+    data = previewed.json()
+    assert data["title"] == "A better headline" and data["comment_count"] == 1 and data["version"] == version + 1
+
+    article.refresh_from_db()
+    assert (article.version, article.title, article.history.count()) == (version, "As published", revisions)
+    assert PurgeOutbox.objects.count() == outbox
+    assert _tiers_snapshot() == before, "a preview stored or invalidated something in L1 or L2"
+    cached = reader.get(f"/api/articles/{article.id}/")
+    assert cached.json()["title"] == "As published" and cached["X-Cache"].startswith("HIT"), cached["X-Cache"]
+
+    etag = api.get(f"/api/articles/{article.id}/")["ETag"]
+    assert api.patch(f"/api/articles/{article.id}/", change, format="json", HTTP_IF_MATCH=etag).status_code == 200
+    public = reader.get(f"/api/articles/{article.id}/").json()
+    assert public["title"] == "A better headline"
+    assert {k: v for k, v in data.items() if k != "updated_at"} == {k: v for k, v in public.items() if k != "updated_at"}
+    public_page = reader.get(f"/articles/{article.slug}/").content.decode()
+    assert _without_moments(page.content.decode()) == _without_moments(public_page)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_api_preview_of_a_change_refuses_what_patch_refuses_with_the_same_400(api):
+    """Same fields and validation as PATCH: each bad body is the same 400 from both, and the
+    preview's is personal too; a draft or scheduled article previews like a live one."""
+    article = _scheduled()
+    taken = make_article()
+    bad_bodies = [
+        {"colour": "red"},                                   # unknown field
+        {"title": 7},                                        # wrong JSON type
+        {"title": ""},                                       # blank
+        {"category_id": 999999},                             # no such category
+        {"slug": taken.slug},                                # another article's slug
+        {"status": "gone"},                                  # not a status
+        {"published_at": "2030-01-02T00:00:00Z", "expires_at": "2030-01-01T00:00:00Z"},  # taken down first
+        {"hero_image_url": "not a url"},
+    ]
+    for body in bad_bodies:
+        previewed = api.post(f"/api/articles/{article.id}/preview/", body, format="json")
+        patched = api.patch(f"/api/articles/{article.id}/", body, format="json")
+        assert previewed.status_code == patched.status_code == 400, (body, previewed.content, patched.content)
+        assert previewed.json() == patched.json(), body
+        assert previewed["Cache-Control"] == "private, no-store"
+    assert api.post(f"/api/articles/{article.id}/preview/page/", {"title": 7}, format="json").status_code == 400
+    assert api.post("/api/articles/999999/preview/", {"title": "x"}, format="json").status_code == 404
+    not_json = api.post(f"/api/articles/{article.id}/preview/", "title=x", content_type="application/x-www-form-urlencoded")
+    assert not_json.status_code == 415
+    shown = api.post(f"/api/articles/{article.id}/preview/", {"status": "published", "published_at": None}, format="json")
+    assert shown.status_code == 200 and shown.json()["published_at"], "published without a time: now, as a save"
+    article.refresh_from_db()
+    assert article.visibility() == "scheduled" and article.title == "Embargoed until tomorrow"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_api_preview_of_a_change_needs_the_change_permission():
+    article = make_article()
+    for path in (f"/api/articles/{article.id}/preview/", f"/api/articles/{article.id}/preview/page/"):
+        anonymous = APIClient().post(path, {"title": "x"}, format="json")
+        assert anonymous.status_code in (401, 403) and anonymous["Cache-Control"] == "private, no-store"
+        reader = APIClient()
+        reader.force_authenticate(make_user(username=f"reader-{path.count('/')}"))
+        assert reader.post(path, {"title": "x"}, format="json").status_code == 403
+        assert APIClient().get(path).status_code == 405
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_edge_never_keeps_a_previewed_change(edge, editor):
+    """Through varnishd (the shipped VCL): each POST of a change reaches the app (two different
+    changes get their own answers, never an edge HIT), and the edge's copy of the public detail
+    and page stays the saved article's."""
+    import requests
+    from rest_framework.authtoken.models import Token
+
+    article = make_article(title="Saved title")
+    token = Token.objects.get_or_create(user=editor)[0].key
+    paths = [f"/api/articles/{article.id}/", f"/articles/{article.slug}/"]
+    for path in paths:
+        edge.get(path)
+        assert edge.get(path).headers["X-Cache-Edge"] == "HIT"
+    for suffix in ("preview/", "preview/page/"):
+        for title in ("First idea", "Second idea", "First idea"):
+            response = requests.post(f"{edge.url}/api/articles/{article.id}/{suffix}", json={"title": title},
+                                     headers={"Authorization": f"Token {token}"}, timeout=10)
+            assert response.status_code == 200, response.text[:300]
+            assert title in response.text and response.headers.get("X-Cache-Edge") != "HIT"
+            assert response.headers["Cache-Control"] == "private, no-store"
+        assert edge.get(f"/api/articles/{article.id}/{suffix}").status_code == 405
+    for path in paths:
+        shown = edge.get(path)
+        assert "Saved title" in shown.text and "idea" not in shown.text and shown.headers["X-Cache-Edge"] == "HIT"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_blank_slug_is_made_from_the_title_by_patch_and_its_preview():
+    """A PATCH with "slug": "" saved an article with no URL (its page's links failed to build: the
+    preview page answered a 500); now a blank slug is made from the title, as on creation, and the
+    preview shows the slug the PATCH then saves."""
+    editor = make_user(username="slug-editor", staff=True)
+    grant(editor, "change_article")
+    api = APIClient()
+    api.force_authenticate(editor)
+    article = make_article(title="Storm over the coast")
+    previewed = api.post(f"/api/articles/{article.id}/preview/", {"slug": ""}, format="json")
+    page = api.post(f"/api/articles/{article.id}/preview/page/", {"slug": ""}, format="json")
+    assert previewed.status_code == page.status_code == 200, page.content[:300]
+    assert previewed.json()["slug"] == "storm-over-the-coast"
+    assert 'href="http://' in page.content.decode() and "/articles/storm-over-the-coast/" in page.content.decode()
+    patched = api.patch(f"/api/articles/{article.id}/", {"slug": ""}, format="json")
+    assert patched.status_code == 200 and patched.json()["slug"] == "storm-over-the-coast"
+    assert Client().get("/articles/storm-over-the-coast/").status_code == 200

@@ -284,3 +284,40 @@ def test_an_image_below_the_fold_loads_lazily_in_its_box(illustrated):
     assert 'loading="lazy"' in img and "fetchpriority" not in img
     assert 'width="800" height="450"' in img and f'sizes="{images.SIZES}"' in img
     assert '<source type="image/webp"' in below
+
+
+def test_lists_draw_a_thumbnail_eager_above_the_fold_and_lazy_below(settings):
+    """Home and category pages draw each pictured item's 400 px renditions (WebP, JPEG fallback)
+    in a 128 px box of the picture's ratio (no layout shift): the first three eagerly (without
+    fetchpriority: the hero's), the rest lazily; an article without a picture draws none. The
+    JSON lists carry the same renditions as `thumbnail`."""
+    from datetime import timedelta
+
+    from tests.factories import make_category
+
+    category = make_category()
+    pictured = [make_article(category=category, ago=timedelta(minutes=10 + n)) for n in range(6)]
+    for article in pictured:
+        services.article_update(article=article, data={"hero_image": upload(picture())})  # one encode, shared
+    bare = make_article(category=category, title="No picture here", ago=timedelta(minutes=1))
+    renditions = Article.objects.get(pk=pictured[0].pk).hero_renditions
+    webp, jpeg = _by(renditions, "image/webp", 400), _by(renditions, "image/jpeg", 400)
+    for path in ("/", f"/category/{category.slug}/"):
+        html = Client().get(path).content.decode()
+        items = re.findall(r'<article class="summary".*?</article>', html, re.S)
+        assert len(items) == 7 and "No picture here" in items[0]
+        assert "<img" not in items[0] and "style=" not in items[0]
+        for position, item in enumerate(items[1:], start=2):
+            img = re.search(r"<img [^>]*>", item).group(0)
+            assert f'src="{settings.MEDIA_URL}{jpeg["name"]}"' in img
+            assert f'srcset="{settings.MEDIA_URL}{jpeg["name"]} 400w"' in img and 'sizes="128px"' in img
+            assert f'<source type="image/webp" srcset="{settings.MEDIA_URL}{webp["name"]} 400w"' in item
+            assert 'width="128" height="72"' in img and 'alt=""' in img
+            assert f'loading="{"eager" if position <= 3 else "lazy"}"' in img, (position, img)
+            assert "fetchpriority" not in img
+    listed = {item["id"]: item for item in Client().get("/api/articles/").json()["results"]}
+    assert listed[bare.id]["thumbnail"] is None
+    thumb = listed[pictured[0].id]["thumbnail"]
+    assert thumb == images.thumbnail_data(renditions)
+    assert {(r["width"], r["type"]) for r in thumb["renditions"]} == {(400, "image/webp"), (400, "image/jpeg")}
+    assert thumb["src"].endswith(jpeg["name"]) and (thumb["width"], thumb["height"]) == (400, 225)

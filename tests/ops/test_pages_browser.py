@@ -96,10 +96,29 @@ def test_article_page_on_a_phone_shows_its_hero_image(live_server, phone, newsro
 
 
 def test_home_page_on_a_phone(live_server, phone, newsroom, tmp_path):
+    """The stories with an uploaded picture show its thumbnail beside the headline, inside the
+    column; the lead (its picture elsewhere: hero_image_url) shows none."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
+    from articles import demo_data, services
+
+    for n, article in enumerate(Article.objects.exclude(pk=newsroom.pk)):
+        services.article_update(article=article, data={"hero_image": SimpleUploadedFile(
+            f"story-{n}.jpg", demo_data.hero_picture_jpeg(n + 4), content_type="image/jpeg")})
     phone.get(f"{live_server.url}/")
     assert phone.find_element(By.CSS_SELECTOR, "section.breaking").is_displayed()
-    assert len(phone.find_elements(By.CSS_SELECTOR, "article.summary")) == 4
+    summaries = phone.find_elements(By.CSS_SELECTOR, "article.summary")
+    assert len(summaries) == 4
+    thumbnails = phone.find_elements(By.CSS_SELECTOR, "article.summary img")
+    assert len(thumbnails) == 3
+    assert not summaries[1].find_elements(By.TAG_NAME, "img")  # the lead, second newest
+    WebDriverWait(phone, 20).until(lambda d: all(d.execute_script("return arguments[0].complete", t) for t in thumbnails))
+    for thumbnail in thumbnails:
+        assert thumbnail.size == {"width": 128, "height": 72}
+        assert phone.execute_script("return arguments[0].currentSrc", thumbnail).endswith(".webp")
+        right = phone.execute_script("return arguments[0].getBoundingClientRect().right", thumbnail)
+        assert right <= PHONE_WIDTH - 16 + 0.5  # inside the column (1rem padding)
     assert phone.execute_script("return document.documentElement.scrollWidth") <= PHONE_WIDTH
     full_page_png(phone, screenshot_path("home-390.png", tmp_path))
