@@ -89,6 +89,14 @@ sub vcl_recv {
         return (synth(404, "Not Found"));
     }
 
+    if (req.url ~ "^/api/breaking\-news/stream/(\?|$)") {
+        # The breaking box's event stream (articles/breaking_stream.py, when an ASGI front mounts
+        # it): one long response per reader, never kept. Piped: one worker thread and two file
+        # descriptors per open stream, bounded by pipe_timeout (idle; the app sends a comment
+        # every 15 s), not by send_timeout as a pass would be (docs/breaking-box.md).
+        return (pipe);
+    }
+
     if (req.method != "GET" && req.method != "HEAD") {
         # Editorial and personal writes go straight to the app.
         return (pass);
