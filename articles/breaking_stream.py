@@ -25,7 +25,7 @@ import json
 import logging
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections
+from django.db import connections
 
 from caching import aio, broadcast, keys
 from caching import engine as engines
@@ -49,11 +49,13 @@ _HEADERS = [
 
 
 def _load_box() -> bytes:
-    close_old_connections()
+    """The box's JSON, read from the database in an executor thread. Its connections are closed
+    after the read: it runs once per breaking invalidation and process, and a thread of the pool
+    must not hold a connection between them."""
     try:
         return json.dumps(selectors.breaking_news(), separators=(",", ":"), sort_keys=True).encode()
     finally:
-        close_old_connections()
+        connections.close_all()  # this thread's connections only (they are per thread)
 
 
 def _event(box_id: str, body: bytes, *, first: bool) -> bytes:
