@@ -8,7 +8,7 @@
 One origin (granian --interface asgi bench.breaking_asgi:application, one worker) on the
 database and Redis of the environment (DATABASE_URL, REDIS_URL, CACHE_KEY_PREFIX), Varnish with
 deploy/varnish/default.vcl in front, purged by the write path (VARNISH_PURGE_URL, eager Celery).
-N simulated pages (one asyncio client process, aiohttp). For each design: origin requests per
+N simulated pages (one asyncio client process, a keep-alive connection each: Conn). For each design: origin requests per
 second through the edge in a quiet window (varnishstat MAIN.backend_req, MAIN.s_pipe), RSS of the
 origin and of Varnish before and with the pages open (the delta per page), then PUBLISHES breaking
 stories posted to the API: publish -> box updated, per page, p50/p99/max, from the moment the POST
@@ -103,7 +103,10 @@ class Edge:
             ["varnishd", "-F", "-j", "none", "-n", str(self.dir / "n"), "-a", f"127.0.0.1:{self.port}",
              "-T", f"127.0.0.1:{self.admin}", "-f", str(vcl), "-s", "malloc,64m",
              "-p", "default_grace=10", "-p", "thread_pools=2", "-p", f"thread_pool_max={threads}",
-             "-p", "thread_pool_min=50", "-p", "pipe_timeout=120"],
+             "-p", "thread_pool_min=50", "-p", "pipe_timeout=120",
+             # A browser keeps its connection between polls; Varnish's default 5 s idle timeout
+             # would close it before the next poll.
+             "-p", "timeout_idle=30"],
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         until = time.monotonic() + 30
@@ -181,54 +184,89 @@ class Pages:
             seen.setdefault(item["id"], now)
 
 
-async def poll_page(pages: Pages, session, url: str, page: int, interval: float, deadline: float) -> None:
-    import aiohttp
+class Conn:
+    """One page's HTTP/1.1 keep-alive connection to its edge (asyncio streams: a few tens of
+    microseconds a poll, where an aiohttp request costs ~10x that and 10,000 pages starve the loop)."""
 
-    etag = None
+    def __init__(self, port: int):
+        self.port = port
+        self.reader = self.writer = None
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port, limit=1 << 20)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+    async def request(self, path: str, headers: dict) -> tuple[int, dict]:
+        if self.writer is None:
+            await self.open()
+        lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{lines}\r\n".encode())
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        fields = {}
+        for line in header_lines:
+            if ":" in line:
+                k, v = line.split(":", 1)
+                fields[k.strip().lower()] = v.strip()
+        return int(status_line.split()[1]), fields
+
+
+async def poll_page(pages: Pages, port: int, page: int, interval: float, deadline: float) -> None:
+    conn, etag = Conn(port), None
     await asyncio.sleep(random.uniform(0, interval))
     while not pages.stop.is_set() and time.monotonic() < deadline:
         started = time.monotonic()
         try:
-            headers = {"If-None-Match": etag} if etag else {}
-            async with session.get(url, headers=headers) as response:
-                body = await response.read()
-                pages.requests += 1
-                if response.status == 200:
-                    etag = response.headers.get("ETag")
-                    pages.saw(page, body)
-                elif response.status == 304:
-                    pages.not_modified += 1
-                else:
-                    pages.errors += 1
-        except (TimeoutError, aiohttp.ClientError, OSError):
+            status, fields = await asyncio.wait_for(conn.request(BOX, {"If-None-Match": etag} if etag else {}), 30)
+            body = await conn.reader.readexactly(int(fields.get("content-length", 0)))
+            pages.requests += 1
+            if status == 200:
+                etag = fields.get("etag")
+                pages.saw(page, body)
+            elif status == 304:
+                pages.not_modified += 1
+            else:
+                pages.errors += 1
+            if fields.get("connection", "").lower() == "close":
+                conn.close()
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError, IndexError):
             pages.errors += 1
+            conn.close()
         await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+    conn.close()
 
 
-async def sse_page(pages: Pages, session, url: str, page: int, deadline: float) -> None:
-    import aiohttp
-
+async def sse_page(pages: Pages, port: int, page: int, deadline: float) -> None:
     attempts = 0
     while not pages.stop.is_set() and time.monotonic() < deadline and attempts < 5:
         attempts += 1
+        conn = Conn(port)
         try:
-            async with session.get(url, timeout=aiohttp.ClientTimeout(total=None, sock_connect=60)) as response:
-                if response.status != 200:
-                    pages.errors += 1
-                    await asyncio.sleep(1 + random.random())
-                    continue
-                pages.connected += 1
-                try:
-                    async for line in response.content:
-                        if line.startswith(b"data: "):
-                            pages.saw(page, line[6:])
-                        if pages.stop.is_set():
-                            return
-                finally:
-                    pages.connected -= 1
-        except (TimeoutError, aiohttp.ClientError, OSError):
+            status, _ = await asyncio.wait_for(conn.request(STREAM, {}), 120)
+            if status != 200:
+                pages.errors += 1
+                conn.close()
+                await asyncio.sleep(1 + random.random())
+                continue
+            pages.connected += 1
+            try:
+                while not pages.stop.is_set():
+                    line = await conn.reader.readline()
+                    if not line:
+                        break
+                    if line.startswith(b"data: "):
+                        pages.saw(page, line[6:])
+            finally:
+                pages.connected -= 1
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError, IndexError):
             pages.errors += 1
             await asyncio.sleep(1 + random.random())
+        finally:
+            conn.close()
 
 
 def publish(origin: str, token: str, category: int, title: str) -> tuple[int, float, float]:
@@ -259,76 +297,71 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def run_design(design: str, args, origin_proc, origin_url: str, edges: list[Edge], token: str, category: int) -> dict:
-    import aiohttp
-
     n = args.pages
     pages = Pages(n)
     deadline = time.monotonic() + args.max_seconds
-    connector = aiohttp.TCPConnector(limit=0, force_close=False, ttl_dns_cache=None)
-    timeout = aiohttp.ClientTimeout(total=30)
     origin_rss0, edge_rss0 = rss_kib(origin_proc.pid), sum(rss_kib(e.proc.pid) for e in edges)
     stat0 = [e.stat("MAIN.backend_req", "MAIN.backend_conn", "MAIN.client_req") for e in edges]
     client_rss0 = rss_kib(os.getpid())
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        tasks = [asyncio.create_task(loop_lag(pages))]
-        for page in range(n):
-            edge = edges[page % len(edges)]
-            if design == "poll":
-                tasks.append(asyncio.create_task(poll_page(pages, session, edge.url + BOX, page, args.interval, deadline)))
-            else:
-                tasks.append(asyncio.create_task(sse_page(pages, session, edge.url + STREAM, page, deadline)))
-                if page % 200 == 199:
-                    await asyncio.sleep(0.05)  # open the streams over a few seconds, as readers arrive
-        # Settle: every page has polled once / every stream is open.
-        settle_until = time.monotonic() + (args.interval + 5 if design == "poll" else 120)
-        while time.monotonic() < settle_until:
-            if design == "sse" and pages.connected >= n:
-                break
-            await asyncio.sleep(0.5)
+    tasks = [asyncio.create_task(loop_lag(pages))]
+    for page in range(n):
+        edge = edges[page % len(edges)]
+        if design == "poll":
+            tasks.append(asyncio.create_task(poll_page(pages, edge.port, page, args.interval, deadline)))
+        else:
+            tasks.append(asyncio.create_task(sse_page(pages, edge.port, page, deadline)))
+            if page % 200 == 199:
+                await asyncio.sleep(0.05)  # open the streams over a few seconds, as readers arrive
+    # Settle: every page has polled once / every stream is open.
+    settle_until = time.monotonic() + (args.interval + 5 if design == "poll" else 120)
+    while time.monotonic() < settle_until:
+        if design == "sse" and pages.connected >= n:
+            break
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(2)
+    # Quiet window: origin requests per second and memory with every page open.
+    stat1 = [e.stat("MAIN.backend_req", "MAIN.backend_conn", "MAIN.client_req") for e in edges]
+    cpu_origin1, cpu_edge1, t1 = cpu_seconds(origin_proc.pid), sum(cpu_seconds(e.proc.pid) for e in edges), time.monotonic()
+    await asyncio.sleep(args.window)
+    stat2 = [e.stat("MAIN.backend_req", "MAIN.backend_conn", "MAIN.client_req") for e in edges]
+    cpu_origin2, cpu_edge2, t2 = cpu_seconds(origin_proc.pid), sum(cpu_seconds(e.proc.pid) for e in edges), time.monotonic()
+    origin_rss1, edge_rss1 = rss_kib(origin_proc.pid), sum(rss_kib(e.proc.pid) for e in edges)
+    edge_threads = sum(threads_of(e.proc.pid) for e in edges)
+    connected = pages.connected
+    quiet = {
+        "seconds": round(t2 - t1, 1),
+        "origin_req_per_s": round(sum(b["MAIN.backend_req"] - a["MAIN.backend_req"] for a, b in zip(stat1, stat2, strict=True)) / (t2 - t1), 3),
+        "edge_req_per_s": round(sum(b["MAIN.client_req"] - a["MAIN.client_req"] for a, b in zip(stat1, stat2, strict=True)) / (t2 - t1), 1),
+        "origin_cpu_s_per_s": round((cpu_origin2 - cpu_origin1) / (t2 - t1), 4),
+        "edge_cpu_s_per_s": round((cpu_edge2 - cpu_edge1) / (t2 - t1), 4),
+    }
+    settle = {
+        "origin_requests_while_opening": sum(b["MAIN.backend_req"] - a["MAIN.backend_req"] for a, b in zip(stat0, stat1, strict=True)),
+        "backend_connections_opened": sum(b["MAIN.backend_conn"] - a["MAIN.backend_conn"] for a, b in zip(stat0, stat1, strict=True)),
+    }
+    # Publishes: each must reach every page; the next one starts when all saw it (or timeout).
+    latencies, publishes = [], []
+    for i in range(args.publishes):
+        stat_p0 = [e.stat("MAIN.backend_req") for e in edges]
+        article, sent, returned = await asyncio.to_thread(
+            publish, origin_url, token, category, f"Bench breaking {design} {i} {time.time():.0f}")
+        wait_until = time.monotonic() + (args.interval * 2 + 10 if design == "poll" else 30)
+        while time.monotonic() < wait_until and sum(1 for s in pages.seen if article in s) < n:
+            await asyncio.sleep(0.1)
+        got = [s[article] - sent for s in pages.seen if article in s]
+        stat_p1 = [e.stat("MAIN.backend_req") for e in edges]
+        latencies.extend(got)
+        publishes.append({
+            "article": article, "post_ms": round((returned - sent) * 1000, 1), "pages_updated": len(got),
+            "p50_s": round(pct(got, 0.5), 3), "p99_s": round(pct(got, 0.99), 3), "max_s": round(max(got), 3) if got else None,
+            "origin_requests": sum(b["MAIN.backend_req"] - a["MAIN.backend_req"] for a, b in zip(stat_p0, stat_p1, strict=True)),
+        })
         await asyncio.sleep(2)
-        # Quiet window: origin requests per second and memory with every page open.
-        stat1 = [e.stat("MAIN.backend_req", "MAIN.backend_conn", "MAIN.client_req") for e in edges]
-        cpu_origin1, cpu_edge1, t1 = cpu_seconds(origin_proc.pid), sum(cpu_seconds(e.proc.pid) for e in edges), time.monotonic()
-        await asyncio.sleep(args.window)
-        stat2 = [e.stat("MAIN.backend_req", "MAIN.backend_conn", "MAIN.client_req") for e in edges]
-        cpu_origin2, cpu_edge2, t2 = cpu_seconds(origin_proc.pid), sum(cpu_seconds(e.proc.pid) for e in edges), time.monotonic()
-        origin_rss1, edge_rss1 = rss_kib(origin_proc.pid), sum(rss_kib(e.proc.pid) for e in edges)
-        edge_threads = sum(threads_of(e.proc.pid) for e in edges)
-        connected = pages.connected
-        quiet = {
-            "seconds": round(t2 - t1, 1),
-            "origin_req_per_s": round(sum(b["MAIN.backend_req"] - a["MAIN.backend_req"] for a, b in zip(stat1, stat2, strict=True)) / (t2 - t1), 3),
-            "edge_req_per_s": round(sum(b["MAIN.client_req"] - a["MAIN.client_req"] for a, b in zip(stat1, stat2, strict=True)) / (t2 - t1), 1),
-            "origin_cpu_s_per_s": round((cpu_origin2 - cpu_origin1) / (t2 - t1), 4),
-            "edge_cpu_s_per_s": round((cpu_edge2 - cpu_edge1) / (t2 - t1), 4),
-        }
-        settle = {
-            "origin_requests_while_opening": sum(b["MAIN.backend_req"] - a["MAIN.backend_req"] for a, b in zip(stat0, stat1, strict=True)),
-            "backend_connections_opened": sum(b["MAIN.backend_conn"] - a["MAIN.backend_conn"] for a, b in zip(stat0, stat1, strict=True)),
-        }
-        # Publishes: each must reach every page; the next one starts when all saw it (or timeout).
-        latencies, publishes = [], []
-        for i in range(args.publishes):
-            stat_p0 = [e.stat("MAIN.backend_req") for e in edges]
-            article, sent, returned = await asyncio.to_thread(
-                publish, origin_url, token, category, f"Bench breaking {design} {i} {time.time():.0f}")
-            wait_until = time.monotonic() + (args.interval * 2 + 10 if design == "poll" else 30)
-            while time.monotonic() < wait_until and sum(1 for s in pages.seen if article in s) < n:
-                await asyncio.sleep(0.1)
-            got = [s[article] - sent for s in pages.seen if article in s]
-            stat_p1 = [e.stat("MAIN.backend_req") for e in edges]
-            latencies.extend(got)
-            publishes.append({
-                "article": article, "post_ms": round((returned - sent) * 1000, 1), "pages_updated": len(got),
-                "p50_s": round(pct(got, 0.5), 3), "p99_s": round(pct(got, 0.99), 3), "max_s": round(max(got), 3) if got else None,
-                "origin_requests": sum(b["MAIN.backend_req"] - a["MAIN.backend_req"] for a, b in zip(stat_p0, stat_p1, strict=True)),
-            })
-            await asyncio.sleep(2)
-        client_rss1 = rss_kib(os.getpid())
-        pages.stop.set()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)  # before the session closes
+    client_rss1 = rss_kib(os.getpid())
+    pages.stop.set()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     return {
         "design": design, "pages": n, "edges": len(edges), "interval_s": args.interval if design == "poll" else None,
         "streams_open": connected if design == "sse" else None,
