@@ -407,7 +407,9 @@ def main(argv=None) -> int:
     results = []
     for design in designs:
         n_edges = args.edges or (1 if design == "poll" else 2)
-        threads = max(1000, args.pages // n_edges + 500)  # per pool, two pools
+        # Varnish's default thread_pool_max (5,000 a pool) for polling (an idle keep-alive
+        # connection holds no thread); a piped stream holds one, so the pools must hold them all.
+        threads = 5000 if design == "poll" else max(5000, args.pages // n_edges + 500)
         env = {**os.environ, "CELERY_TASK_ALWAYS_EAGER": "true", "DEBUG": "false"}
         env.pop("VARNISH_PURGE_URL", None)
         edges: list[Edge] = []
@@ -417,27 +419,30 @@ def main(argv=None) -> int:
             origin_port = free_port()
             edges = [Edge(origin_port, workdir, f"{design}-edge{i}", threads) for i in range(n_edges)]
             env["VARNISH_PURGE_URL"] = ",".join(e.url for e in edges)
-            origin = start_origin_on(env, workdir, origin_port)
+            origin = start_origin_on(env, workdir, origin_port, backpressure=args.pages + 1000)
             origin_url = f"http://127.0.0.1:{origin_port}"
             result = asyncio.run(run_design(design, args, origin, origin_url, edges, token, category))
             results.append(result)
             print(json.dumps(result), flush=True)
+            if args.out:
+                args.out.write_text(json.dumps(results, indent=1))
         finally:
             for edge in edges:
                 edge.stop()
             if origin is not None:
                 stop(origin)
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=1))
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
-def start_origin_on(env: dict, workdir: Path, port: int) -> subprocess.Popen:
+def start_origin_on(env: dict, workdir: Path, port: int, backpressure: int) -> subprocess.Popen:
     log = (workdir / f"origin-{port}.log").open("wb")
     proc = subprocess.Popen(
         [str(ROOT / ".venv/bin/granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1", "--no-ws", "--log-level", "warning", "--backlog", "4096", "bench.breaking_asgi:application"],
+         "--workers", "1", "--no-ws", "--log-level", "warning", "--backlog", "4096",
+         # Requests in progress per worker (default backlog/workers): an open stream is one, and
+         # past the limit granian accepts nothing else (a publish would wait for a stream to end).
+         "--backpressure", str(backpressure), "bench.breaking_asgi:application"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     wait_http(f"http://127.0.0.1:{port}/robots.txt", timeout=60, proc=proc)
