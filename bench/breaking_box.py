@@ -322,10 +322,12 @@ async def run_design(design: str, args, origin_proc, origin_url: str, edges: lis
     # Quiet window: origin requests per second and memory with every page open.
     stat1 = [e.stat("MAIN.backend_req", "MAIN.backend_conn", "MAIN.client_req") for e in edges]
     cpu_origin1, cpu_edge1, t1 = cpu_seconds(origin_proc.pid), sum(cpu_seconds(e.proc.pid) for e in edges), time.monotonic()
+    answers1 = (pages.requests, pages.not_modified)
     await asyncio.sleep(args.window)
     stat2 = [e.stat("MAIN.backend_req", "MAIN.backend_conn", "MAIN.client_req") for e in edges]
     cpu_origin2, cpu_edge2, t2 = cpu_seconds(origin_proc.pid), sum(cpu_seconds(e.proc.pid) for e in edges), time.monotonic()
     origin_rss1, edge_rss1 = rss_kib(origin_proc.pid), sum(rss_kib(e.proc.pid) for e in edges)
+    answers2 = (pages.requests, pages.not_modified)
     edge_threads = sum(threads_of(e.proc.pid) for e in edges)
     connected = pages.connected
     quiet = {
@@ -334,6 +336,7 @@ async def run_design(design: str, args, origin_proc, origin_url: str, edges: lis
         "edge_req_per_s": round(sum(b["MAIN.client_req"] - a["MAIN.client_req"] for a, b in zip(stat1, stat2, strict=True)) / (t2 - t1), 1),
         "origin_cpu_s_per_s": round((cpu_origin2 - cpu_origin1) / (t2 - t1), 4),
         "edge_cpu_s_per_s": round((cpu_edge2 - cpu_edge1) / (t2 - t1), 4),
+        "polls": answers2[0] - answers1[0], "not_modified": answers2[1] - answers1[1],
     }
     settle = {
         "origin_requests_while_opening": sum(b["MAIN.backend_req"] - a["MAIN.backend_req"] for a, b in zip(stat0, stat1, strict=True)),
