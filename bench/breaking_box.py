@@ -44,6 +44,10 @@ from bench.stack import free_port, point_vcl_backend, wait_http
 ROOT = Path(__file__).resolve().parents[1]
 VCL = ROOT / "deploy" / "varnish" / "default.vcl"
 BOX = "/api/breaking-news/"
+# Varnish counters reported over the quiet window (why the origin saw what it saw).
+EDGE_COUNTERS = ("MAIN.cache_hit", "MAIN.cache_hit_grace", "MAIN.cache_miss", "MAIN.cache_hitmiss", "MAIN.busy_sleep",
+                 "MAIN.fetch_failed", "MAIN.backend_fail", "MAIN.sess_queued", "MAIN.sess_dropped",
+                 "MAIN.threads_limited", "MAIN.bgfetch_no_thread", "MAIN.s_fetch", "MAIN.threads")
 STREAM = "/api/breaking-news/stream/"
 
 
@@ -320,11 +324,11 @@ async def run_design(design: str, args, origin_proc, origin_url: str, edges: lis
         await asyncio.sleep(0.5)
     await asyncio.sleep(2)
     # Quiet window: origin requests per second and memory with every page open.
-    stat1 = [e.stat("MAIN.backend_req", "MAIN.backend_conn", "MAIN.client_req") for e in edges]
+    stat1 = [e.stat("MAIN.backend_req", "MAIN.backend_conn", "MAIN.client_req", *EDGE_COUNTERS) for e in edges]
     cpu_origin1, cpu_edge1, t1 = cpu_seconds(origin_proc.pid), sum(cpu_seconds(e.proc.pid) for e in edges), time.monotonic()
     answers1 = (pages.requests, pages.not_modified)
     await asyncio.sleep(args.window)
-    stat2 = [e.stat("MAIN.backend_req", "MAIN.backend_conn", "MAIN.client_req") for e in edges]
+    stat2 = [e.stat("MAIN.backend_req", "MAIN.backend_conn", "MAIN.client_req", *EDGE_COUNTERS) for e in edges]
     cpu_origin2, cpu_edge2, t2 = cpu_seconds(origin_proc.pid), sum(cpu_seconds(e.proc.pid) for e in edges), time.monotonic()
     origin_rss1, edge_rss1 = rss_kib(origin_proc.pid), sum(rss_kib(e.proc.pid) for e in edges)
     answers2 = (pages.requests, pages.not_modified)
@@ -337,6 +341,8 @@ async def run_design(design: str, args, origin_proc, origin_url: str, edges: lis
         "origin_cpu_s_per_s": round((cpu_origin2 - cpu_origin1) / (t2 - t1), 4),
         "edge_cpu_s_per_s": round((cpu_edge2 - cpu_edge1) / (t2 - t1), 4),
         "polls": answers2[0] - answers1[0], "not_modified": answers2[1] - answers1[1],
+        "edge_counters": {k.removeprefix("MAIN."): sum(b.get(k, 0) - a.get(k, 0) for a, b in zip(stat1, stat2, strict=True))
+                          for k in EDGE_COUNTERS},
     }
     settle = {
         "origin_requests_while_opening": sum(b["MAIN.backend_req"] - a["MAIN.backend_req"] for a, b in zip(stat0, stat1, strict=True)),
