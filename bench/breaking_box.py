@@ -39,6 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import cpu
 from bench.stack import free_port, point_vcl_backend, wait_http
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +48,7 @@ BOX = "/api/breaking-news/"
 # Varnish counters reported over the quiet window (why the origin saw what it saw).
 EDGE_COUNTERS = ("MAIN.cache_hit", "MAIN.cache_hit_grace", "MAIN.cache_miss", "MAIN.cache_hitmiss", "MAIN.busy_sleep",
                  "MAIN.fetch_failed", "MAIN.backend_fail", "MAIN.sess_queued", "MAIN.sess_dropped",
-                 "MAIN.threads_limited", "MAIN.bgfetch_no_thread", "MAIN.s_fetch", "MAIN.threads")
+                 "MAIN.threads_limited", "MAIN.bgfetch_no_thread", "MAIN.s_fetch")
 STREAM = "/api/breaking-news/stream/"
 
 
@@ -67,31 +68,13 @@ def rss_kib(pid: int) -> int:
     return total
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process and its descendants (alive ones)."""
-    total, todo = 0.0, [pid]
-    tick = os.sysconf("SC_CLK_TCK")
-    while todo:
-        p = todo.pop()
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-            todo.extend(int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split())
-        except OSError:
-            continue
-    return total
-
-
 def threads_of(pid: int) -> int:
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            total += len(os.listdir(f"/proc/{p}/task"))
-            todo.extend(int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split())
-        except OSError:
-            continue
-    return total
+    """Threads of a process and its descendants."""
+    return sum(len(cpu.read_threads(p.pid)) for p in cpu.tree(cpu.read_all(), pid).values())
+
+
+def cpu_of(roots: dict[str, int]) -> cpu.CpuSnapshot:
+    return cpu.CpuSnapshot.take(roots)
 
 
 class Edge:
@@ -325,11 +308,13 @@ async def run_design(design: str, args, origin_proc, origin_url: str, edges: lis
     await asyncio.sleep(2)
     # Quiet window: origin requests per second and memory with every page open.
     stat1 = [e.stat("MAIN.backend_req", "MAIN.backend_conn", "MAIN.client_req", *EDGE_COUNTERS) for e in edges]
-    cpu_origin1, cpu_edge1, t1 = cpu_seconds(origin_proc.pid), sum(cpu_seconds(e.proc.pid) for e in edges), time.monotonic()
+    roots = {"origin": origin_proc.pid, **{f"edge{i}": e.proc.pid for i, e in enumerate(edges)}}
+    cpu1, t1 = cpu_of(roots), time.monotonic()
     answers1 = (pages.requests, pages.not_modified)
     await asyncio.sleep(args.window)
     stat2 = [e.stat("MAIN.backend_req", "MAIN.backend_conn", "MAIN.client_req", *EDGE_COUNTERS) for e in edges]
-    cpu_origin2, cpu_edge2, t2 = cpu_seconds(origin_proc.pid), sum(cpu_seconds(e.proc.pid) for e in edges), time.monotonic()
+    cpu2, t2 = cpu_of(roots), time.monotonic()
+    used = cpu.delta(cpu1, cpu2)
     origin_rss1, edge_rss1 = rss_kib(origin_proc.pid), sum(rss_kib(e.proc.pid) for e in edges)
     answers2 = (pages.requests, pages.not_modified)
     edge_threads = sum(threads_of(e.proc.pid) for e in edges)
@@ -338,8 +323,8 @@ async def run_design(design: str, args, origin_proc, origin_url: str, edges: lis
         "seconds": round(t2 - t1, 1),
         "origin_req_per_s": round(sum(b["MAIN.backend_req"] - a["MAIN.backend_req"] for a, b in zip(stat1, stat2, strict=True)) / (t2 - t1), 3),
         "edge_req_per_s": round(sum(b["MAIN.client_req"] - a["MAIN.client_req"] for a, b in zip(stat1, stat2, strict=True)) / (t2 - t1), 1),
-        "origin_cpu_s_per_s": round((cpu_origin2 - cpu_origin1) / (t2 - t1), 4),
-        "edge_cpu_s_per_s": round((cpu_edge2 - cpu_edge1) / (t2 - t1), 4),
+        "origin_cpu_s_per_s": round(used["origin"].seconds / (t2 - t1), 4),
+        "edge_cpu_s_per_s": round(sum(d.seconds for name, d in used.items() if name != "origin") / (t2 - t1), 4),
         "polls": answers2[0] - answers1[0], "not_modified": answers2[1] - answers1[1],
         "edge_counters": {k.removeprefix("MAIN."): sum(b.get(k, 0) - a.get(k, 0) for a, b in zip(stat1, stat2, strict=True))
                           for k in EDGE_COUNTERS},
