@@ -1,6 +1,7 @@
 """The breaking box through the real edge (issue 31, docs/breaking-box.md): reader processes
 poll /api/breaking-news/ through Varnish as articles/static/articles/breaking-box.js does while an
-editor publishes a breaking story through the API; what each may see after the POST returned."""
+editor publishes a breaking story through the API; what each may see after the POST returned. And
+the edge rule that keeps the polls coalesced when the app's answer is already stale on arrival."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -78,3 +80,19 @@ def test_a_breaking_publish_reaches_every_polling_reader_through_the_edge(edge, 
         first_seen = min(p["sent"] for p in log if new_id in p["ids"])
         assert first_seen <= returned + interval + S_MAXAGE
         assert any(p["status"] == 304 for p in before), "readers revalidate with If-None-Match"
+
+
+def test_a_box_answer_already_stale_on_arrival_is_still_shared_by_the_polls(origin, varnish):
+    """The app may answer the edge from a copy whose Age reached s-maxage (its own
+    stale-while-revalidate). Varnish's built-in VCL would make the URL hit-for-miss for 120 s and
+    send every poll of every open page to the app; default.vcl keeps it briefly instead, so
+    readers polling together cost the app one request."""
+    path = "/api/breaking-news/"
+    origin.page(path, '{"results": []}', tags=["breaking"],
+                cache_control="public, max-age=0, s-maxage=30, stale-while-revalidate=10, stale-if-error=600",
+                headers={"Age": "31", "ETag": '"box-1"'})
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: varnish.get(path), range(8)))
+    assert all(a.status_code == 200 for a in answers)
+    assert varnish.get(path, headers={"If-None-Match": '"box-1"'}).status_code == 304
+    assert origin.hits(path) == 1
