@@ -42,6 +42,9 @@ THUMBNAIL_WIDTH = 128
 DESCRIPTION_LENGTH = 160
 # An article saved this long after its publication shows "updated" (publishing itself saves).
 EDITED_AFTER = timedelta(minutes=5)
+# The breaking box polls /api/breaking-news/ this often (articles/static/articles/breaking-box.js,
+# docs/breaking-box.md): a publish reaches an open page within it plus the edge's purge.
+BREAKING_POLL_SECONDS = 10
 # json.dumps output made safe inside <script>: as django.utils.html.json_script escapes it.
 _SCRIPT_ESCAPES = {ord("<"): "\\u003C", ord(">"): "\\u003E", ord("&"): "\\u0026"}
 
@@ -185,6 +188,7 @@ def home_page(request):
     context = {
         **_list_context(feed, reverse("home"), [_site_feeds()]),
         "breaking": breaking["results"],
+        "breaking_every": BREAKING_POLL_SECONDS,
         "description": f"The latest news from {settings.SITE_NAME}.",
     }
     response = render(request, "articles/home.html", context)
@@ -219,6 +223,7 @@ def render_article(request, article: dict, *, preview: bool = False) -> HttpResp
         "json_ld": news_article_json_ld(article, canonical=canonical, image=image["absolute"]),
         "alternates": _alternates([_site_feeds(), _category_feeds(category)]),
         "preview": preview,
+        "breaking_every": BREAKING_POLL_SECONDS,
     }
     return render(request, "articles/article.html", context)
 

@@ -89,6 +89,14 @@ sub vcl_recv {
         return (synth(404, "Not Found"));
     }
 
+    if (req.url ~ "^/api/breaking\-news/stream/(\?|$)") {
+        # The breaking box's event stream (articles/breaking_stream.py, when an ASGI front mounts
+        # it): one long response per reader, never kept. Piped: one worker thread and two file
+        # descriptors per open stream, bounded by pipe_timeout (idle; the app sends a comment
+        # every 15 s), not by send_timeout as a pass would be (docs/breaking-box.md).
+        return (pipe);
+    }
+
     if (req.method != "GET" && req.method != "HEAD") {
         # Editorial and personal writes go straight to the app.
         return (pass);
@@ -219,6 +227,21 @@ sub vcl_backend_response {
                 regsub(beresp.http.Cache-Control, "^.*stale-if-error=([0-9]+).*$", "\1s"), 0s);
         }
     }
+    if (bereq.http.X-Edge-Public == "api-breaking" && beresp.status == 200 && beresp.ttl <= 0s
+        && beresp.http.Cache-Control ~ "s-maxage=[1-9]"
+        && beresp.http.Cache-Control ~ "stale-while-revalidate=[1-9]"
+        && beresp.http.Cache-Control !~ "(private|no-store|no-cache)") {
+        # Already stale on arrival: the app answered from a copy whose Age reached s-maxage (its
+        # own stale-while-revalidate, while it refreshes). The built-in would make the URL
+        # hit-for-miss for 120 s, and every open page's poll of the breaking box would pass to
+        # the app (measured: 76 req/s at 10,000 pages, bench/results/2026-12-07-breaking-box.md).
+        # Kept 1 s instead (within the stale-while-revalidate it carries), without grace: the next
+        # request after it fetches once and the others wait for that fetch (coalesced).
+        set beresp.ttl = 1s;
+        set beresp.grace = 0s;
+        set beresp.keep = 0s;
+    }
+
     # No return: the built-in logic runs next and makes private / no-store / no-cache /
     # Set-Cookie / Vary: * / s-maxage=0 responses uncacheable (hit-for-miss, below).
 }

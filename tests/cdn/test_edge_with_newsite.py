@@ -6,31 +6,9 @@ import datetime
 import pytest
 from django.db.models.fields.files import FieldFile
 
-from newsite.celery import app as celery_app
-from tests.cdn.servers import Varnish
 from tests.factories import make_article
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def eager_celery():
-    # The drain runs inline on commit, in the process that committed (as `make run` does).
-    previous = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = previous
-
-
-@pytest.fixture
-def edge(live_server, settings, eager_celery):
-    port = int(live_server.url.rsplit(":", 1)[1])
-    varnish = Varnish(port).start()
-    settings.CDN_BACKENDS = {
-        "varnish": {"BACKEND": "cdn.backends.varnish.VarnishBackend", "LOCATION": varnish.url}
-    }
-    yield varnish
-    varnish.close()
 
 
 def admin_change_post_data(client, url, **changes):
