@@ -49,8 +49,8 @@ logger = logging.getLogger(__name__)
 
 _LEASE_POLL_MIN, _LEASE_POLL_MAX = 0.002, 0.05  # s, as fetch()'s wait for a lease holder
 
-# event loop -> (the face, {key: the task fetching it}): a loop's flights die with it, and a
-# new face (settings changed, fork) starts with none.
+# event loop -> (the face, {key: (the task fetching it, _seen() when it began)}): a loop's
+# flights die with it, and a new face (settings changed, fork) starts with none.
 _flights: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -138,23 +138,36 @@ def _retrieved(task: asyncio.Task) -> None:
         task.exception()
 
 
+def _seen(face: FetchFace) -> tuple:
+    """What this process has applied: L1's epoch (a clear bumps it) and latest invalidation
+    sequence (without L1: the face's)."""
+    l1 = face.l1
+    return (l1.epoch, l1.seen_seq) if l1 is not None else (0, face.seen_seq)
+
+
 async def _single_flight(face: FetchFace, key, loader, kind, tags) -> Fetched:
+    """Join the loop's fetch of `key` in flight, unless an invalidation reached this process
+    (or a clear) since it began: its read may predate a write that has returned since, and a caller that
+    began after that write must not be answered the older value (read-your-writes; the tasks
+    of a loop interleave at every await, so a flight's L2 read may be long issued). Then a new
+    fetch starts, and later callers join that one."""
     stats = metrics.stats_for(keys.key_prefix_of(key))
     if face.l1 is not None:
         stats.miss_l1()
     flights = _in_flight(face)
-    task = flights.get(key)
-    if task is not None:
+    flight = flights.get(key)
+    seen = _seen(face)
+    if flight is not None and flight[1] == seen:
         try:
-            return await asyncio.shield(task)
+            return await asyncio.shield(flight[0])
         except CallersOwnRefusal:
             pass  # the leader's loader refused its own caller (a per-client budget): not ours
         # Load for ourselves, outside the single-flight; across processes the lease still holds.
         return await _fetch(face, _load(face, key, loader, kind, tags, stats))
     task = asyncio.ensure_future(_fetch(face, _load(face, key, loader, kind, tags, stats)))
-    flights[key] = task
+    flight = flights[key] = (task, seen)
     task.add_done_callback(_retrieved)
-    task.add_done_callback(lambda _: flights.pop(key, None) if flights.get(key) is task else None)
+    task.add_done_callback(lambda _: flights.pop(key, None) if flights.get(key) is flight else None)
     return await asyncio.shield(task)
 
 
