@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 _LEASE_POLL_MIN, _LEASE_POLL_MAX = 0.002, 0.05  # s, as fetch()'s wait for a lease holder
 
-# event loop -> (the face, {key: (the task fetching it, _seen() when it began)}): a loop's
+# event loop -> (the face, {key: (the task fetching it, face.applied_mark() when it began)}): a loop's
 # flights die with it, and a new face (settings changed, fork) starts with none.
 _flights: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -138,13 +138,6 @@ def _retrieved(task: asyncio.Task) -> None:
         task.exception()
 
 
-def _seen(face: FetchFace) -> tuple:
-    """What this process has applied: L1's epoch (a clear bumps it) and latest invalidation
-    sequence (without L1: the face's)."""
-    l1 = face.l1
-    return (l1.epoch, l1.seen_seq) if l1 is not None else (0, face.seen_seq)
-
-
 async def _single_flight(face: FetchFace, key, loader, kind, tags) -> Fetched:
     """Join the loop's fetch of `key` in flight, unless an invalidation reached this process
     (or a clear) since it began: its read may predate a write that has returned since, and a caller that
@@ -156,7 +149,7 @@ async def _single_flight(face: FetchFace, key, loader, kind, tags) -> Fetched:
         stats.miss_l1()
     flights = _in_flight(face)
     flight = flights.get(key)
-    seen = _seen(face)
+    seen = face.applied_mark()
     if flight is not None and flight[1] == seen:
         try:
             return await asyncio.shield(flight[0])
