@@ -28,6 +28,15 @@ PENDING_MAX = 10_000  # tags queued for replay at most
 INVALIDATE_CHUNK = 1000  # members of one tag bucket deleted per Redis call (bounded script time)
 
 
+def _next_call(steps, reply, failure: L2Unavailable | None):
+    """The next Redis call of `steps` (AppTierInvalidator._steps), sent the last call's `reply`
+    or thrown its `failure`; None when the steps are done."""
+    try:
+        return steps.send(reply) if failure is None else steps.throw(failure)
+    except StopIteration:
+        return None
+
+
 @dataclass(slots=True)
 class Invalidation:
     """One run of invalidate.lua, planned: its tags, keys and arguments, the highest sequence
@@ -66,20 +75,15 @@ class AppTierInvalidator:
             return
         plan = self._plan(tags, committed_at, replay)
         steps = self._steps(plan, strict)
-        reply = failure = None
-        while True:  # the steps' Redis calls, made here
-            try:
-                call = steps.send(reply) if failure is None else steps.throw(failure)
-            except StopIteration:
-                return
-            reply = failure = None
+        call = _next_call(steps, None, None)
+        while call is not None:  # the steps' Redis calls, made here
             try:
                 if call[0] == "script":
-                    reply = self.l2.script(*call[1:])
+                    call = _next_call(steps, self.l2.script(*call[1:]), None)
                 else:  # ("blpop", keys, timeout)
-                    reply = self.l2.call(self.l2.client.blpop, call[1], timeout=call[2])
+                    call = _next_call(steps, self.l2.call(self.l2.client.blpop, call[1], timeout=call[2]), None)
             except L2Unavailable as exc:
-                failure = exc
+                call = _next_call(steps, None, exc)
 
     async def ainvalidate(self, tags: list[str], *, strict: bool = False, committed_at: float | None = None) -> None:
         """invalidate() on redis.asyncio (caching/aio.py): the same steps (script, broadcast,
@@ -94,20 +98,15 @@ class AppTierInvalidator:
             plan = await sync_to_async(self._plan, thread_sensitive=True)(tags, committed_at, False)
         half = aio.l2_for(self.l2)
         steps = self._steps(plan, strict)
-        reply = failure = None
-        while True:
-            try:
-                call = steps.send(reply) if failure is None else steps.throw(failure)
-            except StopIteration:
-                return
-            reply = failure = None
+        call = _next_call(steps, None, None)
+        while call is not None:
             try:
                 if call[0] == "script":
-                    reply = await half.script(*call[1:])
+                    call = _next_call(steps, await half.script(*call[1:]), None)
                 else:
-                    reply = await half.call(half.client.blpop, call[1], timeout=call[2])
+                    call = _next_call(steps, await half.call(half.client.blpop, call[1], timeout=call[2]), None)
             except L2Unavailable as exc:
-                failure = exc
+                call = _next_call(steps, None, exc)
 
     def _steps(self, plan: Invalidation, strict: bool):
         """An invalidation's logic, once for both faces (sans-I/O): a generator that yields each
