@@ -1,7 +1,9 @@
 """`afetch()`: fetch() for async views, on the same engine, L1, leases and fill scripts.
 
 afetch(key, loader, kind=..., tags=...):
-  L1 hit        -> the L1 entry, in the caller's task: no thread, nothing awaited
+  L1 hit        -> the L1 entry, in the caller's task: no thread, nothing awaited (L1.aget:
+                   a broadcast message not applied yet, or L1's lock held by another thread,
+                   is awaited with asyncio.sleep - the event loop is never blocked)
   L1 miss       -> single-flight per key among the event loop's tasks: the first starts the
                    fetch as a task of its own, every caller (the first included) awaits it
                    shielded, so a caller cancelled (a client gone) neither cancels the load nor
@@ -34,7 +36,7 @@ import weakref
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 
-from caching import aio, keys, lifetime, metrics
+from caching import aio, bulk, keys, lifetime, metrics
 from caching import conf as conf_module
 from caching import fetcher as fetcher_module
 from caching.broadcast import DOWN
@@ -47,8 +49,8 @@ logger = logging.getLogger(__name__)
 
 _LEASE_POLL_MIN, _LEASE_POLL_MAX = 0.002, 0.05  # s, as fetch()'s wait for a lease holder
 
-# event loop -> (the face, {key: the task fetching it}): a loop's flights die with it, and a
-# new face (settings changed, fork) starts with none.
+# event loop -> (the face, {key: (the task fetching it, face.applied_mark() when it began)}): a loop's
+# flights die with it, and a new face (settings changed, fork) starts with none.
 _flights: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -66,10 +68,49 @@ async def afetch(key: str, loader, *, kind: str, tags=(), bypass_l1: bool = Fals
         face = await sync_to_async(fetcher_module.current, thread_sensitive=False)()
     l1 = face.l1
     if l1 is not None and not bypass_l1:
-        hit = fetcher_module.l1_hit(l1, key)
-        if hit is not None:
-            return hit
+        entry = await l1.aget(key)  # awaits only a pending broadcast or a busy lock, never blocks
+        if entry is not None:
+            return fetcher_module.l1_served(entry)
     return await _single_flight(face, key, loader, kind, tags)
+
+
+async def afetch_many(keys_to_args: dict, bulk_loader, *, kind: str, tags_for=None, use_l1: bool = True,
+                      refresh_within: float = 0.0) -> dict:
+    """fetch_many()'s contract, awaitable (caching/bulk.py): L1 in the caller's task (awaited,
+    never blocking: L1.aget), then one redis.asyncio round trip for the rest, then - only when
+    something is to load - ONE `bulk_loader({key: args})` call and the pipeline of fill.lua
+    calls in a thread (the loader's database is sync; an async `bulk_loader` is awaited on the
+    caller's loop from there). Returns {key: Fetched} in the input order. Cost: a page of L1
+    or L2 hits runs no thread."""
+    keys_to_args = dict(keys_to_args)
+    if not conf_module.get().enabled:
+        with lifetime.measure():
+            loaded = await _run(lambda: bulk_loader(dict(keys_to_args)), iscoroutinefunction(bulk_loader))
+        now = time.time()
+        return {key: Fetched(loaded.get(key), MISS, now) for key in keys_to_args}
+    face = fetcher_module._face
+    if face is None:
+        face = await sync_to_async(fetcher_module.current, thread_sensitive=False)()
+    l1 = face.l1 if use_l1 else None
+    if l1 is not None:
+        hits = [fetcher_module.l1_served(entry) if (entry := await l1.aget(key)) is not None else None
+                for key in keys_to_args]
+    else:
+        hits = [None] * len(keys_to_args)
+    result, missing = bulk.from_l1(l1, keys_to_args, hits)
+    if missing:
+        guard = face.fill_guard()
+        try:
+            replies = await aio.l2_for(face.l2).execute(bulk.read_calls(face, missing))
+        except L2Unavailable:
+            replies = None
+        raws, start_seq = bulk.read_replies(replies, missing)
+        to_load, stale = bulk.from_l2(face, missing, raws, start_seq, result, guard, use_l1, refresh_within)
+        if to_load:
+            loader = async_to_sync(bulk_loader) if iscoroutinefunction(bulk_loader) else bulk_loader
+            await _in_thread(bulk.load_and_fill, face, {key: keys_to_args[key] for key in to_load}, stale, start_seq,
+                             result, loader, kind, tags_for, use_l1, guard)
+    return {key: result[key] for key in keys_to_args}
 
 
 async def aget_or_load(key: str, loader, *, kind: str, tags=()):
@@ -77,8 +118,8 @@ async def aget_or_load(key: str, loader, *, kind: str, tags=()):
     return (await afetch(key, loader, kind=kind, tags=tags)).value
 
 
-async def _run(loader):
-    if iscoroutinefunction(loader):
+async def _run(loader, is_async: bool | None = None):
+    if iscoroutinefunction(loader) if is_async is None else is_async:
         return await loader()
     return await sync_to_async(loader, thread_sensitive=True)()
 
@@ -98,22 +139,28 @@ def _retrieved(task: asyncio.Task) -> None:
 
 
 async def _single_flight(face: FetchFace, key, loader, kind, tags) -> Fetched:
+    """Join the loop's fetch of `key` in flight, unless an invalidation reached this process
+    (or a clear) since it began: its read may predate a write that has returned since, and a caller that
+    began after that write must not be answered the older value (read-your-writes; the tasks
+    of a loop interleave at every await, so a flight's L2 read may be long issued). Then a new
+    fetch starts, and later callers join that one."""
     stats = metrics.stats_for(keys.key_prefix_of(key))
     if face.l1 is not None:
         stats.miss_l1()
     flights = _in_flight(face)
-    task = flights.get(key)
-    if task is not None:
+    flight = flights.get(key)
+    seen = face.applied_mark()
+    if flight is not None and flight[1] == seen:
         try:
-            return await asyncio.shield(task)
+            return await asyncio.shield(flight[0])
         except CallersOwnRefusal:
             pass  # the leader's loader refused its own caller (a per-client budget): not ours
         # Load for ourselves, outside the single-flight; across processes the lease still holds.
         return await _fetch(face, _load(face, key, loader, kind, tags, stats))
     task = asyncio.ensure_future(_fetch(face, _load(face, key, loader, kind, tags, stats)))
-    flights[key] = task
+    flight = flights[key] = (task, seen)
     task.add_done_callback(_retrieved)
-    task.add_done_callback(lambda _: flights.pop(key, None) if flights.get(key) is task else None)
+    task.add_done_callback(lambda _: flights.pop(key, None) if flights.get(key) is flight else None)
     return await asyncio.shield(task)
 
 

@@ -28,45 +28,43 @@ from caching.l2 import L2Unavailable
 logger = logging.getLogger(__name__)
 
 
-def _read(face: FetchFace, missing: list[str]) -> tuple[list, int | None]:
-    """The envelopes of `missing` and the namespace sequence, in one round trip (None: no Redis)."""
-    ns = face.namespace
-    vkeys = [keys.value_key(ns, k) for k in missing]
-    client = face.l2.client
+def read_calls(face: FetchFace, missing: list[str]) -> list:
+    """The one round trip of a bulk read (L2.execute's calls, or AsyncL2's): the envelopes of
+    `missing`, and the namespace sequence (before the load: the fills are checked against it)."""
+    return [("mget", [keys.value_key(face.namespace, k) for k in missing], []),
+            ("mget", [face.engine.sequence_key], [])]
 
-    def run():
-        pipe = client.pipeline(transaction=False)
-        pipe.mget(vkeys)
-        pipe.get(face.engine.sequence_key)
-        return pipe.execute()
 
-    try:
-        raws, seq = face.l2.call(run)
-    except L2Unavailable:
+def read_replies(replies: list | None, missing: list[str]) -> tuple[list, int | None]:
+    """(the envelopes of `missing`, the sequence) from read_calls' replies; None (Redis
+    unusable): no envelopes, and no sequence (nothing will be filled)."""
+    if replies is None:
         return [None] * len(missing), None
+    raws, (seq,) = replies
     return raws, int(seq or 0)
 
 
-def _fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for, use_l1: bool,
-                refresh_within: float) -> dict:
+def from_l1(l1, keys_to_args: dict, hits: list) -> tuple[dict, list]:
+    """({key: Fetched} of the L1 `hits` (one per key, None: a miss), [the keys missed]), the
+    misses counted (the hits were, as they were found)."""
     result: dict = {}
     missing = []
-    l1 = face.l1 if use_l1 else None
-    for key in keys_to_args:
-        hit = l1_hit(l1, key) if l1 is not None else None
+    for key, hit in zip(keys_to_args, hits, strict=True):
         if hit is not None:
             result[key] = hit
         else:
             if l1 is not None:
                 metrics.stats_for(keys.key_prefix_of(key)).miss_l1()
             missing.append(key)
-    if not missing:
-        return result
-    guard = face.fill_guard()
-    raws, start_seq = _read(face, missing)
+    return result, missing
+
+
+def from_l2(face: FetchFace, missing: list, raws: list, start_seq: int | None, result: dict, guard, use_l1: bool,
+            refresh_within: float) -> tuple[dict, dict]:
+    """The L2 step: `result` completed with the fresh envelopes among `raws` (L1 backfilled);
+    returns ({key: what to load}, {key: its stale envelope})."""
     now = time.time()
-    to_load = {}
-    stale = {}
+    to_load, stale = [], {}
     for key, raw in zip(missing, raws, strict=True):
         stats = metrics.stats_for(keys.key_prefix_of(key))
         if raw is not None and not is_lease(raw):  # a lease: another process loads it, we load too
@@ -79,9 +77,15 @@ def _fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for
             stale[key] = env
         elif start_seq is not None:
             stats.miss_l2()
-        to_load[key] = keys_to_args[key]
-    if not to_load:
-        return result
+        to_load.append(key)
+    return to_load, stale
+
+
+def load_and_fill(face: FetchFace, to_load: dict, stale: dict, start_seq: int | None, result: dict, bulk_loader,
+                  kind, tags_for, use_l1: bool, guard) -> None:
+    """The load step: ONE bulk_loader call for `to_load` ({key: args}), then one pipeline of
+    fill.lua calls checked against `start_seq`; `result` completed (stale values served when
+    the loader fails with LOADER_ERRORS and every key has one). Sync: the database's."""
     stats = metrics.stats_for(keys.key_prefix_of(next(iter(to_load))))
     try:
         # Bulk loads read the primary (a replica's read is not fenced here: its users are the
@@ -95,7 +99,7 @@ def _fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for
             stats_for = metrics.stats_for(keys.key_prefix_of(key))
             stats_for.stale_l2(time.time() - env.filled_at)
             result[key] = face.fills.served_stale(env, STALE)
-        return result
+        return
     cost = run.cost / len(to_load)
     entries = {}
     for key in to_load:
@@ -124,6 +128,24 @@ def _fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for
             superseded = face.fills.put_entry(key, entry, metrics.stats_for(keys.key_prefix_of(key)), fill_guard)
         shared = reply is None or int(reply[0]) != Filled.NOT_ADMITTED
         result[key] = Fetched(entry.value, MISS, entry.filled_at, superseded, shared=shared)
+
+
+def _fetch_many(face: FetchFace, keys_to_args: dict, bulk_loader, kind, tags_for, use_l1: bool,
+                refresh_within: float) -> dict:
+    l1 = face.l1 if use_l1 else None
+    hits = [l1_hit(l1, key) for key in keys_to_args] if l1 is not None else [None] * len(keys_to_args)
+    result, missing = from_l1(l1, keys_to_args, hits)
+    if missing:
+        guard = face.fill_guard()
+        try:
+            replies = face.l2.execute(read_calls(face, missing))
+        except L2Unavailable:
+            replies = None
+        raws, start_seq = read_replies(replies, missing)
+        to_load, stale = from_l2(face, missing, raws, start_seq, result, guard, use_l1, refresh_within)
+        if to_load:
+            load_and_fill(face, {key: keys_to_args[key] for key in to_load}, stale, start_seq, result, bulk_loader,
+                          kind, tags_for, use_l1, guard)
     return {key: result[key] for key in keys_to_args}
 
 

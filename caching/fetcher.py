@@ -100,7 +100,7 @@ class FetchFace:
         self.l1 = engine.l1
         self.l2 = engine.l2
         self.namespace = engine.namespace
-        self.inflight: dict[str, Future] = {}
+        self.inflight: dict[str, tuple[Future, tuple]] = {}  # key -> (its load, applied_mark() then)
         self._inflight_lock = threading.Lock()
         self.fills = Fills(engine, conf)  # what a load becomes: its entry, fill.lua, its L1 copy
         self.invalidator = AppTierInvalidator(self)  # the invalidations asked for in this process
@@ -113,17 +113,30 @@ class FetchFace:
         highest sequence seen from Redis)."""
         return self.l1.since() if self.l1 is not None else FillGuard(self.seen_seq, 0)
 
+    def applied_mark(self) -> tuple:
+        """What this process has applied: L1's epoch (a clear bumps it) and latest invalidation
+        sequence (without L1: the face's). A single-flight load is joined only while it is the
+        same as when the load began (fetch_slow, and afetch's flights)."""
+        l1 = self.l1
+        return (l1.epoch, l1.seen_seq) if l1 is not None else (0, self.seen_seq)
+
     # --- single-flight ----------------------------------------------------------------------
 
     def fetch_slow(self, key, loader, kind, tags, early_read: EarlyRead | None = None) -> Fetched:
         stats = metrics.stats_for(keys.key_prefix_of(key))
         if self.l1 is not None:
             stats.miss_l1()
+        applied = self.applied_mark()
         with self._inflight_lock:
-            future = self.inflight.get(key)
-            leader = future is None
+            # A load that began before an invalidation this process has applied since may have
+            # read L2 before a write that has returned: not joined (read-your-writes), a new one
+            # starts and later callers join that.
+            flight = self.inflight.get(key)
+            leader = flight is None or flight[1] != applied
             if leader:
-                future = self.inflight[key] = Future()
+                flight = self.inflight[key] = (Future(), applied)
+            future = flight[0]
+            del flight  # only `future` is dropped on an error (below): no cycle through this frame
         if not leader:
             if early_read is not None:
                 # Another thread of this process is loading the key: a lease this read took
@@ -154,7 +167,9 @@ class FetchFace:
             return result
         finally:
             with self._inflight_lock:
-                self.inflight.pop(key, None)
+                current = self.inflight.get(key)
+                if current is not None and current[1] is applied:  # ours (this call's mark), not a newer load's
+                    del self.inflight[key]
 
     # --- L2 + leases ------------------------------------------------------------------------
 
@@ -409,10 +424,18 @@ def fetch(key: str, loader, *, kind: str, tags=(), bypass_l1: bool = False,
 
 def l1_hit(l1, key: str) -> Fetched | None:
     """`key`'s live L1 entry as what fetch() returns, counted as an L1 hit; None on a miss (not
-    counted: the slow path counts it). One implementation for fetch, afetch and fetch_many."""
+    counted: the slow path counts it). One implementation for fetch and fetch_many; afetch and
+    afetch_many look up with `await l1.aget(key)` and shape the entry with l1_served()."""
     entry = l1.get(key)
     if entry is None:
         return None
+    metrics.stats_for(entry[PREFIX]).hit_l1()
+    return Fetched(entry[VALUE], HIT_L1, entry[FILLED_AT])
+
+
+def l1_served(entry: tuple) -> Fetched:
+    """An L1 entry found by L1.aget() as what afetch() returns, counted as an L1 hit (l1_hit's
+    second half: the sync hit path keeps it inline, one call fewer)."""
     metrics.stats_for(entry[PREFIX]).hit_l1()
     return Fetched(entry[VALUE], HIT_L1, entry[FILLED_AT])
 

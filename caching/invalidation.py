@@ -3,7 +3,8 @@
 `invalidate_tags(tags)` acts now: L2 (invalidate.lua: O(tags x buckets + deleted values), one
 round trip), this process's L1, and every other process's L1 through the pub/sub broadcast.
 `invalidate_tags_on_commit(tags)` does the same after the current transaction commits (a rollback
-invalidates nothing) - the variant services should use.
+invalidates nothing) - the variant services should use. `ainvalidate_tags(tags)`: invalidate_tags
+for async code, on redis.asyncio.
 
 `on_invalidate` is the registration point for other tiers (the CDN outbox): each callable gets
 the frozenset of tags, synchronously, inside the caller's transaction, so outbox rows commit or
@@ -19,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
+from asgiref.sync import sync_to_async
 from django.db import transaction
 
 from caching import conf, fetcher
@@ -47,6 +49,19 @@ def invalidate_app_tiers(tagset: Iterable[str], *, strict: bool = False, committ
     fetcher.current().invalidator.invalidate(tags, strict=strict, committed_at=committed_at)
 
 
+async def ainvalidate_app_tiers(tagset: Iterable[str], *, strict: bool = False,
+                                committed_at: float | None = None) -> None:
+    """invalidate_app_tiers() for a coroutine: the Redis calls on redis.asyncio, nothing on a
+    thread (but a REPLICA_FENCE's write position, and the face's first build)."""
+    tags = sorted(_tagset(tagset))
+    if not tags or not conf.get().enabled:
+        return
+    face = fetcher._face
+    if face is None:  # the process's first use: building the engine waits for its subscription
+        face = await sync_to_async(fetcher.current, thread_sensitive=False)()
+    await face.invalidator.ainvalidate(tags, strict=strict, committed_at=committed_at)
+
+
 def app_tiers_behind() -> bool:
     """Whether invalidations asked for in this process are still waiting for Redis (queued for
     replay: L2 may hold what they remove). Then no edge may be purged on their behalf before the
@@ -63,6 +78,22 @@ def invalidate_tags(tags: Iterable[str] | str) -> frozenset[str]:
         # an L1 still holds the old value (the edge would re-fetch and keep it).
         invalidate_app_tiers(tagset)
         _run_hooks(tagset)
+    return tagset
+
+
+async def ainvalidate_tags(tags: Iterable[str] | str) -> frozenset[str]:
+    """invalidate_tags() for async code: the app tiers on redis.asyncio (one invalidate.lua, our
+    L1 at once, every other L1's acknowledgement awaited, BROADCAST_WAIT at most), then the
+    on_invalidate hooks, in a thread (they write rows: the CDN outbox) when there are any.
+    When it returns, as invalidate_tags(): no process answers the old value from L1 or L2.
+    There is no async on_commit variant: Django's transactions are sync-only, so a write and
+    its invalidate_tags_on_commit() run together in the sync code (sync_to_async) that holds
+    the transaction. Returns the tag set."""
+    tagset = _tagset(tags)
+    if tagset:
+        await ainvalidate_app_tiers(tagset)  # app tiers first, then the hooks (invalidate_tags)
+        if on_invalidate:
+            await sync_to_async(_run_hooks, thread_sensitive=True)(tagset)
     return tagset
 
 

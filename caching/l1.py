@@ -47,6 +47,7 @@ are shared, not copied: callers must treat them as immutable.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import math
 import threading
@@ -114,6 +115,15 @@ class Fetched:
 
 
 APPLY_WAIT = 0.01  # seconds an L1 hit waits for the subscriber to apply a pending message
+APPLY_POLL = 0.0001  # seconds between its looks
+
+
+async def _acquired(lock) -> None:
+    """Acquire a threading lock from a coroutine without blocking its event loop: the holder is
+    another thread (its critical sections are microseconds, unless it is preempted inside one:
+    then up to a GIL switch interval), so poll, letting the loop run between tries."""
+    while not lock.acquire(False):
+        await asyncio.sleep(0)
 
 
 def _nothing_unapplied() -> bool:
@@ -160,9 +170,10 @@ class L1:
         (~1 + 2 us). Past the trust deadline the first caller empties L1 (lapse()); what is
         found afterwards was loaded since, and expires L1_TRUST_SECONDS after its load began.
         While a message has reached this process but is not applied yet (usually a PING's
-        answer, or an invalidation waiting for the GIL), the caller sleeps in 0.1 ms steps (up
-        to APPLY_WAIT) for the subscriber to apply it and reads again; still pending: None, so
-        the caller reads L2, which the writer invalidated before it published."""
+        answer, or an invalidation waiting for the GIL), the caller sleeps in APPLY_POLL steps
+        (up to APPLY_WAIT) for the subscriber to apply it and reads again; still pending: None,
+        so the caller reads L2, which the writer invalidated before it published. A coroutine
+        calls aget() instead: the same answer, awaited."""
         now = _now()  # (a local name: the cheapest call)
         if now > self.trusted_until and not self.distrusted:
             self.lapse()
@@ -178,13 +189,57 @@ class L1:
             return found
         deadline = time.monotonic() + APPLY_WAIT
         while time.monotonic() < deadline:
-            time.sleep(0.0001)  # releases the GIL: the subscriber thread applies what it has
+            time.sleep(APPLY_POLL)  # releases the GIL: the subscriber thread applies what it has
             if not self.unapplied():
                 with self._lock:
-                    found = self._entries.get(key)  # what the applied message left
-                    return found if found is not None and found[EXPIRES] > time.monotonic() else None
+                    return self._live(key)
         self.held_back += 1
         return None
+
+    async def aget(self, key: str) -> tuple | None:
+        """get() for a coroutine: the same answer, and the event loop is never blocked. The
+        lock is taken without waiting (held by another thread - a fill, an invalidation, a
+        thread preempted inside one -: the task polls it with asyncio.sleep(0)), a pending
+        message is waited for with asyncio.sleep(APPLY_POLL) (the loop's other tasks run
+        meanwhile), and a lapse of trust empties L1 the same way. Cost on a hit: get()'s, and
+        nothing awaited (a coroutine that completes on its first step)."""
+        now = time.monotonic()
+        if now > self.trusted_until and not self.distrusted:
+            await self._alapse()
+        lock = self._lock
+        if not lock.acquire(False):
+            await _acquired(lock)
+        try:
+            found = self._live(key, now, move=True)
+        finally:
+            lock.release()
+        if found is None or not self.unapplied():
+            return found
+        deadline = time.monotonic() + APPLY_WAIT
+        while time.monotonic() < deadline:
+            await asyncio.sleep(APPLY_POLL)  # the loop's select releases the GIL: the subscriber applies
+            if not self.unapplied():
+                if not lock.acquire(False):
+                    await _acquired(lock)
+                try:
+                    return self._live(key)
+                finally:
+                    lock.release()
+        self.held_back += 1
+        return None
+
+    def _live(self, key: str, now: float | None = None, *, move: bool = False) -> tuple | None:
+        """Under the lock: `key`'s entry if it has not expired (an expired one goes); `move`:
+        marked most recently used."""
+        found = self._entries.get(key)
+        if found is None:
+            return None
+        if found[EXPIRES] <= (time.monotonic() if now is None else now):
+            self._remove(key, found)
+            return None
+        if move:
+            self._entries.move_to_end(key)
+        return found
 
     # --- fills --------------------------------------------------------------------------------
 
@@ -374,14 +429,30 @@ class L1:
         """Trust has run out (nothing heard from Redis for L1_TRUST_SECONDS): empty L1 once and
         refuse the fills that started before; later fills are kept L1_TRUST_SECONDS each."""
         with self._lock:
-            if self.distrusted or time.monotonic() <= self.trusted_until:
-                return  # another thread did it, or trust came back meanwhile
-            self._clear_locked()
-            self.distrusted = True
-            if not counted:
-                return
+            counted = self._lapse_locked(counted)
+        if counted:
+            self.on_lapse()
+
+    async def _alapse(self) -> None:
+        """lapse() from a coroutine (aget): the lock taken without blocking the loop."""
+        if not self._lock.acquire(False):
+            await _acquired(self._lock)
+        try:
+            counted = self._lapse_locked(True)
+        finally:
+            self._lock.release()
+        if counted:
+            self.on_lapse()
+
+    def _lapse_locked(self, counted: bool) -> bool:
+        """lapse()'s work under the lock; whether on_lapse is to be called (outside it)."""
+        if self.distrusted or time.monotonic() <= self.trusted_until:
+            return False  # another thread did it, or trust came back meanwhile
+        self._clear_locked()
+        self.distrusted = True
+        if counted:
             self.lapses += 1
-        self.on_lapse()
+        return counted
 
     @property
     def trusted(self) -> bool:

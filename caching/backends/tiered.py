@@ -321,22 +321,33 @@ class TieredCache(AsyncMethods, BaseCache):
     def _many_from_l1(self, state, keys, version) -> tuple[dict, list, list]:
         """get_many's first step: ({key: value} found in L1, [(key, vkey)] to read with the get
         script, [(key, vkey)] to MGET)."""
-        found = {}
-        eligible, plain = [], []
+        pairs = self._many_pairs(state, keys, version)
         l1 = state.l1
+        return self._many_sorted(state, pairs, [l1.get(vkey) if l1_ok else None for _, vkey, l1_ok in pairs])
+
+    def _many_pairs(self, state, keys, version) -> list:
+        """[(key, vkey, whether L1 may hold it)] of get_many's keys."""
+        pairs = []
         for key in keys:
             vkey = self._vkey(state, key, version)
-            if state.eligible(key, vkey):
-                entry = l1.get(vkey)
-                if entry is not None:
-                    state.stats.hit_l1()
-                    value = entry[VALUE]
-                    found[key] = loads(entry[RAW]) if value is _RAW else value
-                    continue
-                state.stats.miss_l1()
-                eligible.append((key, vkey))
-            else:
+            pairs.append((key, vkey, state.eligible(key, vkey)))
+        return pairs
+
+    def _many_sorted(self, state, pairs: list, entries: list) -> tuple[dict, list, list]:
+        """_many_from_l1's answer from the L1 `entries` of `pairs` (None: a miss, or not
+        eligible), the hits and misses counted."""
+        found = {}
+        eligible, plain = [], []
+        stats = state.stats
+        for (key, vkey, l1_ok), entry in zip(pairs, entries, strict=True):
+            if not l1_ok:
                 plain.append((key, vkey))
+            elif entry is not None:
+                stats.hit_l1()
+                found[key] = self._from_l1(entry)
+            else:
+                stats.miss_l1()
+                eligible.append((key, vkey))
         return found, eligible, plain
 
     @staticmethod

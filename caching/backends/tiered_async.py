@@ -9,7 +9,8 @@ whichever half fills it) and the same breaker and FAIL_OPEN handling. The work a
 call is the sync face's own helpers (`_write_plan`/`_written`, `_many_from_l1`/`_many_done`,
 ...), so the halves cannot drift.
 
-An L1 hit awaits nothing. Still on a thread: binding the engine on a process's first call
+An L1 hit awaits nothing, and an L1 lookup never blocks the event loop (L1.aget: a pending
+broadcast message or a busy L1 lock is awaited, not slept on). Still on a thread: binding the engine on a process's first call
 (it starts the subscriber and waits up to 0.5 s for its subscription), and the Django helpers
 this mixin does not override are BaseCache's, built on the native methods (aget_or_set,
 aincr_version, adecr, ...).
@@ -47,7 +48,7 @@ class AsyncMethods:
             state = await self._astate()
         vkey = self._vkey(state, key, version)
         if state.eligible(key, vkey):
-            entry = state.l1.get(vkey)
+            entry = await state.l1.aget(vkey)
             if entry is not None:
                 state.stats.hit_l1()
                 return self._from_l1(entry)
@@ -68,7 +69,10 @@ class AsyncMethods:
 
     async def aget_many(self, keys, version=None):
         state = await self._astate()
-        found, eligible, plain = self._many_from_l1(state, keys, version)
+        pairs = self._many_pairs(state, keys, version)
+        l1 = state.l1
+        found, eligible, plain = self._many_sorted(
+            state, pairs, [await l1.aget(vkey) if l1_ok else None for _, vkey, l1_ok in pairs])
         if not eligible and not plain:
             return found
         since = state.l1.since() if state.l1 is not None else FillGuard(0, 0)
@@ -82,7 +86,7 @@ class AsyncMethods:
     async def ahas_key(self, key, version=None):
         state = await self._astate()
         vkey = self._vkey(state, key, version)
-        if state.eligible(key, vkey) and state.l1.get(vkey) is not None:
+        if state.eligible(key, vkey) and await state.l1.aget(vkey) is not None:
             return True
         half = aio.l2_for(state.l2)
         try:

@@ -8,7 +8,7 @@ import pytest
 from django.core.cache import caches
 
 from caching.backends import CacheUnavailable
-from tests.aio_support import arun, completes_without_suspending
+from tests.aio_support import arun, hit_without_suspending
 from tests.cache_backend.test_backend import _down, use
 
 
@@ -18,13 +18,13 @@ def test_an_l1_hit_awaits_nothing_and_both_halves_share_l1():
         stats = cache.state.stats
         cache.set("synced", {"by": "set"})  # write-through: in this process's L1
         hits = stats.l1_hit
-        assert completes_without_suspending(cache.aget("synced")) == {"by": "set"}
-        assert completes_without_suspending(cache.aget_many(["synced"])) == {"synced": {"by": "set"}}
-        assert completes_without_suspending(cache.ahas_key("synced")) is True
+        assert hit_without_suspending(lambda: cache.aget("synced")) == {"by": "set"}
+        assert hit_without_suspending(lambda: cache.aget_many(["synced"])) == {"synced": {"by": "set"}}
+        assert hit_without_suspending(lambda: cache.ahas_key("synced")) is True
         arun(cache.aset("asynced", [1, 2]))
         assert cache.get("asynced") == [1, 2]
         assert stats.l1_hit - hits == 3  # aget, aget_many, get (has_key counts nothing, as in the sync half)
-        first = completes_without_suspending(cache.aget("asynced"))
+        first = hit_without_suspending(lambda: cache.aget("asynced"))
         first.append("mutated")
         assert cache.get("asynced") == [1, 2]  # a fresh copy every time, as get()
 

@@ -13,7 +13,7 @@ import pytest
 
 import caching
 from caching import async_fetch, fetcher
-from tests.aio_support import arun, completes_without_suspending
+from tests.aio_support import arun, hit_without_suspending
 
 from .conftest import cache_settings
 
@@ -24,7 +24,7 @@ def test_an_l1_hit_awaits_nothing():
     key = "afetch:l1"
     first = arun(caching.afetch(key, lambda: {"v": 1}, kind=KIND, tags=["afetch-tag:l1"]))
     assert (first.value, first.source) == ({"v": 1}, caching.MISS)
-    hit = completes_without_suspending(caching.afetch(key, lambda: "unused", kind=KIND))
+    hit = hit_without_suspending(lambda: caching.afetch(key, lambda: "unused", kind=KIND))
     assert (hit.value, hit.source) == ({"v": 1}, caching.HIT_L1)
     # The sync face reads the same L1.
     assert caching.fetch(key, lambda: "unused", kind=KIND).source == caching.HIT_L1
@@ -41,7 +41,7 @@ def test_an_l2_hit_runs_no_thread(monkeypatch):
     monkeypatch.setattr(async_fetch, "sync_to_async", no_thread)
     fetched = arun(caching.afetch(key, lambda: "unused", kind=KIND))
     assert (fetched.value, fetched.source) == ("from sync", caching.HIT_L2)
-    assert completes_without_suspending(caching.afetch(key, lambda: "unused", kind=KIND)).source == caching.HIT_L1
+    assert hit_without_suspending(lambda: caching.afetch(key, lambda: "unused", kind=KIND)).source == caching.HIT_L1
 
 
 @pytest.mark.parametrize("flavour", ["async loader", "sync loader"])
