@@ -49,6 +49,8 @@ logger = logging.getLogger(__name__)
 
 _get_conf = conf_module.get
 
+NO_FLIGHT = (None, None)  # inflight.get()'s default: no load of the key in this process
+
 
 class CallersOwnRefusal(Exception):  # noqa: N818 (it names the situation)
     """Raised by a loader to refuse the caller it runs for, not the key (e.g. a project's
@@ -167,8 +169,9 @@ class FetchFace:
             return result
         finally:
             with self._inflight_lock:
-                current = self.inflight.get(key)
-                if current is not None and current[1] is applied:  # ours (this call's mark), not a newer load's
+                # Ours (this call's mark), not a newer load's. No local bound to the flight: it
+                # holds the future, whose exception's traceback holds this frame (a cycle).
+                if self.inflight.get(key, NO_FLIGHT)[1] is applied:
                     del self.inflight[key]
 
     # --- L2 + leases ------------------------------------------------------------------------
