@@ -140,7 +140,7 @@ def _retrieved(task: asyncio.Task) -> None:
 
 async def _single_flight(face: FetchFace, key, loader, kind, tags) -> Fetched:
     """Join the loop's fetch of `key` in flight, unless an invalidation reached this process
-    (or a clear) since it began: its read may predate a write that has returned since, and a caller that
+    (or a clear) since it began, applied or not (FetchFace.joinable): its read may predate a write that has returned since, and a caller that
     began after that write must not be answered the older value (read-your-writes; the tasks
     of a loop interleave at every await, so a flight's L2 read may be long issued). Then a new
     fetch starts, and later callers join that one."""
@@ -150,7 +150,7 @@ async def _single_flight(face: FetchFace, key, loader, kind, tags) -> Fetched:
     flights = _in_flight(face)
     flight = flights.get(key)
     seen = face.applied_mark()
-    if flight is not None and flight[1] == seen:
+    if flight is not None and face.joinable(flight[1], seen):
         try:
             return await asyncio.shield(flight[0])
         except CallersOwnRefusal:

@@ -122,6 +122,14 @@ class FetchFace:
         l1 = self.l1
         return (l1.epoch, l1.seen_seq) if l1 is not None else (0, self.seen_seq)
 
+    def joinable(self, began: tuple, applied: tuple) -> bool:
+        """May a caller whose applied_mark() is `applied` join a load that began at `began`? Only
+        if nothing was applied since and nothing is arriving: a message that reached this process
+        unapplied (the subscriber lagging past a write's BROADCAST_WAIT) may be the invalidation
+        of a write that has returned, which the load's L2 read may predate - as L1.get() does
+        not answer from L1 then, the caller does not take the load's answer."""
+        return began == applied and not (self.l1 is not None and self.l1.unapplied())
+
     # --- single-flight ----------------------------------------------------------------------
 
     def fetch_slow(self, key, loader, kind, tags, early_read: EarlyRead | None = None) -> Fetched:
@@ -134,7 +142,7 @@ class FetchFace:
             # read L2 before a write that has returned: not joined (read-your-writes), a new one
             # starts and later callers join that.
             flight = self.inflight.get(key)
-            leader = flight is None or flight[1] != applied
+            leader = flight is None or not self.joinable(flight[1], applied)
             if leader:
                 flight = self.inflight[key] = (Future(), applied)
             future = flight[0]

@@ -5,6 +5,8 @@ caller races the one load (none can arrive after it), whatever the machine's spe
 
 import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -164,8 +166,77 @@ def test_a_read_ahead_that_joins_a_load_in_flight_gives_its_lease_back():
             time.sleep(0.002)
         assert key in face.inflight
         assert EarlyRead.start(face, key) is None  # a second read ahead now joins the flight instead
+        # Nothing arriving on the subscription (the first PING's answer of a new subscriber): a
+        # caller does not join a load while a message is unapplied (FetchFace.joinable).
+        for _ in range(1000):
+            if not face.l1.unapplied():
+                break
+            time.sleep(0.002)
         follower = caching.fetch(key, lambda: "mine", kind="article", early_read=ahead)
         thread.join(10)
     assert not isinstance(leader_result[0], caching.LeaseTimeout), "the leader waited on the follower's lease"
     assert leader_result[0].value == follower.value == "loaded"
     assert ahead.used
+
+
+WRITER = """
+import django
+django.setup()
+from caching.invalidation import on_invalidate
+on_invalidate.clear()  # the app tiers only, as in the test process
+import caching
+caching.invalidate_tags([{tag!r}])
+"""
+
+
+def test_a_thread_does_not_join_a_load_while_an_invalidation_waits_unapplied():
+    """Another process's write returned while this process's subscriber sat on its message
+    (a thread the OS did not schedule: the writer's wait for our acknowledgement, BROADCAST_WAIT,
+    timed out). A thread that calls fetch after that must not take the answer of a load whose L2
+    read came before the write: L1.get() does not answer from L1 while a message is unapplied,
+    and the single-flight does not let the caller join an older load either."""
+    from caching import engine
+
+    key, tag = names.article_key(6), names.article_tag(6)
+    loading, finish = threading.Event(), threading.Event()
+    results = {}
+
+    def old_load():  # its L2 read (a miss) came before the write
+        loading.set()
+        assert finish.wait(30)
+        return "old"
+
+    def run(name, loader):
+        results[name] = caching.fetch(key, loader, kind="article", tags=[tag]).value
+
+    leader = threading.Thread(target=run, args=("leader", old_load))
+    leader.start()
+    assert loading.wait(10)
+    sub = engine.default().subscriber
+    apply, release = sub._apply, threading.Event()
+
+    def stalled(data):  # the next message read sits here until released
+        release.wait(30)
+        sub._apply = apply
+        apply(data)
+
+    sub._apply = stalled
+    follower = None
+    try:
+        writer = subprocess.run([sys.executable, "-c", WRITER.format(tag=tag)], capture_output=True, text=True,
+                                timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        assert writer.returncode == 0, writer.stderr[-2000:]
+        # The write has returned; its message reached this process and is not applied.
+        assert sub.unapplied()
+        follower = threading.Thread(target=run, args=("follower", lambda: "new"))
+        follower.start()
+        time.sleep(0.05)  # the follower is in fetch (joined or polling the leader's lease)
+        finish.set()  # the leader's fill is refused (the tag was invalidated after its read)
+        follower.join(30)
+    finally:
+        finish.set()
+        release.set()
+        leader.join(30)
+        if follower is not None:
+            follower.join(30)
+    assert results == {"leader": "old", "follower": "new"}, results
