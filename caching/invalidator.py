@@ -78,8 +78,8 @@ class AppTierInvalidator:
         call = _next_call(steps, None, None)
         while call is not None:  # the steps' Redis calls, made here
             try:
-                if call[0] == "script":
-                    call = _next_call(steps, self.l2.script(*call[1:]), None)
+                if call[0] == "script":  # past an open breaker (L2.script_for_write)
+                    call = _next_call(steps, self.l2.script_for_write(*call[1:]), None)
                 else:  # ("blpop", keys, timeout)
                     call = _next_call(steps, self.l2.call(self.l2.client.blpop, call[1], timeout=call[2]), None)
             except L2Unavailable as exc:

@@ -79,6 +79,7 @@ class L2:
         self._scripts: dict = {}
         self._app_scripts: dict = {}  # caching.app_data.Script -> redis-py Script, on first use
         self._lock = threading.Lock()
+        self._write_probe = threading.Lock()  # script_for_write(): one call past an open breaker at a time
         self._error_counters: dict = {}
 
     # --- the client ---------------------------------------------------------------------------
@@ -126,6 +127,11 @@ class L2:
     def call(self, fn, *args, **kwargs):
         """fn(*args, **kwargs) through the breaker."""
         self.admit()
+        return self._reported(fn, args, kwargs)
+
+    def _reported(self, fn, args, kwargs):
+        """fn(*args, **kwargs), its outcome reported to the breaker (a Redis error raised as
+        L2Unavailable)."""
         try:
             result = fn(*args, **kwargs)
         except _CALLER_ERRORS:
@@ -190,6 +196,26 @@ class L2:
         """One EVALSHA of caching/lua/<name>.lua (redis-py reloads a script Redis lost)."""
         client = self.client
         return self.call(self._scripts[name], keys=keys, args=args, client=client)
+
+    def script_for_write(self, name: str, keys: list, args: list):
+        """script() for a write's invalidation, which an open breaker does not skip: a read
+        that skips Redis loses a cache hit, a write whose invalidation skips it leaves every
+        other process serving the old value until its replay (a host that heard Redis again
+        keeps its breaker open up to BREAKER_RESET). One such call at a time tries Redis past
+        the open breaker (a success closes it; while Redis is really unreachable a write pays
+        at most the connect timeout); the others raise L2Unavailable as through the breaker."""
+        if not self.enabled:
+            raise L2Unavailable("L2 disabled (L2_ENABLED False)")
+        client = self.client  # (registers the scripts on first use)
+        call, kwargs = self._scripts[name], {"keys": keys, "args": args, "client": client}
+        if self.breaker.allow():
+            return self._reported(call, (), kwargs)
+        if not self._write_probe.acquire(False):
+            raise L2Unavailable("circuit breaker open (another write is trying Redis)")
+        try:
+            return self._reported(call, (), kwargs)
+        finally:
+            self._write_probe.release()
 
     def run_script(self, script, keys: list, args: list):
         """One EVALSHA of an app's own script (caching.app_data.Script), registered on first use."""

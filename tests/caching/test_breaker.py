@@ -90,3 +90,30 @@ def test_a_long_redis_outage_keeps_l1_filling(use_private_redis):
             sources = list(pool.map(read, range(200)))
         assert engine.default().subscriber_state() == "down"
         assert len(loads) <= 8 and sources.count(caching.HIT_L1) >= 190, (len(loads), sources.count(caching.HIT_L1))
+
+
+def test_a_write_invalidates_past_an_open_breaker_when_redis_answers():
+    """A host whose breaker opened (a partition, a Redis restart) keeps it open up to
+    BREAKER_RESET after Redis answers again. A write made there meanwhile must still reach L2
+    and every L1: queued for replay, it left every other process serving the old value (the
+    multi-host harness saw it right after a partition healed). A read still skips Redis."""
+    import redis
+
+    with cache_settings(BREAKER_FAILURES=3, BREAKER_RESET=60.0):
+        face = fetcher.current()
+        breaker = face.l2.breaker
+        key, tag = names.article_key(7), names.article_tag(7)
+        assert caching.fetch(key, lambda: "old", kind="article", tags=[tag]).source == caching.MISS
+        vkey = keys.value_key(face.namespace, key)
+        assert face.l2.client.exists(vkey)
+        try:
+            for _ in range(3):  # what three lost calls report: the breaker opens for 60 s
+                breaker.failure(redis.exceptions.ConnectionError("connection lost (test)"))
+            assert breaker.state == "open"
+            assert caching.fetch(names.article_key(8), lambda: "db", kind="article").source == caching.MISS
+            assert face.l2.client.get(keys.value_key(face.namespace, names.article_key(8))) is None  # skipped
+            caching.invalidate_tags([tag])
+            assert not face.l2.client.exists(vkey), "the write's invalidation waited behind the breaker"
+            assert breaker.state == "closed" and tag not in face.invalidator.pending_tags
+        finally:
+            breaker.success()
