@@ -108,7 +108,6 @@ def sync_hits(location: str, n: int) -> None:
     from django.core.cache import cache
 
     import caching
-
     from caching import engine, fetcher
 
     for eng in (cache.state.engine, fetcher.current().engine):  # a subscription confirmed later empties L1

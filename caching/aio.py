@@ -67,8 +67,12 @@ class AsyncL2:
 
     async def call(self, fn, *args, **kwargs):
         """await fn(*args, **kwargs) through the engine's breaker (L2.call's contract)."""
+        self.l2.admit()
+        return await self._reported(fn, args, kwargs)
+
+    async def _reported(self, fn, args, kwargs):
+        """L2._reported: await fn(*args, **kwargs), its outcome reported to the breaker."""
         l2 = self.l2
-        l2.admit()
         try:
             result = await fn(*args, **kwargs)
         except _CALLER_ERRORS:
@@ -81,6 +85,16 @@ class AsyncL2:
     async def script(self, name: str, keys: list, args: list):
         """One EVALSHA of caching/lua/<name>.lua (reloaded if Redis lost it)."""
         return await self.call(self._scripts[name], keys=keys, args=args, client=self.client)
+
+    async def script_for_write(self, name: str, keys: list, args: list):
+        """L2.script_for_write: a write's invalidation, past an open breaker (L2.admit_write)."""
+        l2 = self.l2
+        probing = l2.admit_write()
+        try:
+            return await self._reported(self._scripts[name], (), {"keys": keys, "args": args, "client": self.client})
+        finally:
+            if probing:
+                l2.write_probe.release()
 
     async def execute(self, calls: list) -> list:
         """L2.execute: [(script name or "mget", keys, args)] in one round trip, their replies."""

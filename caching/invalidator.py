@@ -101,8 +101,8 @@ class AppTierInvalidator:
         call = _next_call(steps, None, None)
         while call is not None:
             try:
-                if call[0] == "script":
-                    call = _next_call(steps, await half.script(*call[1:]), None)
+                if call[0] == "script":  # past an open breaker (L2.script_for_write)
+                    call = _next_call(steps, await half.script_for_write(*call[1:]), None)
                 else:
                     call = _next_call(steps, await half.call(half.client.blpop, call[1], timeout=call[2]), None)
             except L2Unavailable as exc:

@@ -79,7 +79,7 @@ class L2:
         self._scripts: dict = {}
         self._app_scripts: dict = {}  # caching.app_data.Script -> redis-py Script, on first use
         self._lock = threading.Lock()
-        self._write_probe = threading.Lock()  # script_for_write(): one call past an open breaker at a time
+        self.write_probe = threading.Lock()  # admit_write(): one write past an open breaker at a time
         self._error_counters: dict = {}
 
     # --- the client ---------------------------------------------------------------------------
@@ -201,21 +201,27 @@ class L2:
         """script() for a write's invalidation, which an open breaker does not skip: a read
         that skips Redis loses a cache hit, a write whose invalidation skips it leaves every
         other process serving the old value until its replay (a host that heard Redis again
-        keeps its breaker open up to BREAKER_RESET). One such call at a time tries Redis past
-        the open breaker (a success closes it; while Redis is really unreachable a write pays
-        at most the connect timeout); the others raise L2Unavailable as through the breaker."""
+        keeps its breaker open up to BREAKER_RESET). See admit_write()."""
+        client = self.client  # (registers the scripts on first use)
+        probing = self.admit_write()
+        try:
+            return self._reported(self._scripts[name], (), {"keys": keys, "args": args, "client": client})
+        finally:
+            if probing:
+                self.write_probe.release()
+
+    def admit_write(self) -> bool:
+        """script_for_write()'s first step (the async face's too): L2Unavailable when L2 is
+        disabled, or the breaker is open and another write is trying Redis past it; True when
+        this call is the one (it releases `write_probe` after its call). A success closes the
+        breaker; while Redis is really unreachable a write pays at most the connect timeout."""
         if not self.enabled:
             raise L2Unavailable("L2 disabled (L2_ENABLED False)")
-        client = self.client  # (registers the scripts on first use)
-        call, kwargs = self._scripts[name], {"keys": keys, "args": args, "client": client}
         if self.breaker.allow():
-            return self._reported(call, (), kwargs)
-        if not self._write_probe.acquire(False):
+            return False
+        if not self.write_probe.acquire(False):
             raise L2Unavailable("circuit breaker open (another write is trying Redis)")
-        try:
-            return self._reported(call, (), kwargs)
-        finally:
-            self._write_probe.release()
+        return True
 
     def run_script(self, script, keys: list, args: list):
         """One EVALSHA of an app's own script (caching.app_data.Script), registered on first use."""

@@ -8,6 +8,7 @@ from prometheus_client import REGISTRY
 
 import caching
 from caching import fetcher, keys
+from tests.aio_support import arun
 from tests.caching import names
 
 from .conftest import cache_settings, metric
@@ -92,7 +93,8 @@ def test_a_long_redis_outage_keeps_l1_filling(use_private_redis):
         assert len(loads) <= 8 and sources.count(caching.HIT_L1) >= 190, (len(loads), sources.count(caching.HIT_L1))
 
 
-def test_a_write_invalidates_past_an_open_breaker_when_redis_answers():
+@pytest.mark.parametrize("how", ["sync", "async"])
+def test_a_write_invalidates_past_an_open_breaker_when_redis_answers(how):
     """A host whose breaker opened (a partition, a Redis restart) keeps it open up to
     BREAKER_RESET after Redis answers again. A write made there meanwhile must still reach L2
     and every L1: queued for replay, it left every other process serving the old value (the
@@ -112,7 +114,10 @@ def test_a_write_invalidates_past_an_open_breaker_when_redis_answers():
             assert breaker.state == "open"
             assert caching.fetch(names.article_key(8), lambda: "db", kind="article").source == caching.MISS
             assert face.l2.client.get(keys.value_key(face.namespace, names.article_key(8))) is None  # skipped
-            caching.invalidate_tags([tag])
+            if how == "sync":
+                caching.invalidate_tags([tag])
+            else:
+                arun(caching.ainvalidate_tags([tag]))
             assert not face.l2.client.exists(vkey), "the write's invalidation waited behind the breaker"
             assert breaker.state == "closed" and tag not in face.invalidator.pending_tags
         finally:
