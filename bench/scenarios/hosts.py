@@ -363,6 +363,7 @@ def figures(logs: list[sampler.ReadLog], writes: list[sampler.Write], phases: li
                     if r.started < ended and keep(r):
                         yield r
 
+    made_by = {(w.article_id, w.version): w.kind for w in writes}  # e.g. "api@app2"
     tiers: dict[str, dict] = {}
     results: dict[str, sampler.TierResult] = {}
     statuses: dict[str, Counter] = {}  # phase -> Counter of "<tier>:<status>" for reads without a version
@@ -376,7 +377,7 @@ def figures(logs: list[sampler.ReadLog], writes: list[sampler.Write], phases: li
             "stale_by_phase": dict(by_phase),
             "stale_past_edge_lag": sum(1 for s in result.stale_reads if s.lag > EDGE_LAG),
             "lag_p99": result.lag_percentile(99), "lag_max": result.worst.lag if result.worst else None,
-            "worst": [_stale_record(s) for s in sorted(result.stale_reads, key=lambda s: -s.lag)[:STALE_LISTED]],
+            "worst": [_stale_record(s, made_by) for s in sorted(result.stale_reads, key=lambda s: -s.lag)[:STALE_LISTED]],
         }
     for x in logs:
         for started, version, status in zip(x.started, x.version, x.status, strict=True):
@@ -397,7 +398,7 @@ def figures(logs: list[sampler.ReadLog], writes: list[sampler.Write], phases: li
                      "stale": exact.stale, "older_than_bound": bounded.stale, "bound_s": PARTITION_BOUND,
                      "lag_max": exact.worst.lag if exact.worst else None,
                      "x_cache": dict(Counter(r.x_cache or "-" for r in mine)),
-                     "worst": [_stale_record(s) for s in sorted(bounded.stale_reads, key=lambda s: -s.lag)[:STALE_LISTED]]}
+                     "worst": [_stale_record(s, made_by) for s in sorted(bounded.stale_reads, key=lambda s: -s.lag)[:STALE_LISTED]]}
     # Per write, its stale window over every tier (and over every tier but the partitioned host's
     # reads counted apart): "how long this edit stayed invisible somewhere".
     anywhere: dict[sampler.Write, float] = {}
@@ -460,9 +461,11 @@ def _lags(stale: list[sampler.StaleRead]) -> dict:
             "past_edge_lag": sum(1 for v in ms if v > EDGE_LAG * 1000)}
 
 
-def _stale_record(s: sampler.StaleRead) -> dict:
+def _stale_record(s: sampler.StaleRead, made_by: dict) -> dict:
+    """A stale read as the report lists it; `via`: how and where the write it missed was made."""
     r = s.read
     return {"tier": r.tier, "article": r.article_id, "version": r.version, "expected": s.expected,
+            "via": made_by.get((r.article_id, s.expected)),
             "lag_ms": round(s.lag * 1000, 1), "x_cache": r.x_cache, "edge": r.edge, "worker": r.worker}
 
 
