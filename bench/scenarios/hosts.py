@@ -428,6 +428,8 @@ def figures(logs: list[sampler.ReadLog], writes: list[sampler.Write], phases: li
             "reads": reads_per_phase.get(p["name"], 0),
             "no_version": dict(statuses.get(p["name"], {})),
             "writes": len(ws), "write_p50_ms": percentile(ms, 50), "write_p99_ms": percentile(ms, 99),
+            "write_max_ms_by_host": {h: round(max((w.returned - w.started) * 1000 for w in ws if w.kind.endswith("@" + h)), 1)
+                                     for h in sorted({w.kind.split("@")[-1] for w in ws})},
             "stale_after_2s": sum(1 for w in ws if anywhere.get(w, 0.0) > STALE_AFTER),
             "stale_after_2s_outside_partition": sum(1 for w in ws if outside.get(w, 0.0) > STALE_AFTER),
             "stale_edge": sum(tiers[e]["stale_by_phase"].get(p["name"], 0) for e in EDGES),
