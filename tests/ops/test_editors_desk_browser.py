@@ -42,12 +42,15 @@ def _user():
 
 def _login(browser, live_server, next_path: str):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     user = _user()
     browser.get(f"{live_server.url}/admin/login/?next={next_path}")
     browser.find_element(By.NAME, "username").send_keys("desk")
     browser.find_element(By.NAME, "password").send_keys("pw-12345!")
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    # The click does not wait for the next page: a find right after it may search the login page.
+    WebDriverWait(browser, 20).until(lambda d: "/admin/login/" not in d.current_url)
     return user
 
 
@@ -57,6 +60,7 @@ def test_cache_page_is_linked_from_the_index_and_its_labels_fit(live_server, tmp
     horizontal scroll to reach it) and every label of it inside the chart."""
     import requests
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     articles = [make_article() for _ in range(3)]
     for _ in range(2):
@@ -64,7 +68,9 @@ def test_cache_page_is_linked_from_the_index_and_its_labels_fit(live_server, tmp
             requests.get(f"{live_server.url}/api/articles/{article.pk}/", timeout=10)
     with support.chromium(width=width, height=1400) as browser:
         _login(browser, live_server, "/admin/")
+        WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, 'a[href="/admin/cache/"]'))
         browser.find_element(By.CSS_SELECTOR, 'a[href="/admin/cache/"]').click()
+        WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.ID, "chart-freshness"))
         window = browser.execute_script("return document.documentElement.clientWidth")
         for card_id in ("chart-since-start", "chart-recent", "chart-freshness"):
             card = browser.find_element(By.ID, card_id)
