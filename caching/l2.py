@@ -214,7 +214,8 @@ class L2:
         """script_for_write()'s first step (the async face's too): L2Unavailable when L2 is
         disabled, or the breaker is open and another write is trying Redis past it; True when
         this call is the one (it releases `write_probe` after its call). A success closes the
-        breaker; while Redis is really unreachable a write pays at most the connect timeout."""
+        breaker; while Redis is really unreachable a write pays at most one Redis timeout (0.25 s in
+        newsite: REDIS_CONNECT_TIMEOUT, or REDIS_SOCKET_TIMEOUT on a pooled connection that died)."""
         if not self.enabled:
             raise L2Unavailable("L2 disabled (L2_ENABLED False)")
         if self.breaker.allow():
