@@ -13,6 +13,7 @@ replies); each face only makes the calls, so the halves cannot drift.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -26,6 +27,11 @@ logger = logging.getLogger(__name__)
 
 PENDING_MAX = 10_000  # tags queued for replay at most
 INVALIDATE_CHUNK = 1000  # members of one tag bucket deleted per Redis call (bounded script time)
+# The acknowledgement wait polls the writer's ack list (LPOP with a count) every 0.5, 1, 2, 4, 5,
+# 5 ... ms: a BLPOP's timeout is only as fine as Redis's timer (1/hz: 100 ms at the default hz 10),
+# which made a 50 ms BROADCAST_WAIT last 80-100 ms whenever an L1 did not answer.
+ACK_POLL_FIRST = 0.0005
+ACK_POLL_MAX = 0.005
 
 
 def _next_call(steps, reply, failure: L2Unavailable | None):
@@ -80,8 +86,11 @@ class AppTierInvalidator:
             try:
                 if call[0] == "script":  # past an open breaker (L2.script_for_write)
                     call = _next_call(steps, self.l2.script_for_write(*call[1:]), None)
-                else:  # ("blpop", keys, timeout)
-                    call = _next_call(steps, self.l2.call(self.l2.client.blpop, call[1], timeout=call[2]), None)
+                elif call[0] == "lpop":  # ("lpop", key, count)
+                    call = _next_call(steps, self.l2.call(self.l2.client.lpop, call[1], call[2]), None)
+                else:  # ("sleep", seconds)
+                    time.sleep(call[1])
+                    call = _next_call(steps, None, None)
             except L2Unavailable as exc:
                 call = _next_call(steps, None, exc)
 
@@ -103,18 +112,22 @@ class AppTierInvalidator:
             try:
                 if call[0] == "script":  # past an open breaker (L2.script_for_write)
                     call = _next_call(steps, await half.script_for_write(*call[1:]), None)
+                elif call[0] == "lpop":
+                    call = _next_call(steps, await half.call(half.client.lpop, call[1], call[2]), None)
                 else:
-                    call = _next_call(steps, await half.call(half.client.blpop, call[1], timeout=call[2]), None)
+                    await asyncio.sleep(call[1])
+                    call = _next_call(steps, None, None)
             except L2Unavailable as exc:
                 call = _next_call(steps, None, exc)
 
     def _steps(self, plan: Invalidation, strict: bool):
         """An invalidation's logic, once for both faces (sans-I/O): a generator that yields each
-        Redis call - ("script", name, keys, args) or ("blpop", keys, timeout) - and is sent its
-        reply, or thrown its L2Unavailable; invalidate() and ainvalidate() make the calls.
+        Redis call - ("script", name, keys, args) or ("lpop", key, count) - and is sent its
+        reply, or thrown its L2Unavailable, and its pauses ("sleep", seconds); invalidate() and
+        ainvalidate() make them.
         invalidate.lua, its large buckets drained in chunks, our L1 at once, then the wait for
         every subscriber that received the broadcast to acknowledge it (each pushes to
-        keys.ack_key: one BLPOP per receiving process, answered as soon as it acknowledges), or
+        keys.ack_key, which the writer polls: ACK_POLL_FIRST doubling to ACK_POLL_MAX), or
         BROADCAST_WAIT: then a process may still serve the old value from L1 for the time its
         subscriber lags, and it is counted."""
         try:
@@ -132,13 +145,15 @@ class AppTierInvalidator:
             return
         key = keys.ack_key(self.namespace, seq)
         deadline = time.monotonic() + wait
-        acked = 0
+        acked, pause = 0, ACK_POLL_FIRST
         try:
-            while acked < receivers:
+            while True:
+                acked += len((yield ("lpop", key, receivers - acked)) or ())
                 left = deadline - time.monotonic()
-                if left <= 0 or (yield ("blpop", [key], max(left, 0.001))) is None:
+                if acked >= receivers or left <= 0:
                     break
-                acked += 1
+                yield ("sleep", min(pause, left))
+                pause = min(pause * 2, ACK_POLL_MAX)
         except L2Unavailable:
             pass
         if acked < receivers:
